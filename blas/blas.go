@@ -1,0 +1,55 @@
+// Package blas provides the single-precision matrix products the model and
+// the generation engine run on. Built with the `openblas` tag it calls
+// OpenBLAS's cblas_sgemm through cgo (Debian libopenblas-dev); without it, it
+// falls back to gonum's pure-Go implementation, so the plain build needs no
+// system library.
+package blas
+
+import (
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/gonum"
+)
+
+// Impl is a complete gonum BLAS implementation (float32 and float64) whose
+// Sgemm uses the fastest kernel available in this build. It can be handed to
+// gorgonia.Use.
+type Impl struct{ gonum.Implementation }
+
+// Sgemm computes C = alpha·op(A)·op(B) + beta·C for row-major matrices,
+// where op(X) is X or Xᵀ; op(A) is m×k, op(B) is k×n and C is m×n.
+func (Impl) Sgemm(tA, tB blas.Transpose, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	sgemm(tA != blas.NoTrans, tB != blas.NoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// Gemm computes C = alpha·op(A)·op(B) + beta·C on row-major slices with
+// leading dimensions taken from the shapes: A is m×k (k×m when transA),
+// B is k×n (n×k when transB), C is m×n.
+func Gemm(transA, transB bool, m, n, k int, alpha float32, a, b []float32, beta float32, c []float32) {
+	lda, ldb := k, n
+	if transA {
+		lda = m
+	}
+	if transB {
+		ldb = k
+	}
+	sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, n)
+}
+
+// Backend names the kernel in use: "openblas" or "gonum".
+func Backend() string { return backend }
+
+func toTrans(t bool) blas.Transpose {
+	if t {
+		return blas.Trans
+	}
+	return blas.NoTrans
+}
+
+var pureGo gonum.Implementation
+
+func gonumSgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	if m == 0 || n == 0 {
+		return
+	}
+	pureGo.Sgemm(toTrans(transA), toTrans(transB), m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}

@@ -1,0 +1,211 @@
+// Package model is the LLaMA-architecture decoder: its configuration (read
+// from and written to Hugging Face config.json), its weights, the training
+// graph built on gorgonia, and fast KV-cache generation on the same weights.
+package model
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+)
+
+// RopeScaling is the Hugging Face `rope_scaling` object. Only the Llama-3
+// rule ("llama3") and no scaling are supported.
+type RopeScaling struct {
+	RopeType                      string  `json:"rope_type,omitempty"`
+	Type                          string  `json:"type,omitempty"`
+	Factor                        float64 `json:"factor,omitempty"`
+	LowFreqFactor                 float64 `json:"low_freq_factor,omitempty"`
+	HighFreqFactor                float64 `json:"high_freq_factor,omitempty"`
+	OriginalMaxPositionEmbeddings int     `json:"original_max_position_embeddings,omitempty"`
+	RopeTheta                     float64 `json:"rope_theta,omitempty"`
+}
+
+// Kind returns the scaling rule name ("" when none).
+func (s *RopeScaling) Kind() string {
+	if s == nil {
+		return ""
+	}
+	if s.RopeType != "" {
+		return s.RopeType
+	}
+	return s.Type
+}
+
+// Config is the architecture of a LLaMA-family model, with the field names
+// of Hugging Face's config.json (LlamaConfig, Qwen2Config, MistralConfig).
+type Config struct {
+	Architectures         []string     `json:"architectures,omitempty"`
+	ModelType             string       `json:"model_type"`
+	HiddenSize            int          `json:"hidden_size"`
+	IntermediateSize      int          `json:"intermediate_size"`
+	NumHiddenLayers       int          `json:"num_hidden_layers"`
+	NumAttentionHeads     int          `json:"num_attention_heads"`
+	NumKeyValueHeads      int          `json:"num_key_value_heads"`
+	HeadDimOverride       int          `json:"head_dim,omitempty"`
+	VocabSize             int          `json:"vocab_size"`
+	MaxPositionEmbeddings int          `json:"max_position_embeddings"`
+	RMSNormEps            float64      `json:"rms_norm_eps"`
+	RopeTheta             float64      `json:"rope_theta,omitempty"`
+	RopeScaling           *RopeScaling `json:"rope_scaling,omitempty"`
+	RopeParameters        *RopeScaling `json:"rope_parameters,omitempty"`
+	TieWordEmbeddings     bool         `json:"tie_word_embeddings"`
+	AttentionBias         bool         `json:"attention_bias,omitempty"`
+	HiddenAct             string       `json:"hidden_act"`
+	BOSTokenID            any          `json:"bos_token_id,omitempty"`
+	EOSTokenID            any          `json:"eos_token_id,omitempty"`
+	TorchDtype            string       `json:"torch_dtype,omitempty"`
+}
+
+// HeadDim is the per-head dimension D (head_dim when given, else C/H).
+func (c *Config) HeadDim() int {
+	if c.HeadDimOverride > 0 {
+		return c.HeadDimOverride
+	}
+	return c.HiddenSize / c.NumAttentionHeads
+}
+
+// KVHeads is the number of key/value heads (KVH); it equals the attention
+// heads for plain multi-head attention and divides them for GQA/MQA.
+func (c *Config) KVHeads() int {
+	if c.NumKeyValueHeads > 0 {
+		return c.NumKeyValueHeads
+	}
+	return c.NumAttentionHeads
+}
+
+// Theta is the RoPE base frequency, from `rope_theta` or
+// `rope_parameters.rope_theta` (default 10000).
+func (c *Config) Theta() float64 {
+	if c.RopeTheta > 0 {
+		return c.RopeTheta
+	}
+	if c.RopeParameters != nil && c.RopeParameters.RopeTheta > 0 {
+		return c.RopeParameters.RopeTheta
+	}
+	return 10000
+}
+
+// Scaling is the active RoPE scaling rule, from `rope_scaling` or
+// `rope_parameters`; nil when positions are not rescaled.
+func (c *Config) Scaling() *RopeScaling {
+	for _, s := range []*RopeScaling{c.RopeScaling, c.RopeParameters} {
+		if k := s.Kind(); k != "" && k != "default" {
+			return s
+		}
+	}
+	return nil
+}
+
+// InvFreq returns the D/2 RoPE inverse frequencies θ^(−2i/D), rescaled by
+// the Llama-3 rule when configured (Meta's llama3 `apply_scaling`: low
+// frequencies divided by `factor`, high ones kept, a smooth blend between).
+func (c *Config) InvFreq() []float64 {
+	d := c.HeadDim()
+	inv := make([]float64, d/2)
+	for i := range inv {
+		inv[i] = 1 / math.Pow(c.Theta(), float64(2*i)/float64(d))
+	}
+	s := c.Scaling()
+	if s == nil || s.Kind() != "llama3" {
+		return inv
+	}
+	lowWavelen := float64(s.OriginalMaxPositionEmbeddings) / s.LowFreqFactor
+	highWavelen := float64(s.OriginalMaxPositionEmbeddings) / s.HighFreqFactor
+	for i, f := range inv {
+		wavelen := 2 * math.Pi / f
+		switch {
+		case wavelen < highWavelen:
+			// high frequency: unchanged
+		case wavelen > lowWavelen:
+			inv[i] = f / s.Factor
+		default:
+			smooth := (float64(s.OriginalMaxPositionEmbeddings)/wavelen - s.LowFreqFactor) / (s.HighFreqFactor - s.LowFreqFactor)
+			inv[i] = (1-smooth)*f/s.Factor + smooth*f
+		}
+	}
+	return inv
+}
+
+// Validate reports the first inconsistency in the configuration.
+func (c *Config) Validate() error {
+	switch {
+	case c.HiddenSize <= 0 || c.NumHiddenLayers <= 0 || c.NumAttentionHeads <= 0 || c.IntermediateSize <= 0 || c.VocabSize <= 0:
+		return fmt.Errorf("hidden_size, intermediate_size, num_hidden_layers, num_attention_heads and vocab_size must be positive")
+	case c.NumAttentionHeads%c.KVHeads() != 0:
+		return fmt.Errorf("num_attention_heads %d is not a multiple of num_key_value_heads %d", c.NumAttentionHeads, c.KVHeads())
+	case c.HeadDim()%2 != 0:
+		return fmt.Errorf("head dimension %d must be even for RoPE", c.HeadDim())
+	case c.HiddenAct != "" && c.HiddenAct != "silu":
+		return fmt.Errorf("hidden_act %q is not supported (only silu)", c.HiddenAct)
+	}
+	if s := c.Scaling(); s != nil && s.Kind() != "llama3" {
+		return fmt.Errorf("rope_scaling type %q is not supported (only llama3)", s.Kind())
+	}
+	if s := c.Scaling(); s != nil && (s.Factor <= 0 || s.LowFreqFactor <= 0 || s.HighFreqFactor <= s.LowFreqFactor || s.OriginalMaxPositionEmbeddings <= 0) {
+		return fmt.Errorf("rope_scaling llama3 needs factor > 0, 0 < low_freq_factor < high_freq_factor and original_max_position_embeddings > 0")
+	}
+	return nil
+}
+
+// LoadConfig reads a Hugging Face config.json (a file, or a directory
+// holding one) and fills defaults the format leaves implicit.
+func LoadConfig(path string) (Config, error) {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		path = filepath.Join(path, "config.json")
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("load config: %w", err)
+	}
+	var c Config
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return Config{}, fmt.Errorf("load config %s: %w", path, err)
+	}
+	if c.RMSNormEps == 0 {
+		c.RMSNormEps = 1e-6
+	}
+	if c.HiddenAct == "" {
+		c.HiddenAct = "silu"
+	}
+	if c.ModelType == "qwen2" && !c.AttentionBias {
+		// Qwen2 always has q/k/v biases; its config.json does not say so.
+		c.AttentionBias = true
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, fmt.Errorf("load config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Preset returns a named size: "tiny" (the embedded default, trains on two
+// cores in minutes), "stories15M" and "small" (the benchmark shapes of
+// perf/ANCHORS.md). vocab overrides the vocabulary size when > 0.
+func Preset(name string, vocab int) (Config, error) {
+	c := Config{
+		Architectures: []string{"LlamaForCausalLM"}, ModelType: "llama", HiddenAct: "silu",
+		RMSNormEps: 1e-5, RopeTheta: 10000, TorchDtype: "float32",
+	}
+	switch name {
+	case "tiny":
+		c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers = 128, 352, 4
+		c.NumAttentionHeads, c.NumKeyValueHeads = 4, 2
+		c.VocabSize, c.MaxPositionEmbeddings, c.TieWordEmbeddings = 512, 256, true
+	case "stories15M":
+		c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers = 288, 768, 6
+		c.NumAttentionHeads, c.NumKeyValueHeads = 6, 6
+		c.VocabSize, c.MaxPositionEmbeddings = 32000, 256
+	case "small":
+		c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers = 768, 2048, 12
+		c.NumAttentionHeads, c.NumKeyValueHeads = 12, 4
+		c.VocabSize, c.MaxPositionEmbeddings = 32000, 512
+	default:
+		return Config{}, fmt.Errorf("unknown model preset %q (want tiny, stories15M or small)", name)
+	}
+	if vocab > 0 {
+		c.VocabSize = vocab
+	}
+	return c, nil
+}
