@@ -1,0 +1,488 @@
+// Package generate decodes text from a LLaMA-architecture model with a
+// key/value cache, in plain Go loops and BLAS calls over the same weight
+// tensors the training graph uses. It never builds a gorgonia graph or a
+// tape, so it is the fast path for sampling (self-instruct, PPO rollouts,
+// the HTTP server) and reads adapters live through the LowRank interface.
+//
+// The forward pass follows Hugging Face's LlamaForCausalLM: RMSNorm (Zhang &
+// Sennrich 2019), rotary position embeddings in the rotate-half layout (Su et
+// al. 2021, eq. 34), grouped-query attention (Ainslie et al. 2023) and a
+// SwiGLU MLP (Shazeer 2020). Dimension letters follow the model package:
+// C hidden, F MLP hidden, V vocabulary, L layers, H heads, KVH key/value
+// heads, D head dimension, N rows (tokens) in one forward call.
+package generate
+
+import (
+	"fmt"
+	"math"
+	"sync"
+
+	"github.com/gotune/gotune/model"
+	"gorgonia.org/tensor"
+)
+
+// LowRank supplies a low-rank update of a linear module while decoding:
+// for input rows x the module's output gains scale·(x·aᵀ)·bᵀ, with a the
+// (r, in) and b the (out, r) row-major factors (LoRA, Hu et al. 2021, eq. 3).
+// ok is false when the module has no update. The factors are read on every
+// forward call, so an adapter that is being trained is used as it stands.
+type LowRank interface {
+	LowRank(layer int, module string) (a, b []float32, r int, scale float32, ok bool)
+}
+
+// Engine runs the decoder forward pass with a key/value cache. Forward calls
+// are serialised: one Engine can be shared by goroutines, which then take
+// turns (the Scheduler batches them instead).
+type Engine struct {
+	w   *model.Weights
+	tok Tokenizer
+
+	C, F, V, L, H, KVH, D int
+	eps                   float32
+	maxPos                int // 0 when the config sets no limit
+
+	invFreq []float64
+
+	mu      sync.Mutex
+	adapter LowRank
+	cos     []float32 // (P, D/2) rotary tables for positions < P, grown on demand
+	sin     []float32
+	ws      workspace
+
+	poolMu sync.Mutex
+	pool   []*State // states given back, for reuse
+}
+
+// New returns an engine over w. tok may be nil, in which case generation
+// works on token ids only (no stop strings, no streamed text).
+func New(w *model.Weights, tok Tokenizer) (*Engine, error) {
+	c := w.Config
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("generate: %w", err)
+	}
+	if len(w.Layers) != c.NumHiddenLayers {
+		return nil, fmt.Errorf("generate: weights have %d layers, config says %d", len(w.Layers), c.NumHiddenLayers)
+	}
+	e := &Engine{
+		w: w, tok: tok,
+		C: c.HiddenSize, F: c.IntermediateSize, V: c.VocabSize, L: c.NumHiddenLayers,
+		H: c.NumAttentionHeads, KVH: c.KVHeads(), D: c.HeadDim(),
+		eps: float32(c.RMSNormEps), maxPos: c.MaxPositionEmbeddings,
+		invFreq: c.InvFreq(),
+	}
+	if err := e.checkShapes(); err != nil {
+		return nil, fmt.Errorf("generate: %w", err)
+	}
+	return e, nil
+}
+
+func (e *Engine) checkShapes() error {
+	w := e.w
+	want := func(name string, got []float32, n int) error {
+		if len(got) != n {
+			return fmt.Errorf("%s has %d values, want %d", name, len(got), n)
+		}
+		return nil
+	}
+	C, F, HD, KD := e.C, e.F, e.H*e.D, e.KVH*e.D
+	if err := want("embed_tokens", model.F32(w.Embed), e.V*C); err != nil {
+		return err
+	}
+	if err := want("lm_head", model.F32(w.LMHead), e.V*C); err != nil {
+		return err
+	}
+	if err := want("norm", model.F32(w.Norm), C); err != nil {
+		return err
+	}
+	for i, l := range w.Layers {
+		checks := []struct {
+			name string
+			t    []float32
+			n    int
+		}{
+			{"input_layernorm", model.F32(l.AttnNorm), C}, {"post_attention_layernorm", model.F32(l.MLPNorm), C},
+			{"q_proj", model.F32(l.Wq), HD * C}, {"k_proj", model.F32(l.Wk), KD * C}, {"v_proj", model.F32(l.Wv), KD * C},
+			{"o_proj", model.F32(l.Wo), C * HD}, {"gate_proj", model.F32(l.Gate), F * C}, {"up_proj", model.F32(l.Up), F * C},
+			{"down_proj", model.F32(l.Down), C * F},
+		}
+		if e.w.Config.AttentionBias {
+			if l.Bq == nil || l.Bk == nil || l.Bv == nil {
+				return fmt.Errorf("layer %d: attention_bias is set but biases are missing", i)
+			}
+			checks = append(checks, struct {
+				name string
+				t    []float32
+				n    int
+			}{"q_proj.bias", model.F32(l.Bq), HD}, struct {
+				name string
+				t    []float32
+				n    int
+			}{"k_proj.bias", model.F32(l.Bk), KD}, struct {
+				name string
+				t    []float32
+				n    int
+			}{"v_proj.bias", model.F32(l.Bv), KD})
+		}
+		for _, c := range checks {
+			if err := want(fmt.Sprintf("layer %d %s", i, c.name), c.t, c.n); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Config is the architecture the engine runs.
+func (e *Engine) Config() model.Config { return e.w.Config }
+
+// Weights are the base weights the engine reads (not a copy).
+func (e *Engine) Weights() *model.Weights { return e.w }
+
+// Tokenizer is the tokenizer given to New (possibly nil).
+func (e *Engine) Tokenizer() Tokenizer { return e.tok }
+
+// SetAdapter makes every later forward call add a's low-rank updates
+// (nil removes them).
+func (e *Engine) SetAdapter(a LowRank) {
+	e.mu.Lock()
+	e.adapter = a
+	e.mu.Unlock()
+}
+
+// MaxPositions is the longest sequence the model accepts
+// (max_position_embeddings; 0 when unlimited).
+func (e *Engine) MaxPositions() int { return e.maxPos }
+
+// State is the key/value cache of one sequence: the keys and values of
+// every position fed so far, per layer.
+type State struct {
+	k, v [][]float32 // per layer (n, KVH·D), capacity grown on demand
+	n    int
+}
+
+// NewState returns an empty sequence state.
+func (e *Engine) NewState() *State {
+	return &State{k: make([][]float32, e.L), v: make([][]float32, e.L)}
+}
+
+// Len is the number of positions held.
+func (s *State) Len() int { return s.n }
+
+// Reset empties the state, keeping its memory for reuse.
+func (s *State) Reset() { s.n = 0 }
+
+// Truncate drops positions from n on (n ≤ Len), e.g. to rewind a shared
+// prompt prefix.
+func (s *State) Truncate(n int) {
+	if n < 0 || n > s.n {
+		panic(fmt.Sprintf("generate: truncate state of length %d to %d", s.n, n))
+	}
+	s.n = n
+}
+
+// reserve makes room for positions up to total (keys of width kd).
+func (s *State) reserve(total, kd int) {
+	for l := range s.k {
+		if cap(s.k[l]) < total*kd {
+			c := max(total, 2*cap(s.k[l])/kd) * kd
+			nk, nv := make([]float32, c), make([]float32, c)
+			copy(nk, s.k[l][:s.n*kd])
+			copy(nv, s.v[l][:s.n*kd])
+			s.k[l], s.v[l] = nk, nv
+		}
+		s.k[l] = s.k[l][:total*kd]
+		s.v[l] = s.v[l][:total*kd]
+	}
+}
+
+// ropeTables grows the rotary cos/sin tables to cover positions < p:
+// angle(pos, i) = pos·θ_i with θ_i the (possibly Llama-3-rescaled) inverse
+// frequency of pair i (RoFormer, Su et al. 2021, eq. 15).
+func (e *Engine) ropeTables(p int) {
+	half := e.D / 2
+	have := len(e.cos) / half
+	if have >= p {
+		return
+	}
+	p = max(p, 2*have, 64)
+	if e.maxPos > 0 {
+		p = max(min(p, e.maxPos), have)
+	}
+	cos, sin := make([]float32, p*half), make([]float32, p*half)
+	copy(cos, e.cos)
+	copy(sin, e.sin)
+	for pos := have; pos < p; pos++ {
+		for i, f := range e.invFreq {
+			a := float64(pos) * f
+			cos[pos*half+i] = float32(math.Cos(a))
+			sin[pos*half+i] = float32(math.Sin(a))
+		}
+	}
+	e.cos, e.sin = cos, sin
+}
+
+// workspace holds the activations of one forward call, reused across calls
+// so decoding allocates nothing per token once warm.
+type workspace struct {
+	rows                   []row
+	x, xb, q, k, v, att, o []float32
+	hb, hb2, lr            []float32
+	scores                 []float32 // per worker (maxT)
+	hn, logits             []float32
+	outRows                []int
+}
+
+type row struct {
+	st  *State
+	pos int
+}
+
+func grow(b []float32, n int) []float32 {
+	if cap(b) < n {
+		return make([]float32, n)
+	}
+	return b[:n]
+}
+
+// Forward appends feeds[i] to states[i] and returns, for every state fed at
+// least one token, the logits (V) after its last fed token; logits[i] is nil
+// where feeds[i] is empty. Prefill (many tokens of one sequence), decoding
+// (one token each of many) and any mix run as one batch of rows. The
+// returned slices are reused by the next Forward call.
+func (e *Engine) Forward(states []*State, feeds [][]int) ([][]float32, error) {
+	if len(states) != len(feeds) {
+		return nil, fmt.Errorf("generate: %d states but %d feeds", len(states), len(feeds))
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.forward(states, feeds, false)
+}
+
+// ForwardAll is Forward returning logits for every fed token: out[i] holds
+// len(feeds[i]) rows of V logits, row-major.
+func (e *Engine) ForwardAll(states []*State, feeds [][]int) ([][]float32, error) {
+	if len(states) != len(feeds) {
+		return nil, fmt.Errorf("generate: %d states but %d feeds", len(states), len(feeds))
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.forward(states, feeds, true)
+}
+
+func (e *Engine) forward(states []*State, feeds [][]int, all bool) ([][]float32, error) {
+	C, F, H, KVH, D, V := e.C, e.F, e.H, e.KVH, e.D, e.V
+	HD, KD := H*D, KVH*D
+	ws := &e.ws
+
+	// Lay out the rows: every fed token of every state, in order.
+	ws.rows = ws.rows[:0]
+	ws.outRows = ws.outRows[:0]
+	maxEnd := 0
+	for i, f := range feeds {
+		if len(f) == 0 {
+			continue
+		}
+		st := states[i]
+		if st == nil || len(st.k) != e.L {
+			return nil, fmt.Errorf("generate: state %d does not belong to this engine", i)
+		}
+		end := st.n + len(f)
+		if e.maxPos > 0 && end > e.maxPos {
+			return nil, fmt.Errorf("generate: sequence %d would reach %d positions, the model allows %d", i, end, e.maxPos)
+		}
+		for j, t := range f {
+			if t < 0 || t >= V {
+				return nil, fmt.Errorf("generate: sequence %d token %d: id %d outside vocabulary [0, %d)", i, j, t, V)
+			}
+			ws.rows = append(ws.rows, row{st, st.n + j})
+			if all || j == len(f)-1 {
+				ws.outRows = append(ws.outRows, len(ws.rows)-1)
+			}
+		}
+		maxEnd = max(maxEnd, end)
+	}
+	out := make([][]float32, len(feeds))
+	N := len(ws.rows)
+	if N == 0 {
+		return out, nil
+	}
+	e.ropeTables(maxEnd)
+	for i, f := range feeds {
+		if len(f) > 0 {
+			states[i].reserve(states[i].n+len(f), KD)
+		}
+	}
+
+	ws.x = grow(ws.x, N*C)
+	ws.xb = grow(ws.xb, N*C)
+	ws.q = grow(ws.q, N*HD)
+	ws.k = grow(ws.k, N*KD)
+	ws.v = grow(ws.v, N*KD)
+	ws.att = grow(ws.att, N*HD)
+	ws.o = grow(ws.o, N*C)
+	ws.hb = grow(ws.hb, N*F)
+	ws.hb2 = grow(ws.hb2, N*F)
+	x, xb := ws.x, ws.xb
+
+	// Token embeddings. (N, C)
+	emb := model.F32(e.w.Embed)
+	n := 0
+	for _, f := range feeds {
+		for _, t := range f {
+			copy(x[n*C:(n+1)*C], emb[t*C:(t+1)*C])
+			n++
+		}
+	}
+
+	for l := range e.w.Layers {
+		ly := &e.w.Layers[l]
+		// Attention block: x += o_proj(attn(rope(q), rope(k), v)).
+		rmsNorm(xb, x, model.F32(ly.AttnNorm), N, C, e.eps)
+		if err := e.linear(ws.q, xb, ly.Wq, ly.Bq, l, "q_proj", N, C, HD); err != nil {
+			return nil, err
+		}
+		if err := e.linear(ws.k, xb, ly.Wk, ly.Bk, l, "k_proj", N, C, KD); err != nil {
+			return nil, err
+		}
+		if err := e.linear(ws.v, xb, ly.Wv, ly.Bv, l, "v_proj", N, C, KD); err != nil {
+			return nil, err
+		}
+		for r, rw := range ws.rows {
+			e.rope(ws.q[r*HD:(r+1)*HD], rw.pos, H)
+			e.rope(ws.k[r*KD:(r+1)*KD], rw.pos, KVH)
+			copy(rw.st.k[l][rw.pos*KD:(rw.pos+1)*KD], ws.k[r*KD:(r+1)*KD])
+			copy(rw.st.v[l][rw.pos*KD:(rw.pos+1)*KD], ws.v[r*KD:(r+1)*KD])
+		}
+		e.attention(l)
+		if err := e.linear(ws.o, ws.att, ly.Wo, nil, l, "o_proj", N, HD, C); err != nil {
+			return nil, err
+		}
+		addTo(x, ws.o)
+
+		// MLP block: x += down(silu(gate(x̂)) ⊙ up(x̂)).
+		rmsNorm(xb, x, model.F32(ly.MLPNorm), N, C, e.eps)
+		if err := e.linear(ws.hb, xb, ly.Gate, nil, l, "gate_proj", N, C, F); err != nil {
+			return nil, err
+		}
+		if err := e.linear(ws.hb2, xb, ly.Up, nil, l, "up_proj", N, C, F); err != nil {
+			return nil, err
+		}
+		swiglu(ws.hb, ws.hb2)
+		if err := e.linear(ws.o, ws.hb, ly.Down, nil, l, "down_proj", N, F, C); err != nil {
+			return nil, err
+		}
+		addTo(x, ws.o)
+	}
+	// Positions become visible only once the whole call has succeeded.
+	for i, f := range feeds {
+		if len(f) > 0 {
+			states[i].n += len(f)
+		}
+	}
+
+	// Final norm and lm_head, only on rows whose logits are wanted. (M, V)
+	M := len(ws.outRows)
+	ws.hn = grow(ws.hn, M*C)
+	for m, r := range ws.outRows {
+		copy(ws.hn[m*C:(m+1)*C], x[r*C:(r+1)*C])
+	}
+	rmsNorm(ws.hn, ws.hn, model.F32(e.w.Norm), M, C, e.eps)
+	ws.logits = grow(ws.logits, M*V)
+	matmulT(ws.logits, ws.hn, model.F32(e.w.LMHead), M, C, V)
+
+	m := 0
+	for i, f := range feeds {
+		if len(f) == 0 {
+			continue
+		}
+		k := 1
+		if all {
+			k = len(f)
+		}
+		out[i] = ws.logits[m*V : (m+k)*V : (m+k)*V]
+		m += k
+	}
+	return out, nil
+}
+
+// linear computes y = x·Wᵀ (+ bias) (+ scale·(x·aᵀ)·bᵀ from the adapter)
+// for N rows: x (N, in), W (out, in), y (N, out).
+func (e *Engine) linear(y, x []float32, w, bias *tensor.Dense, layer int, module string, N, in, out int) error {
+	matmulT(y[:N*out], x[:N*in], model.F32(w), N, in, out)
+	if bias != nil {
+		b := model.F32(bias)
+		for r := range N {
+			addTo(y[r*out:(r+1)*out], b)
+		}
+	}
+	if e.adapter == nil {
+		return nil
+	}
+	a, b, r, scale, ok := e.adapter.LowRank(layer, module)
+	if !ok {
+		return nil
+	}
+	if r <= 0 || len(a) != r*in || len(b) != out*r {
+		return fmt.Errorf("generate: adapter for layer %d %s: rank %d with a of %d and b of %d values, want %d and %d",
+			layer, module, r, len(a), len(b), r*in, out*r)
+	}
+	e.ws.lr = grow(e.ws.lr, N*r)
+	t := e.ws.lr
+	matmulT(t, x[:N*in], a, N, in, r)                       // (N, r) = x·aᵀ
+	gemmAcc(y[:N*out], t, b, N, r, out, scale)              // y += scale·t·bᵀ
+	return nil
+}
+
+// rope rotates each of the n heads of v (n·D values) by the angles of
+// position pos, pairing dimension i with i + D/2 as Hugging Face's
+// rotate_half does: (x₁, x₂) → (x₁cos − x₂sin, x₂cos + x₁sin).
+func (e *Engine) rope(v []float32, pos, n int) {
+	half := e.D / 2
+	cos, sin := e.cos[pos*half:(pos+1)*half], e.sin[pos*half:(pos+1)*half]
+	for h := range n {
+		x := v[h*e.D : (h+1)*e.D]
+		x1, x2 := x[:half], x[half:]
+		for i := range half {
+			a, b := x1[i], x2[i]
+			x1[i] = a*cos[i] - b*sin[i]
+			x2[i] = b*cos[i] + a*sin[i]
+		}
+	}
+}
+
+// attention computes, for every row and head, softmax(q·Kᵀ/√D)·V over the
+// row's own sequence up to and including its position (causal). Heads that
+// share a key/value head under GQA read the same cache columns.
+func (e *Engine) attention(l int) {
+	ws := &e.ws
+	H, KVH, D := e.H, e.KVH, e.D
+	HD, KD := H*D, KVH*D
+	group := H / KVH
+	scale := float32(1 / math.Sqrt(float64(D)))
+	N := len(ws.rows)
+	maxT := 0
+	work := 0
+	for _, rw := range ws.rows {
+		maxT = max(maxT, rw.pos+1)
+		work += (rw.pos + 1) * HD
+	}
+	workers := workersFor(N*H, work*4)
+	ws.scores = grow(ws.scores, workers*maxT)
+	parallel(N*H, workers, func(w, lo, hi int) {
+		sc := ws.scores[w*maxT : (w+1)*maxT]
+		for j := lo; j < hi; j++ {
+			r, h := j/H, j%H
+			rw := ws.rows[r]
+			T := rw.pos + 1
+			kv := (h / group) * D
+			q := ws.q[r*HD+h*D : r*HD+(h+1)*D]
+			K, Vc := rw.st.k[l], rw.st.v[l]
+			s := sc[:T]
+			// scores (T) = K[:, kv:kv+D]·q / √D
+			gemv(false, T, D, scale, K[kv:], KD, q, 0, s)
+			softmax(s)
+			// out (D) = V[:, kv:kv+D]ᵀ·s
+			gemv(true, T, D, 1, Vc[kv:], KD, s, 0, ws.att[r*HD+h*D:r*HD+(h+1)*D])
+		}
+	})
+}

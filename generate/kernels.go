@@ -1,0 +1,161 @@
+package generate
+
+import (
+	"math"
+	"runtime"
+	"sync"
+
+	"github.com/gotune/gotune/blas"
+	gblas "gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/gonum"
+)
+
+// vec is gonum's float32 level-2 BLAS (assembly on amd64), used for the
+// strided matrix-vector products of attention.
+var vec gonum.Implementation
+
+// gemv computes y = alpha·op(A)·x + beta·y for a row-major m×n matrix A with
+// leading dimension lda; op(A) is A (y has m values) or Aᵀ (y has n).
+func gemv(trans bool, m, n int, alpha float32, a []float32, lda int, x []float32, beta float32, y []float32) {
+	t := gblas.NoTrans
+	if trans {
+		t = gblas.Trans
+	}
+	vec.Sgemv(t, m, n, alpha, a, lda, x, 1, beta, y, 1)
+}
+
+// matmulT computes y = x·wᵀ for x (N, in), w (out, in), y (N, out). One row
+// is a matrix-vector product, which is memory-bound and runs on the fastest
+// gemv of the build; several rows are a GEMM.
+func matmulT(y, x, w []float32, N, in, out int) {
+	if N == 1 {
+		matvec(y, x, w, in, out)
+		return
+	}
+	blas.Gemm(false, true, N, out, in, 1, x, w, 0, y)
+}
+
+// gemmAcc computes y += alpha·t·bᵀ for t (N, r), b (out, r), y (N, out).
+func gemmAcc(y, t, b []float32, N, r, out int, alpha float32) {
+	blas.Gemm(false, true, N, out, r, alpha, t, b, 1, y)
+}
+
+// matvecGo computes y = w·x for w (out, in) with gonum's assembly Sgemv,
+// splitting the rows across the available cores.
+func matvecGo(y, x, w []float32, in, out int) {
+	workers := workersFor(out, 2*in*out)
+	parallel(out, workers, func(_, lo, hi int) {
+		if hi > lo {
+			vec.Sgemv(gblas.NoTrans, hi-lo, in, 1, w[lo*in:hi*in], in, x, 1, 0, y[lo:hi], 1)
+		}
+	})
+}
+
+// workersFor is how many goroutines a job of the given number of
+// independent items and floating-point operations deserves: small jobs stay
+// on the calling goroutine, where spawning would cost more than it saves.
+func workersFor(items, flops int) int {
+	if flops < 1<<17 {
+		return 1
+	}
+	return max(1, min(runtime.GOMAXPROCS(0), items))
+}
+
+// parallel splits [0, n) into `workers` contiguous chunks and runs fn on
+// each, the last one on the calling goroutine.
+func parallel(n, workers int, fn func(worker, lo, hi int)) {
+	if workers <= 1 {
+		fn(0, 0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	for w := 0; w < workers-1; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(w, w*n/workers, (w+1)*n/workers)
+		}()
+	}
+	fn(workers-1, (workers-1)*n/workers, n)
+	wg.Wait()
+}
+
+// rmsNorm computes y = x / √(mean(x²) + ε) ⊙ g for each of the N rows of
+// width C (Zhang & Sennrich 2019, eq. 4). y may alias x.
+func rmsNorm(y, x, g []float32, N, C int, eps float32) {
+	for r := range N {
+		xr, yr := x[r*C:(r+1)*C], y[r*C:(r+1)*C]
+		var ss float32
+		for _, v := range xr {
+			ss += v * v
+		}
+		inv := float32(1 / math.Sqrt(float64(ss/float32(C)+eps)))
+		for i, v := range xr {
+			yr[i] = v * inv * g[i]
+		}
+	}
+}
+
+// addTo adds b to a element-wise.
+func addTo(a, b []float32) {
+	b = b[:len(a)]
+	for i := range a {
+		a[i] += b[i]
+	}
+}
+
+// swiglu overwrites gate with silu(gate) ⊙ up, silu(z) = z·σ(z)
+// (Shazeer 2020, eq. 6).
+func swiglu(gate, up []float32) {
+	up = up[:len(gate)]
+	for i, g := range gate {
+		gate[i] = g / (1 + expf(-g)) * up[i]
+	}
+}
+
+// softmax normalises s in place: s_i ← exp(s_i − max s) / Σ_j exp(s_j − max s).
+func softmax(s []float32) {
+	m := float32(math.Inf(-1))
+	for _, v := range s {
+		m = max(m, v)
+	}
+	var sum float32
+	for i, v := range s {
+		e := expf(v - m)
+		s[i] = e
+		sum += e
+	}
+	inv := 1 / sum
+	for i := range s {
+		s[i] *= inv
+	}
+}
+
+// expf is e^x in float32 by Cephes' expf: x = n·ln2 + r with |r| ≤ ln2/2,
+// e^r from a degree-6 minimax polynomial, scaled by 2ⁿ through the exponent
+// bits. Relative error ≤ 2 ulp on the normal range; underflows to 0.
+func expf(x float32) float32 {
+	const (
+		log2e = 1.44269504088896341
+		c1    = 0.693359375
+		c2    = -2.12194440e-4
+	)
+	switch {
+	case x > 88.72:
+		return float32(math.Inf(1))
+	case x < -87.33:
+		return 0
+	case x != x:
+		return x
+	}
+	n := float32(math.Floor(float64(x*log2e + 0.5)))
+	r := x - n*c1 - n*c2
+	p := float32(1.9875691500e-4)
+	p = p*r + 1.3981999507e-3
+	p = p*r + 8.3334519073e-3
+	p = p*r + 4.1665795894e-2
+	p = p*r + 1.6666665459e-1
+	p = p*r + 5.0000001201e-1
+	p = p*r*r + r + 1
+	return p * math.Float32frombits(uint32(int32(n)+127)<<23)
+}

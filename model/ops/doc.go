@@ -1,0 +1,29 @@
+// Package ops holds the custom gorgonia operations the LLaMA decoder is
+// built from: token embedding, RMSNorm, rotary position embedding, causal
+// grouped-query attention, SwiGLU, linear layers, the residual add, the
+// fused language-model head (lm_head + log-softmax + gather, chunked over
+// tokens) and losses written as plain Go functions.
+//
+// Every operation has a hand-written forward and backward pass (gorgonia's
+// Op + SDOp; SymDiff emits the backward as further custom nodes), works for
+// float32 and float64 (the float64 path is what finite-difference gradient
+// checks run on), and writes its results into buffers it owns and reuses
+// from step to step: gorgonia's tape machine allocates every intermediate
+// afresh on each run, and first-touching fresh memory is a large share of a
+// training step on small machines.
+//
+// Rows are tokens: activations are 2-D (N, ·) with N = B·T, row n holding
+// batch element n / T at position n % T. Linear weights use the Hugging Face
+// layout [out, in], so y = x·Wᵀ.
+//
+// # Sharing rules the operations rely on
+//
+// A node's value is a buffer owned by its operation and rewritten on every
+// run. Gorgonia may overwrite it in place once the node is dead (no later
+// reader), which is harmless because the operation rewrites it completely
+// the next time. State an operation keeps for its own backward pass
+// (softmax probabilities, log-sum-exps, gradients computed during the
+// forward pass) lives in private buffers never handed to gorgonia, and
+// every backward node takes the forward node as a child so that it runs
+// after it in the same program.
+package ops

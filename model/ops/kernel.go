@@ -1,0 +1,166 @@
+package ops
+
+import (
+	"math"
+	"runtime"
+	"sync"
+
+	gblas "gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/gonum"
+
+	"github.com/gotune/gotune/blas"
+)
+
+// Float is the element type every kernel is written for: float32 for
+// training, float64 for gradient checks.
+type Float interface{ float32 | float64 }
+
+var (
+	sgemmImpl blas.Impl            // OpenBLAS with the openblas build tag, pure Go otherwise
+	dgemmImpl gonum.Implementation // float64 is only used by gradient checks
+)
+
+func transpose(t bool) gblas.Transpose {
+	if t {
+		return gblas.Trans
+	}
+	return gblas.NoTrans
+}
+
+// gemm computes C = alpha·op(A)·op(B) + beta·C on row-major matrices with
+// explicit leading dimensions; op(A) is m×k, op(B) is k×n, C is m×n.
+func gemm[T Float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 {
+		// C = beta·C; BLAS implementations differ on k = 0, so do it here.
+		for i := range m {
+			row := c[i*ldc : i*ldc+n]
+			for j := range row {
+				row[j] *= beta
+			}
+		}
+		return
+	}
+	switch a := any(a).(type) {
+	case []float32:
+		sgemmImpl.Sgemm(transpose(tA), transpose(tB), m, n, k, float32(alpha), a, lda,
+			any(b).([]float32), ldb, float32(beta), any(c).([]float32), ldc)
+	case []float64:
+		dgemmImpl.Dgemm(transpose(tA), transpose(tB), m, n, k, float64(alpha), a, lda,
+			any(b).([]float64), ldb, float64(beta), any(c).([]float64), ldc)
+	}
+}
+
+// parallelFor splits [0, n) into one contiguous range per processor (none
+// shorter than grain) and runs fn on them concurrently.
+func parallelFor(n, grain int, fn func(lo, hi int)) {
+	workers := runtime.GOMAXPROCS(0)
+	if grain < 1 {
+		grain = 1
+	}
+	if w := n / grain; w < workers {
+		workers = w
+	}
+	if workers <= 1 {
+		fn(0, n)
+		return
+	}
+	chunk := (n + workers - 1) / workers
+	var wg sync.WaitGroup
+	for lo := chunk; lo < n; lo += chunk {
+		wg.Add(1)
+		go func(lo, hi int) {
+			defer wg.Done()
+			fn(lo, hi)
+		}(lo, min(lo+chunk, n))
+	}
+	fn(0, min(chunk, n))
+	wg.Wait()
+}
+
+// exp32 is a single-precision exp accurate to about 2 ulp (Cephes expf:
+// range reduction x = n·ln2 + r with |r| ≤ ln2/2 and a degree-7 polynomial
+// for e^r), several times faster than math.Exp. Results below the smallest
+// normal float32 flush to zero.
+func exp32(x float32) float32 {
+	const (
+		log2e = 1.44269504088896341
+		c1    = 0.693359375 // ln2 split in two so n·c1 is exact
+		c2    = -2.12194440e-4
+	)
+	if x < -87.33654 {
+		return 0
+	}
+	if x > 88.0 {
+		return float32(math.Exp(float64(x)))
+	}
+	// floor(x·log2e + 0.5), shifted positive so truncation is floor.
+	n := int32(x*log2e+0.5+128) - 128
+	fn := float32(n)
+	r := x - fn*c1 - fn*c2
+	p := ((((((1.9875691500e-4*r+1.3981999507e-3)*r+8.3334519073e-3)*r+4.1665795894e-2)*r+1.6666665459e-1)*r+5.0000001201e-1)*r*r + r) + 1
+	return p * math.Float32frombits(uint32(n+127)<<23)
+}
+
+// expT is e^x in the precision of T (exp32 for float32, math.Exp for float64).
+func expT[T Float](x T) T {
+	switch v := any(x).(type) {
+	case float32:
+		return T(exp32(v))
+	default:
+		return T(math.Exp(float64(x)))
+	}
+}
+
+// softmaxRow replaces x by softmax(x) restricted to its first n entries
+// (the rest are set to 0) and returns log Σ exp(x[:n]).
+func softmaxRow[T Float](x []T, n int) T {
+	m := x[0]
+	for _, v := range x[1:n] {
+		if v > m {
+			m = v
+		}
+	}
+	var sum float64
+	switch xs := any(x[:n]).(type) {
+	case []float32:
+		sum = expSum32(xs, float32(m))
+	case []float64:
+		for i, v := range xs {
+			xs[i] = math.Exp(v - float64(m))
+			sum += xs[i]
+		}
+	}
+	inv := T(1 / sum)
+	for i := range x[:n] {
+		x[i] *= inv
+	}
+	clear(x[n:])
+	return m + T(math.Log(sum))
+}
+
+// expSum32 replaces x by exp(x − m) and returns the sum in float64; partial
+// sums are kept short so float32 rounding does not grow with len(x).
+func expSum32(x []float32, m float32) float64 {
+	var sum float64
+	for len(x) > 0 {
+		blk := x[:min(len(x), 256)]
+		x = x[len(blk):]
+		var s0, s1 float32
+		i := 0
+		for ; i+1 < len(blk); i += 2 {
+			e0, e1 := exp32(blk[i]-m), exp32(blk[i+1]-m)
+			blk[i], blk[i+1] = e0, e1
+			s0 += e0
+			s1 += e1
+		}
+		if i < len(blk) {
+			blk[i] = exp32(blk[i] - m)
+			s0 += blk[i]
+		}
+		sum += float64(s0) + float64(s1)
+	}
+	return sum
+}
