@@ -37,6 +37,7 @@ const (
 	ReasonNotObject      = "not a JSON object"
 	ReasonWrongType      = "wrong type"
 	ReasonFieldCount     = "wrong number of fields"
+	ReasonInvalidCSV     = "invalid CSV"
 	ReasonNotFinite      = "not a finite number"
 	ReasonBadMessages    = "bad messages"
 	ReasonBadTranscript  = "bad transcript"

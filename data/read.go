@@ -129,10 +129,10 @@ func (d *Dataset) openShard() error {
 		}
 		d.file, d.cur, d.close = f, r, r.Release
 	}
-	if d.schema != nil && !d.schema.Equal(d.cur.Schema()) {
+	if sc := d.cur.Schema(); d.schema != nil && !d.schema.Equal(sc) {
 		d.closeShard()
 		return fmt.Errorf("open dataset %s: shard %s has schema %s, first shard has %s",
-			d.path, name, d.cur.Schema(), d.schema)
+			d.path, name, sc, d.schema)
 	}
 	return nil
 }

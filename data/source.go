@@ -231,14 +231,14 @@ func (s *jsonlSource) close() error      { return s.closer() }
 func (s *jsonlSource) next() (record, error) {
 	for {
 		line, size, tooLarge, err := s.readLine()
-		if err != nil && (size == 0 || !errors.Is(err, io.EOF)) {
+		if err != nil && !errors.Is(err, io.EOF) {
 			return record{}, err
+		}
+		if size < 0 {
+			return record{}, io.EOF
 		}
 		s.line++
 		if !tooLarge && len(bytes.TrimSpace(line)) == 0 {
-			if len(line) == 0 && size == 0 {
-				return record{}, io.EOF
-			}
 			continue // blank lines are allowed and keep their line number
 		}
 		rec := record{row: s.line, raw: clip(line)}
@@ -254,40 +254,52 @@ func (s *jsonlSource) next() (record, error) {
 	}
 }
 
-// readLine returns the next line without its line ending; size counts every
-// byte of the line. A line longer than s.max is skipped to its end and
-// reported tooLarge, with only its first rawLimit bytes kept.
-func (s *jsonlSource) readLine() (line []byte, size int, tooLarge bool, err error) {
+// readLine returns the next line without its line ending, and its length
+// n; n is -1 only at the end of the input. A line longer than s.max is read
+// to its end but kept only up to rawLimit bytes, and reported tooLarge.
+func (s *jsonlSource) readLine() (line []byte, n int, tooLarge bool, err error) {
 	s.buf = s.buf[:0]
+	size := 0
 	for {
 		chunk, e := s.br.ReadSlice('\n')
-		size += len(chunk)
-		switch {
-		case tooLarge:
-		case size > s.max+2: // +2: the line ending does not count
-			tooLarge = true
-			room := rawLimit - len(s.buf)
-			if room > len(chunk) {
-				room = len(chunk)
-			}
-			s.buf = append(s.buf, chunk[:max(room, 0)]...)
-		case e == nil && len(s.buf) == 0:
+		if size == 0 && e == nil {
 			// Common case: the whole line sits in the reader's buffer.
-			return bytes.TrimRight(chunk, "\r\n"), size, false, nil
-		default:
+			line = trimEOL(chunk)
+			if len(line) > s.max {
+				return line[:min(len(line), rawLimit)], len(line), true, nil
+			}
+			return line, len(line), false, nil
+		}
+		size += len(chunk)
+		if !tooLarge {
 			s.buf = append(s.buf, chunk...)
+			if len(s.buf) > s.max+2 {
+				tooLarge = true
+				s.buf = s.buf[:min(len(s.buf), rawLimit)]
+			}
 		}
 		if errors.Is(e, bufio.ErrBufferFull) {
 			continue
 		}
 		if e != nil && !errors.Is(e, io.EOF) {
-			return nil, size, tooLarge, e
+			return nil, 0, tooLarge, e
 		}
-		if !tooLarge && size > 0 && size-len(bytes.TrimRight(s.buf, "\r\n")) > 2 {
-			tooLarge = size > s.max+2
+		if size == 0 {
+			return nil, -1, false, e
 		}
-		return bytes.TrimRight(s.buf, "\r\n"), size, tooLarge, e
+		n = size - (len(chunk) - len(trimEOL(chunk)))
+		line = trimEOL(s.buf)
+		if !tooLarge && len(line) > s.max {
+			tooLarge = true
+			line = line[:min(len(line), rawLimit)]
+		}
+		return line, n, tooLarge, e
 	}
+}
+
+func trimEOL(b []byte) []byte {
+	b = bytes.TrimSuffix(b, []byte("\n"))
+	return bytes.TrimSuffix(b, []byte("\r"))
 }
 
 // parseObject decodes one JSON object. encoding/json silently replaces
@@ -554,11 +566,9 @@ func arrowValue(arr arrow.Array, i int, size *int) any {
 	}
 	switch a := arr.(type) {
 	case textValues:
-		if _, bin := arr.(*array.Binary); !bin {
-			s := strings.Clone(a.Value(i))
-			*size += len(s)
-			return s
-		}
+		s := strings.Clone(a.Value(i))
+		*size += len(s)
+		return s
 	case *array.Boolean:
 		*size++
 		return a.Value(i)

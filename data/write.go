@@ -217,39 +217,41 @@ func (w *rowWriter[T]) flush() error {
 	return nil
 }
 
-// Commit finishes the stream and moves the file into place. With
-// dropUnused, optional columns that no row used are removed first.
-func (w *rowWriter[T]) Commit(dropUnused bool) error {
+// Commit finishes the stream and moves the file into place, returning the
+// names of the columns written. With dropUnused, optional columns that no
+// row used are removed first.
+func (w *rowWriter[T]) Commit(dropUnused bool) ([]string, error) {
 	defer w.rb.Release()
 	if err := w.flush(); err != nil {
 		w.file.Abort()
-		return err
+		return nil, err
 	}
 	if err := w.w.Close(); err != nil {
 		w.file.Abort()
-		return fmt.Errorf("write %s: %w", w.path, err)
+		return nil, fmt.Errorf("write %s: %w", w.path, err)
 	}
 	var keep []int
+	var names []string
 	for i, c := range w.cols {
 		if !c.optional || w.used[i] || !dropUnused {
 			keep = append(keep, i)
+			names = append(names, c.name)
 		}
 	}
 	if len(keep) == len(w.cols) {
-		return w.file.Commit()
+		return names, w.file.Commit()
 	}
 	// Rewrite without the unused columns: a zero-copy projection of every
 	// record batch of the temporary file into a second temporary file.
-	if err := w.file.w.Flush(); err != nil {
-		w.file.Abort()
-		return fmt.Errorf("write %s: %w", w.path, err)
-	}
 	defer w.file.Abort()
+	if err := w.file.w.Flush(); err != nil {
+		return nil, fmt.Errorf("write %s: %w", w.path, err)
+	}
 	kept := make([]column[T], len(keep))
 	for i, j := range keep {
 		kept[i] = w.cols[j]
 	}
-	return projectStream(w.file.f.Name(), w.path, schemaOf(kept), keep)
+	return names, projectStream(w.file.f.Name(), w.path, schemaOf(kept), keep)
 }
 
 // Abort discards everything written.
@@ -319,5 +321,6 @@ func writeRows[T any](path string, cols []column[T], rows []T) error {
 			return err
 		}
 	}
-	return w.Commit(false)
+	_, err = w.Commit(false)
+	return err
 }

@@ -428,8 +428,8 @@ func (e *Engine) linear(y, x []float32, w, bias *tensor.Dense, layer int, module
 	}
 	e.ws.lr = grow(e.ws.lr, N*r)
 	t := e.ws.lr
-	matmulT(t, x[:N*in], a, N, in, r)                       // (N, r) = x·aᵀ
-	gemmAcc(y[:N*out], t, b, N, r, out, scale)              // y += scale·t·bᵀ
+	matmulT(t, x[:N*in], a, N, in, r)          // (N, r) = x·aᵀ
+	gemmAcc(y[:N*out], t, b, N, r, out, scale) // y += scale·t·bᵀ
 	return nil
 }
 

@@ -92,7 +92,7 @@ type seq struct {
 	maxStop int
 	decode  bool // Text is needed (stop strings or streaming)
 	res     Result
-	emitted int  // bytes of res.Text already given to OnText
+	emitted int // bytes of res.Text already given to OnText
 	done    bool
 	last    int // last sampled token, the next feed
 }

@@ -164,12 +164,15 @@ func (q decSequence) decodeChain(tokens []string) []string {
 
 // cleanUpTokenization is transformers' clean_up_tokenization: it removes
 // the spaces that word-level tokenizers left before punctuation and
-// English contractions.
+// English contractions. The replacements run one after another, as there.
 func cleanUpTokenization(s string) string {
-	return cleanUpReplacer.Replace(s)
+	for _, r := range cleanUpPairs {
+		s = strings.ReplaceAll(s, r[0], r[1])
+	}
+	return s
 }
 
-var cleanUpReplacer = strings.NewReplacer(
-	" .", ".", " ?", "?", " !", "!", " ,", ",", " ' ", "'",
-	" n't", "n't", " 'm", "'m", " 's", "'s", " 've", "'ve", " 're", "'re",
-)
+var cleanUpPairs = [...][2]string{
+	{" .", "."}, {" ?", "?"}, {" !", "!"}, {" ,", ","}, {" ' ", "'"},
+	{" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"},
+}

@@ -185,7 +185,7 @@ func (q preSequence) apply(dst []piece, in piece, sc *scratch) []piece {
 	for _, step := range q {
 		next = next[:0]
 		for _, p := range cur {
-			next = step.apply(next, p)
+			next = step.apply(next, p, sc)
 		}
 		cur, next = next, cur
 	}

@@ -1,6 +1,7 @@
 package world
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 )
@@ -14,6 +15,9 @@ import (
 // is 42."), which teach the skills in a second form. Items repeat across
 // documents, as facts do in any corpus.
 func (w *World) Corpus(n int) []string {
+	if n < 0 {
+		panic(fmt.Sprintf("world: corpus: negative count %d", n))
+	}
 	fams := w.families()
 	r := w.rng("corpus", Train)
 	docs := make([]string, 0, n)

@@ -161,6 +161,9 @@ func (w *World) Tasks(split Split, n int) []Task {
 // random stream, so that for example the preference pairs are not the SFT
 // tasks again.
 func (w *World) draw(purpose string, split Split, n int) []Task {
+	if n < 0 {
+		panic(fmt.Sprintf("world: %s: negative count %d", purpose, n))
+	}
 	fams := w.families()
 	r := w.rng(purpose, split)
 	seen := make(map[string]bool, n)

@@ -55,7 +55,7 @@ func TestGolden(t *testing.T) {
 	for _, d := range w.Corpus(30) {
 		fmt.Fprintf(h, "%q\n", d)
 	}
-	const want = "GOLDEN"
+	const want = "6ccf73a62e966383b6d311c26592e5b9983431bba9f9a7ed044121e858946b27"
 	if got := hex.EncodeToString(h.Sum(nil)); got != want {
 		t.Errorf("seed 1 data hash %s, want %s", got, want)
 	}
@@ -529,4 +529,23 @@ func FuzzSolve(f *testing.F) {
 			t.Fatalf("re-solving the rendering: %+v, %v != %+v", y, ok, x)
 		}
 	})
+}
+
+func BenchmarkCorpus(b *testing.B) {
+	w := New(1)
+	var bytes int
+	for b.Loop() {
+		bytes = 0
+		for _, d := range w.Corpus(1000) {
+			bytes += len(d)
+		}
+	}
+	b.SetBytes(int64(bytes))
+}
+
+func BenchmarkTasksTest(b *testing.B) {
+	w := New(1)
+	for b.Loop() {
+		w.Tasks(Test, 600)
+	}
 }

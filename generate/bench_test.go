@@ -1,0 +1,87 @@
+package generate
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/gotune/gotune/blas"
+	"github.com/gotune/gotune/model"
+)
+
+// Reference decode speeds on stories15M from perf/ANCHORS.md (2-core
+// machine, f32, batch 1, 128 new tokens): llama.cpp's llama-bench tg128 and
+// PyTorch 1.13 greedy decoding with a KV cache after a 32-token prompt
+// (OPENBLAS_CORETYPE=Haswell).
+const (
+	anchorLlamaCppTokS = 445
+	anchorPyTorchTokS  = 184
+)
+
+// BenchmarkDecodeStories15M decodes 128 new tokens greedily after a 32-token
+// prompt on random stories15M weights, at batch 1 and batch 8. It reports
+// decode-tok/s (new tokens per second of decoding, prefill excluded, as
+// llama-bench's tg figure), e2e-tok/s (prefill included) and the ratios to
+// the anchors. Run with -tags openblas for the BLAS build.
+func BenchmarkDecodeStories15M(b *testing.B) {
+	c, err := model.Preset("stories15M", 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w, err := model.NewRandom(c, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := New(w, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const promptLen, newTokens = 32, 128
+	b.Logf("backend %s; anchors (batch 1): llama.cpp f32 %d tok/s, PyTorch %d tok/s", blas.Backend(), anchorLlamaCppTokS, anchorPyTorchTokS)
+	for _, B := range []int{1, 8} {
+		b.Run(fmt.Sprintf("batch%d", B), func(b *testing.B) {
+			r := rand.New(rand.NewPCG(1, uint64(B)))
+			reqs := make([]Request, B)
+			for i := range reqs {
+				reqs[i] = Request{Prompt: randTokens(r, promptLen, c.VocabSize), Options: Options{MaxTokens: newTokens, IgnoreEOS: true}}
+			}
+			prefillOnly := make([]Request, B)
+			for i := range reqs {
+				prefillOnly[i] = reqs[i]
+				prefillOnly[i].MaxTokens = 1
+			}
+			ctx := context.Background()
+			if _, err := e.Generate(ctx, reqs); err != nil { // warm the buffers
+				b.Fatal(err)
+			}
+			var total, prefill time.Duration
+			b.ResetTimer()
+			for range b.N {
+				t0 := time.Now()
+				if _, err := e.Generate(ctx, prefillOnly); err != nil {
+					b.Fatal(err)
+				}
+				t1 := time.Now()
+				res, err := e.Generate(ctx, reqs)
+				if err != nil {
+					b.Fatal(err)
+				}
+				t2 := time.Now()
+				for _, r := range res {
+					if len(r.Tokens) != newTokens {
+						b.Fatalf("generated %d tokens, want %d", len(r.Tokens), newTokens)
+					}
+				}
+				prefill += t1.Sub(t0)
+				total += t2.Sub(t1)
+			}
+			decode := float64(B*(newTokens-1)) / (total - prefill).Seconds() * float64(b.N)
+			b.ReportMetric(decode, "decode-tok/s")
+			b.ReportMetric(float64(B*newTokens)/total.Seconds()*float64(b.N), "e2e-tok/s")
+			b.ReportMetric(decode/anchorLlamaCppTokS, "x-llama.cpp")
+			b.ReportMetric(decode/anchorPyTorchTokS, "x-pytorch")
+		})
+	}
+}

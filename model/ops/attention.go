@@ -1,0 +1,238 @@
+package ops
+
+import (
+	"fmt"
+	"hash"
+	"math"
+
+	"github.com/chewxy/hm"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// AttentionShape fixes the layout of Attention's inputs.
+type AttentionShape struct {
+	B, T   int // sequences and positions; rows are N = B·T
+	H, KVH int // query heads and key/value heads (KVH divides H)
+	D      int // head dimension
+}
+
+// Attention is causal scaled dot-product attention (Vaswani et al. 2017,
+// eq. 1) with grouped key/value heads (GQA; MQA when KVH = 1, MHA when
+// KVH = H). q is (N, H·D), k and v are (N, KVH·D); query head h reads
+// key/value head h / (H/KVH). For every sequence b and head h,
+//
+//	S = Q·Kᵀ/√D,  P = softmax(S masked to keys j ≤ i),  O = P·V
+//
+// and the result is O in q's layout, (N, H·D). Scores, softmax and the
+// weighted sum run in one operation; P is kept for the backward pass.
+func Attention(q, k, v *G.Node, s AttentionShape) (*G.Node, error) {
+	if s.B <= 0 || s.T <= 0 || s.H <= 0 || s.KVH <= 0 || s.D <= 0 || s.H%s.KVH != 0 {
+		return nil, fmt.Errorf("attention: bad shape %+v", s)
+	}
+	return apply(&attentionOp{s: s, scale: 1 / math.Sqrt(float64(s.D))}, q, k, v)
+}
+
+type attentionOp struct {
+	pure
+	s     AttentionShape
+	scale float64
+	p32   []float32 // (B, H, T, T) probabilities of the last forward pass
+	p64   []float64
+	out   buffer
+	grads attentionGrads // filled by the backward pass
+}
+
+func (op *attentionOp) Arity() int { return 3 }
+func (op *attentionOp) Type() hm.Type {
+	return hm.NewFnType(tensorType(2), tensorType(2), tensorType(2), tensorType(2))
+}
+func (op *attentionOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
+	s, err := shapes(ds, 2, 2, 2)
+	if err != nil {
+		return nil, err
+	}
+	N := op.s.B * op.s.T
+	q, kv := tensor.Shape{N, op.s.H * op.s.D}, tensor.Shape{N, op.s.KVH * op.s.D}
+	if !s[0].Eq(q) || !s[1].Eq(kv) || !s[2].Eq(kv) {
+		return nil, fmt.Errorf("attention: q %v, k %v, v %v; want %v, %v, %v", s[0], s[1], s[2], q, kv, kv)
+	}
+	return q, nil
+}
+func (op *attentionOp) WriteHash(h hash.Hash) {
+	fmt.Fprintf(h, "gotune.Attention{%+v,%v}", op.s, op.scale)
+}
+func (op *attentionOp) Hashcode() uint32 { return hashOf(op) }
+func (op *attentionOp) String() string   { return "Attention" }
+
+func (op *attentionOp) Do(in ...G.Value) (G.Value, error) {
+	var ts [3]*tensor.Dense
+	for i, name := range []string{"q", "k", "v"} {
+		t, err := dense(in[i], "attention "+name)
+		if err != nil {
+			return nil, err
+		}
+		ts[i] = t
+	}
+	s := op.s
+	out := op.out.get(ts[0].Dtype(), s.B*s.T, s.H*s.D)
+	n := s.B * s.H * s.T * s.T
+	switch ts[0].Dtype() {
+	case tensor.Float32:
+		op.p32 = grow(op.p32, n)
+		attentionForward(floats[float32](ts[0], ts[1], ts[2], out), op.p32, s, float32(op.scale))
+	default:
+		op.p64 = grow(op.p64, n)
+		attentionForward(floats[float64](ts[0], ts[1], ts[2], out), op.p64, s, op.scale)
+	}
+	return out, nil
+}
+
+// headOffsets locates sequence b, query head h in q/o and its key/value
+// head in k/v, with the row strides (leading dimensions) of both layouts.
+func headOffsets(s AttentionShape, b, h int) (qo, kvo, ldq, ldkv int) {
+	ldq, ldkv = s.H*s.D, s.KVH*s.D
+	kvh := h / (s.H / s.KVH)
+	return b*s.T*ldq + h*s.D, b*s.T*ldkv + kvh*s.D, ldq, ldkv
+}
+
+// attentionForward computes o and keeps P; t = {q, k, v, o}.
+func attentionForward[T Float](t [][]T, p []T, s AttentionShape, scale T) {
+	q, k, v, o := t[0], t[1], t[2], t[3]
+	TT := s.T * s.T
+	for b := range s.B {
+		for h := range s.H {
+			qo, kvo, ldq, ldkv := headOffsets(s, b, h)
+			ph := p[(b*s.H+h)*TT : (b*s.H+h+1)*TT]
+			// S = Q·Kᵀ/√D   (T, T)
+			gemm(false, true, s.T, s.T, s.D, scale, q[qo:], ldq, k[kvo:], ldkv, 0, ph, s.T)
+			// Row i may attend to keys 0..i only.
+			parallelFor(s.T, 32, func(lo, hi int) {
+				for i := lo; i < hi; i++ {
+					softmaxRow(ph[i*s.T:(i+1)*s.T], i+1)
+				}
+			})
+			// O = P·V   (T, D)
+			gemm(false, false, s.T, s.D, s.T, 1, ph, s.T, v[kvo:], ldkv, 0, o[qo:], ldq)
+		}
+	}
+}
+
+func (op *attentionOp) DiffWRT(int) []bool { return []bool{true, true, true} }
+func (op *attentionOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
+	bwd, err := apply(&attentionGradOp{fwd: op}, in[0], in[1], in[2], out, grad)
+	if err != nil {
+		return nil, err
+	}
+	grads := make(G.Nodes, 3)
+	for i, name := range []string{"dq", "dk", "dv"} {
+		if grads[i], err = newPick(&op.grads, bwd, i, name, in[i].Shape()); err != nil {
+			return nil, err
+		}
+	}
+	return grads, nil
+}
+
+// attentionGrads are the three gradients of one backward pass.
+type attentionGrads struct{ dq, dk, dv buffer }
+
+func (g *attentionGrads) output(i int) *tensor.Dense {
+	return [...]*tensor.Dense{g.dq.t, g.dk.t, g.dv.t}[i]
+}
+
+// attentionGradOp is the backward pass of Attention from (q, k, v, o, dO),
+// using the forward pass's P. Per sequence and head, with dS the gradient
+// of the scores:
+//
+//	dV += Pᵀ·dO,   dP = dO·Vᵀ,   dS = P ⊙ (dP − rowsum(P ⊙ dP)),
+//	dQ = dS·K/√D,  dK += dSᵀ·Q/√D
+//
+// (sums over the query heads sharing a key/value head). Its value is a
+// placeholder; dq, dk and dv are handed out by pick nodes.
+type attentionGradOp struct {
+	pure
+	terminal
+	fwd         *attentionOp
+	dp32        []float32 // (T, T) scratch
+	dp64        []float64
+	placeholder buffer
+}
+
+func (op *attentionGradOp) Arity() int { return 5 }
+func (op *attentionGradOp) Type() hm.Type {
+	return hm.NewFnType(tensorType(2), tensorType(2), tensorType(2), tensorType(2), tensorType(2), tensorType(1))
+}
+func (op *attentionGradOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
+	return tensor.Shape{1}, nil
+}
+func (op *attentionGradOp) WriteHash(h hash.Hash) {
+	fmt.Fprintf(h, "gotune.AttentionGrad{%+v,%v}", op.fwd.s, op.fwd.scale)
+}
+func (op *attentionGradOp) Hashcode() uint32 { return hashOf(op) }
+func (op *attentionGradOp) String() string   { return "AttentionGrad" }
+
+func (op *attentionGradOp) Do(in ...G.Value) (G.Value, error) {
+	var ts [5]*tensor.Dense
+	for i, name := range []string{"q", "k", "v", "o", "dO"} {
+		t, err := dense(in[i], "attention gradient "+name)
+		if err != nil {
+			return nil, err
+		}
+		ts[i] = t
+	}
+	s, dt := op.fwd.s, ts[0].Dtype()
+	g := &op.fwd.grads
+	dq := g.dq.get(dt, s.B*s.T, s.H*s.D)
+	dk := g.dk.get(dt, s.B*s.T, s.KVH*s.D)
+	dv := g.dv.get(dt, s.B*s.T, s.KVH*s.D)
+	switch dt {
+	case tensor.Float32:
+		if len(op.fwd.p32) != s.B*s.H*s.T*s.T {
+			return nil, fmt.Errorf("attention gradient: forward pass has not run")
+		}
+		op.dp32 = grow(op.dp32, s.T*s.T)
+		attentionBackward(floats[float32](ts[0], ts[1], ts[2], ts[4], dq, dk, dv), op.fwd.p32, op.dp32, s, float32(op.fwd.scale))
+	default:
+		if len(op.fwd.p64) != s.B*s.H*s.T*s.T {
+			return nil, fmt.Errorf("attention gradient: forward pass has not run")
+		}
+		op.dp64 = grow(op.dp64, s.T*s.T)
+		attentionBackward(floats[float64](ts[0], ts[1], ts[2], ts[4], dq, dk, dv), op.fwd.p64, op.dp64, s, op.fwd.scale)
+	}
+	return placeholder(&op.placeholder, dt), nil
+}
+
+// attentionBackward fills dq, dk, dv; t = {q, k, v, dO, dq, dk, dv}.
+func attentionBackward[T Float](t [][]T, p, dp []T, s AttentionShape, scale T) {
+	q, k, v, do, dq, dk, dv := t[0], t[1], t[2], t[3], t[4], t[5], t[6]
+	clear(dk)
+	clear(dv)
+	TT := s.T * s.T
+	for b := range s.B {
+		for h := range s.H {
+			qo, kvo, ldq, ldkv := headOffsets(s, b, h)
+			ph := p[(b*s.H+h)*TT : (b*s.H+h+1)*TT]
+			// dV += Pᵀ·dO   (T, D)
+			gemm(true, false, s.T, s.D, s.T, 1, ph, s.T, do[qo:], ldq, 1, dv[kvo:], ldkv)
+			// dP = dO·Vᵀ   (T, T)
+			gemm(false, true, s.T, s.T, s.D, 1, do[qo:], ldq, v[kvo:], ldkv, 0, dp, s.T)
+			// dS = P ⊙ (dP − rowsum(P ⊙ dP)); P is 0 above the diagonal, so is dS.
+			parallelFor(s.T, 32, func(lo, hi int) {
+				for i := lo; i < hi; i++ {
+					pr, dr := ph[i*s.T:i*s.T+i+1], dp[i*s.T:(i+1)*s.T]
+					var dot T
+					for j, pv := range pr {
+						dot += pv * dr[j]
+					}
+					for j, pv := range pr {
+						dr[j] = pv * (dr[j] - dot)
+					}
+					clear(dr[i+1:])
+				}
+			})
+			// dQ = dS·K/√D,  dK += dSᵀ·Q/√D   (T, D)
+			gemm(false, false, s.T, s.D, s.T, scale, dp, s.T, k[kvo:], ldkv, 0, dq[qo:], ldq)
+			gemm(true, false, s.T, s.D, s.T, scale, dp, s.T, q[qo:], ldq, 1, dk[kvo:], ldkv)
+		}
+	}
+}

@@ -1,0 +1,449 @@
+package ops
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// randTensor is a float64 tensor of normal values times scale.
+func randTensor(r *rand.Rand, scale float64, shape ...int) *tensor.Dense {
+	n := tensor.Shape(shape).TotalSize()
+	d := make([]float64, n)
+	for i := range d {
+		d[i] = r.NormFloat64() * scale
+	}
+	return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(d))
+}
+
+// opCase is one operation under test: inputs (float64) and how to build
+// its output from input nodes.
+type opCase struct {
+	name   string
+	inputs []*tensor.Dense
+	build  func(in []*G.Node) (*G.Node, error)
+}
+
+// program compiles loss and its gradients with respect to every input.
+type program struct {
+	m     G.VM
+	loss  *G.Node
+	grads G.Nodes
+	in    G.Nodes
+}
+
+// compile builds the case in dtype dt. Non-scalar outputs are reduced to
+// a scalar by a fixed random projection so every output element matters.
+func (c opCase) compile(t *testing.T, dt tensor.Dtype) *program {
+	t.Helper()
+	g := G.NewGraph()
+	var in G.Nodes
+	for i, x := range c.inputs {
+		v := x
+		if dt == tensor.Float32 {
+			d := make([]float32, x.Shape().TotalSize())
+			for j, f := range x.Data().([]float64) {
+				d[j] = float32(f)
+			}
+			v = tensor.New(tensor.WithShape(x.Shape()...), tensor.WithBacking(d))
+		}
+		in = append(in, G.NewTensor(g, dt, x.Dims(), G.WithShape(x.Shape()...), G.WithName(fmt.Sprintf("in%d", i)), G.WithValue(v)))
+	}
+	out, err := c.build(in)
+	if err != nil {
+		t.Fatalf("%s: build: %v", c.name, err)
+	}
+	loss := out
+	if !out.IsScalar() {
+		r := rand.New(rand.NewPCG(7, 7))
+		proj := make([]float64, out.Shape().TotalSize())
+		for i := range proj {
+			proj[i] = r.NormFloat64()
+		}
+		loss, err = FuncLoss("projection", func(x [][]float64) (float64, [][]float64) {
+			var s float64
+			for i, v := range x[0] {
+				s += proj[i] * v
+			}
+			return s, [][]float64{proj}
+		}, out)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	grads, err := G.Grad(loss, in...)
+	if err != nil {
+		t.Fatalf("%s: grad: %v", c.name, err)
+	}
+	outs := append(G.Nodes{loss}, grads...)
+	prog, locMap, err := G.CompileFunction(g, in, outs)
+	if err != nil {
+		t.Fatalf("%s: compile: %v", c.name, err)
+	}
+	return &program{m: G.NewTapeMachine(g, G.WithPrecompiled(prog, locMap)), loss: loss, grads: grads, in: in}
+}
+
+func (p *program) run(t *testing.T) float64 {
+	t.Helper()
+	p.m.Reset()
+	if err := p.m.RunAll(); err != nil {
+		t.Fatal(err)
+	}
+	v, err := scalar(p.loss.Value())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// grad copies the gradient of input i as float64.
+func (p *program) grad(i int) []float64 {
+	switch d := p.grads[i].Value().Data().(type) {
+	case []float32:
+		out := make([]float64, len(d))
+		for j, v := range d {
+			out[j] = float64(v)
+		}
+		return out
+	case []float64:
+		return append([]float64(nil), d...)
+	}
+	panic("unexpected gradient type")
+}
+
+// checkOp compares every analytic gradient of the float64 program with
+// central finite differences, and the float32 program's loss and
+// gradients with the float64 ones.
+func checkOp(t *testing.T, c opCase) {
+	t.Helper()
+	p := c.compile(t, tensor.Float64)
+	loss := p.run(t)
+	var analytic [][]float64
+	for i := range c.inputs {
+		analytic = append(analytic, p.grad(i))
+	}
+	const eps = 1e-5
+	for i, x := range c.inputs {
+		data := p.in[i].Value().Data().([]float64)
+		_ = x
+		for j := range data {
+			orig := data[j]
+			data[j] = orig + eps
+			lp := p.run(t)
+			data[j] = orig - eps
+			lm := p.run(t)
+			data[j] = orig
+			num := (lp - lm) / (2 * eps)
+			if d := math.Abs(num - analytic[i][j]); d > 1e-6*math.Max(1, math.Abs(num)) {
+				t.Errorf("%s: d/d input %d [%d]: analytic %.9g, finite difference %.9g", c.name, i, j, analytic[i][j], num)
+			}
+		}
+	}
+
+	p32 := c.compile(t, tensor.Float32)
+	loss32 := p32.run(t)
+	if d := math.Abs(loss32 - loss); d > 1e-4*math.Max(1, math.Abs(loss)) {
+		t.Errorf("%s: float32 loss %.7g, float64 %.7g", c.name, loss32, loss)
+	}
+	for i := range c.inputs {
+		g32 := p32.grad(i)
+		scale := 1e-3
+		for _, v := range analytic[i] {
+			scale = math.Max(scale, math.Abs(v))
+		}
+		for j, v := range g32 {
+			if math.Abs(v-analytic[i][j]) > 2e-4*scale {
+				t.Errorf("%s: float32 gradient of input %d [%d] = %.7g, float64 %.7g", c.name, i, j, v, analytic[i][j])
+				break
+			}
+		}
+	}
+}
+
+func TestEmbeddingGradient(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 1))
+	tokens := []int32{3, 0, 3, 5, 1, 5, 5}
+	checkOp(t, opCase{"embedding", []*tensor.Dense{randTensor(r, 1, 6, 4)}, func(in []*G.Node) (*G.Node, error) {
+		return Embedding(in[0], tokens)
+	}})
+}
+
+func TestRMSNormGradient(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	w := randTensor(r, 0.3, 7)
+	for i, v := range w.Data().([]float64) {
+		w.Data().([]float64)[i] = 1 + v
+	}
+	checkOp(t, opCase{"rmsnorm", []*tensor.Dense{randTensor(r, 1, 5, 7), w}, func(in []*G.Node) (*G.Node, error) {
+		return RMSNorm(in[0], in[1], 1e-5)
+	}})
+}
+
+func TestRoPEGradient(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 3))
+	inv := []float64{1, 0.1, 0.01}
+	checkOp(t, opCase{"rope", []*tensor.Dense{randTensor(r, 1, 2*4, 2*6)}, func(in []*G.Node) (*G.Node, error) {
+		return RoPE(in[0], 4, 2, inv)
+	}})
+}
+
+func TestAttentionGradient(t *testing.T) {
+	for _, s := range []AttentionShape{
+		{B: 2, T: 4, H: 2, KVH: 2, D: 3}, // MHA
+		{B: 2, T: 5, H: 4, KVH: 2, D: 2}, // GQA
+		{B: 1, T: 4, H: 3, KVH: 1, D: 4}, // MQA
+	} {
+		r := rand.New(rand.NewPCG(1, uint64(s.H*10+s.KVH)))
+		N := s.B * s.T
+		checkOp(t, opCase{fmt.Sprintf("attention %+v", s), []*tensor.Dense{
+			randTensor(r, 1, N, s.H*s.D), randTensor(r, 1, N, s.KVH*s.D), randTensor(r, 1, N, s.KVH*s.D),
+		}, func(in []*G.Node) (*G.Node, error) { return Attention(in[0], in[1], in[2], s) }})
+	}
+}
+
+// TestAttentionIsCausal checks that changing a later token's key and
+// value leaves earlier outputs untouched.
+func TestAttentionIsCausal(t *testing.T) {
+	s := AttentionShape{B: 1, T: 6, H: 2, KVH: 1, D: 4}
+	r := rand.New(rand.NewPCG(3, 3))
+	q, k, v := randTensor(r, 1, 6, 8), randTensor(r, 1, 6, 4), randTensor(r, 1, 6, 4)
+	run := func() []float64 {
+		g := G.NewGraph()
+		qn := G.NewMatrix(g, tensor.Float64, G.WithShape(6, 8), G.WithName("q"), G.WithValue(q))
+		kn := G.NewMatrix(g, tensor.Float64, G.WithShape(6, 4), G.WithName("k"), G.WithValue(k))
+		vn := G.NewMatrix(g, tensor.Float64, G.WithShape(6, 4), G.WithName("v"), G.WithValue(v))
+		o, err := Attention(qn, kn, vn, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := G.NewTapeMachine(g)
+		if err := m.RunAll(); err != nil {
+			t.Fatal(err)
+		}
+		return append([]float64(nil), o.Value().Data().([]float64)...)
+	}
+	before := run()
+	k.Data().([]float64)[5*4] += 3
+	v.Data().([]float64)[5*4+1] -= 2
+	after := run()
+	for i := range 5 * 8 {
+		if before[i] != after[i] {
+			t.Fatalf("output %d of an earlier position changed: %v → %v", i, before[i], after[i])
+		}
+	}
+	if before[5*8] == after[5*8] && before[5*8+1] == after[5*8+1] {
+		t.Fatal("last position did not see its own key/value change")
+	}
+}
+
+func TestSwiGLUGradient(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 4))
+	checkOp(t, opCase{"swiglu", []*tensor.Dense{randTensor(r, 2, 3, 5), randTensor(r, 1, 3, 5)}, func(in []*G.Node) (*G.Node, error) {
+		return SwiGLU(in[0], in[1])
+	}})
+}
+
+func TestLinearGradient(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 5))
+	checkOp(t, opCase{"linear", []*tensor.Dense{randTensor(r, 1, 4, 3), randTensor(r, 1, 5, 3)}, func(in []*G.Node) (*G.Node, error) {
+		return Linear(in[0], in[1], nil)
+	}})
+	checkOp(t, opCase{"linear+bias", []*tensor.Dense{randTensor(r, 1, 4, 3), randTensor(r, 1, 5, 3), randTensor(r, 1, 5)}, func(in []*G.Node) (*G.Node, error) {
+		return Linear(in[0], in[1], in[2])
+	}})
+}
+
+func TestMatMulGradient(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 6))
+	for _, tr := range [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}} {
+		as, bs := []int{3, 4}, []int{4, 2}
+		if tr[0] {
+			as = []int{4, 3}
+		}
+		if tr[1] {
+			bs = []int{2, 4}
+		}
+		checkOp(t, opCase{fmt.Sprintf("matmul %v", tr), []*tensor.Dense{randTensor(r, 1, as...), randTensor(r, 1, bs...)}, func(in []*G.Node) (*G.Node, error) {
+			return MatMul(in[0], in[1], tr[0], tr[1])
+		}})
+	}
+}
+
+func TestAddGradient(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 7))
+	checkOp(t, opCase{"add", []*tensor.Dense{randTensor(r, 1, 3, 4), randTensor(r, 1, 3, 4)}, func(in []*G.Node) (*G.Node, error) {
+		return Add(in[0], in[1])
+	}})
+}
+
+func TestLogProbsGradient(t *testing.T) {
+	defer func(old int) { chunkElems = old }(chunkElems)
+	chunkElems = 14 // two rows per chunk
+	r := rand.New(rand.NewPCG(1, 8))
+	targets := []int32{2, 0, 6, 6, 1}
+	stats := &TokenStats{MeanLogit: make([]float32, 5), Entropy: make([]float32, 5)}
+	checkOp(t, opCase{"logprobs", []*tensor.Dense{randTensor(r, 1, 5, 4), randTensor(r, 1, 7, 4)}, func(in []*G.Node) (*G.Node, error) {
+		return LogProbs(in[0], in[1], targets, stats)
+	}})
+}
+
+func TestMeanNLLGradient(t *testing.T) {
+	defer func(old int) { chunkElems = old }(chunkElems)
+	chunkElems = 14 // two rows per chunk
+	r := rand.New(rand.NewPCG(1, 9))
+	targets := []int32{2, 0, 6, 6, 1}
+	weights := tensor.New(tensor.WithShape(5), tensor.WithBacking([]float64{1, 0, 2, 0.5, 1}))
+	checkOp(t, opCase{"meannll", []*tensor.Dense{randTensor(r, 1, 5, 4), randTensor(r, 1, 7, 4)}, func(in []*G.Node) (*G.Node, error) {
+		wn := G.NewVector(in[0].Graph(), in[0].Dtype(), G.WithShape(5), G.WithName("weights"), G.WithValue(convert(weights, in[0].Dtype())))
+		return MeanNLL(in[0], in[1], wn, targets, nil)
+	}})
+	// Scaled by an upstream gradient ≠ 1 (the loss inside a larger one).
+	checkOp(t, opCase{"meannll scaled", []*tensor.Dense{randTensor(r, 1, 5, 4), randTensor(r, 1, 7, 4)}, func(in []*G.Node) (*G.Node, error) {
+		wn := G.NewVector(in[0].Graph(), in[0].Dtype(), G.WithShape(5), G.WithName("weights"), G.WithValue(convert(weights, in[0].Dtype())))
+		l, err := MeanNLL(in[0], in[1], wn, targets, nil)
+		if err != nil {
+			return nil, err
+		}
+		return FuncLoss("cube", func(x [][]float64) (float64, [][]float64) {
+			return x[0][0] * x[0][0] * x[0][0], [][]float64{{3 * x[0][0] * x[0][0]}}
+		}, l)
+	}})
+}
+
+func convert(t *tensor.Dense, dt tensor.Dtype) *tensor.Dense {
+	if dt == tensor.Float64 {
+		return t.Clone().(*tensor.Dense)
+	}
+	src := t.Data().([]float64)
+	d := make([]float32, len(src))
+	for i, v := range src {
+		d[i] = float32(v)
+	}
+	return tensor.New(tensor.WithShape(t.Shape()...), tensor.WithBacking(d))
+}
+
+// TestHeadMatchesDirect compares LogProbs, MeanNLL and the token
+// statistics with a direct computation from full logits, over several
+// chunks of rows.
+func TestHeadMatchesDirect(t *testing.T) {
+	r := rand.New(rand.NewPCG(2, 2))
+	defer func(old int) { chunkElems = old }(chunkElems)
+	chunkElems = 200
+	N, C, V := 9, 3, 41 // 4 rows per chunk → chunks of 4, 4, 1
+	h, w := randTensor(r, 1, N, C), randTensor(r, 1, V, C)
+	targets := make([]int32, N)
+	weights := make([]float64, N)
+	for i := range targets {
+		targets[i] = int32(r.IntN(V))
+		weights[i] = float64(i % 3)
+	}
+	g := G.NewGraph()
+	hn := G.NewMatrix(g, tensor.Float64, G.WithShape(N, C), G.WithName("h"), G.WithValue(h))
+	wn := G.NewMatrix(g, tensor.Float64, G.WithShape(V, C), G.WithName("w"), G.WithValue(w))
+	wt := G.NewVector(g, tensor.Float64, G.WithShape(N), G.WithName("weights"), G.WithValue(tensor.New(tensor.WithBacking(weights))))
+	stats := &TokenStats{MeanLogit: make([]float32, N), Entropy: make([]float32, N)}
+	lp, err := LogProbs(hn, wn, targets, stats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nll, err := MeanNLL(hn, wn, wt, targets, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := G.NewTapeMachine(g)
+	if err := m.RunAll(); err != nil {
+		t.Fatal(err)
+	}
+	hd, wd := h.Data().([]float64), w.Data().([]float64)
+	var wantNLL, wsum float64
+	for n := range N {
+		z := make([]float64, V)
+		mx := math.Inf(-1)
+		var mean float64
+		for v := range V {
+			for c := range C {
+				z[v] += hd[n*C+c] * wd[v*C+c]
+			}
+			mx = math.Max(mx, z[v])
+			mean += z[v] / float64(V)
+		}
+		var se float64
+		for _, x := range z {
+			se += math.Exp(x - mx)
+		}
+		lse := mx + math.Log(se)
+		var ent float64
+		for _, x := range z {
+			p := math.Exp(x - lse)
+			ent -= p * (x - lse)
+		}
+		want := z[targets[n]] - lse
+		if got := lp.Value().Data().([]float64)[n]; math.Abs(got-want) > 1e-9 {
+			t.Errorf("row %d: logp %v, want %v", n, got, want)
+		}
+		if math.Abs(float64(stats.MeanLogit[n])-mean) > 1e-5 || math.Abs(float64(stats.Entropy[n])-ent) > 1e-4 {
+			t.Errorf("row %d: stats %v %v, want %v %v", n, stats.MeanLogit[n], stats.Entropy[n], mean, ent)
+		}
+		wantNLL -= weights[n] * want
+		wsum += weights[n]
+	}
+	wantNLL /= wsum
+	if got, _ := scalar(nll.Value()); math.Abs(got-wantNLL) > 1e-9 {
+		t.Errorf("mean NLL %v, want %v", got, wantNLL)
+	}
+}
+
+func TestFuncLossGradient(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 10))
+	// A DPO-like loss of two vectors: −log σ(β·Σ(a − b)).
+	fn := func(x [][]float64) (float64, [][]float64) {
+		var d float64
+		for i := range x[0] {
+			d += x[0][i] - x[1][i]
+		}
+		const beta = 0.7
+		s := 1 / (1 + math.Exp(-beta*d))
+		ga, gb := make([]float64, len(x[0])), make([]float64, len(x[1]))
+		for i := range ga {
+			ga[i] = -beta * (1 - s)
+			gb[i] = beta * (1 - s)
+		}
+		return -math.Log(s), [][]float64{ga, gb}
+	}
+	checkOp(t, opCase{"funcloss", []*tensor.Dense{randTensor(r, 1, 4), randTensor(r, 1, 4)}, func(in []*G.Node) (*G.Node, error) {
+		return FuncLoss("dpo", fn, in[0], in[1])
+	}})
+}
+
+func TestExp32(t *testing.T) {
+	worst := 0.0
+	for x := -87.0; x < 88.7; x += 0.0137 {
+		got, want := float64(exp32(float32(x))), math.Exp(float64(float32(x)))
+		worst = math.Max(worst, math.Abs(got-want)/want)
+	}
+	if worst > 3e-7 {
+		t.Fatalf("exp32 relative error %g", worst)
+	}
+	if exp32(-100) != 0 || !math.IsInf(float64(exp32(100)), 1) || exp32(0) != 1 {
+		t.Fatalf("exp32 edge cases: %v %v %v", exp32(-100), exp32(100), exp32(0))
+	}
+}
+
+func TestBadTokenIsAnError(t *testing.T) {
+	g := G.NewGraph()
+	e := G.NewMatrix(g, tensor.Float32, G.WithShape(4, 2), G.WithName("e"), G.WithValue(tensor.New(tensor.WithShape(4, 2), tensor.WithBacking(make([]float32, 8)))))
+	tokens := []int32{1, 4}
+	if _, err := Embedding(e, tokens); err != nil {
+		t.Fatal(err)
+	}
+	m := G.NewTapeMachine(g)
+	err := m.RunAll()
+	if err == nil {
+		t.Fatal("token 4 with a vocabulary of 4 was accepted")
+	}
+	t.Log(err)
+}

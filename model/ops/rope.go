@@ -1,0 +1,120 @@
+package ops
+
+import (
+	"fmt"
+	"hash"
+	"math"
+
+	"github.com/chewxy/hm"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// RoPE rotates each head of x (N, heads·D) by its token's position (rotary
+// position embedding, Su et al. 2021, eq. 34), in the Hugging Face
+// half-split convention (`rotate_half`): dimension i is paired with
+// i + D/2, and with angle θ = p·invFreq[i] at position p = n mod T,
+//
+//	y[i]       = x[i]·cos θ − x[i+D/2]·sin θ
+//	y[i+D/2]   = x[i+D/2]·cos θ + x[i]·sin θ      (i < D/2)
+//
+// invFreq holds the D/2 inverse frequencies (already rescaled, e.g. by the
+// Llama-3 rule). The backward pass is the inverse rotation.
+func RoPE(x *G.Node, seqLen, heads int, invFreq []float64) (*G.Node, error) {
+	return apply(newRoPE(seqLen, heads, invFreq, false), x)
+}
+
+type ropeOp struct {
+	pure
+	seqLen, heads, half int
+	invFreq             []float64
+	inverse             bool // rotate by −θ (the backward pass)
+	cos64, sin64        []float64 // (T, D/2)
+	cos32, sin32        []float32
+	out                 buffer
+}
+
+func newRoPE(seqLen, heads int, invFreq []float64, inverse bool) *ropeOp {
+	half := len(invFreq)
+	op := &ropeOp{seqLen: seqLen, heads: heads, half: half, invFreq: invFreq, inverse: inverse,
+		cos64: make([]float64, seqLen*half), sin64: make([]float64, seqLen*half),
+		cos32: make([]float32, seqLen*half), sin32: make([]float32, seqLen*half)}
+	for p := range seqLen {
+		for i, f := range invFreq {
+			s, c := math.Sincos(float64(p) * f)
+			if inverse {
+				s = -s
+			}
+			op.cos64[p*half+i], op.sin64[p*half+i] = c, s
+			op.cos32[p*half+i], op.sin32[p*half+i] = float32(c), float32(s)
+		}
+	}
+	return op
+}
+
+func (op *ropeOp) Arity() int    { return 1 }
+func (op *ropeOp) Type() hm.Type { return hm.NewFnType(tensorType(2), tensorType(2)) }
+func (op *ropeOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
+	s, err := shapes(ds, 2)
+	if err != nil {
+		return nil, err
+	}
+	if s[0][1] != op.heads*2*op.half || s[0][0]%op.seqLen != 0 {
+		return nil, fmt.Errorf("rope: input %v is not (B·%d, %d heads × %d)", s[0], op.seqLen, op.heads, 2*op.half)
+	}
+	return s[0].Clone(), nil
+}
+func (op *ropeOp) WriteHash(h hash.Hash) {
+	fmt.Fprintf(h, "gotune.RoPE{%d,%d,%v,%v}", op.seqLen, op.heads, op.inverse, op.invFreq)
+}
+func (op *ropeOp) Hashcode() uint32 { return hashOf(op) }
+func (op *ropeOp) String() string {
+	if op.inverse {
+		return "RoPEInverse"
+	}
+	return "RoPE"
+}
+
+func (op *ropeOp) Do(in ...G.Value) (G.Value, error) {
+	x, err := dense(in[0], "rope x")
+	if err != nil {
+		return nil, err
+	}
+	out := op.out.get(x.Dtype(), x.Shape()...)
+	switch x.Dtype() {
+	case tensor.Float32:
+		rope(floats[float32](x, out), op.cos32, op.sin32, op.seqLen, op.heads, op.half)
+	default:
+		rope(floats[float64](x, out), op.cos64, op.sin64, op.seqLen, op.heads, op.half)
+	}
+	return out, nil
+}
+
+// rope applies the rotation with tables cos, sin (T, D/2); s = {x, y}.
+func rope[T Float](s [][]T, cos, sin []T, seqLen, heads, half int) {
+	x, y := s[0], s[1]
+	width := heads * 2 * half
+	N := len(x) / width
+	parallelFor(N, 64, func(lo, hi int) {
+		for n := lo; n < hi; n++ {
+			p := n % seqLen
+			c, sn := cos[p*half:(p+1)*half], sin[p*half:(p+1)*half]
+			for h := range heads {
+				xh := x[n*width+h*2*half : n*width+(h+1)*2*half]
+				yh := y[n*width+h*2*half : n*width+(h+1)*2*half]
+				for i := range half {
+					x1, x2 := xh[i], xh[i+half]
+					yh[i] = x1*c[i] - x2*sn[i]
+					yh[i+half] = x2*c[i] + x1*sn[i]
+				}
+			}
+		}
+	})
+}
+
+func (op *ropeOp) DiffWRT(int) []bool { return []bool{true} }
+func (op *ropeOp) SymDiff(_ G.Nodes, _, grad *G.Node) (G.Nodes, error) {
+	// The rotation is orthogonal: its transpose is the rotation by −θ.
+	d, err := apply(newRoPE(op.seqLen, op.heads, op.invFreq, !op.inverse), grad)
+	return G.Nodes{d}, err
+}

@@ -1,0 +1,480 @@
+package train
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Metric names written to metrics.jsonl (Hugging Face / TRL names).
+const (
+	KeyStep         = "step"
+	KeyEpoch        = "epoch"
+	KeyLoss         = "loss"
+	KeyLR           = "learning_rate"
+	KeyGradNorm     = "grad_norm"
+	KeyTokensPerSec = "tokens_per_second"
+	// KeyTokens is reported by a StepFunc as the number of tokens in its
+	// micro-batch; it is summed (not averaged) and logged cumulatively.
+	KeyTokens = "num_tokens"
+)
+
+// Metrics are named scalars. A StepFunc returns the metrics of one
+// micro-batch, which must include KeyLoss; the loop averages every key over
+// micro-batches and logged steps, except KeyTokens which it sums.
+type Metrics map[string]float64
+
+// Param is one trainable tensor.
+type Param struct {
+	Name    string
+	Shape   []int            // for checkpoints; nil means [len(Value)]
+	Value   []float32        // updated in place by the optimizer
+	Grad    func() []float32 // the gradient accumulated since the last ZeroGrad; the loop scales and clips it in place
+	NoDecay bool             // exempt from weight decay (norms, biases)
+}
+
+// StepFunc runs forward and backward on micro-batch micro of update step
+// (both 0-based), adding its gradients to the accumulated ones. The loss it
+// reports, and the gradients it adds, are the micro-batch mean: the loop
+// divides the accumulated gradient by GradAccum, which makes accumulation
+// equal to one large batch when micro-batches are the same size. A StepFunc
+// draws its randomness from Loop.Rand so that a resumed run repeats it.
+type StepFunc func(ctx context.Context, step, micro int) (Metrics, error)
+
+// Hooks let a stage save and restore what the loop does not own.
+type Hooks struct {
+	// State returns the stage's resumable position (data cursor, shuffling
+	// order, …) as JSON; it is called before every update, and the value
+	// from the start of an update is what a checkpoint stores.
+	State func() (json.RawMessage, error)
+	// Restore puts back a position returned by State.
+	Restore func(json.RawMessage) error
+	// SaveFiles writes extra artifacts (an adapter, tokenizer, …) into a
+	// checkpoint directory while it is being written.
+	SaveFiles func(dir string) error
+	// Epoch reports the fractional number of passes over the data, logged
+	// as "epoch" when set.
+	Epoch func() float64
+}
+
+// Config holds the loop's hyperparameters and where it writes.
+type Config struct {
+	Steps       int     // optimizer updates in total
+	GradAccum   int     // micro-batches per update
+	LR          float64 // peak learning rate
+	Schedule    string  // "cosine", "linear" or "constant"
+	WarmupSteps int     // linear warmup updates
+	MinLRRatio  float64 // schedule floor as a fraction of LR
+	Beta1       float64 // AdamW β₁
+	Beta2       float64 // AdamW β₂
+	Eps         float64 // AdamW ε
+	WeightDecay float64 // AdamW λ (decoupled)
+	MaxGradNorm float64 // clip the global gradient norm to this; 0 = off
+	Seed        uint64  // seeds Loop.Rand
+
+	Dir             string // metrics.jsonl and the state/ checkpoint go here
+	LogEvery        int    // log every this many updates (and the last)
+	EvalEvery       int    // run Eval every this many updates and at the end; 0 = only at the end
+	CheckpointEvery int    // checkpoint every this many updates; 0 = only at the end or on interruption
+	Quiet           bool   // no progress bar
+	// Progress receives the progress bar (default os.Stderr); the bar is
+	// drawn only when it is a terminal.
+	Progress io.Writer
+}
+
+// DefaultConfig returns the usual AdamW settings (β = 0.9, 0.999, ε = 10⁻⁸,
+// no weight decay), clipping at 1, a cosine schedule, one micro-batch per
+// update and a log line per update.
+func DefaultConfig() Config {
+	return Config{
+		Steps: 100, GradAccum: 1, LR: 1e-3, Schedule: "cosine",
+		Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, MaxGradNorm: 1,
+		LogEvery: 1, Seed: 1,
+	}
+}
+
+// Validate reports the first invalid setting.
+func (c Config) Validate() error {
+	switch {
+	case c.Steps <= 0:
+		return fmt.Errorf("steps %d must be positive", c.Steps)
+	case c.GradAccum <= 0:
+		return fmt.Errorf("gradient accumulation %d must be positive", c.GradAccum)
+	case c.Beta1 < 0 || c.Beta1 >= 1:
+		return fmt.Errorf("beta1 %g must be in [0, 1)", c.Beta1)
+	case c.Beta2 <= 0 || c.Beta2 >= 1:
+		return fmt.Errorf("beta2 %g must be in (0, 1)", c.Beta2)
+	case c.Eps <= 0:
+		return fmt.Errorf("eps %g must be positive", c.Eps)
+	case c.WeightDecay < 0:
+		return fmt.Errorf("weight decay %g must be ≥ 0", c.WeightDecay)
+	case c.MaxGradNorm < 0:
+		return fmt.Errorf("max grad norm %g must be ≥ 0", c.MaxGradNorm)
+	case c.LogEvery <= 0:
+		return fmt.Errorf("log interval %d must be positive", c.LogEvery)
+	case c.EvalEvery < 0 || c.CheckpointEvery < 0:
+		return fmt.Errorf("eval and checkpoint intervals must be ≥ 0")
+	case c.Dir == "":
+		return errors.New("output directory is not set")
+	}
+	return c.schedule().Validate()
+}
+
+func (c Config) schedule() Schedule {
+	return Schedule{Kind: c.Schedule, LR: c.LR, WarmupSteps: c.WarmupSteps, TotalSteps: c.Steps, MinLRRatio: c.MinLRRatio}
+}
+
+// Loop runs the optimisation. Fill the exported fields, optionally call
+// Resume, then Run.
+type Loop struct {
+	Config
+	Params   []Param
+	Step     StepFunc
+	ZeroGrad func()                                     // clears the accumulated gradients
+	Eval     func(ctx context.Context) (Metrics, error) // optional held-out evaluation, logged with an "eval_" prefix
+	Hooks
+
+	ready  bool
+	step   int // updates completed
+	opt    *AdamW
+	pcg    *rand.PCG
+	rng    *rand.Rand
+	tokens float64 // tokens seen (sum of KeyTokens)
+	tail   []map[string]float64
+	saved  int // step of the last checkpoint written or resumed; -1 if none
+	log    *metricsLog
+}
+
+// maxTail is how many logged records a checkpoint keeps.
+const maxTail = 50
+
+// StateDir is the checkpoint directory of a stage directory.
+func StateDir(dir string) string { return filepath.Join(dir, "state") }
+
+// MetricsFile is the metrics log of a stage directory.
+func MetricsFile(dir string) string { return filepath.Join(dir, "metrics.jsonl") }
+
+func (l *Loop) init() error {
+	if l.ready {
+		return nil
+	}
+	if err := l.Config.Validate(); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	if l.Step == nil || l.ZeroGrad == nil {
+		return errors.New("train: Loop needs Step and ZeroGrad")
+	}
+	if (l.Hooks.State == nil) != (l.Hooks.Restore == nil) {
+		return errors.New("train: Hooks.State and Hooks.Restore go together")
+	}
+	seen := map[string]bool{}
+	sizes := make([]int, len(l.Params))
+	for i, p := range l.Params {
+		if p.Name == "" || seen[p.Name] {
+			return fmt.Errorf("train: parameter %d has an empty or duplicate name %q", i, p.Name)
+		}
+		seen[p.Name] = true
+		if p.Grad == nil {
+			return fmt.Errorf("train: parameter %s has no Grad", p.Name)
+		}
+		if n := shapeSize(p.shape()); n != len(p.Value) {
+			return fmt.Errorf("train: parameter %s has shape %v but %d values", p.Name, p.Shape, len(p.Value))
+		}
+		sizes[i] = len(p.Value)
+	}
+	l.opt = NewAdamW(l.Beta1, l.Beta2, l.Eps, l.WeightDecay, sizes)
+	l.pcg = rand.NewPCG(l.Seed, 0x5851f42d4c957f2d)
+	l.rng = rand.New(l.pcg)
+	l.saved = -1
+	l.ready = true
+	return nil
+}
+
+func (p Param) shape() []int {
+	if p.Shape == nil {
+		return []int{len(p.Value)}
+	}
+	return p.Shape
+}
+
+func shapeSize(s []int) int {
+	n := 1
+	for _, d := range s {
+		n *= d
+	}
+	return n
+}
+
+// Rand is the loop's seeded random source, saved in checkpoints; a stage's
+// data order and sampling must come from it for resumption to be exact.
+func (l *Loop) Rand() *rand.Rand {
+	if l.rng == nil {
+		l.pcg = rand.NewPCG(l.Seed, 0x5851f42d4c957f2d)
+		l.rng = rand.New(l.pcg)
+	}
+	return l.rng
+}
+
+// StepsDone is the number of updates completed (restored by Resume).
+func (l *Loop) StepsDone() int { return l.step }
+
+// Optimizer exposes the AdamW state (moments and update count).
+func (l *Loop) Optimizer() *AdamW { return l.opt }
+
+// LR is the learning rate of update step (0-based).
+func (l *Loop) LR(step int) float64 { return l.Config.schedule().At(step) }
+
+// snapshot is what a checkpoint records besides tensors, taken at the
+// start of an update.
+type snapshot struct {
+	rng    []byte
+	data   json.RawMessage
+	tokens float64
+}
+
+func (l *Loop) snap() (snapshot, error) {
+	b, err := l.pcg.MarshalBinary()
+	if err != nil {
+		return snapshot{}, err
+	}
+	s := snapshot{rng: b, tokens: l.tokens}
+	if l.Hooks.State != nil {
+		if s.data, err = l.Hooks.State(); err != nil {
+			return s, fmt.Errorf("train: saving stage state: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Run trains until Config.Steps updates are done. Cancelling ctx writes a
+// checkpoint of the last completed update and returns ctx.Err(). A
+// non-finite loss or gradient norm stops the run with an error naming the
+// update, without applying it and without overwriting the last good
+// checkpoint.
+func (l *Loop) Run(ctx context.Context) error {
+	if err := l.init(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(l.Dir, 0o755); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	ml, err := openMetricsLog(MetricsFile(l.Dir))
+	if err != nil {
+		return err
+	}
+	l.log = ml
+	defer func() { ml.Close(); l.log = nil }()
+	bar := newProgress(l.Config, l.step)
+	defer bar.finish()
+
+	grads := make([][]float32, len(l.Params))
+	values := make([][]float32, len(l.Params))
+	decay := make([]bool, len(l.Params))
+	for i, p := range l.Params {
+		values[i], decay[i] = p.Value, !p.NoDecay
+	}
+	acc := newInterval()
+	for l.step < l.Steps {
+		start, err := l.snap()
+		if err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return l.interrupted(ctx, start)
+		}
+		t0 := time.Now()
+		sum := Metrics{}
+		for micro := range l.GradAccum {
+			m, err := l.Step(ctx, l.step, micro)
+			if err != nil {
+				l.ZeroGrad()
+				if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+					return l.interrupted(ctx, start)
+				}
+				return fmt.Errorf("train: update %d, micro-batch %d: %w", l.step+1, micro, err)
+			}
+			if _, ok := m[KeyLoss]; !ok {
+				return fmt.Errorf("train: update %d: the step function reported no %q", l.step+1, KeyLoss)
+			}
+			for k, v := range m {
+				sum[k] += v
+			}
+		}
+		step := Metrics{}
+		for k, v := range sum {
+			if k == KeyTokens {
+				step[k] = v
+			} else {
+				step[k] = v / float64(l.GradAccum)
+			}
+		}
+		loss := step[KeyLoss]
+		if math.IsNaN(loss) || math.IsInf(loss, 0) {
+			l.ZeroGrad()
+			return l.nonFinite("loss", loss)
+		}
+		for i, p := range l.Params {
+			grads[i] = p.Grad()
+			if len(grads[i]) != len(p.Value) {
+				return fmt.Errorf("train: parameter %s: gradient has %d values, want %d", p.Name, len(grads[i]), len(p.Value))
+			}
+		}
+		if l.GradAccum > 1 {
+			scale(grads, 1/float64(l.GradAccum))
+		}
+		norm := ClipGlobalNorm(grads, l.MaxGradNorm)
+		if math.IsNaN(norm) || math.IsInf(norm, 0) {
+			l.ZeroGrad()
+			return l.nonFinite("gradient norm", norm)
+		}
+		lr := l.LR(l.step)
+		l.opt.Update(values, grads, decay, lr)
+		l.ZeroGrad()
+		l.step++
+		l.tokens += step[KeyTokens]
+		step[KeyLR] = lr
+		step[KeyGradNorm] = norm
+		acc.add(step, time.Since(t0))
+		bar.update(l.step, loss, lr, acc.rate())
+
+		last := l.step == l.Steps
+		if l.step%l.LogEvery == 0 || last {
+			if err := l.writeRecord(acc.record()); err != nil {
+				return err
+			}
+			acc = newInterval()
+		}
+		if l.Eval != nil && ((l.EvalEvery > 0 && l.step%l.EvalEvery == 0) || last) {
+			if err := l.evaluate(ctx); err != nil {
+				if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+					return l.interruptedAfterStep(ctx)
+				}
+				return err
+			}
+		}
+		if (l.CheckpointEvery > 0 && l.step%l.CheckpointEvery == 0) || last {
+			if err := l.checkpointNow(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// interrupted writes a checkpoint of the state at the start of the update
+// that was cut off (parameters and moments are untouched until an update
+// completes) and returns the context's error.
+func (l *Loop) interrupted(ctx context.Context, start snapshot) error {
+	if l.saved != l.step {
+		if err := l.writeCheckpoint(start); err != nil {
+			return errors.Join(ctx.Err(), err)
+		}
+	}
+	return ctx.Err()
+}
+
+func (l *Loop) interruptedAfterStep(ctx context.Context) error {
+	start, err := l.snap()
+	if err != nil {
+		return errors.Join(ctx.Err(), err)
+	}
+	return l.interrupted(ctx, start)
+}
+
+func (l *Loop) nonFinite(what string, v float64) error {
+	where := "no checkpoint was written"
+	if l.saved >= 0 {
+		where = fmt.Sprintf("the last good checkpoint (update %d) is kept in %s", l.saved, StateDir(l.Dir))
+	}
+	return fmt.Errorf("train: update %d: %s is %v; stopped without applying it, %s", l.step+1, what, v, where)
+}
+
+func (l *Loop) evaluate(ctx context.Context) error {
+	m, err := l.Eval(ctx)
+	if err != nil {
+		return fmt.Errorf("train: evaluation after update %d: %w", l.step, err)
+	}
+	rec := map[string]float64{KeyStep: float64(l.step)}
+	if l.Hooks.Epoch != nil {
+		rec[KeyEpoch] = l.Hooks.Epoch()
+	}
+	for k, v := range m {
+		rec["eval_"+k] = v
+	}
+	return l.writeRecord(rec)
+}
+
+func (l *Loop) writeRecord(rec map[string]float64) error {
+	rec[KeyStep] = float64(l.step)
+	if l.Hooks.Epoch != nil {
+		if _, ok := rec[KeyEpoch]; !ok {
+			rec[KeyEpoch] = l.Hooks.Epoch()
+		}
+	}
+	if _, ok := rec[KeyTokens]; ok {
+		rec[KeyTokens] = l.tokens // cumulative, as TRL logs it
+	}
+	l.tail = append(l.tail, rec)
+	if len(l.tail) > maxTail {
+		l.tail = l.tail[len(l.tail)-maxTail:]
+	}
+	return l.log.Write(rec)
+}
+
+// checkpointNow writes a checkpoint of the current (between updates) state.
+func (l *Loop) checkpointNow() error {
+	s, err := l.snap()
+	if err != nil {
+		return err
+	}
+	return l.writeCheckpoint(s)
+}
+
+// Tail returns the most recent logged records (also kept in checkpoints).
+func (l *Loop) Tail() []map[string]float64 { return l.tail }
+
+// interval accumulates per-update metrics between two log lines.
+type interval struct {
+	sum     Metrics
+	n       int
+	tokens  float64
+	elapsed time.Duration
+}
+
+func newInterval() *interval { return &interval{sum: Metrics{}} }
+
+func (a *interval) add(m Metrics, d time.Duration) {
+	for k, v := range m {
+		a.sum[k] += v
+	}
+	a.n++
+	a.tokens += m[KeyTokens]
+	a.elapsed += d
+}
+
+// rate is tokens per second of compute time in the interval (0 if unknown).
+func (a *interval) rate() float64 {
+	if a.tokens == 0 || a.elapsed <= 0 {
+		return 0
+	}
+	return a.tokens / a.elapsed.Seconds()
+}
+
+func (a *interval) record() map[string]float64 {
+	rec := map[string]float64{}
+	for k, v := range a.sum {
+		rec[k] = v / float64(a.n)
+	}
+	if a.tokens > 0 {
+		rec[KeyTokensPerSec] = a.rate()
+		rec[KeyTokens] = a.tokens
+	}
+	return rec
+}
