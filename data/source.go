@@ -103,7 +103,7 @@ func openSource(ctx context.Context, path, format string, maxRow int, bytesRead 
 		if format != "" && format != FormatArrow {
 			return nil, "", fmt.Errorf("import %s: a directory can only hold Arrow shards", path)
 		}
-		return openArrowSource(path)
+		return openArrowSource(path, maxRow)
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -122,9 +122,9 @@ func openSource(ctx context.Context, path, format string, maxRow int, bytesRead 
 			return nil, "", fmt.Errorf("import %s: compressed %s files are not supported; decompress it first", path, format)
 		}
 		if format == FormatParquet {
-			return openParquetSource(ctx, path)
+			return openParquetSource(ctx, path, maxRow)
 		}
-		return openArrowSource(path)
+		return openArrowSource(path, maxRow)
 	}
 	var r io.Reader = br
 	closeAll := f.Close
@@ -483,7 +483,7 @@ type arrowSource struct {
 	row int
 }
 
-func openParquetSource(ctx context.Context, path string) (source, string, error) {
+func openParquetSource(ctx context.Context, path string, maxRow int) (source, string, error) {
 	pf, err := file.OpenParquetFile(path, false)
 	if err != nil {
 		return nil, "", fmt.Errorf("import %s: not a readable Parquet file: %w", path, err)
@@ -498,7 +498,7 @@ func openParquetSource(ctx context.Context, path string) (source, string, error)
 		pf.Close()
 		return nil, "", fmt.Errorf("import %s: %w", path, err)
 	}
-	src := &arrowSource{names: fieldNames(sc)}
+	src := &arrowSource{names: fieldNames(sc), max: maxRow}
 	if pf.NumRows() == 0 {
 		src.read = func() (arrow.RecordBatch, error) { return nil, io.EOF }
 		src.closer = pf.Close
@@ -514,12 +514,12 @@ func openParquetSource(ctx context.Context, path string) (source, string, error)
 	return src, FormatParquet, nil
 }
 
-func openArrowSource(path string) (source, string, error) {
+func openArrowSource(path string, maxRow int) (source, string, error) {
 	d, err := OpenDataset(path)
 	if err != nil {
 		return nil, "", fmt.Errorf("import: %w", err)
 	}
-	return &arrowSource{read: d.Next, names: fieldNames(d.Schema()), closer: d.Close}, FormatArrow, nil
+	return &arrowSource{read: d.Next, names: fieldNames(d.Schema()), closer: d.Close, max: maxRow}, FormatArrow, nil
 }
 
 func (s *arrowSource) columns() []string { return s.names }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/gotune/gotune/blas"
 	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/model/ops"
 )
 
 // Config chooses where adapters go and how they are scaled and initialised.
@@ -310,11 +311,11 @@ func (inj *Injection) Wrap(g *G.ExprGraph, layer int, module string, x, y *G.Nod
 			return nil, fmt.Errorf("lora %s: %w", m.PEFTPrefix(), err)
 		}
 	}
-	xa, err := G.Mul(in, G.Must(G.Transpose(an))) // (B·T, r)
+	xa, err := ops.Linear(in, an, nil) // (B·T, r) = x·Aᵀ
 	if err != nil {
 		return nil, fmt.Errorf("lora %s: %w", m.PEFTPrefix(), err)
 	}
-	xab, err := G.Mul(xa, G.Must(G.Transpose(bn))) // (B·T, out)
+	xab, err := ops.Linear(xa, bn, nil) // (B·T, out) = (x·Aᵀ)·Bᵀ
 	if err != nil {
 		return nil, fmt.Errorf("lora %s: %w", m.PEFTPrefix(), err)
 	}

@@ -171,12 +171,12 @@ func (g *Graph) decoder(hook LinearHook) *gorgonia.Node {
 
 		// Attention block: x + o_proj(attn(rope(q), rope(k), v)), pre-norm.
 		h := must(ops.RMSNorm(x, p("input_layernorm.weight"), c.RMSNormEps)) // (N, C)
-		q := linear(h, "q_proj", "self_attn.", c.AttentionBias)                 // (N, H·D)
-		k := linear(h, "k_proj", "self_attn.", c.AttentionBias)                 // (N, KVH·D)
-		v := linear(h, "v_proj", "self_attn.", c.AttentionBias)                 // (N, KVH·D)
+		q := linear(h, "q_proj", "self_attn.", c.AttentionBias)              // (N, H·D)
+		k := linear(h, "k_proj", "self_attn.", c.AttentionBias)              // (N, KVH·D)
+		v := linear(h, "v_proj", "self_attn.", c.AttentionBias)              // (N, KVH·D)
 		q = must(ops.RoPE(q, g.T, H, invFreq))
 		k = must(ops.RoPE(k, g.T, KVH, invFreq))
-		a := must(ops.Attention(q, k, v, attn))        // (N, H·D)
+		a := must(ops.Attention(q, k, v, attn))                        // (N, H·D)
 		x = must(ops.Add(x, linear(a, "o_proj", "self_attn.", false))) // (N, C)
 
 		// MLP block: x + down(silu(gate(h)) ⊙ up(h)), pre-norm.

@@ -68,7 +68,10 @@ func startServer(t *testing.T, e *generate.Engine, cfg Config) (string, context.
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln) }()
+	go func() {
+		done <- s.Serve(ctx, ln)
+		close(done)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		<-done
@@ -443,12 +446,13 @@ func TestGracefulShutdown(t *testing.T) {
 	sresp := streamPost(t, url+"/completions", map[string]any{"prompt": "finish me", "max_tokens": 100, "stream": true, "temperature": 0})
 	defer sresp.Body.Close()
 	br := bufio.NewReader(sresp.Body)
-	if _, err := br.ReadString('\n'); err != nil {
+	first, err := br.ReadString('\n')
+	if err != nil {
 		t.Fatal(err)
 	}
 	cancel()
 	var text, finish string
-	for _, data := range readSSE(t, br) {
+	for _, data := range append([]string{strings.TrimSpace(strings.TrimPrefix(first, "data: "))}, readSSE(t, br)...) {
 		c := decodeJSON[completionResponse](t, []byte(data))
 		text += c.Choices[0].Text
 		if c.Choices[0].FinishReason != nil {
@@ -461,7 +465,7 @@ func TestGracefulShutdown(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("Serve: %v", err)
 	}
-	_, err := http.Post(url+"/completions", "application/json", strings.NewReader(`{"prompt":"x"}`))
+	_, err = http.Post(url+"/completions", "application/json", strings.NewReader(`{"prompt":"x"}`))
 	var op *net.OpError
 	if !errors.As(err, &op) {
 		t.Fatalf("after shutdown: %v", err)

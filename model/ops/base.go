@@ -204,9 +204,11 @@ func (op *pickOp) Do(...G.Value) (G.Value, error) {
 	}
 	return t, nil
 }
-func (op *pickOp) WriteHash(h hash.Hash) { fmt.Fprintf(h, "gotune.Pick{%s,%d,%v}", op.name, op.i, op.shape) }
-func (op *pickOp) Hashcode() uint32      { return hashOf(op) }
-func (op *pickOp) String() string        { return fmt.Sprintf("Pick(%s,%d)", op.name, op.i) }
+func (op *pickOp) WriteHash(h hash.Hash) {
+	fmt.Fprintf(h, "gotune.Pick{%s,%d,%v}", op.name, op.i, op.shape)
+}
+func (op *pickOp) Hashcode() uint32 { return hashOf(op) }
+func (op *pickOp) String() string   { return fmt.Sprintf("Pick(%s,%d)", op.name, op.i) }
 
 // placeholder is the one-element value multi-output operations return.
 func placeholder(b *buffer, dt tensor.Dtype) *tensor.Dense { return b.get(dt, 1) }

@@ -66,9 +66,11 @@ func rankType(r int) hm.Type {
 func (op *funcLossOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 	return tensor.ScalarShape(), nil
 }
-func (op *funcLossOp) WriteHash(h hash.Hash) { fmt.Fprintf(h, "gotune.FuncLoss{%s,%d}", op.name, op.id) }
-func (op *funcLossOp) Hashcode() uint32      { return hashOf(op) }
-func (op *funcLossOp) String() string        { return "FuncLoss(" + op.name + ")" }
+func (op *funcLossOp) WriteHash(h hash.Hash) {
+	fmt.Fprintf(h, "gotune.FuncLoss{%s,%d}", op.name, op.id)
+}
+func (op *funcLossOp) Hashcode() uint32 { return hashOf(op) }
+func (op *funcLossOp) String() string   { return "FuncLoss(" + op.name + ")" }
 
 func (op *funcLossOp) Do(in ...G.Value) (G.Value, error) {
 	if len(op.in) != len(in) {

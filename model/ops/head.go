@@ -392,8 +392,8 @@ func optData[T Float](t *tensor.Dense) []T {
 type meanNLLOp struct {
 	pure
 	headState
-	wantH, wantW bool     // set by Plan: gradients the running program reads
-	haveH, haveW bool     // what the last forward pass computed
+	wantH, wantW bool       // set by Plan: gradients the running program reads
+	haveH, haveW bool       // what the last forward pass computed
 	gradNodes    [2]*G.Node // ∂L/∂h and ∂L/∂W
 	logp32       []float32
 	coef32       []float32

@@ -165,9 +165,11 @@ func (op *matmulOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 	m, _, n, err := op.dims(s[0], s[1])
 	return tensor.Shape{m, n}, err
 }
-func (op *matmulOp) WriteHash(h hash.Hash) { fmt.Fprintf(h, "gotune.MatMul{%v,%v}", op.transA, op.transB) }
-func (op *matmulOp) Hashcode() uint32      { return hashOf(op) }
-func (op *matmulOp) String() string        { return fmt.Sprintf("MatMul{%v,%v}", op.transA, op.transB) }
+func (op *matmulOp) WriteHash(h hash.Hash) {
+	fmt.Fprintf(h, "gotune.MatMul{%v,%v}", op.transA, op.transB)
+}
+func (op *matmulOp) Hashcode() uint32 { return hashOf(op) }
+func (op *matmulOp) String() string   { return fmt.Sprintf("MatMul{%v,%v}", op.transA, op.transB) }
 
 func (op *matmulOp) Do(in ...G.Value) (G.Value, error) {
 	x, err := dense(in[0], "matmul a")

@@ -28,7 +28,7 @@ type ropeOp struct {
 	pure
 	seqLen, heads, half int
 	invFreq             []float64
-	inverse             bool // rotate by −θ (the backward pass)
+	inverse             bool      // rotate by −θ (the backward pass)
 	cos64, sin64        []float64 // (T, D/2)
 	cos32, sin32        []float32
 	out                 buffer

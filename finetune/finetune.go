@@ -1,0 +1,275 @@
+// Package finetune is the model under fine-tuning, shared by every stage:
+// a frozen base model and its tokenizer, one trainable LoRA adapter (plus
+// optional whole tensors trained beside it, such as a reward model's score
+// head), and the gorgonia programs built for it, one per purpose and batch
+// shape. All programs bind the same weight tensors, so the base exists once
+// in memory whatever the number of graphs, and switching the adapter off
+// turns any program into the reference model.
+package finetune
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/gotune/gotune/checkpoints"
+	"github.com/gotune/gotune/lora"
+	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/tokenizer"
+	"github.com/gotune/gotune/train"
+)
+
+// Model is a base model with a trainable adapter and its programs.
+type Model struct {
+	BaseDir   string
+	Weights   *model.Weights
+	Tokenizer *tokenizer.Tokenizer
+	Adapter   *lora.Adapter
+	// Extra are whole tensors trained with the adapter and saved in its
+	// modules_to_save (e.g. "score" (1, C) for a reward head).
+	Extra lora.Extra
+
+	programs map[string]*Program
+	order    []*Program
+	sums     map[string][]float32
+}
+
+// Open loads a Hugging Face model directory (weights, config.json and
+// tokenizer.json). The model has no adapter until NewAdapter or LoadAdapter.
+func Open(baseDir string) (*Model, error) {
+	w, err := checkpoints.LoadModel(baseDir)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := tokenizer.Load(baseDir)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", baseDir, err)
+	}
+	if tok.VocabSize() > w.Config.VocabSize {
+		return nil, fmt.Errorf("open %s: tokenizer has %d tokens but the model's vocabulary is %d", baseDir, tok.VocabSize(), w.Config.VocabSize)
+	}
+	return New(baseDir, w, tok), nil
+}
+
+// New wraps weights and a tokenizer already in memory.
+func New(baseDir string, w *model.Weights, tok *tokenizer.Tokenizer) *Model {
+	return &Model{BaseDir: baseDir, Weights: w, Tokenizer: tok, Extra: lora.Extra{},
+		programs: map[string]*Program{}, sums: map[string][]float32{}}
+}
+
+// NewAdapter attaches a freshly initialised adapter.
+func (m *Model) NewAdapter(cfg lora.Config) error {
+	if len(m.programs) > 0 {
+		return fmt.Errorf("finetune: attach the adapter before building programs")
+	}
+	a, err := lora.New(m.Weights, cfg)
+	if err != nil {
+		return err
+	}
+	m.Adapter = a
+	return nil
+}
+
+// LoadAdapter attaches an adapter saved in PEFT format, with its extra
+// modules.
+func (m *Model) LoadAdapter(dir string) error {
+	if len(m.programs) > 0 {
+		return fmt.Errorf("finetune: attach the adapter before building programs")
+	}
+	a, _, extra, err := lora.Load(dir, m.Weights)
+	if err != nil {
+		return err
+	}
+	m.Adapter = a
+	for k, v := range extra {
+		m.Extra[k] = v
+	}
+	return nil
+}
+
+// MergeAdapter folds the attached adapter into the base weights and
+// detaches it: the merged weights become the new frozen base (how a DPO or
+// PPO policy starts from an SFT result while its reference is the SFT model).
+func (m *Model) MergeAdapter() error {
+	if m.Adapter == nil {
+		return fmt.Errorf("finetune: no adapter to merge")
+	}
+	if len(m.programs) > 0 {
+		return fmt.Errorf("finetune: merge the adapter before building programs")
+	}
+	if err := m.Adapter.Merge(m.Weights); err != nil {
+		return err
+	}
+	m.Adapter = nil
+	return nil
+}
+
+// SaveAdapter writes the adapter (and extra modules) in PEFT format, with
+// base_model_name_or_path pointing at the base directory.
+func (m *Model) SaveAdapter(dir, taskType string) error {
+	if m.Adapter == nil {
+		return fmt.Errorf("finetune: no adapter to save")
+	}
+	return m.Adapter.Save(dir, m.BaseDir, taskType, m.Extra)
+}
+
+// CopyTokenizer writes the base model's tokenizer files into dir, so an
+// adapter or export directory is usable on its own.
+func (m *Model) CopyTokenizer(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return m.Tokenizer.Save(dir)
+}
+
+// Program is a compiled graph of one purpose and batch shape.
+type Program struct {
+	Name  string
+	Graph *model.Graph
+	Prog  *model.Program
+	Loss  *gorgonia.Node
+	Out   []*gorgonia.Node
+	// Extra are the nodes of Model.Extra in this graph.
+	Extra map[string]*gorgonia.Node
+
+	inj    *lora.Injection
+	params []lora.Param
+}
+
+// Run executes the program (forward, plus backward when it has a loss).
+func (p *Program) Run() error { return p.Prog.Run() }
+
+// BuildFunc adds a program's heads to a freshly built graph and returns its
+// loss (nil for a forward-only program) and outputs.
+type BuildFunc func(g *model.Graph, extra map[string]*gorgonia.Node) (loss *gorgonia.Node, outputs []*gorgonia.Node, err error)
+
+// Program returns the program named name for batches of B×T tokens,
+// building and compiling it the first time. With train set, the program
+// differentiates its loss with respect to the adapter and the extra tensors.
+func (m *Model) Program(name string, B, T int, trainable bool, build BuildFunc) (*Program, error) {
+	key := fmt.Sprintf("%s/%dx%d/%v", name, B, T, trainable)
+	if p, ok := m.programs[key]; ok {
+		return p, nil
+	}
+	opt := model.GraphOptions{B: B, T: T}
+	var inj *lora.Injection
+	if m.Adapter != nil {
+		inj = m.Adapter.Hook()
+		opt.Hook = inj
+	}
+	g, err := model.Build(m.Weights, opt)
+	if err != nil {
+		return nil, fmt.Errorf("program %s: %w", key, err)
+	}
+	extra := map[string]*gorgonia.Node{}
+	for _, k := range m.extraNames() {
+		t := m.Extra[k]
+		extra[k] = gorgonia.NewTensor(g.G, tensor.Float32, t.Dims(), gorgonia.WithShape(t.Shape()...),
+			gorgonia.WithName("extra."+k), gorgonia.WithValue(t))
+	}
+	loss, outs, err := build(g, extra)
+	if err != nil {
+		return nil, fmt.Errorf("program %s: %w", key, err)
+	}
+	p := &Program{Name: key, Graph: g, Loss: loss, Out: outs, Extra: extra, inj: inj}
+	var wrt []*gorgonia.Node
+	if trainable {
+		if loss == nil {
+			return nil, fmt.Errorf("program %s: a trainable program needs a loss", key)
+		}
+		if inj != nil {
+			p.params = inj.Params()
+			for _, q := range p.params {
+				wrt = append(wrt, q.Node)
+			}
+		}
+		for _, k := range m.extraNames() {
+			wrt = append(wrt, extra[k])
+		}
+	} else {
+		loss = nil
+		if p.Loss != nil {
+			outs = append(outs, p.Loss)
+		}
+	}
+	if p.Prog, err = g.Compile(loss, wrt, outs...); err != nil {
+		return nil, fmt.Errorf("program %s: %w", key, err)
+	}
+	m.programs[key] = p
+	m.order = append(m.order, p)
+	return p, nil
+}
+
+func (m *Model) extraNames() []string {
+	names := make([]string, 0, len(m.Extra))
+	for k := range m.Extra {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Params are the trainable tensors (adapter A and B matrices, then extra
+// modules) for the optimizer. A gradient is the sum over every trainable
+// program, so batches of different shapes accumulate into one update.
+func (m *Model) Params() []train.Param {
+	var out []train.Param
+	add := func(name string, t *tensor.Dense, grad func(p *Program) []float32, noDecay bool) {
+		buf := make([]float32, t.Shape().TotalSize())
+		m.sums[name] = buf
+		out = append(out, train.Param{Name: name, Shape: t.Shape().Clone(), Value: model.F32(t), NoDecay: noDecay,
+			Grad: func() []float32 {
+				clear(buf)
+				for _, p := range m.order {
+					if g := grad(p); g != nil {
+						for i, v := range g {
+							buf[i] += v
+						}
+					}
+				}
+				return buf
+			}})
+	}
+	if m.Adapter != nil {
+		for _, mod := range m.Adapter.Modules {
+			for _, half := range []struct {
+				suffix string
+				t      *tensor.Dense
+			}{{".lora_A.weight", mod.A}, {".lora_B.weight", mod.B}} {
+				name := mod.PEFTPrefix() + half.suffix
+				add(name, half.t, func(p *Program) []float32 {
+					for _, q := range p.params {
+						if q.Name == name && p.Loss != nil && p.Prog != nil {
+							return p.Prog.Grad(q.Node)
+						}
+					}
+					return nil
+				}, false)
+			}
+		}
+	}
+	for _, k := range m.extraNames() {
+		k := k
+		add("extra."+k, m.Extra[k], func(p *Program) []float32 {
+			if n, ok := p.Extra[k]; ok {
+				return p.Prog.Grad(n)
+			}
+			return nil
+		}, false)
+	}
+	return out
+}
+
+// ZeroGrad clears the accumulated gradients of every program.
+func (m *Model) ZeroGrad() {
+	for _, p := range m.order {
+		p.Prog.ZeroGrad()
+	}
+}
+
+// AdapterDir is where a stage keeps its adapter inside its output directory.
+func AdapterDir(stageDir string) string { return filepath.Join(stageDir, "adapter") }

@@ -1,0 +1,183 @@
+package lora
+
+import (
+	"math"
+	"testing"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/gotune/gotune/model"
+)
+
+// logitsOf runs a forward-only graph of w (with an optional adapter hook)
+// on fixed tokens and returns its logits.
+func logitsOf(t *testing.T, w *model.Weights, a *Adapter, B, T int) []float32 {
+	t.Helper()
+	opt := model.GraphOptions{B: B, T: T}
+	if a != nil {
+		opt.Hook = a.Hook()
+	}
+	g, err := model.Build(w, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range g.In.Tokens {
+		g.In.Tokens[i] = int32((i*7 + 3) % w.Config.VocabSize)
+	}
+	p, err := g.Compile(nil, nil, g.Logits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Run(); err != nil {
+		t.Fatal(err)
+	}
+	return append([]float32(nil), model.Value32(g.Logits())...)
+}
+
+func maxRelDiff(a, b []float32) float64 {
+	var scale, diff float64
+	for i := range a {
+		scale = math.Max(scale, math.Abs(float64(a[i])))
+		diff = math.Max(diff, math.Abs(float64(a[i]-b[i])))
+	}
+	return diff / math.Max(scale, 1e-12)
+}
+
+// TestMergedEqualsLive checks that W + s·B·A in the weights gives the same
+// logits as the base with the adapter live, and that a disabled adapter
+// gives the base logits exactly.
+func TestMergedEqualsLive(t *testing.T) {
+	w := microWeights(t)
+	a, err := New(w, Config{R: 3, Alpha: 6, Targets: []string{"all-linear"}, Seed: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	randomizeB(a)
+	base := logitsOf(t, w, nil, 2, 5)
+	live := logitsOf(t, w, a, 2, 5)
+	if maxRelDiff(base, live) < 1e-3 {
+		t.Fatal("adapter has no visible effect; the test would prove nothing")
+	}
+	a.SetEnabled(false)
+	off := logitsOf(t, w, a, 2, 5)
+	for i := range base {
+		if off[i] != base[i] {
+			t.Fatalf("disabled adapter changed logit %d: %g vs %g", i, off[i], base[i])
+		}
+	}
+	a.SetEnabled(true)
+	if err := a.Merge(w); err != nil {
+		t.Fatal(err)
+	}
+	merged := logitsOf(t, w, nil, 2, 5)
+	if d := maxRelDiff(live, merged); d > 1e-5 {
+		t.Errorf("merged vs live logits differ by %.3g relative (want ≤ 1e-5)", d)
+	}
+}
+
+// TestSwitchWithoutRebuild flips the adapter off and on in one compiled
+// program.
+func TestSwitchWithoutRebuild(t *testing.T) {
+	w := microWeights(t)
+	a, err := New(w, Config{R: 2, Alpha: 2, Targets: []string{"q_proj", "v_proj"}, Seed: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	randomizeB(a)
+	g, err := model.Build(w, model.GraphOptions{B: 1, T: 4, Hook: a.Hook()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range g.In.Tokens {
+		g.In.Tokens[i] = int32((i*7 + 3) % w.Config.VocabSize) // as logitsOf
+	}
+	p, err := g.Compile(nil, nil, g.Logits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func() []float32 {
+		if err := p.Run(); err != nil {
+			t.Fatal(err)
+		}
+		return append([]float32(nil), model.Value32(g.Logits())...)
+	}
+	on := run()
+	a.SetEnabled(false)
+	off := run()
+	a.SetEnabled(true)
+	again := run()
+	if maxRelDiff(on, off) < 1e-4 {
+		t.Fatal("switching off changed nothing")
+	}
+	for i := range on {
+		if on[i] != again[i] {
+			t.Fatal("switching back on does not restore the outputs")
+		}
+	}
+	want := logitsOf(t, w, nil, 1, 4)
+	for i := range off {
+		if off[i] != want[i] {
+			t.Fatal("switched-off program differs from the base model")
+		}
+	}
+}
+
+// TestAdapterGradientsFiniteDifference checks ∂loss/∂A and ∂loss/∂B of the
+// mean NLL in float64 against central differences.
+func TestAdapterGradientsFiniteDifference(t *testing.T) {
+	w := microWeights(t)
+	a, err := New(w, Config{R: 2, Alpha: 4, Targets: []string{"q_proj", "o_proj", "up_proj"}, Seed: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	randomizeB(a)
+	inj := a.Hook()
+	B, T := 2, 4
+	g, err := model.Build(w, model.GraphOptions{B: B, T: T, Hook: inj, Dtype: tensor.Float64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range g.In.Tokens {
+		g.In.Tokens[i] = int32((i*5 + 1) % 11)
+		g.In.Targets[i] = int32((i*3 + 2) % 11)
+	}
+	wn := g.InputVector("weights", B*T)
+	for i := range g.Vector("weights") {
+		g.Vector("weights")[i] = float32(i % 3) // some tokens masked out
+	}
+	loss := g.MeanNLL(wn)
+	var wrt []*G.Node
+	for _, p := range inj.Params() {
+		wrt = append(wrt, p.Node)
+	}
+	prog, err := g.Compile(loss, wrt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eval := func() float64 {
+		prog.ZeroGrad()
+		if err := prog.Run(); err != nil {
+			t.Fatal(err)
+		}
+		return loss.Value().Data().(float64)
+	}
+	eval()
+	for _, p := range inj.Params() {
+		grad := append([]float32(nil), prog.Grad(p.Node)...)
+		vals := p.Node.Value().Data().([]float64)
+		for _, i := range []int{0, len(vals) / 2, len(vals) - 1} {
+			const h = 1e-5
+			orig := vals[i]
+			vals[i] = orig + h
+			up := eval()
+			vals[i] = orig - h
+			down := eval()
+			vals[i] = orig
+			fd := (up - down) / (2 * h)
+			if math.Abs(fd-float64(grad[i])) > 1e-5+1e-3*math.Abs(fd) {
+				t.Errorf("%s[%d]: analytic %g, finite difference %g", p.Name, i, grad[i], fd)
+			}
+		}
+	}
+}

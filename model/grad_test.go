@@ -1,0 +1,171 @@
+package model
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// microConfig is the smallest config that still has every feature: two
+// layers, grouped KV heads (H = 2, KVH = 1), a vocabulary of 11.
+func microConfig(tied, bias bool, scaling *RopeScaling) Config {
+	return Config{
+		ModelType: "llama", HiddenSize: 8, IntermediateSize: 12, NumHiddenLayers: 2,
+		NumAttentionHeads: 2, NumKeyValueHeads: 1, VocabSize: 11, MaxPositionEmbeddings: 16,
+		RMSNormEps: 1e-5, RopeTheta: 10000, TieWordEmbeddings: tied, AttentionBias: bias,
+		HiddenAct: "silu", RopeScaling: scaling,
+	}
+}
+
+// scrambled returns weights with O(1) values everywhere (norms around 1,
+// nonzero biases), so that every gradient is far from zero and a wrong
+// formula cannot hide behind tiny numbers.
+func scrambled(t *testing.T, c Config, seed uint64) *Weights {
+	t.Helper()
+	w, err := Allocate(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(seed, 99))
+	for _, p := range w.Named() {
+		d := F32(p.Tensor)
+		for i := range d {
+			switch {
+			case p.Tensor.Dims() == 1 && !isBias(p.Name):
+				d[i] = float32(1 + 0.3*r.NormFloat64())
+			case isBias(p.Name):
+				d[i] = float32(0.3 * r.NormFloat64())
+			default:
+				d[i] = float32(r.NormFloat64() / math.Sqrt(float64(p.Tensor.Shape()[1])))
+			}
+		}
+	}
+	return w
+}
+
+func isBias(name string) bool { return hasSuffix(name, ".bias") }
+
+func allTrainable(string) bool { return true }
+
+// fillInputs sets tokens, targets and (when present) loss weights.
+func fillInputs(g *Graph, seed uint64) {
+	r := rand.New(rand.NewPCG(seed, 5))
+	V := g.Config.VocabSize
+	for i := range g.In.Tokens {
+		g.In.Tokens[i] = int32(r.IntN(V))
+		g.In.Targets[i] = int32(r.IntN(V))
+	}
+	if w := g.Vector("weights"); w != nil {
+		for i := range w {
+			w[i] = float32(i % 3) // includes zeros, like padding
+		}
+	}
+}
+
+// projection is a FuncLoss Σ r·x with fixed random r.
+func projection(n int, seed uint64) LossFunc {
+	r := rand.New(rand.NewPCG(seed, 3))
+	proj := make([]float64, n)
+	for i := range proj {
+		proj[i] = r.NormFloat64()
+	}
+	return func(x [][]float64) (float64, [][]float64) {
+		var s float64
+		for i, v := range x[0] {
+			s += proj[i] * v
+		}
+		return s, [][]float64{proj}
+	}
+}
+
+// TestModelGradient checks every parameter's gradient of the whole model
+// against central finite differences in float64, for each head and
+// several configurations.
+func TestModelGradient(t *testing.T) {
+	llama3 := &RopeScaling{RopeType: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 8}
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		loss string
+	}{
+		{"untied/meannll", microConfig(false, false, nil), "meannll"},
+		{"tied+bias/meannll", microConfig(true, true, nil), "meannll"},
+		{"untied+llama3/logprobs", microConfig(false, false, llama3), "logprobs"},
+		{"tied+bias/logits", microConfig(true, true, nil), "logits"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := scrambled(t, tc.cfg, 1)
+			g, err := Build(w, GraphOptions{B: 2, T: 5, Trainable: allTrainable, Dtype: tensor.Float64})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var loss *gorgonia.Node
+			N, V := g.B*g.T, g.Config.VocabSize
+			switch tc.loss {
+			case "meannll":
+				loss = g.MeanNLL(g.InputVector("weights", N))
+			case "logprobs":
+				loss = g.FuncLoss("proj", projection(N, 1), g.TargetLogProbs())
+			case "logits":
+				loss = g.FuncLoss("proj", projection(N*V, 2), g.Logits())
+			}
+			fillInputs(g, 3)
+			p, err := g.Compile(loss, g.Trainable)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checked := 0
+			for _, n := range g.Trainable {
+				p.ZeroGrad()
+				if err := p.Run(); err != nil {
+					t.Fatal(err)
+				}
+				analytic := append([]float64(nil), p.grad64(n)...)
+				data := n.Value().Data().([]float64)
+				var maxAbs float64
+				for j := range data {
+					num := fdLoss(t, p, loss, data, j)
+					maxAbs = math.Max(maxAbs, math.Abs(num))
+					if d := math.Abs(num - analytic[j]); d > 1e-6+1e-5*math.Abs(num) {
+						t.Errorf("%s[%d]: analytic %.9g, finite difference %.9g", n.Name(), j, analytic[j], num)
+					}
+					checked++
+				}
+				if maxAbs < 1e-4 {
+					t.Errorf("%s: gradient is ~0 (max %g): the check proves nothing", n.Name(), maxAbs)
+				}
+			}
+			t.Logf("%d parameters in %d tensors checked", checked, len(g.Trainable))
+		})
+	}
+}
+
+// fdLoss is the central difference of loss in data[j].
+func fdLoss(t *testing.T, p *Program, loss *gorgonia.Node, data []float64, j int) float64 {
+	t.Helper()
+	const eps = 1e-5
+	orig := data[j]
+	lp := evalLoss(t, p, loss, data, j, orig+eps)
+	lm := evalLoss(t, p, loss, data, j, orig-eps)
+	data[j] = orig
+	return (lp - lm) / (2 * eps)
+}
+
+// evalLoss runs p with data[j] = x and returns the loss in float64.
+func evalLoss(t *testing.T, p *Program, loss *gorgonia.Node, data []float64, j int, x float64) float64 {
+	t.Helper()
+	data[j] = x
+	if err := p.Run(); err != nil {
+		t.Fatal(err)
+	}
+	switch v := loss.Value().Data().(type) {
+	case float64:
+		return v
+	default:
+		t.Fatalf("loss value %T", v)
+	}
+	return 0
+}
