@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -58,16 +59,24 @@ func ReadCorpus(path string) ([]string, error) {
 			return nil, fmt.Errorf("corpus %s: %w", path, err)
 		}
 	} else {
-		text := strings.ReplaceAll(string(raw), "\r\n", "\n")
-		sep := "\n"
-		if strings.Contains(text, "\n\n") {
-			sep = "\n\n"
-		}
-		for _, d := range strings.Split(text, sep) {
-			if d = strings.TrimSpace(d); d != "" {
+		lines := strings.Split(strings.TrimSpace(strings.ReplaceAll(string(raw), "\r\n", "\n")), "\n")
+		paragraphs := slices.ContainsFunc(lines, func(l string) bool { return strings.TrimSpace(l) == "" })
+		var cur []string
+		flush := func() {
+			if d := strings.TrimSpace(strings.Join(cur, "\n")); d != "" {
 				docs = append(docs, d)
 			}
+			cur = cur[:0]
 		}
+		for _, l := range lines {
+			if !paragraphs || strings.TrimSpace(l) == "" {
+				cur = append(cur, l)
+				flush()
+				continue
+			}
+			cur = append(cur, l)
+		}
+		flush()
 	}
 	if len(docs) == 0 {
 		return nil, fmt.Errorf("corpus %s: no documents", path)

@@ -716,9 +716,6 @@ func pySlice(items []any, start, stop, step *int) ([]any, error) {
 		}
 	} else {
 		a, b := clamp(start, n-1, -1, n-1), clamp(stop, -1, -1, n-1)
-		if stop != nil && *stop < 0 && *stop+n < 0 {
-			b = -1
-		}
 		for i := a; i > b; i += st {
 			out = append(out, items[i])
 		}

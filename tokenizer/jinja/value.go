@@ -1,7 +1,11 @@
 package jinja
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"math"
 	"sort"
 	"strconv"
@@ -477,4 +481,73 @@ func length(v any) (int, error) {
 		return 0, nil
 	}
 	return 0, fmt.Errorf("object of type %s has no len()", typeName(v))
+}
+
+// DecodeJSON decodes JSON into template values, keeping the key order of
+// objects (as Python's json.load does) and telling integers from floats
+// by their spelling.
+func DecodeJSON(data []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	v, err := decodeJSONValue(dec)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("json: trailing data")
+	}
+	return v, nil
+}
+
+func decodeJSONValue(dec *json.Decoder) (any, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	switch t := tok.(type) {
+	case json.Delim:
+		switch t {
+		case '[':
+			out := []any{}
+			for dec.More() {
+				v, err := decodeJSONValue(dec)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, v)
+			}
+			_, err := dec.Token()
+			return out, err
+		case '{':
+			d := NewDict()
+			for dec.More() {
+				kt, err := dec.Token()
+				if err != nil {
+					return nil, err
+				}
+				k, ok := kt.(string)
+				if !ok {
+					return nil, errors.New("json: object key is not a string")
+				}
+				v, err := decodeJSONValue(dec)
+				if err != nil {
+					return nil, err
+				}
+				d.Set(k, v)
+			}
+			_, err := dec.Token()
+			return d, err
+		}
+		return nil, fmt.Errorf("json: unexpected %v", t)
+	case json.Number:
+		if !strings.ContainsAny(t.String(), ".eE") {
+			if n, err := t.Int64(); err == nil && n == int64(int(n)) {
+				return int(n), nil
+			}
+		}
+		return t.Float64()
+	case string, bool, nil:
+		return t, nil
+	}
+	return nil, fmt.Errorf("json: unexpected token %v", tok)
 }
