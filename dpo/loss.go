@@ -1,7 +1,6 @@
-// Package dpo is the direct preference optimisation stage. This file holds
-// its losses as plain Go functions of the completions' log-probabilities,
-// with hand-derived gradients, shaped to enter the model graph as a loss
-// function (model.LossFunc).
+// The losses of the stage, as plain Go functions of the completions'
+// log-probabilities with hand-derived gradients, shaped to enter the model
+// graph as a loss function (model.LossFunc).
 //
 // Notation, per preference pair i:
 //
@@ -14,6 +13,7 @@
 // Every loss is the mean over pairs of ℓ(h) for a scalar h of the pair that
 // is affine in πc and πr, plus an optional SFT term; its gradient is
 // ℓ'(h)·∂h/∂π / P.
+
 package dpo
 
 import (

@@ -243,6 +243,14 @@ func (a *Adapter) ResampleDropout() {
 	}
 }
 
+// SeedDropout restarts the random stream of the dropout masks at (seed,
+// stream). A trainer that reseeds before every step with the step number
+// makes the masks a function of the step alone, so a resumed run draws the
+// same masks as an uninterrupted one.
+func (a *Adapter) SeedDropout(seed, stream uint64) {
+	a.rng = rand.New(rand.NewPCG(seed, stream))
+}
+
 // SetDropoutActive turns dropout masks to all-ones (evaluation) or
 // resamples them (training).
 func (a *Adapter) SetDropoutActive(on bool) {

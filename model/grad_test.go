@@ -1,6 +1,7 @@
 package model
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -168,4 +169,74 @@ func evalLoss(t *testing.T, p *Program, loss *gorgonia.Node, data []float64, j i
 		t.Fatalf("loss value %T", v)
 	}
 	return 0
+}
+
+// lowRankHook adds x·A·B to q_proj and v_proj outputs, built from
+// gorgonia's own operations (as an adapter would be), with A (in, 2) and
+// B (2, out) input nodes per layer and module.
+type lowRankHook struct {
+	seed   uint64
+	params []*gorgonia.Node
+}
+
+func (h *lowRankHook) Wrap(g *gorgonia.ExprGraph, layer int, module string, x, y *gorgonia.Node) (*gorgonia.Node, error) {
+	if module != "q_proj" && module != "v_proj" {
+		return y, nil
+	}
+	r := rand.New(rand.NewPCG(h.seed, uint64(layer*10+len(module))))
+	mk := func(name string, rows, cols int) *gorgonia.Node {
+		d := make([]float64, rows*cols)
+		for i := range d {
+			d[i] = r.NormFloat64() * 0.5
+		}
+		n := gorgonia.NewMatrix(g, tensor.Float64, gorgonia.WithShape(rows, cols), gorgonia.WithName(fmt.Sprintf("hook.%d.%s.%s", layer, module, name)),
+			gorgonia.WithValue(tensor.New(tensor.WithShape(rows, cols), tensor.WithBacking(d))))
+		h.params = append(h.params, n)
+		return n
+	}
+	a := mk("A", x.Shape()[1], 2)
+	b := mk("B", 2, y.Shape()[1])
+	xa, err := gorgonia.Mul(x, a)
+	if err != nil {
+		return nil, err
+	}
+	xab, err := gorgonia.Mul(xa, b)
+	if err != nil {
+		return nil, err
+	}
+	return gorgonia.Add(y, xab)
+}
+
+// TestHookGradient checks gradients flowing into parameters a LinearHook
+// adds with gorgonia's own operations, with the base frozen.
+func TestHookGradient(t *testing.T) {
+	hook := &lowRankHook{seed: 3}
+	w := scrambled(t, microConfig(false, true, nil), 2)
+	g, err := Build(w, GraphOptions{B: 2, T: 5, Hook: hook, Dtype: tensor.Float64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hook.params) != 2*2*2 {
+		t.Fatalf("hook made %d parameters", len(hook.params))
+	}
+	loss := g.MeanNLL(g.InputVector("weights", g.B*g.T))
+	fillInputs(g, 4)
+	p, err := g.Compile(loss, hook.params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range hook.params {
+		p.ZeroGrad()
+		if err := p.Run(); err != nil {
+			t.Fatal(err)
+		}
+		analytic := append([]float64(nil), p.grad64(n)...)
+		data := n.Value().Data().([]float64)
+		for j := range data {
+			num := fdLoss(t, p, loss, data, j)
+			if d := math.Abs(num - analytic[j]); d > 1e-6+1e-5*math.Abs(num) {
+				t.Errorf("%s[%d]: analytic %.9g, finite difference %.9g", n.Name(), j, analytic[j], num)
+			}
+		}
+	}
 }

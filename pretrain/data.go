@@ -33,8 +33,13 @@ func ReadCorpus(path string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("corpus: %w", err)
 	}
+	return parseCorpus(raw, strings.HasSuffix(path, ".jsonl"), path)
+}
+
+// parseCorpus splits the bytes of a corpus file named path into documents.
+func parseCorpus(raw []byte, jsonl bool, path string) ([]string, error) {
 	var docs []string
-	if strings.HasSuffix(path, ".jsonl") {
+	if jsonl {
 		sc := bufio.NewScanner(bytes.NewReader(raw))
 		sc.Buffer(make([]byte, 1<<16), 1<<28)
 		for n := 1; sc.Scan(); n++ {
@@ -69,12 +74,14 @@ func ReadCorpus(path string) ([]string, error) {
 			cur = cur[:0]
 		}
 		for _, l := range lines {
-			if !paragraphs || strings.TrimSpace(l) == "" {
-				cur = append(cur, l)
-				flush()
+			if paragraphs && strings.TrimSpace(l) != "" {
+				cur = append(cur, l) // inside a paragraph
 				continue
 			}
-			cur = append(cur, l)
+			if !paragraphs {
+				cur = append(cur, l) // a line is a document
+			}
+			flush()
 		}
 		flush()
 	}

@@ -134,3 +134,26 @@ func TestOrderResumes(t *testing.T) {
 		t.Error("restored a position of other data")
 	}
 }
+
+// FuzzParseCorpus: any bytes give documents or an error, never a panic,
+// and documents are non-empty and trimmed in the plain-text form.
+func FuzzParseCorpus(f *testing.F) {
+	f.Add([]byte("a\nb\n"), false)
+	f.Add([]byte("a\n\nb c\nd\n"), false)
+	f.Add([]byte("{\"text\": \"x\"}\n{\"text\": \"y\\n\"}\n"), true)
+	f.Add([]byte("{\"text\": 1}"), true)
+	f.Fuzz(func(t *testing.T, raw []byte, jsonl bool) {
+		docs, err := parseCorpus(raw, jsonl, "fuzz")
+		if err != nil {
+			return
+		}
+		if len(docs) == 0 {
+			t.Fatal("no documents and no error")
+		}
+		for _, d := range docs {
+			if strings.TrimSpace(d) == "" || (!jsonl && d != strings.TrimSpace(d)) {
+				t.Fatalf("document %q", d)
+			}
+		}
+	})
+}

@@ -13,16 +13,16 @@ type GeneratedTask struct {
 
 // Rejection reasons, as counted in the progress line and the report.
 const (
-	ReasonMalformed = "malformed"  // not an "N. Instruction / N. Input / N. Output" block
-	ReasonTruncated = "truncated"  // the last block of a reply cut off by max_tokens
-	ReasonTooShort  = "too_short"  // 3 words or fewer
-	ReasonTooLong   = "too_long"   // more than 150 words
-	ReasonBlocklist = "blocklist"  // names something a text model cannot do (image, file, …)
-	ReasonProgram   = "program"    // starts with "Write a program"
+	ReasonMalformed = "malformed"   // not an "N. Instruction / N. Input / N. Output" block
+	ReasonTruncated = "truncated"   // the last block of a reply cut off by max_tokens
+	ReasonTooShort  = "too_short"   // 3 words or fewer
+	ReasonTooLong   = "too_long"    // more than 150 words
+	ReasonBlocklist = "blocklist"   // names something a text model cannot do (image, file, …)
+	ReasonProgram   = "program"     // starts with "Write a program"
 	ReasonPunct     = "punctuation" // starts with ASCII punctuation
-	ReasonNonASCII  = "non_ascii"  // starts with a non-ASCII character
-	ReasonSimilar   = "similar"    // ROUGE-L above the threshold against a kept instruction
-	ReasonVerifier  = "verifier"   // the verifier hook refused it
+	ReasonNonASCII  = "non_ascii"   // starts with a non-ASCII character
+	ReasonSimilar   = "similar"     // ROUGE-L above the threshold against a kept instruction
+	ReasonVerifier  = "verifier"    // the verifier hook refused it
 )
 
 // NoInput is how the prompt writes an empty input.

@@ -285,7 +285,10 @@ func TestModelsAndAuth(t *testing.T) {
 	get := func(path, key string) (*http.Response, []byte) {
 		req, _ := http.NewRequest("GET", url+path, nil)
 		if key != "" {
-			req.Header.Set("Authorization", "Bearer "+key)
+			if !strings.Contains(key, " ") {
+				key = "Bearer " + key
+			}
+			req.Header.Set("Authorization", key)
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -295,7 +298,7 @@ func TestModelsAndAuth(t *testing.T) {
 		raw, _ := io.ReadAll(resp.Body)
 		return resp, raw
 	}
-	for _, key := range []string{"", "wrong", "s3cret "} {
+	for _, key := range []string{"", "wrong", "s3cre", "S3CRET", "Basic s3cret", "Bearer  "} {
 		resp, raw := get("/models", key)
 		if resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") == "" {
 			t.Fatalf("key %q: status %d", key, resp.StatusCode)
@@ -303,7 +306,7 @@ func TestModelsAndAuth(t *testing.T) {
 		if e := decodeJSON[apiError](t, raw); *e.Error.Code != "invalid_api_key" {
 			t.Fatalf("error %s", raw)
 		}
-		if resp, _ := post(t, url+"/completions", key, map[string]any{"prompt": "x"}); resp.StatusCode != 401 {
+		if resp, _ := post(t, url+"/completions", strings.TrimPrefix(key, "Basic "), map[string]any{"prompt": "x"}); key != "Basic s3cret" && resp.StatusCode != 401 {
 			t.Fatalf("completions with key %q: status %d", key, resp.StatusCode)
 		}
 	}
@@ -465,7 +468,8 @@ func TestGracefulShutdown(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("Serve: %v", err)
 	}
-	_, err = http.Post(url+"/completions", "application/json", strings.NewReader(`{"prompt":"x"}`))
+	fresh := &http.Client{Transport: &http.Transport{}}
+	_, err = fresh.Post(url+"/completions", "application/json", strings.NewReader(`{"prompt":"x"}`))
 	var op *net.OpError
 	if !errors.As(err, &op) {
 		t.Fatalf("after shutdown: %v", err)

@@ -69,7 +69,7 @@ func (p *wrapPost) around() (before, after []int) { return []int{p.cls}, []int{p
 type noPost struct{}
 
 func (noPost) process(ids []int, _ bool) []int { return ids }
-func (noPost) around() (before, after []int)    { return nil, nil }
+func (noPost) around() (before, after []int)   { return nil, nil }
 
 type postSequence []postProcessor
 

@@ -68,7 +68,7 @@ def rotate(x, cos, sin):
 
 
 def forward(cfg, w, tokens):
-    """tokens (B, T) -> logits (B, T, V), all in float64."""
+    """tokens (B, T) -> logits (B, T, V), in the weights' dtype."""
     B, T = tokens.shape
     C, H = cfg["hidden_size"], cfg["num_attention_heads"]
     KVH = cfg.get("num_key_value_heads") or H
@@ -78,7 +78,9 @@ def forward(cfg, w, tokens):
 
     pos = torch.arange(T, dtype=torch.float64)
     angles = pos[:, None] * inverse_frequencies(cfg)[None, :]  # (T, D/2)
-    cos, sin = torch.cos(angles)[None, :, None, :], torch.sin(angles)[None, :, None, :]
+    dt = w["model.embed_tokens.weight"].dtype  # float64 for fixtures, float32 in bench_torch.py
+    cos = torch.cos(angles)[None, :, None, :].to(dt)
+    sin = torch.sin(angles)[None, :, None, :].to(dt)
     causal = torch.ones(T, T, dtype=torch.bool).tril()
 
     x = w["model.embed_tokens.weight"][tokens]  # (B, T, C)

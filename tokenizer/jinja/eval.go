@@ -12,9 +12,12 @@ import (
 // Span is a byte range [Start, End) of rendered output.
 type Span struct{ Start, End int }
 
-// maxOutput bounds the rendered size, so a template cannot grow without
-// end (e.g. by string repetition in a loop).
-const maxOutput = 64 << 20
+// maxOutput bounds the rendered size and maxSteps the work of one render,
+// so that no template (they come with downloaded models) can run away.
+const (
+	maxOutput = 64 << 20
+	maxSteps  = 10_000_000
+)
 
 // Render renders the template with the given variables. Go maps, slices
 // and scalars are converted with FromGo.
@@ -50,6 +53,7 @@ type state struct {
 	scopes []map[string]any
 	spans  []Span
 	loops  int
+	steps  int
 }
 
 func (st *state) lookup(name string) any {
@@ -71,6 +75,9 @@ func (st *state) write(s string) error {
 
 func (st *state) exec(body []node) (control, error) {
 	for _, n := range body {
+		if st.steps++; st.steps > maxSteps {
+			return ctlNone, fmt.Errorf("template runs more than %d steps", maxSteps)
+		}
 		switch n := n.(type) {
 		case textNode:
 			if err := st.write(n.s); err != nil {
@@ -153,7 +160,7 @@ func (st *state) execFor(n forNode) error {
 			scope[n.targets[0]] = item
 			return nil
 		}
-		tup, ok := item.([]any)
+		tup, ok := untuple(item).([]any)
 		if !ok || len(tup) != len(n.targets) {
 			return fmt.Errorf("line %d: for: cannot unpack %s into %d names", n.line, repr(item), len(n.targets))
 		}
@@ -241,7 +248,7 @@ func (st *state) execSet(n setNode) error {
 		scope[n.names[0]] = v
 		return nil
 	}
-	tup, ok := v.([]any)
+	tup, ok := untuple(v).([]any)
 	if !ok || len(tup) != len(n.names) {
 		return fmt.Errorf("line %d: set: cannot unpack %s into %d names", n.line, repr(v), len(n.names))
 	}
@@ -374,6 +381,26 @@ func (st *state) eval(e expr) (any, error) {
 		return nil, fmt.Errorf("bad operand type for unary -: %s", typeName(v))
 	case binary:
 		return st.evalBinary(e)
+	case compareChain:
+		x, err := st.eval(e.operands[0])
+		if err != nil {
+			return nil, err
+		}
+		for i, op := range e.ops {
+			y, err := st.eval(e.operands[i+1])
+			if err != nil {
+				return nil, err
+			}
+			r, err := binaryOp(op, x, y)
+			if err != nil {
+				return nil, fmt.Errorf("line %d: %w", e.line, err)
+			}
+			if !truthy(r) {
+				return false, nil
+			}
+			x = y
+		}
+		return true, nil
 	case condExpr:
 		c, err := st.eval(e.cond)
 		if err != nil {
@@ -386,7 +413,8 @@ func (st *state) eval(e expr) (any, error) {
 	case listExpr:
 		return st.evalAll(e.items)
 	case tupleExpr:
-		return st.evalAll(e.items)
+		items, err := st.evalAll(e.items)
+		return tuple(items), err
 	case dictExpr:
 		d := NewDict()
 		for i := range e.keys {
@@ -611,7 +639,7 @@ func intLike(v any) (int, bool) {
 
 // contains is Python's "needle in haystack".
 func contains(haystack, needle any) (bool, error) {
-	switch h := haystack.(type) {
+	switch h := untuple(haystack).(type) {
 	case string:
 		n, ok := needle.(string)
 		if !ok {
@@ -663,7 +691,7 @@ func (st *state) evalSlice(e slice) (any, error) {
 	}
 	var items []any
 	isStr := false
-	switch o := obj.(type) {
+	switch o := untuple(obj).(type) {
 	case []any:
 		items = o
 	case string:
@@ -761,6 +789,7 @@ func getattr(obj any, name, what string) (any, error) {
 
 // getitem is Jinja's environment.getitem: an item first, then an attribute.
 func getitem(obj, key any, what string) (any, error) {
+	obj = untuple(obj)
 	switch o := obj.(type) {
 	case undefined:
 		return nil, fmt.Errorf("%s is undefined (reading item %s)", o.name, repr(key))

@@ -163,7 +163,8 @@ func applyFilter(st *state, name string, v any, args []any, kwargs map[string]an
 		p := math.Pow(10, float64(prec))
 		switch method {
 		case "common":
-			return math.Round(f*p) / p, nil
+			// Python's round: halves go to the even neighbour.
+			return math.RoundToEven(f*p) / p, nil
 		case "floor":
 			return math.Floor(f*p) / p, nil
 		case "ceil":
@@ -204,7 +205,7 @@ func applyFilter(st *state, name string, v any, args []any, kwargs map[string]an
 		rev := truthy(arg(args, kwargs, 2, "reverse", false))
 		var err error
 		sort.SliceStable(items, func(i, j int) bool {
-			a, b := items[i].([]any), items[j].([]any)
+			a, b := items[i].(tuple), items[j].(tuple)
 			k := 0
 			if byValue {
 				k = 1
@@ -452,7 +453,7 @@ func asString(v any) (string, error) {
 func dictItems(d *Dict) []any {
 	out := make([]any, len(d.keys))
 	for i, k := range d.keys {
-		out[i] = []any{k, d.m[k]}
+		out[i] = tuple{k, d.m[k]}
 	}
 	return out
 }
@@ -501,13 +502,13 @@ func applyTest(name string, v any, args []any) (bool, error) {
 		return ok, nil
 	case "iterable":
 		switch v.(type) {
-		case []any, *Dict, string:
+		case []any, tuple, *Dict, string:
 			return true, nil
 		}
 		return false, nil
 	case "sequence":
 		switch v.(type) {
-		case []any, *Dict, string:
+		case []any, tuple, *Dict, string:
 			return true, nil
 		}
 		return false, nil
@@ -568,7 +569,7 @@ func stringMethod(s, name string) (callable, bool) {
 				return nil, fmt.Errorf("%s: want an argument", name)
 			}
 			var cands []any
-			switch a := args[0].(type) {
+			switch a := untuple(args[0]).(type) {
 			case string:
 				cands = []any{a}
 			case []any:
@@ -921,6 +922,7 @@ func pyCapitalize(s string) string {
 // transformers: ensure_ascii off unless asked, separators ", " and ": ",
 // or "," and ": " with an indent).
 func writeJSON(b *strings.Builder, v any, indent, depth int, sortKeys, ascii bool) error {
+	v = untuple(v)
 	nl := func(d int) {
 		if indent >= 0 {
 			b.WriteByte('\n')

@@ -194,12 +194,12 @@ func findEndRaw(s string) (body string, endLen int, err error) {
 			return "", 0, fmt.Errorf("raw: missing endraw")
 		}
 		j := i + k
-		e := strings.Index(s[j:], "%}")
+		e := strings.Index(s[j+2:], "%}")
 		if e < 0 {
 			return "", 0, fmt.Errorf("raw: missing endraw")
 		}
-		if strings.Trim(s[j+2:j+e], "-+ \t\n") == "endraw" {
-			return s[:j], e + 2, nil
+		if strings.Trim(s[j+2:j+2+e], "-+ \t\n") == "endraw" {
+			return s[:j], e + 4, nil
 		}
 		i = j + 2
 	}

@@ -122,6 +122,9 @@ func (p *parser) parseStmt(name string, s segment) (node, error) {
 			}
 			n.conds = append(n.conds, cond)
 			n.bodies = append(n.bodies, body)
+			if end == "" {
+				return nil, fmt.Errorf("line %d: if: missing endif", s.line)
+			}
 			tag := p.take()
 			switch end {
 			case "elif":
@@ -311,6 +314,12 @@ type (
 		x, y expr
 		line int
 	}
+	// compareChain is a < b <= c ...: each comparison in turn, as in Python.
+	compareChain struct {
+		ops      []string
+		operands []expr
+		line     int
+	}
 	condExpr  struct{ cond, yes, no expr }
 	listExpr  struct{ items []expr }
 	tupleExpr struct{ items []expr }
@@ -476,6 +485,7 @@ func (p *exprParser) parseCompare() (expr, error) {
 	if err != nil {
 		return nil, err
 	}
+	var chain compareChain
 	for {
 		t := p.peek()
 		var op string
@@ -490,13 +500,21 @@ func (p *exprParser) parseCompare() (expr, error) {
 			op = "not in"
 			p.pos += 2
 		default:
-			return x, nil
+			if chain.ops == nil {
+				return x, nil
+			}
+			return chain, nil
 		}
 		y, err := p.parseMath1()
 		if err != nil {
 			return nil, err
 		}
-		x = binary{op, x, y, t.line}
+		if chain.ops == nil {
+			chain.operands = []expr{x}
+			chain.line = t.line
+		}
+		chain.ops = append(chain.ops, op)
+		chain.operands = append(chain.operands, y)
 	}
 }
 
@@ -790,7 +808,7 @@ func (p *exprParser) parseFilters(x expr) (expr, error) {
 				}
 				te.args = args
 			} else if nt := p.peek(); nt.kind == tkString || nt.kind == tkInt || nt.kind == tkFloat ||
-				nt.kind == tkName && !isKeyword(nt.s) {
+				nt.kind == tkName && !isKeyword(nt.s) || nt.kind == tkOp && (nt.s == "[" || nt.s == "{") {
 				// "x is divisibleby 3", "x is sameas y"
 				arg, err := p.parsePrimary()
 				if err != nil {

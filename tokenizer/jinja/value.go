@@ -47,7 +47,7 @@ func (d *Dict) Keys() []string { return d.keys }
 // integer and float types become int and float64.
 func FromGo(v any) any {
 	switch x := v.(type) {
-	case nil, bool, string, int, float64, *Dict, undefined, *namespace, callable:
+	case nil, bool, string, int, float64, *Dict, undefined, *namespace, callable, tuple:
 		return x
 	case int8:
 		return int(x)
@@ -111,6 +111,17 @@ func FromGo(v any) any {
 	return fmt.Sprintf("%v", v)
 }
 
+// tuple is a Python tuple: a list that prints with parentheses.
+type tuple []any
+
+// untuple reads a tuple as a list, for every use where the two agree.
+func untuple(v any) any {
+	if t, ok := v.(tuple); ok {
+		return []any(t)
+	}
+	return v
+}
+
 // undefined is a missing variable, attribute or item. Like Jinja's default
 // Undefined it prints as "", is false, iterates as empty and fails on any
 // other use.
@@ -171,7 +182,7 @@ func (l *loopInfo) attr(name string) (any, bool) {
 
 // truthy is Python's truth value.
 func truthy(v any) bool {
-	switch x := v.(type) {
+	switch x := untuple(v).(type) {
 	case nil, undefined:
 		return false
 	case bool:
@@ -207,6 +218,8 @@ func typeName(v any) string {
 		return "str"
 	case []any:
 		return "list"
+	case tuple:
+		return "tuple"
 	case *Dict:
 		return "dict"
 	case *namespace:
@@ -254,6 +267,15 @@ func repr(v any) string {
 			parts[i] = repr(e)
 		}
 		return "[" + strings.Join(parts, ", ") + "]"
+	case tuple:
+		parts := make([]string, len(x))
+		for i, e := range x {
+			parts[i] = repr(e)
+		}
+		if len(x) == 1 {
+			return "(" + parts[0] + ",)"
+		}
+		return "(" + strings.Join(parts, ", ") + ")"
 	case *Dict:
 		parts := make([]string, len(x.keys))
 		for i, k := range x.keys {
@@ -326,6 +348,7 @@ func pyQuote(s string) string {
 
 // equal is Python's ==.
 func equal(a, b any) bool {
+	a, b = untuple(a), untuple(b)
 	switch x := a.(type) {
 	case nil:
 		return b == nil
@@ -415,6 +438,7 @@ func number(v any) (float64, bool) {
 
 // compare orders numbers with numbers and strings with strings.
 func compare(a, b any) (int, error) {
+	a, b = untuple(a), untuple(b)
 	if x, ok := a.(string); ok {
 		if y, ok := b.(string); ok {
 			return strings.Compare(x, y), nil
@@ -447,7 +471,7 @@ func compare(a, b any) (int, error) {
 // iterate returns the items a for loop or filter walks over: list items,
 // dict keys, string characters.
 func iterate(v any) ([]any, error) {
-	switch x := v.(type) {
+	switch x := untuple(v).(type) {
 	case []any:
 		return x, nil
 	case *Dict:
@@ -470,7 +494,7 @@ func iterate(v any) ([]any, error) {
 
 // length is Python's len().
 func length(v any) (int, error) {
-	switch x := v.(type) {
+	switch x := untuple(v).(type) {
 	case string:
 		return len([]rune(x)), nil
 	case []any:

@@ -1,0 +1,174 @@
+package dpo
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/gotune/gotune/data"
+	"github.com/gotune/gotune/lora"
+	"github.com/gotune/gotune/train"
+)
+
+// Config is a DPO run.
+type Config struct {
+	// Base is the base model directory (Hugging Face layout with its
+	// tokenizer). "" takes the SFT adapter's base_model_name_or_path.
+	Base string
+	// SFTAdapter is the SFT result, a PEFT adapter directory merged into the
+	// base before training: the policy starts from it and it is the
+	// reference. "" starts from the base model.
+	SFTAdapter string
+
+	// Data is the preference dataset: a gotune Arrow file (or directory of
+	// shards), or any file `gotune data import` reads, in any shape it
+	// knows (imported into <Out>/data/train.arrow). "" draws WorldPairs
+	// pairs from the built-in world's train split.
+	Data string
+	// EvalData is the held-out preference dataset, read as Data. When ""
+	// a HeldOut fraction of Data is held out, or, for the built-in world,
+	// WorldEvalPairs pairs of its valid split are drawn.
+	EvalData string
+	// HeldOut is the fraction of Data's pairs held out for evaluation when
+	// EvalData is not given.
+	HeldOut float64
+	// EvalMax caps the held-out pairs evaluated (0: all).
+	EvalMax int
+	// WorldSeed, WorldPairs and WorldEvalPairs choose the built-in world's
+	// data.
+	WorldSeed                  int64
+	WorldPairs, WorldEvalPairs int
+
+	// Out is the stage directory (adapter/, base/, data/, state/,
+	// metrics.jsonl).
+	Out string
+	// Resume continues from the checkpoint in Out.
+	Resume bool
+
+	// Loss is the loss variant and its hyperparameters (β, …).
+	Loss LossConfig
+	// LoRA is the DPO adapter's configuration.
+	LoRA lora.Config
+	// Pairs is P, the preference pairs per micro-batch (2P rows per forward
+	// pass); TRL's per_device_train_batch_size.
+	Pairs int
+	// MaxLen is the most tokens of a row, prompt and completion together
+	// (TRL's max_length).
+	MaxLen int
+	// Truncation is how longer rows are cut: data.TruncateKeepStart (the end
+	// of the completion goes) or data.TruncateKeepEnd (the start of the
+	// prompt goes).
+	Truncation string
+	// Buckets are the allowed row lengths T, ascending; a batch takes the
+	// smallest that holds its longest row. Empty: powers of two from 32
+	// up to MaxLen, and MaxLen.
+	Buckets []int
+	// PrecomputeRef computes the reference log-probabilities once before
+	// training and stores them as dataset columns (TRL's
+	// precompute_ref_log_probs), so training runs no reference pass.
+	PrecomputeRef bool
+
+	// Train holds the optimisation settings; Train.Dir is set to Out.
+	Train train.Config
+}
+
+// DefaultConfig is TRL's DPO default loss (sigmoid, β = 0.1) with a rank-8
+// adapter on the attention projections, 4 pairs per micro-batch of at most
+// 256 tokens per row, and a schedule sized for the built-in world and the
+// tiny base model: 150 updates at a peak learning rate of 2·10⁻⁴ with 10
+// warmup updates and cosine decay, held-out metrics every 25 updates.
+func DefaultConfig() Config {
+	tc := train.DefaultConfig()
+	tc.Steps, tc.LR, tc.WarmupSteps, tc.MinLRRatio = 150, 2e-4, 10, 0.1
+	tc.LogEvery, tc.EvalEvery, tc.CheckpointEvery = 5, 25, 50
+	return Config{
+		HeldOut: 0.05, WorldSeed: 1, WorldPairs: 2000, WorldEvalPairs: 128,
+		Loss:  LossConfig{Type: Sigmoid, Beta: 0.1},
+		LoRA:  lora.DefaultConfig(),
+		Pairs: 4, MaxLen: 256, Truncation: data.TruncateKeepStart,
+		Train: tc,
+	}
+}
+
+// Validate reports the first setting that cannot be used.
+func (c Config) Validate() error {
+	switch {
+	case c.Out == "":
+		return errors.New("dpo: no output directory")
+	case c.Base == "" && c.SFTAdapter == "":
+		return errors.New("dpo: no base model (give a base directory or an SFT adapter that names its base)")
+	case c.Pairs < 1:
+		return fmt.Errorf("dpo: pairs per batch %d must be positive", c.Pairs)
+	case c.MaxLen < 2:
+		return fmt.Errorf("dpo: max length %d must be at least 2", c.MaxLen)
+	case c.HeldOut < 0 || c.HeldOut >= 1:
+		return fmt.Errorf("dpo: held-out fraction %v must be in [0, 1)", c.HeldOut)
+	case c.EvalMax < 0:
+		return fmt.Errorf("dpo: eval max %d must be ≥ 0", c.EvalMax)
+	case c.Data == "" && (c.WorldPairs < 1 || c.WorldEvalPairs < 0):
+		return fmt.Errorf("dpo: world pairs %d (eval %d) must be positive", c.WorldPairs, c.WorldEvalPairs)
+	}
+	if c.Truncation != data.TruncateKeepStart && c.Truncation != data.TruncateKeepEnd && c.Truncation != "" {
+		return fmt.Errorf("dpo: truncation %q (want %s or %s)", c.Truncation, data.TruncateKeepStart, data.TruncateKeepEnd)
+	}
+	if len(c.Buckets) > 0 {
+		if !slices.IsSorted(c.Buckets) || c.Buckets[0] < 2 {
+			return fmt.Errorf("dpo: buckets %v must be ascending and at least 2", c.Buckets)
+		}
+		if c.Buckets[len(c.Buckets)-1] < c.MaxLen {
+			return fmt.Errorf("dpo: largest bucket %d is below max length %d", c.Buckets[len(c.Buckets)-1], c.MaxLen)
+		}
+	}
+	if err := c.Loss.Validate(); err != nil {
+		return err
+	}
+	t := c.Train
+	t.Dir = c.Out
+	if err := t.Validate(); err != nil {
+		return fmt.Errorf("dpo: %w", err)
+	}
+	return nil
+}
+
+// buckets returns the allowed row lengths.
+func (c Config) buckets() []int {
+	if len(c.Buckets) > 0 {
+		return c.Buckets
+	}
+	var b []int
+	for t := 32; t < c.MaxLen; t *= 2 {
+		b = append(b, t)
+	}
+	return append(b, c.MaxLen)
+}
+
+// Result summarises a finished run.
+type Result struct {
+	TrainPairs, EvalPairs int                   // pairs trained and evaluated on
+	Truncation            data.TruncationReport // what fitting rows to MaxLen did (chosen and rejected rows)
+	Eval                  *Evaluation           // the final held-out evaluation (nil without held-out pairs)
+	AdapterDir            string                // where the DPO adapter was written
+	BaseDir               string                // the base the adapter applies to (the merged SFT model, or Base)
+}
+
+// Evaluation is the policy measured on held-out pairs against the
+// reference.
+type Evaluation struct {
+	Pairs   int
+	Metrics Metrics // TRL's rewards/…, logps/… and loss
+	// LogitsChosen and LogitsRejected are the mean output logit over the
+	// completion tokens (TRL's logits/chosen and logits/rejected).
+	LogitsChosen, LogitsRejected float64
+	// PolicyPrefersChosen and ReferencePrefersChosen are the fractions of
+	// pairs whose chosen completion is more likely than the rejected one
+	// (summed log-probabilities) under the policy and under the reference.
+	PolicyPrefersChosen, ReferencePrefersChosen float64
+}
+
+// Map returns the evaluation's metrics under TRL's names, prefixed.
+func (e *Evaluation) Map(prefix string) map[string]float64 {
+	m := e.Metrics.Map(prefix)
+	m[prefix+"logits/chosen"] = e.LogitsChosen
+	m[prefix+"logits/rejected"] = e.LogitsRejected
+	return m
+}

@@ -1,0 +1,138 @@
+package dpo
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/gotune/gotune/data"
+	"github.com/gotune/gotune/lora"
+	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/world"
+)
+
+// microPairs tokenizes n world pairs for the micro tokenizer.
+func microPairs(t testing.TB, n int) []*pair {
+	t.Helper()
+	var rows []data.Preference
+	for _, p := range world.New(5).Preferences(world.Train, n) {
+		rows = append(rows, data.Preference{Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected})
+	}
+	var rep data.TruncationReport
+	enc := &encoder{tok: microTokenizer(t)}
+	ps, err := encodePairs(0, rows, enc, data.BatchOptions{MaxLen: 256, PadID: enc.tok.PAD()}, &rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]*pair, len(ps))
+	for i := range ps {
+		out[i] = &ps[i]
+	}
+	return out
+}
+
+// randomizeB gives every adapter B matrix small random values, so the
+// adapter changes the outputs and A gets gradients.
+func randomizeB(a *lora.Adapter, seed uint64) {
+	r := rand.New(rand.NewPCG(seed, 1))
+	for _, m := range a.Modules {
+		for i := range model.F32(m.B) {
+			model.F32(m.B)[i] = float32(0.05 * r.NormFloat64())
+		}
+	}
+}
+
+// TestLossGradientThroughModel checks ∂loss/∂A and ∂loss/∂B of every loss
+// variant, computed by the graph (fused log-prob head, FuncLoss, LoRA),
+// against central differences in a float64 graph of the micro model.
+func TestLossGradientThroughModel(t *testing.T) {
+	tok := microTokenizer(t)
+	mc := microConfig(tok.VocabSize())
+	mc.NumHiddenLayers = 1
+	w, err := model.NewRandom(mc, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := lora.New(w, lora.Config{R: 2, Alpha: 4, Targets: []string{"q_proj", "v_proj", "down_proj"}, Seed: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	randomizeB(a, 9)
+	ps := microPairs(t, 2)
+	const P = 2
+	T := 0
+	for _, p := range ps {
+		T = max(T, p.maxLen())
+	}
+	b := collate(ps, T, tok.PAD())
+	r := rand.New(rand.NewPCG(4, 4))
+	ref := make([]float64, 2*P*T) // a reference some nats away from the policy
+	for i := range ref {
+		ref[i] = -3 + r.NormFloat64()
+	}
+	for _, cfg := range []LossConfig{
+		{Beta: 0.1},
+		{Beta: 0.3, LabelSmoothing: 0.2},
+		{Type: Robust, Beta: 0.2, LabelSmoothing: 0.1},
+		{Type: Hinge, Beta: 0.01},
+		{Type: IPO, Beta: 0.5},
+		{Type: SimPO, Beta: 2, Gamma: 0.5, SFTWeight: 0.5},
+	} {
+		s := &Step{Config: cfg, T: T, Mask: maskOf(b, nil), RefTokenLogps: ref}
+		inj := a.Hook()
+		g, err := model.Build(w, model.GraphOptions{B: 2 * P, T: T, Hook: inj, Dtype: tensor.Float64})
+		if err != nil {
+			t.Fatal(err)
+		}
+		copy(g.In.Tokens, b.Inputs)
+		copy(g.In.Targets, b.Targets)
+		loss := lossHead(g, s)
+		var wrt []*G.Node
+		for _, p := range inj.Params() {
+			wrt = append(wrt, p.Node)
+		}
+		prog, err := g.Compile(loss, wrt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eval := func() float64 {
+			prog.ZeroGrad()
+			if err := prog.Run(); err != nil {
+				t.Fatal(err)
+			}
+			return loss.Value().Data().(float64)
+		}
+		l0 := eval()
+		if cfg.Type == Hinge && s.Last.Loss == 0 {
+			t.Fatalf("hinge loss is 0: the test would prove nothing")
+		}
+		var checked, nonzero int
+		for _, p := range inj.Params() {
+			grad := append([]float32(nil), prog.Grad(p.Node)...)
+			vals := p.Node.Value().Data().([]float64)
+			for _, i := range []int{0, len(vals) / 3, len(vals) - 1} {
+				const h = 1e-5
+				orig := vals[i]
+				vals[i] = orig + h
+				up := eval()
+				vals[i] = orig - h
+				down := eval()
+				vals[i] = orig
+				fd := (up - down) / (2 * h)
+				if math.Abs(fd-float64(grad[i])) > 1e-6+2e-3*math.Abs(fd) {
+					t.Errorf("%+v: %s[%d]: analytic %g, finite difference %g", cfg, p.Name, i, grad[i], fd)
+				}
+				checked++
+				if math.Abs(fd) > 1e-6 {
+					nonzero++
+				}
+			}
+		}
+		if nonzero < checked/2 {
+			t.Errorf("%+v: only %d of %d checked gradients are non-zero (loss %g)", cfg, nonzero, checked, l0)
+		}
+	}
+}

@@ -1,0 +1,99 @@
+package model
+
+import (
+	"bufio"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"gorgonia.org/gorgonia"
+
+	"github.com/gotune/gotune/blas"
+)
+
+// Training-step benchmarks on the stories15M shape at batch 8 × 256, the
+// workloads of shared/perf/ANCHORS.md. Build with -tags openblas for the
+// fast GEMM and set OPENBLAS_CORETYPE to compare with a PyTorch column, e.g.
+//
+//	OPENBLAS_CORETYPE=Haswell go test -tags openblas ./model -run x -bench Stories15M -benchtime 3x
+//
+// Each reports tokens/s and the process's peak resident set (VmHWM), which
+// is cumulative over the benchmarks run in one process: run one at a time
+// for a clean memory figure.
+func BenchmarkStories15MFullFT(b *testing.B) { benchStories15M(b, "full") }
+
+// BenchmarkStories15MFrozenBase trains only the attention projections
+// (q, k, v, o), the frozen-base workload until adapters.
+func BenchmarkStories15MFrozenBase(b *testing.B) { benchStories15M(b, "frozen") }
+
+// BenchmarkStories15MForward is the forward pass and loss only.
+func BenchmarkStories15MForward(b *testing.B) { benchStories15M(b, "forward") }
+
+func benchStories15M(b *testing.B, mode string) {
+	const B, T = 8, 256
+	c, err := Preset("stories15M", 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w, err := NewRandom(c, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	opt := GraphOptions{B: B, T: T}
+	switch mode {
+	case "full":
+		opt.Trainable = func(string) bool { return true }
+	case "frozen":
+		opt.Trainable = attentionOnly
+	}
+	g, err := Build(w, opt)
+	if err != nil {
+		b.Fatal(err)
+	}
+	loss := g.MeanNLL(g.InputVector("weights", B*T))
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range g.In.Tokens {
+		g.In.Tokens[i] = int32(r.IntN(c.VocabSize))
+		g.In.Targets[i] = int32(r.IntN(c.VocabSize))
+		g.Vector("weights")[i] = 1
+	}
+	var wrt []*gorgonia.Node
+	if mode != "forward" {
+		wrt = g.Trainable
+	}
+	p, err := g.Compile(loss, wrt)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := p.Run(); err != nil { // warm-up: first touch of every buffer
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		p.ZeroGrad()
+		if err := p.Run(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(B*T*b.N)/b.Elapsed().Seconds(), "tok/s")
+	b.ReportMetric(peakRSSMiB(), "peakRSS-MiB")
+	b.Logf("blas %s, OPENBLAS_CORETYPE=%q, loss %.4f", blas.Backend(), os.Getenv("OPENBLAS_CORETYPE"), Value32(loss)[0])
+}
+
+// peakRSSMiB is the process's peak resident set size (VmHWM), in MiB.
+func peakRSSMiB() float64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if rest, ok := strings.CutPrefix(s.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}

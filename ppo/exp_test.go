@@ -1,0 +1,34 @@
+package ppo
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestExperiment(t *testing.T) {
+	t0 := time.Now()
+	f := newFixture(t, 40)
+	fmt.Println("fixture", time.Since(t0))
+	cfg := DefaultConfig()
+	cfg.Base, cfg.RewardAdapter, cfg.Prompts, cfg.EvalPrompts, cfg.Out = f.base, f.rm, f.prompts, f.evalPrompts, filepath.Join(f.dir, "ppo")
+	cfg.Iterations, cfg.RolloutBatch, cfg.MaxNewTokens, cfg.MissingEOSPenalty = 15, 16, 6, 0
+	cfg.Train.Quiet = true
+	if v := os.Getenv("LR"); v != "" { fmt.Sscan(v, &cfg.Train.LR) }
+	if v := os.Getenv("IT"); v != "" { fmt.Sscan(v, &cfg.Iterations) }
+	cfg.Train.EvalEvery = 20
+	t0 = time.Now()
+	res, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("run", time.Since(t0), res.SeqLen, res.Steps, res.KLCoef, res.Eval)
+	for i, s := range res.Rollouts {
+		fmt.Printf("%d scores %.3f kl %.3f ent %.2f rlhf %.3f\n", i, s.Scores, s.KL, s.Entropy, s.RLHFReward)
+	}
+	b, _ := os.ReadFile(filepath.Join(cfg.Out, "metrics.jsonl"))
+	_ = b
+}

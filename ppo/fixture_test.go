@@ -1,0 +1,88 @@
+package ppo
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/gotune/gotune/checkpoints"
+	"github.com/gotune/gotune/data"
+	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/reward"
+	"github.com/gotune/gotune/tokenizer"
+	"github.com/gotune/gotune/world"
+)
+
+// worldBase writes a small randomly initialised model with a BPE tokenizer
+// trained on the default world's corpus into dir (the Alpaca boilerplate
+// becomes a few tokens, so prompts are short).
+func worldBase(t testing.TB, dir string) {
+	t.Helper()
+	tok, err := tokenizer.Train(world.New(7).Corpus(600), 512, []string{"<|bos|>", "<|eos|>", "<|pad|>"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := model.Preset("tiny", tok.VocabSize())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers = 64, 160, 2
+	c.NumAttentionHeads, c.NumKeyValueHeads, c.MaxPositionEmbeddings = 4, 2, 128
+	c.BOSTokenID, c.EOSTokenID = tok.BOS(), tok.EOS()
+	w, err := model.NewRandom(c, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkpoints.SaveModel(dir, w, checkpoints.SaveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tok.Save(dir); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// worldPrompts writes n prompts of the world's split to path.
+func worldPrompts(t testing.TB, path string, split world.Split, n int) {
+	t.Helper()
+	var rows []data.Prompt
+	for _, p := range world.New(1).Prompts(split, n) {
+		rows = append(rows, data.Prompt{Prompt: p.Prompt})
+	}
+	if err := data.WritePrompts(path, rows); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// rlhfFixture is a base model, a reward model trained briefly on default
+// world preferences, and prompt files, in one directory.
+type rlhfFixture struct {
+	dir, base, rm, prompts, evalPrompts string
+	rmResult                            reward.Result
+}
+
+func newFixture(t testing.TB, rmSteps int) rlhfFixture {
+	t.Helper()
+	dir := t.TempDir()
+	f := rlhfFixture{dir: dir, base: filepath.Join(dir, "base"), prompts: filepath.Join(dir, "prompts.arrow"),
+		evalPrompts: filepath.Join(dir, "eval_prompts.arrow")}
+	worldBase(t, f.base)
+	var prefs []data.Preference
+	for _, p := range world.New(1).Preferences(world.Train, 1000) {
+		prefs = append(prefs, data.Preference{Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected})
+	}
+	if err := data.WritePreferences(filepath.Join(dir, "prefs.arrow"), prefs); err != nil {
+		t.Fatal(err)
+	}
+	worldPrompts(t, f.prompts, world.Train, 256)
+	worldPrompts(t, f.evalPrompts, world.Valid, 32)
+	rc := reward.DefaultConfig()
+	rc.Base, rc.Data, rc.HeldOut, rc.Out = f.base, filepath.Join(dir, "prefs.arrow"), 0, filepath.Join(dir, "rm")
+	rc.Train.Steps, rc.Train.LR, rc.Train.Quiet = rmSteps, 2e-3, true
+	rc.Train.EvalEvery, rc.Train.CheckpointEvery = 0, 0
+	res, err := reward.Run(context.Background(), rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.rm, f.rmResult = res.AdapterDir, res
+	return f
+}

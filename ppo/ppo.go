@@ -1,0 +1,399 @@
+package ppo
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+
+	"github.com/gotune/gotune/checkpoints/safetensors"
+	"github.com/gotune/gotune/data"
+	"github.com/gotune/gotune/finetune"
+	"github.com/gotune/gotune/generate"
+	"github.com/gotune/gotune/lora"
+	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/reward"
+	"github.com/gotune/gotune/train"
+)
+
+// ValueHeadName is the value head in finetune.Model.Extra: a (1, C) matrix
+// on the policy's final hidden states.
+//
+// The value function shares the policy's backbone (a "value head", as in
+// Ziegler et al. 2019 and TRL's AutoModelForCausalLMWithValueHead) rather
+// than being a second model initialised from the reward model (TRL's current
+// PPOTrainer): one forward pass gives both log-probabilities and values, and
+// no third copy of the network is trained. The value loss then also shapes
+// the shared LoRA adapter, which VFCoef keeps small.
+const ValueHeadName = "value"
+
+// ValueHeadFile is where Run writes the trained value head (key
+// "value.weight"), beside the policy adapter: it is needed to resume PPO but
+// not to use the policy, so it stays out of the PEFT adapter.
+const ValueHeadFile = "value_head.safetensors"
+
+// SameAsPolicy is the RewardSFTAdapter value meaning that the reward model
+// was trained on the policy's starting model (its SFT adapter merged).
+const SameAsPolicy = ""
+
+// NoSFT is the RewardSFTAdapter value meaning that the reward model was
+// trained on the plain base.
+const NoSFT = "none"
+
+// Config is a PPO run (TRL's PPOConfig names in the comments). The policy
+// is the base with the SFT adapter merged (when given) plus a fresh LoRA
+// adapter; the reference policy is the same graph with that adapter
+// switched off.
+type Config struct {
+	Base          string // base model directory
+	SFTAdapter    string // SFT adapter merged into the base before the policy adapter ("" for none)
+	RewardAdapter string // reward stage's adapter directory (LoRA + score head)
+	// RewardSFTAdapter is the SFT adapter the reward model was trained on:
+	// SameAsPolicy ("", the usual SFT → RM → PPO order) makes the reward
+	// model share the policy's base weights in memory, with no copy; NoSFT
+	// ("none") or another adapter loads a second copy of the base.
+	RewardSFTAdapter string
+	Prompts          string // prompts dataset
+	EvalPrompts      string // held-out prompts for eval_objective/* ("" for none)
+	EvalMax          int    // held-out prompts evaluated at most (0: all)
+	Out              string // stage directory: adapter/, value_head.safetensors, state/, metrics.jsonl
+	Resume           bool   // continue from the checkpoint in Out
+
+	Iterations      int     // rollout batches (total_episodes / batch_size)
+	RolloutBatch    int     // responses per rollout (batch_size)
+	MiniBatches     int     // optimizer minibatches per epoch (num_mini_batches)
+	Epochs          int     // passes over each rollout (num_ppo_epochs)
+	MaxPromptLength int     // prompts with more tokens are left out (0: only the model's positions limit them)
+	MaxNewTokens    int     // response tokens at most, EOS included (response_length)
+	Temperature     float64 // sampling temperature of rollouts (temperature); see Run on τ ≠ 1
+
+	MissingEOSPenalty float64     // subtracted from the score of a response without EOS (missing_eos_penalty)
+	KLEstimator       KLEstimator // k1 or k3 (kl_estimator)
+	KLCoef            float64     // β, or its start with AdaptiveKL (kl_coef / init_kl_coef)
+	AdaptiveKL        bool        // steer β towards KLTarget (adap_kl_ctrl)
+	KLTarget          float64     // target KL per response (target)
+	KLHorizon         float64     // responses over which β adapts (horizon)
+	Gamma, Lambda     float64     // discount γ and GAE λ (gamma, lam); λ = 1 gives Monte Carlo returns
+	WhitenRewards     bool        // whiten the shaped rewards before GAE (whiten_rewards)
+	ClipRange         float64     // ε of the probability ratio (cliprange)
+	ClipRangeValue    float64     // ε of the value change (cliprange_value)
+	VFCoef            float64     // weight of the value loss (vf_coef)
+	ValueHeadStd      float64     // standard deviation of the value head's initial weights (0: zeros)
+
+	LoRA lora.Config
+	// Train is the optimizer and bookkeeping; its Steps is set by Run to
+	// Iterations × Epochs × MiniBatches, each minibatch is split into
+	// GradAccum micro-batches, and LogEvery 0 logs once per rollout.
+	Train train.Config
+}
+
+// DefaultConfig is the embedded default: 40 rollouts of 32 responses of up
+// to 12 tokens at temperature 1, 2 epochs of 2 minibatches, β = 0.05 (k1),
+// a missing-EOS penalty of 1, GAE with γ = 1 and λ = 0.95, TRL's clip ranges
+// and value weight, and a rank-8 LoRA policy adapter on every linear module
+// without dropout (dropout would make the ratio of new to old
+// probabilities noisy, so PPO turns it off).
+func DefaultConfig() Config {
+	tc := train.DefaultConfig()
+	tc.LR, tc.Schedule, tc.WarmupSteps, tc.LogEvery = 5e-4, "linear", 0, 0
+	tc.EvalEvery, tc.CheckpointEvery = 40, 40
+	lc := lora.DefaultConfig()
+	lc.Targets, lc.Dropout = []string{"all-linear"}, 0
+	return Config{
+		Iterations: 40, RolloutBatch: 32, MiniBatches: 2, Epochs: 2, MaxNewTokens: 12, Temperature: 1,
+		MissingEOSPenalty: 1, KLEstimator: K1, KLCoef: 0.05, KLTarget: 6, KLHorizon: 10000,
+		Gamma: 1, Lambda: 0.95, ClipRange: 0.2, ClipRangeValue: 0.2, VFCoef: 0.1,
+		LoRA: lc, Train: tc,
+	}
+}
+
+// Validate reports the first unusable setting.
+func (c Config) Validate() error {
+	switch {
+	case c.Base == "":
+		return errors.New("ppo: no base model")
+	case c.RewardAdapter == "":
+		return errors.New("ppo: no reward adapter")
+	case c.Prompts == "":
+		return errors.New("ppo: no prompts dataset")
+	case c.Out == "":
+		return errors.New("ppo: no output directory")
+	case c.Iterations <= 0 || c.RolloutBatch <= 0 || c.MiniBatches <= 0 || c.Epochs <= 0:
+		return fmt.Errorf("ppo: iterations %d, rollout batch %d, minibatches %d and epochs %d must be positive",
+			c.Iterations, c.RolloutBatch, c.MiniBatches, c.Epochs)
+	case c.Train.GradAccum <= 0 || c.RolloutBatch%(c.MiniBatches*c.Train.GradAccum) != 0:
+		return fmt.Errorf("ppo: rollout batch %d must split into %d minibatches of %d micro-batches",
+			c.RolloutBatch, c.MiniBatches, c.Train.GradAccum)
+	case c.MaxNewTokens <= 0 || c.MaxPromptLength < 0 || c.EvalMax < 0:
+		return fmt.Errorf("ppo: max new tokens %d must be positive, max prompt length and eval max ≥ 0", c.MaxNewTokens)
+	case !(c.Temperature >= 0):
+		return fmt.Errorf("ppo: temperature %v must be ≥ 0", c.Temperature)
+	case !(c.KLCoef >= 0) || !(c.MissingEOSPenalty >= 0):
+		return fmt.Errorf("ppo: kl coef %v and missing-EOS penalty %v must be ≥ 0", c.KLCoef, c.MissingEOSPenalty)
+	case !(c.ClipRange > 0) || !(c.ClipRangeValue > 0) || !(c.VFCoef >= 0) || !(c.ValueHeadStd >= 0):
+		return fmt.Errorf("ppo: clip ranges (%v, %v) must be positive, vf coef %v and value head std %v ≥ 0",
+			c.ClipRange, c.ClipRangeValue, c.VFCoef, c.ValueHeadStd)
+	case c.Gamma < 0 || c.Gamma > 1 || c.Lambda < 0 || c.Lambda > 1:
+		return fmt.Errorf("ppo: gamma %v and lambda %v must lie in [0, 1]", c.Gamma, c.Lambda)
+	}
+	if err := c.KLEstimator.Validate(); err != nil {
+		return err
+	}
+	if c.AdaptiveKL {
+		return (&AdaptiveKL{Value: c.KLCoef, Target: c.KLTarget, Horizon: c.KLHorizon}).Validate()
+	}
+	return nil
+}
+
+// updatesPerRollout is the number of optimizer updates made on one rollout.
+func (c Config) updatesPerRollout() int { return c.Epochs * c.MiniBatches }
+
+// Result summarises a finished run.
+type Result struct {
+	Prompts, EvalPrompts int            // prompts used
+	Dropped              int            // prompts longer than MaxPromptLength, left out
+	Steps                int            // optimizer updates
+	SeqLen               int            // T of the graphs: longest prompt + MaxNewTokens
+	Last                 RolloutStats   // objective/* of the last rollout
+	KLCoef               float64        // β at the end
+	Eval                 train.Metrics  // last held-out metrics (nil without EvalPrompts)
+	AdapterDir           string         // the policy adapter (it applies on top of the base with SFTAdapter merged)
+	ValueHead            string         // the value head file
+	Rollouts             []RolloutStats // objective/* of every rollout made by this call (not those before a resume)
+}
+
+// openModel opens the base and merges an SFT adapter into it ("" or NoSFT
+// for none).
+func openModel(base, sft string) (*finetune.Model, error) {
+	if sft == NoSFT {
+		sft = ""
+	}
+	return reward.OpenBase(base, sft)
+}
+
+// Run trains the policy with PPO (Schulman et al. 2017) against the reward
+// model, as in Ziegler et al. 2019 and Ouyang et al. 2022: every iteration
+// samples RolloutBatch responses with the generation engine (which reads the
+// live policy adapter), scores them with the reward model at their last
+// token, shapes per-token rewards with the KL penalty to the reference
+// policy, estimates advantages with GAE, and makes Epochs passes of
+// MiniBatches clipped policy and value updates over the rollout.
+//
+// The log-probabilities the losses and the KL use are those of the model's
+// own distribution (temperature 1), as computed by the training graph; a
+// Temperature other than 1 therefore samples slightly off-policy. Set it to
+// 1 for exact on-policy PPO.
+func Run(ctx context.Context, cfg Config) (Result, error) {
+	if err := cfg.Validate(); err != nil {
+		return Result{}, err
+	}
+	per := cfg.updatesPerRollout()
+	cfg.Train.Dir = cfg.Out
+	cfg.Train.Steps = cfg.Iterations * per
+	if cfg.Train.LogEvery == 0 {
+		cfg.Train.LogEvery = per
+	}
+	if err := cfg.Train.Validate(); err != nil {
+		return Result{}, fmt.Errorf("ppo: %w", err)
+	}
+	resuming := cfg.Resume && train.HasCheckpoint(cfg.Out)
+	if !resuming && train.HasCheckpoint(cfg.Out) {
+		return Result{}, fmt.Errorf("ppo: %s holds a training checkpoint; resume it or choose another output directory", cfg.Out)
+	}
+
+	policy, err := openModel(cfg.Base, cfg.SFTAdapter)
+	if err != nil {
+		return Result{}, err
+	}
+	rm := finetune.New(cfg.Base, policy.Weights, policy.Tokenizer) // the same weights, no copy
+	if cfg.RewardSFTAdapter != SameAsPolicy && cfg.RewardSFTAdapter != cfg.SFTAdapter &&
+		!(cfg.RewardSFTAdapter == NoSFT && cfg.SFTAdapter == "") {
+		if rm, err = openModel(cfg.Base, cfg.RewardSFTAdapter); err != nil {
+			return Result{}, fmt.Errorf("ppo: reward model: %w", err)
+		}
+	}
+	if err := reward.Load(rm, cfg.RewardAdapter); err != nil {
+		return Result{}, fmt.Errorf("ppo: %w", err)
+	}
+	enc, err := reward.NewEncoder(policy.Tokenizer)
+	if err != nil {
+		return Result{}, fmt.Errorf("ppo: %w", err)
+	}
+	maxPos := policy.Weights.Config.MaxPositionEmbeddings
+	limit := cfg.MaxPromptLength
+	if maxPos > 0 && (limit == 0 || limit > maxPos-cfg.MaxNewTokens) {
+		limit = maxPos - cfg.MaxNewTokens
+	}
+	if limit <= 0 {
+		return Result{}, fmt.Errorf("ppo: %d new tokens leave no room for a prompt in the model's %d positions", cfg.MaxNewTokens, maxPos)
+	}
+	prompts, dropped, longest, err := loadPrompts(cfg.Prompts, enc, limit)
+	if err != nil {
+		return Result{}, err
+	}
+	var evalPrompts [][]int
+	if cfg.EvalPrompts != "" {
+		var d, l int
+		if evalPrompts, d, l, err = loadPrompts(cfg.EvalPrompts, enc, limit); err != nil {
+			return Result{}, err
+		}
+		dropped += d
+		longest = max(longest, l)
+		if cfg.EvalMax > 0 && len(evalPrompts) > cfg.EvalMax {
+			evalPrompts = evalPrompts[:cfg.EvalMax]
+		}
+	}
+	res := Result{Prompts: len(prompts), EvalPrompts: len(evalPrompts), Dropped: dropped, Steps: cfg.Train.Steps,
+		SeqLen: longest + cfg.MaxNewTokens, AdapterDir: finetune.AdapterDir(cfg.Out), ValueHead: filepath.Join(cfg.Out, ValueHeadFile)}
+
+	if err := policy.NewAdapter(cfg.LoRA); err != nil {
+		return res, fmt.Errorf("ppo: %w", err)
+	}
+	policy.Extra[ValueHeadName] = newHead(policy.Weights.Config.HiddenSize, cfg.ValueHeadStd, cfg.Train.Seed)
+	r, err := newRunner(ctx, cfg, policy, rm, res.SeqLen)
+	if err != nil {
+		return res, err
+	}
+	order := &promptOrder{N: len(prompts), Seed: cfg.Train.Seed}
+	loop := &train.Loop{
+		Config:   cfg.Train,
+		Params:   policy.Params(),
+		ZeroGrad: policy.ZeroGrad,
+		Step: func(ctx context.Context, step, micro int) (train.Metrics, error) {
+			iter := step / per
+			if r.roll == nil || r.roll.Iteration != iter {
+				idx := order.Batch(iter, cfg.RolloutBatch)
+				batch := make([][]int, len(idx))
+				for i, k := range idx {
+					batch[i] = prompts[k]
+				}
+				if err := r.rollout(ctx, iter, batch); err != nil {
+					return nil, err
+				}
+				res.Rollouts = append(res.Rollouts, r.roll.Stats)
+			}
+			within := step % per
+			return r.update(within/cfg.MiniBatches, within%cfg.MiniBatches, micro, step)
+		},
+		Hooks: train.Hooks{
+			State: func() (json.RawMessage, error) {
+				return r.state(r.loop.StepsDone()%per == 0)
+			},
+			Restore: r.restore,
+			Epoch:   func() float64 { return float64(r.loop.StepsDone()) / float64(per) },
+			SaveFiles: func(dir string) error {
+				return saveOutputs(dir, policy)
+			},
+		},
+	}
+	r.loop = loop
+	if len(evalPrompts) > 0 {
+		loop.Eval = func(ctx context.Context) (train.Metrics, error) {
+			s, err := r.evaluate(ctx, evalPrompts)
+			if err != nil {
+				return nil, err
+			}
+			res.Eval = train.Metrics(s.Map())
+			return res.Eval, nil
+		}
+	}
+	if resuming {
+		if err := loop.Resume(); err != nil {
+			return res, fmt.Errorf("ppo: %w", err)
+		}
+	}
+	if err := loop.Run(ctx); err != nil {
+		return res, err
+	}
+	if r.roll != nil {
+		res.Last = r.roll.Stats
+	}
+	res.KLCoef = r.kl.Coef()
+	if err := saveOutputs(cfg.Out, policy); err != nil {
+		return res, err
+	}
+	if err := policy.CopyTokenizer(res.AdapterDir); err != nil {
+		return res, fmt.Errorf("ppo: %w", err)
+	}
+	return res, nil
+}
+
+// saveOutputs writes the policy adapter (PEFT, CAUSAL_LM, without the
+// value head) into dir/adapter and the value head into dir/ValueHeadFile.
+func saveOutputs(dir string, policy *finetune.Model) error {
+	if err := policy.Adapter.Save(finetune.AdapterDir(dir), policy.BaseDir, "CAUSAL_LM", nil); err != nil {
+		return fmt.Errorf("ppo: %w", err)
+	}
+	v := policy.Extra[ValueHeadName]
+	t := safetensors.Tensor{Name: ValueHeadName + ".weight", Shape: v.Shape().Clone(), Data: model.F32(v)}
+	if err := safetensors.WriteFile(filepath.Join(dir, ValueHeadFile), []safetensors.Tensor{t}, nil, safetensors.F32); err != nil {
+		return fmt.Errorf("ppo: value head: %w", err)
+	}
+	return nil
+}
+
+// loadPrompts encodes a prompts dataset, leaving out prompts of more than
+// limit tokens; it returns the prompts kept, how many were left out and the
+// longest kept.
+func loadPrompts(path string, enc *reward.Encoder, limit int) (out [][]int, dropped, longest int, err error) {
+	err = data.StreamPrompts(path, func(row int, p data.Prompt) error {
+		ids, err := enc.Prompt(p.Prompt, p.Messages)
+		if err != nil {
+			return fmt.Errorf("%s: row %d: %w", path, row+1, err)
+		}
+		if len(ids) == 0 {
+			return fmt.Errorf("%s: row %d: the prompt encodes to no tokens", path, row+1)
+		}
+		if len(ids) > limit {
+			dropped++
+			return nil
+		}
+		out = append(out, ids)
+		longest = max(longest, len(ids))
+		return nil
+	})
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("ppo: %w", err)
+	}
+	if len(out) == 0 {
+		return nil, dropped, 0, fmt.Errorf("ppo: no prompts left in %s (%d longer than %d tokens)", path, dropped, limit)
+	}
+	return out, dropped, longest, nil
+}
+
+// promptOrder deals prompts to rollouts: the prompts in a fresh seeded
+// permutation every epoch, one after another, so rollout i takes positions
+// [i·B, (i+1)·B) of that endless sequence. It is a function of the
+// rollout's number, so it needs no saved state.
+type promptOrder struct {
+	N     int
+	Seed  uint64
+	perm  []int
+	epoch int
+}
+
+// Batch returns the prompt indices of rollout iter.
+func (o *promptOrder) Batch(iter, B int) []int {
+	out := make([]int, B)
+	for i := range out {
+		p := iter*B + i
+		if e := p / o.N; o.perm == nil || e != o.epoch {
+			o.perm, o.epoch = rand.New(rand.NewPCG(o.Seed, 0x9e3779b9+uint64(e))).Perm(o.N), e
+		}
+		out[i] = o.perm[p%o.N]
+	}
+	return out
+}
+
+// engine returns the generation engine over the policy's weights, reading
+// the live policy adapter.
+func newEngine(policy *finetune.Model) (*generate.Engine, error) {
+	e, err := generate.New(policy.Weights, nil)
+	if err != nil {
+		return nil, fmt.Errorf("ppo: %w", err)
+	}
+	e.SetAdapter(policy.Adapter)
+	return e, nil
+}

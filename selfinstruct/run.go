@@ -1,0 +1,370 @@
+// Package selfinstruct generates instruction-tuning data from a handful of
+// seed tasks by Stanford Alpaca's variant of Self-Instruct (Wang et al.
+// 2023; Taori et al. 2023): each prompt shows three seed tasks drawn at
+// random and asks a teacher model for a numbered list of new ones; the
+// reply is parsed into tasks, filtered by Alpaca's heuristics and an
+// optional verifier, and a task is kept only if its instruction's ROUGE-L
+// F-measure against every instruction kept so far (seeds included) is at
+// most 0.7. The result is an Arrow generated-instructions dataset with each
+// row's most similar instructions and mean similarity. Runs are resumable:
+// a state file records every finished batch.
+package selfinstruct
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gotune/gotune/data"
+	"github.com/schollz/progressbar/v3"
+)
+
+// Config is one self-instruct run. Zero values take the defaults named
+// beside each field (Alpaca's settings where it has one).
+type Config struct {
+	Teacher               Teacher       // required
+	SeedTasks             []SeedTask    // default DefaultSeedTasks()
+	Output                string        // Arrow file to write (required); the state lives in Output + ".state.jsonl"
+	NumInstructions       int           // stop once this many are kept (default 100)
+	NumPromptInstructions int           // seed tasks shown per prompt (default 3)
+	RequestBatchSize      int           // prompts per batch, sent together (default 5)
+	NumTasksPerPrompt     int           // tasks a prompt asks for (default 20)
+	PromptHeader          string        // text before the examples, "{num_tasks}" replaced (default DefaultPromptHeader())
+	MaxTokens             int           // per reply (default 3072)
+	Temperature           float64       // default 1
+	TopP                  float64       // default 1
+	Seed                  uint64        // drives prompt sampling and the teacher's seeds
+	SimilarityThreshold   float64       // keep only if max ROUGE-L F ≤ this (default 0.7)
+	Blocklist             []string      // default DefaultBlocklist; an empty non-nil list disables it
+	Verifier              Verifier      // optional extra check
+	MaxBatches            int           // stop after this many batches in total, kept or not (0: no limit)
+	MaxIdleBatches        int           // fail after this many batches in a row keep nothing (default 50)
+	SaveInterval          time.Duration // rewrite the Arrow output at most this often (default 30 s; always at the end)
+	Source                string        // the rows' source column (default "self-instruct")
+	Progress              io.Writer     // progress bar destination (nil: none)
+}
+
+func (c *Config) defaults() error {
+	if c.Teacher == nil {
+		return errors.New("self-instruct: no teacher")
+	}
+	if c.Output == "" {
+		return errors.New("self-instruct: no output path")
+	}
+	if c.SeedTasks == nil {
+		c.SeedTasks = DefaultSeedTasks()
+	}
+	setInt := func(p *int, v int) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	setInt(&c.NumInstructions, 100)
+	setInt(&c.NumPromptInstructions, 3)
+	setInt(&c.RequestBatchSize, 5)
+	setInt(&c.NumTasksPerPrompt, 20)
+	setInt(&c.MaxTokens, 3072)
+	setInt(&c.MaxIdleBatches, 50)
+	if c.Temperature == 0 {
+		c.Temperature = 1
+	}
+	if c.TopP == 0 {
+		c.TopP = 1
+	}
+	if c.SimilarityThreshold == 0 {
+		c.SimilarityThreshold = 0.7
+	}
+	if c.PromptHeader == "" {
+		c.PromptHeader = DefaultPromptHeader()
+	}
+	if c.Blocklist == nil {
+		c.Blocklist = DefaultBlocklist
+	}
+	if c.SaveInterval <= 0 {
+		c.SaveInterval = 30 * time.Second
+	}
+	if c.Source == "" {
+		c.Source = "self-instruct"
+	}
+	if len(c.SeedTasks) < c.NumPromptInstructions {
+		return fmt.Errorf("self-instruct: %d seed tasks, fewer than the %d shown per prompt", len(c.SeedTasks), c.NumPromptInstructions)
+	}
+	for i, s := range c.SeedTasks {
+		if len(s.Instances) == 0 {
+			return fmt.Errorf("self-instruct: seed task %d (%s) has no instance", i, s.ID)
+		}
+	}
+	return nil
+}
+
+// Report summarises a run.
+type Report struct {
+	Kept     int            // rows in the output
+	Resumed  int            // of which came from an earlier run
+	Batches  int            // batches done, earlier runs included
+	Requests int            // prompts sent, earlier runs included
+	Rejected map[string]int // by reason, earlier runs included
+}
+
+// String is a one-line summary.
+func (r Report) String() string {
+	return fmt.Sprintf("kept %d (%d resumed) after %d batches, %d requests; rejected %s", r.Kept, r.Resumed, r.Batches, r.Requests, formatCounts(r.Rejected))
+}
+
+func formatCounts(m map[string]int) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, m[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
+// seedHash identifies a seed set in the state file.
+func seedHash(seeds []SeedTask) string {
+	h := sha256.New()
+	for _, s := range seeds {
+		fmt.Fprintf(h, "%q\x00", s.Instruction)
+		for _, in := range s.Instances {
+			fmt.Fprintf(h, "%q\x00%q\x00", in.Input, in.Output)
+		}
+		h.Write([]byte{'\n'})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// pool is every instruction kept so far (seeds first) with its tokens.
+type pool struct {
+	texts  []string
+	tokens [][]string
+}
+
+func (p *pool) add(text string) {
+	p.texts = append(p.texts, text)
+	p.tokens = append(p.tokens, Tokenize(text))
+}
+
+// scores returns the ROUGE-L F of toks against every instruction in the
+// pool, computed on all cores.
+func (p *pool) scores(toks []string) []float64 {
+	out := make([]float64, len(p.tokens))
+	workers := min(runtime.GOMAXPROCS(0), max(1, len(p.tokens)/256))
+	var wg sync.WaitGroup
+	for w := range workers {
+		lo, hi := w*len(out)/workers, (w+1)*len(out)/workers
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := lo; i < hi; i++ {
+				out[i] = RougeL(toks, p.tokens[i])
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// Run generates instructions until NumInstructions are kept (or MaxBatches
+// are done), resuming from the state file when one exists.
+func Run(ctx context.Context, cfg Config) (Report, error) {
+	if err := cfg.defaults(); err != nil {
+		return Report{}, err
+	}
+	rep := Report{Rejected: map[string]int{}}
+	st, done, err := openState(cfg.Output+".state.jsonl", stateHeader{Version: stateVersion, SeedSHA256: seedHash(cfg.SeedTasks)})
+	if err != nil {
+		return rep, fmt.Errorf("self-instruct: %w", err)
+	}
+	defer st.Close()
+
+	var p pool
+	for _, s := range cfg.SeedTasks {
+		p.add(s.Instruction)
+	}
+	var rows []stateRow
+	for _, b := range done {
+		for _, r := range b.Rows {
+			rows = append(rows, r)
+			p.add(r.Instruction)
+		}
+		for k, v := range b.Rejected {
+			rep.Rejected[k] += v
+		}
+		rep.Requests += b.Requests
+	}
+	rep.Resumed = len(rows)
+	batch := len(done)
+
+	filter := NewFilter(cfg.Blocklist)
+	header := strings.ReplaceAll(cfg.PromptHeader, "{num_tasks}", fmt.Sprint(cfg.NumTasksPerPrompt))
+	stop := []string{fmt.Sprintf("\n%d", cfg.NumTasksPerPrompt), fmt.Sprintf("%d.", cfg.NumTasksPerPrompt)}
+
+	var bar *progressbar.ProgressBar
+	if cfg.Progress != nil {
+		bar = progressbar.NewOptions(cfg.NumInstructions, progressbar.OptionSetWriter(cfg.Progress),
+			progressbar.OptionShowCount(), progressbar.OptionSetWidth(20), progressbar.OptionThrottle(200*time.Millisecond),
+			progressbar.OptionOnCompletion(func() { fmt.Fprintln(cfg.Progress) }))
+		bar.Set(min(len(rows), cfg.NumInstructions))
+		bar.Describe(fmt.Sprintf("self-instruct · rejected %s", formatCounts(rep.Rejected)))
+	}
+	lastSave := time.Now()
+	save := func() error {
+		lastSave = time.Now()
+		return writeOutput(cfg.Output, rows, cfg.Source)
+	}
+	idle := 0
+	for len(rows) < cfg.NumInstructions && (cfg.MaxBatches <= 0 || batch < cfg.MaxBatches) {
+		if err := ctx.Err(); err != nil {
+			if serr := save(); serr != nil {
+				return rep, serr
+			}
+			return rep, err
+		}
+		// Prompts: NumPromptInstructions seed tasks each, drawn from an RNG
+		// that depends only on the seed and the batch number, so a resumed
+		// run asks what an uninterrupted one would have.
+		rng := rand.New(rand.NewPCG(cfg.Seed, uint64(batch)))
+		prompts := make([]string, cfg.RequestBatchSize)
+		for i := range prompts {
+			idx := rng.Perm(len(cfg.SeedTasks))[:cfg.NumPromptInstructions]
+			ex := make([]GeneratedTask, len(idx))
+			for j, k := range idx {
+				ex[j] = cfg.SeedTasks[k].Task()
+			}
+			prompts[i] = EncodePrompt(header, ex)
+		}
+		params := Params{MaxTokens: cfg.MaxTokens, Temperature: cfg.Temperature, TopP: cfg.TopP, Stop: stop,
+			Seed: cfg.Seed*1_000_003 + uint64(batch)*uint64(cfg.RequestBatchSize)}
+		replies, err := cfg.Teacher.Complete(ctx, prompts, params)
+		if err != nil {
+			if serr := save(); serr != nil {
+				return rep, errors.Join(err, serr)
+			}
+			return rep, fmt.Errorf("self-instruct batch %d: %w", batch, err)
+		}
+		if len(replies) != len(prompts) {
+			return rep, fmt.Errorf("self-instruct batch %d: teacher returned %d replies for %d prompts", batch, len(replies), len(prompts))
+		}
+		rejected := map[string]int{}
+		var kept []stateRow
+		for _, reply := range replies {
+			for _, t := range ParseResponse(cfg.NumPromptInstructions, reply.Text, reply.Truncated, rejected) {
+				if reason := filter.Check(t); reason != "" {
+					rejected[reason]++
+					continue
+				}
+				if cfg.Verifier != nil {
+					if err := cfg.Verifier(t); err != nil {
+						rejected[ReasonVerifier]++
+						continue
+					}
+				}
+				row, ok := similarity(&p, t, cfg.SimilarityThreshold)
+				if !ok {
+					rejected[ReasonSimilar]++
+					continue
+				}
+				kept = append(kept, row)
+				p.add(t.Instruction)
+			}
+		}
+		if err := st.append(stateBatch{Batch: batch, Rows: kept, Rejected: rejected, Requests: len(prompts)}); err != nil {
+			return rep, err
+		}
+		batch++
+		rows = append(rows, kept...)
+		rep.Requests += len(prompts)
+		for k, v := range rejected {
+			rep.Rejected[k] += v
+		}
+		if bar != nil {
+			bar.Describe(fmt.Sprintf("self-instruct · rejected %s", formatCounts(rep.Rejected)))
+			bar.Set(min(len(rows), cfg.NumInstructions))
+		}
+		if len(kept) == 0 {
+			idle++
+			if idle >= cfg.MaxIdleBatches {
+				rep.Kept, rep.Batches = len(rows), batch
+				if err := save(); err != nil {
+					return rep, err
+				}
+				return rep, fmt.Errorf("self-instruct: %d batches in a row kept nothing (rejected %s); check the teacher", idle, formatCounts(rejected))
+			}
+		} else {
+			idle = 0
+		}
+		if time.Since(lastSave) >= cfg.SaveInterval {
+			if err := save(); err != nil {
+				return rep, err
+			}
+		}
+	}
+	if bar != nil {
+		bar.Finish()
+	}
+	rep.Kept, rep.Batches = len(rows), batch
+	return rep, save()
+}
+
+// similarity scores t's instruction against the pool: the ten most
+// similar instructions (ties in pool order) and the mean over the pool, as
+// Alpaca records them; ok is false when the highest score is above the
+// threshold.
+func similarity(p *pool, t GeneratedTask, threshold float64) (stateRow, bool) {
+	scores := p.scores(Tokenize(t.Instruction))
+	row := stateRow{Instruction: t.Instruction, Input: t.Input, Output: t.Output}
+	if len(scores) == 0 {
+		return row, true
+	}
+	idx := make([]int, len(scores))
+	var sum float64
+	for i, s := range scores {
+		idx[i] = i
+		sum += s
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(scores[b], scores[a]) })
+	if scores[idx[0]] > threshold {
+		return row, false
+	}
+	for _, i := range idx[:min(10, len(idx))] {
+		row.MostSimilar = append(row.MostSimilar, similarJSON{Text: p.texts[i], Score: scores[i]})
+	}
+	row.AvgSimilarity = sum / float64(len(scores))
+	return row, true
+}
+
+func writeOutput(path string, rows []stateRow, source string) error {
+	out := make([]data.GeneratedInstruction, len(rows))
+	for i, r := range rows {
+		g := data.GeneratedInstruction{
+			Instruction:   data.Instruction{Instruction: r.Instruction, Input: r.Input, Output: r.Output, Source: source},
+			AvgSimilarity: r.AvgSimilarity,
+		}
+		for _, s := range r.MostSimilar {
+			g.MostSimilar = append(g.MostSimilar, data.Similar{Text: s.Text, Score: s.Score})
+		}
+		out[i] = g
+	}
+	if err := data.WriteGeneratedInstructions(path, out); err != nil {
+		return fmt.Errorf("self-instruct: write %s: %w", path, err)
+	}
+	return nil
+}

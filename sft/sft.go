@@ -1,0 +1,478 @@
+// Package sft is supervised fine-tuning with LoRA: a frozen base model
+// learns to answer instructions through a low-rank adapter (Hu et al.
+// 2021), trained on the causal language-modelling loss of the completion
+// tokens only, as Stanford Alpaca's train.py and TRL's SFTTrainer do
+// (prompt tokens are masked out of the loss unless TrainOnInputs is set).
+//
+// For a row with prompt tokens p and completion tokens c, the loss of a
+// batch is the mean negative log-likelihood over every completion token in
+// it:
+//
+//	L = −Σ_rows Σ_{t∈c} log p(x_t | x_<t) / |{completion tokens}|
+//
+// Rows are rendered by a template (Alpaca, or a chat template of the
+// tokenizer), truncated to MaxLen, grouped by length into batches of a few
+// fixed shapes (one compiled program per shape) and shuffled per epoch.
+// Every EvalEvery updates the held-out loss and perplexity (exp of the
+// loss) are logged as eval_loss and eval_perplexity. Checkpoints hold the
+// adapter, the optimizer and the data position, so an interrupted run
+// resumes exactly. The result is a PEFT adapter in <Out>/adapter.
+package sft
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+
+	"gorgonia.org/gorgonia"
+
+	"github.com/gotune/gotune/checkpoints/atomicfile"
+	"github.com/gotune/gotune/data"
+	"github.com/gotune/gotune/finetune"
+	"github.com/gotune/gotune/lora"
+	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/train"
+	"github.com/gotune/gotune/world"
+)
+
+// TaskType is the PEFT task_type of an SFT adapter.
+const TaskType = "CAUSAL_LM"
+
+// Config is one SFT run.
+type Config struct {
+	Base string // base model directory (Hugging Face layout with tokenizer.json)
+
+	// Training rows: Rows when given, else the instructions dataset at
+	// Data, else WorldRows rows of the built-in world's Train split.
+	Rows      []data.Instruction
+	Data      string
+	WorldRows int
+	WorldSeed int64
+
+	// Held-out rows: EvalRows when given, else the dataset at EvalData,
+	// else the world's Valid split (with WorldRows), else an EvalFraction
+	// of the training rows split off by a seeded shuffle.
+	EvalRows     []data.Instruction
+	EvalData     string
+	EvalFraction float64
+	EvalMax      int // held-out rows scored at most (0: all)
+
+	Template      string // alpaca, chatml, llama3 or jinja (the tokenizer's chat_template)
+	TrainOnInputs bool   // take the loss on prompt tokens too
+
+	BatchSize  int    // rows per micro-batch
+	MaxLen     int    // tokens per row at most (0: min(512, the model's positions))
+	Buckets    []int  // allowed batch lengths T, ascending (nil: 64, 128, 256, 512 up to MaxLen, and MaxLen)
+	Truncation string // data.TruncateKeepStart (default) or data.TruncateKeepEnd
+
+	LoRA lora.Config
+
+	Out    string // output directory: adapter/, state/, metrics.jsonl
+	Resume bool   // continue from the checkpoint in Out
+	Train  train.Config
+
+	// afterStep, when set (tests), is called after each micro-batch;
+	// inspect receives the trained model before Run returns.
+	afterStep func(step, micro int)
+	inspect   func(*finetune.Model)
+}
+
+// DefaultConfig is LoRA r = 8, α = 16 on q, k, v, o (no dropout, as PEFT's
+// default) with the Alpaca template, batches of 8, 300 updates at a peak
+// learning rate of 10⁻³ (cosine decay to a tenth after 20 warmup updates),
+// evaluation and checkpoints every 50 updates, 5 % held out.
+func DefaultConfig() Config {
+	tc := train.DefaultConfig()
+	tc.Steps, tc.LR, tc.WarmupSteps, tc.MinLRRatio = 300, 1e-3, 20, 0.1
+	tc.LogEvery, tc.EvalEvery, tc.CheckpointEvery = 10, 50, 50
+	return Config{
+		WorldSeed: 1, EvalFraction: 0.05, EvalMax: 256, Template: TemplateAlpaca,
+		BatchSize: 8, Truncation: data.TruncateKeepStart, LoRA: lora.DefaultConfig(), Train: tc,
+	}
+}
+
+// Result summarises a run.
+type Result struct {
+	TrainRows, EvalRows int                   // rows in each set (before truncation)
+	Truncation          data.TruncationReport // what fitting the training rows to MaxLen did
+	Shapes              []int                 // batch lengths T compiled
+	TrainableParams     int                   // adapter parameters
+	BaseEvalLoss        float64               // held-out loss of the base model (adapter off); NaN without held-out rows
+	EvalLoss            float64               // held-out loss after training
+	EvalPerplexity      float64               // exp(EvalLoss)
+	AdapterDir          string                // where the adapter was written
+}
+
+// Run fine-tunes the base model and writes the adapter to <Out>/adapter.
+// Cancelling ctx checkpoints the last completed update and returns
+// ctx.Err(); Resume continues from there.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	if cfg.Base == "" || cfg.Out == "" {
+		return nil, errors.New("sft: a base model directory and an output directory are needed")
+	}
+	if cfg.BatchSize <= 0 {
+		return nil, fmt.Errorf("sft: batch size %d must be positive", cfg.BatchSize)
+	}
+	if cfg.EvalFraction < 0 || cfg.EvalFraction >= 1 {
+		return nil, fmt.Errorf("sft: eval fraction %g must be in [0, 1)", cfg.EvalFraction)
+	}
+	cfg.Train.Dir = cfg.Out
+	if err := cfg.Train.Validate(); err != nil {
+		return nil, fmt.Errorf("sft: %w", err)
+	}
+	resuming := cfg.Resume && train.HasCheckpoint(cfg.Out)
+	if !resuming && train.HasCheckpoint(cfg.Out) {
+		return nil, fmt.Errorf("sft: %s holds a training checkpoint; resume it or choose another output directory", cfg.Out)
+	}
+
+	m, err := finetune.Open(cfg.Base)
+	if err != nil {
+		return nil, fmt.Errorf("sft: %w", err)
+	}
+	enc, err := newEncoder(m.Tokenizer, cfg.Template, cfg.TrainOnInputs)
+	if err != nil {
+		return nil, fmt.Errorf("sft: %w", err)
+	}
+	trainRows, evalRows, err := loadRows(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("sft: %w", err)
+	}
+	if cfg.EvalMax > 0 && len(evalRows) > cfg.EvalMax {
+		evalRows = evalRows[:cfg.EvalMax]
+	}
+	opts, err := batchOptions(cfg, m.Weights.Config, m.Tokenizer.PAD())
+	if err != nil {
+		return nil, fmt.Errorf("sft: %w", err)
+	}
+	trainEx, err := enc.encodeAll(trainRows, cfg.Data)
+	if err != nil {
+		return nil, fmt.Errorf("sft: %w", err)
+	}
+	evalEx, err := enc.encodeAll(evalRows, cfg.EvalData)
+	if err != nil {
+		return nil, fmt.Errorf("sft: %w", err)
+	}
+	batcher, report, err := data.NewBatcher(trainEx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("sft: %w", err)
+	}
+	if batcher.Examples() == 0 {
+		return nil, fmt.Errorf("sft: no training row is left after fitting to %d tokens (%s)", opts.MaxLen, report)
+	}
+	evalOpts := opts
+	evalOpts.Shuffle = false
+	evalBatcher, _, err := data.NewBatcher(evalEx, evalOpts)
+	if err != nil {
+		return nil, fmt.Errorf("sft: %w", err)
+	}
+	evalBatches := evalBatcher.Epoch(0)
+
+	if err := m.NewAdapter(cfg.LoRA); err != nil {
+		return nil, fmt.Errorf("sft: %w", err)
+	}
+	tr := &trainer{m: m, seed: cfg.Train.Seed}
+	// Every program is built up front in a fixed order, so that each
+	// graph's dropout masks have the same place in the adapter's stream in
+	// a fresh and in a resumed run.
+	res := &Result{TrainRows: len(trainRows), EvalRows: len(evalRows), Truncation: report,
+		BaseEvalLoss: math.NaN(), EvalLoss: math.NaN(), EvalPerplexity: math.NaN()}
+	if res.Shapes, err = tr.build(cfg.BatchSize, shapes(trainEx, opts), evalShapes(evalBatches)); err != nil {
+		return nil, fmt.Errorf("sft: %w", err)
+	}
+	params := m.Params()
+	for _, p := range params {
+		res.TrainableParams += len(p.Value)
+	}
+
+	if len(evalBatches) > 0 {
+		m.Adapter.SetEnabled(false)
+		res.BaseEvalLoss, err = tr.evaluate(ctx, evalBatches)
+		m.Adapter.SetEnabled(true)
+		if err != nil {
+			return nil, err
+		}
+	}
+
+	cur := newCursor(batcher)
+	loop := &train.Loop{
+		Config:   cfg.Train,
+		Params:   params,
+		ZeroGrad: m.ZeroGrad,
+		Step: func(ctx context.Context, step, micro int) (train.Metrics, error) {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			met, err := tr.step(cur.next(), uint64(step*cfg.Train.GradAccum+micro), cfg.LoRA.Dropout > 0)
+			if err == nil && cfg.afterStep != nil {
+				cfg.afterStep(step, micro)
+			}
+			return met, err
+		},
+		Hooks: train.Hooks{
+			State:   cur.marshal,
+			Restore: cur.restore,
+			Epoch:   cur.progress,
+			SaveFiles: func(dir string) error {
+				return m.SaveAdapter(finetune.AdapterDir(dir), TaskType)
+			},
+		},
+	}
+	if len(evalBatches) > 0 {
+		loop.Eval = func(ctx context.Context) (train.Metrics, error) {
+			loss, err := tr.evaluate(ctx, evalBatches)
+			if err != nil {
+				return nil, err
+			}
+			res.EvalLoss, res.EvalPerplexity = loss, math.Exp(loss)
+			return train.Metrics{"loss": loss, "perplexity": math.Exp(loss)}, nil
+		}
+	}
+	if resuming {
+		if err := loop.Resume(); err != nil {
+			return nil, fmt.Errorf("sft: %w", err)
+		}
+	}
+	if err := loop.Run(ctx); err != nil {
+		return nil, err
+	}
+	if len(evalBatches) > 0 && math.IsNaN(res.EvalLoss) {
+		// A resumed run that had already finished evaluates once here.
+		if res.EvalLoss, err = tr.evaluate(ctx, evalBatches); err != nil {
+			return nil, err
+		}
+		res.EvalPerplexity = math.Exp(res.EvalLoss)
+	}
+	res.AdapterDir = finetune.AdapterDir(cfg.Out)
+	err = atomicfile.ReplaceDir(res.AdapterDir, func(tmp string) error {
+		if err := m.SaveAdapter(tmp, TaskType); err != nil {
+			return err
+		}
+		return m.CopyTokenizer(tmp)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sft: save adapter: %w", err)
+	}
+	if cfg.inspect != nil {
+		cfg.inspect(m)
+	}
+	return res, nil
+}
+
+// loadRows gathers the training and held-out rows per Config's order of
+// precedence.
+func loadRows(cfg Config) (trainRows, evalRows []data.Instruction, err error) {
+	switch {
+	case cfg.Rows != nil:
+		trainRows = cfg.Rows
+	case cfg.Data != "":
+		if trainRows, err = data.ReadInstructions(cfg.Data); err != nil {
+			return nil, nil, err
+		}
+	case cfg.WorldRows > 0:
+		w := world.New(cfg.WorldSeed)
+		trainRows = fromWorld(w.Instructions(world.Train, cfg.WorldRows))
+	default:
+		return nil, nil, errors.New("no training data: give a dataset or a number of built-in world rows")
+	}
+	switch {
+	case cfg.EvalRows != nil:
+		evalRows = cfg.EvalRows
+	case cfg.EvalData != "":
+		if evalRows, err = data.ReadInstructions(cfg.EvalData); err != nil {
+			return nil, nil, err
+		}
+	case cfg.Rows == nil && cfg.Data == "":
+		// The world keeps a Valid split apart from training items.
+		n := cfg.EvalMax
+		if n == 0 {
+			n = max(64, cfg.WorldRows/20)
+		}
+		evalRows = fromWorld(world.New(cfg.WorldSeed).Instructions(world.Valid, n))
+	default:
+		trainRows, evalRows = splitHeldOut(trainRows, cfg.EvalFraction, cfg.Train.Seed)
+	}
+	if len(trainRows) == 0 {
+		return nil, nil, errors.New("no training rows")
+	}
+	return trainRows, evalRows, nil
+}
+
+func fromWorld(rows []world.Instruction) []data.Instruction {
+	out := make([]data.Instruction, len(rows))
+	for i, r := range rows {
+		out[i] = data.Instruction{Instruction: r.Instruction, Input: r.Input, Output: r.Output}
+	}
+	return out
+}
+
+// splitHeldOut moves round(fraction·n) rows, chosen by a shuffle seeded
+// with seed, to the held-out set (at least one when fraction > 0 and there
+// are two rows or more); both sets keep the dataset order.
+func splitHeldOut(rows []data.Instruction, fraction float64, seed uint64) (trainRows, held []data.Instruction) {
+	n := int(math.Round(fraction * float64(len(rows))))
+	if fraction > 0 && n == 0 && len(rows) > 1 {
+		n = 1
+	}
+	if n == 0 {
+		return rows, nil
+	}
+	perm := rand.New(rand.NewPCG(seed, 0x5f7)).Perm(len(rows))
+	out := make([]bool, len(rows))
+	for _, i := range perm[:n] {
+		out[i] = true
+	}
+	for i, r := range rows {
+		if out[i] {
+			held = append(held, r)
+		} else {
+			trainRows = append(trainRows, r)
+		}
+	}
+	return trainRows, held
+}
+
+// batchOptions resolves MaxLen and the buckets against the model.
+func batchOptions(cfg Config, mc model.Config, pad int) (data.BatchOptions, error) {
+	maxLen := cfg.MaxLen
+	if maxLen == 0 {
+		maxLen = min(512, mc.MaxPositionEmbeddings)
+	}
+	if mc.MaxPositionEmbeddings > 0 && maxLen > mc.MaxPositionEmbeddings {
+		return data.BatchOptions{}, fmt.Errorf("max length %d exceeds the model's %d positions", maxLen, mc.MaxPositionEmbeddings)
+	}
+	buckets := slices.Clone(cfg.Buckets)
+	if buckets == nil {
+		for _, b := range []int{64, 128, 256, 512} {
+			if b < maxLen {
+				buckets = append(buckets, b)
+			}
+		}
+		buckets = append(buckets, maxLen)
+	}
+	opts := data.BatchOptions{
+		BatchSize: cfg.BatchSize, MaxLen: maxLen, PadID: pad, Truncation: cfg.Truncation,
+		Buckets: buckets, Seed: int64(cfg.Train.Seed), Shuffle: true,
+	}
+	return opts, opts.Validate()
+}
+
+func evalShapes(batches []data.Batch) []int {
+	var out []int
+	for _, b := range batches {
+		if !slices.Contains(out, b.T) {
+			out = append(out, b.T)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// trainer holds the compiled programs, one per batch length: a training
+// program (loss and adapter gradients) and a forward-only one for
+// evaluation.
+type trainer struct {
+	m     *finetune.Model
+	seed  uint64
+	train map[int]*finetune.Program
+	eval  map[int]*finetune.Program
+}
+
+// meanNLL is the SFT head: the weighted mean token loss, with the
+// completion mask of each batch as weights.
+func meanNLL(g *model.Graph, _ map[string]*gorgonia.Node) (*gorgonia.Node, []*gorgonia.Node, error) {
+	return g.MeanNLL(g.InputVector("weights", g.B*g.T)), nil, nil
+}
+
+// build compiles the training programs of trainShapes and the evaluation
+// programs of evalShapes, in ascending order, and returns every length.
+func (tr *trainer) build(B int, trainShapes, evalShapes []int) ([]int, error) {
+	tr.train, tr.eval = map[int]*finetune.Program{}, map[int]*finetune.Program{}
+	for _, T := range trainShapes {
+		p, err := tr.m.Program("sft", B, T, true, meanNLL)
+		if err != nil {
+			return nil, err
+		}
+		tr.train[T] = p
+	}
+	for _, T := range evalShapes {
+		p, err := tr.m.Program("sft-eval", B, T, false, meanNLL)
+		if err != nil {
+			return nil, err
+		}
+		tr.eval[T] = p
+	}
+	all := slices.Clone(trainShapes)
+	for _, T := range evalShapes {
+		if !slices.Contains(all, T) {
+			all = append(all, T)
+		}
+	}
+	slices.Sort(all)
+	return all, nil
+}
+
+// load copies a batch into a program's input buffers and returns the
+// number of completion tokens it scores.
+func load(p *finetune.Program, b data.Batch) float64 {
+	g := p.Graph
+	copy(g.In.Tokens, b.Inputs)
+	copy(g.In.Targets, b.Targets)
+	w := g.Vector("weights")
+	copy(w, b.Weights)
+	var n float64
+	for _, v := range b.Weights {
+		n += float64(v)
+	}
+	return n
+}
+
+// step runs forward and backward on one micro-batch; draw is the index of
+// the micro-batch in the whole run, which seeds its dropout masks.
+func (tr *trainer) step(b data.Batch, draw uint64, dropout bool) (train.Metrics, error) {
+	p := tr.train[b.T]
+	if p == nil {
+		return nil, fmt.Errorf("no program for batch length %d", b.T)
+	}
+	load(p, b)
+	if dropout {
+		tr.m.Adapter.SeedDropout(tr.seed, draw)
+		tr.m.Adapter.ResampleDropout()
+	}
+	if err := p.Run(); err != nil {
+		return nil, err
+	}
+	tokens := 0
+	for _, n := range b.Lengths {
+		tokens += n
+	}
+	return train.Metrics{train.KeyLoss: float64(model.Value32(p.Loss)[0]), train.KeyTokens: float64(tokens)}, nil
+}
+
+// evaluate is the mean loss over every completion token of the held-out
+// batches, with dropout off.
+func (tr *trainer) evaluate(ctx context.Context, batches []data.Batch) (float64, error) {
+	tr.m.Adapter.SetDropoutActive(false)
+	var sum, count float64
+	for _, b := range batches {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		p := tr.eval[b.T]
+		if p == nil {
+			return 0, fmt.Errorf("no evaluation program for batch length %d", b.T)
+		}
+		n := load(p, b)
+		if err := p.Run(); err != nil {
+			return 0, err
+		}
+		sum += float64(model.Value32(p.Loss)[0]) * n
+		count += n
+	}
+	if count == 0 {
+		return math.NaN(), nil
+	}
+	return sum / count, nil
+}
