@@ -91,6 +91,7 @@ func (r *TruncationReport) add(o TruncationReport) {
 	r.DroppedNoCompletion += o.DroppedNoCompletion
 }
 
+// String summarises the report in one line.
 func (r TruncationReport) String() string {
 	return fmt.Sprintf("%d rows: %d kept (%d truncated, %d tokens cut), %d dropped for long prompts, %d dropped with no completion",
 		r.Examples, r.Kept, r.Truncated, r.TokensCut, r.DroppedLongPrompt, r.DroppedNoCompletion)

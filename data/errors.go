@@ -18,6 +18,7 @@ type RowError struct {
 	Reason string
 }
 
+// Error formats the problem as `file: row N, column "c": reason`.
 func (e *RowError) Error() string {
 	if e.Column == "" {
 		return fmt.Sprintf("%s: row %d: %s", e.File, e.Row, e.Reason)

@@ -119,6 +119,7 @@ type importer struct {
 	srcDone bool
 	rename  map[string]string // input column → gotune column
 	display map[string]string // gotune column → input column, for messages
+	header  map[string]bool   // the input's columns, renamed, when known up front
 }
 
 type pendingRecord struct {
@@ -132,6 +133,10 @@ func (im *importer) checkColumnMap() error {
 	im.rename, im.display = map[string]string{}, map[string]string{}
 	cols := im.src.columns()
 	for to, from := range im.opts.ColumnMap {
+		if !contains(knownColumns, to) {
+			return fmt.Errorf("import %s: column map %s=%s: %w", im.in, to, from,
+				&unknownNameError{what: "gotune column", name: to, known: knownColumns})
+		}
 		if cols != nil && !contains(cols, from) {
 			return fmt.Errorf("import %s: column map %s=%s: no column %q (columns: %s)",
 				im.in, to, from, from, strings.Join(cols, ", "))
@@ -249,6 +254,7 @@ func (im *importer) detect() error {
 	}
 	im.rep.Shape = shape
 	if im.src.columns() != nil {
+		im.header = cols
 		for _, c := range shapeColumns[shape] {
 			if !cols[c] {
 				return fmt.Errorf("import %s: missing column %q for shape %s (columns: %s)",
@@ -297,6 +303,18 @@ type rejectLine struct {
 
 // runImport converts every record with convert and writes the rows.
 func runImport[T any](im *importer, out string, cols []column[T], convert func(fields) (T, *reasonError)) error {
+	if im.header != nil {
+		// Optional columns the input lacks stay out from the start; JSON
+		// rows may bring any of them, so those wait for Commit to drop
+		// the unused ones.
+		var keep []column[T]
+		for _, c := range cols {
+			if !c.optional || im.header[c.name] {
+				keep = append(keep, c)
+			}
+		}
+		cols = keep
+	}
 	w, err := newRowWriter(out, cols)
 	if err != nil {
 		return err
@@ -326,12 +344,7 @@ func runImport[T any](im *importer, out string, cols []column[T], convert func(f
 		}
 		im.rep.Rejected++
 		im.rep.Reasons[re.class]++
-		raw := rec.raw
-		if rec.fields != nil && raw == "" {
-			js, _ := json.Marshal(rec.fields)
-			raw = clip(js)
-		}
-		line, _ := json.Marshal(rejectLine{Row: rec.row, Column: rowErr.Column, Reason: re.class, Error: rowErr.Error(), Raw: raw})
+		line, _ := json.Marshal(rejectLine{Row: rec.row, Column: rowErr.Column, Reason: re.class, Error: rowErr.Error(), Raw: rec.rawText()})
 		_, err := rejects.Write(append(line, '\n'))
 		return err
 	}

@@ -169,6 +169,11 @@ func writeParquet(t testing.TB, path string, rows []obj) {
 	t.Helper()
 	rec := recordOf(t, rows)
 	defer rec.Release()
+	writeParquetRecord(t, path, rec)
+}
+
+func writeParquetRecord(t testing.TB, path string, rec arrow.RecordBatch) {
+	t.Helper()
 	f, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)
@@ -352,6 +357,11 @@ func TestImportShapesAndFormats(t *testing.T) {
 	}
 	formats := []format{
 		{"in.jsonl", writeJSONL, false},
+		{"bom.jsonl", func(t testing.TB, p string, r []obj) {
+			writeJSONL(t, p, r)
+			b, _ := os.ReadFile(p)
+			writeFile(t, p, append([]byte("\xef\xbb\xbf"), b...))
+		}, false},
 		{"in.jsonl.gz", writeJSONL, false},
 		{"in.json", writeJSONArray, false},
 		{"in.json", writeJSONL, false}, // `datasets` to_json writes JSON lines as .json
@@ -516,6 +526,9 @@ func TestImportErrors(t *testing.T) {
 			`import DIR/bad.csv: missing column "rejected" for shape trl-standard (columns: prompt, chosen)`},
 		{"csv column map", "bad.csv", "prompt,chosen,rejected\np,c,r\n", ImportOptions{ColumnMap: map[string]string{"prompt": "question"}},
 			`import DIR/bad.csv: column map prompt=question: no column "question" (columns: prompt, chosen, rejected)`},
+		{"column map target", "bad.jsonl", good, ImportOptions{ColumnMap: map[string]string{"promt": "question"}},
+			`import DIR/bad.jsonl: column map promt=question: unknown gotune column "promt" (known: instruction, input, output, system, source, most_similar_instructions, avg_similarity_score, prompt, chosen, rejected, margin, score_chosen, score_rejected, ref_chosen_logps, ref_rejected_logps)`},
+		{"empty parquet", "bad.parquet", "", ImportOptions{}, "PARQUET"},
 		{"unknown columns", "bad.jsonl", `{"text": "hello"}`, ImportOptions{},
 			`import DIR/bad.jsonl: cannot tell the dataset kind from the columns text; set the kind or a column map`},
 		{"empty file", "bad.jsonl", "\n\n", ImportOptions{},
@@ -532,6 +545,14 @@ func TestImportErrors(t *testing.T) {
 			dir := t.TempDir()
 			in, out := filepath.Join(dir, c.file), filepath.Join(dir, "out.arrow")
 			writeFile(t, in, []byte(c.content))
+			if c.want == "PARQUET" { // a Parquet file with a schema and no rows
+				c.want = "import DIR/bad.parquet: no rows"
+				rec := recordOf(t, []obj{{"prompt": "p"}})
+				empty := rec.NewSlice(0, 0)
+				writeParquetRecord(t, in, empty)
+				rec.Release()
+				empty.Release()
+			}
 			_, err := Import(in, out, c.opts)
 			if err == nil {
 				t.Fatalf("no error, want %s", c.want)
@@ -670,5 +691,26 @@ func TestImportLongLines(t *testing.T) {
 	got, _ := ReadPrompts(out)
 	if len(got) != 2 || got[0].Prompt != big || got[1].Prompt != "end" {
 		t.Fatalf("got %d rows", len(got))
+	}
+}
+
+func TestImportSkipInvalidCSV(t *testing.T) {
+	dir := t.TempDir()
+	in, out := filepath.Join(dir, "prefs.csv"), filepath.Join(dir, "prefs.arrow")
+	writeFile(t, in, []byte("prompt,chosen,rejected\np,c,r\n\"q, with comma\",same,same\nshort,row\n"))
+	rep, err := Import(in, out, ImportOptions{SkipInvalid: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.RowsWritten != 1 || rep.Rejected != 2 || rep.Reasons[ReasonIdentical] != 1 || rep.Reasons[ReasonFieldCount] != 1 {
+		t.Fatalf("report %+v", rep)
+	}
+	raw, _ := os.ReadFile(rep.RejectsPath)
+	lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
+	var first, second rejectLine
+	json.Unmarshal([]byte(lines[0]), &first)
+	json.Unmarshal([]byte(lines[1]), &second)
+	if first.Raw != `"q, with comma",same,same` || first.Row != 2 || second.Raw != "short,row" || second.Row != 3 {
+		t.Fatalf("rejects %+v %+v", first, second)
 	}
 }

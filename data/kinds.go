@@ -27,6 +27,12 @@ const (
 	ColRefRejectedLogps = "ref_rejected_logps"
 )
 
+// knownColumns are the column names of every schema, the targets a column
+// map may name.
+var knownColumns = []string{ColInstruction, ColInput, ColOutput, ColSystem, ColSource, ColMostSimilar,
+	ColAvgSimilarity, ColPrompt, ColChosen, ColRejected, ColMargin, ColScoreChosen, ColScoreRejected,
+	ColRefChosenLogps, ColRefRejectedLogps}
+
 // ---- instructions ----------------------------------------------------------
 
 func instructionColumns() []column[Instruction] {

@@ -499,3 +499,53 @@ func TestManyBatches(t *testing.T) {
 		t.Fatalf("CountRows = %d, %v", n, err)
 	}
 }
+
+// TestForeignFile reads a file laid out as other writers do (large_string
+// text, an extra ClassLabel column, a `datasets` fingerprint) and checks
+// that AddFloat64Columns keeps the features it does not understand.
+func TestForeignFile(t *testing.T) {
+	meta := `{"info": {"features": {"instruction": {"dtype": "large_string", "_type": "Value"}, ` +
+		`"output": {"dtype": "large_string", "_type": "Value"}, "label": {"names": ["neg", "pos"], "_type": "ClassLabel"}}}, "fingerprint": "abc"}`
+	md := arrow.NewMetadata([]string{"huggingface", "other"}, []string{meta, "kept"})
+	sc := arrow.NewSchema([]arrow.Field{
+		{Name: "instruction", Type: arrow.BinaryTypes.LargeString, Nullable: true},
+		{Name: "output", Type: arrow.BinaryTypes.LargeString, Nullable: true},
+		{Name: "label", Type: arrow.PrimitiveTypes.Int64, Nullable: true},
+	}, &md)
+	b := array.NewRecordBuilder(memory.DefaultAllocator, sc)
+	defer b.Release()
+	b.Field(0).(*array.LargeStringBuilder).AppendValues([]string{"Say hi.", "Say bye."}, nil)
+	b.Field(1).(*array.LargeStringBuilder).AppendValues([]string{"hi", ""}, []bool{true, false})
+	b.Field(2).(*array.Int64Builder).AppendValues([]int64{1, 0}, nil)
+	rec := b.NewRecordBatch()
+	defer rec.Release()
+	var buf bytes.Buffer
+	w := ipc.NewWriter(&buf, ipc.WithSchema(sc))
+	if err := w.Write(rec); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	path := filepath.Join(t.TempDir(), "foreign.arrow")
+	os.WriteFile(path, buf.Bytes(), 0o644)
+
+	got, err := ReadInstructions(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []Instruction{{Instruction: "Say hi.", Output: "hi"}, {Instruction: "Say bye."}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %+v", got)
+	}
+	if err := AddFloat64Columns(path, path, map[string][]float64{"reward": {0.5, -0.5}}); err != nil {
+		t.Fatal(err)
+	}
+	out := readSchema(t, path)
+	want := `{"info": {"features": {"instruction": {"dtype": "large_string", "_type": "Value"}, ` +
+		`"output": {"dtype": "large_string", "_type": "Value"}, "label": {"names": ["neg", "pos"], "_type": "ClassLabel"}, ` +
+		`"reward": {"dtype": "float64", "_type": "Value"}}}}`
+	if got := hfFeatures(t, out); got != want {
+		t.Fatalf("features\n got %s\nwant %s", got, want)
+	}
+	if i := out.Metadata().FindKey("other"); i < 0 || out.Metadata().Values()[i] != "kept" {
+		t.Fatal("other metadata lost")
+	}
+}

@@ -45,6 +45,21 @@ type record struct {
 	row    int            // 1-based; the line number in JSONL
 	fields map[string]any // nil when the row could not be parsed
 	raw    string         // the row's text for the rejects file, at most rawLimit bytes
+	csv    []string       // a CSV row's fields, made into raw only when rejected
+}
+
+// rawText is the row's text for the rejects file.
+func (r record) rawText() string {
+	switch {
+	case r.raw != "":
+		return r.raw
+	case r.csv != nil:
+		return clip([]byte(csvLine(r.csv)))
+	case r.fields != nil:
+		js, _ := json.Marshal(r.fields)
+		return clip(js)
+	}
+	return ""
 }
 
 // source yields the records of one input file. next returns io.EOF at the
@@ -145,6 +160,11 @@ func openSource(ctx context.Context, path, format string, maxRow int, bytesRead 
 	br2, ok := r.(*bufio.Reader)
 	if !ok {
 		br2 = bufio.NewReaderSize(r, 1<<20)
+	}
+	if format == FormatJSON || format == FormatJSONL {
+		if bom, _ := br2.Peek(3); bytes.Equal(bom, []byte("\xef\xbb\xbf")) {
+			br2.Discard(3) // JSON parsers reject a byte-order mark
+		}
 	}
 	switch format {
 	case FormatJSONL:
@@ -432,7 +452,7 @@ func (s *csvSource) next() (record, error) {
 		return record{}, io.EOF
 	}
 	s.row++
-	rec := record{row: s.row, raw: clip([]byte(csvLine(fields)))}
+	rec := record{row: s.row, csv: fields}
 	var pe *csv.ParseError
 	if errors.As(err, &pe) {
 		if errors.Is(pe.Err, csv.ErrFieldCount) {

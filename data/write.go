@@ -166,6 +166,7 @@ type rowWriter[T any] struct {
 	pending int // rows in rb
 	bytes   int // estimated bytes in rb
 	rows    int
+	closed  bool
 }
 
 func newRowWriter[T any](path string, cols []column[T]) (*rowWriter[T], error) {
@@ -221,6 +222,10 @@ func (w *rowWriter[T]) flush() error {
 // names of the columns written. With dropUnused, optional columns that no
 // row used are removed first.
 func (w *rowWriter[T]) Commit(dropUnused bool) ([]string, error) {
+	if w.closed {
+		return nil, fmt.Errorf("write %s: already closed", w.path)
+	}
+	w.closed = true
 	defer w.rb.Release()
 	if err := w.flush(); err != nil {
 		w.file.Abort()
@@ -256,6 +261,10 @@ func (w *rowWriter[T]) Commit(dropUnused bool) ([]string, error) {
 
 // Abort discards everything written.
 func (w *rowWriter[T]) Abort() {
+	if w.closed {
+		return
+	}
+	w.closed = true
 	w.rb.Release()
 	w.w.Close()
 	w.file.Abort()

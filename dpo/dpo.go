@@ -21,6 +21,9 @@ import (
 	"github.com/gotune/gotune/world"
 )
 
+// testHookStep, when set (by tests), is called before every micro-batch.
+var testHookStep func(step, micro int)
+
 // TaskType is the PEFT task type of the DPO adapter.
 const TaskType = "CAUSAL_LM"
 
@@ -86,6 +89,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			// Dropout masks are a function of the update and micro-batch,
 			// so a resumed run draws the ones an uninterrupted run would.
 			m.Adapter.SeedDropout(cfg.Train.Seed, uint64(step)*uint64(cfg.Train.GradAccum)+uint64(micro))
+			if testHookStep != nil {
+				testHookStep(step, micro)
+			}
 			return tr.step(ctx)
 		},
 		Hooks: train.Hooks{

@@ -6,56 +6,45 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
-	"time"
 
-	"github.com/gotune/gotune/data"
-	"github.com/gotune/gotune/world"
+	"github.com/gotune/gotune/lora"
 )
 
-func env(k string, d float64) float64 {
-	if v, err := strconv.ParseFloat(os.Getenv(k), 64); err == nil {
-		return v
+func envs(k, d string) []float64 {
+	v := os.Getenv(k)
+	if v == "" {
+		v = d
 	}
-	return d
-}
-
-func compactPrefs(t testing.TB, split world.Split, n int) string {
-	var rows []data.Preference
-	for _, tk := range world.New(3).Tasks(split, n) {
-		p := tk.Instruction + "\n"
-		if tk.Input != "" {
-			p += tk.Input + "\n"
-		}
-		rows = append(rows, data.Preference{Prompt: p, Chosen: tk.Answer, Rejected: tk.Wrong})
+	var out []float64
+	for _, s := range strings.Split(v, ",") {
+		f, _ := strconv.ParseFloat(s, 64)
+		out = append(out, f)
 	}
-	path := filepath.Join(t.TempDir(), split.String()+".arrow")
-	if err := data.WritePreferences(path, rows); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return out
 }
 
 func TestExplore(t *testing.T) {
 	base := microBase(t, 1)
-	cfg := testConfig(base, filepath.Join(t.TempDir(), "out"))
-	cfg.Data, cfg.EvalData = compactPrefs(t, world.Train, 2000), compactPrefs(t, world.Valid, 96)
-	cfg.Buckets, cfg.MaxLen = []int{32, 48}, 48
-	cfg.Pairs = int(env("P", 8))
-	cfg.Train.Steps, cfg.Train.LR, cfg.Train.WarmupSteps = int(env("STEPS", 100)), env("LR", 1e-2), 5
-	cfg.Loss.Beta = env("BETA", 0.1)
-	if os.Getenv("ALL") != "" {
-		cfg.LoRA.Targets = []string{"all-linear"}
-	}
-	cfg.LoRA.R, cfg.LoRA.Alpha = int(env("R", 8)), env("ALPHA", 16)
-	cfg.Train.EvalEvery, cfg.Train.LogEvery = int(env("EE", 1000)), 25
-	t0 := time.Now()
-	res, err := Run(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Printf("%v %+v\n", time.Since(t0), res.Eval)
-	for _, m := range readMetrics(t, cfg.Out) {
-		fmt.Printf("%v %v %v %v\n", m["step"], m["loss"], m["rewards/accuracies"], m["eval_rewards/accuracies"])
+	for _, seed := range envs("SEEDS", "1,2,3") {
+		for _, lr := range envs("LRS", "3e-3") {
+			for _, beta := range envs("BETAS", "0.1") {
+				cfg := testConfig(base, filepath.Join(t.TempDir(), "out"))
+				cfg.WorldSeed = int64(seed)
+				cfg.WorldPairs, cfg.WorldEvalPairs = 1000, int(envs("NE", "96")[0])
+				cfg.Pairs = int(envs("P", "8")[0])
+				cfg.LoRA = lora.Config{R: 8, Alpha: 16, Targets: []string{"all-linear"}, Seed: 1}
+				cfg.Train.Steps, cfg.Train.LR, cfg.Train.WarmupSteps = int(envs("STEPS", "100")[0]), lr, 5
+				cfg.Loss.Beta = beta
+				cfg.Train.LogEvery, cfg.Train.EvalEvery = 50, 1000
+				res, err := Run(context.Background(), cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ev := res.Eval
+				fmt.Printf("seed %v lr %v beta %v: acc %.3f margin %.4f loss %.4f pol %.3f ref %.3f\n", seed, lr, beta, ev.Metrics.RewardsAccuracies, ev.Metrics.RewardsMargins, ev.Metrics.Loss, ev.PolicyPrefersChosen, ev.ReferencePrefersChosen)
+			}
+		}
 	}
 }

@@ -24,10 +24,20 @@ func gemv(trans bool, m, n int, alpha float32, a []float32, lda int, x []float32
 	vec.Sgemv(t, m, n, alpha, a, lda, x, 1, beta, y, 1)
 }
 
-// matmulT computes y = x·wᵀ for x (N, in), w (out, in), y (N, out). One row
-// is a matrix-vector product, which is memory-bound and runs on the fastest
-// gemv of the build; several rows are a GEMM.
+// smallN is the most rows matmulT gives the register-blocked kernel before
+// handing over to BLAS GEMM: with OpenBLAS, GEMM's packing pays off from a
+// few dozen rows on; gonum's pure-Go GEMM is slower than the kernel at any
+// size the engine meets.
+var smallN = map[string]int{"openblas": 32}[blas.Backend()]
+
+// matmulT computes y = x·wᵀ for x (N, in), w (out, in), y (N, out). Decode
+// steps (few rows) are memory-bound: each weight row is read once and used
+// for every x row by the AVX2 kernel. Where that kernel cannot run, one row
+// is the build's gemv and several a GEMM.
 func matmulT(y, x, w []float32, N, in, out int) {
+	if (smallN == 0 || N <= smallN) && smallGemm(y, x, w, N, in, out) {
+		return
+	}
 	if N == 1 {
 		matvec(y, x, w, in, out)
 		return

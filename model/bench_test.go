@@ -6,7 +6,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"gorgonia.org/gorgonia"
 
@@ -70,6 +72,7 @@ func benchStories15M(b *testing.B, mode string) {
 	if err := p.Run(); err != nil { // warm-up: first touch of every buffer
 		b.Fatal(err)
 	}
+	cpu0 := cpuSeconds()
 	for b.Loop() {
 		p.ZeroGrad()
 		if err := p.Run(); err != nil {
@@ -77,8 +80,19 @@ func benchStories15M(b *testing.B, mode string) {
 		}
 	}
 	b.ReportMetric(float64(B*T*b.N)/b.Elapsed().Seconds(), "tok/s")
+	// CPU time is less sensitive than wall time to other work on the machine.
+	b.ReportMetric((cpuSeconds()-cpu0)/float64(b.N), "cpu-s/op")
 	b.ReportMetric(peakRSSMiB(), "peakRSS-MiB")
 	b.Logf("blas %s, OPENBLAS_CORETYPE=%q, loss %.4f", blas.Backend(), os.Getenv("OPENBLAS_CORETYPE"), Value32(loss)[0])
+}
+
+// cpuSeconds is the process's user + system CPU time.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 // peakRSSMiB is the process's peak resident set size (VmHWM), in MiB.

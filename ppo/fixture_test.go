@@ -13,6 +13,9 @@ import (
 	"github.com/gotune/gotune/world"
 )
 
+// headScale sharpens the random base's output distributions (see worldBase).
+var headScale float32 = 20
+
 // worldBase writes a small randomly initialised model with a BPE tokenizer
 // trained on the default world's corpus into dir (the Alpaca boilerplate
 // becomes a few tokens, so prompts are short).
@@ -29,9 +32,22 @@ func worldBase(t testing.TB, dir string) {
 	c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers = 64, 160, 2
 	c.NumAttentionHeads, c.NumKeyValueHeads, c.MaxPositionEmbeddings = 4, 2, 128
 	c.BOSTokenID, c.EOSTokenID = tok.BOS(), tok.EOS()
+	c.TieWordEmbeddings = false
 	w, err := model.NewRandom(c, 1)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// A random model's next-token distributions are nearly uniform (≈ ln V
+	// nats), and a frozen head of std 0.02 behind the final RMSNorm keeps
+	// them so whatever the adapter learns. Scaling the output head makes
+	// them as peaked as a trained model's, so that the policy has
+	// preferences for PPO to shift.
+	for _, n := range w.Named() {
+		if n.Name == "lm_head.weight" {
+			for i, v := range model.F32(n.Tensor) {
+				model.F32(n.Tensor)[i] = v * headScale
+			}
+		}
 	}
 	if err := checkpoints.SaveModel(dir, w, checkpoints.SaveOptions{}); err != nil {
 		t.Fatal(err)

@@ -58,7 +58,7 @@ func writeBase(t testing.TB, dir string) *model.Weights {
 		t.Fatal(err)
 	}
 	for i, v := range model.F32(w.LMHead) {
-		model.F32(w.LMHead)[i] = 25 * v
+		model.F32(w.LMHead)[i] = 10 * v
 	}
 	if err := checkpoints.SaveModel(dir, w, checkpoints.SaveOptions{}); err != nil {
 		t.Fatal(err)
@@ -94,6 +94,9 @@ func TestAlpacaTemplateMatchesPretraining(t *testing.T) {
 	}
 	tasks := world.New(5).Tasks(world.Train, 60)
 	for i, task := range tasks {
+		if p := tokenizer.FormatAlpaca(task.Instruction, task.Input); p != task.Prompt() {
+			t.Fatalf("task %d: prompt %q differs from the corpus layout %q", i, p, task.Prompt())
+		}
 		ex, err := enc.encode(data.Instruction{Instruction: task.Instruction, Input: task.Input, Output: task.Answer})
 		if err != nil {
 			t.Fatal(err)
@@ -129,6 +132,62 @@ func TestAlpacaTemplateMatchesPretraining(t *testing.T) {
 	}
 	if _, err := enc.encode(data.Instruction{Instruction: "x"}); err == nil {
 		t.Error("a row without output was accepted")
+	}
+}
+
+// chatML is a Jinja chat template of the ChatML shape (Qwen's without
+// tools), rendered by the tokenizer's Jinja engine.
+const chatML = `{%- for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{%- endfor %}{%- if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{%- endif %}`
+
+// TestChatTemplates renders rows as conversations (system prompt as a
+// system message, input after the instruction) and checks the text and
+// that the completion is the assistant's reply with its end-of-turn token.
+func TestChatTemplates(t *testing.T) {
+	specials := append(slices.Clone(pretrain.Specials), "<|im_start|>", "<|im_end|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>")
+	tk, err := tokenizer.Train(world.New(7).Corpus(200), 400, specials)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk.ChatTemplate = chatML
+	row := data.Instruction{System: "Be brief.", Instruction: "Add the two numbers.", Input: "3 and 4", Output: "7"}
+	for template, want := range map[string]struct{ text, reply string }{
+		TemplateChatML: {"<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nAdd the two numbers.\n\n3 and 4<|im_end|>\n<|im_start|>assistant\n7<|im_end|>\n", "7<|im_end|>"},
+		TemplateJinja:  {"<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nAdd the two numbers.\n\n3 and 4<|im_end|>\n<|im_start|>assistant\n7<|im_end|>\n", "7<|im_end|>"},
+		TemplateLlama3: {"<|bos|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nAdd the two numbers.\n\n3 and 4<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n7<|eot_id|>", "7<|eot_id|>"},
+	} {
+		enc, err := newEncoder(tk, template, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ex, err := enc.encode(row)
+		if err != nil {
+			t.Fatalf("%s: %v", template, err)
+		}
+		if got := tk.Decode(ex.IDs, false); got != want.text {
+			t.Errorf("%s renders\n%q\nwant\n%q", template, got, want.text)
+		}
+		turns := tk.Turns(tokenizer.Encoded{IDs: ex.IDs, Mask: ex.Mask})
+		if len(turns) != 1 || turns[0] != want.reply {
+			t.Errorf("%s: completion %q, want [%q]", template, turns, want.reply)
+		}
+	}
+	tk.ChatTemplate = ""
+	if _, err := newEncoder(tk, TemplateJinja, false); err == nil {
+		t.Error("the jinja template was accepted for a tokenizer without chat_template")
+	}
+
+	// A short run with a chat template goes through.
+	root := t.TempDir()
+	base := filepath.Join(root, "base")
+	writeBase(t, base)
+	cfg := testConfig(base, filepath.Join(root, "chat"))
+	cfg.Template, cfg.Train.Steps, cfg.WorldRows = TemplateChatML, 3, 32
+	res, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.IsNaN(res.EvalLoss) || res.EvalLoss >= res.BaseEvalLoss {
+		t.Errorf("chat run: held-out loss %g → %g", res.BaseEvalLoss, res.EvalLoss)
 	}
 }
 
@@ -173,10 +232,10 @@ func TestSFTLearnsAndKeepsBaseFrozen(t *testing.T) {
 	}
 	t.Logf("held-out loss %.4f → %.4f (perplexity %.2f), shapes %v, %d trainable parameters",
 		res.BaseEvalLoss, res.EvalLoss, res.EvalPerplexity, res.Shapes, res.TrainableParams)
-	// Stated margin: 30 updates take the random base's held-out completion
-	// loss down by at least a quarter.
-	if !(res.EvalLoss < 0.75*res.BaseEvalLoss) {
-		t.Errorf("held-out loss %.4f → %.4f: want a drop of at least 25%%", res.BaseEvalLoss, res.EvalLoss)
+	// Stated margin: 30 updates take the held-out completion loss down by
+	// at least a fifth (measured: 6.95 → 5.12, −26 %).
+	if !(res.EvalLoss < 0.8*res.BaseEvalLoss) {
+		t.Errorf("held-out loss %.4f → %.4f: want a drop of at least 20%%", res.BaseEvalLoss, res.EvalLoss)
 	}
 	if math.Abs(res.EvalPerplexity-math.Exp(res.EvalLoss)) > 1e-9 {
 		t.Errorf("perplexity %g is not exp(loss %g)", res.EvalPerplexity, res.EvalLoss)

@@ -2,10 +2,11 @@ package sft
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/tokenizer"
-	"github.com/gotune/gotune/world"
 )
 
 // Templates render an instruction row into prompt and completion.
@@ -13,14 +14,14 @@ const (
 	// TemplateAlpaca is Stanford Alpaca's prompt followed directly by the
 	// output and EOS, the layout the built-in world's pretraining corpus
 	// uses for solved tasks.
-	TemplateAlpaca = "alpaca"
+	TemplateAlpaca = tokenizer.TemplateAlpaca
 	// TemplateChatML is Qwen's <|im_start|>role … <|im_end|> turns.
-	TemplateChatML = "chatml"
+	TemplateChatML = tokenizer.TemplateChatML
 	// TemplateLlama3 is Llama-3's <|start_header_id|>role<|end_header_id|> turns.
-	TemplateLlama3 = "llama3"
+	TemplateLlama3 = tokenizer.TemplateLlama3
 	// TemplateJinja is the chat_template of the tokenizer's
 	// tokenizer_config.json.
-	TemplateJinja = "jinja"
+	TemplateJinja = tokenizer.TemplateJinja
 )
 
 // Templates lists the template names.
@@ -34,46 +35,64 @@ type encoder struct {
 }
 
 func newEncoder(tok *tokenizer.Tokenizer, template string, trainOnInputs bool) (*encoder, error) {
-	switch template {
-	case TemplateAlpaca:
-	default:
-		return nil, fmt.Errorf("unknown template %q (want one of %v)", template, Templates)
+	if !slices.Contains(Templates, template) {
+		return nil, fmt.Errorf("unknown template %q (want one of %s)", template, strings.Join(Templates, ", "))
 	}
-	if tok.EOS() < 0 {
-		return nil, fmt.Errorf("the tokenizer has no EOS token, which ends every completion")
+	if template == TemplateAlpaca && tok.EOS() < 0 {
+		return nil, fmt.Errorf("the tokenizer has no EOS token, which ends every Alpaca completion")
+	}
+	if template == TemplateJinja && tok.ChatTemplate == "" {
+		return nil, fmt.Errorf("template %q: the tokenizer has no chat_template in its tokenizer_config.json", template)
 	}
 	return &encoder{tok: tok, template: template, trainOnInputs: trainOnInputs}, nil
 }
 
-// encode renders one row. With the Alpaca template the ids are those of
-// the whole text prompt+output (with the tokenizer's special tokens, e.g.
-// BOS) followed by EOS, exactly as a solved task is tokenized for
-// pretraining. As in Stanford Alpaca's train.py the prompt is the part
-// that the prompt encoded alone shares with it; where a token straddles
-// the boundary (a pre-tokenizer that joins ":" to the letters after it),
-// that token counts as completion, so every token holding part of the
-// output is learned. A row's system prompt, which the Alpaca format has no
-// place for, opens the text as its own paragraph.
+// encode renders one row.
+//
+// With the Alpaca template the ids are those of the whole text
+// prompt+output, after BOS, followed by EOS: exactly how a solved task of
+// the pretraining corpus is tokenized. The completion starts at the first
+// token that the prompt's own encoding does not share, as Stanford
+// Alpaca's train.py masks (a token straddling the boundary holds output
+// text and counts as completion). A row's system prompt, which the Alpaca
+// format has no place for, opens the text as its own paragraph.
+//
+// With a chat template the row is a conversation: the system prompt (if
+// any) as a system message, the instruction (and input, after a blank
+// line) as the user message, the output as the assistant's reply, whose
+// text and end-of-turn token are the completion.
 func (e *encoder) encode(r data.Instruction) (data.Example, error) {
 	if r.Output == "" {
 		return data.Example{}, fmt.Errorf("empty output")
 	}
-	prompt := world.FormatAlpaca(r.Instruction, r.Input)
-	if r.System != "" {
-		prompt = r.System + "\n\n" + prompt
+	var enc tokenizer.Encoded
+	if e.template == TemplateAlpaca {
+		prompt := tokenizer.FormatAlpaca(r.Instruction, r.Input)
+		if r.System != "" {
+			prompt = r.System + "\n\n" + prompt
+		}
+		enc = e.tok.EncodePromptCompletion(prompt, r.Output, true, true)
+	} else {
+		var msgs []tokenizer.Message
+		if r.System != "" {
+			msgs = append(msgs, tokenizer.Message{Role: "system", Content: r.System})
+		}
+		user := r.Instruction
+		if r.Input != "" {
+			user += "\n\n" + r.Input
+		}
+		msgs = append(msgs, tokenizer.Message{Role: "user", Content: user}, tokenizer.Message{Role: "assistant", Content: r.Output})
+		var err error
+		if enc, err = e.tok.EncodeChat(e.template, msgs); err != nil {
+			return data.Example{}, err
+		}
 	}
-	ids := e.tok.Encode(prompt+r.Output, true)
-	ids = append(ids, e.tok.EOS())
-	promptIDs := e.tok.Encode(prompt, true)
-	promptLen := 0
-	for promptLen < len(promptIDs) && promptLen < len(ids)-1 && promptIDs[promptLen] == ids[promptLen] {
-		promptLen++
+	if e.trainOnInputs {
+		for i := range enc.Mask {
+			enc.Mask[i] = true
+		}
 	}
-	mask := make([]bool, len(ids))
-	for i := range mask {
-		mask[i] = e.trainOnInputs || i >= promptLen
-	}
-	return data.Example{IDs: ids, Mask: mask}, nil
+	return data.Example{IDs: enc.IDs, Mask: enc.Mask}, nil
 }
 
 // encodeAll renders every row; an error names the dataset and row.

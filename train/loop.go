@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -264,6 +265,13 @@ func (l *Loop) Run(ctx context.Context) error {
 	}
 	if err := os.MkdirAll(l.Dir, 0o755); err != nil {
 		return fmt.Errorf("train: %w", err)
+	}
+	if l.step == 0 && l.saved < 0 {
+		// A fresh run: lines left by an earlier attempt that never reached
+		// a checkpoint are not part of this run.
+		if err := truncateMetrics(MetricsFile(l.Dir), 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
 	}
 	ml, err := openMetricsLog(MetricsFile(l.Dir))
 	if err != nil {

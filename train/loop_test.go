@@ -161,6 +161,14 @@ func TestLoopLearnsAndLogs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A fresh run in the same directory replaces the log rather than
+	// appending to it.
+	if err := newLoop(newLinreg(64, 4, 8), dir, func(c *Config) { c.Steps, c.LR, c.EvalEvery = 60, 0.1, 20 }).Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := ReadMetrics(MetricsFile(dir)); len(again) != len(recs) {
+		t.Errorf("second fresh run left %d records, want %d", len(again), len(recs))
+	}
 	var train, eval int
 	for _, r := range recs {
 		if _, ok := r["eval_loss"]; ok {

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"math"
 
 	"github.com/gotune/gotune/pretrain"
 	"github.com/spf13/cobra"
@@ -37,8 +36,6 @@ EOS, and every token after the first is predicted once, in windows of
 		return nil
 	},
 }
-
-func exp(x float64) float64 { return math.Exp(x) }
 
 func init() {
 	f := evalCmd.Flags()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/gotune/gotune/pretrain"
 	"github.com/gotune/gotune/world"
@@ -39,7 +40,7 @@ and the resumable checkpoint in state/.`,
 			return err
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "pretrained %d parameters on %d tokens; held-out loss %.4f (perplexity %.3f) on %d tokens; model in %s\n",
-			res.Params, res.TrainTokens, res.EvalLoss, exp(res.EvalLoss), res.HeldOutTokens, cfg.Out)
+			res.Params, res.TrainTokens, res.EvalLoss, math.Exp(res.EvalLoss), res.HeldOutTokens, cfg.Out)
 		return nil
 	},
 }

@@ -17,9 +17,11 @@ type TokenStats struct {
 	Entropy   []float32 // (N) −Σ p·log p of the softmax, in nats
 }
 
-// chunkElems bounds the logits held at once: rows per chunk × V (16 MiB of
-// float32). A variable so tests can force several chunks on small shapes.
-var chunkElems = 1 << 22
+// chunkElems bounds the logits held at once: rows per chunk × V (64 MiB of
+// float32, a quarter of stories15M's full 8×256×32000 logits). Larger
+// chunks mean fewer passes over the (V, C) weight gradient; a variable so
+// tests can force several chunks on small shapes.
+var chunkElems = 1 << 24
 
 // LogProbs is the fused language-model head: for hidden states h (N, C)
 // and the output embedding w (V, C), the log-probability of each row's
@@ -150,20 +152,7 @@ func (p *headPass[T]) row(n int, z []T) {
 func expShiftSums[T Float](z []T, m T) (se, sez float64) {
 	switch zs := any(z).(type) {
 	case []float32:
-		m32 := float32(m)
-		for len(zs) > 0 {
-			blk := zs[:min(len(zs), 256)]
-			zs = zs[len(blk):]
-			var s, sz float32
-			for j, v := range blk {
-				e := exp32(v - m32)
-				s += e
-				sz += e * v
-				blk[j] = e
-			}
-			se += float64(s)
-			sez += float64(sz)
-		}
+		se, sez = expShiftSums32(zs, float32(m))
 	case []float64:
 		for j, v := range zs {
 			e := math.Exp(v - float64(m))
@@ -179,9 +168,10 @@ func expShiftSums[T Float](z []T, m T) (se, sez float64) {
 func expShift[T Float](z []T, s, k float64) {
 	switch zs := any(z).(type) {
 	case []float32:
-		s32, k32 := float32(s), float32(k)
-		for j, v := range zs {
-			zs[j] = k32 * exp32(v-s32)
+		expShiftSums32(zs, float32(s))
+		k32 := float32(k)
+		for j := range zs {
+			zs[j] *= k32
 		}
 	case []float64:
 		for j, v := range zs {

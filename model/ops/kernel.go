@@ -126,7 +126,7 @@ func softmaxRow[T Float](x []T, n int) T {
 	var sum float64
 	switch xs := any(x[:n]).(type) {
 	case []float32:
-		sum = expSum32(xs, float32(m))
+		sum, _ = expShiftSums32(xs, float32(m))
 	case []float64:
 		for i, v := range xs {
 			xs[i] = math.Exp(v - float64(m))
@@ -141,26 +141,29 @@ func softmaxRow[T Float](x []T, n int) T {
 	return m + T(math.Log(sum))
 }
 
-// expSum32 replaces x by exp(x − m) and returns the sum in float64; partial
-// sums are kept short so float32 rounding does not grow with len(x).
-func expSum32(x []float32, m float32) float64 {
-	var sum float64
-	for len(x) > 0 {
-		blk := x[:min(len(x), 256)]
-		x = x[len(blk):]
-		var s0, s1 float32
-		i := 0
-		for ; i+1 < len(blk); i += 2 {
-			e0, e1 := exp32(blk[i]-m), exp32(blk[i+1]-m)
-			blk[i], blk[i+1] = e0, e1
-			s0 += e0
-			s1 += e1
+// expShiftSums32 replaces z by exp(z − m) and returns Σ exp(z − m) and
+// Σ exp(z − m)·z (z read before overwriting), in float64. It runs the
+// vector kernel where there is one; partial sums stay short (256 values)
+// so float32 rounding does not grow with len(z).
+func expShiftSums32(z []float32, m float32) (se, sez float64) {
+	for len(z) > 0 {
+		blk := z[:min(len(z), 256)]
+		z = z[len(blk):]
+		if n8 := len(blk) &^ 7; haveVec && n8 > 0 {
+			s, sz := expShiftSumsVec(blk[:n8], m)
+			se += float64(s)
+			sez += float64(sz)
+			blk = blk[n8:]
 		}
-		if i < len(blk) {
-			blk[i] = exp32(blk[i] - m)
-			s0 += blk[i]
+		var s, sz float32
+		for j, v := range blk {
+			e := exp32(v - m)
+			s += e
+			sz += e * v
+			blk[j] = e
 		}
-		sum += float64(s0) + float64(s1)
+		se += float64(s)
+		sez += float64(sz)
 	}
-	return sum
+	return se, sez
 }

@@ -447,3 +447,33 @@ func TestBadTokenIsAnError(t *testing.T) {
 	}
 	t.Log(err)
 }
+
+// TestExpShiftSums32 checks the (vector, where available) exp kernel
+// against math.Exp at lengths around its block and lane sizes.
+func TestExpShiftSums32(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 5))
+	for _, n := range []int{0, 1, 7, 8, 9, 255, 256, 257, 1000} {
+		z := make([]float32, n)
+		for i := range z {
+			z[i] = float32(r.Float64()*110 - 100)
+		}
+		m := float32(3)
+		orig := append([]float32(nil), z...)
+		se, sez := expShiftSums32(z, m)
+		var wse, wsez float64
+		for i, v := range orig {
+			want := math.Exp(float64(v - m)) // the argument is rounded to float32 first
+			wse += want
+			wsez += want * float64(v)
+			if d := math.Abs(float64(z[i]) - want); d > 3e-7*want+2e-38 {
+				t.Fatalf("n=%d: exp(%v − %v) = %v, want %v", n, v, m, z[i], want)
+			}
+		}
+		if math.Abs(se-wse) > 1e-6*wse || math.Abs(sez-wsez) > 1e-6*math.Abs(wsez)+1e-30 {
+			t.Fatalf("n=%d: sums %v %v, want %v %v", n, se, sez, wse, wsez)
+		}
+	}
+	if !haveVec {
+		t.Log("no vector exp kernel in this build or on this processor")
+	}
+}

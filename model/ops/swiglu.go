@@ -3,6 +3,7 @@ package ops
 import (
 	"fmt"
 	"hash"
+	"math"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -19,7 +20,8 @@ func SwiGLU(gate, up *G.Node) (*G.Node, error) {
 
 type swigluOp struct {
 	pure
-	out buffer
+	out   buffer
+	grads swigluGrads // filled by the backward pass
 }
 
 func (op *swigluOp) Arity() int { return 2 }
@@ -41,85 +43,137 @@ func (op *swigluOp) Hashcode() uint32      { return hashOf(op) }
 func (op *swigluOp) String() string        { return "SwiGLU" }
 
 func (op *swigluOp) Do(in ...G.Value) (G.Value, error) {
-	return swigluDo(&op.out, -1, in...)
-}
-
-// swigluDo runs the forward pass (which < 0) or the gradient of input
-// which (0 gate, 1 up) from (gate, up[, dm]).
-func swigluDo(b *buffer, which int, in ...G.Value) (G.Value, error) {
-	var ts [3]*tensor.Dense
-	for i := range in {
+	var ts [2]*tensor.Dense
+	for i := range ts {
 		t, err := dense(in[i], "swiglu input")
 		if err != nil {
 			return nil, err
 		}
 		ts[i] = t
 	}
-	out := b.get(ts[0].Dtype(), ts[0].Shape()...)
+	out := op.out.get(ts[0].Dtype(), ts[0].Shape()...)
 	switch ts[0].Dtype() {
 	case tensor.Float32:
-		swiglu(floats[float32](ts[0], ts[1], ts[2], out), which)
+		swigluForward(floats[float32](ts[0], ts[1], out))
 	default:
-		swiglu(floats[float64](ts[0], ts[1], ts[2], out), which)
+		swigluForward(floats[float64](ts[0], ts[1], out))
 	}
 	return out, nil
 }
 
-// swiglu writes into s[3]; s = {gate, up, dm (nil in the forward pass), out}.
-//
-//	forward:  silu(g)·u
-//	dgate:    dm·u·σ(g)·(1 + g·(1 − σ(g)))
-//	dup:      dm·silu(g)
-func swiglu[T Float](s [][]T, which int) {
-	g, u, dm, out := s[0], s[1], s[2], s[3]
+// swigluForward computes silu(g)·u; s = {gate, up, out}.
+func swigluForward[T Float](s [][]T) {
+	g, u, out := s[0], s[1], s[2]
 	parallelFor(len(g), 4096, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			sig := 1 / (1 + expT(-g[i]))
-			switch which {
-			case 0:
-				out[i] = dm[i] * u[i] * sig * (1 + g[i]*(1-sig))
-			case 1:
-				out[i] = dm[i] * g[i] * sig
-			default:
-				out[i] = g[i] * sig * u[i]
+		var sig [256]T
+		for b := lo; b < hi; b += len(sig) {
+			n := min(len(sig), hi-b)
+			sigmoid(sig[:n], g[b:b+n])
+			for j, sg := range sig[:n] {
+				i := b + j
+				out[i] = g[i] * sg * u[i]
 			}
 		}
 	})
 }
 
 func (op *swigluOp) DiffWRT(int) []bool { return []bool{true, true} }
-func (op *swigluOp) SymDiff(in G.Nodes, _, grad *G.Node) (G.Nodes, error) {
-	dg, err := apply(&swigluGradOp{which: 0}, in[0], in[1], grad)
+func (op *swigluOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
+	bwd, err := apply(&swigluGradOp{fwd: op}, in[0], in[1], grad)
 	if err != nil {
 		return nil, err
 	}
-	du, err := apply(&swigluGradOp{which: 1}, in[0], in[1], grad)
+	dg, err := newPick(&op.grads, bwd, 0, "dgate", in[0].Shape())
+	if err != nil {
+		return nil, err
+	}
+	du, err := newPick(&op.grads, bwd, 1, "dup", in[1].Shape())
 	return G.Nodes{dg, du}, err
 }
 
-// swigluGradOp is the gradient of SwiGLU for its gate (which = 0) or up
-// (which = 1) input, from (gate, up, dm).
+// swigluGrads are the gate and up gradients of one backward pass.
+type swigluGrads struct{ dg, du buffer }
+
+func (g *swigluGrads) output(i int) *tensor.Dense {
+	if i == 0 {
+		return g.dg.t
+	}
+	return g.du.t
+}
+
+// swigluGradOp is SwiGLU's backward pass from (gate, up, dm), both
+// gradients in one pass so σ is computed once:
+//
+//	dgate = dm·u·σ(g)·(1 + g·(1 − σ(g))),   dup = dm·silu(g)
 type swigluGradOp struct {
 	pure
 	terminal
-	which int
-	out   buffer
+	fwd         *swigluOp
+	placeholder buffer
 }
 
 func (op *swigluGradOp) Arity() int { return 3 }
 func (op *swigluGradOp) Type() hm.Type {
-	return hm.NewFnType(tensorType(2), tensorType(2), tensorType(2), tensorType(2))
+	return hm.NewFnType(tensorType(2), tensorType(2), tensorType(2), tensorType(1))
 }
-func (op *swigluGradOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
-	s, err := shapes(ds, 2, 2, 2)
-	if err != nil {
-		return nil, err
-	}
-	return s[0].Clone(), nil
+func (op *swigluGradOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
+	return tensor.Shape{1}, nil
 }
-func (op *swigluGradOp) WriteHash(h hash.Hash) { fmt.Fprintf(h, "gotune.SwiGLUGrad{%d}", op.which) }
+func (op *swigluGradOp) WriteHash(h hash.Hash) { fmt.Fprint(h, "gotune.SwiGLUGrad") }
 func (op *swigluGradOp) Hashcode() uint32      { return hashOf(op) }
-func (op *swigluGradOp) String() string        { return fmt.Sprintf("SwiGLUGrad%d", op.which) }
+func (op *swigluGradOp) String() string        { return "SwiGLUGrad" }
+
 func (op *swigluGradOp) Do(in ...G.Value) (G.Value, error) {
-	return swigluDo(&op.out, op.which, in...)
+	var ts [3]*tensor.Dense
+	for i := range ts {
+		t, err := dense(in[i], "swiglu gradient input")
+		if err != nil {
+			return nil, err
+		}
+		ts[i] = t
+	}
+	dt, shape := ts[0].Dtype(), ts[0].Shape()
+	dg, du := op.fwd.grads.dg.get(dt, shape...), op.fwd.grads.du.get(dt, shape...)
+	switch dt {
+	case tensor.Float32:
+		swigluBackward(floats[float32](ts[0], ts[1], ts[2], dg, du))
+	default:
+		swigluBackward(floats[float64](ts[0], ts[1], ts[2], dg, du))
+	}
+	return placeholder(&op.placeholder, dt), nil
+}
+
+// swigluBackward fills dgate and dup; s = {gate, up, dm, dgate, dup}.
+func swigluBackward[T Float](s [][]T) {
+	g, u, dm, dg, du := s[0], s[1], s[2], s[3], s[4]
+	parallelFor(len(g), 4096, func(lo, hi int) {
+		var sig [256]T
+		for b := lo; b < hi; b += len(sig) {
+			n := min(len(sig), hi-b)
+			sigmoid(sig[:n], g[b:b+n])
+			for j, sg := range sig[:n] {
+				i := b + j
+				dg[i] = dm[i] * u[i] * sg * (1 + g[i]*(1-sg))
+				du[i] = dm[i] * g[i] * sg
+			}
+		}
+	})
+}
+
+// sigmoid sets dst = σ(x) = 1/(1 + e^−x), with the vector exp in float32.
+func sigmoid[T Float](dst, x []T) {
+	for j, v := range x {
+		dst[j] = -v
+	}
+	switch d := any(dst).(type) {
+	case []float32:
+		expShiftSums32(d, 0)
+	case []float64:
+		for j, v := range d {
+			d[j] = math.Exp(v)
+		}
+	}
+	for j, e := range dst {
+		dst[j] = 1 / (1 + e)
+	}
 }

@@ -14,10 +14,9 @@ type Span struct{ Start, End int }
 
 // maxOutput bounds the rendered size and maxSteps the work of one render,
 // so that no template (they come with downloaded models) can run away.
-const (
-	maxOutput = 64 << 20
-	maxSteps  = 10_000_000
-)
+const maxOutput = 64 << 20
+
+var maxSteps = 5_000_000
 
 // Render renders the template with the given variables. Go maps, slices
 // and scalars are converted with FromGo.
@@ -199,6 +198,9 @@ func (st *state) execFor(n forNode) error {
 	defer func() { st.loops-- }()
 	loop := &loopInfo{length: len(items), items: items}
 	for i, item := range items {
+		if st.steps++; st.steps > maxSteps {
+			return fmt.Errorf("template runs more than %d steps", maxSteps)
+		}
 		loop.index0 = i
 		scope := map[string]any{"loop": loop}
 		if err := bind(scope, item); err != nil {

@@ -132,6 +132,8 @@ func TestErrors(t *testing.T) {
 			t.Errorf("Parse(%q): no error", src)
 		}
 	}
+	defer func(n int) { maxSteps = n }(maxSteps)
+	maxSteps = 100_000
 	for _, src := range []string{
 		"{{ x.y }}",
 		"{{ [1,2].append(3) }}",

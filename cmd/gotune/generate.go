@@ -1,0 +1,323 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gotune/gotune/checkpoints"
+	"github.com/gotune/gotune/generate"
+	"github.com/gotune/gotune/lora"
+	"github.com/gotune/gotune/tokenizer"
+	"github.com/gotune/gotune/tokenizer/jinja"
+	"github.com/gotune/gotune/world"
+)
+
+// modelFlags are the flags of every command that loads a model to decode.
+func modelFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.String("model", "", "model directory (config.json, model.safetensors, tokenizer.json)")
+	f.String("tokenizer", "", "tokenizer file or directory (default: the model directory)")
+	f.String("adapter", "", "PEFT LoRA adapter directory to apply")
+	f.Bool("merge", false, "fold the adapter into a copy of the weights instead of applying it live")
+}
+
+// samplingFlags are the decoding options shared by generate and chat.
+func samplingFlags(cmd *cobra.Command, maxTokens int, temperature float64, template string) {
+	f := cmd.Flags()
+	f.Int("max-tokens", maxTokens, "new tokens at most")
+	f.Float64("temperature", temperature, "sampling temperature (0: greedy)")
+	f.Int("top-k", 0, "sample among the k most likely tokens (0: all)")
+	f.Float64("top-p", 1, "nucleus sampling mass")
+	f.Float64("repetition-penalty", 1, "CTRL repetition penalty (1: off)")
+	f.StringSlice("stop", nil, "stop strings (repeatable)")
+	f.Uint64("seed", 0, "sampling seed")
+	f.String("chat-template", template, "prompt format: none, alpaca, chatml, llama3 or jinja (the tokenizer's chat_template)")
+}
+
+func samplingOptions(s string) generate.Options {
+	return generate.Options{
+		MaxTokens: cfgInt(s, "max-tokens"), Temperature: cfgFloat(s, "temperature"), TopK: cfgInt(s, "top-k"),
+		TopP: cfgFloat(s, "top-p"), RepetitionPenalty: cfgFloat(s, "repetition-penalty"),
+		Stop: cfgStringSlice(s, "stop"), Seed: cfg.GetUint64(configKey(s, "seed")),
+	}
+}
+
+// loadEngine loads the model, tokenizer and adapter named by section s's
+// flags.
+func loadEngine(s string) (*generate.Engine, *tokenizer.Tokenizer, error) {
+	dir := cfgString(s, "model")
+	if dir == "" {
+		return nil, nil, fmt.Errorf("%s needs --model", s)
+	}
+	w, err := checkpoints.LoadModel(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	tokPath := cfgString(s, "tokenizer")
+	if tokPath == "" {
+		tokPath = dir
+	}
+	tok, err := tokenizer.Load(tokPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	var ad *lora.Adapter
+	if a := cfgString(s, "adapter"); a != "" {
+		if ad, _, _, err = lora.Load(a, w); err != nil {
+			return nil, nil, err
+		}
+		if cfgBool(s, "merge") {
+			if w, err = generate.Merge(w, ad); err != nil {
+				return nil, nil, err
+			}
+			ad = nil
+		}
+	}
+	e, err := generate.New(w, tok)
+	if err != nil {
+		return nil, nil, err
+	}
+	if ad != nil {
+		e.SetAdapter(ad)
+	}
+	return e, tok, nil
+}
+
+// chatMessage is one turn given to renderChat.
+type chatMessage struct{ Role, Content string }
+
+// renderChat formats a conversation ending where the assistant's reply
+// begins, and says whether the text still needs the tokenizer's special
+// tokens (BOS) when encoded. Templates: alpaca (the last user turn as
+// Stanford Alpaca's prompt, a system turn as a leading paragraph), chatml
+// (Qwen), llama3, and jinja (the tokenizer's chat_template).
+func renderChat(tok *tokenizer.Tokenizer, template string, msgs []chatMessage) (text string, addSpecial bool, err error) {
+	var b strings.Builder
+	switch template {
+	case "alpaca":
+		var system, user string
+		for _, m := range msgs {
+			switch m.Role {
+			case "system":
+				system = m.Content
+			case "user":
+				user = m.Content
+			}
+		}
+		p := world.FormatAlpaca(user, "")
+		if system != "" {
+			p = system + "\n\n" + p
+		}
+		return p, true, nil
+	case "chatml":
+		for _, m := range msgs {
+			fmt.Fprintf(&b, "<|im_start|>%s\n%s<|im_end|>\n", m.Role, m.Content)
+		}
+		b.WriteString("<|im_start|>assistant\n")
+		return b.String(), false, nil
+	case "llama3":
+		b.WriteString("<|begin_of_text|>")
+		for _, m := range msgs {
+			fmt.Fprintf(&b, "<|start_header_id|>%s<|end_header_id|>\n\n%s<|eot_id|>", m.Role, strings.TrimSpace(m.Content))
+		}
+		b.WriteString("<|start_header_id|>assistant<|end_header_id|>\n\n")
+		return b.String(), false, nil
+	case "jinja":
+		if tok.ChatTemplate == "" {
+			return "", false, fmt.Errorf("the tokenizer has no chat_template")
+		}
+		t, err := jinja.Parse(tok.ChatTemplate)
+		if err != nil {
+			return "", false, fmt.Errorf("chat_template: %w", err)
+		}
+		ms := make([]map[string]any, len(msgs))
+		for i, m := range msgs {
+			ms[i] = map[string]any{"role": m.Role, "content": m.Content}
+		}
+		special := func(id int) string {
+			s, _ := tok.Token(id)
+			return s
+		}
+		out, err := t.Render(map[string]any{
+			"messages": jinja.FromGo(ms), "add_generation_prompt": true,
+			"bos_token": special(tok.BOS()), "eos_token": special(tok.EOS()),
+		})
+		if err != nil {
+			return "", false, fmt.Errorf("chat_template: %w", err)
+		}
+		return out, false, nil
+	}
+	return "", false, fmt.Errorf("unknown chat template %q (want alpaca, chatml, llama3 or jinja)", template)
+}
+
+// chatStopTokens are the end-of-turn tokens of the chat formats that the
+// tokenizer knows.
+func chatStopTokens(tok *tokenizer.Tokenizer) []int {
+	var ids []int
+	for _, s := range []string{"<|im_end|>", "<|eot_id|>", "<|end|>"} {
+		if id, ok := tok.TokenID(s); ok {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// encodePrompt encodes a user prompt, through the chat template unless it
+// is "none".
+func encodePrompt(tok *tokenizer.Tokenizer, template, system, prompt string) ([]int, error) {
+	if template == "none" || template == "" {
+		return tok.Encode(prompt, true), nil
+	}
+	var msgs []chatMessage
+	if system != "" {
+		msgs = append(msgs, chatMessage{"system", system})
+	}
+	text, special, err := renderChat(tok, template, append(msgs, chatMessage{"user", prompt}))
+	if err != nil {
+		return nil, err
+	}
+	return tok.Encode(text, special), nil
+}
+
+var generateCmd = &cobra.Command{
+	Use:   "generate",
+	Short: "Continue prompts with a model (batched, KV-cache decoding)",
+	Long: `Decode continuations of one or more prompts, all in one batch. A single
+prompt is streamed to stdout as it is generated; several are printed one after
+the other (or as JSON lines with --json), each with seed --seed plus its index.`,
+	Args: cobra.NoArgs,
+	RunE: func(cmd *cobra.Command, _ []string) error {
+		const s = "generate"
+		prompts := cfgStringSlice(s, "prompt")
+		if f := cfgString(s, "prompt-file"); f != "" {
+			raw, err := os.ReadFile(f)
+			if err != nil {
+				return err
+			}
+			prompts = append(prompts, string(raw))
+		}
+		if len(prompts) == 0 {
+			return fmt.Errorf("generate needs --prompt or --prompt-file")
+		}
+		e, tok, err := loadEngine(s)
+		if err != nil {
+			return err
+		}
+		opt := samplingOptions(s)
+		template := cfgString(s, "chat-template")
+		if template != "none" {
+			opt.StopTokens = chatStopTokens(tok)
+		}
+		out := cmd.OutOrStdout()
+		asJSON := cfgBool(s, "json")
+		reqs := make([]generate.Request, len(prompts))
+		for i, p := range prompts {
+			ids, err := encodePrompt(tok, template, cfgString(s, "system"), p)
+			if err != nil {
+				return err
+			}
+			reqs[i] = generate.Request{Prompt: ids, Options: opt}
+			reqs[i].Seed += uint64(i)
+		}
+		if len(reqs) == 1 && !asJSON {
+			reqs[0].OnText = func(d string) { io.WriteString(out, d) }
+		}
+		res, err := e.Generate(cmd.Context(), reqs)
+		if err != nil {
+			return err
+		}
+		for i, r := range res {
+			switch {
+			case asJSON:
+				json.NewEncoder(out).Encode(map[string]any{"prompt": prompts[i], "text": r.Text, "finish_reason": r.FinishReason,
+					"prompt_tokens": r.PromptTokens, "completion_tokens": len(r.Tokens)})
+			case len(res) == 1:
+				fmt.Fprintln(out)
+			default:
+				fmt.Fprintf(out, "--- %d (%s)\n%s%s\n", i, r.FinishReason, prompts[i], r.Text)
+			}
+		}
+		return nil
+	},
+}
+
+var chatCmd = &cobra.Command{
+	Use:   "chat",
+	Short: "Talk with a model in the terminal",
+	Long: `An interactive conversation: each line you type is a user turn, the reply
+streams back. "/reset" starts over, "/exit" or end of input quits.`,
+	Args: cobra.NoArgs,
+	RunE: func(cmd *cobra.Command, _ []string) error {
+		const s = "chat"
+		e, tok, err := loadEngine(s)
+		if err != nil {
+			return err
+		}
+		template := cfgString(s, "chat-template")
+		opt := samplingOptions(s)
+		opt.StopTokens = chatStopTokens(tok)
+		var history []chatMessage
+		if sys := cfgString(s, "system"); sys != "" {
+			history = append(history, chatMessage{"system", sys})
+		}
+		system := len(history)
+		out := cmd.OutOrStdout()
+		in := bufio.NewScanner(cmd.InOrStdin())
+		in.Buffer(make([]byte, 64<<10), 1<<20)
+		for turn := 0; ; turn++ {
+			fmt.Fprint(out, "> ")
+			if !in.Scan() {
+				fmt.Fprintln(out)
+				return in.Err()
+			}
+			line := strings.TrimSpace(in.Text())
+			switch line {
+			case "":
+				continue
+			case "/exit", "/quit":
+				return nil
+			case "/reset":
+				history = history[:system]
+				continue
+			}
+			history = append(history, chatMessage{"user", line})
+			text, special, err := renderChat(tok, template, history)
+			if err != nil {
+				return err
+			}
+			o := opt
+			o.Seed += uint64(turn)
+			res, err := e.Generate(cmd.Context(), []generate.Request{{Prompt: tok.Encode(text, special), Options: o,
+				OnText: func(d string) { io.WriteString(out, d) }}})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(out)
+			history = append(history, chatMessage{"assistant", strings.TrimSpace(res[0].Text)})
+		}
+	},
+}
+
+func init() {
+	modelFlags(generateCmd)
+	samplingFlags(generateCmd, 128, 0.7, "none")
+	f := generateCmd.Flags()
+	f.StringSlice("prompt", nil, "prompt text (repeatable: the prompts are decoded as one batch)")
+	f.String("prompt-file", "", "file whose whole content is one more prompt")
+	f.String("system", "", "system message (with --chat-template)")
+	f.Bool("json", false, "print one JSON object per prompt")
+	bindFlags(generateCmd, "generate")
+	rootCmd.AddCommand(generateCmd)
+
+	modelFlags(chatCmd)
+	samplingFlags(chatCmd, 512, 0.7, "chatml")
+	chatCmd.Flags().String("system", "", "system message opening the conversation")
+	bindFlags(chatCmd, "chat")
+	rootCmd.AddCommand(chatCmd)
+}

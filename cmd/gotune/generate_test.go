@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gotune/gotune/checkpoints"
+	"github.com/gotune/gotune/data"
+	"github.com/gotune/gotune/generate"
+	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/tokenizer"
+)
+
+// tinyModelDir writes a small random model with a byte-level tokenizer.
+func tinyModelDir(t *testing.T) (string, *generate.Engine) {
+	t.Helper()
+	dir := t.TempDir()
+	tok := tokenizer.NewByteLevel([]string{"<s>", "</s>", "<|im_start|>", "<|im_end|>"})
+	c, err := model.Preset("tiny", tok.VocabSize())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers, c.NumAttentionHeads, c.NumKeyValueHeads = 32, 64, 2, 4, 2
+	c.MaxPositionEmbeddings = 2048
+	w, err := model.NewRandom(c, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkpoints.SaveModel(dir, w, checkpoints.SaveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tok.Save(dir); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := tokenizer.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := generate.New(w, loaded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, e
+}
+
+func TestGenerateAndChatCommands(t *testing.T) {
+	dir, e := tinyModelDir(t)
+	out, err := runGotune(t, "generate", "--model", dir, "--prompt", "Hello", "--prompt", "Bye", "--max-tokens", "9",
+		"--temperature", "0.8", "--seed", "4", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("output %q", out)
+	}
+	tok := e.Tokenizer()
+	for i, p := range []string{"Hello", "Bye"} {
+		var got struct {
+			Text             string `json:"text"`
+			CompletionTokens int    `json:"completion_tokens"`
+		}
+		if err := json.Unmarshal([]byte(lines[i]), &got); err != nil {
+			t.Fatal(err)
+		}
+		want, err := e.Generate(context.Background(), []generate.Request{{Prompt: tok.Encode(p, true),
+			Options: generate.Options{MaxTokens: 9, Temperature: 0.8, Seed: 4 + uint64(i), TopP: 1, RepetitionPenalty: 1}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Text != want[0].Text || got.CompletionTokens != len(want[0].Tokens) {
+			t.Errorf("prompt %q: %+v, engine %q", p, got, want[0].Text)
+		}
+	}
+
+	// Chat: two turns, the second sees the first in a ChatML prompt.
+	rootCmd.SetIn(strings.NewReader("hi\nagain\n/exit\n"))
+	defer rootCmd.SetIn(nil)
+	out, err = runGotune(t, "chat", "--model", dir, "--max-tokens", "5", "--temperature", "0", "--system", "Be kind.")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(out, "> ") < 3 {
+		t.Fatalf("chat transcript %q", out)
+	}
+	first, err := e.Generate(context.Background(), []generate.Request{{Prompt: tok.Encode(
+		"<|im_start|>system\nBe kind.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n", false),
+		Options: generate.Options{MaxTokens: 5, StopTokens: []int{mustID(t, tok.(*tokenizer.Tokenizer), "<|im_end|>")}, TopP: 1, RepetitionPenalty: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out, "> "+first[0].Text+"\n") {
+		t.Fatalf("chat reply %q, want it to start with %q", out, first[0].Text)
+	}
+}
+
+func mustID(t *testing.T, tok *tokenizer.Tokenizer, s string) int {
+	id, ok := tok.TokenID(s)
+	if !ok {
+		t.Fatalf("no token %q", s)
+	}
+	return id
+}
+
+func TestSelfInstructCommandWithLocalTeacher(t *testing.T) {
+	dir, _ := tinyModelDir(t)
+	outPath := filepath.Join(t.TempDir(), "gen.arrow")
+	_, err := runGotune(t, "self-instruct", "--model", dir, "--output", outPath, "--max-batches", "1",
+		"--request-batch-size", "2", "--max-tokens", "8", "--verify")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := data.ReadGeneratedInstructions(outPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 0 {
+		t.Fatalf("a random model wrote %d usable tasks", len(rows))
+	}
+	if _, err := runGotune(t, "self-instruct", "--output", filepath.Join(t.TempDir(), "x.arrow"), "--model", ""); err == nil {
+		t.Fatal("self-instruct without a teacher accepted")
+	}
+}

@@ -1,0 +1,234 @@
+package dpo
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/gotune/gotune/data"
+)
+
+func appendJSONL(b []byte, v any) []byte {
+	js, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return append(append(b, js...), '\n')
+}
+
+// checkPair verifies the layout of an encoded pair: one prompt shared by
+// both rows, unmasked; then the completion, masked, ending in EOS.
+func checkPair(t testing.TB, enc *encoder, c, r data.Example, prompt []int, chosen, rejected string) {
+	t.Helper()
+	eos := enc.tok.EOS()
+	for _, side := range []struct {
+		ex   data.Example
+		text string
+	}{{c, chosen}, {r, rejected}} {
+		ex := side.ex
+		if len(ex.IDs) != len(ex.Mask) {
+			t.Fatalf("%d ids, %d mask entries", len(ex.IDs), len(ex.Mask))
+		}
+		if !slices.Equal(ex.IDs[:len(prompt)], prompt) {
+			t.Fatalf("row does not start with the prompt tokens")
+		}
+		for i, m := range ex.Mask {
+			if m != (i >= len(prompt)) {
+				t.Fatalf("mask[%d] = %v with a prompt of %d tokens", i, m, len(prompt))
+			}
+		}
+		if ex.IDs[len(ex.IDs)-1] != eos {
+			t.Fatalf("completion does not end in EOS")
+		}
+		if got := enc.tok.Decode(ex.IDs[len(prompt):len(ex.IDs)-1], false); got != side.text {
+			t.Fatalf("completion decodes to %q, want %q", got, side.text)
+		}
+	}
+}
+
+func TestEncodePlain(t *testing.T) {
+	enc := &encoder{tok: microTokenizer(t)}
+	p := data.Preference{Prompt: "### Instruction:\nAdd 4 and 37.\n\n### Response:", Chosen: "41", Rejected: "40 or so"}
+	c, r, err := enc.encode(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prompt := enc.tok.Encode(p.Prompt, true)
+	if prompt[0] != enc.tok.BOS() {
+		t.Fatal("the plain prompt should start with BOS")
+	}
+	checkPair(t, enc, c, r, prompt, p.Chosen, p.Rejected)
+}
+
+// chatML is a ChatML chat template (as Qwen's, without tools).
+const chatML = `{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}`
+
+func TestEncodeConversational(t *testing.T) {
+	tok := *microTokenizer(t)
+	tok.ChatTemplate = chatML
+	enc := &encoder{tok: &tok}
+	p := data.Preference{
+		PromptMessages:   []data.Message{{Role: "system", Content: "Be exact."}, {Role: "user", Content: "Add 4 and 37."}},
+		ChosenMessages:   []data.Message{{Role: "assistant", Content: "41"}},
+		RejectedMessages: []data.Message{{Role: "assistant", Content: "40"}},
+	}
+	c, r, err := enc.encode(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ptext := "<|im_start|>system\nBe exact.<|im_end|>\n<|im_start|>user\nAdd 4 and 37.<|im_end|>\n<|im_start|>assistant\n"
+	checkPair(t, enc, c, r, tok.Encode(ptext, false), "41<|im_end|>\n", "40<|im_end|>\n")
+
+	plain := *microTokenizer(t)
+	plain.ChatTemplate = ""
+	if _, _, err := (&encoder{tok: &plain}).encode(p); err == nil || !strings.Contains(err.Error(), "chat template") {
+		t.Errorf("conversational rows without a chat template: %v", err)
+	}
+	// A template that does not extend the prompt with the answer is refused.
+	odd := *microTokenizer(t)
+	odd.ChatTemplate = `{% if add_generation_prompt %}A:{% endif %}{% for m in messages %}{{ m['content'] }}{% endfor %}`
+	if _, _, err := (&encoder{tok: &odd}).encode(p); err == nil {
+		t.Error("a prompt that is not a prefix of the conversation was accepted")
+	}
+}
+
+// TestConversationalRun trains on a conversational JSONL file (TRL's
+// conversational shape) with a chat template.
+func TestConversationalRun(t *testing.T) {
+	base := microBase(t, 6)
+	tok := *microTokenizer(t)
+	tok.ChatTemplate = chatML
+	if err := tok.Save(base); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(t.TempDir(), "chat.jsonl")
+	var lines []byte
+	for i, a := range []string{"41", "12", "APPLE", "elppa", "3", "98", "2, 5, 9", "7"} {
+		lines = appendJSONL(lines, map[string]any{
+			"prompt":   []map[string]string{{"role": "user", "content": "Question " + strings.Repeat("?", i+1)}},
+			"chosen":   []map[string]string{{"role": "assistant", "content": a}},
+			"rejected": []map[string]string{{"role": "assistant", "content": a + "0"}},
+		})
+	}
+	if err := os.WriteFile(src, lines, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(base, filepath.Join(t.TempDir(), "dpo"))
+	cfg.Data, cfg.HeldOut, cfg.Train.Steps = src, 0.25, 2
+	cfg.Buckets, cfg.MaxLen = []int{96}, 96
+	res, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.TrainPairs != 6 || res.EvalPairs != 2 {
+		t.Errorf("%d train, %d eval pairs", res.TrainPairs, res.EvalPairs)
+	}
+	rows, err := data.ReadPreferences(filepath.Join(DataDir(cfg.Out), "train.arrow"))
+	if err != nil || len(rows) != 8 || !rows[0].Conversational() {
+		t.Fatalf("imported rows: %d, %v", len(rows), err)
+	}
+}
+
+// TestTruncation fits long pairs to MaxLen: keep_start cuts the end of the
+// completions and a pair whose prompt fills MaxLen is dropped.
+func TestTruncation(t *testing.T) {
+	enc := &encoder{tok: microTokenizer(t)}
+	long := strings.Repeat("word ", 40)
+	rows := []data.Preference{
+		{Prompt: "Say it.", Chosen: long, Rejected: "no"},
+		{Prompt: long + long, Chosen: "a", Rejected: "b"},
+		{Prompt: "Say it.", Chosen: "yes", Rejected: "no"},
+	}
+	var rep data.TruncationReport
+	ps, err := encodePairs(0, rows, enc, data.BatchOptions{MaxLen: 24, PadID: enc.tok.PAD(), Truncation: data.TruncateKeepStart}, &rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ps) != 2 || ps[0].row != 0 || ps[1].row != 2 {
+		t.Fatalf("kept %d pairs (%+v)", len(ps), rep)
+	}
+	if len(ps[0].chosen.IDs) != 24 || rep.Truncated != 1 {
+		t.Errorf("long chosen has %d tokens; report %+v", len(ps[0].chosen.IDs), rep)
+	}
+}
+
+func FuzzEncode(f *testing.F) {
+	f.Add("### Instruction:\nAdd 4 and 37.\n\n### Response:", "41", "40")
+	f.Add("", "x", "")
+	f.Add("\xff\xfe", "<|eos|>", "<|bos|>a")
+	enc := &encoder{tok: microTokenizer(f)}
+	f.Fuzz(func(t *testing.T, prompt, chosen, rejected string) {
+		p := data.Preference{Prompt: prompt, Chosen: chosen, Rejected: rejected}
+		c, r, err := enc.encode(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pc := 0
+		for pc < len(c.Mask) && !c.Mask[pc] {
+			pc++
+		}
+		if len(c.IDs) < pc+1 || len(r.IDs) < pc+1 || !slices.Equal(c.IDs[:pc], r.IDs[:pc]) {
+			t.Fatalf("chosen and rejected do not share their prompt tokens")
+		}
+		for _, ex := range []data.Example{c, r} {
+			if len(ex.IDs) != len(ex.Mask) || ex.IDs[len(ex.IDs)-1] != enc.tok.EOS() {
+				t.Fatalf("bad row %v %v", ex.IDs, ex.Mask)
+			}
+			for i := pc; i < len(ex.Mask); i++ {
+				if !ex.Mask[i] {
+					t.Fatalf("unmasked token %d inside the completion", i)
+				}
+			}
+		}
+		var rep data.TruncationReport
+		ps, err := encodePairs(0, []data.Preference{p}, enc, data.BatchOptions{MaxLen: 16, PadID: enc.tok.PAD()}, &rep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range ps {
+			if q.maxLen() > 16 {
+				t.Fatalf("fitted pair of %d tokens", q.maxLen())
+			}
+			b := collate([]*pair{&q}, 16, enc.tok.PAD())
+			if len(b.Inputs) != 32 {
+				t.Fatalf("batch of %d tokens", len(b.Inputs))
+			}
+		}
+	})
+}
+
+func TestOrder(t *testing.T) {
+	o := &order{Seed: 3, N: 5}
+	first := o.take(5)
+	s := slices.Clone(first)
+	slices.Sort(s)
+	if !slices.Equal(s, []int{0, 1, 2, 3, 4}) {
+		t.Fatalf("epoch 0 is not a permutation: %v", first)
+	}
+	next := o.take(3) // epoch 1
+	st, err := o.state()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rest := o.take(4)
+	o2 := &order{Seed: 3, N: 5}
+	if err := o2.restore(st); err != nil {
+		t.Fatal(err)
+	}
+	if got := o2.take(4); !slices.Equal(got, rest) {
+		t.Errorf("restored order gives %v, want %v", got, rest)
+	}
+	if o2.epoch() != 12.0/5 {
+		t.Errorf("epoch %v", o2.epoch())
+	}
+	if slices.Equal(first[:3], next) && slices.Equal(first[3:], rest[:2]) {
+		t.Error("epochs repeat the same order")
+	}
+	if err := (&order{Seed: 3, N: 6}).restore(st); err == nil {
+		t.Error("restoring over a different number of pairs was accepted")
+	}
+}

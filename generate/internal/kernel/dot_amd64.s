@@ -1,0 +1,138 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// func Dot4x2(w *float32, ldw int, x *float32, ldx int, n int, y *float32, ldy int)
+//
+// y[i·ldy + j] = Σ_{k<n} x[i·ldx + k] · w[j·ldw + k] for i < 2, j < 4;
+// n is a multiple of 8. Eight ymm accumulators (one per output) hide the
+// FMA latency; each w load serves both x rows.
+TEXT ·Dot4x2(SB), NOSPLIT, $0-56
+	MOVQ w+0(FP), SI
+	MOVQ ldw+8(FP), AX
+	SHLQ $2, AX
+	MOVQ x+16(FP), DI
+	MOVQ ldx+24(FP), BX
+	SHLQ $2, BX
+	MOVQ n+32(FP), CX
+	SHLQ $2, CX
+	MOVQ y+40(FP), DX
+	MOVQ ldy+48(FP), R8
+	SHLQ $2, R8
+	LEAQ (SI)(AX*1), R9
+	LEAQ (R9)(AX*1), R10
+	LEAQ (R10)(AX*1), R11
+	LEAQ (DI)(BX*1), R12
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	XORQ R13, R13
+
+loop2:
+	CMPQ R13, CX
+	JGE  done2
+	VMOVUPS (DI)(R13*1), Y12
+	VMOVUPS (R12)(R13*1), Y13
+	VMOVUPS (SI)(R13*1), Y8
+	VFMADD231PS Y8, Y12, Y0
+	VFMADD231PS Y8, Y13, Y4
+	VMOVUPS (R9)(R13*1), Y9
+	VFMADD231PS Y9, Y12, Y1
+	VFMADD231PS Y9, Y13, Y5
+	VMOVUPS (R10)(R13*1), Y10
+	VFMADD231PS Y10, Y12, Y2
+	VFMADD231PS Y10, Y13, Y6
+	VMOVUPS (R11)(R13*1), Y11
+	VFMADD231PS Y11, Y12, Y3
+	VFMADD231PS Y11, Y13, Y7
+	ADDQ $32, R13
+	JMP  loop2
+
+done2:
+	// Horizontal sums: [Σa, Σb, Σc, Σd] of four accumulators in one xmm.
+	VHADDPS Y1, Y0, Y0
+	VHADDPS Y3, Y2, Y2
+	VHADDPS Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VMOVUPS X0, (DX)
+	VHADDPS Y5, Y4, Y4
+	VHADDPS Y7, Y6, Y6
+	VHADDPS Y6, Y4, Y4
+	VEXTRACTF128 $1, Y4, X5
+	VADDPS X5, X4, X4
+	VMOVUPS X4, (DX)(R8*1)
+	VZEROUPPER
+	RET
+
+// func Dot4x1(w *float32, ldw int, x *float32, n int, y *float32)
+//
+// y[j] = Σ_{k<n} x[k] · w[j·ldw + k] for j < 4; n is a multiple of 8.
+// Two accumulators per output (even and odd blocks of 8) hide the FMA
+// latency.
+TEXT ·Dot4x1(SB), NOSPLIT, $0-40
+	MOVQ w+0(FP), SI
+	MOVQ ldw+8(FP), AX
+	SHLQ $2, AX
+	MOVQ x+16(FP), DI
+	MOVQ n+24(FP), CX
+	SHLQ $2, CX
+	MOVQ y+32(FP), DX
+	LEAQ (SI)(AX*1), R9
+	LEAQ (R9)(AX*1), R10
+	LEAQ (R10)(AX*1), R11
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	XORQ R13, R13
+	MOVQ CX, R14
+	SUBQ $32, R14 // last offset where a 64-byte step still fits: CX-64+32
+
+loop1:
+	CMPQ R13, R14
+	JGE  tail1
+	VMOVUPS (DI)(R13*1), Y12
+	VMOVUPS 32(DI)(R13*1), Y13
+	VFMADD231PS (SI)(R13*1), Y12, Y0
+	VFMADD231PS 32(SI)(R13*1), Y13, Y4
+	VFMADD231PS (R9)(R13*1), Y12, Y1
+	VFMADD231PS 32(R9)(R13*1), Y13, Y5
+	VFMADD231PS (R10)(R13*1), Y12, Y2
+	VFMADD231PS 32(R10)(R13*1), Y13, Y6
+	VFMADD231PS (R11)(R13*1), Y12, Y3
+	VFMADD231PS 32(R11)(R13*1), Y13, Y7
+	ADDQ $64, R13
+	JMP  loop1
+
+tail1:
+	CMPQ R13, CX
+	JGE  done1
+	VMOVUPS (DI)(R13*1), Y12
+	VFMADD231PS (SI)(R13*1), Y12, Y0
+	VFMADD231PS (R9)(R13*1), Y12, Y1
+	VFMADD231PS (R10)(R13*1), Y12, Y2
+	VFMADD231PS (R11)(R13*1), Y12, Y3
+
+done1:
+	VADDPS Y4, Y0, Y0
+	VADDPS Y5, Y1, Y1
+	VADDPS Y6, Y2, Y2
+	VADDPS Y7, Y3, Y3
+	VHADDPS Y1, Y0, Y0
+	VHADDPS Y3, Y2, Y2
+	VHADDPS Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VMOVUPS X0, (DX)
+	VZEROUPPER
+	RET

@@ -1,0 +1,18 @@
+//go:build !amd64 || purego
+
+// Package kernel holds the generation engine's AVX2+FMA dot-product
+// micro-kernels; on this architecture there are none.
+package kernel
+
+// Available is false: there are no kernels for this architecture.
+const Available = false
+
+// Dot4x2 is never called where Available is false.
+func Dot4x2(w *float32, ldw int, x *float32, ldx int, n int, y *float32, ldy int) {
+	panic("kernel: no Dot4x2 on this architecture")
+}
+
+// Dot4x1 is never called where Available is false.
+func Dot4x1(w *float32, ldw int, x *float32, n int, y *float32) {
+	panic("kernel: no Dot4x1 on this architecture")
+}

@@ -1,0 +1,63 @@
+package generate
+
+import "github.com/gotune/gotune/generate/internal/kernel"
+
+// smallGemm computes y = x·wᵀ for x (N, in), w (out, in), y (N, out) with
+// the register-blocked kernels: blocks of four weight rows, split across
+// the cores, each read once from memory and applied to the x rows two at a
+// time while they sit in L1. It reports false when the kernels are not
+// available on this CPU.
+func smallGemm(y, x, w []float32, N, in, out int) bool {
+	if !kernel.Available {
+		return false
+	}
+	if len(x) < N*in || len(w) < out*in || len(y) < N*out {
+		panic("generate: smallGemm slice too short")
+	}
+	if in == 0 {
+		clear(y[:N*out])
+		return true
+	}
+	n8 := in &^ 7
+	blocks := out / 4
+	workers := workersFor(blocks, 2*N*in*out)
+	parallel(blocks, workers, func(_, lo, hi int) {
+		for b := lo; b < hi; b++ {
+			j := 4 * b
+			wp := &w[j*in]
+			i := 0
+			for ; i+1 < N; i += 2 {
+				kernel.Dot4x2(wp, in, &x[i*in], in, n8, &y[i*out+j], out)
+			}
+			if i < N {
+				kernel.Dot4x1(wp, in, &x[i*in], n8, &y[i*out+j])
+			}
+		}
+	})
+	// Columns past the last multiple of 8, and rows past the last block of 4.
+	if n8 < in {
+		for i := range N {
+			xr := x[i*in : (i+1)*in]
+			for j := range blocks * 4 {
+				wr := w[j*in : (j+1)*in]
+				var s float32
+				for k := n8; k < in; k++ {
+					s += xr[k] * wr[k]
+				}
+				y[i*out+j] += s
+			}
+		}
+	}
+	for i := range N {
+		xr := x[i*in : (i+1)*in]
+		for j := blocks * 4; j < out; j++ {
+			wr := w[j*in : (j+1)*in]
+			var s float32
+			for k := range in {
+				s += xr[k] * wr[k]
+			}
+			y[i*out+j] = s
+		}
+	}
+	return true
+}

@@ -1,0 +1,11 @@
+//go:build !amd64 || purego
+
+package ops
+
+// haveVec is false where there is no vector exp kernel.
+const haveVec = false
+
+// expShiftSumsVec is never called without a vector kernel.
+func expShiftSumsVec(z []float32, m float32) (se, sez float32) {
+	panic("ops: no vector exp kernel in this build")
+}

@@ -1,0 +1,202 @@
+package selfinstruct
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gotune/gotune/generate"
+	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/serve"
+	"github.com/gotune/gotune/tokenizer"
+)
+
+// tinyEngine is a small random model over a byte-level tokenizer, with a
+// context long enough for self-instruct prompts.
+func tinyEngine(t *testing.T) *generate.Engine {
+	t.Helper()
+	tok := tokenizer.NewByteLevel([]string{"<s>", "</s>"})
+	c, err := model.Preset("tiny", tok.VocabSize())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers, c.NumAttentionHeads, c.NumKeyValueHeads = 32, 64, 2, 4, 2
+	c.MaxPositionEmbeddings = 4096
+	w, err := model.NewRandom(c, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := generate.New(w, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// startServe runs our own OpenAI-compatible server on a loopback port.
+func startServe(t *testing.T, e *generate.Engine, cfg serve.Config) string {
+	t.Helper()
+	s, err := serve.New(e, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return "http://" + ln.Addr().String() + "/v1"
+}
+
+func chatTemplate(msgs []serve.Message) (string, error) {
+	var b strings.Builder
+	for _, m := range msgs {
+		fmt.Fprintf(&b, "<%s>%s\n", m.Role, m.Content)
+	}
+	return b.String() + "<assistant>", nil
+}
+
+// The HTTP teacher against our own server returns what the model, run
+// in-process, writes for the same prompts and seeds; so does the local
+// teacher.
+func TestHTTPTeacherAgainstServe(t *testing.T) {
+	e := tinyEngine(t)
+	url := startServe(t, e, serve.Config{ModelName: "tiny", APIKey: "k", Chat: chatTemplate})
+	prompts := []string{"Write a task.", "1. Instruction: Add", "###\n4. Instruction:"}
+	p := Params{MaxTokens: 24, Temperature: 0.9, TopP: 0.95, Stop: []string{"\n20", "20."}, Seed: 40}
+	ctx := context.Background()
+
+	httpT := &HTTPTeacher{BaseURL: url, Model: "tiny", APIKey: "k", Timeout: 10 * time.Second}
+	got, err := httpT.Complete(ctx, prompts, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, err := LocalTeacher{Engine: e}.Complete(ctx, prompts, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, prompt := range prompts {
+		want, err := e.Generate(ctx, []generate.Request{{Prompt: e.Tokenizer().Encode(prompt, true), Options: generate.Options{
+			MaxTokens: 24, Temperature: 0.9, TopP: 0.95, Stop: p.Stop, Seed: 40 + uint64(i)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := Completion{Text: want[0].Text, Truncated: want[0].FinishReason == generate.FinishLength}
+		if got[i] != w || local[i] != w {
+			t.Errorf("prompt %d: http %+v, local %+v, engine %+v", i, got[i], local[i], w)
+		}
+	}
+
+	// Chat mode sends the prompt as one user message.
+	chatT := &HTTPTeacher{BaseURL: url, Model: "tiny", APIKey: "k", Chat: true}
+	gotChat, err := chatT.Complete(ctx, prompts[:1], p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rendered, _ := chatTemplate([]serve.Message{{Role: "user", Content: prompts[0]}})
+	want, err := e.Generate(ctx, []generate.Request{{Prompt: e.Tokenizer().Encode(rendered, false), Options: generate.Options{
+		MaxTokens: 24, Temperature: 0.9, TopP: 0.95, Stop: p.Stop, Seed: 40}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gotChat[0].Text != want[0].Text {
+		t.Errorf("chat: %q, engine %q", gotChat[0].Text, want[0].Text)
+	}
+
+	// A wrong key is a client error: no retries.
+	bad := &HTTPTeacher{BaseURL: url, Model: "tiny", APIKey: "nope", Backoff: time.Hour}
+	if _, err := bad.Complete(ctx, prompts[:1], p); err == nil || !strings.Contains(err.Error(), "HTTP 401") || !strings.Contains(err.Error(), "attempt 1") {
+		t.Errorf("wrong key: %v", err)
+	}
+	// So is an unknown model.
+	other := &HTTPTeacher{BaseURL: url, Model: "gpt-x", APIKey: "k", Backoff: time.Hour}
+	if _, err := other.Complete(ctx, prompts[:1], p); err == nil || !strings.Contains(err.Error(), "HTTP 404") {
+		t.Errorf("unknown model: %v", err)
+	}
+	// Nothing listening: network errors are retried, then reported.
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := "http://" + ln.Addr().String() + "/v1"
+	ln.Close()
+	down := &HTTPTeacher{BaseURL: dead, Retries: 2, Backoff: time.Millisecond}
+	if _, err := down.Complete(ctx, prompts[:1], p); err == nil || !strings.Contains(err.Error(), "attempt 3") {
+		t.Errorf("server down: %v", err)
+	}
+}
+
+// A busy server answers 429 with Retry-After; the teacher waits and
+// retries until the server has room.
+func TestHTTPTeacherRetriesWhenBusy(t *testing.T) {
+	e := tinyEngine(t)
+	url := startServe(t, e, serve.Config{MaxPending: 1})
+	// Occupy the only slot with a streamed request, read until it is admitted.
+	body, _ := json.Marshal(map[string]any{"prompt": "long", "max_tokens": 300, "stream": true, "temperature": 0})
+	resp, err := http.Post(url+"/completions", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	if _, err := br.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	// Plain probe: the server is busy now.
+	probe, _ := http.Post(url+"/completions", "application/json", strings.NewReader(`{"prompt":"x","max_tokens":1}`))
+	probe.Body.Close()
+	if probe.StatusCode != 429 {
+		t.Fatalf("probe status %d, want 429", probe.StatusCode)
+	}
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		for {
+			if _, err := br.ReadString('\n'); err != nil {
+				return
+			}
+		}
+	}()
+	teacher := &HTTPTeacher{BaseURL: url, Retries: 5, Backoff: time.Millisecond, MaxBackoff: 2 * time.Second}
+	start := time.Now()
+	got, err := teacher.Complete(context.Background(), []string{"hello"}, Params{MaxTokens: 4, Temperature: 1, TopP: 1})
+	if err != nil {
+		t.Fatalf("after retries: %v", err)
+	}
+	if len(got) != 1 || time.Since(start) < 900*time.Millisecond {
+		t.Fatalf("got %v after %v: Retry-After (1 s) not honoured", got, time.Since(start))
+	}
+}
+
+// A whole run with the HTTP teacher against our server: a random model
+// writes no parsable tasks, so every reply is counted as malformed or
+// truncated, and the (empty) dataset is still written.
+func TestRunWithHTTPTeacher(t *testing.T) {
+	e := tinyEngine(t)
+	url := startServe(t, e, serve.Config{})
+	cfg := Config{
+		Teacher: &HTTPTeacher{BaseURL: url}, Output: t.TempDir() + "/gen.arrow",
+		NumInstructions: 5, RequestBatchSize: 3, MaxBatches: 2, MaxTokens: 16, Seed: 1,
+	}
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Batches != 2 || rep.Requests != 6 || rep.Rejected[ReasonMalformed]+rep.Rejected[ReasonTruncated] != 6 {
+		t.Fatalf("report %+v", rep)
+	}
+	if rows := readRows(t, cfg.Output); len(rows) != rep.Kept {
+		t.Fatalf("%d rows, report says %d", len(rows), rep.Kept)
+	}
+}

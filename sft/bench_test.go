@@ -1,0 +1,183 @@
+package sft
+
+import (
+	"bufio"
+	"math"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gotune/gotune/finetune"
+	"github.com/gotune/gotune/lora"
+	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/tokenizer"
+	"github.com/gotune/gotune/train"
+)
+
+// The stories15M training step of perf/ANCHORS.md: batch 8 × 256 tokens,
+// random weights, every token in the loss.
+const benchB, benchT = 8, 256
+
+// peakRSS is the process's peak resident set (VmHWM) in MiB.
+func peakRSS(b *testing.B) float64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		b.Skip("no /proc/self/status: peak RSS is measured on Linux only")
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			if err == nil {
+				return kb / 1024
+			}
+		}
+	}
+	b.Fatal("no VmHWM in /proc/self/status")
+	return 0
+}
+
+// resetPeakRSS returns freed memory to the system and restarts VmHWM
+// (Linux's clear_refs value 5), so that one benchmark's peak does not
+// carry into the next run in the same process.
+func resetPeakRSS() {
+	runtime.GC()
+	debug.FreeOSMemory()
+	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+}
+
+func benchWeights(b *testing.B) *model.Weights {
+	c, err := model.Preset("stories15M", 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w, err := model.NewRandom(c, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return w
+}
+
+func fillBatch(g *model.Graph, weights []float32) {
+	V := int32(g.Config.VocabSize)
+	for i := range g.In.Tokens {
+		g.In.Tokens[i] = int32(i*7919+13) % V
+		g.In.Targets[i] = int32(i*104729+7) % V
+		weights[i] = 1
+	}
+}
+
+// cpuSeconds is the process's user + system CPU time.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return math.NaN()
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// runSteps times b.N training steps (forward, backward, AdamW update)
+// after one warm-up step and reports tokens/s, tokens per CPU-second (all
+// threads together: a figure that holds on a machine shared with other
+// work, where wall time does not) and the peak RSS.
+func runSteps(b *testing.B, step func() error) {
+	if err := step(); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	t0, c0 := time.Now(), cpuSeconds()
+	for range b.N {
+		if err := step(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	elapsed, cpu := time.Since(t0), cpuSeconds()-c0
+	b.StopTimer()
+	tokens := float64(benchB * benchT * b.N)
+	b.ReportMetric(tokens/elapsed.Seconds(), "tok/s")
+	b.ReportMetric(tokens/cpu, "tok/cpu-s")
+	b.ReportMetric(peakRSS(b), "peakRSS_MiB")
+}
+
+// BenchmarkLoRASFTStories15M is one SFT update of the stories15M shape
+// with LoRA r = 8 on q, k, v, o: forward, backward through the frozen base
+// to the adapters only, AdamW on the adapter matrices.
+func BenchmarkLoRASFTStories15M(b *testing.B) {
+	resetPeakRSS()
+	m := finetune.New("", benchWeights(b), tokenizer.NewByteLevel(nil))
+	if err := m.NewAdapter(lora.Config{R: 8, Alpha: 16, Targets: []string{"q_proj", "k_proj", "v_proj", "o_proj"}, Seed: 1}); err != nil {
+		b.Fatal(err)
+	}
+	p, err := m.Program("sft", benchB, benchT, true, meanNLL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fillBatch(p.Graph, p.Graph.Vector("weights"))
+	params := m.Params()
+	sizes := make([]int, len(params))
+	values := make([][]float32, len(params))
+	grads := make([][]float32, len(params))
+	decay := make([]bool, len(params))
+	for i, q := range params {
+		sizes[i], values[i] = len(q.Value), q.Value
+	}
+	opt := train.NewAdamW(0.9, 0.999, 1e-8, 0, sizes)
+	runSteps(b, func() error {
+		if err := p.Run(); err != nil {
+			return err
+		}
+		for i, q := range params {
+			grads[i] = q.Grad()
+		}
+		train.ClipGlobalNorm(grads, 1)
+		opt.Update(values, grads, decay, 1e-4)
+		m.ZeroGrad()
+		return nil
+	})
+}
+
+// BenchmarkFullFTStories15M is the same step with every weight trainable
+// (AdamW over all 24 M parameters), the baseline LoRA's memory is
+// compared with.
+func BenchmarkFullFTStories15M(b *testing.B) {
+	resetPeakRSS()
+	w := benchWeights(b)
+	g, err := model.Build(w, model.GraphOptions{B: benchB, T: benchT, Trainable: func(string) bool { return true }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	loss := g.MeanNLL(g.InputVector("weights", benchB*benchT))
+	prog, err := g.Compile(loss, g.Trainable, loss)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fillBatch(g, g.Vector("weights"))
+	named := w.Named()
+	sizes := make([]int, len(named))
+	values := make([][]float32, len(named))
+	grads := make([][]float32, len(named))
+	decay := make([]bool, len(named))
+	for i, n := range named {
+		values[i] = model.F32(n.Tensor)
+		sizes[i] = len(values[i])
+	}
+	opt := train.NewAdamW(0.9, 0.999, 1e-8, 0, sizes)
+	runSteps(b, func() error {
+		if err := prog.Run(); err != nil {
+			return err
+		}
+		for i, n := range g.Trainable {
+			grads[i] = prog.Grad(n)
+		}
+		train.ClipGlobalNorm(grads, 1)
+		opt.Update(values, grads, decay, 1e-4)
+		prog.ZeroGrad()
+		return nil
+	})
+}
