@@ -1,6 +1,7 @@
 package data
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
 )
 
 // LengthStats summarises a distribution of lengths.
@@ -248,9 +250,8 @@ func Head(path string, n int, w io.Writer) error {
 
 // writeRowJSON writes row i of rec as one JSON object, keys in column order.
 func writeRowJSON(w io.Writer, names []string, rec arrow.RecordBatch, i int) error {
-	var b strings.Builder
+	var b bytes.Buffer
 	b.WriteByte('{')
-	size := 0
 	for c, name := range names {
 		if c > 0 {
 			b.WriteByte(',')
@@ -258,17 +259,54 @@ func writeRowJSON(w io.Writer, names []string, rec arrow.RecordBatch, i int) err
 		k, _ := json.Marshal(name)
 		b.Write(k)
 		b.WriteByte(':')
-		v := arrowValue(rec.Column(c), i, &size)
-		if o, ok := v.(arrowOpaque); ok {
-			v = rec.Column(c).ValueStr(i) + " (" + o.typ + ")"
-		}
-		js, err := json.Marshal(v)
-		if err != nil {
-			js, _ = json.Marshal(fmt.Sprint(v))
-		}
-		b.Write(js)
+		appendJSON(&b, rec.Column(c), i)
 	}
 	b.WriteString("}\n")
-	_, err := io.WriteString(w, b.String())
+	_, err := w.Write(b.Bytes())
 	return err
+}
+
+// appendJSON writes element i of arr as JSON, struct fields in schema order.
+func appendJSON(b *bytes.Buffer, arr arrow.Array, i int) {
+	if arr.IsNull(i) {
+		b.WriteString("null")
+		return
+	}
+	switch a := arr.(type) {
+	case *array.Struct:
+		st := a.DataType().(*arrow.StructType)
+		b.WriteByte('{')
+		for f := 0; f < st.NumFields(); f++ {
+			if f > 0 {
+				b.WriteByte(',')
+			}
+			k, _ := json.Marshal(st.Field(f).Name)
+			b.Write(k)
+			b.WriteByte(':')
+			appendJSON(b, a.Field(f), i)
+		}
+		b.WriteByte('}')
+		return
+	case array.ListLike:
+		start, end := a.ValueOffsets(i)
+		b.WriteByte('[')
+		for j := start; j < end; j++ {
+			if j > start {
+				b.WriteByte(',')
+			}
+			appendJSON(b, a.ListValues(), int(j))
+		}
+		b.WriteByte(']')
+		return
+	}
+	size := 0
+	v := arrowValue(arr, i, &size)
+	if o, ok := v.(arrowOpaque); ok {
+		v = arr.ValueStr(i) + " (" + o.typ + ")"
+	}
+	js, err := json.Marshal(v)
+	if err != nil { // NaN and infinities have no JSON spelling
+		js, _ = json.Marshal(fmt.Sprint(v))
+	}
+	b.Write(js)
 }

@@ -88,6 +88,9 @@ func TestHead(t *testing.T) {
 	if len(lines) != 2 {
 		t.Fatalf("%d lines", len(lines))
 	}
+	if !strings.HasPrefix(lines[0], `{"prompt":[{"role":"system","content":"Be kind."},{"role":"user","content":"Hi"}],`) {
+		t.Fatalf("struct fields out of schema order: %s", lines[0])
+	}
 	var row struct {
 		Prompt []Message `json:"prompt"`
 	}

@@ -48,6 +48,7 @@ type Engine struct {
 	cos     []float32 // (P, D/2) rotary tables for positions < P, grown on demand
 	sin     []float32
 	ws      workspace
+	calls   uint64 // forward calls so far
 
 	poolMu sync.Mutex
 	pool   []*State // states given back, for reuse
@@ -158,6 +159,7 @@ func (e *Engine) MaxPositions() int { return e.maxPos }
 type State struct {
 	k, v [][]float32 // per layer (n, KVH·D), capacity grown on demand
 	n    int
+	mark uint64 // the forward call that last fed it, to catch a state fed twice
 }
 
 // NewState returns an empty sequence state.
@@ -277,6 +279,7 @@ func (e *Engine) forward(states []*State, feeds [][]int, all bool) ([][]float32,
 	// Lay out the rows: every fed token of every state, in order.
 	ws.rows = ws.rows[:0]
 	ws.outRows = ws.outRows[:0]
+	e.calls++
 	maxEnd := 0
 	for i, f := range feeds {
 		if len(f) == 0 {
@@ -286,6 +289,10 @@ func (e *Engine) forward(states []*State, feeds [][]int, all bool) ([][]float32,
 		if st == nil || len(st.k) != e.L {
 			return nil, fmt.Errorf("generate: state %d does not belong to this engine", i)
 		}
+		if st.mark == e.calls {
+			return nil, fmt.Errorf("generate: state %d is fed twice in one call", i)
+		}
+		st.mark = e.calls
 		end := st.n + len(f)
 		if e.maxPos > 0 && end > e.maxPos {
 			return nil, fmt.Errorf("generate: sequence %d would reach %d positions, the model allows %d", i, end, e.maxPos)

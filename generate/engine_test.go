@@ -271,6 +271,9 @@ func TestForwardErrors(t *testing.T) {
 	if _, err := e.Forward([]*State{st}, nil); err == nil {
 		t.Error("mismatched states and feeds accepted")
 	}
+	if _, err := e.Forward([]*State{st, st}, [][]int{{1}, {2}}); err == nil {
+		t.Error("one state fed twice in a call accepted")
+	}
 	if st.Len() != 0 {
 		t.Fatalf("failed calls left %d positions in the state", st.Len())
 	}

@@ -94,7 +94,14 @@ type seq struct {
 	res     Result
 	emitted int // bytes of res.Text already given to OnText
 	done    bool
-	last    int // last sampled token, the next feed
+	last    int    // last sampled token, the next feed
+	feed    [1]int // backing of the one-token feed
+}
+
+// next is the one-token feed of a decoding step.
+func (s *seq) next() []int {
+	s.feed[0] = s.last
+	return s.feed[:]
 }
 
 // start checks a request against the model and readies its sequence.
@@ -252,7 +259,7 @@ func (e *Engine) Generate(ctx context.Context, reqs []Request) ([]Result, error)
 				feeds[i] = nil
 				continue
 			}
-			feeds[i] = []int{s.last}
+			feeds[i] = s.next()
 			active++
 		}
 		if active == 0 {

@@ -134,7 +134,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		for _, r := range active {
 			states = append(states, r.s.st)
 			if r.primed {
-				feeds = append(feeds, []int{r.s.last})
+				feeds = append(feeds, r.s.next())
 			} else {
 				feeds = append(feeds, r.s.req.Prompt)
 				r.primed = true

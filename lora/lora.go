@@ -315,7 +315,7 @@ func (inj *Injection) Wrap(g *G.ExprGraph, layer int, module string, x, y *G.Nod
 		}
 		a.masks = append(a.masks, &mask)
 		var err error
-		if in, err = G.ApplyOp(hostMaskOp{mask: &mask}, x); err != nil {
+		if in, err = G.ApplyOp(&hostMaskOp{mask: &mask}, x); err != nil {
 			return nil, fmt.Errorf("lora %s: %w", m.PEFTPrefix(), err)
 		}
 	}
@@ -327,11 +327,11 @@ func (inj *Injection) Wrap(g *G.ExprGraph, layer int, module string, x, y *G.Nod
 	if err != nil {
 		return nil, fmt.Errorf("lora %s: %w", m.PEFTPrefix(), err)
 	}
-	delta, err := G.ApplyOp(hostScaleOp{scale: &a.scale}, xab)
+	delta, err := G.ApplyOp(&hostScaleOp{scale: &a.scale}, xab)
 	if err != nil {
 		return nil, fmt.Errorf("lora %s: %w", m.PEFTPrefix(), err)
 	}
-	return G.Add(y, delta)
+	return ops.Add(y, delta)
 }
 
 func toFloat64(t *tensor.Dense) *tensor.Dense {

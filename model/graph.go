@@ -18,7 +18,8 @@ func init() {
 }
 
 // Inputs are the per-step host buffers a graph reads; the caller fills them
-// in place before each Run.
+// in place (copy into them) before each Run: the graph holds these slices,
+// so assigning new ones has no effect.
 type Inputs struct {
 	Tokens  []int32 // (B·T) token ids, row-major, right-padded
 	Targets []int32 // (B·T) next-token ids (any valid id where the loss weight is 0)

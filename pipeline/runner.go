@@ -30,6 +30,9 @@ import (
 type Stage struct {
 	// Name is the stage's directory under the run directory.
 	Name string
+	// Dir overrides the stage's directory (a base model shared by runs
+	// lives outside any run directory).
+	Dir string
 	// Inputs are files or directories the stage reads; their content is
 	// part of the stage's key, so a change to any of them reruns it.
 	Inputs []string
@@ -104,6 +107,9 @@ func (r *Runner) runStage(ctx context.Context, s Stage) (Outcome, error) {
 		return o, fmt.Errorf("stage %s: %w", s.Name, err)
 	}
 	dir := r.StageDir(s.Name)
+	if s.Dir != "" {
+		dir = s.Dir
+	}
 	recPath := filepath.Join(dir, ".stage.json")
 	prev, err := readRecord(recPath)
 	if err != nil {

@@ -1,6 +1,7 @@
 package ppo
 
 import (
+	"os"
 	"context"
 	"path/filepath"
 	"testing"
@@ -79,9 +80,8 @@ type rlhfFixture struct {
 func newFixture(t testing.TB, rmSteps int) rlhfFixture {
 	t.Helper()
 	dir := t.TempDir()
-	f := rlhfFixture{dir: dir, base: filepath.Join(dir, "base"), prompts: filepath.Join(dir, "prompts.arrow"),
+	f := rlhfFixture{dir: dir, base: baseDir(t, dir), prompts: filepath.Join(dir, "prompts.arrow"),
 		evalPrompts: filepath.Join(dir, "eval_prompts.arrow")}
-	worldBase(t, f.base)
 	var prefs []data.Preference
 	for _, p := range world.New(1).Preferences(world.Train, 1000) {
 		prefs = append(prefs, data.Preference{Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected})
@@ -101,4 +101,14 @@ func newFixture(t testing.TB, rmSteps int) rlhfFixture {
 	}
 	f.rm, f.rmResult = res.AdapterDir, res
 	return f
+}
+
+// baseDir is the base model of the tests: the pretrained one when PRE is
+// set, else a random one.
+func baseDir(t testing.TB, dir string) string {
+	if os.Getenv("PRE") != "" {
+		return "../reward/testdata/worldbase"
+	}
+	worldBase(t, filepath.Join(dir, "base"))
+	return filepath.Join(dir, "base")
 }

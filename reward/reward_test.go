@@ -24,8 +24,8 @@ import (
 // trained is a reward model trained once on default-world preferences and
 // shared by the tests that read it.
 var trained struct {
-	once                         sync.Once
-	dir, base, valid, train, out string
+	once                   sync.Once
+	dir, valid, train, out string
 	res                          Result
 	err                          error
 }
@@ -38,10 +38,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// trainedModel trains the shared reward model: a small random base with
-// LoRA on every linear module, 2000 training pairs of the default world,
-// 60 updates of 8 pairs, held-out pairs of the Valid split (items that
-// never occur in training, in any phrasing).
+// trainedModel trains the shared reward model: the committed small base
+// with LoRA on every linear module, 2000 training pairs of the default
+// world, 60 updates of 8 pairs, 400 held-out pairs of the Valid split
+// (items that never occur in training, in any phrasing).
 func trainedModel(t *testing.T) {
 	t.Helper()
 	trained.once.Do(func() {
@@ -49,12 +49,11 @@ func trainedModel(t *testing.T) {
 			return
 		}
 		d := trained.dir
-		trained.base, trained.train, trained.valid = filepath.Join(d, "base"), filepath.Join(d, "train.arrow"), filepath.Join(d, "valid.arrow")
-		worldBase(t, trained.base, 1)
+		trained.train, trained.valid = filepath.Join(d, "train.arrow"), filepath.Join(d, "valid.arrow")
 		worldPreferences(t, trained.train, world.Train, 2000)
-		worldPreferences(t, trained.valid, world.Valid, 200)
+		worldPreferences(t, trained.valid, world.Valid, 400)
 		cfg := DefaultConfig()
-		cfg.Base, cfg.Data, cfg.EvalData, cfg.Out = trained.base, trained.train, trained.valid, filepath.Join(d, "rm")
+		cfg.Base, cfg.Data, cfg.EvalData, cfg.Out = worldBaseDir, trained.train, trained.valid, filepath.Join(d, "rm")
 		cfg.Train.Steps, cfg.Train.LR, cfg.Train.Quiet = 60, 2e-3, true
 		cfg.Train.EvalEvery, cfg.Train.CheckpointEvery, cfg.Train.LogEvery = 30, 0, 10
 		trained.out = cfg.Out
@@ -92,7 +91,7 @@ func readMetrics(t *testing.T, dir string) []map[string]float64 {
 func TestRewardModelLearnsWorldPreferences(t *testing.T) {
 	trainedModel(t)
 	res := trained.res
-	if res.TrainPairs != 2000 || res.EvalPairs != 200 || res.Dropped != 0 || res.Steps != 60 {
+	if res.TrainPairs != 2000 || res.EvalPairs != 400 || res.Dropped != 0 || res.Steps != 60 {
 		t.Fatalf("result %+v", res)
 	}
 	t.Logf("held-out metrics after %d updates: %+v", res.Steps, res.Eval)
@@ -148,7 +147,7 @@ func TestRewardModelLearnsWorldPreferences(t *testing.T) {
 
 	// Loading the saved adapter on a fresh copy of the base scores the
 	// held-out pairs exactly as the end of training did.
-	m, err := OpenBase(trained.base, "")
+	m, err := OpenBase(worldBaseDir, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +192,7 @@ func TestScoreAddsColumns(t *testing.T) {
 	if err := data.WriteInstructions(insPath, ins); err != nil {
 		t.Fatal(err)
 	}
-	cfg := ScoreConfig{Base: trained.base, Adapter: trained.res.AdapterDir, Data: insPath, Out: filepath.Join(dir, "ins-scored.arrow"), BatchSize: 5}
+	cfg := ScoreConfig{Base: worldBaseDir, Adapter: trained.res.AdapterDir, Data: insPath, Out: filepath.Join(dir, "ins-scored.arrow"), BatchSize: 5}
 	res, err := Score(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -204,7 +203,7 @@ func TestScoreAddsColumns(t *testing.T) {
 	got := readFloatColumn(t, cfg.Out, "reward", 12)
 
 	// The same numbers from a scorer of another batch shape.
-	m, err := OpenBase(trained.base, "")
+	m, err := OpenBase(worldBaseDir, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +235,7 @@ func TestScoreAddsColumns(t *testing.T) {
 	// Preferences get score_chosen and score_rejected, in place.
 	prefPath := filepath.Join(dir, "prefs.arrow")
 	worldPreferences(t, prefPath, world.Valid, 20)
-	res, err = Score(context.Background(), ScoreConfig{Base: trained.base, Adapter: trained.res.AdapterDir, Data: prefPath, Out: prefPath})
+	res, err = Score(context.Background(), ScoreConfig{Base: worldBaseDir, Adapter: trained.res.AdapterDir, Data: prefPath, Out: prefPath})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,12 +256,12 @@ func TestScoreAddsColumns(t *testing.T) {
 	if err := data.WritePrompts(prompts, []data.Prompt{{Prompt: "hi"}}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = Score(context.Background(), ScoreConfig{Base: trained.base, Adapter: trained.res.AdapterDir, Data: prompts, Out: prompts + ".out"})
+	_, err = Score(context.Background(), ScoreConfig{Base: worldBaseDir, Adapter: trained.res.AdapterDir, Data: prompts, Out: prompts + ".out"})
 	if err == nil || !strings.Contains(err.Error(), "no completions") {
 		t.Errorf("scoring prompts: %v", err)
 	}
 	// Too long sequences keep their end.
-	res, err = Score(context.Background(), ScoreConfig{Base: trained.base, Adapter: trained.res.AdapterDir, Data: insPath, Out: cfg.Out, MaxLength: 8})
+	res, err = Score(context.Background(), ScoreConfig{Base: worldBaseDir, Adapter: trained.res.AdapterDir, Data: insPath, Out: cfg.Out, MaxLength: 8})
 	if err != nil || res.Truncated != 12 {
 		t.Errorf("truncation: %+v %v", res, err)
 	}
@@ -330,8 +329,7 @@ func metricLines(t *testing.T, dir string) []map[string]float64 {
 // run, with dropout and margins in play.
 func TestResume(t *testing.T) {
 	dir := t.TempDir()
-	base := filepath.Join(dir, "base")
-	worldBase(t, base, 2)
+	base := worldBaseDir
 	var rows []data.Preference
 	for i, p := range world.New(4).Preferences(world.Train, 24) {
 		rows = append(rows, data.Preference{Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected, Margin: data.Float(float64(i%3) / 2)})
@@ -395,9 +393,7 @@ func TestResume(t *testing.T) {
 // computed from independently read scores, margins included, and its
 // gradient with respect to the score head against central differences.
 func TestLossGatherAndGradient(t *testing.T) {
-	dir := t.TempDir()
-	worldBase(t, dir, 3)
-	m, err := OpenBase(dir, "")
+	m, err := OpenBase(worldBaseDir, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -469,9 +465,7 @@ func TestLossGatherAndGradient(t *testing.T) {
 
 // TestEncoder checks the sequence layout and the conversational form.
 func TestEncoder(t *testing.T) {
-	dir := t.TempDir()
-	worldBase(t, dir, 1)
-	m, err := OpenBase(dir, "")
+	m, err := OpenBase(worldBaseDir, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 )
@@ -49,9 +50,17 @@ var (
 	exprRE   = regexp.MustCompile(`[\d(][\d\s.+\-*/×÷−()]*[\d)]`)
 )
 
+// wordREs caches the whole-word patterns of has.
+var wordREs sync.Map // string → *regexp.Regexp
+
+// has reports whether s contains any of words as a whole word or phrase.
 func has(s string, words ...string) bool {
 	for _, w := range words {
-		if regexp.MustCompile(`\b` + regexp.QuoteMeta(w) + `\b`).MatchString(s) {
+		re, ok := wordREs.Load(w)
+		if !ok {
+			re, _ = wordREs.LoadOrStore(w, regexp.MustCompile(`\b`+regexp.QuoteMeta(w)+`\b`))
+		}
+		if re.(*regexp.Regexp).MatchString(s) {
 			return true
 		}
 	}

@@ -17,9 +17,18 @@ type unicodeNorm struct{ form norm.Form }
 
 func (n unicodeNorm) normalize(s string) string { return n.form.String(s) }
 
+// lowercase is Rust's char::to_lowercase applied to each character, as
+// the reference's Lowercase normalizer does: Unicode's full lower-case
+// mapping, which differs from Go's per-rune mapping only for U+0130
+// (İ → "i̇"). Having no context, it never yields the final sigma.
 type lowercase struct{}
 
-func (lowercase) normalize(s string) string { return strings.ToLower(s) }
+func (lowercase) normalize(s string) string {
+	if !strings.ContainsRune(s, 0x130) {
+		return strings.ToLower(s)
+	}
+	return strings.ToLower(strings.ReplaceAll(s, "\u0130", "i\u0307"))
+}
 
 // stripNorm trims whitespace (Unicode White_Space) from either end.
 type stripNorm struct{ left, right bool }

@@ -25,15 +25,15 @@ and Hugging Face datasets (Dataset.from_file) read. The input may be JSON
 lines (.jsonl, also .gz), a JSON array (.json), CSV/TSV (also .gz),
 Parquet, or Arrow. The kind and shape are detected from the columns:
 
-  alpaca                            instruction, input, output
-  self-instruct                     + most_similar_instructions, avg_similarity_score
-  trl-standard                      prompt, chosen, rejected (text)
-  trl-standard-implicit-prompt      chosen, rejected sharing a prefix
-  trl-conversational                prompt, chosen, rejected (message lists)
-  trl-conversational-implicit-prompt chosen, rejected conversations
-  hh-rlhf                           "\n\nHuman: … \n\nAssistant: …" transcripts
-  ultrafeedback-binarized           conversations + score_chosen, score_rejected
-  prompts / prompts-conversational  prompt
+  alpaca                              instruction, input, output
+  self-instruct                       + most_similar_instructions, avg_similarity_score
+  trl-standard                        prompt, chosen, rejected (text)
+  trl-standard-implicit-prompt        chosen, rejected sharing a prefix
+  trl-conversational                  prompt, chosen, rejected (message lists)
+  trl-conversational-implicit-prompt  chosen, rejected conversations
+  hh-rlhf                             "\n\nHuman: … \n\nAssistant: …" transcripts
+  ultrafeedback-binarized             conversations + score_chosen, score_rejected
+  prompts / prompts-conversational    prompt
 
 Other column names are mapped with --column-map gotune=input, e.g.
 --column-map prompt=question (in a config file: column_map: [prompt=question]).

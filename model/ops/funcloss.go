@@ -3,7 +3,6 @@ package ops
 import (
 	"fmt"
 	"hash"
-	"math"
 	"sync/atomic"
 
 	"github.com/chewxy/hm"
@@ -104,9 +103,6 @@ func (op *funcLossOp) Do(in ...G.Value) (G.Value, error) {
 		if len(g) != len(op.in[i]) {
 			return nil, fmt.Errorf("func loss %q: gradient %d has %d values, input has %d", op.name, i, len(g), len(op.in[i]))
 		}
-	}
-	if math.IsNaN(loss) {
-		return nil, fmt.Errorf("func loss %q: loss is NaN", op.name)
 	}
 	op.grad = grad
 	return newScalar(dt, loss), nil

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/gotune/gotune/checkpoints/atomicfile"
+	"github.com/gotune/gotune/pipeline"
+)
+
+var pipelineCmd = &cobra.Command{
+	Use:   "pipeline",
+	Short: "Run every stage on the built-in world: base → data → self-instruct → sft → reward → dpo → ppo → export → eval, then the report",
+	Long: `Runs the default pipeline in one run directory. Stages whose inputs and
+settings are unchanged since they finished are skipped; an interrupted stage
+resumes from its last checkpoint when the command is run again. The base
+model is pretrained into --base when it is missing. The run ends with a
+results table and an HTML report with plots in <run>/report/.`,
+	Args: cobra.NoArgs,
+	RunE: func(cmd *cobra.Command, args []string) error {
+		const s = "pipeline"
+		z := pipeline.DefaultSizes()
+		if cfgBool(s, "quick") {
+			z = pipeline.QuickSizes()
+		}
+		runDir := cfgString(s, "run")
+		d := &pipeline.Default{RunDir: runDir, BaseDir: cfgString(s, "base"), Sizes: z,
+			Quiet: cfgBool(s, "quiet"), Log: cmd.OutOrStdout()}
+		if err := os.MkdirAll(runDir, 0o755); err != nil {
+			return fmt.Errorf("run directory: %w", err)
+		}
+		resolved, err := yaml.Marshal(map[string]any{"pipeline": cfg.AllSettings()[s], "sizes": z})
+		if err != nil {
+			return err
+		}
+		if err := atomicfile.WriteBytes(filepath.Join(runDir, "config.yaml"), resolved); err != nil {
+			return err
+		}
+		r := &pipeline.Runner{RunDir: runDir, Log: cmd.OutOrStdout()}
+		if _, err := r.Run(cmd.Context(), d.Stages()); err != nil {
+			return err
+		}
+		rows := pipeline.Summarize(runDir)
+		fmt.Fprintln(cmd.OutOrStdout())
+		pipeline.PrintSummary(cmd.OutOrStdout(), rows)
+		if _, err := pipeline.WriteReport(runDir, rows); err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "\nreport: %s\n", filepath.Join(runDir, "report", "index.html"))
+		return nil
+	},
+}
+
+var reportCmd = &cobra.Command{
+	Use:   "report RUN_DIR",
+	Short: "Write the HTML report with plots of a run directory (RUN_DIR/report/index.html)",
+	Args:  cobra.ExactArgs(1),
+	RunE: func(cmd *cobra.Command, args []string) error {
+		rows := pipeline.Summarize(args[0])
+		pipeline.PrintSummary(cmd.OutOrStdout(), rows)
+		figs, err := pipeline.WriteReport(args[0], rows)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "\n%d plots; report: %s\n", len(figs), filepath.Join(args[0], "report", "index.html"))
+		return nil
+	},
+}
+
+func init() {
+	f := pipelineCmd.Flags()
+	f.String("run", "runs/demo", "run directory")
+	f.String("base", "models/base", "base model directory (pretrained on the built-in world when missing)")
+	f.Bool("quick", false, "a much smaller run (for tests and smoke checks)")
+	f.Bool("quiet", false, "no progress bars")
+	bindFlags(pipelineCmd, "pipeline")
+	rootCmd.AddCommand(pipelineCmd, reportCmd)
+}

@@ -1,0 +1,305 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/gotune/gotune/checkpoints/atomicfile"
+	"github.com/gotune/gotune/data"
+	"github.com/gotune/gotune/dpo"
+	"github.com/gotune/gotune/export"
+	"github.com/gotune/gotune/pretrain"
+	"github.com/gotune/gotune/ppo"
+	"github.com/gotune/gotune/reward"
+	"github.com/gotune/gotune/sft"
+	"github.com/gotune/gotune/train"
+	"github.com/gotune/gotune/world"
+)
+
+// Dataset files the data stage writes under <run>/data.
+const (
+	FileInstructions     = "instructions.arrow"
+	FileInstructionsEval = "instructions_eval.arrow"
+	FilePreferences      = "preferences.arrow"
+	FilePreferencesEval  = "preferences_eval.arrow"
+	FilePrompts          = "prompts.arrow"
+	FilePromptsEval      = "prompts_eval.arrow"
+	FileSeedTasks        = "seed_tasks.jsonl"
+	FileGenerated        = "generated.arrow"
+	FileSFT              = "sft.arrow"
+)
+
+// Sizes are the amounts of data and training of the default run.
+type Sizes struct {
+	WorldSeed int64
+
+	BaseDocs  int // pretraining documents
+	BaseSteps int // pretraining updates
+
+	SFTRows, EvalRows    int // instruction rows for SFT and its held-out loss
+	Pairs, EvalPairs     int // preference pairs for reward and DPO
+	Prompts, EvalPrompts int // PPO prompts
+	EvalTasks            int // held-out tasks scored by exact match per model
+
+	SelfInstructBatches int // self-instruct batches asked of the base model
+
+	SFTSteps, RewardSteps, DPOSteps, PPOIterations int
+}
+
+// DefaultSizes fit the whole demo in about ten minutes on two cores.
+func DefaultSizes() Sizes {
+	return Sizes{
+		WorldSeed: 1, BaseDocs: 20000, BaseSteps: 600,
+		SFTRows: 2000, EvalRows: 200, Pairs: 1500, EvalPairs: 200, Prompts: 400, EvalPrompts: 32, EvalTasks: 300,
+		SelfInstructBatches: 2,
+		SFTSteps: 150, RewardSteps: 150, DPOSteps: 120, PPOIterations: 12,
+	}
+}
+
+// Default is the run of every stage on the built-in world.
+type Default struct {
+	RunDir  string // runs/<name>
+	BaseDir string // the pretrained base model (built by the base stage when missing)
+	Sizes   Sizes
+	Quiet   bool      // no progress bars
+	Log     io.Writer // stage lines and the results table
+}
+
+func (d *Default) dataPath(name string) string { return filepath.Join(d.RunDir, "data", name) }
+func (d *Default) stageDir(name string) string { return filepath.Join(d.RunDir, name) }
+
+// Stages declares the default run: base → data → self-instruct → sft →
+// reward → dpo → ppo → export → eval.
+func (d *Default) Stages() []Stage {
+	z := d.Sizes
+	adapter := func(stage string) string { return filepath.Join(d.stageDir(stage), "adapter") }
+	dataDir := filepath.Join(d.RunDir, "data")
+	return []Stage{
+		{
+			Name: "base", Dir: d.BaseDir, Config: struct{ Docs, Steps int; Seed int64 }{z.BaseDocs, z.BaseSteps, z.WorldSeed},
+			Outputs: []string{filepath.Join(d.BaseDir, "config.json"), filepath.Join(d.BaseDir, "tokenizer.json")},
+			Run:     d.runBase,
+		},
+		{
+			Name: "data", Dir: dataDir, Config: z,
+			Outputs: []string{d.dataPath(FileInstructions), d.dataPath(FilePreferences), d.dataPath(FilePrompts), d.dataPath(FileSeedTasks)},
+			Run:     d.runData,
+		},
+		{
+			Name: "self-instruct", Config: z.SelfInstructBatches,
+			Inputs:  []string{d.BaseDir, d.dataPath(FileSeedTasks), d.dataPath(FileInstructions)},
+			Outputs: []string{d.dataPath(FileSFT)},
+			Run:     d.runSelfInstruct,
+		},
+		{
+			Name: "sft", Config: z.SFTSteps,
+			Inputs:  []string{d.BaseDir, d.dataPath(FileSFT), d.dataPath(FileInstructionsEval)},
+			Outputs: []string{adapter("sft")},
+			Run:     d.runSFT,
+		},
+		{
+			Name: "reward", Config: z.RewardSteps,
+			Inputs:  []string{d.BaseDir, adapter("sft"), d.dataPath(FilePreferences), d.dataPath(FilePreferencesEval)},
+			Outputs: []string{adapter("reward")},
+			Run:     d.runReward,
+		},
+		{
+			Name: "dpo", Config: z.DPOSteps,
+			Inputs:  []string{d.BaseDir, adapter("sft"), d.dataPath(FilePreferences), d.dataPath(FilePreferencesEval)},
+			Outputs: []string{adapter("dpo")},
+			Run:     d.runDPO,
+		},
+		{
+			Name: "ppo", Config: z.PPOIterations,
+			Inputs:  []string{d.BaseDir, adapter("sft"), adapter("reward"), d.dataPath(FilePrompts)},
+			Outputs: []string{adapter("ppo")},
+			Run:     d.runPPO,
+		},
+		{
+			Name: "export", Config: "dpo",
+			Inputs:  []string{filepath.Join(d.stageDir("dpo"), "base"), adapter("dpo")},
+			Outputs: []string{filepath.Join(d.stageDir("export"), "model", "config.json")},
+			Run:     d.runExport,
+		},
+		{
+			Name: "eval", Config: z.EvalTasks,
+			Inputs:  []string{d.BaseDir, adapter("sft"), adapter("dpo"), adapter("ppo")},
+			Outputs: []string{filepath.Join(d.stageDir("eval"), FileEval)},
+			Run:     d.runEval,
+		},
+	}
+}
+
+// tune sets a stage's length and bookkeeping cadence on top of its own
+// default optimisation settings.
+func (d *Default) tune(c *train.Config, dir string, steps int) {
+	c.Dir, c.Steps, c.Quiet = dir, steps, d.Quiet
+	c.WarmupSteps = max(1, steps/20)
+	c.LogEvery = max(1, steps/50)
+	c.EvalEvery = max(1, steps/5)
+	c.CheckpointEvery = max(1, steps/5)
+}
+
+func (d *Default) runBase(ctx context.Context, resume bool) error {
+	w := world.New(d.Sizes.WorldSeed)
+	cfg := pretrain.DefaultConfig()
+	cfg.Docs = w.Corpus(d.Sizes.BaseDocs)
+	cfg.Preset = "tiny"
+	cfg.Out = d.BaseDir
+	cfg.Resume = resume && hasCheckpoint(d.BaseDir)
+	cfg.Train.Steps = d.Sizes.BaseSteps
+	cfg.Train.Quiet = d.Quiet
+	_, err := pretrain.Run(ctx, cfg)
+	return err
+}
+
+func (d *Default) runData(ctx context.Context, _ bool) error {
+	z := d.Sizes
+	w := world.New(z.WorldSeed)
+	toInstr := func(rows []world.Instruction) []data.Instruction {
+		out := make([]data.Instruction, len(rows))
+		for i, r := range rows {
+			out[i] = data.Instruction{Instruction: r.Instruction, Input: r.Input, Output: r.Output, Source: "world"}
+		}
+		return out
+	}
+	toPref := func(rows []world.Preference) []data.Preference {
+		out := make([]data.Preference, len(rows))
+		for i, r := range rows {
+			out[i] = data.Preference{Prompt: r.Prompt, Chosen: r.Chosen, Rejected: r.Rejected}
+		}
+		return out
+	}
+	toPrompt := func(rows []world.Prompt) []data.Prompt {
+		out := make([]data.Prompt, len(rows))
+		for i, r := range rows {
+			out[i] = data.Prompt{Prompt: r.Prompt}
+		}
+		return out
+	}
+	steps := []func() error{
+		func() error {
+			return data.WriteInstructions(d.dataPath(FileInstructions), toInstr(w.Instructions(world.Train, z.SFTRows)))
+		},
+		func() error {
+			return data.WriteInstructions(d.dataPath(FileInstructionsEval), toInstr(w.Instructions(world.Valid, z.EvalRows)))
+		},
+		func() error {
+			return data.WritePreferences(d.dataPath(FilePreferences), toPref(w.Preferences(world.Train, z.Pairs)))
+		},
+		func() error {
+			return data.WritePreferences(d.dataPath(FilePreferencesEval), toPref(w.Preferences(world.Valid, z.EvalPairs)))
+		},
+		func() error { return data.WritePrompts(d.dataPath(FilePrompts), toPrompt(w.Prompts(world.Train, z.Prompts))) },
+		func() error {
+			return data.WritePrompts(d.dataPath(FilePromptsEval), toPrompt(w.Prompts(world.Valid, z.EvalPrompts)))
+		},
+		func() error {
+			return atomicfile.Write(d.dataPath(FileSeedTasks), func(wr io.Writer) error { return world.WriteSeedTasks(wr, w.SeedTasks()) })
+		},
+	}
+	for _, s := range steps {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := s(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *Default) runSFT(ctx context.Context, resume bool) error {
+	cfg := sft.DefaultConfig()
+	cfg.Base = d.BaseDir
+	cfg.Data = d.dataPath(FileSFT)
+	cfg.EvalData = d.dataPath(FileInstructionsEval)
+	cfg.Out = d.stageDir("sft")
+	cfg.Resume = resume && hasCheckpoint(cfg.Out)
+	d.tune(&cfg.Train, cfg.Out, d.Sizes.SFTSteps)
+	res, err := sft.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	d.logf("  sft: held-out loss %.4f → %.4f", res.BaseEvalLoss, res.EvalLoss)
+	return nil
+}
+
+func (d *Default) runReward(ctx context.Context, resume bool) error {
+	cfg := reward.DefaultConfig()
+	cfg.Base = d.BaseDir
+	cfg.SFTAdapter = filepath.Join(d.stageDir("sft"), "adapter")
+	cfg.Data = d.dataPath(FilePreferences)
+	cfg.EvalData = d.dataPath(FilePreferencesEval)
+	cfg.Out = d.stageDir("reward")
+	cfg.Resume = resume && hasCheckpoint(cfg.Out)
+	d.tune(&cfg.Train, cfg.Out, d.Sizes.RewardSteps)
+	res, err := reward.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	d.logf("  reward: held-out accuracy %.3f", res.Eval.Accuracy)
+	return nil
+}
+
+func (d *Default) runDPO(ctx context.Context, resume bool) error {
+	cfg := dpo.DefaultConfig()
+	cfg.Base = d.BaseDir
+	cfg.SFTAdapter = filepath.Join(d.stageDir("sft"), "adapter")
+	cfg.Data = d.dataPath(FilePreferences)
+	cfg.EvalData = d.dataPath(FilePreferencesEval)
+	cfg.Out = d.stageDir("dpo")
+	cfg.Resume = resume && hasCheckpoint(cfg.Out)
+	d.tune(&cfg.Train, cfg.Out, d.Sizes.DPOSteps)
+	_, err := dpo.Run(ctx, cfg)
+	return err
+}
+
+func (d *Default) runPPO(ctx context.Context, resume bool) error {
+	cfg := ppo.DefaultConfig()
+	cfg.Base = d.BaseDir
+	cfg.SFTAdapter = filepath.Join(d.stageDir("sft"), "adapter")
+	cfg.RewardAdapter = filepath.Join(d.stageDir("reward"), "adapter")
+	cfg.Prompts = d.dataPath(FilePrompts)
+	cfg.EvalPrompts = d.dataPath(FilePromptsEval)
+	cfg.Out = d.stageDir("ppo")
+	cfg.Resume = resume && hasCheckpoint(cfg.Out)
+	cfg.Iterations = d.Sizes.PPOIterations
+	cfg.Train.Quiet = d.Quiet
+	_, err := ppo.Run(ctx, cfg)
+	return err
+}
+
+func (d *Default) runExport(ctx context.Context, _ bool) error {
+	cfg := export.DefaultConfig()
+	cfg.Base = filepath.Join(d.stageDir("dpo"), "base")
+	cfg.Adapter = filepath.Join(d.stageDir("dpo"), "adapter")
+	cfg.Out = filepath.Join(d.stageDir("export"), "model")
+	cfg.AdapterOut = filepath.Join(d.stageDir("export"), "adapter")
+	_, err := export.Run(ctx, cfg)
+	return err
+}
+
+func (d *Default) logf(format string, args ...any) {
+	if d.Log != nil {
+		fmt.Fprintf(d.Log, format+"\n", args...)
+	}
+}
+
+func hasCheckpoint(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, "state"))
+	return err == nil
+}
+
+// QuickSizes are a smoke run of every stage in about a minute.
+func QuickSizes() Sizes {
+	return Sizes{
+		WorldSeed: 1, BaseDocs: 600, BaseSteps: 20,
+		SFTRows: 64, EvalRows: 16, Pairs: 48, EvalPairs: 16, Prompts: 16, EvalPrompts: 4, EvalTasks: 24,
+		SelfInstructBatches: 1,
+		SFTSteps: 4, RewardSteps: 4, DPOSteps: 4, PPOIterations: 1,
+	}
+}

@@ -1,0 +1,180 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/gotune/gotune/checkpoints"
+	"github.com/gotune/gotune/checkpoints/atomicfile"
+	"github.com/gotune/gotune/data"
+	"github.com/gotune/gotune/generate"
+	"github.com/gotune/gotune/lora"
+	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/selfinstruct"
+	"github.com/gotune/gotune/tokenizer"
+	"github.com/gotune/gotune/world"
+)
+
+// FileEval is the eval stage's result file.
+const FileEval = "eval.json"
+
+// worldVerifier keeps a generated task only when it is a task of the
+// built-in world and its output is the right answer: the default run's
+// self-instruct data is verified, never taken on trust.
+func worldVerifier(t selfinstruct.GeneratedTask) error {
+	task, ok := world.Solve(t.Instruction, t.Input)
+	if !ok {
+		return errors.New("not a task of the built-in world")
+	}
+	if !world.Check(task, t.Output) {
+		return errors.New("wrong answer")
+	}
+	return nil
+}
+
+// runSelfInstruct asks the base model for new tasks in Alpaca's
+// self-instruct format, keeps the verified ones, and writes the SFT dataset:
+// the world's instructions plus what was kept.
+func (d *Default) runSelfInstruct(ctx context.Context, _ bool) error {
+	w, tok, err := loadModel(d.BaseDir)
+	if err != nil {
+		return err
+	}
+	engine, err := generate.New(w, tok)
+	if err != nil {
+		return err
+	}
+	seeds, err := selfinstruct.LoadSeedTasks(d.dataPath(FileSeedTasks))
+	if err != nil {
+		return err
+	}
+	cfg := selfinstruct.Config{
+		Teacher: selfinstruct.LocalTeacher{Engine: engine}, SeedTasks: seeds,
+		Output: d.dataPath(FileGenerated), NumInstructions: 50, MaxTokens: 96,
+		// The tiny default model has 256 positions: a short header, two
+		// examples and three new tasks per prompt fit in them.
+		PromptHeader: "Come up with {num_tasks} new tasks like these.\n\n", NumPromptInstructions: 2, NumTasksPerPrompt: 3,
+		Temperature: 0.7, Seed: uint64(d.Sizes.WorldSeed), Verifier: worldVerifier,
+		MaxBatches: d.Sizes.SelfInstructBatches, MaxIdleBatches: d.Sizes.SelfInstructBatches + 1,
+		Source: "self-instruct",
+	}
+	rep, err := selfinstruct.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	d.logf("  self-instruct: %s", rep)
+	rows, err := data.ReadInstructions(d.dataPath(FileInstructions))
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(cfg.Output); err == nil {
+		gen, err := data.ReadGeneratedInstructions(cfg.Output)
+		if err != nil {
+			return err
+		}
+		for _, g := range gen {
+			rows = append(rows, g.Instruction)
+		}
+	}
+	return data.WriteInstructions(d.dataPath(FileSFT), rows)
+}
+
+// ModelScore is one model's exact-match accuracy on held-out tasks.
+type ModelScore struct {
+	Model    string  `json:"model"`
+	Correct  int     `json:"correct"`
+	Total    int     `json:"total"`
+	Accuracy float64 `json:"accuracy"`
+}
+
+// runEval scores the base, SFT, DPO and PPO models by exact match on the
+// world's Test split, decoding greedily.
+func (d *Default) runEval(ctx context.Context, _ bool) error {
+	tasks := world.New(d.Sizes.WorldSeed).Tasks(world.Test, d.Sizes.EvalTasks)
+	sftAdapter := filepath.Join(d.stageDir("sft"), "adapter")
+	variants := []struct {
+		name     string
+		adapters []string // merged in order; the last is merged too
+	}{
+		{"base", nil},
+		{"sft", []string{sftAdapter}},
+		{"dpo", []string{sftAdapter, filepath.Join(d.stageDir("dpo"), "adapter")}},
+		{"ppo", []string{sftAdapter, filepath.Join(d.stageDir("ppo"), "adapter")}},
+	}
+	var scores []ModelScore
+	for _, v := range variants {
+		s, err := scoreModel(ctx, d.BaseDir, v.adapters, tasks)
+		if err != nil {
+			return fmt.Errorf("eval %s: %w", v.name, err)
+		}
+		s.Model = v.name
+		d.logf("  eval: %-4s exact match %d/%d = %.3f", v.name, s.Correct, s.Total, s.Accuracy)
+		scores = append(scores, s)
+	}
+	raw, err := json.MarshalIndent(scores, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteBytes(filepath.Join(d.stageDir("eval"), FileEval), append(raw, '\n'))
+}
+
+// scoreModel loads the base, merges the adapters in order and answers every
+// task greedily.
+func scoreModel(ctx context.Context, base string, adapters []string, tasks []world.Task) (ModelScore, error) {
+	w, tok, err := loadModel(base)
+	if err != nil {
+		return ModelScore{}, err
+	}
+	for _, dir := range adapters {
+		a, _, _, err := lora.Load(dir, w)
+		if err != nil {
+			return ModelScore{}, err
+		}
+		if err := a.Merge(w); err != nil {
+			return ModelScore{}, err
+		}
+	}
+	engine, err := generate.New(w, tok)
+	if err != nil {
+		return ModelScore{}, err
+	}
+	reqs := make([]generate.Request, len(tasks))
+	for i, t := range tasks {
+		reqs[i] = generate.Request{
+			Prompt:  tok.EncodePromptCompletion(t.Prompt(), "", true, false).IDs,
+			Options: generate.Options{MaxTokens: 24, Stop: []string{"\n"}},
+		}
+	}
+	var answers []string
+	const chunk = 16
+	for i := 0; i < len(reqs); i += chunk {
+		res, err := engine.Generate(ctx, reqs[i:min(i+chunk, len(reqs))])
+		if err != nil {
+			return ModelScore{}, err
+		}
+		for _, r := range res {
+			answers = append(answers, r.Text)
+		}
+	}
+	acc, err := world.Score(tasks, answers)
+	if err != nil {
+		return ModelScore{}, err
+	}
+	return ModelScore{Correct: acc.Correct, Total: acc.Total, Accuracy: acc.Rate()}, nil
+}
+
+func loadModel(dir string) (*model.Weights, *tokenizer.Tokenizer, error) {
+	w, err := checkpoints.LoadModel(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	tok, err := tokenizer.Load(dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load %s: %w", dir, err)
+	}
+	return w, tok, nil
+}

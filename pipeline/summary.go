@@ -1,0 +1,70 @@
+package pipeline
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+)
+
+// Summarize reads a run directory's results into the rows of the results
+// table: held-out exact match per model, and each stage's own held-out
+// measure at its first and last evaluation. Rows whose files are missing
+// say so instead of disappearing.
+func Summarize(runDir string) []Summary {
+	var rows []Summary
+	if raw, err := os.ReadFile(filepath.Join(runDir, "eval", FileEval)); err == nil {
+		var scores []ModelScore
+		if json.Unmarshal(raw, &scores) == nil {
+			for _, s := range scores {
+				rows = append(rows, Summary{
+					Label: "exact match, " + s.Model,
+					Value: fmt.Sprintf("%.3f", s.Accuracy),
+					Note:  fmt.Sprintf("%d/%d held-out tasks, greedy", s.Correct, s.Total),
+				})
+			}
+		}
+	} else {
+		rows = append(rows, Summary{Label: "exact match", Value: "—", Note: "eval stage has not run"})
+	}
+	metric := func(stage, key, label, note string) {
+		s, ok := series(runDir, stage, key)
+		if !ok {
+			rows = append(rows, Summary{Label: label, Value: "—", Note: stage + " has no " + key})
+			return
+		}
+		first, last := s.Values[0], s.Values[len(s.Values)-1]
+		rows = append(rows, Summary{Label: label, Value: fmt.Sprintf("%.3f", last),
+			Note: fmt.Sprintf("%s; first %.3f at step %g, last at step %g", note, first, s.Steps[0], s.Steps[len(s.Steps)-1])})
+	}
+	metric("sft", "eval_loss", "SFT held-out loss", "completion tokens")
+	metric("reward", "eval_accuracy", "reward model accuracy", "held-out pairs")
+	metric("dpo", "eval_rewards/accuracies", "DPO reward accuracy", "held-out pairs")
+	metric("dpo", "eval_rewards/margins", "DPO reward margin", "held-out pairs")
+	metric("ppo", "objective/scores", "PPO mean reward", "reward-model score of rollouts")
+	metric("ppo", "objective/kl", "PPO KL to reference", "per response")
+	return rows
+}
+
+func series(runDir, stage, key string) (*Series, bool) {
+	m, err := ReadMetrics(filepath.Join(runDir, stage, "metrics.jsonl"))
+	if err != nil {
+		return nil, false
+	}
+	s := m[key]
+	return s, s != nil && len(s.Values) > 0
+}
+
+// PrintSummary writes the results table as aligned text.
+func PrintSummary(w io.Writer, rows []Summary) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "measure\tvalue\tnote")
+	fmt.Fprintln(tw, strings.Repeat("-", 30)+"\t"+strings.Repeat("-", 6)+"\t"+strings.Repeat("-", 30))
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Label, r.Value, r.Note)
+	}
+	tw.Flush()
+}
