@@ -11,8 +11,8 @@ import (
 	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/dpo"
 	"github.com/gotune/gotune/export"
-	"github.com/gotune/gotune/pretrain"
 	"github.com/gotune/gotune/ppo"
+	"github.com/gotune/gotune/pretrain"
 	"github.com/gotune/gotune/reward"
 	"github.com/gotune/gotune/sft"
 	"github.com/gotune/gotune/train"
@@ -55,7 +55,7 @@ func DefaultSizes() Sizes {
 		WorldSeed: 1, BaseDocs: 20000, BaseSteps: 600,
 		SFTRows: 2000, EvalRows: 200, Pairs: 1500, EvalPairs: 200, Prompts: 400, EvalPrompts: 32, EvalTasks: 300,
 		SelfInstructBatches: 2,
-		SFTSteps: 150, RewardSteps: 150, DPOSteps: 120, PPOIterations: 12,
+		SFTSteps:            150, RewardSteps: 150, DPOSteps: 120, PPOIterations: 12,
 	}
 }
 
@@ -79,7 +79,10 @@ func (d *Default) Stages() []Stage {
 	dataDir := filepath.Join(d.RunDir, "data")
 	return []Stage{
 		{
-			Name: "base", Dir: d.BaseDir, Config: struct{ Docs, Steps int; Seed int64 }{z.BaseDocs, z.BaseSteps, z.WorldSeed},
+			Name: "base", Dir: d.BaseDir, Config: struct {
+				Docs, Steps int
+				Seed        int64
+			}{z.BaseDocs, z.BaseSteps, z.WorldSeed},
 			Outputs: []string{filepath.Join(d.BaseDir, "config.json"), filepath.Join(d.BaseDir, "tokenizer.json")},
 			Run:     d.runBase,
 		},
@@ -193,7 +196,9 @@ func (d *Default) runData(ctx context.Context, _ bool) error {
 		func() error {
 			return data.WritePreferences(d.dataPath(FilePreferencesEval), toPref(w.Preferences(world.Valid, z.EvalPairs)))
 		},
-		func() error { return data.WritePrompts(d.dataPath(FilePrompts), toPrompt(w.Prompts(world.Train, z.Prompts))) },
+		func() error {
+			return data.WritePrompts(d.dataPath(FilePrompts), toPrompt(w.Prompts(world.Train, z.Prompts)))
+		},
 		func() error {
 			return data.WritePrompts(d.dataPath(FilePromptsEval), toPrompt(w.Prompts(world.Valid, z.EvalPrompts)))
 		},
@@ -300,6 +305,6 @@ func QuickSizes() Sizes {
 		WorldSeed: 1, BaseDocs: 600, BaseSteps: 20,
 		SFTRows: 64, EvalRows: 16, Pairs: 48, EvalPairs: 16, Prompts: 16, EvalPrompts: 4, EvalTasks: 24,
 		SelfInstructBatches: 1,
-		SFTSteps: 4, RewardSteps: 4, DPOSteps: 4, PPOIterations: 1,
+		SFTSteps:            4, RewardSteps: 4, DPOSteps: 4, PPOIterations: 1,
 	}
 }
