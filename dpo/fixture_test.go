@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 
@@ -41,7 +42,7 @@ func microTokenizer(t testing.TB) *tokenizer.Tokenizer {
 		for _, p := range w.Preferences(world.Train, 300) {
 			texts = append(texts, p.Prompt+p.Chosen, p.Prompt+p.Rejected)
 		}
-		tokMicro, tokErr = tokenizer.Train(texts, 400, []string{"<|bos|>", "<|eos|>", "<|pad|>"})
+		tokMicro, tokErr = tokenizer.Train(texts, 1024, []string{"<|bos|>", "<|eos|>", "<|pad|>"})
 	})
 	if tokErr != nil {
 		t.Fatal(tokErr)
@@ -57,6 +58,12 @@ func microBase(t testing.TB, seed uint64) string {
 	w, err := model.NewRandom(microConfig(tok.VocabSize()), seed)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if g := os.Getenv("NORMGAIN"); g != "" {
+		f, _ := strconv.ParseFloat(g, 64)
+		for i := range model.F32(w.Norm) {
+			model.F32(w.Norm)[i] = float32(f)
+		}
 	}
 	dir := filepath.Join(t.TempDir(), "base")
 	if err := checkpoints.SaveModel(dir, w, checkpoints.SaveOptions{}); err != nil {
@@ -87,7 +94,7 @@ func testConfig(base, out string) Config {
 	cfg := DefaultConfig()
 	cfg.Base, cfg.Out = base, out
 	cfg.WorldPairs, cfg.WorldEvalPairs = 64, 16
-	cfg.Pairs, cfg.MaxLen, cfg.Buckets = 4, 96, []int{80, 96}
+	cfg.Pairs, cfg.MaxLen, cfg.Buckets = 4, 64, []int{48, 64}
 	cfg.LoRA.R, cfg.LoRA.Alpha = 4, 8
 	cfg.Train.Steps, cfg.Train.WarmupSteps = 4, 0
 	cfg.Train.LogEvery, cfg.Train.EvalEvery, cfg.Train.CheckpointEvery = 1, 0, 0

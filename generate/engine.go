@@ -78,56 +78,35 @@ func New(w *model.Weights, tok Tokenizer) (*Engine, error) {
 }
 
 func (e *Engine) checkShapes() error {
+	type shape struct {
+		name string
+		t    *tensor.Dense
+		n    int
+	}
+	C, F, V, HD, KD := e.C, e.F, e.V, e.H*e.D, e.KVH*e.D
 	w := e.w
-	want := func(name string, got []float32, n int) error {
-		if len(got) != n {
-			return fmt.Errorf("%s has %d values, want %d", name, len(got), n)
-		}
-		return nil
-	}
-	C, F, HD, KD := e.C, e.F, e.H*e.D, e.KVH*e.D
-	if err := want("embed_tokens", model.F32(w.Embed), e.V*C); err != nil {
-		return err
-	}
-	if err := want("lm_head", model.F32(w.LMHead), e.V*C); err != nil {
-		return err
-	}
-	if err := want("norm", model.F32(w.Norm), C); err != nil {
-		return err
-	}
+	checks := []shape{{"embed_tokens", w.Embed, V * C}, {"lm_head", w.LMHead, V * C}, {"norm", w.Norm, C}}
 	for i, l := range w.Layers {
-		checks := []struct {
-			name string
-			t    []float32
-			n    int
-		}{
-			{"input_layernorm", model.F32(l.AttnNorm), C}, {"post_attention_layernorm", model.F32(l.MLPNorm), C},
-			{"q_proj", model.F32(l.Wq), HD * C}, {"k_proj", model.F32(l.Wk), KD * C}, {"v_proj", model.F32(l.Wv), KD * C},
-			{"o_proj", model.F32(l.Wo), C * HD}, {"gate_proj", model.F32(l.Gate), F * C}, {"up_proj", model.F32(l.Up), F * C},
-			{"down_proj", model.F32(l.Down), C * F},
+		p := fmt.Sprintf("layer %d ", i)
+		checks = append(checks,
+			shape{p + "input_layernorm", l.AttnNorm, C}, shape{p + "post_attention_layernorm", l.MLPNorm, C},
+			shape{p + "q_proj", l.Wq, HD * C}, shape{p + "k_proj", l.Wk, KD * C}, shape{p + "v_proj", l.Wv, KD * C},
+			shape{p + "o_proj", l.Wo, C * HD}, shape{p + "gate_proj", l.Gate, F * C}, shape{p + "up_proj", l.Up, F * C},
+			shape{p + "down_proj", l.Down, C * F})
+		if w.Config.AttentionBias {
+			checks = append(checks, shape{p + "q_proj.bias", l.Bq, HD}, shape{p + "k_proj.bias", l.Bk, KD}, shape{p + "v_proj.bias", l.Bv, KD})
 		}
-		if e.w.Config.AttentionBias {
-			if l.Bq == nil || l.Bk == nil || l.Bv == nil {
-				return fmt.Errorf("layer %d: attention_bias is set but biases are missing", i)
-			}
-			checks = append(checks, struct {
-				name string
-				t    []float32
-				n    int
-			}{"q_proj.bias", model.F32(l.Bq), HD}, struct {
-				name string
-				t    []float32
-				n    int
-			}{"k_proj.bias", model.F32(l.Bk), KD}, struct {
-				name string
-				t    []float32
-				n    int
-			}{"v_proj.bias", model.F32(l.Bv), KD})
+	}
+	for _, c := range checks {
+		if c.t == nil {
+			return fmt.Errorf("%s is missing", c.name)
 		}
-		for _, c := range checks {
-			if err := want(fmt.Sprintf("layer %d %s", i, c.name), c.t, c.n); err != nil {
-				return err
-			}
+		d, ok := c.t.Data().([]float32)
+		if !ok {
+			return fmt.Errorf("%s is %v, not float32", c.name, c.t.Dtype())
+		}
+		if len(d) != c.n {
+			return fmt.Errorf("%s has %d values, want %d", c.name, len(d), c.n)
 		}
 	}
 	return nil

@@ -323,15 +323,11 @@ func (inj *Injection) Wrap(g *G.ExprGraph, layer int, module string, x, y *G.Nod
 	if err != nil {
 		return nil, fmt.Errorf("lora %s: %w", m.PEFTPrefix(), err)
 	}
-	xab, err := ops.Linear(xa, bn, nil) // (B·T, out) = (x·Aᵀ)·Bᵀ
+	out, err := G.ApplyOp(&lowRankAddOp{scale: &a.scale}, y, xa, bn) // (B·T, out) = y + s·(x·Aᵀ)·Bᵀ
 	if err != nil {
 		return nil, fmt.Errorf("lora %s: %w", m.PEFTPrefix(), err)
 	}
-	delta, err := G.ApplyOp(&hostScaleOp{scale: &a.scale}, xab)
-	if err != nil {
-		return nil, fmt.Errorf("lora %s: %w", m.PEFTPrefix(), err)
-	}
-	return ops.Add(y, delta)
+	return out, nil
 }
 
 func toFloat64(t *tensor.Dense) *tensor.Dense {

@@ -16,6 +16,7 @@ import (
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/reward"
 	"github.com/gotune/gotune/train"
+	"github.com/gotune/gotune/world"
 )
 
 // ValueHeadName is the value head in finetune.Model.Extra: a (1, C) matrix
@@ -57,6 +58,11 @@ type Config struct {
 	RewardSFTAdapter string
 	Prompts          string // prompts dataset
 	EvalPrompts      string // held-out prompts for eval_objective/* ("" for none)
+	// WorldPrompts, when Prompts is "", draws that many prompts of the
+	// built-in world's Train split (seed WorldSeed) and, when EvalPrompts
+	// is "" too, 32 held-out prompts of its Valid split.
+	WorldPrompts int
+	WorldSeed    int64
 	EvalMax          int    // held-out prompts evaluated at most (0: all)
 	Out              string // stage directory: adapter/, value_head.safetensors, state/, metrics.jsonl
 	Resume           bool   // continue from the checkpoint in Out
@@ -102,7 +108,7 @@ func DefaultConfig() Config {
 	lc := lora.DefaultConfig()
 	lc.Targets, lc.Dropout = []string{"all-linear"}, 0
 	return Config{
-		Iterations: 40, RolloutBatch: 32, MiniBatches: 2, Epochs: 2, MaxNewTokens: 12, Temperature: 1,
+		WorldSeed: 1, Iterations: 40, RolloutBatch: 32, MiniBatches: 2, Epochs: 2, MaxNewTokens: 12, Temperature: 1,
 		MissingEOSPenalty: 1, KLEstimator: K1, KLCoef: 0.05, KLTarget: 6, KLHorizon: 10000,
 		Gamma: 1, Lambda: 0.95, ClipRange: 0.2, ClipRangeValue: 0.2, VFCoef: 0.1,
 		LoRA: lc, Train: tc,
@@ -116,7 +122,7 @@ func (c Config) Validate() error {
 		return errors.New("ppo: no base model")
 	case c.RewardAdapter == "":
 		return errors.New("ppo: no reward adapter")
-	case c.Prompts == "":
+	case c.Prompts == "" && c.WorldPrompts <= 0:
 		return errors.New("ppo: no prompts dataset")
 	case c.Out == "":
 		return errors.New("ppo: no output directory")
@@ -229,14 +235,21 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if limit <= 0 {
 		return Result{}, fmt.Errorf("ppo: %d new tokens leave no room for a prompt in the model's %d positions", cfg.MaxNewTokens, maxPos)
 	}
-	prompts, dropped, longest, err := loadPrompts(cfg.Prompts, enc, limit)
+	src, evalSrc := filePrompts(cfg.Prompts), filePrompts(cfg.EvalPrompts)
+	if cfg.Prompts == "" {
+		src = worldPrompts(cfg.WorldSeed, world.Train, cfg.WorldPrompts)
+		if cfg.EvalPrompts == "" {
+			evalSrc = worldPrompts(cfg.WorldSeed, world.Valid, 32)
+		}
+	}
+	prompts, dropped, longest, err := loadPrompts(src, enc, limit)
 	if err != nil {
 		return Result{}, err
 	}
 	var evalPrompts [][]int
-	if cfg.EvalPrompts != "" {
+	if evalSrc.name != "" {
 		var d, l int
-		if evalPrompts, d, l, err = loadPrompts(cfg.EvalPrompts, enc, limit); err != nil {
+		if evalPrompts, d, l, err = loadPrompts(evalSrc, enc, limit); err != nil {
 			return Result{}, err
 		}
 		dropped += d
@@ -334,11 +347,33 @@ func saveOutputs(dir string, policy *finetune.Model) error {
 	return nil
 }
 
+// promptSource calls fn with every row of a prompts dataset.
+type promptSource struct {
+	name   string
+	stream func(fn func(row int, p data.Prompt) error) error
+}
+
+func filePrompts(path string) promptSource {
+	return promptSource{path, func(fn func(int, data.Prompt) error) error { return data.StreamPrompts(path, fn) }}
+}
+
+func worldPrompts(seed int64, split world.Split, n int) promptSource {
+	return promptSource{fmt.Sprintf("world %d (%d prompts)", seed, n), func(fn func(int, data.Prompt) error) error {
+		for i, p := range world.New(seed).Prompts(split, n) {
+			if err := fn(i, data.Prompt{Prompt: p.Prompt}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}}
+}
+
 // loadPrompts encodes a prompts dataset, leaving out prompts of more than
 // limit tokens; it returns the prompts kept, how many were left out and the
 // longest kept.
-func loadPrompts(path string, enc *reward.Encoder, limit int) (out [][]int, dropped, longest int, err error) {
-	err = data.StreamPrompts(path, func(row int, p data.Prompt) error {
+func loadPrompts(src promptSource, enc *reward.Encoder, limit int) (out [][]int, dropped, longest int, err error) {
+	path := src.name
+	err = src.stream(func(row int, p data.Prompt) error {
 		ids, err := enc.Prompt(p.Prompt, p.Messages)
 		if err != nil {
 			return fmt.Errorf("%s: row %d: %w", path, row+1, err)

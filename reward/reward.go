@@ -18,6 +18,7 @@ import (
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/train"
+	"github.com/gotune/gotune/world"
 )
 
 // Config is a reward-model training run. The model is the base (with the
@@ -30,6 +31,11 @@ type Config struct {
 	Data       string  // preferences dataset (prompt, chosen, rejected, optional margin)
 	EvalData   string  // held-out preferences ("" holds out a HeldOut share of Data)
 	HeldOut    float64 // share of Data's prompts held out when EvalData is "" (0: none)
+	// WorldPairs, when Data is "", trains on that many pairs of the
+	// built-in world's Train split (seed WorldSeed) and, when EvalData is
+	// "" too, evaluates on max(64, WorldPairs/10) pairs of its Valid split.
+	WorldPairs int
+	WorldSeed  int64
 	EvalMax    int     // held-out pairs evaluated at most (0: all)
 	Out        string  // stage directory: adapter/, state/, metrics.jsonl
 	Resume     bool    // continue from the checkpoint in Out
@@ -45,7 +51,7 @@ type Config struct {
 	Train train.Config // Steps 0 means Epochs passes
 }
 
-// DefaultConfig is the embedded default: 8 pairs per step for 3 epochs at a
+// DefaultConfig is the embedded default: 8 pairs per step for one epoch at a
 // learning rate of 10⁻³ (a LoRA adapter of rank 8 on every linear module),
 // a held-out tenth of the prompts, evaluated every 50 updates.
 func DefaultConfig() Config {
@@ -55,7 +61,7 @@ func DefaultConfig() Config {
 	lc := lora.DefaultConfig()
 	lc.Targets = []string{"all-linear"}
 	return Config{
-		HeldOut: 0.1, BatchSize: 8, Epochs: 3, HeadStd: 0.02, HeadSeed: 1,
+		HeldOut: 0.1, WorldSeed: 1, BatchSize: 8, Epochs: 1, HeadStd: 0.02, HeadSeed: 1,
 		LoRA: lc, Train: tc,
 	}
 }
@@ -66,7 +72,7 @@ func (c Config) Validate() error {
 	switch {
 	case c.Base == "":
 		return errors.New("reward: no base model")
-	case c.Data == "":
+	case c.Data == "" && c.WorldPairs <= 0:
 		return errors.New("reward: no preferences dataset")
 	case c.Out == "":
 		return errors.New("reward: no output directory")
@@ -235,15 +241,36 @@ type pairSet struct {
 	T           int  // longest sequence kept
 }
 
+// rowSource calls fn with every preference row of a dataset.
+type rowSource struct {
+	name   string
+	stream func(fn func(row int, p data.Preference) error) error
+}
+
+func fileRows(path string) rowSource {
+	return rowSource{path, func(fn func(int, data.Preference) error) error { return data.StreamPreferences(path, fn) }}
+}
+
+func worldRows(seed int64, split world.Split, n int) rowSource {
+	return rowSource{fmt.Sprintf("world %d (%d pairs)", seed, n), func(fn func(int, data.Preference) error) error {
+		for i, p := range world.New(seed).Preferences(split, n) {
+			if err := fn(i, data.Preference{Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}}
+}
+
 // loadPairs encodes the training and held-out pairs, dropping pairs longer
 // than limit tokens.
 func loadPairs(cfg Config, enc *Encoder, limit int) (pairSet, error) {
 	var ps pairSet
-	read := func(path string, split bool) (trainPairs, heldPairs []Pair, err error) {
-		err = data.StreamPreferences(path, func(row int, p data.Preference) error {
+	read := func(src rowSource, split bool) (trainPairs, heldPairs []Pair, err error) {
+		err = src.stream(func(row int, p data.Preference) error {
 			pr, err := enc.EncodePair(p, row)
 			if err != nil {
-				return fmt.Errorf("%s: row %d: %w", path, row+1, err)
+				return fmt.Errorf("%s: row %d: %w", src.name, row+1, err)
 			}
 			if p.Margin != nil {
 				ps.margins = true
@@ -262,18 +289,25 @@ func loadPairs(cfg Config, enc *Encoder, limit int) (pairSet, error) {
 		})
 		return trainPairs, heldPairs, err
 	}
+	src, evalSrc := fileRows(cfg.Data), fileRows(cfg.EvalData)
+	if cfg.Data == "" {
+		src = worldRows(cfg.WorldSeed, world.Train, cfg.WorldPairs)
+		if cfg.EvalData == "" {
+			evalSrc = worldRows(cfg.WorldSeed, world.Valid, max(64, cfg.WorldPairs/10))
+		}
+	}
 	var err error
-	if ps.train, ps.eval, err = read(cfg.Data, cfg.EvalData == ""); err != nil {
+	if ps.train, ps.eval, err = read(src, cfg.Data != "" && cfg.EvalData == ""); err != nil {
 		return ps, fmt.Errorf("reward: %w", err)
 	}
-	if cfg.EvalData != "" {
+	if evalSrc.name != "" {
 		// Without splitting, read returns every row as its first result.
-		if ps.eval, _, err = read(cfg.EvalData, false); err != nil {
+		if ps.eval, _, err = read(evalSrc, false); err != nil {
 			return ps, fmt.Errorf("reward: %w", err)
 		}
 	}
 	if len(ps.train) == 0 {
-		return ps, fmt.Errorf("reward: no training pairs left in %s (%d longer than %d tokens)", cfg.Data, ps.dropped, limit)
+		return ps, fmt.Errorf("reward: no training pairs left in %s (%d longer than %d tokens)", src.name, ps.dropped, limit)
 	}
 	return ps, nil
 }

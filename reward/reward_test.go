@@ -26,8 +26,8 @@ import (
 var trained struct {
 	once                   sync.Once
 	dir, valid, train, out string
-	res                          Result
-	err                          error
+	res                    Result
+	err                    error
 }
 
 func TestMain(m *testing.M) {

@@ -3,7 +3,9 @@ package tokenizer
 import (
 	"fmt"
 	"math"
+	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // mergeVal is what a merge rule yields: its rank (priority, lower first)
@@ -37,6 +39,12 @@ type bpeModel struct {
 	// keyed by the bytes a token stands for.
 	byteIDs  [256]int32
 	rawVocab map[string]int
+
+	// marker is a character (SentencePiece's "▁") that no token holds
+	// except in a leading run; a word then splits exactly before each
+	// marker that follows another character, since no merge can cross
+	// there. Empty when the vocabulary does not allow it.
+	marker string
 
 	cache wordCache
 }
@@ -105,6 +113,9 @@ func newBPE(c bpeConfig) (*bpeModel, error) {
 		}
 		m.unk = id
 	}
+	if !c.ignoreMerges && c.contPrefix == "" && c.endSuffix == "" {
+		m.marker = findMarker(vocab, "\u2581")
+	}
 	for b := 0; b < 256; b++ {
 		m.fallback[b] = -1
 		if id, ok := vocab[fmt.Sprintf("<0x%02X>", b)]; ok {
@@ -145,9 +156,47 @@ const noRank = math.MaxInt32
 
 var wordPool = sync.Pool{New: func() any { return new(bpeWord) }}
 
+// findMarker returns marker when it is a token and every token holding it
+// holds it only in a leading run, else "".
+func findMarker(vocab map[string]int, marker string) string {
+	if _, ok := vocab[marker]; !ok {
+		return ""
+	}
+	for tok := range vocab {
+		if strings.Contains(strings.TrimLeft(tok, marker), marker) {
+			return ""
+		}
+	}
+	return marker
+}
+
 // tokenize appends the ids of word w. With raw set, w is raw bytes of a
 // byte-level pipeline; otherwise w is in the vocabulary's own alphabet.
+// Long words of a vocabulary with a marker are cut before each marker
+// that follows another character, and the pieces merged (and cached) one
+// by one, which gives the same tokens as merging the whole word.
 func (m *bpeModel) tokenize(dst []int, w string, raw bool) []int {
+	if m.marker == "" || raw || len(w) < 64 {
+		return m.tokenizeWord(dst, w, raw)
+	}
+	start := 0
+	for i := 1; i < len(w); {
+		k := strings.Index(w[i:], m.marker)
+		if k < 0 {
+			break
+		}
+		p := i + k
+		if !strings.HasSuffix(w[:p], m.marker) {
+			dst = m.tokenizeWord(dst, w[start:p], false)
+			start = p
+		}
+		i = p + len(m.marker)
+	}
+	return m.tokenizeWord(dst, w[start:], false)
+}
+
+// tokenizeWord merges one word.
+func (m *bpeModel) tokenizeWord(dst []int, w string, raw bool) []int {
 	if w == "" {
 		return dst
 	}
@@ -414,29 +463,73 @@ func (m *bpeModel) mergeHeap(wd *bpeWord) []int32 {
 const (
 	maxCachedWord   = 256
 	maxCacheEntries = 1 << 17
+	publishEvery    = 1 << 10
 )
 
 // wordCache remembers the ids of words already merged. It is safe for
-// concurrent use and stops growing when full.
+// concurrent use: lookups read an immutable snapshot through an atomic
+// pointer (no lock, no shared write), new words wait in a small locked
+// map until a batch of them is published in a fresh snapshot. It stops
+// growing when full.
 type wordCache struct {
-	mu sync.RWMutex
-	m  map[string][]int32
+	snap    atomic.Pointer[map[string][]int32]
+	mu      sync.Mutex
+	pending map[string][]int32
+	size    int
 }
 
 func (c *wordCache) get(w string) ([]int32, bool) {
-	c.mu.RLock()
-	ids, ok := c.m[w]
-	c.mu.RUnlock()
+	if m := c.snap.Load(); m != nil {
+		if ids, ok := (*m)[w]; ok {
+			return ids, true
+		}
+	}
+	c.mu.Lock()
+	ids, ok := c.pending[w]
+	c.mu.Unlock()
 	return ids, ok
 }
 
 func (c *wordCache) put(w string, ids []int32) {
 	c.mu.Lock()
-	if c.m == nil {
-		c.m = make(map[string][]int32)
+	defer c.mu.Unlock()
+	if c.size >= maxCacheEntries {
+		return
 	}
-	if len(c.m) < maxCacheEntries {
-		c.m[w] = append([]int32(nil), ids...)
+	if c.pending == nil {
+		c.pending = make(map[string][]int32)
 	}
+	if _, ok := c.pending[w]; ok {
+		return
+	}
+	c.pending[w] = append([]int32(nil), ids...)
+	c.size++
+	if len(c.pending) < publishEvery {
+		return
+	}
+	old := c.snap.Load()
+	n := len(c.pending)
+	if old != nil {
+		n += len(*old)
+	}
+	next := make(map[string][]int32, n)
+	if old != nil {
+		for k, v := range *old {
+			next[k] = v
+		}
+	}
+	for k, v := range c.pending {
+		next[k] = v
+	}
+	c.snap.Store(&next)
+	c.pending = nil
+}
+
+// reset empties the cache.
+func (c *wordCache) reset() {
+	c.mu.Lock()
+	c.snap.Store(nil)
+	c.pending = nil
+	c.size = 0
 	c.mu.Unlock()
 }

@@ -179,3 +179,32 @@ func TestAppendLossy(t *testing.T) {
 		}
 	}
 }
+
+// TestMarkerSplit checks that cutting long SentencePiece words before each
+// "▁" gives the tokens of merging the whole word.
+func TestMarkerSplit(t *testing.T) {
+	for _, name := range []string{"llama2", "features_sp"} {
+		tok := loadFixture(t, name)
+		m := tok.model
+		if m.marker == "" {
+			t.Fatalf("%s: no marker found", name)
+		}
+		r := rand.New(rand.NewPCG(5, 6))
+		words := []string{"▁the", "▁▁", "▁quick", "x", "é", "中", "▁", "ing", "🤖", "\n", "▁▁▁a", "."}
+		for i := 0; i < 500; i++ {
+			var b []byte
+			for n := r.IntN(40); n >= 0; n-- {
+				b = append(b, words[r.IntN(len(words))]...)
+			}
+			w := string(b)
+			whole := m.tokenizeWord(nil, w, false)
+			split := m.tokenize(nil, w, false)
+			if !slices.Equal(whole, split) {
+				t.Fatalf("%s %q: whole word %v, split %v", name, w, whole, split)
+			}
+		}
+	}
+	if loadFixture(t, "qwen3").model.marker != "" {
+		t.Error("qwen3 should have no marker")
+	}
+}

@@ -126,6 +126,7 @@ func (t *Tokenizer) Encode(text string, addSpecial bool) []int {
 			ids = t.encodeSegment(ids, piece{seg[sub.start:sub.end], sp.start == 0 && sub.start == 0}, st)
 		}
 	}
+	clear(st.pieces[:cap(st.pieces)]) // drop references into text
 	statePool.Put(st)
 	if t.post != nil {
 		ids = t.post.process(ids, addSpecial)

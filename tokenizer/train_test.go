@@ -277,3 +277,33 @@ func TestSetSpecialTokens(t *testing.T) {
 		t.Errorf("after Load: %v", back)
 	}
 }
+
+// TestConcurrentEncode encodes from several goroutines at once (run with
+// -race to check the caches and pools).
+func TestConcurrentEncode(t *testing.T) {
+	tok := trainSmall(t)
+	texts := benchLines()[:1500] // many distinct words: the cache publishes snapshots
+	want := make([][]int, len(texts))
+	for i, s := range texts {
+		want[i] = tok.Encode(s, true)
+	}
+	fresh := trainSmall(t) // empty caches, filled concurrently below
+	errs := make(chan string, 4)
+	for g := 0; g < 4; g++ {
+		go func(g int) {
+			for k := range texts {
+				i := (k*7 + g*13) % len(texts)
+				if got := fresh.Encode(texts[i], true); !slices.Equal(got, want[i]) {
+					errs <- texts[i]
+					return
+				}
+			}
+			errs <- ""
+		}(g)
+	}
+	for g := 0; g < 4; g++ {
+		if s := <-errs; s != "" {
+			t.Errorf("concurrent Encode(%q) differs", s)
+		}
+	}
+}

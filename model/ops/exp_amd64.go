@@ -13,3 +13,9 @@ var haveVec = cpu.X86.HasAVX2 && cpu.X86.HasFMA
 //
 //go:noescape
 func expShiftSumsVec(z []float32, m float32) (se, sez float32)
+
+// maxSumVec returns the maximum and the sum of z; len(z) must be a
+// positive multiple of 8. Implemented in exp_amd64.s.
+//
+//go:noescape
+func maxSumVec(z []float32) (m, s float32)

@@ -192,3 +192,36 @@ done:
 	MOVSS        X1, sez+36(FP)
 	VZEROUPPER
 	RET
+
+// func maxSumVec(z []float32) (m, s float32)
+//
+// The maximum and the sum of z, len(z) a positive multiple of 8, in eight
+// lanes with AVX.
+TEXT ·maxSumVec(SB), NOSPLIT, $0-32
+	MOVQ         z_base+0(FP), SI
+	MOVQ         z_len+8(FP), CX
+	VMOVUPS      (SI), Y0            // running maximum
+	VXORPS       Y1, Y1, Y1          // running sum
+
+maxloop:
+	VMOVUPS      (SI), Y2
+	VMAXPS       Y2, Y0, Y0
+	VADDPS       Y2, Y1, Y1
+	ADDQ         $32, SI
+	SUBQ         $8, CX
+	JNZ          maxloop
+
+	VEXTRACTF128 $1, Y0, X2
+	VMAXPS       X2, X0, X0
+	VPERMILPS    $0x4e, X0, X2       // swap 64-bit halves
+	VMAXPS       X2, X0, X0
+	VPERMILPS    $0xb1, X0, X2       // swap neighbours
+	VMAXPS       X2, X0, X0
+	MOVSS        X0, m+24(FP)
+	VEXTRACTF128 $1, Y1, X2
+	VADDPS       X2, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	MOVSS        X1, s+28(FP)
+	VZEROUPPER
+	RET

@@ -60,6 +60,8 @@ type headPass[T Float] struct {
 	N, C, V int
 	targets []int32
 	buf     []T       // (rows, V) scratch
+	hs      []T       // (rows, C) scratch
+	k       []T       // (N) per-row scale of exp(z − shift) in ∂L/∂z
 	lse     []float64 // (N) log Σ exp z; written by the forward pass, read by the backward
 	logp    []T       // (N) forward output
 	stats   *TokenStats
@@ -68,17 +70,26 @@ type headPass[T Float] struct {
 	replay  bool
 }
 
-// run computes logits chunk by chunk. The forward pass (replay = false)
-// fills lse, logp and stats; with coef it turns each chunk of logits into
-// ∂L/∂z = coef·(onehot(y) − softmax(z)) in place and accumulates
-// dh = ∂L/∂z·W and dw = (∂L/∂z)ᵀ·h. A replay (the backward pass of
-// LogProbs) rebuilds softmax(z) from the saved lse instead.
+// run computes logits z = h·Wᵀ chunk by chunk. The forward pass
+// (replay = false) fills lse, logp and stats. With coef it also
+// accumulates the gradients, from
+//
+//	∂L/∂z = c·(onehot(y) − softmax(z)) = k·E + c·onehot(y),
+//
+// c = coef[n], where E = exp(z − shift) is what the chunk holds after its
+// row pass and k the matching per-row factor (−c/Σ exp(z − max) in the
+// forward pass, which shifts by the row maximum; −c in a replay, the
+// backward pass of LogProbs, which shifts by the saved lse so E is
+// softmax(z)). Row factors are applied to the small side of each product
+// instead of to E:
+//
+//	dh = diag(k)·(E·W) + c ⊙ W[y]       dw += Eᵀ·(diag(k)·h) + scatter(c ⊙ h at rows y)
 func (p *headPass[T]) run() {
 	rows := max(1, min(p.N, chunkElems/p.V))
 	for r0 := 0; r0 < p.N; r0 += rows {
 		nc := min(rows, p.N-r0)
 		z := p.buf[:nc*p.V]
-		hc := p.h[r0*p.C:]
+		hc := p.h[r0*p.C : (r0+nc)*p.C]
 		// z = h·Wᵀ   (nc, V)
 		gemm(false, true, nc, p.V, p.C, 1, hc, p.C, p.w, p.C, 0, z, p.V)
 		parallelFor(nc, 8, func(lo, hi int) {
@@ -89,42 +100,55 @@ func (p *headPass[T]) run() {
 		if p.coef == nil {
 			continue
 		}
+		k, c := p.k[r0:r0+nc], p.coef[r0:r0+nc]
+		y := p.targets[r0 : r0+nc]
 		if p.dh != nil {
-			// dh = ∂L/∂z·W   (nc, C)
-			gemm(false, false, nc, p.C, p.V, 1, z, p.V, p.w, p.C, 0, p.dh[r0*p.C:], p.C)
+			// dh = diag(k)·(E·W) + c ⊙ W[y]   (nc, C)
+			dh := p.dh[r0*p.C : (r0+nc)*p.C]
+			gemm(false, false, nc, p.C, p.V, 1, z, p.V, p.w, p.C, 0, dh, p.C)
+			parallelFor(nc, 64, func(lo, hi int) {
+				for i := lo; i < hi; i++ {
+					row, wy := dh[i*p.C:(i+1)*p.C], p.w[int(y[i])*p.C:(int(y[i])+1)*p.C]
+					for j := range row {
+						row[j] = k[i]*row[j] + c[i]*wy[j]
+					}
+				}
+			})
 		}
 		if p.dw != nil {
-			// dw += (∂L/∂z)ᵀ·h   (V, C)
+			// dw += Eᵀ·(diag(k)·h) + scatter(c ⊙ h)   (V, C)
+			hs := p.hs[:nc*p.C]
+			for i := range nc {
+				for j, v := range hc[i*p.C : (i+1)*p.C] {
+					hs[i*p.C+j] = k[i] * v
+				}
+			}
 			beta := T(1)
 			if r0 == 0 {
 				beta = 0
 			}
-			gemm(true, false, p.V, p.C, nc, 1, z, p.V, hc, p.C, beta, p.dw, p.C)
+			gemm(true, false, p.V, p.C, nc, 1, z, p.V, hs, p.C, beta, p.dw, p.C)
+			for i := range nc {
+				row := p.dw[int(y[i])*p.C : (int(y[i])+1)*p.C]
+				for j, v := range hc[i*p.C : (i+1)*p.C] {
+					row[j] += c[i] * v
+				}
+			}
 		}
 	}
 }
 
-// row handles the logits z of row n.
+// row turns the logits z of row n into E = exp(z − shift), recording the
+// forward statistics (or, in a replay, reading the saved lse) and k[n].
 func (p *headPass[T]) row(n int, z []T) {
-	y := int(p.targets[n])
 	if p.replay {
-		c := p.coef[n]
-		if c == 0 {
-			clear(z)
-			return
-		}
-		expShift(z, p.lse[n], -float64(c))
-		z[y] += c
+		expShift(z, p.lse[n])
+		p.k[n] = -p.coef[n]
 		return
 	}
-	m, sum := z[0], 0.0
-	for _, v := range z {
-		m = max(m, v)
-		sum += float64(v)
-	}
-	zy := z[y]
-	// z ← exp(z − m); se = Σ exp(z − m), sez = Σ exp(z − m)·z
-	se, sez := expShiftSums(z, m)
+	m, sum := maxSum(z)
+	zy := z[p.targets[n]]
+	se, sez := expShiftSums(z, m) // z ← exp(z − m)
 	lse := float64(m) + math.Log(se)
 	p.lse[n] = lse
 	p.logp[n] = T(float64(zy) - lse)
@@ -132,19 +156,9 @@ func (p *headPass[T]) row(n int, z []T) {
 		p.stats.MeanLogit[n] = float32(sum / float64(p.V))
 		p.stats.Entropy[n] = float32(lse - sez/se) // −Σ p log p = lse − Σ p·z
 	}
-	if p.coef == nil {
-		return
+	if p.coef != nil {
+		p.k[n] = T(-float64(p.coef[n]) / se)
 	}
-	c := p.coef[n]
-	if c == 0 {
-		clear(z)
-		return
-	}
-	k := T(-float64(c) / se)
-	for j := range z {
-		z[j] *= k
-	}
-	z[y] += c
 }
 
 // expShiftSums replaces z by exp(z − m) and returns Σ exp(z − m) and
@@ -164,18 +178,14 @@ func expShiftSums[T Float](z []T, m T) (se, sez float64) {
 	return se, sez
 }
 
-// expShift replaces z by k·exp(z − s).
-func expShift[T Float](z []T, s, k float64) {
+// expShift replaces z by exp(z − s).
+func expShift[T Float](z []T, s float64) {
 	switch zs := any(z).(type) {
 	case []float32:
 		expShiftSums32(zs, float32(s))
-		k32 := float32(k)
-		for j := range zs {
-			zs[j] *= k32
-		}
 	case []float64:
 		for j, v := range zs {
-			zs[j] = k * math.Exp(v-s)
+			zs[j] = math.Exp(v - s)
 		}
 	}
 }
@@ -215,9 +225,11 @@ func newPass[T Float](s *headState, h, w *tensor.Dense, buf *[]T) *headPass[T] {
 	if len(s.lse) != N {
 		s.lse = make([]float64, N)
 	}
-	*buf = grow(*buf, max(1, min(N, chunkElems/V))*V)
-	return &headPass[T]{h: h.Data().([]T), w: w.Data().([]T), N: N, C: C, V: V,
-		targets: s.targets, buf: *buf, lse: s.lse, stats: s.stats}
+	rows := max(1, min(N, chunkElems/V))
+	*buf = grow(*buf, rows*V+rows*C+N)
+	b := *buf
+	return &headPass[T]{h: h.Data().([]T), w: w.Data().([]T), N: N, C: C, V: V, targets: s.targets,
+		buf: b[:rows*V], hs: b[rows*V : rows*V+rows*C], k: b[rows*V+rows*C:], lse: s.lse, stats: s.stats}
 }
 
 type logProbsOp struct {

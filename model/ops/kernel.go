@@ -167,3 +167,28 @@ func expShiftSums32(z []float32, m float32) (se, sez float64) {
 	}
 	return se, sez
 }
+
+// maxSum returns the maximum of z (len(z) > 0) and its sum in float64.
+func maxSum[T Float](z []T) (m T, sum float64) {
+	m = z[0]
+	if zs, ok := any(z).([]float32); ok && haveVec {
+		m32 := zs[0]
+		for len(zs) >= 8 {
+			blk := zs[:min(len(zs), 256)&^7]
+			zs = zs[len(blk):]
+			bm, bs := maxSumVec(blk)
+			m32 = max(m32, bm)
+			sum += float64(bs)
+		}
+		for _, v := range zs {
+			m32 = max(m32, v)
+			sum += float64(v)
+		}
+		return T(m32), sum
+	}
+	for _, v := range z {
+		m = max(m, v)
+		sum += float64(v)
+	}
+	return m, sum
+}

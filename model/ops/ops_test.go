@@ -282,27 +282,27 @@ func TestAddGradient(t *testing.T) {
 
 func TestLogProbsGradient(t *testing.T) {
 	defer func(old int) { chunkElems = old }(chunkElems)
-	chunkElems = 14 // two rows per chunk
+	chunkElems = 38 // two rows per chunk
 	r := rand.New(rand.NewPCG(1, 8))
-	targets := []int32{2, 0, 6, 6, 1}
+	targets := []int32{2, 0, 16, 16, 1}
 	stats := &TokenStats{MeanLogit: make([]float32, 5), Entropy: make([]float32, 5)}
-	checkOp(t, opCase{"logprobs", []*tensor.Dense{randTensor(r, 1, 5, 4), randTensor(r, 1, 7, 4)}, func(in []*G.Node) (*G.Node, error) {
+	checkOp(t, opCase{"logprobs", []*tensor.Dense{randTensor(r, 1, 5, 4), randTensor(r, 1, 19, 4)}, func(in []*G.Node) (*G.Node, error) {
 		return LogProbs(in[0], in[1], targets, stats)
 	}})
 }
 
 func TestMeanNLLGradient(t *testing.T) {
 	defer func(old int) { chunkElems = old }(chunkElems)
-	chunkElems = 14 // two rows per chunk
+	chunkElems = 38 // two rows per chunk
 	r := rand.New(rand.NewPCG(1, 9))
-	targets := []int32{2, 0, 6, 6, 1}
+	targets := []int32{2, 0, 16, 16, 1}
 	weights := tensor.New(tensor.WithShape(5), tensor.WithBacking([]float64{1, 0, 2, 0.5, 1}))
-	checkOp(t, opCase{"meannll", []*tensor.Dense{randTensor(r, 1, 5, 4), randTensor(r, 1, 7, 4)}, func(in []*G.Node) (*G.Node, error) {
+	checkOp(t, opCase{"meannll", []*tensor.Dense{randTensor(r, 1, 5, 4), randTensor(r, 1, 19, 4)}, func(in []*G.Node) (*G.Node, error) {
 		wn := G.NewVector(in[0].Graph(), in[0].Dtype(), G.WithShape(5), G.WithName("weights"), G.WithValue(convert(weights, in[0].Dtype())))
 		return MeanNLL(in[0], in[1], wn, targets, nil)
 	}})
 	// Scaled by an upstream gradient ≠ 1 (the loss inside a larger one).
-	checkOp(t, opCase{"meannll scaled", []*tensor.Dense{randTensor(r, 1, 5, 4), randTensor(r, 1, 7, 4)}, func(in []*G.Node) (*G.Node, error) {
+	checkOp(t, opCase{"meannll scaled", []*tensor.Dense{randTensor(r, 1, 5, 4), randTensor(r, 1, 19, 4)}, func(in []*G.Node) (*G.Node, error) {
 		wn := G.NewVector(in[0].Graph(), in[0].Dtype(), G.WithShape(5), G.WithName("weights"), G.WithValue(convert(weights, in[0].Dtype())))
 		l, err := MeanNLL(in[0], in[1], wn, targets, nil)
 		if err != nil {
@@ -475,5 +475,24 @@ func TestExpShiftSums32(t *testing.T) {
 	}
 	if !haveVec {
 		t.Log("no vector exp kernel in this build or on this processor")
+	}
+}
+
+func TestMaxSum(t *testing.T) {
+	r := rand.New(rand.NewPCG(6, 6))
+	for _, n := range []int{1, 7, 8, 9, 16, 255, 256, 257, 1000} {
+		z := make([]float32, n)
+		for i := range z {
+			z[i] = float32(r.NormFloat64() * 10)
+		}
+		z[r.IntN(n)] = 40 // the maximum somewhere
+		m, s := maxSum(z)
+		var want float64
+		for _, v := range z {
+			want += float64(v)
+		}
+		if m != 40 || math.Abs(s-want) > 1e-5*float64(n)*10 {
+			t.Fatalf("n=%d: max %v sum %v, want 40 %v", n, m, s, want)
+		}
 	}
 }

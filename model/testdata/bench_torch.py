@@ -7,7 +7,10 @@ can be given as ratios from one environment. Uses the from-scratch forward
 of gen_reference.py in float32 with 2 threads and plain SGD-free steps
 (forward + backward only, like the Go benchmark).
 
-  OPENBLAS_CORETYPE=Haswell /usr/bin/python3 model/testdata/bench_torch.py [full|frozen|forward] [steps]
+  OPENBLAS_CORETYPE=Haswell /usr/bin/python3 model/testdata/bench_torch.py [full|frozen|forward] [steps] [threads]
+
+Besides wall-clock tokens/s it prints CPU seconds per step (all threads),
+which is less sensitive to other work on a shared machine.
 """
 import os
 import sys
@@ -34,7 +37,8 @@ def peak_rss_mib():
 def main():
     mode = sys.argv[1] if len(sys.argv) > 1 else "full"
     steps = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-    torch.set_num_threads(2)
+    threads = int(sys.argv[3]) if len(sys.argv) > 3 else 2
+    torch.set_num_threads(threads)
     gen = torch.Generator().manual_seed(1)
     w = {k: v.clone().requires_grad_(mode == "full" or (mode == "frozen" and any(
         m in k for m in ("q_proj", "k_proj", "v_proj", "o_proj")))) for k, v in make_weights(CFG, gen).items()}
@@ -55,15 +59,18 @@ def main():
         return loss
 
     step()  # warm-up
-    times = []
+    times, cpu = [], []
     for _ in range(steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     times.sort()
+    cpu.sort()
     med = times[len(times) // 2]
-    print("torch %s %s: %.0f tok/s (median of %d steps, %.2f s/step), peak RSS %.0f MiB, OPENBLAS_CORETYPE=%s" % (
-        torch.__version__, mode, B * T / med, steps, med, peak_rss_mib(), os.environ.get("OPENBLAS_CORETYPE", "")))
+    print("torch %s %s, %d threads: %.0f tok/s (median of %d steps, %.2f s/step, %.2f cpu-s/step), peak RSS %.0f MiB, OPENBLAS_CORETYPE=%s" % (
+        torch.__version__, mode, threads, B * T / med, steps, med, cpu[len(cpu) // 2], peak_rss_mib(),
+        os.environ.get("OPENBLAS_CORETYPE", "")))
 
 
 if __name__ == "__main__":

@@ -44,7 +44,8 @@ func (d *Dict) Keys() []string { return d.keys }
 
 // FromGo converts maps, slices and scalars from Go into template values:
 // map[string]any becomes a Dict with sorted keys, slices become lists,
-// integer and float types become int and float64.
+// integer and float types become int and float64; any other value becomes
+// its fmt %v string.
 func FromGo(v any) any {
 	switch x := v.(type) {
 	case nil, bool, string, int, float64, *Dict, undefined, *namespace, callable, tuple:

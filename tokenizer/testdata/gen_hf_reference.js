@@ -8,9 +8,12 @@
 // Run from tokenizer/testdata (with the package installed where node finds it):
 //   node gen_hf_reference.js [count]
 // Writes <fixture>/hf_reference.jsonl for qwen3, llama3 and llama2 with one
-// {text, ids, ids_with_special, decoded, decoded_skip_special} per line, and
-// trained/hf_reference.jsonl for the trained tokenizer in trained/ (written by
-// TestWriteTrainedFixture). The Go tests only read these files.
+// {text, ids, ids_with_special, decoded, decoded_skip_special} per line;
+// trained/hf_reference.jsonl for the tokenizer that Train makes (trained/ is
+// written by `go test -run TestTrainedFixture -update`, run that first); and
+// features_{sp,bl,ws}/ (tokenizer.json and reference), small tokenizers built
+// here to exercise the components the fixtures do not use. The Go tests only
+// read these files.
 "use strict";
 const fs = require("fs");
 const path = require("path");
