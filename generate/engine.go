@@ -465,7 +465,10 @@ func (e *Engine) attention(l int) {
 			K, Vc := rw.st.k[l], rw.st.v[l]
 			s := sc[:T]
 			// scores (T) = K[:, kv:kv+D]·q / √D
-			gemv(false, T, D, scale, K[kv:], KD, q, 0, s)
+			dotRows(s, q, K[kv:], D, KD, T)
+			for t := range s {
+				s[t] *= scale
+			}
 			softmax(s)
 			// out (D) = V[:, kv:kv+D]ᵀ·s
 			gemv(true, T, D, 1, Vc[kv:], KD, s, 0, ws.att[r*HD+h*D:r*HD+(h+1)*D])

@@ -79,3 +79,28 @@ func BenchmarkMatmul(b *testing.B) {
 		}
 	}
 }
+
+func TestDotRows(t *testing.T) {
+	r := rand.New(rand.NewPCG(2, 2))
+	for _, s := range []struct{ n, ldw, rows int }{{48, 96, 37}, {8, 8, 4}, {12, 24, 9}, {5, 7, 3}, {64, 128, 1}, {48, 48, 0}} {
+		w := make([]float32, max(0, (s.rows-1)*s.ldw+s.n))
+		x := make([]float32, s.n)
+		for i := range w {
+			w[i] = float32(r.NormFloat64())
+		}
+		for i := range x {
+			x[i] = float32(r.NormFloat64())
+		}
+		y := make([]float32, s.rows)
+		dotRows(y, x, w, s.n, s.ldw, s.rows)
+		for u := range s.rows {
+			var want float64
+			for k := range s.n {
+				want += float64(x[k]) * float64(w[u*s.ldw+k])
+			}
+			if math.Abs(float64(y[u])-want) > 1e-4*(1+math.Abs(want)) {
+				t.Fatalf("shape %+v row %d: %g, want %g", s, u, y[u], want)
+			}
+		}
+	}
+}

@@ -61,3 +61,37 @@ func smallGemm(y, x, w []float32, N, in, out int) bool {
 	}
 	return true
 }
+
+// dotRows sets y[t] = Σ_{k<n} x[k]·w[t·ldw + k] for t < rows: a
+// matrix-vector product over strided rows (attention scores over the key
+// cache), on the AVX2 kernel when it is available.
+func dotRows(y, x, w []float32, n, ldw, rows int) {
+	if rows == 0 {
+		return
+	}
+	if len(x) < n || len(y) < rows || len(w) < (rows-1)*ldw+n {
+		panic("generate: dotRows slice too short")
+	}
+	if !kernel.Available || n < 8 {
+		gemv(false, rows, n, 1, w, ldw, x, 0, y)
+		return
+	}
+	n8 := n &^ 7
+	t := 0
+	for ; t+4 <= rows; t += 4 {
+		kernel.Dot4x1(&w[t*ldw], ldw, &x[0], n8, &y[t])
+	}
+	for k := n8; k < n; k++ {
+		for u := 0; u < t; u++ {
+			y[u] += x[k] * w[u*ldw+k]
+		}
+	}
+	for ; t < rows; t++ {
+		var s float32
+		wr := w[t*ldw : t*ldw+n]
+		for k, v := range x[:n] {
+			s += v * wr[k]
+		}
+		y[t] = s
+	}
+}

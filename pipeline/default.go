@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 
 	"github.com/gotune/gotune/checkpoints/atomicfile"
@@ -146,13 +145,19 @@ func (d *Default) tune(c *train.Config, dir string, steps int) {
 	c.CheckpointEvery = max(1, steps/5)
 }
 
+// The training stages get the runner's resume flag as it is: each one
+// continues its own checkpoint when it finds one (train.HasCheckpoint looks
+// in state/ and, after a kill between the two renames that replace it, in
+// state.old/) and starts afresh when the interruption came before the
+// first checkpoint.
+
 func (d *Default) runBase(ctx context.Context, resume bool) error {
 	w := world.New(d.Sizes.WorldSeed)
 	cfg := pretrain.DefaultConfig()
 	cfg.Docs = w.Corpus(d.Sizes.BaseDocs)
 	cfg.Preset = "tiny"
 	cfg.Out = d.BaseDir
-	cfg.Resume = resume && hasCheckpoint(d.BaseDir)
+	cfg.Resume = resume
 	cfg.Train.Steps = d.Sizes.BaseSteps
 	cfg.Train.Quiet = d.Quiet
 	_, err := pretrain.Run(ctx, cfg)
@@ -223,7 +228,7 @@ func (d *Default) runSFT(ctx context.Context, resume bool) error {
 	cfg.Data = d.dataPath(FileSFT)
 	cfg.EvalData = d.dataPath(FileInstructionsEval)
 	cfg.Out = d.stageDir("sft")
-	cfg.Resume = resume && hasCheckpoint(cfg.Out)
+	cfg.Resume = resume
 	d.tune(&cfg.Train, cfg.Out, d.Sizes.SFTSteps)
 	res, err := sft.Run(ctx, cfg)
 	if err != nil {
@@ -240,7 +245,7 @@ func (d *Default) runReward(ctx context.Context, resume bool) error {
 	cfg.Data = d.dataPath(FilePreferences)
 	cfg.EvalData = d.dataPath(FilePreferencesEval)
 	cfg.Out = d.stageDir("reward")
-	cfg.Resume = resume && hasCheckpoint(cfg.Out)
+	cfg.Resume = resume
 	d.tune(&cfg.Train, cfg.Out, d.Sizes.RewardSteps)
 	res, err := reward.Run(ctx, cfg)
 	if err != nil {
@@ -257,7 +262,7 @@ func (d *Default) runDPO(ctx context.Context, resume bool) error {
 	cfg.Data = d.dataPath(FilePreferences)
 	cfg.EvalData = d.dataPath(FilePreferencesEval)
 	cfg.Out = d.stageDir("dpo")
-	cfg.Resume = resume && hasCheckpoint(cfg.Out)
+	cfg.Resume = resume
 	d.tune(&cfg.Train, cfg.Out, d.Sizes.DPOSteps)
 	_, err := dpo.Run(ctx, cfg)
 	return err
@@ -271,7 +276,7 @@ func (d *Default) runPPO(ctx context.Context, resume bool) error {
 	cfg.Prompts = d.dataPath(FilePrompts)
 	cfg.EvalPrompts = d.dataPath(FilePromptsEval)
 	cfg.Out = d.stageDir("ppo")
-	cfg.Resume = resume && hasCheckpoint(cfg.Out)
+	cfg.Resume = resume
 	cfg.Iterations = d.Sizes.PPOIterations
 	cfg.Train.Quiet = d.Quiet
 	_, err := ppo.Run(ctx, cfg)
@@ -292,11 +297,6 @@ func (d *Default) logf(format string, args ...any) {
 	if d.Log != nil {
 		fmt.Fprintf(d.Log, format+"\n", args...)
 	}
-}
-
-func hasCheckpoint(dir string) bool {
-	_, err := os.Stat(filepath.Join(dir, "state"))
-	return err == nil
 }
 
 // QuickSizes are a smoke run of every stage in about a minute.

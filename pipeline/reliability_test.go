@@ -182,13 +182,18 @@ func midCheckpoint(dir string, steps int) func() bool {
 	}
 }
 
-// running holds once a stage's record says running and was started after
-// since (a rerun rewrites it).
-func running(dir string, since time.Time) func() bool {
+// running holds while a stage's record says running.
+func running(dir string) func() bool {
 	return func() bool {
 		rec := stageRecord(dir)
-		return rec != nil && rec.Status == statusRunning && rec.Started.After(since)
+		return rec != nil && rec.Status == statusRunning
 	}
+}
+
+// logged holds once the child's log has the runner's line for stage.
+func (c *child) logged(stage, what string) func() bool {
+	line := fmt.Sprintf("%-13s %s", stage, what)
+	return func() bool { return strings.Contains(c.out.String(), line) }
 }
 
 // leftovers lists temporary files and directories (atomicfile's
@@ -312,6 +317,7 @@ func TestInterruptedRunsResumeExactly(t *testing.T) {
 	ref := childSpec{Run: filepath.Join(root, "ref"), Base: filepath.Join(root, "ref-base"), Sizes: z}
 	cut := childSpec{Run: filepath.Join(root, "cut"), Base: filepath.Join(root, "cut-base"), Sizes: z}
 
+	t0 := time.Now()
 	whole := startChild(t, "uninterrupted run", ref)
 
 	// Ctrl-C while the base model trains: the child writes a checkpoint of
@@ -319,10 +325,11 @@ func TestInterruptedRunsResumeExactly(t *testing.T) {
 	c := startChild(t, "run 1", cut)
 	c.until("base training started", func() bool {
 		_, err := os.Stat(filepath.Join(cut.Base, "tokenizer.json"))
-		return err == nil && running(cut.Base, time.Time{})()
+		return err == nil && running(cut.Base)()
 	})
 	c.signal(syscall.SIGINT)
 	c.expect(exitInterrupted)
+	t.Logf("Ctrl-C: base checkpoint at update %d after %s", checkpointStep(cut.Base), time.Since(t0).Round(time.Second))
 	if s := checkpointStep(cut.Base); s < 0 || s >= z.BaseSteps {
 		t.Fatalf("after Ctrl-C the base checkpoint is at update %d, want one in [0, %d); output:\n%s", s, z.BaseSteps, c.out)
 	}
@@ -334,9 +341,8 @@ func TestInterruptedRunsResumeExactly(t *testing.T) {
 	}
 
 	// kill -9 while the base resumes from that checkpoint.
-	since := stageRecord(cut.Base).Started
 	c = startChild(t, "run 2", cut)
-	c.until("base resumed", running(cut.Base, since))
+	c.until("base resumed", c.logged("base", "resuming"))
 	c.signal(syscall.SIGKILL)
 	c.wait()
 	expectResumed(t, c, "base")
@@ -360,6 +366,7 @@ func TestInterruptedRunsResumeExactly(t *testing.T) {
 			t.Fatalf("%s finished before it was killed; the kill tested nothing", st.name)
 		}
 		expectResumed(t, c, killed)
+		t.Logf("%s killed after update %d at %s", st.name, checkpointStep(dir), time.Since(t0).Round(time.Second))
 		killed = st.name
 	}
 	// A kill between ReplaceDir's two renames leaves the last checkpoint
@@ -376,13 +383,15 @@ func TestInterruptedRunsResumeExactly(t *testing.T) {
 	c.expect(exitOK)
 	expectResumed(t, c, killed)
 	whole.expect(exitOK)
+	t.Logf("uninterrupted run:\n%s", whole.out)
+	t.Logf("last run:\n%s", c.out)
 	compareRuns(t, ref, cut)
 }
 
 // expectResumed fails unless the child's log says it resumed stage.
 func expectResumed(t *testing.T, c *child, stage string) {
 	t.Helper()
-	if !strings.Contains(c.out.String(), fmt.Sprintf("%-13s resuming", stage)) {
+	if !c.logged(stage, "resuming")() {
 		t.Errorf("%s did not resume %s; output:\n%s", c.name, stage, c.out)
 	}
 }

@@ -33,6 +33,7 @@ type bpeModel struct {
 	dropout      float64 // kept for Save; encoding is deterministic
 
 	fallback [256]int32 // ids of "<0xXX>", -1 when absent
+	ascii    [128]int32 // ids of the one-character ASCII tokens, -1 when absent
 
 	// Raw-byte input (a byte-level pipeline whose mapping is deferred to
 	// the model): the ids of the 256 byte characters and the vocabulary
@@ -115,6 +116,12 @@ func newBPE(c bpeConfig) (*bpeModel, error) {
 	}
 	if !c.ignoreMerges && c.contPrefix == "" && c.endSuffix == "" {
 		m.marker = findMarker(vocab, "\u2581")
+	}
+	for b := 0; b < 128; b++ {
+		m.ascii[b] = -1
+		if id, ok := vocab[string(rune(b))]; ok {
+			m.ascii[b] = int32(id)
+		}
 	}
 	for b := 0; b < 256; b++ {
 		m.fallback[b] = -1
@@ -247,7 +254,18 @@ func (m *bpeModel) tokenizeWord(dst []int, w string, raw bool) []int {
 // BPE::merge_word in Hugging Face tokenizers.
 func (m *bpeModel) initialSymbols(ids []int32, w string) []int32 {
 	unkPending := false
+	plain := m.contPrefix == "" && m.endSuffix == ""
 	for i := 0; i < len(w); {
+		if c := w[i]; plain && c < 0x80 && m.ascii[c] >= 0 {
+			// A known ASCII character: no map lookup.
+			if unkPending {
+				ids = append(ids, int32(m.unk))
+				unkPending = false
+			}
+			ids = append(ids, m.ascii[c])
+			i++
+			continue
+		}
 		_, size := decodeRune(w, i)
 		s := w[i : i+size]
 		if i > 0 && m.contPrefix != "" {
@@ -468,8 +486,8 @@ const (
 
 // wordCache remembers the ids of words already merged. It is safe for
 // concurrent use: lookups read an immutable snapshot through an atomic
-// pointer (no lock, no shared write), new words wait in a small locked
-// map until a batch of them is published in a fresh snapshot. It stops
+// pointer (no lock, no shared write), new words wait in a locked map
+// until a batch of them is published in a fresh snapshot. It stops
 // growing when full.
 type wordCache struct {
 	snap    atomic.Pointer[map[string][]int32]
@@ -504,10 +522,12 @@ func (c *wordCache) put(w string, ids []int32) {
 	}
 	c.pending[w] = append([]int32(nil), ids...)
 	c.size++
-	if len(c.pending) < publishEvery {
+	old := c.snap.Load()
+	// Publishing copies the snapshot; waiting for a batch of a quarter of
+	// its size keeps the total copying linear in the number of words.
+	if len(c.pending) < publishEvery || (old != nil && 4*len(c.pending) < len(*old)) {
 		return
 	}
-	old := c.snap.Load()
 	n := len(c.pending)
 	if old != nil {
 		n += len(*old)

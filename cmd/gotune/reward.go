@@ -63,8 +63,8 @@ scored as the completion of the Alpaca prompt), a preferences dataset gets
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "scored %d rows of a %s dataset (columns %v, mean %.4f, %d sequences truncated) into %s\n",
-			res.Rows, res.Kind, res.Columns, res.Mean, res.Truncated, cfgString(s, "out"))
+		fmt.Fprintf(cmd.OutOrStdout(), "scored %d rows (%s) into %s: columns %v, mean %.4f, %d sequences truncated\n",
+			res.Rows, res.Kind, cfgString(s, "out"), res.Columns, res.Mean, res.Truncated)
 		return nil
 	},
 }

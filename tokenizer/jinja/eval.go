@@ -914,6 +914,7 @@ func globals() map[string]any {
 // TemplateError is an error the template raised with raise_exception.
 type TemplateError struct{ Message string }
 
+// Error returns the message the template raised.
 func (e *TemplateError) Error() string { return "template error: " + e.Message }
 
 func sortedKeys(m map[string]any) []string {
