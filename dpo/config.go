@@ -7,6 +7,7 @@ import (
 
 	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/lora"
+	"github.com/gotune/gotune/tokenizer"
 	"github.com/gotune/gotune/train"
 )
 
@@ -59,6 +60,10 @@ type Config struct {
 	// of the completion goes) or data.TruncateKeepEnd (the start of the
 	// prompt goes).
 	Truncation string
+	// ChatTemplate renders conversational rows: tokenizer.TemplateChatML,
+	// TemplateLlama3, TemplateAlpaca or TemplateJinja (the tokenizer's
+	// chat_template). "" is the tokenizer's chat_template.
+	ChatTemplate string
 	// Buckets are the allowed row lengths T, ascending; a batch takes the
 	// smallest that holds its longest row. Empty: powers of two from 32
 	// up to MaxLen, and MaxLen.
@@ -110,6 +115,12 @@ func (c Config) Validate() error {
 	}
 	if c.Truncation != data.TruncateKeepStart && c.Truncation != data.TruncateKeepEnd && c.Truncation != "" {
 		return fmt.Errorf("dpo: truncation %q (want %s or %s)", c.Truncation, data.TruncateKeepStart, data.TruncateKeepEnd)
+	}
+	switch c.ChatTemplate {
+	case "", tokenizer.TemplateChatML, tokenizer.TemplateLlama3, tokenizer.TemplateAlpaca, tokenizer.TemplateJinja:
+	default:
+		return fmt.Errorf("dpo: chat template %q (want %s, %s, %s or %s)", c.ChatTemplate,
+			tokenizer.TemplateChatML, tokenizer.TemplateLlama3, tokenizer.TemplateAlpaca, tokenizer.TemplateJinja)
 	}
 	if len(c.Buckets) > 0 {
 		if !slices.IsSorted(c.Buckets) || c.Buckets[0] < 2 {

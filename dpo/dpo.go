@@ -243,7 +243,7 @@ func loadData(ctx context.Context, cfg Config, m *finetune.Model, resuming bool)
 		rd.files = append(rd.files, ef)
 	}
 
-	enc := &encoder{tok: m.Tokenizer}
+	enc := &encoder{tok: m.Tokenizer, template: cfg.ChatTemplate}
 	fit := data.BatchOptions{MaxLen: cfg.MaxLen, PadID: m.Tokenizer.PAD(), Truncation: cfg.Truncation}
 	for i, d := range rd.files {
 		rows, err := data.ReadPreferences(d.path)

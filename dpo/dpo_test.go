@@ -234,22 +234,23 @@ func TestResumeExact(t *testing.T) {
 
 func finetuneAdapterDir(out string) string { return filepath.Join(out, "adapter") }
 
-// TestLearnsWorldPreferences trains the micro model on the default world's
-// preference pairs: on held-out pairs the implicit reward ranks the chosen
-// answer first well above chance, and the policy itself prefers the chosen
-// answer more often than the starting model does.
+// TestLearnsWorldPreferences trains on the default world's preference
+// pairs, starting from a briefly fine-tuned micro model: on 192 held-out
+// pairs the implicit reward ranks the chosen answer first well above chance
+// (≥ 0.62), and the policy itself prefers the chosen answer on at least 8
+// points more of them than the starting model does.
 func TestLearnsWorldPreferences(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains a model for many updates; skipped with -short")
 	}
-	base := microBase(t, 1)
+	base := sftBase(t, 1, 100)
 	out := filepath.Join(t.TempDir(), "dpo")
 	cfg := testConfig(base, out)
-	cfg.WorldPairs, cfg.WorldEvalPairs = 1000, 96
+	cfg.WorldPairs, cfg.WorldEvalPairs = 1000, 192
 	cfg.Pairs = 8
 	cfg.LoRA = lora.Config{R: 8, Alpha: 16, Targets: []string{"all-linear"}, Seed: 1}
-	cfg.Train.Steps, cfg.Train.LR, cfg.Train.WarmupSteps = 100, 3e-3, 5
-	cfg.Train.LogEvery, cfg.Train.EvalEvery = 10, 50
+	cfg.Train.Steps, cfg.Train.LR, cfg.Train.WarmupSteps = 50, 2e-3, 5
+	cfg.Train.LogEvery, cfg.Train.EvalEvery = 10, 25
 	res, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -280,7 +281,8 @@ func TestConfigValidate(t *testing.T) {
 		"pairs":        func(c *Config) { c.Pairs = 0 },
 		"held out":     func(c *Config) { c.HeldOut = 1 },
 		"buckets":      func(c *Config) { c.Buckets = []int{96, 80} },
-		"short bucket": func(c *Config) { c.Buckets = []int{64} },
+		"short bucket": func(c *Config) { c.Buckets = []int{32} },
+		"template":     func(c *Config) { c.ChatTemplate = "vicuna" },
 		"truncation":   func(c *Config) { c.Truncation = "middle" },
 		"beta":         func(c *Config) { c.Loss.Beta = 0 },
 		"loss type":    func(c *Config) { c.Loss.Type = "kto" },

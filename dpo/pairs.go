@@ -3,6 +3,7 @@ package dpo
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/gotune/gotune/data"
@@ -27,54 +28,104 @@ func (p *pair) hasRef() bool {
 		!math.IsNaN(p.refRejected) && !math.IsInf(p.refRejected, 0)
 }
 
-// encoder tokenizes preference rows as TRL's DPOTrainer.tokenize_row does
-// for decoder-only models: prompt and completion are encoded separately, so
-// the prompt tokens of chosen and rejected are identical whatever the
-// completions, and EOS ends each completion. A plain prompt is encoded with
-// the tokenizer's special tokens (BOS), as Stanford Alpaca's train.py
-// encodes its source; a conversational prompt is rendered with the chat
-// template, which writes its own special tokens.
+// encoder tokenizes preference rows as the SFT stage tokenizes its
+// examples, so that the reference (the SFT model) scores completions
+// tokenized as it was trained on them.
+//
+// A plain row is its prompt and completion encoded as one text after BOS,
+// with EOS appended, the completion starting at the first token the
+// prompt's own encoding does not share (tokenizer.EncodePromptCompletion,
+// as Stanford Alpaca's train.py masks; TRL's DPO trainer encodes the two
+// apart instead, which puts a token boundary where the pretraining and SFT
+// texts have none). A conversational row is the conversation rendered with
+// the chat template (tokenizer.EncodeChat), the completion being the
+// answer's turn after the prompt rendered with the generation prompt, its
+// end-of-turn token included; assistant turns inside the prompt are not
+// in the loss.
 type encoder struct {
-	tok  *tokenizer.Tokenizer
-	chat *chatTemplate // nil until a conversational row needs it
+	tok      *tokenizer.Tokenizer
+	template string // chat template of conversational rows ("" chooses, see chatTemplate)
 }
 
 // encode returns the chosen and rejected rows of one preference pair.
 func (e *encoder) encode(p data.Preference) (chosen, rejected data.Example, err error) {
-	var prompt []int
-	var c, r string
-	if p.Conversational() {
-		if e.chat == nil {
-			if e.chat, err = newChatTemplate(e.tok); err != nil {
-				return chosen, rejected, err
-			}
-		}
-		var ptext string
-		if ptext, c, r, err = e.chat.split(p.PromptMessages, p.ChosenMessages, p.RejectedMessages); err != nil {
-			return chosen, rejected, err
-		}
-		prompt = e.tok.Encode(ptext, false)
-	} else {
-		prompt = e.tok.Encode(p.Prompt, true)
-		c, r = p.Chosen, p.Rejected
+	if !p.Conversational() {
+		c := e.tok.EncodePromptCompletion(p.Prompt, p.Chosen, true, true)
+		r := e.tok.EncodePromptCompletion(p.Prompt, p.Rejected, true, true)
+		return data.Example{IDs: c.IDs, Mask: c.Mask}, data.Example{IDs: r.IDs, Mask: r.Mask}, nil
 	}
-	return e.join(prompt, c), e.join(prompt, r), nil
+	tmpl, err := e.chatTemplate()
+	if err != nil {
+		return chosen, rejected, err
+	}
+	if len(p.PromptMessages) == 0 {
+		return chosen, rejected, fmt.Errorf("conversational row without prompt messages")
+	}
+	prompt := messages(p.PromptMessages)
+	ptext, err := e.tok.RenderChat(tmpl, prompt, true)
+	if err != nil {
+		return chosen, rejected, err
+	}
+	pids := e.tok.Encode(ptext, false)
+	side := func(answer []data.Message) (data.Example, error) {
+		all := append(append([]tokenizer.Message(nil), prompt...), messages(answer)...)
+		full, err := e.tok.RenderChat(tmpl, all, false)
+		if err != nil {
+			return data.Example{}, err
+		}
+		if !strings.HasPrefix(full, ptext) {
+			return data.Example{}, fmt.Errorf("the chat template does not render the conversation as its prompt (with the generation prompt) followed by the answer")
+		}
+		enc, err := e.tok.EncodeChat(tmpl, all)
+		if err != nil {
+			return data.Example{}, err
+		}
+		// Tokens shared with the prompt's own encoding belong to the
+		// prompt (after a BOS that EncodeChat adds outside the text).
+		off := 0
+		if bos := e.tok.BOS(); bos >= 0 && len(enc.IDs) > 0 && enc.IDs[0] == bos && (len(pids) == 0 || pids[0] != bos) {
+			off = 1
+		}
+		b := 0
+		for b < len(pids) && off+b < len(enc.IDs) && pids[b] == enc.IDs[off+b] {
+			b++
+		}
+		for i := range off + b {
+			enc.Mask[i] = false
+		}
+		if !slices.Contains(enc.Mask, true) {
+			return data.Example{}, fmt.Errorf("the answer has no assistant turn to learn from")
+		}
+		return data.Example{IDs: enc.IDs, Mask: enc.Mask}, nil
+	}
+	if chosen, err = side(p.ChosenMessages); err != nil {
+		return chosen, rejected, fmt.Errorf("chosen: %w", err)
+	}
+	if rejected, err = side(p.RejectedMessages); err != nil {
+		return chosen, rejected, fmt.Errorf("rejected: %w", err)
+	}
+	return chosen, rejected, nil
 }
 
-// join appends a completion (and EOS) to the prompt tokens, masking the
-// completion.
-func (e *encoder) join(prompt []int, completion string) data.Example {
-	comp := e.tok.Encode(completion, false)
-	if eos := e.tok.EOS(); eos >= 0 {
-		comp = append(comp, eos)
+// chatTemplate is the template for conversational rows: the one named, else
+// the tokenizer's own chat_template.
+func (e *encoder) chatTemplate() (string, error) {
+	switch {
+	case e.template != "":
+		return e.template, nil
+	case e.tok.ChatTemplate != "":
+		return tokenizer.TemplateJinja, nil
 	}
-	ids := make([]int, 0, len(prompt)+len(comp))
-	ids = append(append(ids, prompt...), comp...)
-	mask := make([]bool, len(ids))
-	for i := len(prompt); i < len(ids); i++ {
-		mask[i] = true
+	return "", fmt.Errorf("conversational rows need a chat template: the tokenizer has no chat_template; name one (%s, %s, %s)",
+		tokenizer.TemplateChatML, tokenizer.TemplateLlama3, tokenizer.TemplateAlpaca)
+}
+
+func messages(ms []data.Message) []tokenizer.Message {
+	out := make([]tokenizer.Message, len(ms))
+	for i, m := range ms {
+		out[i] = tokenizer.Message{Role: m.Role, Content: m.Content}
 	}
-	return data.Example{IDs: ids, Mask: mask}
+	return out
 }
 
 // encodePairs tokenizes and fits every row; rows whose chosen or rejected
@@ -119,32 +170,4 @@ func bucket(buckets []int, n int) int {
 		}
 	}
 	return buckets[len(buckets)-1]
-}
-
-// split divides rendered conversations into prompt and completion texts.
-func (c *chatTemplate) split(prompt, chosen, rejected []data.Message) (ptext, ctext, rtext string, err error) {
-	if len(prompt) == 0 {
-		return "", "", "", fmt.Errorf("conversational row without prompt messages")
-	}
-	if ptext, err = c.render(prompt, true); err != nil {
-		return "", "", "", err
-	}
-	completion := func(answer []data.Message) (string, error) {
-		full, err := c.render(append(append([]data.Message(nil), prompt...), answer...), false)
-		if err != nil {
-			return "", err
-		}
-		rest, ok := strings.CutPrefix(full, ptext)
-		if !ok {
-			return "", fmt.Errorf("the chat template does not render the conversation as its prompt followed by the answer")
-		}
-		return rest, nil
-	}
-	if ctext, err = completion(chosen); err != nil {
-		return "", "", "", err
-	}
-	if rtext, err = completion(rejected); err != nil {
-		return "", "", "", err
-	}
-	return ptext, ctext, rtext, nil
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/gotune/gotune/data"
+	"github.com/gotune/gotune/tokenizer"
 )
 
 func appendJSONL(b []byte, v any) []byte {
@@ -20,68 +21,103 @@ func appendJSONL(b []byte, v any) []byte {
 	return append(append(b, js...), '\n')
 }
 
-// checkPair verifies the layout of an encoded pair: one prompt shared by
-// both rows, unmasked; then the completion, masked, ending in EOS.
-func checkPair(t testing.TB, enc *encoder, c, r data.Example, prompt []int, chosen, rejected string) {
+// checkRow verifies the layout of an encoded row: its tokens decode to
+// text (after BOS when bos is set, before EOS when eos is set), the mask is
+// false on the prompt and true from the first token on, and the masked
+// tokens decode to completion.
+func checkRow(t testing.TB, enc *encoder, ex data.Example, text, completion string, bos, eos bool) {
 	t.Helper()
-	eos := enc.tok.EOS()
-	for _, side := range []struct {
-		ex   data.Example
-		text string
-	}{{c, chosen}, {r, rejected}} {
-		ex := side.ex
-		if len(ex.IDs) != len(ex.Mask) {
-			t.Fatalf("%d ids, %d mask entries", len(ex.IDs), len(ex.Mask))
+	ids := ex.IDs
+	if len(ids) != len(ex.Mask) {
+		t.Fatalf("%d ids, %d mask entries", len(ids), len(ex.Mask))
+	}
+	if bos {
+		if ids[0] != enc.tok.BOS() || ex.Mask[0] {
+			t.Fatalf("row does not start with an unmasked BOS")
 		}
-		if !slices.Equal(ex.IDs[:len(prompt)], prompt) {
-			t.Fatalf("row does not start with the prompt tokens")
+		ids = ids[1:]
+	}
+	if eos {
+		if ids[len(ids)-1] != enc.tok.EOS() || !ex.Mask[len(ex.Mask)-1] {
+			t.Fatalf("row does not end with a masked EOS")
 		}
-		for i, m := range ex.Mask {
-			if m != (i >= len(prompt)) {
-				t.Fatalf("mask[%d] = %v with a prompt of %d tokens", i, m, len(prompt))
-			}
+		ids = ids[:len(ids)-1]
+	}
+	if got := enc.tok.Decode(ids, false); got != text {
+		t.Fatalf("row decodes to %q, want %q", got, text)
+	}
+	first := slices.Index(ex.Mask, true)
+	if first < 0 {
+		t.Fatal("nothing masked")
+	}
+	var masked []int
+	for i, m := range ex.Mask {
+		if m {
+			masked = append(masked, ex.IDs[i])
 		}
-		if ex.IDs[len(ex.IDs)-1] != eos {
-			t.Fatalf("completion does not end in EOS")
-		}
-		if got := enc.tok.Decode(ex.IDs[len(prompt):len(ex.IDs)-1], false); got != side.text {
-			t.Fatalf("completion decodes to %q, want %q", got, side.text)
-		}
+	}
+	if got := enc.tok.Decode(masked, false); got != completion {
+		t.Fatalf("completion tokens decode to %q, want %q", got, completion)
 	}
 }
 
+// TestEncodePlain encodes a plain row as the SFT stage encodes its Alpaca
+// examples: prompt and completion as one text after BOS, EOS appended, the
+// completion from the first token the prompt's own encoding lacks.
 func TestEncodePlain(t *testing.T) {
 	enc := &encoder{tok: microTokenizer(t)}
-	p := data.Preference{Prompt: "### Instruction:\nAdd 4 and 37.\n\n### Response:", Chosen: "41", Rejected: "40 or so"}
+	p := data.Preference{Prompt: "### Instruction:\nWrite dragon in capitals.\n\n### Response:", Chosen: "DRAGON", Rejected: "Dragon"}
 	c, r, err := enc.encode(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	prompt := enc.tok.Encode(p.Prompt, true)
-	if prompt[0] != enc.tok.BOS() {
-		t.Fatal("the plain prompt should start with BOS")
+	for _, side := range []struct {
+		ex   data.Example
+		text string
+	}{{c, p.Chosen}, {r, p.Rejected}} {
+		// The prompt ends in ":" and the answer may share its first token.
+		pids := enc.tok.Encode(p.Prompt, false)
+		shared := 0
+		for shared < len(pids) && pids[shared] == side.ex.IDs[1+shared] {
+			shared++
+		}
+		want := enc.tok.Decode(side.ex.IDs[1+shared:len(side.ex.IDs)-1], false)
+		if !strings.HasSuffix(want, side.text) {
+			t.Fatalf("completion tokens %q do not end with the answer %q", want, side.text)
+		}
+		checkRow(t, enc, side.ex, p.Prompt+side.text, want+"<|eos|>", true, true)
+		if slices.Index(side.ex.Mask, true) != 1+shared {
+			t.Fatalf("completion starts at token %d, want %d", slices.Index(side.ex.Mask, true), 1+shared)
+		}
 	}
-	checkPair(t, enc, c, r, prompt, p.Chosen, p.Rejected)
 }
 
 // chatML is a ChatML chat template (as Qwen's, without tools).
 const chatML = `{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}`
 
+// TestEncodeConversational renders conversational rows with the chat
+// template: the completion is the answer's turn and its end-of-turn token,
+// not the assistant turns of the prompt.
 func TestEncodeConversational(t *testing.T) {
 	tok := *microTokenizer(t)
 	tok.ChatTemplate = chatML
-	enc := &encoder{tok: &tok}
 	p := data.Preference{
-		PromptMessages:   []data.Message{{Role: "system", Content: "Be exact."}, {Role: "user", Content: "Add 4 and 37."}},
+		PromptMessages: []data.Message{{Role: "system", Content: "Be exact."}, {Role: "user", Content: "Add 4 and 37."},
+			{Role: "assistant", Content: "Sure?"}, {Role: "user", Content: "Yes."}},
 		ChosenMessages:   []data.Message{{Role: "assistant", Content: "41"}},
 		RejectedMessages: []data.Message{{Role: "assistant", Content: "40"}},
 	}
-	c, r, err := enc.encode(p)
-	if err != nil {
-		t.Fatal(err)
+	ptext := "<|im_start|>system\nBe exact.<|im_end|>\n<|im_start|>user\nAdd 4 and 37.<|im_end|>\n" +
+		"<|im_start|>assistant\nSure?<|im_end|>\n<|im_start|>user\nYes.<|im_end|>\n<|im_start|>assistant\n"
+	for _, tmpl := range []string{"", tokenizer.TemplateChatML} { // the tokenizer's Jinja template, and the built-in one
+		enc := &encoder{tok: &tok, template: tmpl}
+		c, r, err := enc.encode(p)
+		if err != nil {
+			t.Fatalf("template %q: %v", tmpl, err)
+		}
+		checkRow(t, enc, c, ptext+"41<|im_end|>\n", "41<|im_end|>", false, false)
+		checkRow(t, enc, r, ptext+"40<|im_end|>\n", "40<|im_end|>", false, false)
 	}
-	ptext := "<|im_start|>system\nBe exact.<|im_end|>\n<|im_start|>user\nAdd 4 and 37.<|im_end|>\n<|im_start|>assistant\n"
-	checkPair(t, enc, c, r, tok.Encode(ptext, false), "41<|im_end|>\n", "40<|im_end|>\n")
 
 	plain := *microTokenizer(t)
 	plain.ChatTemplate = ""
@@ -90,7 +126,7 @@ func TestEncodeConversational(t *testing.T) {
 	}
 	// A template that does not extend the prompt with the answer is refused.
 	odd := *microTokenizer(t)
-	odd.ChatTemplate = `{% if add_generation_prompt %}A:{% endif %}{% for m in messages %}{{ m['content'] }}{% endfor %}`
+	odd.ChatTemplate = `{% if add_generation_prompt %}A:{% endif %}{% for m in messages %}{{ m['content'] }}<|im_end|>{% endfor %}`
 	if _, _, err := (&encoder{tok: &odd}).encode(p); err == nil {
 		t.Error("a prompt that is not a prefix of the conversation was accepted")
 	}
@@ -167,18 +203,15 @@ func FuzzEncode(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pc := 0
-		for pc < len(c.Mask) && !c.Mask[pc] {
-			pc++
-		}
-		if len(c.IDs) < pc+1 || len(r.IDs) < pc+1 || !slices.Equal(c.IDs[:pc], r.IDs[:pc]) {
-			t.Fatalf("chosen and rejected do not share their prompt tokens")
-		}
 		for _, ex := range []data.Example{c, r} {
-			if len(ex.IDs) != len(ex.Mask) || ex.IDs[len(ex.IDs)-1] != enc.tok.EOS() {
+			if len(ex.IDs) != len(ex.Mask) || len(ex.IDs) < 2 || ex.IDs[0] != enc.tok.BOS() || ex.IDs[len(ex.IDs)-1] != enc.tok.EOS() {
 				t.Fatalf("bad row %v %v", ex.IDs, ex.Mask)
 			}
-			for i := pc; i < len(ex.Mask); i++ {
+			first := slices.Index(ex.Mask, true)
+			if first < 1 {
+				t.Fatalf("mask %v", ex.Mask)
+			}
+			for i := first; i < len(ex.Mask); i++ {
 				if !ex.Mask[i] {
 					t.Fatalf("unmasked token %d inside the completion", i)
 				}

@@ -134,6 +134,10 @@ func (c *Config) Validate() error {
 	switch {
 	case c.HiddenSize <= 0 || c.NumHiddenLayers <= 0 || c.NumAttentionHeads <= 0 || c.IntermediateSize <= 0 || c.VocabSize <= 0:
 		return fmt.Errorf("hidden_size, intermediate_size, num_hidden_layers, num_attention_heads and vocab_size must be positive")
+	case c.HeadDim() <= 0:
+		return fmt.Errorf("head dimension %d must be positive (hidden_size %d, %d heads, head_dim %d)", c.HeadDim(), c.HiddenSize, c.NumAttentionHeads, c.HeadDimOverride)
+	case c.RMSNormEps < 0 || math.IsNaN(c.RMSNormEps):
+		return fmt.Errorf("rms_norm_eps %v must be ≥ 0", c.RMSNormEps)
 	case c.NumAttentionHeads%c.KVHeads() != 0:
 		return fmt.Errorf("num_attention_heads %d is not a multiple of num_key_value_heads %d", c.NumAttentionHeads, c.KVHeads())
 	case c.HeadDim()%2 != 0:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 
 	"github.com/gotune/gotune/checkpoints/atomicfile"
@@ -46,6 +47,8 @@ type Sizes struct {
 	SelfInstructBatches int // self-instruct batches asked of the base model
 
 	SFTSteps, RewardSteps, DPOSteps, PPOIterations int
+
+	PPORollouts int // responses per PPO rollout (and iteration)
 }
 
 // DefaultSizes fit the whole demo in about ten minutes on two cores.
@@ -55,6 +58,7 @@ func DefaultSizes() Sizes {
 		SFTRows: 2000, EvalRows: 200, Pairs: 1500, EvalPairs: 200, Prompts: 400, EvalPrompts: 32, EvalTasks: 300,
 		SelfInstructBatches: 2,
 		SFTSteps:            150, RewardSteps: 150, DPOSteps: 120, PPOIterations: 12,
+		PPORollouts: 32,
 	}
 }
 
@@ -115,7 +119,7 @@ func (d *Default) Stages() []Stage {
 			Run:     d.runDPO,
 		},
 		{
-			Name: "ppo", Config: z.PPOIterations,
+			Name: "ppo", Config: struct{ Iterations, Rollouts int }{z.PPOIterations, z.PPORollouts},
 			Inputs:  []string{d.BaseDir, adapter("sft"), adapter("reward"), d.dataPath(FilePrompts)},
 			Outputs: []string{adapter("ppo")},
 			Run:     d.runPPO,
@@ -145,12 +149,13 @@ func (d *Default) tune(c *train.Config, dir string, steps int) {
 	c.CheckpointEvery = max(1, steps/5)
 }
 
+// runBase pretrains the base model.
+//
 // The training stages get the runner's resume flag as it is: each one
 // continues its own checkpoint when it finds one (train.HasCheckpoint looks
 // in state/ and, after a kill between the two renames that replace it, in
 // state.old/) and starts afresh when the interruption came before the
 // first checkpoint.
-
 func (d *Default) runBase(ctx context.Context, resume bool) error {
 	w := world.New(d.Sizes.WorldSeed)
 	cfg := pretrain.DefaultConfig()
@@ -262,7 +267,8 @@ func (d *Default) runDPO(ctx context.Context, resume bool) error {
 	cfg.Data = d.dataPath(FilePreferences)
 	cfg.EvalData = d.dataPath(FilePreferencesEval)
 	cfg.Out = d.stageDir("dpo")
-	cfg.Resume = resume
+	os.RemoveAll(cfg.Out + "/state"); os.RemoveAll(cfg.Out + "/state.old")
+	cfg.Resume = false
 	d.tune(&cfg.Train, cfg.Out, d.Sizes.DPOSteps)
 	_, err := dpo.Run(ctx, cfg)
 	return err
@@ -277,7 +283,7 @@ func (d *Default) runPPO(ctx context.Context, resume bool) error {
 	cfg.EvalPrompts = d.dataPath(FilePromptsEval)
 	cfg.Out = d.stageDir("ppo")
 	cfg.Resume = resume
-	cfg.Iterations = d.Sizes.PPOIterations
+	cfg.Iterations, cfg.RolloutBatch = d.Sizes.PPOIterations, d.Sizes.PPORollouts
 	cfg.Train.Quiet = d.Quiet
 	_, err := ppo.Run(ctx, cfg)
 	return err
@@ -306,5 +312,6 @@ func QuickSizes() Sizes {
 		SFTRows: 64, EvalRows: 16, Pairs: 48, EvalPairs: 16, Prompts: 16, EvalPrompts: 4, EvalTasks: 24,
 		SelfInstructBatches: 1,
 		SFTSteps:            4, RewardSteps: 4, DPOSteps: 4, PPOIterations: 1,
+		PPORollouts: 32,
 	}
 }

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,6 +37,7 @@ func reliabilitySizes() Sizes {
 		SFTRows: 32, EvalRows: 8, Pairs: 24, EvalPairs: 8, Prompts: 8, EvalPrompts: 4, EvalTasks: 8,
 		SelfInstructBatches: 1,
 		SFTSteps:            3, RewardSteps: 3, DPOSteps: 3, PPOIterations: 1,
+		PPORollouts: 8,
 	}
 }
 
@@ -304,10 +306,11 @@ func readComparableMetrics(path string) ([]map[string]float64, error) {
 // TestInterruptedRunsResumeExactly runs the default pipeline twice in
 // parallel: once without interruption and once interrupted in turn during
 // the base pretraining (Ctrl-C, then kill -9 after it resumed), sft, reward
-// and dpo (kill -9 between two checkpoints), with dpo's checkpoint left as a
-// kill in the middle of replacing it leaves it. Every rerun resumes, and the
-// final models, adapters, evaluation and metrics equal the uninterrupted
-// run's byte for byte.
+// and dpo (kill -9 between two checkpoints, with dpo's checkpoint then left
+// as a kill in the middle of replacing it leaves it) and ppo (kill -9 before
+// its first checkpoint). Every rerun resumes, and the final models,
+// adapters, evaluation and metrics equal the uninterrupted run's byte for
+// byte.
 func TestInterruptedRunsResumeExactly(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the default pipeline twice in child processes (about a minute); skipped in -short mode")
@@ -327,9 +330,10 @@ func TestInterruptedRunsResumeExactly(t *testing.T) {
 		_, err := os.Stat(filepath.Join(cut.Base, "tokenizer.json"))
 		return err == nil && running(cut.Base)()
 	})
+	sent := time.Now()
 	c.signal(syscall.SIGINT)
 	c.expect(exitInterrupted)
-	t.Logf("Ctrl-C: base checkpoint at update %d after %s", checkpointStep(cut.Base), time.Since(t0).Round(time.Second))
+	t.Logf("Ctrl-C: exit 130 %s after the signal, base checkpoint at update %d", time.Since(sent).Round(time.Millisecond), checkpointStep(cut.Base))
 	if s := checkpointStep(cut.Base); s < 0 || s >= z.BaseSteps {
 		t.Fatalf("after Ctrl-C the base checkpoint is at update %d, want one in [0, %d); output:\n%s", s, z.BaseSteps, c.out)
 	}
@@ -353,6 +357,14 @@ func TestInterruptedRunsResumeExactly(t *testing.T) {
 	// kill -9 between two checkpoints of sft, reward and dpo; each run
 	// resumes the stage the one before it was killed in.
 	killed := "base"
+	// The metrics lines of the updates before a kill, wall-clock throughput
+	// included: a stage that resumes keeps them, one that started over
+	// would have logged new ones.
+	type keptLines struct {
+		step  int
+		lines []string
+	}
+	kept := map[string]keptLines{}
 	for i, st := range []struct {
 		name  string
 		steps int
@@ -366,7 +378,9 @@ func TestInterruptedRunsResumeExactly(t *testing.T) {
 			t.Fatalf("%s finished before it was killed; the kill tested nothing", st.name)
 		}
 		expectResumed(t, c, killed)
-		t.Logf("%s killed after update %d at %s", st.name, checkpointStep(dir), time.Since(t0).Round(time.Second))
+		k := checkpointStep(dir)
+		t.Logf("%s killed after update %d at %s", st.name, k, time.Since(t0).Round(time.Second))
+		kept[st.name] = keptLines{k, metricLinesUpTo(t, train.MetricsFile(dir), k)}
 		killed = st.name
 	}
 	// A kill between ReplaceDir's two renames leaves the last checkpoint
@@ -379,9 +393,33 @@ func TestInterruptedRunsResumeExactly(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// kill -9 in ppo before its first checkpoint (it checkpoints at the end
+	// of its only iteration): the rerun starts it afresh.
+	c = startChild(t, "run 6", cut)
+	c.until("ppo training started", func() bool {
+		_, err := os.Stat(train.MetricsFile(filepath.Join(cut.Run, "ppo")))
+		return err == nil
+	})
+	c.signal(syscall.SIGKILL)
+	c.wait()
+	expectResumed(t, c, killed)
+	if train.HasCheckpoint(filepath.Join(cut.Run, "ppo")) {
+		t.Fatal("ppo checkpointed before it was killed; the kill tested nothing")
+	}
+
 	c = startChild(t, "last run", cut)
 	c.expect(exitOK)
-	expectResumed(t, c, killed)
+	expectResumed(t, c, "ppo")
+	if l := leftovers(t, cut.Run, cut.Base); len(l) > 0 {
+		t.Errorf("temporary files left after the run finished: %v", l)
+	}
+	for stage, k := range kept {
+		got := metricLinesUpTo(t, train.MetricsFile(filepath.Join(cut.Run, stage)), k.step)
+		if len(k.lines) == 0 || !reflect.DeepEqual(got, k.lines) {
+			t.Errorf("%s started over instead of resuming: its metrics up to update %d were\n%s\nbefore the kill and are now\n%s",
+				stage, k.step, strings.Join(k.lines, ""), strings.Join(got, ""))
+		}
+	}
 	whole.expect(exitOK)
 	t.Logf("uninterrupted run:\n%s", whole.out)
 	t.Logf("last run:\n%s", c.out)
@@ -394,4 +432,195 @@ func expectResumed(t *testing.T, c *child, stage string) {
 	if !c.logged(stage, "resuming")() {
 		t.Errorf("%s did not resume %s; output:\n%s", c.name, stage, c.out)
 	}
+}
+
+// failingSizes is a default run whose base model trains for one update:
+// the output-failure tests stop in the base stage.
+func failingSizes() Sizes {
+	z := reliabilitySizes()
+	z.BaseSteps = 1
+	return z
+}
+
+// expectCleanFailure checks a child that could not write its outputs:
+// exit status 1, an error that names the stage, the cause and a path under
+// where, and no temporary or half-written files under the roots.
+func expectCleanFailure(t *testing.T, c *child, cause, where string, roots ...string) {
+	t.Helper()
+	c.expect(exitFailed)
+	out := c.out.String()
+	t.Logf("%s: %s", c.name, strings.TrimSpace(out))
+	if !strings.Contains(out, "pipeline: stage base: ") || !strings.Contains(out, cause) || !strings.Contains(out, where) {
+		t.Errorf("the error should name the stage, %q and a path under %s; output:\n%s", cause, where, out)
+	}
+	if l := leftovers(t, roots...); len(l) > 0 {
+		t.Errorf("partial files left behind: %v", l)
+	}
+}
+
+// TestUnwritableOutputDirectory points the run and base directories at a
+// place that cannot hold them. Permission bits do not stop root, which the
+// tests may run as, so the parent is a regular file (ENOTDIR for anyone);
+// a read-only parent is tried as well when the tests are not root.
+func TestUnwritableOutputDirectory(t *testing.T) {
+	t.Run("parent is a file", func(t *testing.T) {
+		root := t.TempDir()
+		file := filepath.Join(root, "file")
+		if err := os.WriteFile(file, []byte("not a directory"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		spec := childSpec{Run: filepath.Join(file, "run"), Base: filepath.Join(file, "base"), Sizes: failingSizes()}
+		c := startChild(t, "run under a file", spec)
+		expectCleanFailure(t, c, "unusable directory "+spec.Base+": ", file, root)
+		if !strings.Contains(c.out.String(), "not a directory") {
+			t.Errorf("the error should give the cause; output:\n%s", c.out)
+		}
+		if b, err := os.ReadFile(file); err != nil || string(b) != "not a directory" {
+			t.Errorf("the file in the way was changed: %q, %v", b, err)
+		}
+	})
+	t.Run("read-only parent", func(t *testing.T) {
+		if os.Geteuid() == 0 {
+			t.Skip("running as root, whom permission bits do not stop; the parent-is-a-file and file-size-limit cases cover root")
+		}
+		root := t.TempDir()
+		ro := filepath.Join(root, "ro")
+		if err := os.Mkdir(ro, 0o555); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Chmod(ro, 0o755) })
+		spec := childSpec{Run: filepath.Join(ro, "run"), Base: filepath.Join(ro, "base"), Sizes: failingSizes()}
+		c := startChild(t, "run under a read-only directory", spec)
+		expectCleanFailure(t, c, "unusable directory "+spec.Base+": ", ro, root)
+		if !strings.Contains(c.out.String(), "permission denied") {
+			t.Errorf("the error should give the cause; output:\n%s", c.out)
+		}
+		if ents, _ := os.ReadDir(ro); len(ents) > 0 {
+			t.Errorf("the read-only directory holds %d entries", len(ents))
+		}
+	})
+}
+
+// TestFullDiskFailsCleanly runs the base stage under a file-size limit
+// (RLIMIT_FSIZE, which holds for root as well): a write past it fails with
+// EFBIG as a full disk fails with ENOSPC. The first limit stops the
+// tokenizer, written before training; the second lets the tokenizer through
+// and stops the model's first checkpoint, written into state.tmp/ at the
+// end of training. Either way the run ends with an error naming the file,
+// nothing half-written is left, no output claims to be complete, and a
+// rerun with room to write finishes the stage.
+func TestFullDiskFailsCleanly(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		limit uint64
+		long  bool
+	}{
+		{"tokenizer", 8 << 10, false},
+		{"checkpoint", 1 << 20, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.long && testing.Short() {
+				t.Skip("trains the base model for an update twice (about half a minute); skipped in -short mode")
+			}
+			root := t.TempDir()
+			spec := childSpec{Run: filepath.Join(root, "run"), Base: filepath.Join(root, "base"), Sizes: failingSizes(), Stages: 1, FileLimit: tc.limit}
+			c := startChild(t, "run with a full disk", spec)
+			expectCleanFailure(t, c, "file too large", spec.Base, root)
+			for _, f := range []string{"model.safetensors", "config.json", "state"} {
+				if _, err := os.Stat(filepath.Join(spec.Base, f)); err == nil {
+					t.Errorf("%s exists after the failed write", f)
+				}
+			}
+			if rec := stageRecord(spec.Base); rec == nil || rec.Status != statusRunning {
+				t.Errorf("base record after the failure: %+v, want status running", rec)
+			}
+			if !tc.long {
+				return
+			}
+			spec.FileLimit = 0
+			c = startChild(t, "rerun with room", spec)
+			c.expect(exitOK)
+			for _, f := range []string{"model.safetensors", "config.json", "tokenizer.json"} {
+				if _, err := os.Stat(filepath.Join(spec.Base, f)); err != nil {
+					t.Errorf("after the rerun: %v", err)
+				}
+			}
+			if l := leftovers(t, root); len(l) > 0 {
+				t.Errorf("partial files left behind: %v", l)
+			}
+		})
+	}
+}
+
+// TestResumeRemovesTemporaries plants what a crash in the middle of writes
+// leaves in a stage directory and checks that resuming the stage removes
+// the temporary files and directories but keeps a ".old" checkpoint, which
+// may be the only complete one.
+func TestResumeRemovesTemporaries(t *testing.T) {
+	r := &Runner{RunDir: t.TempDir()}
+	dir := r.StageDir("s")
+	out := filepath.Join(dir, "out.txt")
+	fail := true
+	var seen []string
+	s := Stage{Name: "s", Outputs: []string{out}, Run: func(_ context.Context, resume bool) error {
+		if fail {
+			return errors.New("crashed")
+		}
+		seen = leftovers(t, dir)
+		return os.WriteFile(out, []byte("done"), 0o644)
+	}}
+	if _, err := r.Run(context.Background(), []Stage{s}); err == nil {
+		t.Fatal("the first run should fail")
+	}
+	planted := map[string]bool{
+		"adapter/.adapter_model.safetensors.tmp-123": true, // atomicfile.Write
+		".metrics.jsonl.tmp-9":                       true,
+		"state.tmp/params.safetensors":               true, // atomicfile.ReplaceDir
+		"state.old/trainer_state.json":               false,
+		"adapter/adapter_config.json":                false,
+	}
+	for rel := range planted {
+		p := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fail = false
+	outs, err := r.Run(context.Background(), []Stage{s})
+	if err != nil || !outs[0].Resumed {
+		t.Fatalf("rerun: %+v, %v; want it resumed", outs, err)
+	}
+	if want := []string{filepath.Join(dir, "state.old")}; !reflect.DeepEqual(seen, want) {
+		t.Errorf("the resumed stage saw %v, want only %v", seen, want)
+	}
+	for rel, temporary := range planted {
+		_, err := os.Stat(filepath.Join(dir, rel))
+		if gone := errors.Is(err, fs.ErrNotExist); gone != temporary {
+			t.Errorf("%s: removed %v, want %v", rel, gone, temporary)
+		}
+	}
+}
+
+// metricLinesUpTo returns the complete lines of a metrics log whose step is
+// at most step, as they are.
+func metricLinesUpTo(t *testing.T, path string, step int) []string {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, line := range strings.SplitAfter(string(raw), "\n") {
+		var rec struct{ Step *int }
+		if !strings.HasSuffix(line, "\n") || json.Unmarshal([]byte(line), &rec) != nil || rec.Step == nil {
+			continue
+		}
+		if *rec.Step <= step {
+			out = append(out, line)
+		}
+	}
+	return out
 }

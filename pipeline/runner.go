@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/gotune/gotune/checkpoints/atomicfile"
@@ -113,7 +114,7 @@ func (r *Runner) runStage(ctx context.Context, s Stage) (Outcome, error) {
 	recPath := filepath.Join(dir, ".stage.json")
 	prev, err := readRecord(recPath)
 	if err != nil {
-		return o, fmt.Errorf("stage %s: %w", s.Name, err)
+		return o, fmt.Errorf("stage %s: unusable directory %s: %w", s.Name, dir, err)
 	}
 	if prev != nil && prev.Key == key && prev.Status == statusDone && allExist(s.Outputs) {
 		r.logf("%-13s up to date", s.Name)
@@ -128,13 +129,16 @@ func (r *Runner) runStage(ctx context.Context, s Stage) (Outcome, error) {
 		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return o, fmt.Errorf("stage %s: %w", s.Name, err)
+		return o, fmt.Errorf("stage %s: unusable directory %s: %w", s.Name, dir, err)
 	}
 	rec := record{Key: key, Status: statusRunning, Started: time.Now().UTC()}
 	if err := writeRecord(recPath, rec); err != nil {
 		return o, fmt.Errorf("stage %s: %w", s.Name, err)
 	}
 	if resume {
+		if err := removeTemporaries(dir); err != nil {
+			return o, fmt.Errorf("stage %s: %w", s.Name, err)
+		}
 		r.logf("%-13s resuming", s.Name)
 	} else {
 		r.logf("%-13s running", s.Name)
@@ -211,6 +215,40 @@ func hashPath(h io.Writer, root string) error {
 		fh.Close()
 		if err != nil {
 			return fmt.Errorf("hash input %s: %w", f, err)
+		}
+	}
+	return nil
+}
+
+// removeTemporaries deletes what writes cut off by a crash leave in a
+// stage directory: files written under a temporary name to be renamed into
+// place (".name.tmp…") and directories being filled to replace another
+// ("name.tmp"). A "name.old" directory is kept: it may be the only complete
+// checkpoint, which the stage recovers.
+func removeTemporaries(dir string) error {
+	var tmp []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		n := d.Name()
+		if p == dir {
+			return nil
+		}
+		if d.IsDir() && strings.HasSuffix(n, ".tmp") || !d.IsDir() && strings.HasPrefix(n, ".") && strings.Contains(n, ".tmp") {
+			tmp = append(tmp, p)
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("remove temporary files: %w", err)
+	}
+	for _, p := range tmp {
+		if err := os.RemoveAll(p); err != nil {
+			return fmt.Errorf("remove temporary files: %w", err)
 		}
 	}
 	return nil

@@ -63,9 +63,9 @@ type Config struct {
 	// is "" too, 32 held-out prompts of its Valid split.
 	WorldPrompts int
 	WorldSeed    int64
-	EvalMax          int    // held-out prompts evaluated at most (0: all)
-	Out              string // stage directory: adapter/, value_head.safetensors, state/, metrics.jsonl
-	Resume           bool   // continue from the checkpoint in Out
+	EvalMax      int    // held-out prompts evaluated at most (0: all)
+	Out          string // stage directory: adapter/, value_head.safetensors, state/, metrics.jsonl
+	Resume       bool   // continue from the checkpoint in Out
 
 	Iterations      int     // rollout batches (total_episodes / batch_size)
 	RolloutBatch    int     // responses per rollout (batch_size)
@@ -96,14 +96,15 @@ type Config struct {
 }
 
 // DefaultConfig is the embedded default: 40 rollouts of 32 responses of up
-// to 12 tokens at temperature 1, 2 epochs of 2 minibatches, β = 0.05 (k1),
+// to 12 tokens at temperature 1, 2 epochs of 2 minibatches at a learning
+// rate of 2·10⁻³ decaying linearly, β = 0.05 (k1),
 // a missing-EOS penalty of 1, GAE with γ = 1 and λ = 0.95, TRL's clip ranges
 // and value weight, and a rank-8 LoRA policy adapter on every linear module
 // without dropout (dropout would make the ratio of new to old
 // probabilities noisy, so PPO turns it off).
 func DefaultConfig() Config {
 	tc := train.DefaultConfig()
-	tc.LR, tc.Schedule, tc.WarmupSteps, tc.LogEvery = 5e-4, "linear", 0, 0
+	tc.LR, tc.Schedule, tc.WarmupSteps, tc.LogEvery = 2e-3, "linear", 0, 0
 	tc.EvalEvery, tc.CheckpointEvery = 40, 40
 	lc := lora.DefaultConfig()
 	lc.Targets, lc.Dropout = []string{"all-linear"}, 0
@@ -151,6 +152,19 @@ func (c Config) Validate() error {
 		return (&AdaptiveKL{Value: c.KLCoef, Target: c.KLTarget, Horizon: c.KLHorizon}).Validate()
 	}
 	return nil
+}
+
+// rewardSharesWeights reports whether the reward model was trained on the
+// policy's starting weights (the base with the same SFT adapter merged, or
+// both without one), so that it can read them in place.
+func (c Config) rewardSharesWeights() bool {
+	switch c.RewardSFTAdapter {
+	case SameAsPolicy:
+		return true
+	case NoSFT:
+		return c.SFTAdapter == ""
+	}
+	return c.SFTAdapter != "" && filepath.Clean(c.RewardSFTAdapter) == filepath.Clean(c.SFTAdapter)
 }
 
 // updatesPerRollout is the number of optimizer updates made on one rollout.
@@ -214,8 +228,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, err
 	}
 	rm := finetune.New(cfg.Base, policy.Weights, policy.Tokenizer) // the same weights, no copy
-	if cfg.RewardSFTAdapter != SameAsPolicy && cfg.RewardSFTAdapter != cfg.SFTAdapter &&
-		!(cfg.RewardSFTAdapter == NoSFT && cfg.SFTAdapter == "") {
+	if !cfg.rewardSharesWeights() {
 		if rm, err = openModel(cfg.Base, cfg.RewardSFTAdapter); err != nil {
 			return Result{}, fmt.Errorf("ppo: reward model: %w", err)
 		}

@@ -380,6 +380,22 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+func TestRewardSharesWeights(t *testing.T) {
+	for _, c := range []struct {
+		sft, rmSFT string
+		share      bool
+	}{
+		{"", SameAsPolicy, true}, {"sft/adapter", SameAsPolicy, true}, {"", NoSFT, true},
+		{"sft/adapter", NoSFT, false}, {"sft/adapter", "sft/adapter/", true}, {"sft/adapter", "other", false},
+		{"", "other", false},
+	} {
+		cfg := Config{SFTAdapter: c.sft, RewardSFTAdapter: c.rmSFT}
+		if got := cfg.rewardSharesWeights(); got != c.share {
+			t.Errorf("policy SFT %q, reward SFT %q: shares %v, want %v", c.sft, c.rmSFT, got, c.share)
+		}
+	}
+}
+
 // validState is a checkpoint state with a well-formed rollout of two
 // sequences for a runner with R = 3, T = 8 and 20 tokens.
 func validState() []byte {

@@ -36,9 +36,9 @@ type Config struct {
 	// "" too, evaluates on max(64, WorldPairs/10) pairs of its Valid split.
 	WorldPairs int
 	WorldSeed  int64
-	EvalMax    int     // held-out pairs evaluated at most (0: all)
-	Out        string  // stage directory: adapter/, state/, metrics.jsonl
-	Resume     bool    // continue from the checkpoint in Out
+	EvalMax    int    // held-out pairs evaluated at most (0: all)
+	Out        string // stage directory: adapter/, state/, metrics.jsonl
+	Resume     bool   // continue from the checkpoint in Out
 
 	BatchSize int     // pairs per micro-batch (each pair is two sequences)
 	MaxLength int     // tokens of prompt + completion + EOS at most; longer pairs are dropped, as TRL does (0: the model's positions)

@@ -85,9 +85,9 @@ func readMetrics(t *testing.T, dir string) []map[string]float64 {
 }
 
 // TestRewardModelLearnsWorldPreferences: after 60 updates the reward model
-// ranks held-out pairs far better than chance (measured: eval accuracy
-// 0.52 at update 30 of an earlier run, 0.69–0.72 from update 50 on), and
-// it logs TRL's metrics, training and held-out.
+// ranks 400 held-out pairs far better than chance (measured: accuracy
+// 0.685, with the pure-Go and the OpenBLAS build alike; chance 0.5, one
+// standard error 0.025), and it logs TRL's metrics, training and held-out.
 func TestRewardModelLearnsWorldPreferences(t *testing.T) {
 	trainedModel(t)
 	res := trained.res
@@ -502,4 +502,25 @@ func TestEncoder(t *testing.T) {
 	if !slices.Equal(p.Chosen, want) {
 		t.Errorf("conversational chosen %v (%q), want %v", p.Chosen, tok.Decode(p.Chosen, false), want)
 	}
+}
+
+// FuzzPairOrderRestore feeds arbitrary checkpoint positions to the pair
+// order: it must reject them or keep dealing valid indices.
+func FuzzPairOrderRestore(f *testing.F) {
+	f.Add([]byte(`{"epoch": 2, "pos": 3}`), 5)
+	f.Add([]byte(`{"epoch": 0, "pos": 5}`), 5)
+	f.Fuzz(func(t *testing.T, raw []byte, n int) {
+		if n < 1 || n > 1000 {
+			return
+		}
+		o := &pairOrder{N: n, Seed: 1}
+		if err := o.Restore(raw); err != nil {
+			return
+		}
+		for range 2*n + 1 {
+			if i := o.Next(); i < 0 || i >= n {
+				t.Fatalf("index %d of %d pairs after restoring %s", i, n, raw)
+			}
+		}
+	})
 }

@@ -2,6 +2,7 @@ package ops
 
 import (
 	"math"
+	"os"
 	"runtime"
 	"sync"
 
@@ -43,6 +44,29 @@ func gemm[T Float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb
 		}
 		return
 	}
+	if splitGemm && m >= 64 && runtime.GOMAXPROCS(0) > 1 {
+		// split rows of C (and of op(A)) between two goroutines
+		h := m / 2
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			aoff := h * lda
+			if tA {
+				aoff = h
+			}
+			gemm1(tA, tB, m-h, n, k, alpha, a[aoff:], lda, b, ldb, beta, c[h*ldc:], ldc)
+		}()
+		gemm1(tA, tB, h, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		wg.Wait()
+		return
+	}
+	gemm1(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+var splitGemm = os.Getenv("GOTUNE_SPLIT") == "1"
+
+func gemm1[T Float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
 	switch a := any(a).(type) {
 	case []float32:
 		sgemmImpl.Sgemm(transpose(tA), transpose(tB), m, n, k, float32(alpha), a, lda,

@@ -1,0 +1,76 @@
+package model
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func writeConfig(t testing.TB, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.json")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadConfigDefaultsAndVariants(t *testing.T) {
+	c, err := LoadConfig(writeConfig(t, `{"model_type":"qwen2","hidden_size":64,"intermediate_size":128,
+		"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"vocab_size":100,
+		"rope_parameters":{"rope_type":"default","rope_theta":500000}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.AttentionBias || c.RMSNormEps != 1e-6 || c.HiddenAct != "silu" || c.Theta() != 500000 || c.Scaling() != nil {
+		t.Fatalf("defaults not applied: %+v (theta %v)", c, c.Theta())
+	}
+	if c.HeadDim() != 16 || c.KVHeads() != 2 || len(c.InvFreq()) != 8 {
+		t.Fatalf("head dim %d, kv heads %d, %d frequencies", c.HeadDim(), c.KVHeads(), len(c.InvFreq()))
+	}
+	for _, bad := range []string{
+		`{"hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":3,"num_key_value_heads":2,"vocab_size":100}`,
+		`{"hidden_size":2,"intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,"vocab_size":100}`,
+		`{"hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,"vocab_size":100,"hidden_act":"gelu"}`,
+		`{"hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,"vocab_size":100,"rope_scaling":{"type":"yarn","factor":2}}`,
+		`{"hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,"vocab_size":100,"rms_norm_eps":-1}`,
+	} {
+		if _, err := LoadConfig(writeConfig(t, bad)); err == nil {
+			t.Errorf("accepted %s", bad)
+		} else {
+			t.Log(err)
+		}
+	}
+}
+
+// FuzzLoadConfig: any config.json either fails with an error or gives a
+// config whose derived quantities are usable.
+func FuzzLoadConfig(f *testing.F) {
+	f.Add(`{"hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,"vocab_size":100}`)
+	f.Add(`{"model_type":"qwen2","hidden_size":32,"intermediate_size":48,"num_hidden_layers":1,"num_attention_heads":4,"num_key_value_heads":1,"vocab_size":64,"tie_word_embeddings":true}`)
+	f.Add(`{"hidden_size":32,"intermediate_size":64,"num_hidden_layers":2,"num_attention_heads":2,"num_key_value_heads":1,"vocab_size":64,"rope_parameters":{"rope_type":"llama3","rope_theta":10000,"factor":8,"low_freq_factor":1,"high_freq_factor":4,"original_max_position_embeddings":32}}`)
+	f.Add(`{"hidden_size":8,"num_attention_heads":16,"head_dim":0}`)
+	f.Fuzz(func(t *testing.T, body string) {
+		c, err := LoadConfig(writeConfig(t, body))
+		if err != nil {
+			return
+		}
+		d := c.HeadDim()
+		if d <= 0 || d%2 != 0 || c.NumAttentionHeads%c.KVHeads() != 0 {
+			t.Fatalf("accepted inconsistent config %+v", c)
+		}
+		if d > 1<<16 {
+			return // valid but too large to tabulate here
+		}
+		inv := c.InvFreq()
+		if len(inv) != d/2 {
+			t.Fatalf("%d frequencies for head dim %d", len(inv), d)
+		}
+		for _, v := range inv {
+			if math.IsNaN(v) || v < 0 {
+				t.Fatalf("inverse frequency %v from %+v", v, c)
+			}
+		}
+	})
+}
