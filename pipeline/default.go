@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 
 	"github.com/gotune/gotune/checkpoints/atomicfile"
@@ -267,8 +266,7 @@ func (d *Default) runDPO(ctx context.Context, resume bool) error {
 	cfg.Data = d.dataPath(FilePreferences)
 	cfg.EvalData = d.dataPath(FilePreferencesEval)
 	cfg.Out = d.stageDir("dpo")
-	os.RemoveAll(cfg.Out + "/state"); os.RemoveAll(cfg.Out + "/state.old")
-	cfg.Resume = false
+	cfg.Resume = resume
 	d.tune(&cfg.Train, cfg.Out, d.Sizes.DPOSteps)
 	_, err := dpo.Run(ctx, cfg)
 	return err

@@ -1,3 +1,5 @@
+//go:build linux
+
 package pipeline
 
 import (
@@ -80,6 +82,8 @@ func startChild(t *testing.T, name string, spec childSpec) *child {
 	c.cmd = exec.Command(os.Args[0], "-test.run=^$")
 	c.cmd.Env = append(os.Environ(), childEnv+"="+string(raw))
 	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
+	// A child outlives no test binary, even one killed by its timeout.
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := c.cmd.Start(); err != nil {
 		t.Fatalf("%s: start: %v", name, err)
 	}

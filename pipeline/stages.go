@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -39,7 +40,19 @@ func worldVerifier(t selfinstruct.GeneratedTask) error {
 // runSelfInstruct asks the base model for new tasks in Alpaca's
 // self-instruct format, keeps the verified ones, and writes the SFT dataset:
 // the world's instructions plus what was kept.
-func (d *Default) runSelfInstruct(ctx context.Context, _ bool) error {
+//
+// The generated tasks and selfinstruct's resume state live in data/, not in
+// the stage's own directory, which the runner clears when the stage's key
+// changes; so a run that does not resume removes them itself, or it would
+// continue what another base model generated.
+func (d *Default) runSelfInstruct(ctx context.Context, resume bool) error {
+	if !resume {
+		for _, p := range []string{d.dataPath(FileGenerated), d.dataPath(FileGenerated) + ".state.jsonl"} {
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("self-instruct: clear earlier output: %w", err)
+			}
+		}
+	}
 	w, tok, err := loadModel(d.BaseDir)
 	if err != nil {
 		return err

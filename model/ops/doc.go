@@ -26,4 +26,13 @@
 // forward pass) lives in private buffers never handed to gorgonia, and
 // every backward node takes the forward node as a child so that it runs
 // after it in the same program.
+//
+// # Gorgonia operations avoided
+//
+// Gorgonia v0.9.18 gets several building blocks of this model wrong (the
+// model package keeps a regression test for each): SoftMax and LogSoftMax
+// of one node hash alike and are merged; InverseSqrt has a wrong gradient
+// (it would sit inside RMSNorm); ByIndices has a wrong gradient except for
+// 2-D inputs along axis 0 (the embedding and target gathers); LogSumExp
+// does not build. The operations here compute these pieces themselves.
 package ops

@@ -2,7 +2,6 @@ package ops
 
 import (
 	"math"
-	"os"
 	"runtime"
 	"sync"
 
@@ -10,6 +9,7 @@ import (
 	"gonum.org/v1/gonum/blas/gonum"
 
 	"github.com/gotune/gotune/blas"
+	"github.com/gotune/gotune/model/ops/internal/vec"
 )
 
 // Float is the element type every kernel is written for: float32 for
@@ -44,29 +44,34 @@ func gemm[T Float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb
 		}
 		return
 	}
-	if splitGemm && m >= 64 && runtime.GOMAXPROCS(0) > 1 {
-		// split rows of C (and of op(A)) between two goroutines
-		h := m / 2
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			aoff := h * lda
-			if tA {
-				aoff = h
-			}
-			gemm1(tA, tB, m-h, n, k, alpha, a[aoff:], lda, b, ldb, beta, c[h*ldc:], ldc)
-		}()
-		gemm1(tA, tB, h, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-		wg.Wait()
+	parts := 1
+	if _, f32 := any(a).([]float32); f32 && serialBLAS {
+		parts = min(runtime.GOMAXPROCS(0), m/32)
+	}
+	if parts <= 1 {
+		gemmCall(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
 	}
-	gemm1(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	// Split the rows of C (and of op(A)) between goroutines.
+	rows := (m + parts - 1) / parts
+	var wg sync.WaitGroup
+	for lo := rows; lo < m; lo += rows {
+		wg.Add(1)
+		go func(lo, hi int) {
+			defer wg.Done()
+			aoff := lo * lda
+			if tA {
+				aoff = lo
+			}
+			gemmCall(tA, tB, hi-lo, n, k, alpha, a[aoff:], lda, b, ldb, beta, c[lo*ldc:], ldc)
+		}(lo, min(lo+rows, m))
+	}
+	gemmCall(tA, tB, rows, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	wg.Wait()
 }
 
-var splitGemm = os.Getenv("GOTUNE_SPLIT") == "1"
-
-func gemm1[T Float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
+// gemmCall is one BLAS call.
+func gemmCall[T Float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
 	switch a := any(a).(type) {
 	case []float32:
 		sgemmImpl.Sgemm(transpose(tA), transpose(tB), m, n, k, float32(alpha), a, lda,
@@ -173,8 +178,8 @@ func expShiftSums32(z []float32, m float32) (se, sez float64) {
 	for len(z) > 0 {
 		blk := z[:min(len(z), 256)]
 		z = z[len(blk):]
-		if n8 := len(blk) &^ 7; haveVec && n8 > 0 {
-			s, sz := expShiftSumsVec(blk[:n8], m)
+		if n8 := len(blk) &^ 7; vec.Available && n8 > 0 {
+			s, sz := vec.ExpShiftSums(blk[:n8], m)
 			se += float64(s)
 			sez += float64(sz)
 			blk = blk[n8:]
@@ -195,12 +200,12 @@ func expShiftSums32(z []float32, m float32) (se, sez float64) {
 // maxSum returns the maximum of z (len(z) > 0) and its sum in float64.
 func maxSum[T Float](z []T) (m T, sum float64) {
 	m = z[0]
-	if zs, ok := any(z).([]float32); ok && haveVec {
+	if zs, ok := any(z).([]float32); ok && vec.Available {
 		m32 := zs[0]
 		for len(zs) >= 8 {
 			blk := zs[:min(len(zs), 256)&^7]
 			zs = zs[len(blk):]
-			bm, bs := maxSumVec(blk)
+			bm, bs := vec.MaxSum(blk)
 			m32 = max(m32, bm)
 			sum += float64(bs)
 		}

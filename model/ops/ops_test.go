@@ -8,6 +8,8 @@ import (
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"github.com/gotune/gotune/model/ops/internal/vec"
 )
 
 // randTensor is a float64 tensor of normal values times scale.
@@ -473,7 +475,7 @@ func TestExpShiftSums32(t *testing.T) {
 			t.Fatalf("n=%d: sums %v %v, want %v %v", n, se, sez, wse, wsez)
 		}
 	}
-	if !haveVec {
+	if !vec.Available {
 		t.Log("no vector exp kernel in this build or on this processor")
 	}
 }

@@ -2,7 +2,7 @@
 
 #include "textflag.h"
 
-// Eight-lane copies of the constants of exp32 (kernel.go), used as
+// Eight-lane copies of the constants of exp32 (exp32 in package ops), used as
 // 256-bit memory operands.
 DATA explo<>+0(SB)/4, $0xc2aeac4f
 DATA explo<>+4(SB)/4, $0xc2aeac4f
@@ -134,14 +134,14 @@ DATA exp127<>+24(SB)/4, $0x0000007f
 DATA exp127<>+28(SB)/4, $0x0000007f
 GLOBL exp127<>(SB), RODATA|NOPTR, $32
 
-// func expShiftSumsVec(z []float32, m float32) (se, sez float32)
+// func ExpShiftSums(z []float32, m float32) (se, sez float32)
 //
 // z[i] ← exp(z[i] − m) for len(z) a multiple of 8, eight lanes at a time
 // with AVX2 and FMA (the exp32 algorithm: n = round(x·log2e),
 // r = x − n·ln2, e^r by a degree-7 polynomial, times 2^n built in the
 // exponent bits); x is clamped to [−87.33654, 88]. Returns Σ exp(z − m)
 // and Σ exp(z − m)·z, z read before it is overwritten.
-TEXT ·expShiftSumsVec(SB), NOSPLIT, $0-40
+TEXT ·ExpShiftSums(SB), NOSPLIT, $0-40
 	MOVQ         z_base+0(FP), SI
 	MOVQ         z_len+8(FP), CX
 	VBROADCASTSS m+24(FP), Y15
@@ -193,11 +193,11 @@ done:
 	VZEROUPPER
 	RET
 
-// func maxSumVec(z []float32) (m, s float32)
+// func MaxSum(z []float32) (m, s float32)
 //
 // The maximum and the sum of z, len(z) a positive multiple of 8, in eight
 // lanes with AVX.
-TEXT ·maxSumVec(SB), NOSPLIT, $0-32
+TEXT ·MaxSum(SB), NOSPLIT, $0-32
 	MOVQ         z_base+0(FP), SI
 	MOVQ         z_len+8(FP), CX
 	VMOVUPS      (SI), Y0            // running maximum

@@ -1,0 +1,4 @@
+// Package vec holds the AVX2 kernels of the softmax and head passes
+// (exp of a shifted slice with its sums; maximum and sum). Callers check
+// Available and handle lengths that are not a multiple of 8.
+package vec
