@@ -48,11 +48,16 @@ func gemm[T Float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb
 	if _, f32 := any(a).([]float32); f32 && serialBLAS {
 		parts = min(runtime.GOMAXPROCS(0), m/32)
 	}
+	gemmSplit(parts, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// gemmSplit runs gemm as parts calls on consecutive rows of C (and of
+// op(A)), concurrently.
+func gemmSplit[T Float](parts int, tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
 	if parts <= 1 {
 		gemmCall(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
 	}
-	// Split the rows of C (and of op(A)) between goroutines.
 	rows := (m + parts - 1) / parts
 	var wg sync.WaitGroup
 	for lo := rows; lo < m; lo += rows {

@@ -1,0 +1,117 @@
+// Command benchtable reads `go test -bench` output on standard input,
+// passes it through, and ends with a table that sets each gotune figure
+// beside the reference figure it is compared with (shared/perf/ANCHORS.md:
+// PyTorch 1.13 on two threads with OpenBLAS's default Haswell kernels, and
+// llama.cpp), as a ratio. `go tool task bench` pipes into it.
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+)
+
+// anchor is one reference figure and the benchmark metric compared with it.
+type anchor struct {
+	bench  string // benchmark name prefix (without the -N suffix)
+	unit   string // the metric unit reported by the benchmark
+	what   string // the workload in words
+	ref    float64
+	refBy  string
+	higher bool // a higher figure is better
+}
+
+// anchors are the figures of shared/perf/ANCHORS.md (stories15M shape, 2
+// threads, default Haswell kernels unless said otherwise).
+var anchors = []anchor{
+	{"BenchmarkStories15MFullFT", "tok/s", "full fine-tune step, 8×256", 598, "PyTorch", true},
+	{"BenchmarkStories15MFullFT", "peakRSS_MiB", "full fine-tune peak RSS", 1960 / 1.048576, "PyTorch", false},
+	{"BenchmarkStories15MFrozenBase", "tok/s", "frozen base, q/k/v/o trainable, 8×256", 715, "PyTorch LoRA", true},
+	{"BenchmarkStories15MForward", "tok/s", "forward only, 8×256", 3100, "PyTorch prefill (SkylakeX)", true},
+	{"BenchmarkLoRASFTStories15M", "tok/s", "LoRA SFT step r=8 q,k,v,o, 8×256", 715, "PyTorch", true},
+	{"BenchmarkLoRASFTStories15M", "peakRSS-MiB", "LoRA SFT peak RSS", 1850 / 1.048576, "PyTorch", false},
+	{"BenchmarkFullFTStories15M", "tok/s", "full fine-tune step (sft package), 8×256", 598, "PyTorch", true},
+	{"BenchmarkDPOStories15M", "pairs/s", "DPO step, 4 pairs × 256", 0.9, "PyTorch", true},
+	{"BenchmarkDecodeStories15M/batch1", "decode-tok/s", "greedy decode, batch 1, 128 after 32", 184, "PyTorch", true},
+	{"BenchmarkDecodeStories15M/batch1", "decode-tok/s", "greedy decode, batch 1, 128 after 32", 445, "llama.cpp f32", true},
+	{"BenchmarkDecodeStories15M/batch8", "decode-tok/s", "decode, batch 8 (tokens of all rows)", 445, "llama.cpp f32 batch 1", true},
+	{"BenchmarkEncode", "MB/s", "tokenizer encode", 2, "target", true},
+}
+
+var line = regexp.MustCompile(`^(Benchmark\S+?)(-\d+)?\s+\d+\s+(.*)$`)
+
+// parse returns benchmark name → unit → value for the lines of r, copying
+// them to w.
+func parse(r io.Reader, w io.Writer) (map[string]map[string]float64, error) {
+	out := map[string]map[string]float64{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<16), 1<<20)
+	for sc.Scan() {
+		text := sc.Text()
+		fmt.Fprintln(w, text)
+		m := line.FindStringSubmatch(text)
+		if m == nil {
+			continue
+		}
+		fields := strings.Fields(m[3])
+		vals := out[m[1]]
+		if vals == nil {
+			vals = map[string]float64{}
+			out[m[1]] = vals
+		}
+		for i := 0; i+1 < len(fields); i += 2 {
+			if v, err := strconv.ParseFloat(fields[i], 64); err == nil {
+				vals[fields[i+1]] = v
+			}
+		}
+	}
+	return out, sc.Err()
+}
+
+// table writes one row per anchor whose benchmark ran.
+func table(w io.Writer, results map[string]map[string]float64) int {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "workload\tgotune\tunit\treference\tby\tratio\t")
+	rows := 0
+	for _, a := range anchors {
+		var v float64
+		found := false
+		for name, vals := range results {
+			if name == a.bench || strings.HasPrefix(name, a.bench+"/") {
+				if x, ok := vals[a.unit]; ok {
+					v, found = x, true
+				}
+			}
+		}
+		if !found {
+			continue
+		}
+		ratio := v / a.ref
+		note := "×"
+		if !a.higher {
+			note = "× (lower is better)"
+		}
+		fmt.Fprintf(tw, "%s\t%.4g\t%s\t%.4g\t%s\t%.2f%s\t\n", a.what, v, a.unit, a.ref, a.refBy, ratio, note)
+		rows++
+	}
+	tw.Flush()
+	return rows
+}
+
+func main() {
+	results, err := parse(os.Stdin, os.Stdout)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchtable:", err)
+		os.Exit(1)
+	}
+	fmt.Println()
+	fmt.Println("gotune beside shared/perf/ANCHORS.md (reference figures measured on an idle machine; ratios > 1 mean gotune is ahead):")
+	if table(os.Stdout, results) == 0 {
+		fmt.Println("(no benchmark with a reference figure ran)")
+	}
+}
