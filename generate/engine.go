@@ -207,7 +207,7 @@ func (e *Engine) ropeTables(p int) {
 type workspace struct {
 	rows                   []row
 	x, xb, q, k, v, att, o []float32
-	hb, hb2, lr            []float32
+	hb, hb2, lr, lrOut     []float32
 	scores                 []float32 // per worker (maxT)
 	hn, logits             []float32
 	outRows                []int
@@ -413,9 +413,10 @@ func (e *Engine) linear(y, x []float32, w, bias *tensor.Dense, layer int, module
 			layer, module, r, len(a), len(b), r*in, out*r)
 	}
 	e.ws.lr = grow(e.ws.lr, N*r)
+	e.ws.lrOut = grow(e.ws.lrOut, N*out)
 	t := e.ws.lr
-	matmulT(t, x[:N*in], a, N, in, r)          // (N, r) = x·aᵀ
-	gemmAcc(y[:N*out], t, b, N, r, out, scale) // y += scale·t·bᵀ
+	matmulT(t, x[:N*in], a, N, in, r)                      // (N, r) = x·aᵀ
+	gemmAcc(y[:N*out], t, b, e.ws.lrOut, N, r, out, scale) // y += scale·t·bᵀ
 	return nil
 }
 

@@ -24,18 +24,14 @@ func gemv(trans bool, m, n int, alpha float32, a []float32, lda int, x []float32
 	vec.Sgemv(t, m, n, alpha, a, lda, x, 1, beta, y, 1)
 }
 
-// smallN is the most rows matmulT gives the register-blocked kernel before
-// handing over to BLAS GEMM: with OpenBLAS, GEMM's packing pays off from a
-// few dozen rows on; gonum's pure-Go GEMM is slower than the kernel at any
-// size the engine meets.
-var smallN = map[string]int{"openblas": 32}[blas.Backend()]
-
-// matmulT computes y = x·wᵀ for x (N, in), w (out, in), y (N, out). Decode
-// steps (few rows) are memory-bound: each weight row is read once and used
-// for every x row by the AVX2 kernel. Where that kernel cannot run, one row
-// is the build's gemv and several a GEMM.
+// matmulT computes y = x·wᵀ for x (N, in), w (out, in), y (N, out) on the
+// register-blocked AVX2 kernel: decode steps (few rows) are memory-bound,
+// and the kernel reads each weight row once for all rows of x. The engine
+// keeps off OpenBLAS where it can: its threads spin after every call and
+// would take a core from the decoding goroutines. Where the kernel cannot
+// run, one row is the build's gemv and several a GEMM.
 func matmulT(y, x, w []float32, N, in, out int) {
-	if (smallN == 0 || N <= smallN) && smallGemm(y, x, w, N, in, out) {
+	if smallGemm(y, x, w, N, in, out) {
 		return
 	}
 	if N == 1 {
@@ -45,8 +41,15 @@ func matmulT(y, x, w []float32, N, in, out int) {
 	blas.Gemm(false, true, N, out, in, 1, x, w, 0, y)
 }
 
-// gemmAcc computes y += alpha·t·bᵀ for t (N, r), b (out, r), y (N, out).
-func gemmAcc(y, t, b []float32, N, r, out int, alpha float32) {
+// gemmAcc computes y += alpha·t·bᵀ for t (N, r), b (out, r), y (N, out),
+// through tmp (N·out values) on the kernel, else BLAS.
+func gemmAcc(y, t, b, tmp []float32, N, r, out int, alpha float32) {
+	if smallGemm(tmp[:N*out], t, b, N, r, out) {
+		for i, v := range tmp[:N*out] {
+			y[i] += alpha * v
+		}
+		return
+	}
 	blas.Gemm(false, true, N, out, r, alpha, t, b, 1, y)
 }
 

@@ -20,20 +20,25 @@ func smallGemm(y, x, w []float32, N, in, out int) bool {
 	}
 	n8 := in &^ 7
 	blocks := out / 4
-	workers := workersFor(blocks, 2*N*in*out)
-	parallel(blocks, workers, func(_, lo, hi int) {
-		for b := lo; b < hi; b++ {
-			j := 4 * b
-			wp := &w[j*in]
-			i := 0
-			for ; i+1 < N; i += 2 {
-				kernel.Dot4x2(wp, in, &x[i*in], in, n8, &y[i*out+j], out)
+	// Rows of x in chunks that stay in L2 while every weight block passes.
+	chunk := max(2, (256<<10)/(4*in)) &^ 1
+	for i0 := 0; i0 < N; i0 += chunk {
+		i1 := min(N, i0+chunk)
+		workers := workersFor(blocks, 2*(i1-i0)*in*out)
+		parallel(blocks, workers, func(_, lo, hi int) {
+			for b := lo; b < hi; b++ {
+				j := 4 * b
+				wp := &w[j*in]
+				i := i0
+				for ; i+1 < i1; i += 2 {
+					kernel.Dot4x2(wp, in, &x[i*in], in, n8, &y[i*out+j], out)
+				}
+				if i < i1 {
+					kernel.Dot4x1(wp, in, &x[i*in], n8, &y[i*out+j])
+				}
 			}
-			if i < N {
-				kernel.Dot4x1(wp, in, &x[i*in], n8, &y[i*out+j])
-			}
-		}
-	})
+		})
+	}
 	// Columns past the last multiple of 8, and rows past the last block of 4.
 	if n8 < in {
 		for i := range N {

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -82,12 +83,19 @@ func startChild(t *testing.T, name string, spec childSpec) *child {
 	c.cmd = exec.Command(os.Args[0], "-test.run=^$")
 	c.cmd.Env = append(os.Environ(), childEnv+"="+string(raw))
 	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
-	// A child outlives no test binary, even one killed by its timeout.
+	// A child outlives no test binary, even one killed by its timeout. The
+	// kernel sends Pdeathsig when the starting thread ends, so that thread
+	// stays locked to the goroutine that waits for the child.
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := c.cmd.Start(); err != nil {
-		t.Fatalf("%s: start: %v", name, err)
-	}
+	started := make(chan error)
 	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := c.cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
 		err := c.cmd.Wait()
 		var ee *exec.ExitError
 		switch {
@@ -98,6 +106,9 @@ func startChild(t *testing.T, name string, spec childSpec) *child {
 		}
 		close(c.done)
 	}()
+	if err := <-started; err != nil {
+		t.Fatalf("%s: start: %v", name, err)
+	}
 	t.Cleanup(func() {
 		if !c.exited() {
 			c.cmd.Process.Kill()
