@@ -338,8 +338,9 @@ func TestInterruptedRunsResumeExactly(t *testing.T) {
 	t0 := time.Now()
 	whole := startChild(t, "uninterrupted run", ref)
 
-	// Ctrl-C while the base model trains: the child writes a checkpoint of
-	// its last completed update and exits with 130.
+	// Ctrl-C once the base stage has its tokenizer (while it builds its
+	// graph or makes its first update): the child writes a checkpoint of
+	// its last completed update, the only one it has, and exits with 130.
 	c := startChild(t, "run 1", cut)
 	c.until("base training started", func() bool {
 		_, err := os.Stat(filepath.Join(cut.Base, "tokenizer.json"))

@@ -286,3 +286,28 @@ func writeRecord(path string, rec record) error {
 	}
 	return atomicfile.WriteBytes(path, append(raw, '\n'))
 }
+
+// Select keeps the stages named in names, in pipeline order; no names
+// keeps them all. An unknown name is an error listing the known ones.
+func Select(stages []Stage, names []string) ([]Stage, error) {
+	if len(names) == 0 {
+		return stages, nil
+	}
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	var out []Stage
+	var known []string
+	for _, s := range stages {
+		known = append(known, s.Name)
+		if want[s.Name] {
+			out = append(out, s)
+			delete(want, s.Name)
+		}
+	}
+	for n := range want {
+		return nil, fmt.Errorf("unknown stage %q (stages: %s)", n, strings.Join(known, ", "))
+	}
+	return out, nil
+}

@@ -40,9 +40,16 @@ results table and an HTML report with plots in <run>/report/.`,
 		if err := atomicfile.WriteBytes(filepath.Join(runDir, "config.yaml"), resolved); err != nil {
 			return err
 		}
-		r := &pipeline.Runner{RunDir: runDir, Log: cmd.OutOrStdout()}
-		if _, err := r.Run(cmd.Context(), d.Stages()); err != nil {
+		stages, err := pipeline.Select(d.Stages(), cfgStringSlice(s, "stages"))
+		if err != nil {
 			return err
+		}
+		r := &pipeline.Runner{RunDir: runDir, Log: cmd.OutOrStdout()}
+		if _, err := r.Run(cmd.Context(), stages); err != nil {
+			return err
+		}
+		if len(stages) < len(d.Stages()) {
+			return nil
 		}
 		rows := pipeline.Summarize(runDir)
 		fmt.Fprintln(cmd.OutOrStdout())
@@ -77,6 +84,7 @@ func init() {
 	f.String("base", "models/base", "base model directory (pretrained on the built-in world when missing)")
 	f.Bool("quick", false, "a much smaller run (for tests and smoke checks)")
 	f.Bool("quiet", false, "no progress bars")
+	f.StringSlice("stages", nil, "run only these stages, in pipeline order (e.g. base, or sft,dpo); their inputs must exist")
 	bindFlags(pipelineCmd, "pipeline")
 	rootCmd.AddCommand(pipelineCmd, reportCmd)
 }
