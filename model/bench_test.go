@@ -17,13 +17,17 @@ import (
 
 // Training-step benchmarks on the stories15M shape at batch 8 × 256, the
 // workloads of shared/perf/ANCHORS.md. Build with -tags openblas for the
-// fast GEMM and set OPENBLAS_CORETYPE to compare with a PyTorch column, e.g.
+// fast GEMM and set OPENBLAS_CORETYPE to compare with a PyTorch column;
+// OPENBLAS_NUM_THREADS=1 makes the operations split products between
+// goroutines instead of waking OpenBLAS's busy-waiting threads (faster and
+// far cheaper in CPU time on a busy machine), e.g.
 //
-//	OPENBLAS_CORETYPE=Haswell go test -tags openblas ./model -run x -bench Stories15M -benchtime 3x
+//	OPENBLAS_NUM_THREADS=1 OPENBLAS_CORETYPE=Haswell go test -tags openblas ./model -run x -bench Stories15M -benchtime 3x
 //
-// Each reports tokens/s and the process's peak resident set (VmHWM), which
-// is cumulative over the benchmarks run in one process: run one at a time
-// for a clean memory figure.
+// Each reports tokens/s, CPU seconds per step and the process's peak
+// resident set (VmHWM), which is cumulative over the benchmarks run in one
+// process: run one at a time for a clean memory figure.
+// testdata/bench_torch.py measures PyTorch on the same workloads.
 func BenchmarkStories15MFullFT(b *testing.B) { benchStories15M(b, "full") }
 
 // BenchmarkStories15MFrozenBase trains only the attention projections

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -149,7 +150,8 @@ type Loop struct {
 	rng    *rand.Rand
 	tokens float64 // tokens seen (sum of KeyTokens)
 	tail   []map[string]float64
-	saved  int // step of the last checkpoint written or resumed; -1 if none
+	acc    *interval // updates since the last logged record
+	saved  int       // step of the last checkpoint written or resumed; -1 if none
 	log    *metricsLog
 }
 
@@ -238,6 +240,7 @@ type snapshot struct {
 	rng    []byte
 	data   json.RawMessage
 	tokens float64
+	acc    LogInterval
 }
 
 func (l *Loop) snap() (snapshot, error) {
@@ -245,7 +248,7 @@ func (l *Loop) snap() (snapshot, error) {
 	if err != nil {
 		return snapshot{}, err
 	}
-	s := snapshot{rng: b, tokens: l.tokens}
+	s := snapshot{rng: b, tokens: l.tokens, acc: l.acc.save()}
 	if l.Hooks.State != nil {
 		if s.data, err = l.Hooks.State(); err != nil {
 			return s, fmt.Errorf("train: saving stage state: %w", err)
@@ -288,7 +291,9 @@ func (l *Loop) Run(ctx context.Context) error {
 	for i, p := range l.Params {
 		values[i], decay[i] = p.Value, !p.NoDecay
 	}
-	acc := newInterval()
+	if l.acc == nil {
+		l.acc = newInterval()
+	}
 	for l.step < l.Steps {
 		start, err := l.snap()
 		if err != nil {
@@ -349,15 +354,15 @@ func (l *Loop) Run(ctx context.Context) error {
 		l.tokens += step[KeyTokens]
 		step[KeyLR] = lr
 		step[KeyGradNorm] = norm
-		acc.add(step, time.Since(t0))
-		bar.update(l.step, loss, lr, acc.rate())
+		l.acc.add(step, time.Since(t0))
+		bar.update(l.step, loss, lr, l.acc.rate())
 
 		last := l.step == l.Steps
 		if l.step%l.LogEvery == 0 || last {
-			if err := l.writeRecord(acc.record()); err != nil {
+			if err := l.writeRecord(l.acc.record()); err != nil {
 				return err
 			}
-			acc = newInterval()
+			l.acc = newInterval()
 		}
 		if l.Eval != nil && ((l.EvalEvery > 0 && l.step%l.EvalEvery == 0) || last) {
 			if err := l.evaluate(ctx); err != nil {
@@ -457,6 +462,30 @@ type interval struct {
 }
 
 func newInterval() *interval { return &interval{sum: Metrics{}} }
+
+// save copies the interval into its checkpoint form, dropping non-finite
+// sums, which JSON cannot hold. A nil interval is empty.
+func (a *interval) save() LogInterval {
+	if a == nil {
+		return LogInterval{}
+	}
+	s := LogInterval{Updates: a.n, Seconds: a.elapsed.Seconds()}
+	if a.n > 0 {
+		s.Sums = finiteRecords([]map[string]float64{a.sum})[0]
+	}
+	return s
+}
+
+// restoreInterval rebuilds an interval saved by save; the zero LogInterval
+// (absent from older checkpoints) gives an empty one.
+func restoreInterval(s LogInterval) *interval {
+	a := newInterval()
+	maps.Copy(a.sum, s.Sums)
+	a.n = s.Updates
+	a.tokens = s.Sums[KeyTokens]
+	a.elapsed = time.Duration(s.Seconds * float64(time.Second))
+	return a
+}
 
 func (a *interval) add(m Metrics, d time.Duration) {
 	for k, v := range m {

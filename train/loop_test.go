@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -430,5 +431,125 @@ func TestCheckpointFiles(t *testing.T) {
 	}
 	if st.Schedule.WarmupSteps != 3 || st.Optimizer.Beta2 != 0.999 || string(st.Data) != "0" || len(st.MetricsTail) != 5 || st.NumTokens != 16 {
 		t.Errorf("state %+v", st)
+	}
+}
+
+// TestResumeMidLogInterval resumes from checkpoints that fall inside a
+// logging interval (LogEvery 3, CheckpointEvery 2, and a Ctrl-C during
+// update 8) and requires every metrics.jsonl record, averages included, to
+// equal an uninterrupted run's; only tokens_per_second, a wall-clock
+// figure, may differ.
+func TestResumeMidLogInterval(t *testing.T) {
+	cfg := func(c *Config) { c.Steps, c.LogEvery, c.CheckpointEvery, c.EvalEvery = 12, 3, 2, 5 }
+	refDir := t.TempDir()
+	ref := newLinreg(40, 3, 4)
+	ref.random = true
+	if err := newLoop(ref, refDir, cfg).Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want, err := ReadMetrics(MetricsFile(refDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		stop  int // 0-based update whose first micro-batch fails
+		saved int // the checkpoint it resumes from
+	}{{"cancel", 7, 7}, {"crash", 9, 8}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			m := newLinreg(40, 3, 4)
+			m.random = true
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			m.fault = func(step, micro int) (float64, error) {
+				if step != tc.stop {
+					return 0, nil
+				}
+				if tc.name == "cancel" {
+					cancel()
+					return 0, ctx.Err()
+				}
+				return 0, errors.New("machine lost")
+			}
+			if err := newLoop(m, dir, cfg).Run(ctx); err == nil {
+				t.Fatal("the interrupted run succeeded")
+			}
+			if st, err := LoadState(dir); err != nil || st.Step != tc.saved || st.Step%3 == 0 {
+				t.Fatalf("checkpoint %+v %v, want step %d (inside an interval)", st, err, tc.saved)
+			}
+			r := newLinreg(40, 3, 4)
+			r.random = true
+			l := newLoop(r, dir, cfg)
+			if err := l.Resume(); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Run(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			got, err := ReadMetrics(MetricsFile(dir))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(want) {
+				t.Fatalf("%d records, want %d", len(got), len(want))
+			}
+			for i := range want {
+				g, w := maps.Clone(got[i]), maps.Clone(want[i])
+				delete(g, KeyTokensPerSec)
+				delete(w, KeyTokensPerSec)
+				if !maps.Equal(g, w) {
+					t.Errorf("record %d:\n got %v\nwant %v", i, g, w)
+				}
+			}
+		})
+	}
+}
+
+// TestResumeWithoutLogInterval reads a checkpoint written before the
+// logging interval was saved: the interval starts empty.
+func TestResumeWithoutLogInterval(t *testing.T) {
+	dir := t.TempDir()
+	cfg := func(c *Config) { c.Steps, c.LogEvery = 4, 3 }
+	if err := newLoop(newLinreg(16, 3, 4), dir, cfg).Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(StateDir(dir), StateFile)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &st); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := st["log_interval"]; !ok {
+		t.Fatalf("state has no log_interval: %s", raw)
+	}
+	delete(st, "log_interval")
+	st["step"] = json.RawMessage("2")
+	if raw, err = json.Marshal(st); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l := newLoop(newLinreg(16, 3, 4), dir, cfg)
+	if err := l.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if l.acc == nil || l.acc.n != 0 || len(l.acc.sum) != 0 {
+		t.Errorf("interval after resuming an old state: %+v", l.acc)
+	}
+	// An interval longer than the run so far is corrupt.
+	st["log_interval"] = json.RawMessage(`{"sums":{"loss":1},"updates":3,"seconds":0}`)
+	if raw, err = json.Marshal(st); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadState(dir); err == nil || !strings.Contains(err.Error(), "log interval of 3 updates") {
+		t.Errorf("corrupt interval: %v", err)
 	}
 }

@@ -45,6 +45,20 @@ type State struct {
 	Schedule      Schedule             `json:"schedule"`
 	Optimizer     OptimizerConfig      `json:"optimizer"`
 	MetricsTail   []map[string]float64 `json:"metrics_tail"`
+	// LogInterval is the running average not yet logged; absent in
+	// checkpoints written before it was saved, which resume with an empty
+	// one.
+	LogInterval LogInterval `json:"log_interval"`
+}
+
+// LogInterval holds the per-update metrics summed since the last
+// metrics.jsonl record, so that a run resumed between two records logs the
+// same averages as an uninterrupted one. Seconds, the compute time of those
+// updates, only feeds tokens_per_second.
+type LogInterval struct {
+	Sums    map[string]float64 `json:"sums,omitempty"` // per-key sums over the updates (non-finite sums are dropped)
+	Updates int                `json:"updates"`        // updates summed
+	Seconds float64            `json:"seconds"`        // their compute time
 }
 
 // HasCheckpoint reports whether a stage directory holds a checkpoint.
@@ -84,6 +98,8 @@ func LoadState(dir string) (*State, error) {
 		return nil, fmt.Errorf("train: checkpoint %s: version %d, want %d", path, s.Version, stateVersion)
 	case s.Step < 0 || s.OptimizerStep < 0:
 		return nil, fmt.Errorf("train: checkpoint %s: negative step", path)
+	case s.LogInterval.Updates < 0 || s.LogInterval.Updates > s.Step || (s.LogInterval.Updates == 0 && len(s.LogInterval.Sums) > 0):
+		return nil, fmt.Errorf("train: checkpoint %s: log interval of %d updates with %d sums at step %d", path, s.LogInterval.Updates, len(s.LogInterval.Sums), s.Step)
 	}
 	return &s, nil
 }
@@ -100,6 +116,7 @@ func (l *Loop) writeCheckpoint(s snapshot) error {
 			MaxGradNorm: l.MaxGradNorm, GradAccum: l.GradAccum, Seed: l.Seed,
 		},
 		MetricsTail: finiteRecords(l.tail),
+		LogInterval: s.acc,
 	}
 	params := make([]safetensors.Tensor, len(l.Params))
 	moments := make([]safetensors.Tensor, 0, 2*len(l.Params))
@@ -223,6 +240,7 @@ func (l *Loop) Resume() error {
 	l.step = st.Step
 	l.tokens = st.NumTokens
 	l.tail = st.MetricsTail
+	l.acc = restoreInterval(st.LogInterval)
 	l.saved = st.Step
 	if err := truncateMetrics(MetricsFile(l.Dir), st.Step); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
