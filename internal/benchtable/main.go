@@ -30,7 +30,7 @@ type anchor struct {
 // threads, default Haswell kernels unless said otherwise).
 var anchors = []anchor{
 	{"BenchmarkStories15MFullFT", "tok/s", "full fine-tune step, 8×256", 598, "PyTorch", true},
-	{"BenchmarkStories15MFullFT", "peakRSS_MiB", "full fine-tune peak RSS", 1960 / 1.048576, "PyTorch", false},
+	{"BenchmarkStories15MFullFT", "peakRSS-MiB", "full fine-tune peak RSS", 1960 / 1.048576, "PyTorch", false},
 	{"BenchmarkStories15MFrozenBase", "tok/s", "frozen base, q/k/v/o trainable, 8×256", 715, "PyTorch LoRA", true},
 	{"BenchmarkStories15MForward", "tok/s", "forward only, 8×256", 3100, "PyTorch prefill (SkylakeX)", true},
 	{"BenchmarkLoRASFTStories15M", "tok/s", "LoRA SFT step r=8 q,k,v,o, 8×256", 715, "PyTorch", true},
@@ -66,7 +66,8 @@ func parse(r io.Reader, w io.Writer) (map[string]map[string]float64, error) {
 		}
 		for i := 0; i+1 < len(fields); i += 2 {
 			if v, err := strconv.ParseFloat(fields[i], 64); err == nil {
-				vals[fields[i+1]] = v
+				// peakRSS_MiB and peakRSS-MiB are the same unit.
+				vals[strings.ReplaceAll(fields[i+1], "_", "-")] = v
 			}
 		}
 	}

@@ -63,7 +63,8 @@ func (b *buffer) get(dt tensor.Dtype, shape ...int) *tensor.Dense {
 	return b.t
 }
 
-// slice is a private scratch slice reused across runs.
+// grow returns s resized to n, reallocating only when it is too short (a
+// private scratch slice reused across runs).
 func grow[T Float](s []T, n int) []T {
 	if cap(s) < n {
 		return make([]T, n)
@@ -127,9 +128,6 @@ func newScalar(dt tensor.Dtype, x float64) G.Value {
 	}
 	return G.NewF32(float32(x))
 }
-
-// dtypeOf is the element type of a node.
-func dtypeOf(n *G.Node) tensor.Dtype { return n.Dtype() }
 
 // shapeOf converts a DimSizer handed to InferShape into a shape.
 func shapeOf(d G.DimSizer) (tensor.Shape, error) {

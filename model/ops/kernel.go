@@ -138,16 +138,6 @@ func exp32(x float32) float32 {
 	return p * math.Float32frombits(uint32(n+127)<<23)
 }
 
-// expT is e^x in the precision of T (exp32 for float32, math.Exp for float64).
-func expT[T Float](x T) T {
-	switch v := any(x).(type) {
-	case float32:
-		return T(exp32(v))
-	default:
-		return T(math.Exp(float64(x)))
-	}
-}
-
 // softmaxRow replaces x by softmax(x) restricted to its first n entries
 // (the rest are set to 0) and returns log Σ exp(x[:n]).
 func softmaxRow[T Float](x []T, n int) T {
