@@ -6,14 +6,17 @@ hand. A plain LLaMA forward in the shape of Hugging Face's modeling_llama
 (RMSNorm, rotate-half RoPE, SwiGLU), float32, 2 threads.
 
 Run:  OPENBLAS_CORETYPE=Haswell /usr/bin/python3 generate/testdata/bench_decode_torch.py
-Prints one line per batch size: median decode tok/s (prefill excluded; best of
-five beside it) and e2e tok/s.
+(THREADS=1 in the environment for one thread.) Prints one line per batch
+size: median decode tok/s (prefill excluded; best of five beside it), e2e
+tok/s, and decode tokens per second of process CPU time (comparable with the
+Go benchmark's decode-tok/cpu-s when other work shares the machine).
 """
+import os
 import time
 
 import torch
 
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("THREADS", "2")))
 torch.manual_seed(0)
 
 C, F, L, H, V, EPS, THETA = 288, 768, 6, 6, 32000, 1e-5, 10000.0
@@ -73,15 +76,16 @@ def run(B):
     cache = [None] * L
     t0 = time.perf_counter()
     nxt = forward(prompt, 0, cache).argmax(-1, keepdim=True)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     for i in range(NEW - 1):
         nxt = forward(nxt, PROMPT + i, cache).argmax(-1, keepdim=True)
-    t2 = time.perf_counter()
-    return B * (NEW - 1) / (t2 - t1), B * NEW / (t2 - t0)
+    t2, c2 = time.perf_counter(), time.process_time()
+    return B * (NEW - 1) / (t2 - t1), B * NEW / (t2 - t0), B * (NEW - 1) / (c2 - c1)
 
 
 for B in (1, 8):
     run(B)  # warm-up
     res = sorted(run(B) for _ in range(5))
-    dec, e2e = res[len(res) // 2]
-    print(f"pytorch batch {B}: decode {dec:.0f} tok/s (best {res[-1][0]:.0f}), e2e {e2e:.0f} tok/s")
+    dec, e2e, cpu = res[len(res) // 2]
+    print(f"pytorch batch {B}: decode {dec:.0f} tok/s (best {res[-1][0]:.0f}), e2e {e2e:.0f} tok/s, "
+          f"decode {cpu:.0f} tok/cpu-s")
