@@ -14,8 +14,6 @@ import (
 	"github.com/gotune/gotune/generate"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/tokenizer"
-	"github.com/gotune/gotune/tokenizer/jinja"
-	"github.com/gotune/gotune/world"
 )
 
 // modelFlags are the flags of every command that loads a model to decode.
@@ -93,67 +91,16 @@ func loadEngine(s string) (*generate.Engine, *tokenizer.Tokenizer, error) {
 type chatMessage struct{ Role, Content string }
 
 // renderChat formats a conversation ending where the assistant's reply
-// begins, and says whether the text still needs the tokenizer's special
-// tokens (BOS) when encoded. Templates: alpaca (the last user turn as
-// Stanford Alpaca's prompt, a system turn as a leading paragraph), chatml
-// (Qwen), llama3, and jinja (the tokenizer's chat_template).
+// begins, with the tokenizer's named template (alpaca, chatml, llama3 or
+// jinja), and says whether the text still needs the tokenizer's special
+// tokens (BOS) when encoded: only Alpaca's plain-text prompt does.
 func renderChat(tok *tokenizer.Tokenizer, template string, msgs []chatMessage) (text string, addSpecial bool, err error) {
-	var b strings.Builder
-	switch template {
-	case "alpaca":
-		var system, user string
-		for _, m := range msgs {
-			switch m.Role {
-			case "system":
-				system = m.Content
-			case "user":
-				user = m.Content
-			}
-		}
-		p := world.FormatAlpaca(user, "")
-		if system != "" {
-			p = system + "\n\n" + p
-		}
-		return p, true, nil
-	case "chatml":
-		for _, m := range msgs {
-			fmt.Fprintf(&b, "<|im_start|>%s\n%s<|im_end|>\n", m.Role, m.Content)
-		}
-		b.WriteString("<|im_start|>assistant\n")
-		return b.String(), false, nil
-	case "llama3":
-		b.WriteString("<|begin_of_text|>")
-		for _, m := range msgs {
-			fmt.Fprintf(&b, "<|start_header_id|>%s<|end_header_id|>\n\n%s<|eot_id|>", m.Role, strings.TrimSpace(m.Content))
-		}
-		b.WriteString("<|start_header_id|>assistant<|end_header_id|>\n\n")
-		return b.String(), false, nil
-	case "jinja":
-		if tok.ChatTemplate == "" {
-			return "", false, fmt.Errorf("the tokenizer has no chat_template")
-		}
-		t, err := jinja.Parse(tok.ChatTemplate)
-		if err != nil {
-			return "", false, fmt.Errorf("chat_template: %w", err)
-		}
-		ms := make([]map[string]any, len(msgs))
-		for i, m := range msgs {
-			ms[i] = map[string]any{"role": m.Role, "content": m.Content}
-		}
-		special := func(id int) string {
-			s, _ := tok.Token(id)
-			return s
-		}
-		out, err := t.Render(map[string]any{
-			"messages": jinja.FromGo(ms), "add_generation_prompt": true,
-			"bos_token": special(tok.BOS()), "eos_token": special(tok.EOS()),
-		})
-		if err != nil {
-			return "", false, fmt.Errorf("chat_template: %w", err)
-		}
-		return out, false, nil
+	ms := make([]tokenizer.Message, len(msgs))
+	for i, m := range msgs {
+		ms[i] = tokenizer.Message{Role: m.Role, Content: m.Content}
 	}
-	return "", false, fmt.Errorf("unknown chat template %q (want alpaca, chatml, llama3 or jinja)", template)
+	text, err = tok.RenderChat(template, ms, true)
+	return text, template == tokenizer.TemplateAlpaca, err
 }
 
 // chatStopTokens are the end-of-turn tokens of the chat formats that the
