@@ -102,7 +102,7 @@ func runSteps(b *testing.B, step func() error) {
 	tokens := float64(benchB * benchT * b.N)
 	b.ReportMetric(tokens/elapsed.Seconds(), "tok/s")
 	b.ReportMetric(tokens/cpu, "tok/cpu-s")
-	b.ReportMetric(peakRSS(b), "peakRSS_MiB")
+	b.ReportMetric(peakRSS(b), "peakRSS-MiB")
 }
 
 // BenchmarkLoRASFTStories15M is one SFT update of the stories15M shape
