@@ -5,6 +5,8 @@ import (
 	"context"
 	"math/rand/v2"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
@@ -33,7 +35,7 @@ const (
 // "live" case runs the reference forward pass (adapter off) beside every
 // step, as the PyTorch anchor does; "precomputed" reads stored reference
 // log-probs. It reports pairs/s, the ratio to the PyTorch anchor of the
-// same OpenBLAS kernel setting, and the peak resident set. Run with
+// same OpenBLAS kernel setting, and the peak resident set of the case. Run with
 //
 //	go test -tags openblas ./dpo -run '^$' -bench DPOStories15M -benchtime 5x
 func BenchmarkDPOStories15M(b *testing.B) {
@@ -42,7 +44,10 @@ func BenchmarkDPOStories15M(b *testing.B) {
 		if !live {
 			name = "precomputed"
 		}
-		b.Run(name, func(b *testing.B) { benchDPO(b, live) })
+		b.Run(name, func(b *testing.B) {
+			resetPeakRSS()
+			benchDPO(b, live)
+		})
 	}
 }
 
@@ -108,6 +113,15 @@ func benchDPO(b *testing.B, live bool) {
 	b.ReportMetric(peakRSSMiB(), "peakRSS-MiB")
 	b.Logf("blas %s, OPENBLAS_CORETYPE %s: %.2f pairs/s vs PyTorch %.1f pairs/s; loss %.4f",
 		blas.Backend(), setting, rate, anchor, tr.st.Last.Loss)
+}
+
+// resetPeakRSS returns freed memory to the system and restarts the peak
+// resident set (Linux's clear_refs value 5), so that one case's peak does
+// not carry into the next.
+func resetPeakRSS() {
+	runtime.GC()
+	debug.FreeOSMemory()
+	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
 }
 
 // peakRSSMiB is the process's peak resident set size (VmHWM), in MiB.

@@ -41,21 +41,25 @@
 // through model.Graph.FuncLoss, which hands the gradient back to every
 // completion token.
 //
-// Prompts and completions are tokenized with the tokenizer's prompt/completion
-// encoding (BOS before the prompt, EOS after the completion), as the SFT
-// stage tokenizes its examples. Conversational rows (message lists) are
-// rendered with the tokenizer's chat template: the prompt with the generation
-// prompt appended, and the completion as the rest of the rendered
-// conversation, as TRL's maybe_apply_chat_template does.
+// Rows are tokenized as the SFT stage tokenizes its examples, so that the
+// reference scores completions as it was trained on them: a plain row is
+// its prompt and completion encoded as one text after BOS, EOS appended,
+// the completion starting at the first token the prompt's own encoding does
+// not share (tokenizer.EncodePromptCompletion, as Stanford Alpaca's
+// train.py masks); a conversational row (message lists) is rendered with the
+// chat template, the completion being the answer's turn after the prompt
+// rendered with the generation prompt (tokenizer.RenderChat, EncodeChat).
 //
 // # Losses
 //
 // LossConfig.Type picks the loss (TRL's loss_type names): sigmoid (the DPO
-// loss; with label_smoothing ε > 0 it is conservative DPO, cDPO), robust (TRL's
-// rDPO, the unbiased loss under label noise ε, which differs from cDPO in the
-// sign of the ε term), hinge (SLiC), ipo (per-token averaged log-ratios) and
-// simpo (reference-free, length-normalised, with target margin γ). SFTWeight
-// adds the chosen completions' negative log-likelihood (TRL's rpo_alpha).
+// loss; with label_smoothing ε > 0 it is conservative DPO, cDPO), robust
+// (TRL's rDPO, the unbiased loss under label noise ε, which differs from
+// cDPO in the sign of the ε term), hinge (SLiC), ipo (per-token averaged
+// log-ratios) and simpo (reference-free, length-normalised, with target
+// margin γ). SFTWeight adds the chosen completions' negative
+// log-likelihood (TRL's rpo_alpha); DefaultConfig sets it to 0.2, see there
+// why.
 //
 // # Metrics
 //

@@ -95,6 +95,7 @@ func worldPrefs(t testing.TB, split world.Split, n int) string {
 func testConfig(base, out string) Config {
 	cfg := DefaultConfig()
 	cfg.Base, cfg.Out = base, out
+	cfg.Loss = LossConfig{Type: Sigmoid, Beta: 0.1} // plain DPO
 	cfg.WorldPairs, cfg.WorldEvalPairs = 64, 16
 	cfg.Pairs, cfg.MaxLen, cfg.Buckets = 4, 64, []int{48, 64}
 	cfg.LoRA.R, cfg.LoRA.Alpha = 4, 8
