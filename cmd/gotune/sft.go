@@ -37,15 +37,7 @@ resumable checkpoint in state/.`,
 			}
 			cfg.Buckets = buckets
 		}
-		l := &cfg.LoRA
-		l.R, l.Alpha, l.Dropout = cfgInt(s, "lora-r"), cfgFloat(s, "lora-alpha"), cfgFloat(s, "lora-dropout")
-		l.Targets, l.RSLoRA, l.Init = cfgStringSlice(s, "lora-targets"), cfgBool(s, "use-rslora"), cfgString(s, "lora-init")
-		l.Seed = uint64(cfgInt(s, "seed"))
-		t := &cfg.Train
-		t.Steps, t.GradAccum, t.LR, t.WarmupSteps = cfgInt(s, "steps"), cfgInt(s, "grad-accum"), cfgFloat(s, "lr"), cfgInt(s, "warmup")
-		t.Schedule, t.MinLRRatio, t.WeightDecay, t.MaxGradNorm = cfgString(s, "schedule"), cfgFloat(s, "min-lr-ratio"), cfgFloat(s, "weight-decay"), cfgFloat(s, "max-grad-norm")
-		t.Seed, t.LogEvery, t.EvalEvery, t.CheckpointEvery = uint64(cfgInt(s, "seed")), cfgInt(s, "log-every"), cfgInt(s, "eval-every"), cfgInt(s, "save-every")
-		t.Quiet = cfgBool(s, "quiet")
+		readFineTuneFlags(s, &cfg.LoRA, &cfg.Train)
 		res, err := sft.Run(cmd.Context(), cfg)
 		if err != nil {
 			return err
@@ -87,24 +79,7 @@ func init() {
 	f.Int("max-len", d.MaxLen, "tokens per row at most (0: min(512, the model's positions))")
 	f.StringSlice("buckets", nil, "allowed batch lengths, ascending (default: 64,128,256,512 up to --max-len)")
 	f.String("truncation", d.Truncation, "how long rows are cut: keep_start or keep_end")
-	f.Int("lora-r", d.LoRA.R, "LoRA rank r")
-	f.Float64("lora-alpha", d.LoRA.Alpha, "LoRA alpha (scale alpha/r)")
-	f.Float64("lora-dropout", d.LoRA.Dropout, "dropout on the adapter input")
-	f.StringSlice("lora-targets", d.LoRA.Targets, "modules to adapt (q_proj … down_proj, or all-linear)")
-	f.Bool("use-rslora", false, "scale alpha/sqrt(r) (rsLoRA)")
-	f.String("lora-init", d.LoRA.Init, "adapter init: kaiming or gaussian")
-	f.Int("steps", d.Train.Steps, "optimizer updates")
-	f.Int("grad-accum", d.Train.GradAccum, "micro-batches per update")
-	f.Float64("lr", d.Train.LR, "peak learning rate")
-	f.Int("warmup", d.Train.WarmupSteps, "linear warmup updates")
-	f.String("schedule", d.Train.Schedule, "learning-rate schedule: cosine, linear or constant")
-	f.Float64("min-lr-ratio", d.Train.MinLRRatio, "schedule floor as a fraction of --lr")
-	f.Float64("weight-decay", d.Train.WeightDecay, "AdamW decoupled weight decay")
-	f.Float64("max-grad-norm", d.Train.MaxGradNorm, "clip the global gradient norm (0: off)")
-	f.Int("seed", int(d.Train.Seed), "seed of the data order, held-out split, adapter init and dropout")
-	f.Int("log-every", d.Train.LogEvery, "log metrics every N updates")
-	f.Int("eval-every", d.Train.EvalEvery, "evaluate every N updates (and at the end)")
-	f.Int("save-every", d.Train.CheckpointEvery, "checkpoint every N updates (and at the end)")
+	addFineTuneFlags(f, d.LoRA, d.Train)
 	f.String("out", "runs/default/sft", "output directory")
 	f.Bool("resume", false, "continue from the checkpoint in --out")
 	f.Bool("quiet", false, "no progress bar")
