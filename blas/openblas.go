@@ -8,10 +8,71 @@ package blas
 */
 import "C"
 
-import "unsafe"
+import (
+	"os"
+	"strings"
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+)
 
 const backend = "openblas"
 
+// The model's operations split each product across the cores themselves, so
+// OpenBLAS's own threads would only compete with them: unless the user set
+// a thread count, OpenBLAS runs one thread.
+func init() {
+	if threadsUnset() {
+		C.openblas_set_num_threads(1)
+	}
+}
+
+func threadsUnset() bool {
+	for _, v := range []string{"OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"} {
+		if os.Getenv(v) != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// Kernel names the CPU kernels OpenBLAS chose (for example "Haswell").
+func Kernel() string { return C.GoString(C.openblas_get_corename()) }
+
+// PreferredEnv returns the environment settings (NAME=value) that make
+// OpenBLAS faster in this process but that OpenBLAS only reads when it is
+// loaded, so they take effect in a fresh process only; nil when there are
+// none.
+//
+// OpenBLAS picks its kernels from the CPU's model number; on a CPU it does
+// not know (virtual machines often report one) it falls back to SSE3
+// kernels ("Prescott") even when the CPU and the OS support AVX2 or
+// AVX-512. Then PreferredEnv names the kernels the CPU does support:
+// measured on such a virtual machine, pretraining the tiny model ran at
+// 9,600 tokens/s on SkylakeX kernels and 7,700 on Haswell's against 4,000
+// on the fallback. An OPENBLAS_CORETYPE the user set is kept.
+func PreferredEnv() []string {
+	x := cpu.X86
+	avx512 := x.HasAVX512F && x.HasAVX512BW && x.HasAVX512VL && x.HasAVX512DQ && x.HasAVX512CD
+	return preferredEnv(os.Getenv("OPENBLAS_CORETYPE"), Kernel(), x.HasAVX2 && x.HasFMA, avx512)
+}
+
+func preferredEnv(coretype, kernel string, avx2, avx512 bool) []string {
+	if coretype != "" {
+		return nil
+	}
+	switch strings.ToLower(kernel) {
+	case "haswell", "zen", "skylakex", "cooperlake", "sapphirerapids", "excavator":
+		return nil // OpenBLAS knows the CPU
+	}
+	switch {
+	case avx512 && avx2:
+		return []string{"OPENBLAS_CORETYPE=SkylakeX"}
+	case avx2:
+		return []string{"OPENBLAS_CORETYPE=Haswell"}
+	}
+	return nil
+}
 func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	if m == 0 || n == 0 {
 		return

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/gotune/gotune/checkpoints"
 	"github.com/gotune/gotune/checkpoints/atomicfile"
@@ -96,12 +97,33 @@ func (d *Default) runSelfInstruct(ctx context.Context, resume bool) error {
 	return data.WriteInstructions(d.dataPath(FileSFT), rows)
 }
 
-// ModelScore is one model's exact-match accuracy on held-out tasks.
+// ModelScore is one model's exact-match accuracy on held-out tasks, overall
+// and per task family.
 type ModelScore struct {
-	Model    string  `json:"model"`
-	Correct  int     `json:"correct"`
-	Total    int     `json:"total"`
-	Accuracy float64 `json:"accuracy"`
+	Model    string                 `json:"model"`
+	Correct  int                    `json:"correct"`
+	Total    int                    `json:"total"`
+	Accuracy float64                `json:"accuracy"`
+	Families map[string]FamilyScore `json:"families,omitempty"`
+}
+
+// FamilyScore is the exact-match count of one task family.
+type FamilyScore struct {
+	Correct int `json:"correct"`
+	Total   int `json:"total"`
+}
+
+// familyLine formats per-family accuracies in the world's family order.
+func familyLine(fams map[string]FamilyScore) string {
+	var b strings.Builder
+	for _, f := range world.Families() {
+		c, ok := fams[string(f)]
+		if !ok {
+			continue
+		}
+		fmt.Fprintf(&b, " %s %d/%d", f, c.Correct, c.Total)
+	}
+	return b.String()
 }
 
 // runEval scores the base, SFT, DPO and PPO models by exact match on the
@@ -125,7 +147,7 @@ func (d *Default) runEval(ctx context.Context, _ bool) error {
 			return fmt.Errorf("eval %s: %w", v.name, err)
 		}
 		s.Model = v.name
-		d.logf("  eval: %-4s exact match %d/%d = %.3f", v.name, s.Correct, s.Total, s.Accuracy)
+		d.logf("  eval: %-4s exact match %d/%d = %.3f  (%s)", v.name, s.Correct, s.Total, s.Accuracy, strings.TrimSpace(familyLine(s.Families)))
 		scores = append(scores, s)
 	}
 	raw, err := json.MarshalIndent(scores, "", "  ")
@@ -177,7 +199,11 @@ func scoreModel(ctx context.Context, base string, adapters []string, tasks []wor
 	if err != nil {
 		return ModelScore{}, err
 	}
-	return ModelScore{Correct: acc.Correct, Total: acc.Total, Accuracy: acc.Rate()}, nil
+	fams := make(map[string]FamilyScore, len(acc.PerFamily))
+	for f, c := range acc.PerFamily {
+		fams[string(f)] = FamilyScore{Correct: c[0], Total: c[1]}
+	}
+	return ModelScore{Correct: acc.Correct, Total: acc.Total, Accuracy: acc.Rate(), Families: fams}, nil
 }
 
 func loadModel(dir string) (*model.Weights, *tokenizer.Tokenizer, error) {

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -25,18 +26,65 @@ var rootCmd = &cobra.Command{
 	SilenceUsage:  true,
 	SilenceErrors: true,
 	PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
-		return loadConfig(cmd)
+		if err := loadConfig(cmd); err != nil {
+			return err
+		}
+		return startProfile(cmd)
+	},
+	PersistentPostRunE: func(cmd *cobra.Command, args []string) error {
+		return stopProfile()
 	},
 }
 
 func init() {
 	rootCmd.PersistentFlags().String("config", "", "YAML config file (sections named after commands)")
+	rootCmd.PersistentFlags().String("cpu-profile", "", "write a Go CPU profile of the command to this file (read it with `go tool pprof`)")
+}
+
+// profileFile is the open CPU profile of --cpu-profile, if any.
+var profileFile *os.File
+
+// startProfile starts the CPU profile that --cpu-profile asks for.
+func startProfile(cmd *cobra.Command) error {
+	path, err := cmd.Flags().GetString("cpu-profile")
+	if err != nil || path == "" {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return fmt.Errorf("cpu profile %s: %w", path, err)
+	}
+	profileFile = f
+	return nil
+}
+
+// stopProfile ends and closes the CPU profile, if one is running.
+func stopProfile() error {
+	if profileFile == nil {
+		return nil
+	}
+	pprof.StopCPUProfile()
+	f := profileFile
+	profileFile = nil
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("cpu profile: %w", err)
+	}
+	return nil
 }
 
 func main() {
+	reexecForKernels()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := rootCmd.ExecuteContext(ctx); err != nil {
+	err := rootCmd.ExecuteContext(ctx)
+	if perr := stopProfile(); perr != nil && err == nil { // also after a failed or interrupted command
+		err = perr
+	}
+	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			fmt.Fprintln(os.Stderr, "gotune: interrupted")
 			os.Exit(130)
