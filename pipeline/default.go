@@ -31,23 +31,30 @@ const (
 	FileSFT              = "sft.arrow"
 )
 
-// Sizes are the amounts of data and training of the default run.
+// Sizes are the amounts of data and training of the default run. The
+// `flag` tags name the `gotune pipeline` flags that override them.
 type Sizes struct {
-	WorldSeed int64
+	WorldSeed int64 `flag:"world-seed" help:"seed of the built-in world"`
 
-	BaseDocs  int // pretraining documents
-	BaseSteps int // pretraining updates
+	BaseDocs  int `flag:"base-docs" help:"pretraining documents of the base model"`
+	BaseSteps int `flag:"base-steps" help:"pretraining updates of the base model"`
 
-	SFTRows, EvalRows    int // instruction rows for SFT and its held-out loss
-	Pairs, EvalPairs     int // preference pairs for reward and DPO
-	Prompts, EvalPrompts int // PPO prompts
-	EvalTasks            int // held-out tasks scored by exact match per model
+	SFTRows     int `flag:"sft-rows" help:"instruction rows for SFT"`
+	EvalRows    int `flag:"eval-rows" help:"held-out instruction rows (SFT eval loss)"`
+	Pairs       int `flag:"pairs" help:"preference pairs for reward and DPO"`
+	EvalPairs   int `flag:"eval-pairs" help:"held-out preference pairs"`
+	Prompts     int `flag:"prompts" help:"PPO prompts"`
+	EvalPrompts int `flag:"eval-prompts" help:"held-out PPO prompts"`
+	EvalTasks   int `flag:"eval-tasks" help:"held-out tasks scored by exact match per model"`
 
-	SelfInstructBatches int // self-instruct batches asked of the base model
+	SelfInstructBatches int `flag:"self-instruct-batches" help:"self-instruct batches asked of the base model"`
 
-	SFTSteps, RewardSteps, DPOSteps, PPOIterations int
+	SFTSteps      int `flag:"sft-steps" help:"SFT updates"`
+	RewardSteps   int `flag:"reward-steps" help:"reward-model updates"`
+	DPOSteps      int `flag:"dpo-steps" help:"DPO updates"`
+	PPOIterations int `flag:"ppo-iterations" help:"PPO iterations (rollout + optimisation)"`
 
-	PPORollouts int // responses per PPO rollout (and iteration)
+	PPORollouts int `flag:"ppo-rollouts" help:"responses per PPO rollout (and iteration)"`
 }
 
 // DefaultSizes fit the whole demo in about ten minutes on two cores.

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/spf13/cobra"
+
+	"github.com/gotune/gotune/pipeline"
 )
 
 func newTestCommand(t *testing.T) *cobra.Command {
@@ -58,5 +60,24 @@ func TestConfigUnknownKey(t *testing.T) {
 	err := loadConfig(cmd)
 	if err == nil || !strings.Contains(err.Error(), "probe.lora_rank") {
 		t.Fatalf("want error naming probe.lora_rank, got %v", err)
+	}
+}
+
+func TestPipelineSizeFlags(t *testing.T) {
+	key := configKey("pipeline", "base-steps")
+	cfg.Set(key, 1234)
+	t.Cleanup(func() { cfg.Set(key, pipeline.DefaultSizes().BaseSteps) })
+
+	z := pipeline.QuickSizes()
+	overrideSizes(&z, "pipeline")
+	want := pipeline.QuickSizes()
+	want.BaseSteps = 1234 // set: overrides
+	if z != want {
+		t.Errorf("quick sizes with --base-steps 1234 = %+v, want %+v", z, want)
+	}
+	for _, name := range []string{"base-steps", "ppo-iterations", "world-seed", "eval-tasks"} {
+		if pipelineCmd.Flags().Lookup(name) == nil {
+			t.Errorf("gotune pipeline has no --%s flag", name)
+		}
 	}
 }

@@ -38,7 +38,7 @@ var rootCmd = &cobra.Command{
 
 func init() {
 	rootCmd.PersistentFlags().String("config", "", "YAML config file (sections named after commands)")
-	rootCmd.PersistentFlags().String("cpu-profile", "", "write a Go CPU profile of the command to this file (read it with `go tool pprof`)")
+	rootCmd.PersistentFlags().String("cpu-profile", "", "write a Go CPU profile of the command to this file (read it with go tool pprof)")
 }
 
 // profileFile is the open CPU profile of --cpu-profile, if any.

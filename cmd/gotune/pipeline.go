@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/gotune/gotune/checkpoints/atomicfile"
@@ -27,6 +29,7 @@ results table and an HTML report with plots in <run>/report/.`,
 		if cfgBool(s, "quick") {
 			z = pipeline.QuickSizes()
 		}
+		overrideSizes(&z, s)
 		runDir := cfgString(s, "run")
 		d := &pipeline.Default{RunDir: runDir, BaseDir: cfgString(s, "base"), Sizes: z,
 			Quiet: cfgBool(s, "quiet"), Log: cmd.OutOrStdout()}
@@ -85,6 +88,35 @@ func init() {
 	f.Bool("quick", false, "a much smaller run (for tests and smoke checks)")
 	f.Bool("quiet", false, "no progress bars")
 	f.StringSlice("stages", nil, "run only these stages, in pipeline order (e.g. base, or sft,dpo); their inputs must exist")
+	addSizeFlags(f)
 	bindFlags(pipelineCmd, "pipeline")
 	rootCmd.AddCommand(pipelineCmd, reportCmd)
+}
+
+// addSizeFlags declares one flag per field of pipeline.Sizes (its `flag` and
+// `help` tags), defaulting to DefaultSizes.
+func addSizeFlags(f *pflag.FlagSet) {
+	def := reflect.ValueOf(pipeline.DefaultSizes())
+	for i := range def.NumField() {
+		field := def.Type().Field(i)
+		name, help := field.Tag.Get("flag"), field.Tag.Get("help")
+		if name == "" {
+			panic("pipeline.Sizes." + field.Name + " has no flag tag")
+		}
+		f.Int64(name, def.Field(i).Int(), help)
+	}
+}
+
+// overrideSizes sets the fields of z whose flag, environment variable or
+// config key differs from DefaultSizes (so that --quick keeps its own sizes
+// for the settings left alone).
+func overrideSizes(z *pipeline.Sizes, section string) {
+	def := reflect.ValueOf(pipeline.DefaultSizes())
+	v := reflect.ValueOf(z).Elem()
+	for i := range v.NumField() {
+		name := v.Type().Field(i).Tag.Get("flag")
+		if n := cfg.GetInt64(configKey(section, name)); n != def.Field(i).Int() {
+			v.Field(i).SetInt(n)
+		}
+	}
 }
