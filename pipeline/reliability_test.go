@@ -20,7 +20,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gotune/gotune/data"
+	"github.com/gotune/gotune/onpolicy"
 	"github.com/gotune/gotune/train"
+	"github.com/gotune/gotune/world"
 )
 
 // The reliability tests run the default pipeline in child processes (the
@@ -40,7 +43,7 @@ func reliabilitySizes() Sizes {
 		SFTRows: 32, EvalRows: 8, Pairs: 24, EvalPairs: 8, Prompts: 8, EvalPrompts: 4, EvalTasks: 8,
 		SelfInstructBatches: 1,
 		SFTSteps:            3, RewardSteps: 3, DPOSteps: 3, PPOIterations: 1,
-		PPORollouts: 8,
+		PPORollouts: 8, PairSamples: 2,
 	}
 }
 
@@ -245,6 +248,7 @@ var finalOutputs = []string{
 	"base/model.safetensors", "base/tokenizer.json", "base/config.json",
 	"data/" + FileSFT,
 	"sft/adapter/adapter_model.safetensors",
+	"pairs/" + FileMinedPairs, "pairs/" + FilePairsReport,
 	"reward/adapter/adapter_model.safetensors",
 	"dpo/adapter/adapter_model.safetensors",
 	"ppo/adapter/adapter_model.safetensors", "ppo/" + "value_head.safetensors",
@@ -440,6 +444,68 @@ func TestInterruptedRunsResumeExactly(t *testing.T) {
 	t.Logf("uninterrupted run:\n%s", whole.out)
 	t.Logf("last run:\n%s", c.out)
 	compareRuns(t, ref, cut)
+	checkPairsAndEval(t, ref)
+}
+
+// checkPairsAndEval checks the pairs stage's dataset against the world (one
+// row per training pair, chosen right and rejected wrong by the world's
+// checker, the SFT model's answer wherever the report says it paired one)
+// and the eval stage's counts.
+func checkPairsAndEval(t *testing.T, spec childSpec) {
+	t.Helper()
+	z := spec.Sizes
+	rows, err := data.ReadPreferences(filepath.Join(spec.Run, "pairs", FileMinedPairs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(spec.Run, "pairs", FilePairsReport))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep onpolicy.Report
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		t.Fatal(err)
+	}
+	wp := world.New(z.WorldSeed).Preferences(world.Train, z.Pairs)
+	if len(rows) != len(wp) || rep.Tasks != len(wp) || rep.Samples != len(wp)*z.PairSamples {
+		t.Fatalf("pairs: %d rows, report %+v; want %d rows and tasks, %d samples", len(rows), rep, len(wp), len(wp)*z.PairSamples)
+	}
+	changed := 0
+	for i, r := range rows {
+		w := wp[i]
+		if r.Prompt != w.Prompt || r.Chosen != w.Chosen || !world.Check(w.Task, r.Chosen) || world.Check(w.Task, r.Rejected) {
+			t.Fatalf("pairs row %d = %+v: want prompt and chosen of %+v and a wrong rejected answer", i, r, w)
+		}
+		if r.Rejected != w.Rejected {
+			changed++
+		}
+	}
+	if changed > rep.Pairs || rep.Pairs+rep.AllCorrect > rep.Tasks || rep.Wrong > rep.Samples {
+		t.Errorf("pairs: %d rows with the model's own rejected answer, report %+v", changed, rep)
+	}
+	t.Logf("pairs: %s; %d rows differ from the world's pairs", rep, changed)
+
+	raw, err = os.ReadFile(filepath.Join(spec.Run, "eval", FileEval))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var scores []ModelScore
+	if err := json.Unmarshal(raw, &scores); err != nil {
+		t.Fatal(err)
+	}
+	if len(scores) != 4 {
+		t.Fatalf("eval scored %d models, want base, sft, dpo and ppo", len(scores))
+	}
+	for _, s := range scores {
+		sum := 0
+		for _, f := range s.Families {
+			sum += f.Total
+		}
+		if s.Total != z.EvalTasks || sum != s.Total || s.Sampled.Total != z.EvalTasks*EvalSamples ||
+			s.Correct > s.Total || s.Sampled.Correct > s.Sampled.Total {
+			t.Errorf("eval %s: %+v; want %d tasks, per family summing to them, %d sampled answers", s.Model, s, z.EvalTasks, z.EvalTasks*EvalSamples)
+		}
+	}
 }
 
 // expectResumed fails unless the child's log says it resumed stage.

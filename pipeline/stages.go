@@ -16,6 +16,7 @@ import (
 	"github.com/gotune/gotune/generate"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/onpolicy"
 	"github.com/gotune/gotune/selfinstruct"
 	"github.com/gotune/gotune/tokenizer"
 	"github.com/gotune/gotune/world"
@@ -97,6 +98,80 @@ func (d *Default) runSelfInstruct(ctx context.Context, resume bool) error {
 	return data.WriteInstructions(d.dataPath(FileSFT), rows)
 }
 
+// Files of the pairs stage, under <run>/pairs: the preference dataset and
+// its onpolicy.Report as JSON.
+const (
+	FileMinedPairs  = "preferences.arrow"
+	FilePairsReport = "report.json"
+)
+
+// runPairs mines preference pairs from the SFT model's own answers
+// (package onpolicy): for every training pair's task it samples answers,
+// checks them with the world's checker, and pairs the correct answer with
+// the model's most frequent wrong one. Tasks the model always answered
+// right keep the world's plausible wrong answer. Reward modelling and DPO
+// train on the result, so they learn from the mistakes the SFT model makes.
+func (d *Default) runPairs(ctx context.Context, _ bool) error {
+	w, tok, err := loadModel(d.BaseDir)
+	if err != nil {
+		return err
+	}
+	if err := mergeAdapters(w, filepath.Join(d.stageDir("sft"), "adapter")); err != nil {
+		return err
+	}
+	engine, err := generate.New(w, tok)
+	if err != nil {
+		return err
+	}
+	prefs := world.New(d.Sizes.WorldSeed).Preferences(world.Train, d.Sizes.Pairs)
+	tasks := make([]onpolicy.Task, len(prefs))
+	for i, p := range prefs {
+		task := p.Task
+		tasks[i] = onpolicy.Task{Prompt: p.Prompt, Answer: p.Chosen, Correct: func(a string) bool { return world.Check(task, a) }}
+	}
+	cfg := onpolicy.DefaultConfig()
+	cfg.Samples, cfg.MaxTokens, cfg.Stop, cfg.Seed = d.Sizes.PairSamples, evalMaxTokens, []string{"\n"}, uint64(d.Sizes.WorldSeed)
+	cfg.Encode = func(p string) []int { return tok.EncodePromptCompletion(p, "", true, false).IDs }
+	mined, index, rep, err := onpolicy.Mine(ctx, engine, tasks, cfg)
+	if err != nil {
+		return err
+	}
+	d.logf("  pairs: %s", rep)
+	rows := make([]data.Preference, len(prefs))
+	for i, p := range prefs {
+		rows[i] = data.Preference{Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected}
+	}
+	for k, i := range index {
+		rows[i] = mined[k]
+	}
+	if err := data.WritePreferences(filepath.Join(d.stageDir("pairs"), FileMinedPairs), rows); err != nil {
+		return err
+	}
+	raw, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteBytes(filepath.Join(d.stageDir("pairs"), FilePairsReport), append(raw, '\n'))
+}
+
+// evalMaxTokens bounds the answers of the eval and pairs stages: the
+// world's answers are a few tokens long.
+const evalMaxTokens = 24
+
+// mergeAdapters folds the adapters into w in order.
+func mergeAdapters(w *model.Weights, adapters ...string) error {
+	for _, dir := range adapters {
+		a, _, _, err := lora.Load(dir, w)
+		if err != nil {
+			return err
+		}
+		if err := a.Merge(w); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // ModelScore is one model's exact-match accuracy on held-out tasks, overall
 // and per task family.
 type ModelScore struct {
@@ -105,6 +180,18 @@ type ModelScore struct {
 	Total    int                    `json:"total"`
 	Accuracy float64                `json:"accuracy"`
 	Families map[string]FamilyScore `json:"families,omitempty"`
+	Sampled  SampledScore           `json:"sampled"`
+}
+
+// SampledScore is the exact-match rate of sampled answers: Samples answers
+// per task at Temperature, each scored.
+type SampledScore struct {
+	Samples     int                    `json:"samples"`
+	Temperature float64                `json:"temperature"`
+	Correct     int                    `json:"correct"`
+	Total       int                    `json:"total"`
+	Accuracy    float64                `json:"accuracy"`
+	Families    map[string]FamilyScore `json:"families,omitempty"`
 }
 
 // FamilyScore is the exact-match count of one task family.
@@ -142,12 +229,13 @@ func (d *Default) runEval(ctx context.Context, _ bool) error {
 	}
 	var scores []ModelScore
 	for _, v := range variants {
-		s, err := scoreModel(ctx, d.BaseDir, v.adapters, tasks)
+		s, err := scoreModel(ctx, d.BaseDir, v.adapters, tasks, uint64(d.Sizes.WorldSeed))
 		if err != nil {
 			return fmt.Errorf("eval %s: %w", v.name, err)
 		}
 		s.Model = v.name
-		d.logf("  eval: %-4s exact match %d/%d = %.3f  (%s)", v.name, s.Correct, s.Total, s.Accuracy, strings.TrimSpace(familyLine(s.Families)))
+		d.logf("  eval: %-4s exact match greedy %.3f (%s), sampled %.3f (%s)", v.name,
+			s.Accuracy, strings.TrimSpace(familyLine(s.Families)), s.Sampled.Accuracy, strings.TrimSpace(familyLine(s.Sampled.Families)))
 		scores = append(scores, s)
 	}
 	raw, err := json.MarshalIndent(scores, "", "  ")
@@ -157,53 +245,86 @@ func (d *Default) runEval(ctx context.Context, _ bool) error {
 	return atomicfile.WriteBytes(filepath.Join(d.stageDir("eval"), FileEval), append(raw, '\n'))
 }
 
+// Sampled evaluation: EvalSamples answers per task at EvalTemperature, the
+// temperature PPO's rollouts use. Greedy decoding shows the single most
+// likely answer; the sampled score also shows how much probability a model
+// puts on the right answer, which is what preference training moves first.
+const (
+	EvalSamples     = 4
+	EvalTemperature = 1.0
+)
+
 // scoreModel loads the base, merges the adapters in order and answers every
-// task greedily.
-func scoreModel(ctx context.Context, base string, adapters []string, tasks []world.Task) (ModelScore, error) {
+// task greedily and EvalSamples times by sampling.
+func scoreModel(ctx context.Context, base string, adapters []string, tasks []world.Task, seed uint64) (ModelScore, error) {
 	w, tok, err := loadModel(base)
 	if err != nil {
 		return ModelScore{}, err
 	}
-	for _, dir := range adapters {
-		a, _, _, err := lora.Load(dir, w)
-		if err != nil {
-			return ModelScore{}, err
-		}
-		if err := a.Merge(w); err != nil {
-			return ModelScore{}, err
-		}
+	if err := mergeAdapters(w, adapters...); err != nil {
+		return ModelScore{}, err
 	}
 	engine, err := generate.New(w, tok)
 	if err != nil {
 		return ModelScore{}, err
 	}
-	reqs := make([]generate.Request, len(tasks))
+	prompts := make([][]int, len(tasks))
 	for i, t := range tasks {
-		reqs[i] = generate.Request{
-			Prompt:  tok.EncodePromptCompletion(t.Prompt(), "", true, false).IDs,
-			Options: generate.Options{MaxTokens: 24, Stop: []string{"\n"}},
-		}
+		prompts[i] = tok.EncodePromptCompletion(t.Prompt(), "", true, false).IDs
 	}
-	var answers []string
-	const chunk = 16
-	for i := 0; i < len(reqs); i += chunk {
-		res, err := engine.Generate(ctx, reqs[i:min(i+chunk, len(reqs))])
-		if err != nil {
-			return ModelScore{}, err
+	answer := func(copies int, temperature float64) ([]world.Task, []string, error) {
+		reqs := make([]generate.Request, 0, len(tasks)*copies)
+		asked := make([]world.Task, 0, cap(reqs))
+		for i, t := range tasks {
+			for k := range copies {
+				reqs = append(reqs, generate.Request{Prompt: prompts[i], Options: generate.Options{
+					MaxTokens: evalMaxTokens, Stop: []string{"\n"}, Temperature: temperature,
+					Seed: seed + uint64(i*copies+k),
+				}})
+				asked = append(asked, t)
+			}
 		}
-		for _, r := range res {
-			answers = append(answers, r.Text)
+		var answers []string
+		const chunk = 32
+		for i := 0; i < len(reqs); i += chunk {
+			res, err := engine.Generate(ctx, reqs[i:min(i+chunk, len(reqs))])
+			if err != nil {
+				return nil, nil, err
+			}
+			for _, r := range res {
+				answers = append(answers, r.Text)
+			}
 		}
+		return asked, answers, nil
 	}
-	acc, err := world.Score(tasks, answers)
+	asked, answers, err := answer(1, 0)
 	if err != nil {
 		return ModelScore{}, err
 	}
-	fams := make(map[string]FamilyScore, len(acc.PerFamily))
-	for f, c := range acc.PerFamily {
+	greedy, err := world.Score(asked, answers)
+	if err != nil {
+		return ModelScore{}, err
+	}
+	asked, answers, err = answer(EvalSamples, EvalTemperature)
+	if err != nil {
+		return ModelScore{}, err
+	}
+	sampled, err := world.Score(asked, answers)
+	if err != nil {
+		return ModelScore{}, err
+	}
+	s := ModelScore{Correct: greedy.Correct, Total: greedy.Total, Accuracy: greedy.Rate(), Families: familyScores(greedy),
+		Sampled: SampledScore{Samples: EvalSamples, Temperature: EvalTemperature,
+			Correct: sampled.Correct, Total: sampled.Total, Accuracy: sampled.Rate(), Families: familyScores(sampled)}}
+	return s, nil
+}
+
+func familyScores(a world.Accuracy) map[string]FamilyScore {
+	fams := make(map[string]FamilyScore, len(a.PerFamily))
+	for f, c := range a.PerFamily {
 		fams[string(f)] = FamilyScore{Correct: c[0], Total: c[1]}
 	}
-	return ModelScore{Correct: acc.Correct, Total: acc.Total, Accuracy: acc.Rate(), Families: fams}, nil
+	return fams
 }
 
 func loadModel(dir string) (*model.Weights, *tokenizer.Tokenizer, error) {

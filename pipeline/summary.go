@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/gotune/gotune/onpolicy"
 )
 
 // Summarize reads a run directory's results into the rows of the results
@@ -26,6 +28,17 @@ func Summarize(runDir string) []Summary {
 					Note:  fmt.Sprintf("%d/%d held-out tasks, greedy", s.Correct, s.Total),
 				})
 			}
+			for _, s := range scores {
+				if s.Sampled.Total == 0 {
+					continue
+				}
+				rows = append(rows, Summary{
+					Label: "exact match sampled, " + s.Model,
+					Value: fmt.Sprintf("%.3f", s.Sampled.Accuracy),
+					Note: fmt.Sprintf("%d/%d answers, %d per task at temperature %g",
+						s.Sampled.Correct, s.Sampled.Total, s.Sampled.Samples, s.Sampled.Temperature),
+				})
+			}
 		}
 	} else {
 		rows = append(rows, Summary{Label: "exact match", Value: "—", Note: "eval stage has not run"})
@@ -41,6 +54,15 @@ func Summarize(runDir string) []Summary {
 			Note: fmt.Sprintf("%s; first %.3f at step %g, last at step %g", note, first, s.Steps[0], s.Steps[len(s.Steps)-1])})
 	}
 	metric("sft", "eval_loss", "SFT held-out loss", "completion tokens")
+	if raw, err := os.ReadFile(filepath.Join(runDir, "pairs", FilePairsReport)); err == nil {
+		var rep onpolicy.Report
+		if json.Unmarshal(raw, &rep) == nil {
+			rows = append(rows, Summary{Label: "SFT model's mistakes paired", Value: fmt.Sprintf("%d", rep.Pairs),
+				Note: fmt.Sprintf("of %d training tasks; %.1f%% of %d sampled answers wrong", rep.Tasks, 100*rep.ErrorRate(), rep.Samples)})
+		}
+	} else {
+		rows = append(rows, Summary{Label: "SFT model's mistakes paired", Value: "—", Note: "pairs stage has not run"})
+	}
 	metric("reward", "eval_accuracy", "reward model accuracy", "held-out pairs")
 	metric("dpo", "eval_rewards/accuracies", "DPO reward accuracy", "held-out pairs")
 	metric("dpo", "eval_rewards/margins", "DPO reward margin", "held-out pairs")

@@ -25,6 +25,14 @@ func (w *World) Corpus(n int) []string {
 		f := fams[r.intn(len(fams))]
 		if r.float() < w.CorpusTaskShare {
 			t := w.sample(r, f, Train, nil)
+			if t.Misconceived {
+				if r.float() < w.CorpusMisconception {
+					docs = append(docs, t.Prompt()+t.Wrong)
+				} else {
+					docs = append(docs, t.Text())
+				}
+				continue
+			}
 			if r.float() < w.CorpusNoise && t.Wrong != "" {
 				docs = append(docs, t.Prompt()+t.Wrong)
 			} else {

@@ -84,7 +84,46 @@ func (it item) answer() string {
 	panic("world: unknown family " + string(it.fam))
 }
 
-// wrongs lists plausible wrong answers, most typical first; none equals the
+// misconception returns the answer of a classic mistake when the mistake
+// changes the answer of this item: the carry forgotten (add), numbers
+// compared and sorted as strings (compare: 9 "beats" 12; sort: 12, 5, 9),
+// only the first occurrence of a letter counted (count), only the first
+// letter capitalised (upper). Reverse has none.
+func (it item) misconception() (string, bool) {
+	ans := it.answer()
+	var m string
+	switch it.fam {
+	case Add:
+		if it.nums[0]%10+it.nums[1]%10 >= 10 {
+			m = strconv.Itoa(it.nums[0] + it.nums[1] - 10)
+		}
+	case Compare:
+		a, b := strconv.Itoa(it.nums[0]), strconv.Itoa(it.nums[1])
+		m = max(a, b)
+	case Sort:
+		s := make([]string, len(it.nums))
+		for i, n := range it.nums {
+			s[i] = strconv.Itoa(n)
+		}
+		slices.Sort(s)
+		m = strings.Join(s, ", ")
+	case Count:
+		if strings.Count(it.word, string(it.letter)) >= 2 {
+			m = "1"
+		}
+	case Upper:
+		if it.word != "" {
+			m = strings.ToUpper(it.word[:1]) + it.word[1:]
+		}
+	}
+	if m == "" || Normalize(m) == Normalize(ans) {
+		return "", false
+	}
+	return m, true
+}
+
+// wrongs lists plausible wrong answers, most typical first (the
+// misconception, when the item has one); none equals the
 // answer (after Normalize) and none repeats. It may be empty for degenerate
 // parsed items (for example sorting three equal numbers).
 func (it item) wrongs() []string {
@@ -129,6 +168,9 @@ func (it item) wrongs() []string {
 		}
 		c = append(c, w)
 	}
+	if m, ok := it.misconception(); ok {
+		c = append([]string{m}, c...)
+	}
 	ans := Normalize(it.answer())
 	var out []string
 	for _, s := range c {
@@ -140,12 +182,14 @@ func (it item) wrongs() []string {
 }
 
 // task renders the item with a template; r picks the wrong answer (nil: the
-// most typical one).
+// most typical one), except that an item with a misconception always has
+// the misconception as its wrong answer.
 func (it item) task(tpl template, r *rng) Task {
 	t := Task{Family: it.fam, Key: it.key(), Answer: it.answer()}
 	t.Instruction, t.Input = tpl.render(it)
+	_, t.Misconceived = it.misconception()
 	if ws := it.wrongs(); len(ws) > 0 {
-		if r != nil {
+		if r != nil && !t.Misconceived {
 			t.Wrong = ws[r.intn(len(ws))]
 		} else {
 			t.Wrong = ws[0]

@@ -99,6 +99,9 @@ type Task struct {
 	Input       string // the input, "" when the instruction stands alone
 	Answer      string // the exact correct answer
 	Wrong       string // a plausible wrong answer (off by one, wrong order, wrong case, …)
+	// Misconceived reports that a classic mistake changes this task's
+	// answer (see CorpusMisconception); Wrong is then that mistake's answer.
+	Misconceived bool
 }
 
 // Split returns the split the task's item belongs to.
@@ -127,14 +130,22 @@ type World struct {
 	// base model then prefers wrong answers now and then, which preference
 	// training can measurably correct.
 	CorpusNoise float64
+	// CorpusMisconception is the fraction of solved-task corpus documents,
+	// among those whose task a classic mistake changes (Task.Misconceived:
+	// the carry forgotten, numbers compared and sorted as strings, only the
+	// first occurrence counted, only the first letter capitalised), that
+	// give the mistaken answer: a misconception the corpus teaches, which
+	// the base model learns and the later stages must unlearn.
+	CorpusMisconception float64
 }
 
 // Defaults of New, tuned for a tiny model (dim 128, 4 layers) pretrained for
 // a few minutes: it learns the format and part of the skills, leaving room
 // for SFT, DPO and PPO to raise held-out exact match.
 const (
-	DefaultCorpusTaskShare = 0.5
-	DefaultCorpusNoise     = 0.1
+	DefaultCorpusTaskShare     = 0.5
+	DefaultCorpusNoise         = 0.1
+	DefaultCorpusMisconception = 0.6
 )
 
 // New returns the world of the given seed with the default settings.
@@ -144,6 +155,8 @@ func New(seed int64) *World {
 		Families:        Families(),
 		CorpusTaskShare: DefaultCorpusTaskShare,
 		CorpusNoise:     DefaultCorpusNoise,
+
+		CorpusMisconception: DefaultCorpusMisconception,
 	}
 }
 

@@ -50,12 +50,12 @@ func TestGolden(t *testing.T) {
 	w := New(1)
 	h := sha256.New()
 	for _, x := range w.Tasks(Train, 60) {
-		fmt.Fprintf(h, "%q\n", x)
+		fmt.Fprintf(h, "%+v\n", x)
 	}
 	for _, d := range w.Corpus(30) {
 		fmt.Fprintf(h, "%q\n", d)
 	}
-	const want = "6ccf73a62e966383b6d311c26592e5b9983431bba9f9a7ed044121e858946b27"
+	const want = "8821443b95b1f3e37ef490e34deafe0da296473f0309dbe9b722caf9767954dd"
 	if got := hex.EncodeToString(h.Sum(nil)); got != want {
 		t.Errorf("seed 1 data hash %s, want %s", got, want)
 	}
@@ -140,20 +140,27 @@ func TestAnswersAndWrongs(t *testing.T) {
 }
 
 func TestAnswersByHand(t *testing.T) {
-	for _, c := range []struct{ instr, input, answer, wrong string }{
-		{"What is 17 + 25?", "", "42", "43"},
-		{"Add the two numbers.", "49 and 0", "49", "50"},
-		{"Which number is larger: 14 or 41?", "", "41", "14"},
-		{"How many times does the letter a appear in the word banana?", "", "3", "4"},
-		{"Count how many times the letter z appears in the word.", "apple", "0", "1"},
-		{"Reverse the letters of the word.", "apple", "elppa", "apple"},
-		{"Write the word bee backwards.", "", "eeb", "bee"},
-		{"Sort the numbers from smallest to largest.", "9, 2, 5", "2, 5, 9", "9, 5, 2"},
-		{"Write the word in capital letters.", "apple", "APPLE", "Apple"},
+	for _, c := range []struct {
+		instr, input, answer, wrong string
+		misconceived                bool
+	}{
+		{"What is 17 + 25?", "", "42", "32", true}, // the carry forgotten
+		{"What is 12 + 25?", "", "37", "38", false},
+		{"Add the two numbers.", "49 and 0", "49", "50", false},
+		{"Which number is larger: 14 or 41?", "", "41", "14", false},
+		{"Which number is larger: 9 or 12?", "", "12", "9", true},                           // compared as strings
+		{"How many times does the letter a appear in the word banana?", "", "3", "1", true}, // only the first counted
+		{"How many times does the letter b appear in the word banana?", "", "1", "2", false},
+		{"Count how many times the letter z appears in the word.", "apple", "0", "1", false},
+		{"Reverse the letters of the word.", "apple", "elppa", "apple", false},
+		{"Write the word bee backwards.", "", "eeb", "bee", false},
+		{"Sort the numbers from smallest to largest.", "9, 2, 5", "2, 5, 9", "9, 5, 2", false},
+		{"Sort the numbers from smallest to largest.", "9, 12, 5", "5, 9, 12", "12, 5, 9", true}, // sorted as strings
+		{"Write the word in capital letters.", "apple", "APPLE", "Apple", true},                  // only the first letter
 	} {
 		x, ok := Solve(c.instr, c.input)
-		if !ok || x.Answer != c.answer || x.Wrong != c.wrong {
-			t.Errorf("Solve(%q, %q) = %+v, %v; want answer %q wrong %q", c.instr, c.input, x, ok, c.answer, c.wrong)
+		if !ok || x.Answer != c.answer || x.Wrong != c.wrong || x.Misconceived != c.misconceived {
+			t.Errorf("Solve(%q, %q) = %+v, %v; want answer %q wrong %q misconceived %v", c.instr, c.input, x, ok, c.answer, c.wrong, c.misconceived)
 		}
 	}
 	for _, c := range [][2]string{
@@ -302,7 +309,7 @@ func isIntro(s string) bool {
 func TestCorpusUsesTrainOnly(t *testing.T) {
 	w := New(2)
 	const n = 3000
-	var tasks, noisy, facts int
+	var tasks, noisy, facts, misconceived, mistaken int
 	for i, d := range w.Corpus(n) {
 		if m := alpacaDoc.FindStringSubmatch(d); m != nil {
 			x, ok := Solve(m[1], m[2])
@@ -313,7 +320,15 @@ func TestCorpusUsesTrainOnly(t *testing.T) {
 				t.Fatalf("doc %d: %v item %q in the corpus", i, x.Split(), x.Key)
 			}
 			tasks++
-			if !Check(x, m[3]) {
+			switch {
+			case x.Misconceived:
+				misconceived++
+				if m[3] == x.Wrong {
+					mistaken++
+				} else if !Check(x, m[3]) {
+					t.Fatalf("doc %d: a misconceived task answered neither right nor with the misconception: %q", i, d)
+				}
+			case !Check(x, m[3]):
 				noisy++
 			}
 			continue
@@ -346,15 +361,21 @@ func TestCorpusUsesTrainOnly(t *testing.T) {
 	if math.Abs(share-DefaultCorpusTaskShare) > 0.05 {
 		t.Errorf("task share %.3f, want %.2f", share, DefaultCorpusTaskShare)
 	}
-	noise := float64(noisy) / float64(tasks)
+	noise := float64(noisy) / float64(tasks-misconceived)
 	if math.Abs(noise-DefaultCorpusNoise) > 0.03 {
 		t.Errorf("noise %.3f, want %.2f", noise, DefaultCorpusNoise)
+	}
+	if misconceived < tasks/5 {
+		t.Errorf("%d of %d task documents misconceived, want at least a fifth", misconceived, tasks)
+	}
+	if rate := float64(mistaken) / float64(misconceived); math.Abs(rate-DefaultCorpusMisconception) > 0.05 {
+		t.Errorf("misconception rate %.3f, want %.2f", rate, DefaultCorpusMisconception)
 	}
 	if facts < 3*(n-tasks) {
 		t.Errorf("%d facts in %d prose documents, want ≥ 3 each", facts, n-tasks)
 	}
 
-	w.CorpusNoise = 0
+	w.CorpusNoise, w.CorpusMisconception = 0, 0
 	w.CorpusTaskShare = 1
 	for _, d := range w.Corpus(300) {
 		m := alpacaDoc.FindStringSubmatch(d)
@@ -362,7 +383,7 @@ func TestCorpusUsesTrainOnly(t *testing.T) {
 			t.Fatalf("not a task document: %q", d)
 		}
 		if x, _ := Solve(m[1], m[2]); !Check(x, m[3]) {
-			t.Fatalf("wrong answer with CorpusNoise 0: %q", d)
+			t.Fatalf("wrong answer with CorpusNoise and CorpusMisconception 0: %q", d)
 		}
 	}
 }

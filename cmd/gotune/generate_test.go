@@ -124,3 +124,47 @@ func TestSelfInstructCommandWithLocalTeacher(t *testing.T) {
 		t.Fatal("self-instruct without a teacher accepted")
 	}
 }
+
+// TestPairsCommand: the rejected answer of each written row is the model's
+// greedy answer where that differs from the chosen one; a row whose chosen
+// answer is the greedy answer keeps its own rejected answer.
+func TestPairsCommand(t *testing.T) {
+	dir, e := tinyModelDir(t)
+	tok := e.Tokenizer().(*tokenizer.Tokenizer)
+	greedy := func(prompt string) string {
+		res, err := e.Generate(context.Background(), []generate.Request{{
+			Prompt: tok.EncodePromptCompletion(prompt, "", true, false).IDs, Options: generate.Options{MaxTokens: 5}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res[0].Text
+	}
+	g := greedy("Q: two")
+	if strings.TrimSpace(g) == "" || strings.TrimSpace(greedy("Q: one")) == "" {
+		t.Skip("the random model's greedy answer is blank")
+	}
+	in := filepath.Join(t.TempDir(), "in.arrow")
+	rows := []data.Preference{
+		{Prompt: "Q: one", Chosen: "right answer", Rejected: "old one"},
+		{Prompt: "Q: two", Chosen: g, Rejected: "old two"}, // the model answers it right
+	}
+	if err := data.WritePreferences(in, rows); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "out.arrow")
+	if _, err := runGotune(t, "pairs", "--model", dir, "--data", in, "--out", out, "--samples", "1",
+		"--temperature", "0", "--max-tokens", "5"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := data.ReadPreferences(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []data.Preference{
+		{Prompt: "Q: one", Chosen: "right answer", Rejected: strings.TrimSpace(greedy("Q: one"))},
+		rows[1],
+	}
+	if len(got) != 2 || got[0].Rejected != want[0].Rejected || got[0].Chosen != want[0].Chosen || got[1].Rejected != "old two" {
+		t.Fatalf("pairs wrote %+v, want %+v", got, want)
+	}
+}
