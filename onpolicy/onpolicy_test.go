@@ -6,29 +6,14 @@ import (
 	"testing"
 
 	"github.com/gotune/gotune/generate"
-	"github.com/gotune/gotune/model"
-	"github.com/gotune/gotune/tokenizer"
+	"github.com/gotune/gotune/internal/tinymodel"
 )
 
 // tinyEngine is a small random model over a byte-level tokenizer: its
 // answers are arbitrary bytes, different for different seeds.
 func tinyEngine(t *testing.T) *generate.Engine {
 	t.Helper()
-	tok := tokenizer.NewByteLevel([]string{"<s>", "</s>"})
-	c, err := model.Preset("tiny", tok.VocabSize())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers, c.NumAttentionHeads, c.NumKeyValueHeads = 32, 64, 2, 4, 2
-	w, err := model.NewRandom(c, 5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := generate.New(w, tok)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e
+	return tinymodel.Engine(t, 5, 256, "<s>", "</s>")
 }
 
 func TestExactMatch(t *testing.T) {

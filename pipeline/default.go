@@ -100,14 +100,18 @@ func (d *Default) Stages() []Stage {
 	return []Stage{
 		{
 			Name: "base", Dir: d.BaseDir, Config: struct {
-				Docs, Steps int
-				Seed        int64
-			}{z.BaseDocs, z.BaseSteps, z.WorldSeed},
+				Docs, Steps  int
+				Seed         int64
+				WorldVersion int
+			}{z.BaseDocs, z.BaseSteps, z.WorldSeed, world.Version},
 			Outputs: []string{filepath.Join(d.BaseDir, "config.json"), filepath.Join(d.BaseDir, "tokenizer.json")},
 			Run:     d.runBase,
 		},
 		{
-			Name: "data", Dir: dataDir, Config: z,
+			Name: "data", Dir: dataDir, Config: struct {
+				Sizes
+				WorldVersion int
+			}{z, world.Version},
 			Outputs: []string{d.dataPath(FileInstructions), d.dataPath(FilePreferences), d.dataPath(FilePrompts), d.dataPath(FileSeedTasks)},
 			Run:     d.runData,
 		},

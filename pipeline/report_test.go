@@ -70,3 +70,49 @@ func TestReadMetricsNamesBadLine(t *testing.T) {
 		t.Fatalf("want error naming line 2, got %v", err)
 	}
 }
+
+// TestSummarize reads the eval and pairs results and a stage's metrics back
+// into table rows, and keeps a row for what is missing.
+func TestSummarize(t *testing.T) {
+	run := t.TempDir()
+	write := func(rel, text string) {
+		t.Helper()
+		p := filepath.Join(run, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("eval/"+FileEval, `[{"model":"base","correct":3,"total":10,"accuracy":0.3,"sampled":{"samples":4,"temperature":1,"correct":8,"total":40,"accuracy":0.2}},
+{"model":"sft","correct":5,"total":10,"accuracy":0.5,"sampled":{"samples":4,"temperature":1,"correct":18,"total":40,"accuracy":0.45}}]`)
+	write("pairs/"+FilePairsReport, `{"tasks":20,"samples":80,"wrong":30,"pairs":12,"all_correct":8,"empty":0}`)
+	write("sft/metrics.jsonl", "{\"step\":5,\"eval_loss\":1.5}\n{\"step\":10,\"eval_loss\":1.25}\n")
+
+	rows := map[string]Summary{}
+	for _, r := range Summarize(run) {
+		rows[r.Label] = r
+	}
+	for label, want := range map[string][2]string{
+		"exact match, base":           {"0.300", "3/10 held-out tasks, greedy"},
+		"exact match, sft":            {"0.500", "5/10"},
+		"exact match sampled, sft":    {"0.450", "18/40 answers, 4 per task at temperature 1"},
+		"SFT model's mistakes paired": {"12", "of 20 training tasks; 37.5% of 80 sampled answers wrong"},
+		"SFT held-out loss":           {"1.250", "first 1.500 at step 5, last at step 10"},
+		"reward model accuracy":       {"—", "reward has no eval_accuracy"},
+		"exact match sampled, base":   {"0.200", "8/40"},
+		"PPO KL to reference":         {"—", "ppo has no objective/kl"},
+		"DPO reward accuracy":         {"—", "dpo has no"},
+		"PPO mean reward":             {"—", "ppo has no"},
+		"DPO reward margin":           {"—", "dpo has no"},
+	} {
+		r, ok := rows[label]
+		if !ok || r.Value != want[0] || !strings.Contains(r.Note, want[1]) {
+			t.Errorf("row %q = %+v, want value %s and a note containing %q", label, r, want[0], want[1])
+		}
+	}
+	if len(rows) != 11 {
+		t.Errorf("%d rows, want 11: %+v", len(rows), rows)
+	}
+}

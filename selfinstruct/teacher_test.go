@@ -13,31 +13,15 @@ import (
 	"time"
 
 	"github.com/gotune/gotune/generate"
-	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/internal/tinymodel"
 	"github.com/gotune/gotune/serve"
-	"github.com/gotune/gotune/tokenizer"
 )
 
 // tinyEngine is a small random model over a byte-level tokenizer, with a
 // context long enough for self-instruct prompts.
 func tinyEngine(t *testing.T) *generate.Engine {
 	t.Helper()
-	tok := tokenizer.NewByteLevel([]string{"<s>", "</s>"})
-	c, err := model.Preset("tiny", tok.VocabSize())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers, c.NumAttentionHeads, c.NumKeyValueHeads = 32, 64, 2, 4, 2
-	c.MaxPositionEmbeddings = 4096
-	w, err := model.NewRandom(c, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := generate.New(w, tok)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e
+	return tinymodel.Engine(t, 3, 4096, "<s>", "</s>")
 }
 
 // startServe runs our own OpenAI-compatible server on a loopback port.

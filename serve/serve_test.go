@@ -16,29 +16,13 @@ import (
 	"time"
 
 	"github.com/gotune/gotune/generate"
-	"github.com/gotune/gotune/model"
-	"github.com/gotune/gotune/tokenizer"
+	"github.com/gotune/gotune/internal/tinymodel"
 )
 
 // testEngine is a small random model over a byte-level tokenizer.
 func testEngine(t testing.TB) *generate.Engine {
 	t.Helper()
-	tok := tokenizer.NewByteLevel([]string{"<s>", "</s>"})
-	c, err := model.Preset("tiny", tok.VocabSize())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers, c.NumAttentionHeads, c.NumKeyValueHeads = 32, 64, 2, 4, 2
-	c.MaxPositionEmbeddings = 128
-	w, err := model.NewRandom(c, 7)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := generate.New(w, tok)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e
+	return tinymodel.Engine(t, 7, 128, "<s>", "</s>")
 }
 
 // simpleChat renders messages as "role: content" lines, then "assistant:".

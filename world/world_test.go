@@ -45,7 +45,7 @@ func TestDeterminism(t *testing.T) {
 
 // TestGolden pins the data of seed 1: cached pipeline outputs are keyed by
 // the seed, so generation must never change silently (a deliberate change
-// updates this hash and the split salt's version).
+// updates this hash and Version).
 func TestGolden(t *testing.T) {
 	w := New(1)
 	h := sha256.New()

@@ -10,7 +10,7 @@ import (
 	"github.com/gotune/gotune/checkpoints"
 	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/generate"
-	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/internal/tinymodel"
 	"github.com/gotune/gotune/tokenizer"
 )
 
@@ -18,17 +18,7 @@ import (
 func tinyModelDir(t *testing.T) (string, *generate.Engine) {
 	t.Helper()
 	dir := t.TempDir()
-	tok := tokenizer.NewByteLevel([]string{"<s>", "</s>", "<|im_start|>", "<|im_end|>"})
-	c, err := model.Preset("tiny", tok.VocabSize())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers, c.NumAttentionHeads, c.NumKeyValueHeads = 32, 64, 2, 4, 2
-	c.MaxPositionEmbeddings = 2048
-	w, err := model.NewRandom(c, 5)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, tok := tinymodel.Weights(t, 5, 2048, "<s>", "</s>", "<|im_start|>", "<|im_end|>")
 	if err := checkpoints.SaveModel(dir, w, checkpoints.SaveOptions{}); err != nil {
 		t.Fatal(err)
 	}
