@@ -36,7 +36,8 @@ func TestGemmMatchesNaive(t *testing.T) {
 		}
 		return x
 	}
-	for _, tc := range []struct{ m, n, k int }{{1, 1, 1}, {3, 5, 7}, {17, 9, 33}, {64, 48, 80}} {
+	t.Logf("%s kernels %s", Backend(), Kernel())
+	for _, tc := range []struct{ m, n, k int }{{1, 1, 1}, {3, 5, 7}, {17, 9, 33}, {64, 48, 80}, {300, 257, 129}} {
 		for _, ta := range []bool{false, true} {
 			for _, tb := range []bool{false, true} {
 				a, b := fill(tc.m*tc.k), fill(tc.k*tc.n)

@@ -3,7 +3,10 @@
 package blas
 
 import (
+	"os"
+	"os/exec"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -30,4 +33,22 @@ func TestPreferredEnv(t *testing.T) {
 	if Kernel() == "" {
 		t.Error("Kernel() is empty")
 	}
+}
+
+// TestPreferredKernels runs TestGemmMatchesNaive again in a fresh process
+// under the kernels PreferredEnv picks, the kernels the gotune command
+// restarts itself with, when they differ from this process's.
+func TestPreferredKernels(t *testing.T) {
+	env := PreferredEnv()
+	if len(env) == 0 {
+		t.Skipf("OpenBLAS's own choice (%s) is kept on this machine", Kernel())
+	}
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestGemmMatchesNaive$", "-test.count", "1", "-test.v")
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	kernel := "kernels " + strings.TrimPrefix(env[0], "OPENBLAS_CORETYPE=")
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestGemmMatchesNaive") || !strings.Contains(string(out), kernel) {
+		t.Fatalf("TestGemmMatchesNaive with %v: %v\n%s", env, err, out)
+	}
+	t.Logf("GEMM checked with %v", env)
 }

@@ -24,12 +24,19 @@ PASS
 		t.Fatalf("parsed %v", res)
 	}
 	var out bytes.Buffer
-	if n := table(&out, res); n != 4 {
+	if n := table(&out, res, false); n != 4 {
 		t.Fatalf("%d rows, want 4 (LoRA tok/s, LoRA RSS, decode vs PyTorch, decode vs llama.cpp):\n%s", n, out.String())
 	}
 	for _, want := range []string{"2.00×", "4.84×"} { // 1430/715, 890/184
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks ratio %s:\n%s", want, out.String())
+		}
+	}
+	out.Reset()
+	table(&out, res, true)
+	for _, want := range []string{"1.34×", "3.72×", "2.00×", "PyTorch (SkylakeX)"} { // 1430/1064, 890/239, 890/445
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("SkylakeX table lacks %s:\n%s", want, out.String())
 		}
 	}
 }
