@@ -11,6 +11,7 @@ import (
 	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/generate"
 	"github.com/gotune/gotune/internal/tinymodel"
+	"github.com/gotune/gotune/sft"
 	"github.com/gotune/gotune/tokenizer"
 )
 
@@ -156,5 +157,41 @@ func TestPairsCommand(t *testing.T) {
 	}
 	if len(got) != 2 || got[0].Rejected != want[0].Rejected || got[0].Chosen != want[0].Chosen || got[1].Rejected != "old two" {
 		t.Fatalf("pairs wrote %+v, want %+v", got, want)
+	}
+}
+
+// TestEvalCommandOnDataset: `gotune eval --data` prints what sft.Evaluate
+// computes, and the command refuses --text with --data.
+func TestEvalCommandOnDataset(t *testing.T) {
+	t.Cleanup(func() {
+		for _, name := range []string{"data", "text", "adapter"} {
+			f := evalCmd.Flags().Lookup(name)
+			f.Value.Set("")
+			f.Changed = false
+		}
+	})
+	dir, _ := tinyModelDir(t)
+	path := filepath.Join(t.TempDir(), "rows.arrow")
+	rows := []data.Instruction{{Instruction: "Say hi.", Output: "hi"}, {Instruction: "Add 1 and 2.", Output: "3"}}
+	if err := data.WriteInstructions(path, rows); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runGotune(t, "eval", "--model", dir, "--data", path, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got sft.EvalResult
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("output %q: %v", out, err)
+	}
+	want, err := sft.Evaluate(context.Background(), sft.EvalConfig{Base: dir, Data: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Rows != 2 || got.Tokens != want.Tokens || got.Loss != want.Loss || got.Tokens == 0 {
+		t.Errorf("eval --data printed %+v, want %+v", got, want)
+	}
+	if _, err := runGotune(t, "eval", "--model", dir, "--data", path, "--text", path); err == nil {
+		t.Error("eval with both --text and --data: no error")
 	}
 }
