@@ -301,7 +301,10 @@ func (d *Default) runDPO(ctx context.Context, resume bool) error {
 	// model's copying of numbers (held-out exact match fell below the SFT
 	// model's); half the rate, a larger β (closer to the reference) and the
 	// NLL of the chosen answer at full weight (Pang et al. 2024) keep it.
+	// Adapting every linear layer, as the reward and PPO stages do, rather
+	// than the attention projections only, doubled the gain over SFT.
 	cfg.Train.LR, cfg.Loss.Beta, cfg.Loss.SFTWeight = 1e-3, 0.3, 1
+	cfg.LoRA.Targets = []string{"all-linear"}
 	_, err := dpo.Run(ctx, cfg)
 	return err
 }

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bytes"
 	"image/png"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,8 +86,10 @@ func TestSummarize(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write("eval/"+FileEval, `[{"model":"base","correct":3,"total":10,"accuracy":0.3,"sampled":{"samples":4,"temperature":1,"correct":8,"total":40,"accuracy":0.2}},
-{"model":"sft","correct":5,"total":10,"accuracy":0.5,"sampled":{"samples":4,"temperature":1,"correct":18,"total":40,"accuracy":0.45}}]`)
+	write("eval/"+FileEval, `[{"model":"base","correct":3,"total":10,"accuracy":0.3,"sampled":{"samples":4,"temperature":1,"correct":8,"total":40,"accuracy":0.2},
+  "right":[true,true,true,false,false,false,false,false,false,false]},
+{"model":"sft","correct":5,"total":10,"accuracy":0.5,"sampled":{"samples":4,"temperature":1,"correct":18,"total":40,"accuracy":0.45},
+  "right":[true,true,false,true,true,true,false,false,false,false]}]`)
 	write("pairs/"+FilePairsReport, `{"tasks":20,"samples":80,"wrong":30,"pairs":12,"all_correct":8,"empty":0}`)
 	write("sft/metrics.jsonl", "{\"step\":5,\"eval_loss\":1.5}\n{\"step\":10,\"eval_loss\":1.25}\n")
 
@@ -112,7 +115,27 @@ func TestSummarize(t *testing.T) {
 			t.Errorf("row %q = %+v, want value %s and a note containing %q", label, r, want[0], want[1])
 		}
 	}
-	if len(rows) != 11 {
-		t.Errorf("%d rows, want 11: %+v", len(rows), rows)
+	if len(rows) != 12 {
+		t.Errorf("%d rows, want 12: %+v", len(rows), rows)
+	}
+}
+
+// TestMcNemar checks the exact test against binomial sums done by hand.
+func TestMcNemar(t *testing.T) {
+	for _, c := range []struct {
+		b, c int
+		want float64
+	}{
+		{10, 0, 2.0 / 1024}, // 2·(½)¹⁰
+		{0, 10, 2.0 / 1024},
+		{5, 5, 1},
+		{3, 1, 0.625},               // 2·(1+4)/16
+		{12, 9, 0.6636238098144531}, // 2·Σ_{i≤9} C(21,i)/2²¹
+		{23, 9, 0.020061607006937265},
+		{0, 0, 1},
+	} {
+		if got := mcNemar(c.b, c.c); math.Abs(got-c.want) > 1e-12 {
+			t.Errorf("mcNemar(%d, %d) = %.15g, want %.15g", c.b, c.c, got, c.want)
+		}
 	}
 }

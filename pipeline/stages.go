@@ -181,6 +181,9 @@ type ModelScore struct {
 	Accuracy float64                `json:"accuracy"`
 	Families map[string]FamilyScore `json:"families,omitempty"`
 	Sampled  SampledScore           `json:"sampled"`
+	// Right says, task by task in the eval stage's order, whether the
+	// greedy answer was right: what paired comparisons of models use.
+	Right []bool `json:"right,omitempty"`
 }
 
 // SampledScore is the exact-match rate of sampled answers: Samples answers
@@ -297,15 +300,15 @@ func scoreModel(ctx context.Context, base string, adapters []string, tasks []wor
 		}
 		return asked, answers, nil
 	}
-	asked, answers, err := answer(1, 0)
+	asked, greedyAnswers, err := answer(1, 0)
 	if err != nil {
 		return ModelScore{}, err
 	}
-	greedy, err := world.Score(asked, answers)
+	greedy, err := world.Score(asked, greedyAnswers)
 	if err != nil {
 		return ModelScore{}, err
 	}
-	asked, answers, err = answer(EvalSamples, EvalTemperature)
+	asked, answers, err := answer(EvalSamples, EvalTemperature)
 	if err != nil {
 		return ModelScore{}, err
 	}
@@ -316,6 +319,10 @@ func scoreModel(ctx context.Context, base string, adapters []string, tasks []wor
 	s := ModelScore{Correct: greedy.Correct, Total: greedy.Total, Accuracy: greedy.Rate(), Families: familyScores(greedy),
 		Sampled: SampledScore{Samples: EvalSamples, Temperature: EvalTemperature,
 			Correct: sampled.Correct, Total: sampled.Total, Accuracy: sampled.Rate(), Families: familyScores(sampled)}}
+	s.Right = make([]bool, len(tasks))
+	for i, t := range tasks {
+		s.Right[i] = world.Check(t, greedyAnswers[i])
+	}
 	return s, nil
 }
 

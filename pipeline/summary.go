@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,9 +26,10 @@ func Summarize(runDir string) []Summary {
 				rows = append(rows, Summary{
 					Label: "exact match, " + s.Model,
 					Value: fmt.Sprintf("%.3f", s.Accuracy),
-					Note:  fmt.Sprintf("%d/%d held-out tasks, greedy", s.Correct, s.Total),
+					Note:  fmt.Sprintf("%d/%d held-out tasks, greedy; ± %.3f s.e.", s.Correct, s.Total, stdErr(s.Accuracy, s.Total)),
 				})
 			}
+			rows = append(rows, pairedRows(scores)...)
 			for _, s := range scores {
 				if s.Sampled.Total == 0 {
 					continue
@@ -35,8 +37,9 @@ func Summarize(runDir string) []Summary {
 				rows = append(rows, Summary{
 					Label: "exact match sampled, " + s.Model,
 					Value: fmt.Sprintf("%.3f", s.Sampled.Accuracy),
-					Note: fmt.Sprintf("%d/%d answers, %d per task at temperature %g",
-						s.Sampled.Correct, s.Sampled.Total, s.Sampled.Samples, s.Sampled.Temperature),
+					Note: fmt.Sprintf("%d/%d answers, %d per task at temperature %g; ± %.3f s.e.",
+						s.Sampled.Correct, s.Sampled.Total, s.Sampled.Samples, s.Sampled.Temperature,
+						stdErr(s.Sampled.Accuracy, s.Sampled.Total)),
 				})
 			}
 		}
@@ -69,6 +72,68 @@ func Summarize(runDir string) []Summary {
 	metric("ppo", "objective/scores", "PPO mean reward", "reward-model score of rollouts")
 	metric("ppo", "objective/kl", "PPO KL to reference", "per response")
 	return rows
+}
+
+// pairedRows compare, task by task, SFT with the base model and DPO and PPO
+// with SFT (the model each starts from): the change in greedy exact match,
+// how many tasks went from wrong to right and back, and the two-sided
+// p-value of McNemar's exact test (McNemar 1947) on those discordant tasks.
+func pairedRows(scores []ModelScore) []Summary {
+	by := map[string]ModelScore{}
+	for _, s := range scores {
+		by[s.Model] = s
+	}
+	var rows []Summary
+	for _, c := range [][2]string{{"sft", "base"}, {"dpo", "sft"}, {"ppo", "sft"}} {
+		a, b := by[c[0]], by[c[1]]
+		if len(a.Right) == 0 || len(a.Right) != len(b.Right) {
+			continue
+		}
+		fixed, broken := 0, 0
+		for i := range a.Right {
+			switch {
+			case a.Right[i] && !b.Right[i]:
+				fixed++
+			case !a.Right[i] && b.Right[i]:
+				broken++
+			}
+		}
+		rows = append(rows, Summary{
+			Label: fmt.Sprintf("%s vs %s, greedy", c[0], c[1]),
+			Value: fmt.Sprintf("%+.3f", float64(fixed-broken)/float64(len(a.Right))),
+			Note:  fmt.Sprintf("%d tasks fixed, %d broken; McNemar p = %.2g", fixed, broken, mcNemar(fixed, broken)),
+		})
+	}
+	return rows
+}
+
+// mcNemar is the two-sided p-value of McNemar's exact test: under the null
+// hypothesis the b+c discordant tasks split as Binomial(b+c, ½), and p is
+// twice the probability of a split at least as uneven, at most 1.
+func mcNemar(b, c int) float64 {
+	n, k := b+c, min(b, c)
+	if n == 0 {
+		return 1
+	}
+	// P(X ≤ k) = Σ_{i≤k} C(n, i) / 2ⁿ, summed in log space.
+	var p float64
+	for i := 0; i <= k; i++ {
+		lg, _ := math.Lgamma(float64(n + 1))
+		li, _ := math.Lgamma(float64(i + 1))
+		lni, _ := math.Lgamma(float64(n - i + 1))
+		p += math.Exp(lg - li - lni - float64(n)*math.Ln2)
+	}
+	return min(1, 2*p)
+}
+
+// stdErr is the standard error √(p(1−p)/n) of a proportion p measured on
+// n trials (for sampled answers, which come several per task, it
+// understates the error a little).
+func stdErr(p float64, n int) float64 {
+	if n == 0 {
+		return math.NaN()
+	}
+	return math.Sqrt(p * (1 - p) / float64(n))
 }
 
 func series(runDir, stage, key string) (*Series, bool) {
