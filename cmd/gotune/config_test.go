@@ -81,3 +81,12 @@ func TestPipelineSizeFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestSpeedNote(t *testing.T) {
+	if note := speedNote("gonum"); !strings.Contains(note, "libopenblas-dev") {
+		t.Errorf("pure-Go build: note %q does not say how to get OpenBLAS", note)
+	}
+	if note := speedNote("openblas"); note != "" {
+		t.Errorf("OpenBLAS build: note %q, want none", note)
+	}
+}
