@@ -68,3 +68,75 @@ func BenchmarkSgemm512(b *testing.B) {
 	}
 	b.ReportMetric(2*n*n*n*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 }
+
+// TestSgemmStrided checks Impl.Sgemm, the entry gorgonia calls, on operands
+// with padded leading dimensions, against the triple loop; with beta = 0
+// the NaNs in C must not be read, and the padding must stay untouched.
+func TestSgemmStrided(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, tc := range []struct {
+		m, n, k     int
+		alpha, beta float32
+	}{{40, 36, 24, 1, 0}, {33, 70, 41, 0.5, 0}, {64, 20, 96, 2, 0.75}, {9, 300, 17, 1, 1}} {
+		for _, ta := range []bool{false, true} {
+			for _, tb := range []bool{false, true} {
+				ra, ca, rb, cb := tc.m, tc.k, tc.k, tc.n
+				if ta {
+					ra, ca = tc.k, tc.m
+				}
+				if tb {
+					rb, cb = tc.n, tc.k
+				}
+				lda, ldb, ldc := ca+3, cb+5, tc.n+2
+				a, b := make([]float32, ra*lda), make([]float32, rb*ldb)
+				for i := range a {
+					a[i] = r.Float32()*2 - 1
+				}
+				for i := range b {
+					b[i] = r.Float32()*2 - 1
+				}
+				c := make([]float32, tc.m*ldc)
+				for i := range c {
+					c[i] = r.Float32()
+					if tc.beta == 0 && i%ldc < tc.n {
+						c[i] = float32(math.NaN())
+					}
+				}
+				// The reference works on tight copies.
+				ta1, tb1 := make([]float32, ra*ca), make([]float32, rb*cb)
+				for i := range ra {
+					copy(ta1[i*ca:(i+1)*ca], a[i*lda:])
+				}
+				for i := range rb {
+					copy(tb1[i*cb:(i+1)*cb], b[i*ldb:])
+				}
+				want := make([]float32, tc.m*tc.n)
+				for i := range tc.m {
+					for j := range tc.n {
+						if tc.beta != 0 {
+							want[i*tc.n+j] = c[i*ldc+j]
+						}
+					}
+				}
+				naiveGemm(ta, tb, tc.m, tc.n, tc.k, tc.alpha, ta1, tb1, tc.beta, want)
+				pad := append([]float32(nil), c...)
+				Impl{}.Sgemm(toTrans(ta), toTrans(tb), tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, c, ldc)
+				for i := range tc.m {
+					for j := range ldc {
+						got := c[i*ldc+j]
+						if j >= tc.n {
+							if got != pad[i*ldc+j] {
+								t.Fatalf("%+v ta=%v tb=%v: padding c[%d][%d] changed", tc, ta, tb, i, j)
+							}
+							continue
+						}
+						w := want[i*tc.n+j]
+						if math.IsNaN(float64(got)) || math.Abs(float64(got-w)) > 1e-4*(1+math.Abs(float64(w))) {
+							t.Fatalf("%+v ta=%v tb=%v: c[%d][%d] = %g, want %g", tc, ta, tb, i, j, got, w)
+						}
+					}
+				}
+			}
+		}
+	}
+}

@@ -131,7 +131,7 @@ func speedNote(backend string) string {
 	if backend != "gonum" {
 		return ""
 	}
-	return "note: this build multiplies matrices in pure Go, about 7× slower than with OpenBLAS; " +
+	return "note: this build multiplies matrices in pure Go, at about half the speed of OpenBLAS; " +
 		"install OpenBLAS (Debian: apt-get install libopenblas-dev) and rebuild (go tool task build) " +
-		"(the default run then takes about ten minutes on two cores)"
+		"to run the default in about ten minutes on two cores"
 }

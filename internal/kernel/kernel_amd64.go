@@ -1,7 +1,8 @@
 //go:build amd64 && !purego
 
-// Package kernel holds the generation engine's AVX2+FMA dot-product
-// micro-kernels (Go assembly, kept apart from the engine's cgo code).
+// Package kernel holds AVX2+FMA dot-product micro-kernels (Go assembly,
+// kept apart from cgo code) and the matrix product built on them, used by
+// the generation engine and by the pure-Go BLAS.
 package kernel
 
 import "golang.org/x/sys/cpu"

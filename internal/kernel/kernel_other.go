@@ -1,7 +1,7 @@
 //go:build !amd64 || purego
 
-// Package kernel holds the generation engine's AVX2+FMA dot-product
-// micro-kernels; on this architecture there are none.
+// Package kernel holds AVX2+FMA dot-product micro-kernels and the matrix
+// product built on them; on this architecture there are none.
 package kernel
 
 // Available is false: there are no kernels for this architecture.

@@ -1,0 +1,106 @@
+package kernel
+
+import (
+	"runtime"
+	"sync"
+)
+
+// GemmNT computes y = x·wᵀ for row-major x (N, in), w (out, in) and
+// y (N, out) with the register-blocked kernels: blocks of four rows of w,
+// split across the cores, each read once from memory and applied to the
+// rows of x two at a time while they sit in L1. It reports false, leaving
+// y alone, when the kernels are not available on this CPU.
+func GemmNT(y, x, w []float32, N, in, out int) bool {
+	if !Available {
+		return false
+	}
+	if len(x) < N*in || len(w) < out*in || len(y) < N*out {
+		panic("kernel: GemmNT slice too short")
+	}
+	if in == 0 {
+		clear(y[:N*out])
+		return true
+	}
+	n8 := in &^ 7
+	blocks := out / 4
+	// Rows of x in chunks that stay in L2 while every block of w passes.
+	chunk := max(2, (256<<10)/(4*in)) &^ 1
+	for i0 := 0; i0 < N; i0 += chunk {
+		i1 := min(N, i0+chunk)
+		workers := workersFor(blocks, 2*(i1-i0)*in*out)
+		parallel(blocks, workers, func(lo, hi int) {
+			for b := lo; b < hi; b++ {
+				j := 4 * b
+				wp := &w[j*in]
+				i := i0
+				if n8 > 0 {
+					for ; i+1 < i1; i += 2 {
+						Dot4x2(wp, in, &x[i*in], in, n8, &y[i*out+j], out)
+					}
+					if i < i1 {
+						Dot4x1(wp, in, &x[i*in], n8, &y[i*out+j])
+					}
+				} else {
+					for ; i < i1; i++ {
+						clear(y[i*out+j : i*out+j+4])
+					}
+				}
+			}
+		})
+	}
+	// Columns past the last multiple of 8, and rows of w past the last
+	// block of 4.
+	if n8 < in {
+		for i := range N {
+			xr := x[i*in : (i+1)*in]
+			for j := range blocks * 4 {
+				wr := w[j*in : (j+1)*in]
+				var s float32
+				for k := n8; k < in; k++ {
+					s += xr[k] * wr[k]
+				}
+				y[i*out+j] += s
+			}
+		}
+	}
+	for i := range N {
+		xr := x[i*in : (i+1)*in]
+		for j := blocks * 4; j < out; j++ {
+			wr := w[j*in : (j+1)*in]
+			var s float32
+			for k := range in {
+				s += xr[k] * wr[k]
+			}
+			y[i*out+j] = s
+		}
+	}
+	return true
+}
+
+// workersFor is how many goroutines share a product of the given size:
+// one below about 10⁵ floating-point operations, else one per core.
+func workersFor(items, flops int) int {
+	if flops < 1<<17 {
+		return 1
+	}
+	return max(1, min(runtime.GOMAXPROCS(0), items))
+}
+
+// parallel splits [0, n) into `workers` contiguous chunks and runs fn on
+// each, the last one on the calling goroutine.
+func parallel(n, workers int, fn func(lo, hi int)) {
+	if workers <= 1 {
+		fn(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	for w := 0; w < workers-1; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(w*n/workers, (w+1)*n/workers)
+		}()
+	}
+	fn((workers-1)*n/workers, n)
+	wg.Wait()
+}
