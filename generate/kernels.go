@@ -2,10 +2,9 @@ package generate
 
 import (
 	"math"
-	"runtime"
-	"sync"
 
 	"github.com/gotune/gotune/blas"
+	"github.com/gotune/gotune/internal/kernel"
 	gblas "gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/gonum"
 )
@@ -64,34 +63,11 @@ func matvecGo(y, x, w []float32, in, out int) {
 	})
 }
 
-// workersFor is how many goroutines a job of the given number of
-// independent items and floating-point operations deserves: small jobs stay
-// on the calling goroutine, where spawning would cost more than it saves.
-func workersFor(items, flops int) int {
-	if flops < 1<<17 {
-		return 1
-	}
-	return max(1, min(runtime.GOMAXPROCS(0), items))
-}
-
-// parallel splits [0, n) into `workers` contiguous chunks and runs fn on
-// each, the last one on the calling goroutine.
-func parallel(n, workers int, fn func(worker, lo, hi int)) {
-	if workers <= 1 {
-		fn(0, 0, n)
-		return
-	}
-	var wg sync.WaitGroup
-	for w := 0; w < workers-1; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			fn(w, w*n/workers, (w+1)*n/workers)
-		}()
-	}
-	fn(workers-1, (workers-1)*n/workers, n)
-	wg.Wait()
-}
+// workersFor and parallel are the shared helpers of package kernel.
+var (
+	workersFor = kernel.WorkersFor
+	parallel   = kernel.Parallel
+)
 
 // rmsNorm computes y = x / √(mean(x²) + ε) ⊙ g for each of the N rows of
 // width C (Zhang & Sennrich 2019, eq. 4). y may alias x.

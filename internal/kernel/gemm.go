@@ -27,8 +27,8 @@ func GemmNT(y, x, w []float32, N, in, out int) bool {
 	chunk := max(2, (256<<10)/(4*in)) &^ 1
 	for i0 := 0; i0 < N; i0 += chunk {
 		i1 := min(N, i0+chunk)
-		workers := workersFor(blocks, 2*(i1-i0)*in*out)
-		parallel(blocks, workers, func(lo, hi int) {
+		workers := WorkersFor(blocks, 2*(i1-i0)*in*out)
+		Parallel(blocks, workers, func(_, lo, hi int) {
 			for b := lo; b < hi; b++ {
 				j := 4 * b
 				wp := &w[j*in]
@@ -77,20 +77,20 @@ func GemmNT(y, x, w []float32, N, in, out int) bool {
 	return true
 }
 
-// workersFor is how many goroutines share a product of the given size:
-// one below about 10⁵ floating-point operations, else one per core.
-func workersFor(items, flops int) int {
+// WorkersFor is how many goroutines share work of the given size over
+// items: one below about 10⁵ floating-point operations, else one per core.
+func WorkersFor(items, flops int) int {
 	if flops < 1<<17 {
 		return 1
 	}
 	return max(1, min(runtime.GOMAXPROCS(0), items))
 }
 
-// parallel splits [0, n) into `workers` contiguous chunks and runs fn on
-// each, the last one on the calling goroutine.
-func parallel(n, workers int, fn func(lo, hi int)) {
+// Parallel splits [0, n) into `workers` contiguous chunks and runs fn on
+// each (worker numbers them from 0), the last one on the calling goroutine.
+func Parallel(n, workers int, fn func(worker, lo, hi int)) {
 	if workers <= 1 {
-		fn(0, n)
+		fn(0, 0, n)
 		return
 	}
 	var wg sync.WaitGroup
@@ -98,9 +98,9 @@ func parallel(n, workers int, fn func(lo, hi int)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			fn(w*n/workers, (w+1)*n/workers)
+			fn(w, w*n/workers, (w+1)*n/workers)
 		}()
 	}
-	fn((workers-1)*n/workers, n)
+	fn(workers-1, (workers-1)*n/workers, n)
 	wg.Wait()
 }
