@@ -6,8 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
+
+	"github.com/gotune/gotune/internal/benchutil"
 )
 
 // benchRows makes n preference rows of English-like text, about 1 KiB each.
@@ -43,7 +44,7 @@ func benchmarkImport(b *testing.B, name string, write func(testing.TB, string, [
 		b.Fatal(err)
 	}
 	b.SetBytes(st.Size())
-	cpu0 := cpuSeconds()
+	cpu0 := benchutil.CPUSeconds()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		rep, err := Import(in, out, ImportOptions{})
@@ -55,14 +56,7 @@ func benchmarkImport(b *testing.B, name string, write func(testing.TB, string, [
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "rows/s")
 	// On a shared machine wall time depends on the neighbours; the process's
 	// CPU time (all threads, GC included) does much less.
-	b.ReportMetric(float64(st.Size())*float64(b.N)/1e6/(cpuSeconds()-cpu0), "MB/cpu-s")
-}
-
-// cpuSeconds is the user+system CPU time of the process so far.
-func cpuSeconds() float64 {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+	b.ReportMetric(float64(st.Size())*float64(b.N)/1e6/(benchutil.CPUSeconds()-cpu0), "MB/cpu-s")
 }
 
 // BenchmarkImport measures import speed per format: MB/s of input as stored

@@ -1,21 +1,18 @@
 package dpo
 
 import (
-	"bufio"
 	"context"
 	"math/rand/v2"
 	"os"
-	"runtime"
-	"runtime/debug"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/gotune/gotune/blas"
 	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/finetune"
+	"github.com/gotune/gotune/internal/benchutil"
+	"github.com/gotune/gotune/internal/tinymodel"
 	"github.com/gotune/gotune/lora"
-	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/tokenizer"
 	"github.com/gotune/gotune/train"
 )
@@ -45,7 +42,7 @@ func BenchmarkDPOStories15M(b *testing.B) {
 			name = "precomputed"
 		}
 		b.Run(name, func(b *testing.B) {
-			resetPeakRSS()
+			benchutil.ResetPeakRSS()
 			benchDPO(b, live)
 		})
 	}
@@ -53,14 +50,8 @@ func BenchmarkDPOStories15M(b *testing.B) {
 
 func benchDPO(b *testing.B, live bool) {
 	const P, T = 4, 256
-	c, err := model.Preset("stories15M", 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	w, err := model.NewRandom(c, 1)
-	if err != nil {
-		b.Fatal(err)
-	}
+	w := tinymodel.Preset(b, "stories15M", 1)
+	c := w.Config
 	m := finetune.New("", w, tokenizer.NewByteLevel([]string{"<|pad|>"}))
 	if err := m.NewAdapter(lora.DefaultConfig()); err != nil {
 		b.Fatal(err)
@@ -110,33 +101,7 @@ func benchDPO(b *testing.B, live bool) {
 	}
 	b.ReportMetric(rate, "pairs/s")
 	b.ReportMetric(rate/anchor, "x-pytorch")
-	b.ReportMetric(peakRSSMiB(), "peakRSS-MiB")
+	b.ReportMetric(benchutil.PeakRSSMiB(), "peakRSS-MiB")
 	b.Logf("blas %s, OPENBLAS_CORETYPE %s: %.2f pairs/s vs PyTorch %.1f pairs/s; loss %.4f",
 		blas.Backend(), setting, rate, anchor, tr.st.Last.Loss)
-}
-
-// resetPeakRSS returns freed memory to the system and restarts the peak
-// resident set (Linux's clear_refs value 5), so that one case's peak does
-// not carry into the next.
-func resetPeakRSS() {
-	runtime.GC()
-	debug.FreeOSMemory()
-	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
-}
-
-// peakRSSMiB is the process's peak resident set size (VmHWM), in MiB.
-func peakRSSMiB() float64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if rest, ok := strings.CutPrefix(s.Text(), "VmHWM:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			return kb / 1024
-		}
-	}
-	return 0
 }

@@ -1,18 +1,13 @@
 package model
 
 import (
-	"bufio"
 	"math/rand/v2"
 	"os"
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
-	"time"
-
-	"gorgonia.org/gorgonia"
 
 	"github.com/gotune/gotune/blas"
+	"github.com/gotune/gotune/internal/benchutil"
+	"gorgonia.org/gorgonia"
 )
 
 // Training-step benchmarks on the stories15M shape at batch 8 × 256, the
@@ -76,7 +71,7 @@ func benchStories15M(b *testing.B, mode string) {
 	if err := p.Run(); err != nil { // warm-up: first touch of every buffer
 		b.Fatal(err)
 	}
-	cpu0 := cpuSeconds()
+	cpu0 := benchutil.CPUSeconds()
 	for b.Loop() {
 		p.ZeroGrad()
 		if err := p.Run(); err != nil {
@@ -85,33 +80,7 @@ func benchStories15M(b *testing.B, mode string) {
 	}
 	b.ReportMetric(float64(B*T*b.N)/b.Elapsed().Seconds(), "tok/s")
 	// CPU time is less sensitive than wall time to other work on the machine.
-	b.ReportMetric((cpuSeconds()-cpu0)/float64(b.N), "cpu-s/op")
-	b.ReportMetric(peakRSSMiB(), "peakRSS-MiB")
+	b.ReportMetric((benchutil.CPUSeconds()-cpu0)/float64(b.N), "cpu-s/op")
+	b.ReportMetric(benchutil.PeakRSSMiB(), "peakRSS-MiB")
 	b.Logf("blas %s, OPENBLAS_CORETYPE=%q, loss %.4f", blas.Backend(), os.Getenv("OPENBLAS_CORETYPE"), Value32(loss)[0])
-}
-
-// cpuSeconds is the process's user + system CPU time.
-func cpuSeconds() float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
-}
-
-// peakRSSMiB is the process's peak resident set size (VmHWM), in MiB.
-func peakRSSMiB() float64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if rest, ok := strings.CutPrefix(s.Text(), "VmHWM:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			return kb / 1024
-		}
-	}
-	return 0
 }

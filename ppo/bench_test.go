@@ -5,8 +5,8 @@ import (
 	"testing"
 
 	"github.com/gotune/gotune/finetune"
+	"github.com/gotune/gotune/internal/tinymodel"
 	"github.com/gotune/gotune/lora"
-	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/reward"
 	"github.com/gotune/gotune/tokenizer"
 )
@@ -18,14 +18,8 @@ import (
 // 64 + 32 tokens.
 func benchRunner(b *testing.B) (*runner, [][]int) {
 	const B, prompt, R = 8, 64, 32
-	c, err := model.Preset("stories15M", 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	w, err := model.NewRandom(c, 1)
-	if err != nil {
-		b.Fatal(err)
-	}
+	w := tinymodel.Preset(b, "stories15M", 1)
+	c := w.Config
 	tok := tokenizer.NewByteLevel([]string{"<s>", "</s>"})
 	lc := lora.Config{R: 8, Alpha: 16, Targets: []string{"q_proj", "k_proj", "v_proj", "o_proj"}, Seed: 1}
 	policy, rm := finetune.New("stories15M", w, tok), finetune.New("stories15M", w, tok)

@@ -4,8 +4,8 @@ import (
 	"testing"
 
 	"github.com/gotune/gotune/finetune"
+	"github.com/gotune/gotune/internal/tinymodel"
 	"github.com/gotune/gotune/lora"
-	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/tokenizer"
 )
 
@@ -16,14 +16,8 @@ import (
 // the score head. Reported: pairs/s and tokens/s.
 func BenchmarkRewardStepStories15M(b *testing.B) {
 	const P, T = 4, 256
-	c, err := model.Preset("stories15M", 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	w, err := model.NewRandom(c, 1)
-	if err != nil {
-		b.Fatal(err)
-	}
+	w := tinymodel.Preset(b, "stories15M", 1)
+	c := w.Config
 	m := finetune.New("stories15M", w, tokenizer.NewByteLevel([]string{"<s>", "</s>"}))
 	if err := m.NewAdapter(lora.Config{R: 8, Alpha: 16, Targets: []string{"q_proj", "k_proj", "v_proj", "o_proj"}, Seed: 1}); err != nil {
 		b.Fatal(err)

@@ -1,18 +1,12 @@
 package sft
 
 import (
-	"bufio"
-	"math"
-	"os"
-	"runtime"
-	"runtime/debug"
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gotune/gotune/finetune"
+	"github.com/gotune/gotune/internal/benchutil"
+	"github.com/gotune/gotune/internal/tinymodel"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/tokenizer"
@@ -23,45 +17,14 @@ import (
 // random weights, every token in the loss.
 const benchB, benchT = 8, 256
 
-// peakRSS is the process's peak resident set (VmHWM) in MiB.
+// peakRSS is the process's peak resident set (VmHWM) in MiB; the
+// benchmark is skipped where it cannot be read (outside Linux).
 func peakRSS(b *testing.B) float64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		b.Skip("no /proc/self/status: peak RSS is measured on Linux only")
+	mib := benchutil.PeakRSSMiB()
+	if mib == 0 {
+		b.Skip("no VmHWM in /proc/self/status: peak RSS is measured on Linux only")
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			if err == nil {
-				return kb / 1024
-			}
-		}
-	}
-	b.Fatal("no VmHWM in /proc/self/status")
-	return 0
-}
-
-// resetPeakRSS returns freed memory to the system and restarts VmHWM
-// (Linux's clear_refs value 5), so that one benchmark's peak does not
-// carry into the next run in the same process.
-func resetPeakRSS() {
-	runtime.GC()
-	debug.FreeOSMemory()
-	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
-}
-
-func benchWeights(b *testing.B) *model.Weights {
-	c, err := model.Preset("stories15M", 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	w, err := model.NewRandom(c, 1)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return w
+	return mib
 }
 
 func fillBatch(g *model.Graph, weights []float32) {
@@ -73,15 +36,6 @@ func fillBatch(g *model.Graph, weights []float32) {
 	}
 }
 
-// cpuSeconds is the process's user + system CPU time.
-func cpuSeconds() float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return math.NaN()
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
-}
-
 // runSteps times b.N training steps (forward, backward, AdamW update)
 // after one warm-up step and reports tokens/s, tokens per CPU-second (all
 // threads together: a figure that holds on a machine shared with other
@@ -91,13 +45,13 @@ func runSteps(b *testing.B, step func() error) {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
-	t0, c0 := time.Now(), cpuSeconds()
+	t0, c0 := time.Now(), benchutil.CPUSeconds()
 	for range b.N {
 		if err := step(); err != nil {
 			b.Fatal(err)
 		}
 	}
-	elapsed, cpu := time.Since(t0), cpuSeconds()-c0
+	elapsed, cpu := time.Since(t0), benchutil.CPUSeconds()-c0
 	b.StopTimer()
 	tokens := float64(benchB * benchT * b.N)
 	b.ReportMetric(tokens/elapsed.Seconds(), "tok/s")
@@ -109,8 +63,8 @@ func runSteps(b *testing.B, step func() error) {
 // with LoRA r = 8 on q, k, v, o: forward, backward through the frozen base
 // to the adapters only, AdamW on the adapter matrices.
 func BenchmarkLoRASFTStories15M(b *testing.B) {
-	resetPeakRSS()
-	m := finetune.New("", benchWeights(b), tokenizer.NewByteLevel(nil))
+	benchutil.ResetPeakRSS()
+	m := finetune.New("", tinymodel.Preset(b, "stories15M", 1), tokenizer.NewByteLevel(nil))
 	if err := m.NewAdapter(lora.Config{R: 8, Alpha: 16, Targets: []string{"q_proj", "k_proj", "v_proj", "o_proj"}, Seed: 1}); err != nil {
 		b.Fatal(err)
 	}
@@ -146,8 +100,8 @@ func BenchmarkLoRASFTStories15M(b *testing.B) {
 // (AdamW over all 24 M parameters), the baseline LoRA's memory is
 // compared with.
 func BenchmarkFullFTStories15M(b *testing.B) {
-	resetPeakRSS()
-	w := benchWeights(b)
+	benchutil.ResetPeakRSS()
+	w := tinymodel.Preset(b, "stories15M", 1)
 	g, err := model.Build(w, model.GraphOptions{B: benchB, T: benchT, Trainable: func(string) bool { return true }})
 	if err != nil {
 		b.Fatal(err)

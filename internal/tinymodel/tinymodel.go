@@ -1,6 +1,7 @@
-// Package tinymodel builds the small random models that tests decode with:
-// the tiny preset narrowed to two layers of width 32, over a byte-level
-// tokenizer, so that a test gets a real engine in milliseconds.
+// Package tinymodel builds the random models that tests and benchmarks
+// use: the tiny preset narrowed to two layers of width 32, over a
+// byte-level tokenizer, so that a test gets a real engine in milliseconds;
+// and random weights of any named preset (the benchmarks' stories15M).
 package tinymodel
 
 import (
@@ -39,4 +40,19 @@ func Engine(tb testing.TB, seed uint64, maxPos int, specials ...string) *generat
 		tb.Fatal(err)
 	}
 	return e
+}
+
+// Preset returns random weights (of the given seed) of a named model preset
+// such as "stories15M", with the preset's own vocabulary.
+func Preset(tb testing.TB, name string, seed uint64) *model.Weights {
+	tb.Helper()
+	c, err := model.Preset(name, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w, err := model.NewRandom(c, seed)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return w
 }
