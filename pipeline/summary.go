@@ -116,9 +116,9 @@ func mcNemar(b, c int) float64 {
 		return 1
 	}
 	// P(X ≤ k) = Σ_{i≤k} C(n, i) / 2ⁿ, summed in log space.
+	lg, _ := math.Lgamma(float64(n + 1))
 	var p float64
 	for i := 0; i <= k; i++ {
-		lg, _ := math.Lgamma(float64(n + 1))
 		li, _ := math.Lgamma(float64(i + 1))
 		lni, _ := math.Lgamma(float64(n - i + 1))
 		p += math.Exp(lg - li - lni - float64(n)*math.Ln2)
