@@ -7,10 +7,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gotune/gotune/blas"
 	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/finetune"
 	"github.com/gotune/gotune/internal/benchutil"
+	"github.com/gotune/gotune/internal/blas"
 	"github.com/gotune/gotune/internal/tinymodel"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/tokenizer"

@@ -12,13 +12,13 @@ import (
 
 	"gorgonia.org/gorgonia"
 
-	"github.com/gotune/gotune/checkpoints"
 	"github.com/gotune/gotune/data"
+	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/finetune"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/train"
-	"github.com/gotune/gotune/world"
 )
 
 // testHookStep, when set (by tests), is called before every micro-batch.
@@ -158,7 +158,7 @@ func openPolicy(cfg Config) (*finetune.Model, error) {
 			return nil, fmt.Errorf("dpo: %w", err)
 		}
 		dir := BaseDir(cfg.Out)
-		if err := checkpoints.SaveModel(dir, m.Weights, checkpoints.SaveOptions{}); err != nil {
+		if err := hf.SaveModel(dir, m.Weights, hf.SaveOptions{}); err != nil {
 			return nil, fmt.Errorf("dpo: merged base: %w", err)
 		}
 		if err := m.CopyTokenizer(dir); err != nil {

@@ -9,19 +9,19 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/gotune/gotune/checkpoints"
 	"github.com/gotune/gotune/data"
+	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/train"
-	"github.com/gotune/gotune/world"
 )
 
 // sftAdapter writes an adapter with random B (as a trained SFT adapter
 // would have) for the base in dir.
 func sftAdapter(t *testing.T, base string) string {
 	t.Helper()
-	w, err := checkpoints.LoadModel(base)
+	w, err := hf.LoadModel(base)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestStartFromSFT(t *testing.T) {
 	if pc.BaseModelNameOrPath != BaseDir(out) || pc.TaskType != TaskType {
 		t.Errorf("adapter base %q task %q", pc.BaseModelNameOrPath, pc.TaskType)
 	}
-	want, err := checkpoints.LoadModel(base)
+	want, err := hf.LoadModel(base)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestStartFromSFT(t *testing.T) {
 	if err := a.Merge(want); err != nil {
 		t.Fatal(err)
 	}
-	got, err := checkpoints.LoadModel(BaseDir(out))
+	got, err := hf.LoadModel(BaseDir(out))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +210,7 @@ func TestResumeExact(t *testing.T) {
 	if _, err := Run(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
-	w, err := checkpoints.LoadModel(base)
+	w, err := hf.LoadModel(base)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,12 +10,12 @@ import (
 
 	"gorgonia.org/gorgonia"
 
-	"github.com/gotune/gotune/checkpoints"
 	"github.com/gotune/gotune/data"
+	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/tokenizer"
 	"github.com/gotune/gotune/train"
-	"github.com/gotune/gotune/world"
 )
 
 // microConfig is a model small enough to train in seconds on two cores.
@@ -68,7 +68,7 @@ func microBase(t testing.TB, seed uint64) string {
 func saveBase(t testing.TB, w *model.Weights, tok *tokenizer.Tokenizer) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "base")
-	if err := checkpoints.SaveModel(dir, w, checkpoints.SaveOptions{}); err != nil {
+	if err := hf.SaveModel(dir, w, hf.SaveOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := tok.Save(dir); err != nil {

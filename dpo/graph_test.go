@@ -9,9 +9,9 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/gotune/gotune/data"
+	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
-	"github.com/gotune/gotune/world"
 )
 
 // microPairs tokenizes n world pairs for the micro tokenizer.

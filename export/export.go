@@ -23,11 +23,11 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/gotune/gotune/checkpoints"
 	"github.com/gotune/gotune/checkpoints/atomicfile"
 	"github.com/gotune/gotune/checkpoints/safetensors"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/model/hf"
 )
 
 // Config is one export.
@@ -44,7 +44,7 @@ type Config struct {
 	AdapterOut string
 	// MaxShardBytes splits model.safetensors into shards of at most this
 	// many bytes of tensor data, with model.safetensors.index.json;
-	// 0 means checkpoints.DefaultMaxShardBytes (5 GB).
+	// 0 means hf.DefaultMaxShardBytes (5 GB).
 	MaxShardBytes int64
 	// Dtype stores the merged weights as F32 (default), F16 or BF16.
 	Dtype safetensors.Dtype
@@ -52,7 +52,7 @@ type Config struct {
 
 // DefaultConfig stores float32 weights in 5 GB shards.
 func DefaultConfig() Config {
-	return Config{MaxShardBytes: checkpoints.DefaultMaxShardBytes, Dtype: safetensors.F32}
+	return Config{MaxShardBytes: hf.DefaultMaxShardBytes, Dtype: safetensors.F32}
 }
 
 // Result tells what an export wrote.
@@ -91,7 +91,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			return nil, fmt.Errorf("export: adapter %s records no base_model_name_or_path; give the base model directory", cfg.Adapter)
 		}
 		base = pc.BaseModelNameOrPath
-		if _, err := os.Stat(filepath.Join(base, checkpoints.ConfigFile)); err != nil {
+		if _, err := os.Stat(filepath.Join(base, hf.ConfigFile)); err != nil {
 			return nil, fmt.Errorf("export: adapter %s was trained on %s, which is not a model directory here (%v); give the base model directory", cfg.Adapter, base, err)
 		}
 	}
@@ -103,7 +103,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			return nil, err
 		}
 	}
-	w, err := checkpoints.LoadModel(base)
+	w, err := hf.LoadModel(base)
 	if err != nil {
 		return nil, fmt.Errorf("export: base: %w", err)
 	}
@@ -125,7 +125,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	err = atomicfile.ReplaceDir(cfg.Out, func(tmp string) error {
-		if err := checkpoints.SaveModel(tmp, w, checkpoints.SaveOptions{Dtype: cfg.Dtype, MaxShardBytes: cfg.MaxShardBytes}); err != nil {
+		if err := hf.SaveModel(tmp, w, hf.SaveOptions{Dtype: cfg.Dtype, MaxShardBytes: cfg.MaxShardBytes}); err != nil {
 			return err
 		}
 		if err := keepBaseConfig(base, tmp, cfg.Dtype); err != nil {
@@ -133,7 +133,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		// The base's own generation settings (sampling defaults, stop ids)
 		// apply unchanged to the merged model.
-		if err := copyIfExists(filepath.Join(base, checkpoints.GenerationConfigFile), filepath.Join(tmp, checkpoints.GenerationConfigFile)); err != nil {
+		if err := copyIfExists(filepath.Join(base, hf.GenerationConfigFile), filepath.Join(tmp, hf.GenerationConfigFile)); err != nil {
 			return err
 		}
 		return copyTokenizer(tmp, base, cfg.Adapter)
@@ -184,7 +184,7 @@ func checkOutput(dir string) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	for _, marker := range []string{checkpoints.ConfigFile, lora.ConfigFile} {
+	for _, marker := range []string{hf.ConfigFile, lora.ConfigFile} {
 		if _, err := os.Stat(filepath.Join(dir, marker)); err == nil {
 			return nil
 		}
@@ -226,13 +226,13 @@ func replaceExtras(w *model.Weights, extra lora.Extra, adapterDir string) ([]str
 // only torch_dtype changed, so that fields this program does not model
 // (transformers_version, initializer_range, …) survive the export.
 func keepBaseConfig(base, dir string, dtype safetensors.Dtype) error {
-	raw, err := os.ReadFile(filepath.Join(base, checkpoints.ConfigFile))
+	raw, err := os.ReadFile(filepath.Join(base, hf.ConfigFile))
 	if err != nil {
 		return err
 	}
 	var cfg map[string]any
 	if err := json.Unmarshal(raw, &cfg); err != nil {
-		return fmt.Errorf("%s: %w", filepath.Join(base, checkpoints.ConfigFile), err)
+		return fmt.Errorf("%s: %w", filepath.Join(base, hf.ConfigFile), err)
 	}
 	cfg["torch_dtype"] = "float32"
 	switch dtype {
@@ -245,7 +245,7 @@ func keepBaseConfig(base, dir string, dtype safetensors.Dtype) error {
 	if err != nil {
 		return err
 	}
-	return atomicfile.WriteBytes(filepath.Join(dir, checkpoints.ConfigFile), append(out, '\n'))
+	return atomicfile.WriteBytes(filepath.Join(dir, hf.ConfigFile), append(out, '\n'))
 }
 
 // copyTokenizer copies the tokenizer files of the base into dir, or those

@@ -11,10 +11,10 @@ import (
 
 	"gorgonia.org/tensor"
 
-	"github.com/gotune/gotune/checkpoints"
 	"github.com/gotune/gotune/checkpoints/safetensors"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/tokenizer"
 )
 
@@ -29,7 +29,7 @@ func writeBase(t *testing.T, dir string, hidden int, seed uint64) *model.Weights
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := checkpoints.SaveModel(dir, w, checkpoints.SaveOptions{}); err != nil {
+	if err := hf.SaveModel(dir, w, hf.SaveOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := tokenizer.NewByteLevel([]string{"<|bos|>", "<|eos|>", "<|pad|>", "<|unk|>"}).Save(dir); err != nil {
@@ -92,7 +92,7 @@ func maxRelDiff(a, b []float32) float64 {
 
 // TestMergedExportReloadsWithSameLogits exports with the base taken from
 // the adapter's base_model_name_or_path and a shard limit that forces
-// several shards, reloads the result through checkpoints.LoadModel and
+// several shards, reloads the result through hf.LoadModel and
 // compares its logits with the base plus the live adapter.
 func TestMergedExportReloadsWithSameLogits(t *testing.T) {
 	root := t.TempDir()
@@ -121,7 +121,7 @@ func TestMergedExportReloadsWithSameLogits(t *testing.T) {
 		t.Errorf("result base %q modules %d, want %q and 14", res.Base, res.Modules, absBase)
 	}
 	for _, f := range []string{"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-		safetensors.IndexName(checkpoints.WeightsBase)} {
+		safetensors.IndexName(hf.WeightsBase)} {
 		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
 			t.Errorf("export lacks %s: %v", f, err)
 		}
@@ -146,7 +146,7 @@ func TestMergedExportReloadsWithSameLogits(t *testing.T) {
 		}
 	}
 
-	merged, err := checkpoints.LoadModel(out)
+	merged, err := hf.LoadModel(out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func TestMergedExportReloadsWithSameLogits(t *testing.T) {
 		t.Errorf("merged logits differ from base+adapter by %.3g relative (want ≤ 1e-5)", d)
 	}
 	// The base directory itself is untouched.
-	again, err := checkpoints.LoadModel(baseDir)
+	again, err := hf.LoadModel(baseDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +200,7 @@ func TestExportHalfPrecisionConfig(t *testing.T) {
 			t.Errorf("config.json lacks %s:\n%s", want, got)
 		}
 	}
-	if _, err := checkpoints.LoadModel(out); err != nil {
+	if _, err := hf.LoadModel(out); err != nil {
 		t.Errorf("bf16 export does not reload: %v", err)
 	}
 }
@@ -313,7 +313,7 @@ func TestExportReplacesSavedModules(t *testing.T) {
 	if len(res.Replaced) != 1 || res.Replaced[0] != "lm_head.weight" {
 		t.Errorf("replaced %v, want [lm_head.weight]", res.Replaced)
 	}
-	merged, err := checkpoints.LoadModel(out)
+	merged, err := hf.LoadModel(out)
 	if err != nil {
 		t.Fatal(err)
 	}

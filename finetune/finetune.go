@@ -16,9 +16,9 @@ import (
 	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
-	"github.com/gotune/gotune/checkpoints"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/tokenizer"
 	"github.com/gotune/gotune/train"
 )
@@ -41,7 +41,7 @@ type Model struct {
 // Open loads a Hugging Face model directory (weights, config.json and
 // tokenizer.json). The model has no adapter until NewAdapter or LoadAdapter.
 func Open(baseDir string) (*Model, error) {
-	w, err := checkpoints.LoadModel(baseDir)
+	w, err := hf.LoadModel(baseDir)
 	if err != nil {
 		return nil, err
 	}

@@ -17,7 +17,7 @@ import (
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
-	"github.com/gotune/gotune/blas"
+	"github.com/gotune/gotune/internal/blas"
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/model/ops"
 )

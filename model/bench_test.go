@@ -5,8 +5,8 @@ import (
 	"os"
 	"testing"
 
-	"github.com/gotune/gotune/blas"
 	"github.com/gotune/gotune/internal/benchutil"
+	"github.com/gotune/gotune/internal/blas"
 	"gorgonia.org/gorgonia"
 )
 

@@ -19,7 +19,7 @@ import (
 	"strings"
 
 	"github.com/gotune/gotune/data"
-	"github.com/gotune/gotune/generate"
+	"github.com/gotune/gotune/model/generate"
 )
 
 // Task is one prompt with its correct answer.

@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gotune/gotune/generate"
 	"github.com/gotune/gotune/internal/tinymodel"
+	"github.com/gotune/gotune/model/generate"
 )
 
 // tinyEngine is a small random model over a byte-level tokenizer: its

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gotune/gotune/checkpoints/atomicfile"
 	"github.com/gotune/gotune/data"
+	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/dpo"
 	"github.com/gotune/gotune/export"
 	"github.com/gotune/gotune/ppo"
@@ -15,7 +16,6 @@ import (
 	"github.com/gotune/gotune/reward"
 	"github.com/gotune/gotune/sft"
 	"github.com/gotune/gotune/train"
-	"github.com/gotune/gotune/world"
 )
 
 // Dataset files the data stage writes under <run>/data.

@@ -21,9 +21,9 @@ import (
 	"time"
 
 	"github.com/gotune/gotune/data"
+	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/onpolicy"
 	"github.com/gotune/gotune/train"
-	"github.com/gotune/gotune/world"
 )
 
 // The reliability tests run the default pipeline in child processes (the

@@ -8,12 +8,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gotune/gotune/checkpoints"
 	"github.com/gotune/gotune/data"
+	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/pretrain"
 	"github.com/gotune/gotune/tokenizer"
-	"github.com/gotune/gotune/world"
 )
 
 // randomBase writes an untrained tiny model with a tokenizer trained on the
@@ -33,7 +33,7 @@ func randomBase(t *testing.T, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := checkpoints.SaveModel(dir, w, checkpoints.SaveOptions{}); err != nil {
+	if err := hf.SaveModel(dir, w, hf.SaveOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := tok.Save(dir); err != nil {

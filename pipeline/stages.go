@@ -10,16 +10,16 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/gotune/gotune/checkpoints"
 	"github.com/gotune/gotune/checkpoints/atomicfile"
 	"github.com/gotune/gotune/data"
-	"github.com/gotune/gotune/generate"
+	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/model/generate"
+	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/onpolicy"
 	"github.com/gotune/gotune/selfinstruct"
 	"github.com/gotune/gotune/tokenizer"
-	"github.com/gotune/gotune/world"
 )
 
 // FileEval is the eval stage's result file.
@@ -335,7 +335,7 @@ func familyScores(a world.Accuracy) map[string]FamilyScore {
 }
 
 func loadModel(dir string) (*model.Weights, *tokenizer.Tokenizer, error) {
-	w, err := checkpoints.LoadModel(dir)
+	w, err := hf.LoadModel(dir)
 	if err != nil {
 		return nil, nil, err
 	}

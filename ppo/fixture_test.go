@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/gotune/gotune/data"
+	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/reward"
-	"github.com/gotune/gotune/world"
 )
 
 // worldBaseDir is the small base model pretrained on the default world

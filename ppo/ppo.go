@@ -10,13 +10,13 @@ import (
 
 	"github.com/gotune/gotune/checkpoints/safetensors"
 	"github.com/gotune/gotune/data"
+	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/finetune"
-	"github.com/gotune/gotune/generate"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/model/generate"
 	"github.com/gotune/gotune/reward"
 	"github.com/gotune/gotune/train"
-	"github.com/gotune/gotune/world"
 )
 
 // ValueHeadName is the value head in finetune.Model.Extra: a (1, C) matrix

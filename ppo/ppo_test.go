@@ -17,9 +17,9 @@ import (
 
 	"github.com/gotune/gotune/checkpoints/safetensors"
 	"github.com/gotune/gotune/finetune"
-	"github.com/gotune/gotune/generate"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/model/generate"
 	"github.com/gotune/gotune/reward"
 	"github.com/gotune/gotune/train"
 )

@@ -10,8 +10,8 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/gotune/gotune/finetune"
-	"github.com/gotune/gotune/generate"
 	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/model/generate"
 	"github.com/gotune/gotune/model/ops"
 	"github.com/gotune/gotune/reward"
 	"github.com/gotune/gotune/train"

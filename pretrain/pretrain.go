@@ -13,8 +13,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/gotune/gotune/checkpoints"
 	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/tokenizer"
 	"github.com/gotune/gotune/train"
 	"gorgonia.org/gorgonia"
@@ -206,7 +206,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 // saveModel writes the weights and the tokenizer as one model directory.
 func saveModel(dir string, w *model.Weights, tok *tokenizer.Tokenizer) error {
-	if err := checkpoints.SaveModel(dir, w, checkpoints.SaveOptions{}); err != nil {
+	if err := hf.SaveModel(dir, w, hf.SaveOptions{}); err != nil {
 		return err
 	}
 	return tok.Save(dir)
@@ -335,7 +335,7 @@ type EvalOptions struct {
 // is predicted once with up to T−1 tokens of context. The model
 // directory's own tokenizer is used when present.
 func Evaluate(ctx context.Context, dir, textFile string, opt EvalOptions) (*EvalResult, error) {
-	w, err := checkpoints.LoadModel(dir)
+	w, err := hf.LoadModel(dir)
 	if err != nil {
 		return nil, err
 	}

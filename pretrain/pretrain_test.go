@@ -12,8 +12,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gotune/gotune/checkpoints"
 	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/tokenizer"
 	"github.com/gotune/gotune/train"
 )
@@ -81,7 +81,7 @@ func TestPretrainLowersHeldOutLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The untrained model of the same seed, scored the same way.
-	w, err := checkpoints.LoadModel(dir)
+	w, err := hf.LoadModel(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,11 +252,11 @@ func TestPretrainResume(t *testing.T) {
 	if _, err := Run(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
-	want, err := checkpoints.LoadModel(refDir)
+	want, err := hf.LoadModel(refDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := checkpoints.LoadModel(dir)
+	got, err := hf.LoadModel(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/gotune/gotune/data"
-	"github.com/gotune/gotune/world"
+	"github.com/gotune/gotune/data/world"
 )
 
 // worldPreferences writes n preference pairs of the world's split to path.

@@ -14,11 +14,11 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/gotune/gotune/data"
+	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/finetune"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/train"
-	"github.com/gotune/gotune/world"
 )
 
 // Config is a reward-model training run. The model is the base (with the

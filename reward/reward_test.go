@@ -15,10 +15,10 @@ import (
 
 	"github.com/gotune/gotune/checkpoints/safetensors"
 	"github.com/gotune/gotune/data"
+	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/train"
-	"github.com/gotune/gotune/world"
 )
 
 // trained is a reward model trained once on default-world preferences and

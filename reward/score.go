@@ -9,10 +9,10 @@ import (
 	"gorgonia.org/gorgonia"
 
 	"github.com/gotune/gotune/data"
+	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/finetune"
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/model/ops"
-	"github.com/gotune/gotune/world"
 )
 
 // HeadName is the reward model's scalar head in finetune.Model.Extra and in

@@ -7,11 +7,11 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/gotune/gotune/checkpoints"
+	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/pretrain"
 	"github.com/gotune/gotune/tokenizer"
-	"github.com/gotune/gotune/world"
 )
 
 // WorldBaseDir is a small base model pretrained on the default world,
@@ -49,7 +49,7 @@ func TestGenerateWorldBase(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("held-out loss %.3f", res.EvalLoss)
-	w, err := checkpoints.LoadModel(cfg.Out)
+	w, err := hf.LoadModel(cfg.Out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func TestGenerateWorldBase(t *testing.T) {
 	if err := os.RemoveAll(worldBaseDir); err != nil {
 		t.Fatal(err)
 	}
-	if err := checkpoints.SaveModel(worldBaseDir, w, checkpoints.SaveOptions{Dtype: "F16"}); err != nil {
+	if err := hf.SaveModel(worldBaseDir, w, hf.SaveOptions{Dtype: "F16"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := tok.Save(worldBaseDir); err != nil {

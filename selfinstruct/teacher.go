@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gotune/gotune/generate"
+	"github.com/gotune/gotune/model/generate"
 )
 
 // Params are the sampling settings of one batch of prompts.

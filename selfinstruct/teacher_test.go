@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gotune/gotune/generate"
 	"github.com/gotune/gotune/internal/tinymodel"
+	"github.com/gotune/gotune/model/generate"
 	"github.com/gotune/gotune/serve"
 )
 

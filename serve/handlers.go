@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gotune/gotune/generate"
+	"github.com/gotune/gotune/model/generate"
 )
 
 // options turns a request's sampling fields into decoding options for a

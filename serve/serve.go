@@ -21,7 +21,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gotune/gotune/generate"
+	"github.com/gotune/gotune/model/generate"
 )
 
 // Config sets the server's identity and limits. Zero values take the

@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gotune/gotune/generate"
 	"github.com/gotune/gotune/internal/tinymodel"
+	"github.com/gotune/gotune/model/generate"
 )
 
 // testEngine is a small random model over a byte-level tokenizer.

@@ -6,12 +6,12 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/gotune/gotune/checkpoints"
 	"github.com/gotune/gotune/data"
-	"github.com/gotune/gotune/generate"
+	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/lora"
+	"github.com/gotune/gotune/model/generate"
+	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/tokenizer"
-	"github.com/gotune/gotune/world"
 )
 
 // engineLoss is the mean completion-token loss computed independently of
@@ -20,7 +20,7 @@ import (
 // read off its logits.
 func engineLoss(t *testing.T, base, adapter string, rows []data.Instruction) (float64, int) {
 	t.Helper()
-	w, err := checkpoints.LoadModel(base)
+	w, err := hf.LoadModel(base)
 	if err != nil {
 		t.Fatal(err)
 	}

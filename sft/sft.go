@@ -31,11 +31,11 @@ import (
 
 	"github.com/gotune/gotune/checkpoints/atomicfile"
 	"github.com/gotune/gotune/data"
+	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/finetune"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/train"
-	"github.com/gotune/gotune/world"
 )
 
 // TaskType is the PEFT task_type of an SFT adapter.

@@ -11,15 +11,15 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/gotune/gotune/checkpoints"
 	"github.com/gotune/gotune/data"
+	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/finetune"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/pretrain"
 	"github.com/gotune/gotune/tokenizer"
 	"github.com/gotune/gotune/train"
-	"github.com/gotune/gotune/world"
 )
 
 var (
@@ -60,7 +60,7 @@ func writeBase(t testing.TB, dir string) *model.Weights {
 	for i, v := range model.F32(w.LMHead) {
 		model.F32(w.LMHead)[i] = 10 * v
 	}
-	if err := checkpoints.SaveModel(dir, w, checkpoints.SaveOptions{}); err != nil {
+	if err := hf.SaveModel(dir, w, hf.SaveOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := tk.Save(dir); err != nil {

@@ -10,9 +10,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/gotune/gotune/checkpoints"
-	"github.com/gotune/gotune/generate"
 	"github.com/gotune/gotune/lora"
+	"github.com/gotune/gotune/model/generate"
+	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/tokenizer"
 )
 
@@ -53,7 +53,7 @@ func loadEngine(s string) (*generate.Engine, *tokenizer.Tokenizer, error) {
 	if dir == "" {
 		return nil, nil, fmt.Errorf("%s needs --model", s)
 	}
-	w, err := checkpoints.LoadModel(dir)
+	w, err := hf.LoadModel(dir)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -7,10 +7,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gotune/gotune/checkpoints"
 	"github.com/gotune/gotune/data"
-	"github.com/gotune/gotune/generate"
 	"github.com/gotune/gotune/internal/tinymodel"
+	"github.com/gotune/gotune/model/generate"
+	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/sft"
 	"github.com/gotune/gotune/tokenizer"
 )
@@ -20,7 +20,7 @@ func tinyModelDir(t *testing.T) (string, *generate.Engine) {
 	t.Helper()
 	dir := t.TempDir()
 	w, tok := tinymodel.Weights(t, 5, 2048, "<s>", "</s>", "<|im_start|>", "<|im_end|>")
-	if err := checkpoints.SaveModel(dir, w, checkpoints.SaveOptions{}); err != nil {
+	if err := hf.SaveModel(dir, w, hf.SaveOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := tok.Save(dir); err != nil {

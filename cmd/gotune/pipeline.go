@@ -10,8 +10,8 @@ import (
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/gotune/gotune/blas"
 	"github.com/gotune/gotune/checkpoints/atomicfile"
+	"github.com/gotune/gotune/internal/blas"
 	"github.com/gotune/gotune/pipeline"
 )
 

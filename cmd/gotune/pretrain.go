@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/pretrain"
-	"github.com/gotune/gotune/world"
 	"github.com/spf13/cobra"
 )
 

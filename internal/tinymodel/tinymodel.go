@@ -7,8 +7,8 @@ package tinymodel
 import (
 	"testing"
 
-	"github.com/gotune/gotune/generate"
 	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/model/generate"
 	"github.com/gotune/gotune/tokenizer"
 )
 

@@ -8,7 +8,7 @@ import (
 	gblas "gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/gonum"
 
-	"github.com/gotune/gotune/blas"
+	"github.com/gotune/gotune/internal/blas"
 	"github.com/gotune/gotune/model/ops/internal/vec"
 )
 

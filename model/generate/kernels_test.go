@@ -3,7 +3,7 @@ package generate
 import (
 	"fmt"
 
-	"github.com/gotune/gotune/blas"
+	"github.com/gotune/gotune/internal/blas"
 	"math"
 	"math/rand/v2"
 	"testing"

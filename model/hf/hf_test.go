@@ -1,4 +1,4 @@
-package checkpoints
+package hf
 
 import (
 	"encoding/json"

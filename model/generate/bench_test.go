@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gotune/gotune/blas"
+	"github.com/gotune/gotune/internal/blas"
 	"github.com/gotune/gotune/model"
 )
 

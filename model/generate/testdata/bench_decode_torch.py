@@ -5,7 +5,7 @@ tokens, batch 1 and 8), for a fresh side-by-side figure on the machine at
 hand. A plain LLaMA forward in the shape of Hugging Face's modeling_llama
 (RMSNorm, rotate-half RoPE, SwiGLU), float32, 2 threads.
 
-Run:  OPENBLAS_CORETYPE=Haswell /usr/bin/python3 generate/testdata/bench_decode_torch.py
+Run:  OPENBLAS_CORETYPE=Haswell /usr/bin/python3 model/generate/testdata/bench_decode_torch.py
 (THREADS=1 in the environment for one thread.) Prints one line per batch
 size: median decode tok/s (prefill excluded; best of five beside it), e2e
 tok/s, and decode tokens per second of process CPU time (comparable with the

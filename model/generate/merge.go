@@ -3,7 +3,7 @@ package generate
 import (
 	"fmt"
 
-	"github.com/gotune/gotune/blas"
+	"github.com/gotune/gotune/internal/blas"
 	"github.com/gotune/gotune/model"
 )
 

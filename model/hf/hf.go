@@ -1,11 +1,11 @@
-// Package checkpoints reads and writes Hugging Face model directories:
-// config.json, generation_config.json and model.safetensors (sharded with
-// model.safetensors.index.json above a size limit), with tensors under their
-// Hugging Face names (`model.embed_tokens.weight`,
+// Package hf turns a Hugging Face model directory into model weights and
+// back: config.json, generation_config.json and model.safetensors (sharded
+// with model.safetensors.index.json above a size limit), with tensors under
+// their Hugging Face names (`model.embed_tokens.weight`,
 // `model.layers.N.self_attn.q_proj.weight`, …; `lm_head.weight` absent when
-// the embeddings are tied). The safetensors format itself lives in the
-// subpackage safetensors.
-package checkpoints
+// the embeddings are tied). The safetensors format itself lives in
+// checkpoints/safetensors, which knows tensors and bytes, not the model.
+package hf
 
 import (
 	"encoding/json"

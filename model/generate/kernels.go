@@ -3,7 +3,7 @@ package generate
 import (
 	"math"
 
-	"github.com/gotune/gotune/blas"
+	"github.com/gotune/gotune/internal/blas"
 	"github.com/gotune/gotune/internal/kernel"
 	gblas "gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/gonum"
