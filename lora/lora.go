@@ -9,6 +9,7 @@ package lora
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -181,6 +182,27 @@ func (a *Adapter) LowRank(layer int, module string) (aw, bw []float32, r int, sc
 // Merge adds s·B·A into the base weights (W ← W + s·B·A, in float32), after
 // which the adapter stops contributing to injected graphs. Unmerge undoes it.
 func (a *Adapter) Merge(w *model.Weights) error { return a.mergeSign(w, +1) }
+
+// MergeDirs loads each PEFT adapter directory in turn and merges it into
+// w, so that adapter k applies to the base with adapters 0…k−1 already
+// merged (an SFT adapter, then a DPO adapter trained on that merged base).
+// Adapters with modules_to_save are refused: a trained whole tensor (such
+// as a reward model's score head) is not a low-rank update to merge.
+func MergeDirs(w *model.Weights, dirs ...string) error {
+	for _, dir := range dirs {
+		a, _, extra, err := Load(dir, w)
+		if err != nil {
+			return err
+		}
+		if len(extra) > 0 {
+			return fmt.Errorf("lora: merge %s: the adapter also trains whole modules (%s), which cannot be merged", dir, strings.Join(slices.Sorted(maps.Keys(extra)), ", "))
+		}
+		if err := a.Merge(w); err != nil {
+			return fmt.Errorf("lora: merge %s: %w", dir, err)
+		}
+	}
+	return nil
+}
 
 // Unmerge subtracts s·B·A from the base weights again.
 func (a *Adapter) Unmerge(w *model.Weights) error { return a.mergeSign(w, -1) }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"gorgonia.org/tensor"
+
 	"github.com/gotune/gotune/checkpoints/safetensors"
 	"github.com/gotune/gotune/model"
 )
@@ -262,5 +264,71 @@ func TestLoadForeignAdapter(t *testing.T) {
 	}
 	if _, _, _, err := Load(dir, w); err == nil || !strings.Contains(err.Error(), "layers.1.self_attn.v_proj") {
 		t.Errorf("wrong shape: %v", err)
+	}
+}
+
+// MergeDirs merges saved adapters in order, exactly as merging the same
+// adapters in memory one after the other, and refuses an adapter that
+// also trains whole modules.
+func TestMergeDirs(t *testing.T) {
+	dir := t.TempDir()
+	first, second := dir+"/first", dir+"/second"
+	want := microWeights(t)
+	a1, err := New(want, Config{R: 2, Alpha: 4, Targets: []string{"v_proj", "q_proj"}, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	randomizeB(a1)
+	if err := a1.Save(first, "base", "CAUSAL_LM", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := a1.Merge(want); err != nil {
+		t.Fatal(err)
+	}
+	a2, err := New(want, Config{R: 1, Alpha: 3, Targets: []string{"v_proj", "down_proj"}, Seed: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	randomizeB(a2)
+	if err := a2.Save(second, "base", "CAUSAL_LM", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := a2.Merge(want); err != nil {
+		t.Fatal(err)
+	}
+
+	got := microWeights(t)
+	if err := MergeDirs(got, first, second); err != nil {
+		t.Fatal(err)
+	}
+	gn, wn := got.Named(), want.Named()
+	changed := false
+	base := microWeights(t).Named()
+	for i := range wn {
+		g, w := model.F32(gn[i].Tensor), model.F32(wn[i].Tensor)
+		for j := range w {
+			if g[j] != w[j] {
+				t.Fatalf("%s[%d] = %g, merging in memory gives %g", wn[i].Name, j, g[j], w[j])
+			}
+			if g[j] != model.F32(base[i].Tensor)[j] {
+				changed = true
+			}
+		}
+	}
+	if !changed {
+		t.Fatal("merging changed no weight")
+	}
+
+	withHead := dir + "/head"
+	a3, err := New(microWeights(t), Config{R: 1, Alpha: 1, Targets: []string{"q_proj"}, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := tensor.New(tensor.WithShape(1, 8), tensor.Of(tensor.Float32))
+	if err := a3.Save(withHead, "base", "SEQ_CLS", Extra{"score": head}); err != nil {
+		t.Fatal(err)
+	}
+	if err := MergeDirs(microWeights(t), withHead); err == nil || !strings.Contains(err.Error(), "score") || !strings.Contains(err.Error(), withHead) {
+		t.Fatalf("adapter with a score head: %v", err)
 	}
 }

@@ -116,7 +116,7 @@ func (d *Default) runPairs(ctx context.Context, _ bool) error {
 	if err != nil {
 		return err
 	}
-	if err := mergeAdapters(w, filepath.Join(d.stageDir("sft"), "adapter")); err != nil {
+	if err := lora.MergeDirs(w, filepath.Join(d.stageDir("sft"), "adapter")); err != nil {
 		return err
 	}
 	engine, err := generate.New(w, tok)
@@ -157,20 +157,6 @@ func (d *Default) runPairs(ctx context.Context, _ bool) error {
 // evalMaxTokens bounds the answers of the eval and pairs stages: the
 // world's answers are a few tokens long.
 const evalMaxTokens = 24
-
-// mergeAdapters folds the adapters into w in order.
-func mergeAdapters(w *model.Weights, adapters ...string) error {
-	for _, dir := range adapters {
-		a, _, _, err := lora.Load(dir, w)
-		if err != nil {
-			return err
-		}
-		if err := a.Merge(w); err != nil {
-			return err
-		}
-	}
-	return nil
-}
 
 // ModelScore is one model's exact-match accuracy on held-out tasks, overall
 // and per task family.
@@ -264,7 +250,7 @@ func scoreModel(ctx context.Context, base string, adapters []string, tasks []wor
 	if err != nil {
 		return ModelScore{}, err
 	}
-	if err := mergeAdapters(w, adapters...); err != nil {
+	if err := lora.MergeDirs(w, adapters...); err != nil {
 		return ModelScore{}, err
 	}
 	engine, err := generate.New(w, tok)

@@ -71,7 +71,7 @@ func loadEngine(s string) (*generate.Engine, *tokenizer.Tokenizer, error) {
 			return nil, nil, err
 		}
 		if cfgBool(s, "merge") {
-			if w, err = generate.Merge(w, ad); err != nil {
+			if err := ad.Merge(w); err != nil {
 				return nil, nil, err
 			}
 			ad = nil

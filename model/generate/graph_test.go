@@ -81,10 +81,7 @@ func TestLiveAdapterEqualsGraphOfMerged(t *testing.T) {
 	c := testConfig(t)
 	w := randomWeights(t, c, 22)
 	lr := newHandLowRank(w, 2, 0.7, 23)
-	merged, err := Merge(w, lr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	merged := mergedCopy(t, w, lr)
 	e, err := New(w, nil)
 	if err != nil {
 		t.Fatal(err)
