@@ -273,3 +273,25 @@ func (m *Model) ZeroGrad() {
 
 // AdapterDir is where a stage keeps its adapter inside its output directory.
 func AdapterDir(stageDir string) string { return filepath.Join(stageDir, "adapter") }
+
+// OpenMerged opens a base model directory and, when sftAdapter is not "",
+// merges that adapter into it, leaving the model without an adapter: the
+// usual start of RLHF, where the reward model and the policy both begin
+// from the SFT result.
+func OpenMerged(base, sftAdapter string) (*Model, error) {
+	m, err := Open(base)
+	if err != nil {
+		return nil, err
+	}
+	if sftAdapter == "" {
+		return m, nil
+	}
+	if err := m.LoadAdapter(sftAdapter); err != nil {
+		return nil, fmt.Errorf("SFT adapter: %w", err)
+	}
+	if err := m.MergeAdapter(); err != nil {
+		return nil, fmt.Errorf("merge %s: %w", sftAdapter, err)
+	}
+	clear(m.Extra) // an SFT adapter's extra modules are not part of the reward model
+	return m, nil
+}

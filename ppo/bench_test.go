@@ -7,7 +7,6 @@ import (
 	"github.com/gotune/gotune/finetune"
 	"github.com/gotune/gotune/internal/tinymodel"
 	"github.com/gotune/gotune/lora"
-	"github.com/gotune/gotune/reward"
 	"github.com/gotune/gotune/tokenizer"
 )
 
@@ -31,7 +30,7 @@ func benchRunner(b *testing.B) (*runner, [][]int) {
 		b.Fatal(err)
 	}
 	policy.Extra[ValueHeadName] = newHead(c.HiddenSize, 0.02, 1)
-	rm.Extra[reward.HeadName] = newHead(c.HiddenSize, 0.02, 2)
+	rm.Extra[finetune.ScoreHead] = newHead(c.HiddenSize, 0.02, 2)
 	cfg := DefaultConfig()
 	cfg.RolloutBatch, cfg.MiniBatches, cfg.Epochs, cfg.MaxNewTokens = B, 1, 1, R
 	r, err := newRunner(context.Background(), cfg, policy, rm, prompt+R)

@@ -15,7 +15,6 @@ import (
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/model/generate"
-	"github.com/gotune/gotune/reward"
 	"github.com/gotune/gotune/train"
 )
 
@@ -190,7 +189,7 @@ func openModel(base, sft string) (*finetune.Model, error) {
 	if sft == NoSFT {
 		sft = ""
 	}
-	return reward.OpenBase(base, sft)
+	return finetune.OpenMerged(base, sft)
 }
 
 // Run trains the policy with PPO (Schulman et al. 2017) against the reward
@@ -233,10 +232,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			return Result{}, fmt.Errorf("ppo: reward model: %w", err)
 		}
 	}
-	if err := reward.Load(rm, cfg.RewardAdapter); err != nil {
+	if err := finetune.LoadRewardModel(rm, cfg.RewardAdapter); err != nil {
 		return Result{}, fmt.Errorf("ppo: %w", err)
 	}
-	enc, err := reward.NewEncoder(policy.Tokenizer)
+	enc, err := finetune.NewEncoder(policy.Tokenizer)
 	if err != nil {
 		return Result{}, fmt.Errorf("ppo: %w", err)
 	}
@@ -384,7 +383,7 @@ func worldPrompts(seed int64, split world.Split, n int) promptSource {
 // loadPrompts encodes a prompts dataset, leaving out prompts of more than
 // limit tokens; it returns the prompts kept, how many were left out and the
 // longest kept.
-func loadPrompts(src promptSource, enc *reward.Encoder, limit int) (out [][]int, dropped, longest int, err error) {
+func loadPrompts(src promptSource, enc *finetune.Encoder, limit int) (out [][]int, dropped, longest int, err error) {
 	path := src.name
 	err = src.stream(func(row int, p data.Prompt) error {
 		ids, err := enc.Prompt(p.Prompt, p.Messages)

@@ -20,7 +20,6 @@ import (
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/model/generate"
-	"github.com/gotune/gotune/reward"
 	"github.com/gotune/gotune/train"
 )
 
@@ -246,7 +245,7 @@ func TestRolloutLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	rm := finetune.New(worldBaseDir, policy.Weights, policy.Tokenizer)
-	if err := reward.Load(rm, fixture.rm); err != nil {
+	if err := finetune.LoadRewardModel(rm, fixture.rm); err != nil {
 		t.Fatal(err)
 	}
 	if err := policy.NewAdapter(lora.Config{R: 4, Alpha: 8, Targets: []string{"all-linear"}, Seed: 3}); err != nil {
@@ -261,7 +260,7 @@ func TestRolloutLayout(t *testing.T) {
 	policy.Extra[ValueHeadName] = newHead(policy.Weights.Config.HiddenSize, 0.3, 4)
 	cfg := DefaultConfig()
 	cfg.RolloutBatch, cfg.MiniBatches, cfg.MaxNewTokens, cfg.Temperature = 4, 2, 5, 1.3
-	enc, _ := reward.NewEncoder(policy.Tokenizer)
+	enc, _ := finetune.NewEncoder(policy.Tokenizer)
 	prompts, _, longest, err := loadPrompts(filePrompts(fixture.evalPs), enc, 100)
 	if err != nil {
 		t.Fatal(err)
@@ -349,7 +348,7 @@ func TestRolloutLayout(t *testing.T) {
 // fillRows writes sequences into the first rows of a (Bm, T) graph.
 func fillRows(r *runner, in *model.Inputs, seqs [][]int) {
 	for b := range r.Bm {
-		r.fillRow(in, b, seqs[min(b, len(seqs)-1)])
+		finetune.FillRow(in, r.T, b, seqs[min(b, len(seqs)-1)], r.pad)
 	}
 }
 

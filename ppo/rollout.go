@@ -13,7 +13,6 @@ import (
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/model/generate"
 	"github.com/gotune/gotune/model/ops"
-	"github.com/gotune/gotune/reward"
 	"github.com/gotune/gotune/train"
 )
 
@@ -60,7 +59,7 @@ type runner struct {
 	fwd      *finetune.Program // forward only: log-probs and values
 	trainer  *finetune.Program // clipped PPO loss and its gradients
 	mb       *Minibatch
-	scorer   *reward.Scorer
+	scorer   *finetune.Scorer
 	kl       KLController
 	roll     *rolloutBuf
 	rollJSON json.RawMessage
@@ -108,7 +107,7 @@ func newRunner(ctx context.Context, cfg Config, policy, rm *finetune.Model, T in
 	if err != nil {
 		return nil, fmt.Errorf("ppo: %w", err)
 	}
-	if r.scorer, err = reward.NewScorer(rm, r.Bm, T); err != nil {
+	if r.scorer, err = finetune.NewScorer(rm, r.Bm, T); err != nil {
 		return nil, fmt.Errorf("ppo: %w", err)
 	}
 	return r, ctx.Err()
@@ -190,20 +189,6 @@ func (r *runner) sample(ctx context.Context, prompts [][]int, iter int, greedy b
 	return s, nil
 }
 
-// fillRow writes sequence ids into row b of a graph's inputs.
-func (r *runner) fillRow(in *model.Inputs, b int, ids []int) {
-	for t := range r.T {
-		i := b*r.T + t
-		in.Tokens[i], in.Targets[i] = r.pad, r.pad
-		if t < len(ids) {
-			in.Tokens[i] = int32(ids[t])
-		}
-		if t+1 < len(ids) {
-			in.Targets[i] = int32(ids[t+1])
-		}
-	}
-}
-
 // forward runs the forward program over the samples in groups of Bm and
 // gathers each response token's log-probability into s.logp (s.ref for the
 // reference pass), and, on the policy pass, its value and entropy.
@@ -215,7 +200,7 @@ func (r *runner) forward(ctx context.Context, s *samples, ref bool) error {
 			return err
 		}
 		for b := range r.Bm {
-			r.fillRow(in, b, s.seqs[min(k+b, B-1)]) // a partial group repeats its last sequence
+			finetune.FillRow(in, r.T, b, s.seqs[min(k+b, B-1)], r.pad) // a partial group repeats its last sequence
 		}
 		if err := r.fwd.Run(); err != nil {
 			return fmt.Errorf("ppo: forward: %w", err)
@@ -311,7 +296,7 @@ func (r *runner) update(epoch, k, micro, step int) (train.Metrics, error) {
 	in := r.trainer.Graph.In
 	tokens := 0
 	for b, row := range rows {
-		r.fillRow(in, b, buf.Seqs[row])
+		finetune.FillRow(in, r.T, b, buf.Seqs[row], r.pad)
 		for j := range buf.Lengths[row] {
 			pos, at := b*r.T+buf.PromptLen[row]-1+j, row*r.R+j
 			mb.OldLogprobs[pos], mb.Advantages[pos] = buf.Logprobs[at], buf.Advantages[at]

@@ -22,7 +22,7 @@ func BenchmarkRewardStepStories15M(b *testing.B) {
 	if err := m.NewAdapter(lora.Config{R: 8, Alpha: 16, Targets: []string{"q_proj", "k_proj", "v_proj", "o_proj"}, Seed: 1}); err != nil {
 		b.Fatal(err)
 	}
-	m.Extra[HeadName] = newHead(c.HiddenSize, 0.02, 1)
+	m.Extra[finetune.ScoreHead] = newHead(c.HiddenSize, 0.02, 1)
 	tr, err := newTrainer(m, LossConfig{}, P, T)
 	if err != nil {
 		b.Fatal(err)

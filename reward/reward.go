@@ -100,26 +100,6 @@ type Result struct {
 	AdapterDir            string
 }
 
-// OpenBase opens a base model directory and, when sftAdapter is not "",
-// merges that adapter into it, leaving the model without an adapter.
-func OpenBase(base, sftAdapter string) (*finetune.Model, error) {
-	m, err := finetune.Open(base)
-	if err != nil {
-		return nil, fmt.Errorf("reward: %w", err)
-	}
-	if sftAdapter == "" {
-		return m, nil
-	}
-	if err := m.LoadAdapter(sftAdapter); err != nil {
-		return nil, fmt.Errorf("reward: SFT adapter: %w", err)
-	}
-	if err := m.MergeAdapter(); err != nil {
-		return nil, fmt.Errorf("reward: merge %s: %w", sftAdapter, err)
-	}
-	clear(m.Extra) // an SFT adapter's extra modules are not part of the reward model
-	return m, nil
-}
-
 // Run trains a reward model and writes its adapter (LoRA + score head, PEFT
 // task type SEQ_CLS) to <Out>/adapter.
 func Run(ctx context.Context, cfg Config) (Result, error) {
@@ -131,11 +111,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if !resuming && train.HasCheckpoint(cfg.Out) {
 		return Result{}, fmt.Errorf("reward: %s holds a training checkpoint; resume it or choose another output directory", cfg.Out)
 	}
-	m, err := OpenBase(cfg.Base, cfg.SFTAdapter)
+	m, err := finetune.OpenMerged(cfg.Base, cfg.SFTAdapter)
 	if err != nil {
 		return Result{}, err
 	}
-	enc, err := NewEncoder(m.Tokenizer)
+	enc, err := finetune.NewEncoder(m.Tokenizer)
 	if err != nil {
 		return Result{}, err
 	}
@@ -153,7 +133,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err := m.NewAdapter(cfg.LoRA); err != nil {
 		return res, fmt.Errorf("reward: %w", err)
 	}
-	m.Extra[HeadName] = newHead(m.Weights.Config.HiddenSize, cfg.HeadStd, cfg.HeadSeed)
+	m.Extra[finetune.ScoreHead] = newHead(m.Weights.Config.HiddenSize, cfg.HeadStd, cfg.HeadSeed)
 	tr, err := newTrainer(m, cfg.Loss, cfg.BatchSize, ds.T)
 	if err != nil {
 		return res, err
@@ -184,11 +164,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			Restore: order.Restore,
 			Epoch:   order.Progress,
 			// Each checkpoint holds a loadable adapter too.
-			SaveFiles: func(dir string) error { return m.SaveAdapter(filepath.Join(dir, "adapter"), TaskType) },
+			SaveFiles: func(dir string) error { return m.SaveAdapter(filepath.Join(dir, "adapter"), finetune.RewardTaskType) },
 		},
 	}
 	if len(ds.eval) > 0 {
-		sc, err := NewScorer(m, 2*cfg.BatchSize, ds.T)
+		sc, err := finetune.NewScorer(m, 2*cfg.BatchSize, ds.T)
 		if err != nil {
 			return res, err
 		}
@@ -213,7 +193,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err := loop.Run(ctx); err != nil {
 		return res, err
 	}
-	if err := m.SaveAdapter(res.AdapterDir, TaskType); err != nil {
+	if err := m.SaveAdapter(res.AdapterDir, finetune.RewardTaskType); err != nil {
 		return res, fmt.Errorf("reward: %w", err)
 	}
 	if err := m.CopyTokenizer(res.AdapterDir); err != nil {
@@ -264,11 +244,11 @@ func worldRows(seed int64, split world.Split, n int) rowSource {
 
 // loadPairs encodes the training and held-out pairs, dropping pairs longer
 // than limit tokens.
-func loadPairs(cfg Config, enc *Encoder, limit int) (pairSet, error) {
+func loadPairs(cfg Config, enc *finetune.Encoder, limit int) (pairSet, error) {
 	var ps pairSet
 	read := func(src rowSource, split bool) (trainPairs, heldPairs []Pair, err error) {
 		err = src.stream(func(row int, p data.Preference) error {
-			pr, err := enc.EncodePair(p, row)
+			pr, err := encodePair(enc, p, row)
 			if err != nil {
 				return fmt.Errorf("%s: row %d: %w", src.name, row+1, err)
 			}
@@ -338,7 +318,7 @@ type trainer struct {
 func newTrainer(m *finetune.Model, lc LossConfig, P, T int) (*trainer, error) {
 	tr := &trainer{loss: &Step{Config: lc}, last: make([]int, 2*P), P: P, T: T, pad: int32(m.Tokenizer.PAD())}
 	p, err := m.Program("reward-train", 2*P, T, true, func(g *model.Graph, extra map[string]*gorgonia.Node) (*gorgonia.Node, []*gorgonia.Node, error) {
-		s, err := scoreNode(g, extra)
+		s, err := finetune.ScoreNode(g, extra)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -376,8 +356,8 @@ func (tr *trainer) step(batch []Pair, margins bool) (train.Metrics, error) {
 	}
 	tokens := 0
 	for p, pr := range batch {
-		fillRow(in, tr.T, p, pr.Chosen, tr.pad)
-		fillRow(in, tr.T, tr.P+p, pr.Rejected, tr.pad)
+		finetune.FillRow(in, tr.T, p, pr.Chosen, tr.pad)
+		finetune.FillRow(in, tr.T, tr.P+p, pr.Rejected, tr.pad)
 		tr.last[p] = p*tr.T + len(pr.Chosen) - 1
 		tr.last[tr.P+p] = (tr.P+p)*tr.T + len(pr.Rejected) - 1
 		if margins {
@@ -395,7 +375,7 @@ func (tr *trainer) step(batch []Pair, margins bool) (train.Metrics, error) {
 
 // Evaluate scores held-out pairs with sc and returns the loss and metrics
 // over all of them (margins are used when the data has them).
-func Evaluate(ctx context.Context, sc *Scorer, lc LossConfig, pairs []Pair, margins bool) (Metrics, error) {
+func Evaluate(ctx context.Context, sc *finetune.Scorer, lc LossConfig, pairs []Pair, margins bool) (Metrics, error) {
 	if len(pairs) == 0 {
 		return Metrics{}, errors.New("reward: no pairs to evaluate")
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/gotune/gotune/checkpoints/safetensors"
 	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/data/world"
+	"github.com/gotune/gotune/finetune"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/train"
@@ -133,7 +134,7 @@ func TestRewardModelLearnsWorldPreferences(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pc.TaskType != TaskType || !slices.Contains(pc.ModulesToSave, HeadName) {
+	if pc.TaskType != finetune.RewardTaskType || !slices.Contains(pc.ModulesToSave, finetune.ScoreHead) {
 		t.Errorf("adapter config task_type %q, modules_to_save %v", pc.TaskType, pc.ModulesToSave)
 	}
 	r, err := safetensors.Open(filepath.Join(res.AdapterDir, lora.WeightsFile))
@@ -147,24 +148,24 @@ func TestRewardModelLearnsWorldPreferences(t *testing.T) {
 
 	// Loading the saved adapter on a fresh copy of the base scores the
 	// held-out pairs exactly as the end of training did.
-	m, err := OpenBase(worldBaseDir, "")
+	m, err := finetune.OpenMerged(worldBaseDir, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Load(m, res.AdapterDir); err != nil {
+	if err := finetune.LoadRewardModel(m, res.AdapterDir); err != nil {
 		t.Fatal(err)
 	}
-	enc, _ := NewEncoder(m.Tokenizer)
+	enc, _ := finetune.NewEncoder(m.Tokenizer)
 	var pairs []Pair
 	prefs, _ := data.ReadPreferences(trained.valid)
 	for i, p := range prefs {
-		pr, err := enc.EncodePair(p, i)
+		pr, err := encodePair(enc, p, i)
 		if err != nil {
 			t.Fatal(err)
 		}
 		pairs = append(pairs, pr)
 	}
-	sc, err := NewScorer(m, 16, res.SeqLen)
+	sc, err := finetune.NewScorer(m, 16, res.SeqLen)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,11 +204,11 @@ func TestScoreAddsColumns(t *testing.T) {
 	got := readFloatColumn(t, cfg.Out, "reward", 12)
 
 	// The same numbers from a scorer of another batch shape.
-	m, err := OpenBase(worldBaseDir, "")
+	m, err := finetune.OpenMerged(worldBaseDir, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Load(m, trained.res.AdapterDir); err != nil {
+	if err := finetune.LoadRewardModel(m, trained.res.AdapterDir); err != nil {
 		t.Fatal(err)
 	}
 	var seqs [][]int
@@ -218,7 +219,7 @@ func TestScoreAddsColumns(t *testing.T) {
 		seqs = append(seqs, ids)
 		T = max(T, len(ids))
 	}
-	sc, err := NewScorer(m, 3, T+7)
+	sc, err := finetune.NewScorer(m, 3, T+7)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -393,18 +394,18 @@ func TestResume(t *testing.T) {
 // computed from independently read scores, margins included, and its
 // gradient with respect to the score head against central differences.
 func TestLossGatherAndGradient(t *testing.T) {
-	m, err := OpenBase(worldBaseDir, "")
+	m, err := finetune.OpenMerged(worldBaseDir, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := m.NewAdapter(lora.Config{R: 2, Alpha: 4, Targets: []string{"q_proj", "v_proj"}, Seed: 1}); err != nil {
 		t.Fatal(err)
 	}
-	m.Extra[HeadName] = newHead(m.Weights.Config.HiddenSize, 0.5, 9)
-	enc, _ := NewEncoder(m.Tokenizer)
+	m.Extra[finetune.ScoreHead] = newHead(m.Weights.Config.HiddenSize, 0.5, 9)
+	enc, _ := finetune.NewEncoder(m.Tokenizer)
 	var batch []Pair
 	for i, p := range world.New(5).Preferences(world.Train, 3) {
-		pr, err := enc.EncodePair(data.Preference{Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected}, i)
+		pr, err := encodePair(enc, data.Preference{Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected}, i)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -420,7 +421,7 @@ func TestLossGatherAndGradient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc, err := NewScorer(m, 2, T+1)
+	sc, err := finetune.NewScorer(m, 2, T+1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -442,12 +443,12 @@ func TestLossGatherAndGradient(t *testing.T) {
 	}
 	var head train.Param
 	for _, p := range params {
-		if p.Name == "extra."+HeadName {
+		if p.Name == "extra."+finetune.ScoreHead {
 			head = p
 		}
 	}
 	grad := slices.Clone(head.Grad())
-	w := model.F32(m.Extra[HeadName])
+	w := model.F32(m.Extra[finetune.ScoreHead])
 	for _, i := range []int{0, 7, 33, 63} {
 		const eps = 1e-2
 		old := w[i]
@@ -465,13 +466,13 @@ func TestLossGatherAndGradient(t *testing.T) {
 
 // TestEncoder checks the sequence layout and the conversational form.
 func TestEncoder(t *testing.T) {
-	m, err := OpenBase(worldBaseDir, "")
+	m, err := finetune.OpenMerged(worldBaseDir, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	tok := m.Tokenizer
-	enc, _ := NewEncoder(tok)
-	p, err := enc.EncodePair(data.Preference{Prompt: "Add 2 and 3.", Chosen: "5", Rejected: "6"}, 0)
+	enc, _ := finetune.NewEncoder(tok)
+	p, err := encodePair(enc, data.Preference{Prompt: "Add 2 and 3.", Chosen: "5", Rejected: "6"}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -484,11 +485,11 @@ func TestEncoder(t *testing.T) {
 		t.Errorf("conversation without a template: %v", err)
 	}
 	tok.ChatTemplate = "{{ bos_token }}{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"
-	enc, err = NewEncoder(tok)
+	enc, err = finetune.NewEncoder(tok)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err = enc.EncodePair(data.Preference{PromptMessages: msgs,
+	p, err = encodePair(enc, data.Preference{PromptMessages: msgs,
 		ChosenMessages: []data.Message{{Role: "assistant", Content: "5"}}, RejectedMessages: []data.Message{{Role: "assistant", Content: "6"}}}, 0)
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package reward
+package finetune
 
 import (
 	"errors"
@@ -10,7 +10,8 @@ import (
 	"github.com/gotune/gotune/tokenizer/jinja"
 )
 
-// Encoder turns dataset rows into the token sequences a reward model reads:
+// Encoder turns dataset rows into the token sequences a sequence scorer (a
+// reward model, a PPO policy's rollouts) reads:
 // prompt ids (with the tokenizer's BOS), then completion ids, then EOS. The
 // prompt and the completion are encoded separately, so a sequence built
 // from generated completion ids (PPO rollouts) is laid out exactly like one
@@ -28,7 +29,7 @@ func NewEncoder(tok *tokenizer.Tokenizer) (*Encoder, error) {
 	if tok.ChatTemplate != "" {
 		t, err := jinja.Parse(tok.ChatTemplate)
 		if err != nil {
-			return nil, fmt.Errorf("reward: chat template: %w", err)
+			return nil, fmt.Errorf("chat template: %w", err)
 		}
 		e.tmpl = t
 	}
@@ -65,7 +66,7 @@ func (e *Encoder) Completion(text string, promptMsgs, msgs []data.Message) ([]in
 			return nil, err
 		}
 		if !strings.HasPrefix(full, head) {
-			return nil, errors.New("reward: the chat template renders the prompt differently once the answer follows; cannot split prompt and completion")
+			return nil, errors.New("the chat template renders the prompt differently once the answer follows; cannot split prompt and completion")
 		}
 		ids = e.Tok.Encode(full[len(head):], false)
 	}
@@ -78,7 +79,7 @@ func (e *Encoder) Completion(text string, promptMsgs, msgs []data.Message) ([]in
 // render applies the chat template to msgs.
 func (e *Encoder) render(msgs []data.Message, generationPrompt bool) (string, error) {
 	if e.tmpl == nil {
-		return "", errors.New("reward: conversational rows need a tokenizer with a chat template")
+		return "", errors.New("conversational rows need a tokenizer with a chat template")
 	}
 	list := make([]any, len(msgs))
 	for i, m := range msgs {
@@ -96,39 +97,7 @@ func (e *Encoder) render(msgs []data.Message, generationPrompt bool) (string, er
 		"bos_token": tokenText(e.Tok.BOS()), "eos_token": tokenText(e.Tok.EOS()),
 	})
 	if err != nil {
-		return "", fmt.Errorf("reward: chat template: %w", err)
+		return "", fmt.Errorf("chat template: %w", err)
 	}
 	return s, nil
-}
-
-// Pair is one encoded preference pair.
-type Pair struct {
-	Chosen, Rejected []int   // prompt + completion + EOS
-	Margin           float64 // the row's margin (0 without one)
-	Row              int     // dataset row
-}
-
-// EncodePair encodes one preference row.
-func (e *Encoder) EncodePair(p data.Preference, row int) (Pair, error) {
-	prompt, err := e.Prompt(p.Prompt, p.PromptMessages)
-	if err != nil {
-		return Pair{}, err
-	}
-	c, err := e.Completion(p.Chosen, p.PromptMessages, p.ChosenMessages)
-	if err != nil {
-		return Pair{}, err
-	}
-	r, err := e.Completion(p.Rejected, p.PromptMessages, p.RejectedMessages)
-	if err != nil {
-		return Pair{}, err
-	}
-	out := Pair{Chosen: concat(prompt, c), Rejected: concat(prompt, r), Row: row}
-	if p.Margin != nil {
-		out.Margin = *p.Margin
-	}
-	return out, nil
-}
-
-func concat(a, b []int) []int {
-	return append(append(make([]int, 0, len(a)+len(b)), a...), b...)
 }
