@@ -19,6 +19,8 @@ package dpo
 import (
 	"fmt"
 	"math"
+
+	"github.com/gotune/gotune/train"
 )
 
 // LossType names a DPO loss variant (TRL's loss_type values).
@@ -213,10 +215,10 @@ func (c LossConfig) Compute(p Pairs) (Output, error) {
 			l, dl = smoothedLogSigmoidLoss(beta*h, eps)
 			dl *= beta
 		case Robust:
-			// [(1−ε)·softplus(−u) − ε·softplus(u)] / (1−2ε), u = βh.
+			// [(1−ε)·train.Softplus(−u) − ε·train.Softplus(u)] / (1−2ε), u = βh.
 			u := beta * h
-			l = ((1-eps)*softplus(-u) - eps*softplus(u)) / (1 - 2*eps)
-			dl = beta * (-(1-eps)*sigmoid(-u) - eps*sigmoid(u)) / (1 - 2*eps)
+			l = ((1-eps)*train.Softplus(-u) - eps*train.Softplus(u)) / (1 - 2*eps)
+			dl = beta * (-(1-eps)*train.Sigmoid(-u) - eps*train.Sigmoid(u)) / (1 - 2*eps)
 		case Hinge:
 			u := beta * h
 			if u < 1 {
@@ -269,27 +271,9 @@ func (c LossConfig) Compute(p Pairs) (Output, error) {
 // smoothedLogSigmoidLoss returns −(1−ε) log σ(u) − ε log σ(−u) and its
 // derivative in u, −(1−ε)σ(−u) + εσ(u).
 func smoothedLogSigmoidLoss(u, eps float64) (l, dl float64) {
-	l = (1-eps)*softplus(-u) + eps*softplus(u)
-	dl = -(1-eps)*sigmoid(-u) + eps*sigmoid(u)
+	l = (1-eps)*train.Softplus(-u) + eps*train.Softplus(u)
+	dl = -(1-eps)*train.Sigmoid(-u) + eps*train.Sigmoid(u)
 	return l, dl
-}
-
-// softplus(x) = log(1 + eˣ) = −log σ(−x), computed without overflow; at 0 it
-// is exactly log 2.
-func softplus(x float64) float64 {
-	if x > 0 {
-		return x + math.Log1p(math.Exp(-x))
-	}
-	return math.Log1p(math.Exp(x))
-}
-
-// sigmoid is σ(x) = 1/(1 + e⁻ˣ), computed without overflow.
-func sigmoid(x float64) float64 {
-	if x >= 0 {
-		return 1 / (1 + math.Exp(-x))
-	}
-	e := math.Exp(x)
-	return e / (1 + e)
 }
 
 // Step holds what one training step's loss needs besides the policy's

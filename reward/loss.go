@@ -7,6 +7,8 @@ package reward
 import (
 	"fmt"
 	"math"
+
+	"github.com/gotune/gotune/train"
 )
 
 // LossConfig holds the loss's options (TRL's names in the comments).
@@ -88,8 +90,8 @@ func (c LossConfig) Compute(chosen, rejected, margin []float64) (Output, error) 
 		if margin != nil {
 			z -= margin[i]
 		}
-		out.Loss += softplus(-z) / fn
-		g := -sigmoid(-z) / fn
+		out.Loss += train.Softplus(-z) / fn
+		g := -train.Sigmoid(-z) / fn
 		out.GradChosen[i], out.GradRejected[i] = g, -g
 		if c.CenterCoefficient > 0 {
 			s := rc + rr
@@ -111,23 +113,6 @@ func (c LossConfig) Compute(chosen, rejected, margin []float64) (Output, error) 
 	m.Loss = out.Loss
 	out.Metrics = m
 	return out, nil
-}
-
-// softplus(x) = log(1 + eˣ) = −log σ(−x), computed without overflow.
-func softplus(x float64) float64 {
-	if x > 0 {
-		return x + math.Log1p(math.Exp(-x))
-	}
-	return math.Log1p(math.Exp(x))
-}
-
-// sigmoid is σ(x) = 1/(1 + e⁻ˣ), computed without overflow.
-func sigmoid(x float64) float64 {
-	if x >= 0 {
-		return 1 / (1 + math.Exp(-x))
-	}
-	e := math.Exp(x)
-	return e / (1 + e)
 }
 
 // Step holds what one training step's loss needs besides the rewards, so
