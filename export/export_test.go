@@ -12,6 +12,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/gotune/gotune/checkpoints/safetensors"
+	"github.com/gotune/gotune/internal/tinymodel"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/model/hf"
@@ -58,36 +59,11 @@ func trainedAdapter(t *testing.T, w *model.Weights, targets ...string) *lora.Ada
 // logits runs the model (with a live adapter when a is not nil) on fixed
 // tokens.
 func logits(t *testing.T, w *model.Weights, a *lora.Adapter) []float32 {
-	t.Helper()
-	const B, T = 2, 9
-	opt := model.GraphOptions{B: B, T: T}
+	opt := model.GraphOptions{B: 2, T: 9}
 	if a != nil {
 		opt.Hook = a.Hook()
 	}
-	g, err := model.Build(w, opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range g.In.Tokens {
-		g.In.Tokens[i] = int32((i*37 + 11) % w.Config.VocabSize)
-	}
-	p, err := g.Compile(nil, nil, g.Logits())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Run(); err != nil {
-		t.Fatal(err)
-	}
-	return append([]float32(nil), model.Value32(g.Logits())...)
-}
-
-func maxRelDiff(a, b []float32) float64 {
-	var scale, diff float64
-	for i := range a {
-		scale = math.Max(scale, math.Abs(float64(a[i])))
-		diff = math.Max(diff, math.Abs(float64(a[i]-b[i])))
-	}
-	return diff / math.Max(scale, 1e-30)
+	return tinymodel.Logits(t, w, opt)
 }
 
 // TestMergedExportReloadsWithSameLogits exports with the base taken from
@@ -105,7 +81,7 @@ func TestMergedExportReloadsWithSameLogits(t *testing.T) {
 	}
 	base := logits(t, w, nil)
 	live := logits(t, w, a)
-	if maxRelDiff(base, live) < 1e-3 {
+	if tinymodel.MaxRelDiff(base, live) < 1e-3 {
 		t.Fatal("the adapter does not change the logits; the test would prove nothing")
 	}
 
@@ -150,7 +126,7 @@ func TestMergedExportReloadsWithSameLogits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := maxRelDiff(live, logits(t, merged, nil)); d > 1e-5 {
+	if d := tinymodel.MaxRelDiff(live, logits(t, merged, nil)); d > 1e-5 {
 		t.Errorf("merged logits differ from base+adapter by %.3g relative (want ≤ 1e-5)", d)
 	}
 	// The base directory itself is untouched.
@@ -158,7 +134,7 @@ func TestMergedExportReloadsWithSameLogits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := maxRelDiff(base, logits(t, again, nil)); d != 0 {
+	if d := tinymodel.MaxRelDiff(base, logits(t, again, nil)); d != 0 {
 		t.Errorf("base model changed on disk (%.3g)", d)
 	}
 	for _, f := range []string{lora.ConfigFile, lora.WeightsFile} {

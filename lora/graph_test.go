@@ -7,41 +7,18 @@ import (
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
+	"github.com/gotune/gotune/internal/tinymodel"
 	"github.com/gotune/gotune/model"
 )
 
 // logitsOf runs a forward-only graph of w (with an optional adapter hook)
 // on fixed tokens and returns its logits.
 func logitsOf(t *testing.T, w *model.Weights, a *Adapter, B, T int) []float32 {
-	t.Helper()
 	opt := model.GraphOptions{B: B, T: T}
 	if a != nil {
 		opt.Hook = a.Hook()
 	}
-	g, err := model.Build(w, opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range g.In.Tokens {
-		g.In.Tokens[i] = int32((i*7 + 3) % w.Config.VocabSize)
-	}
-	p, err := g.Compile(nil, nil, g.Logits())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Run(); err != nil {
-		t.Fatal(err)
-	}
-	return append([]float32(nil), model.Value32(g.Logits())...)
-}
-
-func maxRelDiff(a, b []float32) float64 {
-	var scale, diff float64
-	for i := range a {
-		scale = math.Max(scale, math.Abs(float64(a[i])))
-		diff = math.Max(diff, math.Abs(float64(a[i]-b[i])))
-	}
-	return diff / math.Max(scale, 1e-12)
+	return tinymodel.Logits(t, w, opt)
 }
 
 // TestMergedEqualsLive checks that W + s·B·A in the weights gives the same
@@ -56,7 +33,7 @@ func TestMergedEqualsLive(t *testing.T) {
 	randomizeB(a)
 	base := logitsOf(t, w, nil, 2, 5)
 	live := logitsOf(t, w, a, 2, 5)
-	if maxRelDiff(base, live) < 1e-3 {
+	if tinymodel.MaxRelDiff(base, live) < 1e-3 {
 		t.Fatal("adapter has no visible effect; the test would prove nothing")
 	}
 	a.SetEnabled(false)
@@ -71,7 +48,7 @@ func TestMergedEqualsLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	merged := logitsOf(t, w, nil, 2, 5)
-	if d := maxRelDiff(live, merged); d > 1e-5 {
+	if d := tinymodel.MaxRelDiff(live, merged); d > 1e-5 {
 		t.Errorf("merged vs live logits differ by %.3g relative (want ≤ 1e-5)", d)
 	}
 }
@@ -107,7 +84,7 @@ func TestSwitchWithoutRebuild(t *testing.T) {
 	off := run()
 	a.SetEnabled(true)
 	again := run()
-	if maxRelDiff(on, off) < 1e-4 {
+	if tinymodel.MaxRelDiff(on, off) < 1e-4 {
 		t.Fatal("switching off changed nothing")
 	}
 	for i := range on {

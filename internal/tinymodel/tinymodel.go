@@ -5,6 +5,7 @@
 package tinymodel
 
 import (
+	"math"
 	"testing"
 
 	"github.com/gotune/gotune/model"
@@ -55,4 +56,37 @@ func Preset(tb testing.TB, name string, seed uint64) *model.Weights {
 		tb.Fatal(err)
 	}
 	return w
+}
+
+// Logits builds a forward-only graph of w with opt (batch shape and an
+// optional hook such as a LoRA injection), runs it on a fixed pattern of
+// tokens and returns a copy of its (B·T, V) logits.
+func Logits(tb testing.TB, w *model.Weights, opt model.GraphOptions) []float32 {
+	tb.Helper()
+	g, err := model.Build(w, opt)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for i := range g.In.Tokens {
+		g.In.Tokens[i] = int32((i*7 + 3) % w.Config.VocabSize)
+	}
+	p, err := g.Compile(nil, nil, g.Logits())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := p.Run(); err != nil {
+		tb.Fatal(err)
+	}
+	return append([]float32(nil), model.Value32(g.Logits())...)
+}
+
+// MaxRelDiff is max |a − b| over max |a|: the distance of two logit
+// vectors relative to their scale.
+func MaxRelDiff(a, b []float32) float64 {
+	var scale, diff float64
+	for i := range a {
+		scale = math.Max(scale, math.Abs(float64(a[i])))
+		diff = math.Max(diff, math.Abs(float64(a[i]-b[i])))
+	}
+	return diff / math.Max(scale, 1e-30)
 }
