@@ -9,13 +9,13 @@ import (
 
 	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/data/world"
+	"github.com/gotune/gotune/internal/tinymodel"
 	"github.com/gotune/gotune/reward"
 )
 
 // worldBaseDir is the small base model pretrained on the default world
-// that the reward package commits for the RLHF stages' tests (see
-// reward/worldbase_test.go for how it is made).
-const worldBaseDir = "../reward/testdata/worldbase"
+// that the RLHF stages' tests start from.
+var worldBaseDir = tinymodel.WorldBase()
 
 // writeWorldPrompts writes n prompts of the world's split to path.
 func writeWorldPrompts(t testing.TB, path string, split world.Split, n int) {

@@ -6,6 +6,8 @@ package tinymodel
 
 import (
 	"math"
+	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/gotune/gotune/model"
@@ -56,6 +58,16 @@ func Preset(tb testing.TB, name string, seed uint64) *model.Weights {
 		tb.Fatal(err)
 	}
 	return w
+}
+
+// WorldBase returns the directory of a small base model pretrained on the
+// built-in world (2 layers of width 64, a 512-token BPE vocabulary),
+// committed under testdata/worldbase so that the tests of the RLHF stages
+// start from a language model without spending minutes pretraining one.
+// TestGenerateWorldBase (run with -gen-base) regenerates it.
+func WorldBase() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "testdata", "worldbase")
 }
 
 // Logits builds a forward-only graph of w with opt (batch shape and an

@@ -1,4 +1,4 @@
-package reward
+package tinymodel
 
 import (
 	"context"
@@ -14,12 +14,9 @@ import (
 	"github.com/gotune/gotune/tokenizer"
 )
 
-// WorldBaseDir is a small base model pretrained on the default world,
-// committed so that tests of the RLHF stages start from a language model
-// without spending minutes pretraining one; the ppo tests read it too.
-// Regenerate it with
+// worldBaseDir is where WorldBase's model is committed; regenerate it with
 //
-//	go test ./reward -run TestGenerateWorldBase -gen-base
+//	go test ./internal/tinymodel -run TestGenerateWorldBase -gen-base
 const worldBaseDir = "testdata/worldbase"
 
 var genBase = flag.Bool("gen-base", false, "regenerate "+worldBaseDir+" (pretrains for a few minutes)")
