@@ -5,6 +5,10 @@
 // shape. All programs bind the same weight tensors, so the base exists once
 // in memory whatever the number of graphs, and switching the adapter off
 // turns any program into the reference model.
+//
+// May import: the rest of the shared fine-tuning layer (finetune, train,
+// lora), model/..., tokenizer/..., data/..., checkpoints/..., internal/blas
+// and internal/kernel; never a stage, the pipeline, serve or cmd.
 package finetune
 
 import (
