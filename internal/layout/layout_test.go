@@ -28,9 +28,10 @@ type layer struct {
 // layers is the module's architecture, highest layer first. A package may
 // import the packages of the layers its own layer's mayImport names (its
 // own layer only where listed), and always those under its own top-level
-// directory in its own layer (a stage's subpackages). Directories that do
-// not exist yet are allowed here, so a package can be placed before it is
-// written. The "May import:" line of each package's doc comment and the
+// directory in its own layer (a stage's subpackages). A new package (a new
+// stage such as grpo included) is added to the pkgs of its layer.
+// Directories that do not exist yet are allowed here, so a package can be
+// placed before it is written. The "May import:" line of each package's doc comment and the
 // Layout section of README.md state the same rules in words.
 var layers = []layer{
 	{
