@@ -4,6 +4,7 @@
 // atomicfile (writes that replace a file whole or not at all). Turning a
 // Hugging Face directory into model weights is the model's job (model/hf).
 //
-// May import: the standard library only (its subpackages import each
-// other and the standard library).
+// May import: checkpoints/..., internal/blas and internal/kernel; never
+// model/..., tokenizer/..., data/... or anything above (file formats know
+// tensors and bytes, not the model).
 package checkpoints

@@ -35,4 +35,8 @@
 //	rows := []data.Instruction{{Instruction: "Add 2 and 3.", Output: "5"}}
 //	if err := data.WriteInstructions("sft.arrow", rows); err != nil { ... }
 //	back, err := data.ReadInstructions("sft.arrow")
+//
+// May import: data/..., tokenizer/..., checkpoints/..., internal/blas and
+// internal/kernel; never model/..., finetune, train, lora, a stage or an
+// application.
 package data

@@ -76,4 +76,8 @@
 //	<out>/data/*.arrow    datasets the run made, imported or extended
 //	<out>/state/          the resumable checkpoint
 //	<out>/metrics.jsonl   train and eval metrics
+//
+// May import: finetune, train, lora, model/..., tokenizer/..., data/...,
+// checkpoints/..., internal/blas and internal/kernel; never another stage,
+// the pipeline, serve or cmd.
 package dpo

@@ -3,11 +3,16 @@
 // sharded above a size limit with its index, generation_config.json and the
 // base's tokenizer files), optionally with a copy of the adapter alone.
 //
-// The merge is W ← W + s·B·A per adapted module (Hu et al. 2021, eq. 3, with
-// s = α/r or α/√r for rsLoRA), in float32, so the merged model's logits equal
-// those of the base with the adapter live. Every directory is written under
+// The merge is lora's (lora.Adapter.Merge): W ← W + s·B·A per adapted
+// module (Hu et al. 2021, eq. 3, with s = α/r or α/√r for rsLoRA), in
+// float32, so the merged model's logits equal those of the base with the
+// adapter live. Every directory is written under
 // a temporary name and renamed into place, so a reader never sees half an
 // export.
+//
+// May import: finetune, train, lora, model/..., tokenizer/..., data/...,
+// checkpoints/..., internal/blas and internal/kernel; never another stage,
+// the pipeline, serve or cmd.
 package export
 
 import (

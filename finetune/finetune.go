@@ -4,7 +4,12 @@
 // head), and the gorgonia programs built for it, one per purpose and batch
 // shape. All programs bind the same weight tensors, so the base exists once
 // in memory whatever the number of graphs, and switching the adapter off
-// turns any program into the reference model.
+// turns any program into the reference model. It also holds what several
+// stages share, so that no stage imports another.
+//
+// May import: the rest of the shared fine-tuning layer (finetune, train,
+// lora), model/..., tokenizer/..., data/..., checkpoints/..., internal/blas
+// and internal/kernel; never a stage, the pipeline, serve or cmd.
 package finetune
 
 import (

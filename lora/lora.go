@@ -5,6 +5,10 @@
 // frozen; only A and B are trained. An adapter can be switched off at run
 // time (s = 0) without rebuilding the graph, merged into the base weights
 // and unmerged again, and saved and loaded in PEFT's file format.
+//
+// May import: the rest of the shared fine-tuning layer (finetune, train,
+// lora), model/..., tokenizer/..., data/..., checkpoints/..., internal/blas
+// and internal/kernel; never a stage, the pipeline, serve or cmd.
 package lora
 
 import (

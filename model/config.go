@@ -1,6 +1,12 @@
 // Package model is the LLaMA-architecture decoder: its configuration (read
-// from and written to Hugging Face config.json), its weights, the training
-// graph built on gorgonia, and fast KV-cache generation on the same weights.
+// from and written to Hugging Face config.json), its weights and the
+// training graph built on gorgonia. Its subpackages hold the graph's
+// operations (ops), Hugging Face model directories (hf) and fast KV-cache
+// generation on the same weights (generate).
+//
+// May import: model/..., tokenizer/..., checkpoints/..., internal/blas and
+// internal/kernel; never data/..., finetune, train, lora, a stage or an
+// application.
 package model
 
 import (

@@ -10,6 +10,10 @@
 // rejected = the model's own answer), keeping only answers judged wrong, as
 // Iterative RPO does (Pang et al. 2024, "Iterative Reasoning Preference
 // Optimization").
+//
+// May import: finetune, train, lora, model/..., tokenizer/..., data/...,
+// checkpoints/..., internal/blas and internal/kernel; never another stage,
+// the pipeline, serve or cmd.
 package onpolicy
 
 import (

@@ -7,6 +7,10 @@
 // (datasets the run made or imported) and one directory per stage with its
 // adapter, state, metrics.jsonl and a .stage.json record of the inputs it
 // was run on.
+//
+// May import: every stage, the shared fine-tuning layer (finetune, train,
+// lora), model/..., tokenizer/..., data/..., checkpoints/..., internal/blas
+// and internal/kernel; not cmd.
 package pipeline
 
 import (

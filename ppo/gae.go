@@ -1,4 +1,6 @@
-// Package ppo is the PPO-RLHF stage. These files hold its model-free core as
+// Package ppo is the PPO-RLHF stage: it trains a LoRA policy with a value
+// head on responses it samples to prompts, scored by a reward model and
+// kept near the starting policy by a KL penalty. Its model-free core is
 // plain Go functions with hand-derived gradients: generalised advantage
 // estimation, KL estimators and controllers, reward shaping, and the clipped
 // policy and value losses, shaped to enter the model graph as loss functions
@@ -9,6 +11,10 @@
 // of row b (1 ≤ Lengths[b] ≤ T). A response ends after its last real token:
 // the value after it is 0 (the episode is over, by an end-of-sequence token
 // or by truncation, which the shaped reward penalises instead).
+//
+// May import: finetune, train, lora, model/..., tokenizer/..., data/...,
+// checkpoints/..., internal/blas and internal/kernel; never another stage,
+// the pipeline, serve or cmd.
 package ppo
 
 import (

@@ -3,6 +3,10 @@
 // cross-entropy on packed documents), and measures the mean token loss and
 // perplexity of any model directory on a text. It is how the embedded
 // default base model is made.
+//
+// May import: finetune, train, lora, model/..., tokenizer/..., data/...,
+// checkpoints/..., internal/blas and internal/kernel; never another stage,
+// the pipeline, serve or cmd.
 package pretrain
 
 import (

@@ -1,7 +1,14 @@
-// Package reward is the reward-modelling stage. This file holds its loss: the
-// Bradley–Terry pairwise loss on scalar rewards of chosen and rejected
-// completions, as a plain Go function with a hand-derived gradient, shaped to
-// enter the model graph as a loss function (model.LossFunc).
+// Package reward is the reward-modelling stage: it trains a scalar reward
+// model (the base, with the SFT adapter merged when one is given, plus a
+// LoRA adapter and a score head) on preference pairs, and scores
+// completions with it. Its loss is the Bradley–Terry pairwise loss on the
+// scalar rewards of chosen and rejected completions, a plain Go function
+// with a hand-derived gradient shaped to enter the model graph as a loss
+// function (model.LossFunc).
+//
+// May import: finetune, train, lora, model/..., tokenizer/..., data/...,
+// checkpoints/..., internal/blas and internal/kernel; never another stage,
+// the pipeline, serve or cmd.
 package reward
 
 import (

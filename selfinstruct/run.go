@@ -8,6 +8,10 @@
 // most 0.7. The result is an Arrow generated-instructions dataset with each
 // row's most similar instructions and mean similarity. Runs are resumable:
 // a state file records every finished batch.
+//
+// May import: finetune, train, lora, model/..., tokenizer/..., data/...,
+// checkpoints/..., internal/blas and internal/kernel; never another stage,
+// the pipeline, serve or cmd.
 package selfinstruct
 
 import (

@@ -4,6 +4,10 @@
 // through continuous batching; request size, prompt length, max_tokens and
 // the number of waiting requests are bounded, each with a clear 4xx error in
 // OpenAI's error format; an optional bearer token guards every endpoint.
+//
+// May import: every stage, the shared fine-tuning layer (finetune, train,
+// lora), model/..., tokenizer/..., data/..., checkpoints/..., internal/blas
+// and internal/kernel; not cmd.
 package serve
 
 import (

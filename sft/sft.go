@@ -17,6 +17,10 @@
 // loss) are logged as eval_loss and eval_perplexity. Checkpoints hold the
 // adapter, the optimizer and the data position, so an interrupted run
 // resumes exactly. The result is a PEFT adapter in <Out>/adapter.
+//
+// May import: finetune, train, lora, model/..., tokenizer/..., data/...,
+// checkpoints/..., internal/blas and internal/kernel; never another stage,
+// the pipeline, serve or cmd.
 package sft
 
 import (

@@ -39,4 +39,8 @@
 // tokens to count in the loss. Chat templates are "alpaca", "chatml",
 // "llama3", or "jinja": the model's own chat_template, rendered by the
 // Jinja subset in package jinja.
+//
+// May import: tokenizer/..., data/..., checkpoints/..., internal/blas and
+// internal/kernel; never model/..., finetune, train, lora, a stage or an
+// application.
 package tokenizer

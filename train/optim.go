@@ -13,6 +13,10 @@
 //		if err := l.Resume(); err != nil { … }
 //	}
 //	err := l.Run(ctx)
+//
+// May import: the rest of the shared fine-tuning layer (finetune, train,
+// lora), model/..., tokenizer/..., data/..., checkpoints/..., internal/blas
+// and internal/kernel; never a stage, the pipeline, serve or cmd.
 package train
 
 import (

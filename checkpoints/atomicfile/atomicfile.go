@@ -1,6 +1,10 @@
 // Package atomicfile writes files and directories so that a reader never
 // sees a half-written one: data goes to a temporary name in the same
 // directory, is synced, and is renamed over the target in one step.
+//
+// May import: checkpoints/..., internal/blas and internal/kernel; never
+// model/..., tokenizer/..., data/... or anything above (file formats know
+// tensors and bytes, not the model).
 package atomicfile
 
 import (

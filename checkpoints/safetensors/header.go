@@ -12,6 +12,10 @@
 // (offsets inside the file, contiguous, non-overlapping, dtype size × shape =
 // byte length). Sharded sets with a `<base>.safetensors.index.json` are
 // supported by OpenSet and WriteSet.
+//
+// May import: checkpoints/..., internal/blas and internal/kernel; never
+// model/..., tokenizer/..., data/... or anything above (file formats know
+// tensors and bytes, not the model).
 package safetensors
 
 import (

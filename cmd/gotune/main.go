@@ -6,6 +6,10 @@
 // command's section, e.g. `sft: {lora_r: 16}`) or by an environment variable
 // GOTUNE_<SECTION>_<FLAG> (e.g. GOTUNE_SFT_LORA_R=16). Flags win over the
 // environment, which wins over the file.
+//
+// May import: pipeline, serve, every stage, the shared fine-tuning layer
+// (finetune, train, lora), model/..., tokenizer/..., data/...,
+// checkpoints/..., internal/blas and internal/kernel.
 package main
 
 import (

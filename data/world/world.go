@@ -23,6 +23,10 @@
 //
 // Check is for evaluation only: training must learn rewards from preference
 // data (the reward stage), never call Check.
+//
+// May import: data/..., tokenizer/..., checkpoints/..., internal/blas and
+// internal/kernel; never model/..., finetune, train, lora, a stage or an
+// application.
 package world
 
 import (

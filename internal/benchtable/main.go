@@ -5,6 +5,9 @@
 // figures are those of the OpenBLAS kernels the benchmarks ran on: the
 // SkylakeX column when OPENBLAS_CORETYPE is SkylakeX, else the default
 // (Haswell) column. `go tool task bench` pipes into it.
+//
+// May import: the other internal helpers (internal/blas, internal/kernel,
+// internal/benchutil); nothing of the module's upper layers.
 package main
 
 import (

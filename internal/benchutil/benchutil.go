@@ -1,5 +1,8 @@
 // Package benchutil holds what the benchmarks measure besides time: the
 // process's CPU time and its peak resident set.
+//
+// May import: the other internal helpers (internal/blas, internal/kernel,
+// internal/benchutil); nothing of the module's upper layers.
 package benchutil
 
 import (

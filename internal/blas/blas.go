@@ -3,6 +3,9 @@
 // OpenBLAS's cblas_sgemm through cgo (Debian libopenblas-dev); without it, it
 // falls back to gonum's pure-Go implementation, so the plain build needs no
 // system library.
+//
+// May import: the other internal helpers (internal/blas, internal/kernel,
+// internal/benchutil); nothing of the module's upper layers.
 package blas
 
 import (

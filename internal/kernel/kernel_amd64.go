@@ -3,6 +3,9 @@
 // Package kernel holds AVX2+FMA dot-product micro-kernels (Go assembly,
 // kept apart from cgo code) and the matrix product built on them, used by
 // the generation engine and by the pure-Go BLAS.
+//
+// May import: the other internal helpers (internal/blas, internal/kernel,
+// internal/benchutil); nothing of the module's upper layers.
 package kernel
 
 import "golang.org/x/sys/cpu"

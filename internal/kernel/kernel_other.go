@@ -2,6 +2,9 @@
 
 // Package kernel holds AVX2+FMA dot-product micro-kernels and the matrix
 // product built on them; on this architecture there are none.
+//
+// May import: the other internal helpers (internal/blas, internal/kernel,
+// internal/benchutil); nothing of the module's upper layers.
 package kernel
 
 // Available is false: there are no kernels for this architecture.

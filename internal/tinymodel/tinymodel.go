@@ -2,6 +2,10 @@
 // use: the tiny preset narrowed to two layers of width 32, over a
 // byte-level tokenizer, so that a test gets a real engine in milliseconds;
 // and random weights of any named preset (the benchmarks' stories15M).
+//
+// May import: model/... (model/generate included), tokenizer/...,
+// checkpoints/..., internal/blas and internal/kernel; imported by tests
+// only.
 package tinymodel
 
 import (

@@ -10,6 +10,10 @@
 // SwiGLU MLP (Shazeer 2020). Dimension letters follow the model package:
 // C hidden, F MLP hidden, V vocabulary, L layers, H heads, KVH key/value
 // heads, D head dimension, N rows (tokens) in one forward call.
+//
+// May import: model/..., tokenizer/..., checkpoints/..., internal/blas and
+// internal/kernel; never data/..., finetune, train, lora, a stage or an
+// application.
 package generate
 
 import (

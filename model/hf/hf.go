@@ -5,6 +5,10 @@
 // `model.layers.N.self_attn.q_proj.weight`, …; `lm_head.weight` absent when
 // the embeddings are tied). The safetensors format itself lives in
 // checkpoints/safetensors, which knows tensors and bytes, not the model.
+//
+// May import: model/..., tokenizer/..., checkpoints/..., internal/blas and
+// internal/kernel; never data/..., finetune, train, lora, a stage or an
+// application.
 package hf
 
 import (

@@ -35,4 +35,8 @@
 // (it would sit inside RMSNorm); ByIndices has a wrong gradient except for
 // 2-D inputs along axis 0 (the embedding and target gathers); LogSumExp
 // does not build. The operations here compute these pieces themselves.
+//
+// May import: model/..., tokenizer/..., checkpoints/..., internal/blas and
+// internal/kernel; never data/..., finetune, train, lora, a stage or an
+// application.
 package ops

@@ -16,6 +16,10 @@
 //
 //	t, err := jinja.Parse("{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}")
 //	out, err := t.Render(map[string]any{"messages": msgs})
+//
+// May import: tokenizer/..., data/..., checkpoints/..., internal/blas and
+// internal/kernel; never model/..., finetune, train, lora, a stage or an
+// application.
 package jinja
 
 import (
