@@ -149,6 +149,8 @@ func (g *Graph) param(name string, t *tensor.Dense) *gorgonia.Node {
 }
 
 // decoder builds embedding → L pre-norm blocks → final norm.
+// Attention follows Hugging Face's LlamaAttention, with Qwen3Attention's
+// per-head q/k RMSNorm where the family has it.
 func (g *Graph) decoder(hook LinearHook) *gorgonia.Node {
 	c := g.Config
 	H, KVH, D := c.NumAttentionHeads, c.KVHeads(), c.HeadDim()
@@ -175,6 +177,11 @@ func (g *Graph) decoder(hook LinearHook) *gorgonia.Node {
 		q := linear(h, "q_proj", "self_attn.", c.AttentionBias)              // (N, H·D)
 		k := linear(h, "k_proj", "self_attn.", c.AttentionBias)              // (N, KVH·D)
 		v := linear(h, "v_proj", "self_attn.", c.AttentionBias)              // (N, KVH·D)
+		if c.QKNorm() {
+			// Qwen3: RMSNorm over each query and key head, before RoPE.
+			q = must(ops.HeadRMSNorm(q, p("self_attn.q_norm.weight"), c.RMSNormEps, H))
+			k = must(ops.HeadRMSNorm(k, p("self_attn.k_norm.weight"), c.RMSNormEps, KVH))
+		}
 		q = must(ops.RoPE(q, g.T, H, invFreq))
 		k = must(ops.RoPE(k, g.T, KVH, invFreq))
 		a := must(ops.Attention(q, k, v, attn))                        // (N, H·D)
