@@ -157,8 +157,18 @@ func (c *Config) Validate() error {
 	if w := c.SlidingWindow; w != nil && (c.UseSlidingWindow || !fam.SlidingWindowSwitch) && (c.MaxPositionEmbeddings <= 0 || *w < c.MaxPositionEmbeddings) {
 		return fmt.Errorf("sliding_window %d (shorter than max_position_embeddings %d) is not implemented", *w, c.MaxPositionEmbeddings)
 	}
-	if c.UseSlidingWindow && !fam.SlidingWindowSwitch {
-		return fmt.Errorf("use_sliding_window is not a setting of model_type %s", c.ModelType)
+	// The config as SaveModel would write it must load again: every field
+	// that is set must be a key the family accepts.
+	raw, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &keys); err != nil {
+		return err
+	}
+	if err := fam.checkKeys(keys); err != nil {
+		return err
 	}
 	switch {
 	case c.HiddenSize <= 0 || c.NumHiddenLayers <= 0 || c.NumAttentionHeads <= 0 || c.IntermediateSize <= 0 || c.VocabSize <= 0:
@@ -213,6 +223,10 @@ func LoadConfig(path string) (Config, error) {
 	}
 	if c.HiddenAct == "" {
 		c.HiddenAct = "silu"
+	}
+	if _, set := keys["sliding_window"]; !set && fam.DefaultSlidingWindow > 0 {
+		w := fam.DefaultSlidingWindow
+		c.SlidingWindow = &w
 	}
 	if fam.ImpliedBias {
 		// Qwen2 always has q/k/v biases; its config.json does not say so.

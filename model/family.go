@@ -30,6 +30,10 @@ type Family struct {
 	// `use_sliding_window` is true (Qwen2, Qwen3); without it the window
 	// applies whenever it is set (Mistral).
 	SlidingWindowSwitch bool
+	// DefaultSlidingWindow is the window Hugging Face assumes when
+	// config.json has no sliding_window key (Mistral: 4096); 0 for none.
+	// A config without a window must then say "sliding_window": null.
+	DefaultSlidingWindow int
 	// Keys are the config.json keys the family accepts beyond
 	// commonKeys, each with a check of its value (nil: any value).
 	Keys map[string]KeyCheck
@@ -71,7 +75,7 @@ var families = map[string]*Family{
 		},
 	},
 	"mistral": {
-		ModelType: "mistral", Architectures: []string{"MistralForCausalLM"},
+		ModelType: "mistral", Architectures: []string{"MistralForCausalLM"}, DefaultSlidingWindow: 4096,
 		Keys: map[string]KeyCheck{
 			"attention_bias": falseBool, // Mistral's projections have no bias
 			"sliding_window": nil,       // checked by Config.Validate
