@@ -355,7 +355,9 @@ func TestLoadModelRefusesBadTensors(t *testing.T) {
 		c := microConfig(false, false)
 		c.ModelType, c.Architectures, c.HeadDimOverride = "qwen3", []string{"Qwen3ForCausalLM"}, 6
 		dir, _ := savedModel(t, c)
-		editConfig(t, dir, func(m map[string]any) { m["model_type"], m["architectures"], m["head_dim"] = "llama", []string{"LlamaForCausalLM"}, 6 })
+		editConfig(t, dir, func(m map[string]any) {
+			m["model_type"], m["architectures"], m["head_dim"] = "llama", []string{"LlamaForCausalLM"}, 6
+		})
 		wantLoadError(t, dir, "tensor model.layers.0.self_attn.q_norm.weight is not used by model_type llama")
 	})
 	t.Run("qwen3 without q_norm", func(t *testing.T) {
