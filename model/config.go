@@ -238,6 +238,9 @@ func LoadConfig(path string) (Config, error) {
 	if err := fam.checkKeys(keys); err != nil {
 		return Config{}, fmt.Errorf("load config %s: %w", path, err)
 	}
+	if err := fam.checkExplicit(keys); err != nil {
+		return Config{}, fmt.Errorf("load config %s: %w", path, err)
+	}
 	return c, nil
 }
 

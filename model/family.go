@@ -34,6 +34,11 @@ type Family struct {
 	// config.json has no sliding_window key (Mistral: 4096); 0 for none.
 	// A config without a window must then say "sliding_window": null.
 	DefaultSlidingWindow int
+	// ExplicitKeys must be present in config.json: Hugging Face's default
+	// for them differs from what Config derives when they are absent
+	// (num_key_value_heads = num_attention_heads, head_dim =
+	// hidden_size / num_attention_heads). SaveModel writes them.
+	ExplicitKeys []string
 	// Keys are the config.json keys the family accepts beyond
 	// commonKeys, each with a check of its value (nil: any value).
 	Keys map[string]KeyCheck
@@ -76,6 +81,7 @@ var families = map[string]*Family{
 	},
 	"mistral": {
 		ModelType: "mistral", Architectures: []string{"MistralForCausalLM"}, DefaultSlidingWindow: 4096,
+		ExplicitKeys: []string{"num_key_value_heads"}, // default 8
 		Keys: map[string]KeyCheck{
 			"attention_bias": falseBool, // Mistral's projections have no bias
 			"sliding_window": nil,       // checked by Config.Validate
@@ -83,6 +89,7 @@ var families = map[string]*Family{
 	},
 	"qwen2": {
 		ModelType: "qwen2", Architectures: []string{"Qwen2ForCausalLM"}, ImpliedBias: true, SlidingWindowSwitch: true,
+		ExplicitKeys: []string{"num_key_value_heads"}, // default 32
 		Keys: map[string]KeyCheck{
 			"attention_bias":     nil, // ignored: Qwen2 always has q/k/v biases
 			"sliding_window":     nil, // checked by Config.Validate
@@ -93,6 +100,7 @@ var families = map[string]*Family{
 	},
 	"qwen3": {
 		ModelType: "qwen3", Architectures: []string{"Qwen3ForCausalLM"}, QKNorm: true, SlidingWindowSwitch: true,
+		ExplicitKeys: []string{"num_key_value_heads", "head_dim"}, // defaults 32 and 128
 		Keys: map[string]KeyCheck{
 			"attention_bias":     nil,
 			"sliding_window":     nil, // checked by Config.Validate
@@ -170,6 +178,16 @@ func (f *Family) checkKeys(raw map[string]json.RawMessage) error {
 			if err := check(raw, raw[k]); err != nil {
 				return fmt.Errorf("key %q: %w", k, err)
 			}
+		}
+	}
+	return nil
+}
+
+// checkExplicit refuses a raw config.json lacking one of f.ExplicitKeys.
+func (f *Family) checkExplicit(raw map[string]json.RawMessage) error {
+	for _, k := range f.ExplicitKeys {
+		if isNull(raw[k]) {
+			return fmt.Errorf("key %q is missing: for model_type %s, Hugging Face's default is not the value derived from the other keys, so it must be given", k, f.ModelType)
 		}
 	}
 	return nil

@@ -110,13 +110,19 @@ func SaveModel(dir string, w *model.Weights, opt SaveOptions) error {
 	return nil
 }
 
-// writeConfig writes cfg as config.json. A family whose Hugging Face
-// config assumes a sliding window when the key is absent (Mistral) gets an
-// explicit "sliding_window": null when the model has none.
+// writeConfig writes cfg as config.json, with the values a Hugging Face
+// config would default differently made explicit: the key/value heads
+// always, the head dimension where the family needs it (Qwen3), and an
+// explicit "sliding_window": null for a family that assumes a window when
+// the key is absent (Mistral) and a model that has none.
 func writeConfig(path string, cfg model.Config) error {
 	fam, err := cfg.Family()
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
+	}
+	cfg.NumKeyValueHeads = cfg.KVHeads()
+	if slices.Contains(fam.ExplicitKeys, "head_dim") {
+		cfg.HeadDimOverride = cfg.HeadDim()
 	}
 	if cfg.SlidingWindow != nil || fam.DefaultSlidingWindow == 0 {
 		return writeJSON(path, cfg)

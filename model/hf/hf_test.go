@@ -267,6 +267,16 @@ func TestLoadModelRefusesUnimplementedConfig(t *testing.T) {
 			m["model_type"], m["architectures"], m["max_position_embeddings"] = "mistral", []string{"MistralForCausalLM"}, 8192
 			delete(m, "sliding_window")
 		}, []string{cfgFile, "sliding_window 4096 (shorter than max_position_embeddings 8192) is not implemented"}},
+		{"qwen3 without head_dim", func(m map[string]any) {
+			// Hugging Face's Qwen3Config defaults head_dim to 128, not
+			// hidden_size / num_attention_heads.
+			m["model_type"], m["architectures"] = "qwen3", []string{"Qwen3ForCausalLM"}
+			delete(m, "head_dim")
+		}, []string{cfgFile, `key "head_dim" is missing: for model_type qwen3`}},
+		{"qwen2 without num_key_value_heads", func(m map[string]any) {
+			m["model_type"], m["architectures"] = "qwen2", []string{"Qwen2ForCausalLM"}
+			delete(m, "num_key_value_heads")
+		}, []string{cfgFile, `key "num_key_value_heads" is missing: for model_type qwen2`}},
 		{"qwen2 sliding window on", func(m map[string]any) {
 			m["model_type"], m["architectures"], m["sliding_window"], m["use_sliding_window"] = "qwen2", []string{"Qwen2ForCausalLM"}, 16, true
 		}, []string{cfgFile, "sliding_window 16"}},
@@ -306,6 +316,7 @@ func TestLoadModelRefusesUnimplementedConfig(t *testing.T) {
 		},
 		"qwen3 window switched off": func(m map[string]any) {
 			m["model_type"], m["architectures"], m["sliding_window"], m["use_sliding_window"] = "qwen3", []string{"Qwen3ForCausalLM"}, 16, false
+			m["head_dim"] = 4
 			m["max_window_layers"], m["layer_types"] = 2, []string{"full_attention", "full_attention"}
 		},
 	} {
@@ -480,5 +491,28 @@ func TestSaveMistralWithoutWindow(t *testing.T) {
 	}
 	if got.Config.SlidingWindow != nil {
 		t.Errorf("loaded window %d", *got.Config.SlidingWindow)
+	}
+}
+
+// Values that Hugging Face would default differently are written out: a
+// Qwen3 config built without head_dim or num_key_value_heads is saved with
+// both (Qwen3Config would otherwise assume 128 and 32).
+func TestSaveWritesExplicitKeys(t *testing.T) {
+	c := microConfig(true, false)
+	c.ModelType, c.Architectures, c.HeadDimOverride, c.NumKeyValueHeads = "qwen3", []string{"Qwen3ForCausalLM"}, 0, 0
+	dir, _ := savedModel(t, c)
+	raw, err := os.ReadFile(filepath.Join(dir, ConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	if m["head_dim"] != 4.0 || m["num_key_value_heads"] != 4.0 {
+		t.Fatalf("config.json head_dim %v, num_key_value_heads %v; want 4 and 4", m["head_dim"], m["num_key_value_heads"])
+	}
+	if _, err := LoadModel(dir); err != nil {
+		t.Fatal(err)
 	}
 }
