@@ -59,6 +59,8 @@ type Config struct {
 	RopeParameters        *RopeScaling `json:"rope_parameters,omitempty"`
 	TieWordEmbeddings     bool         `json:"tie_word_embeddings"`
 	AttentionBias         bool         `json:"attention_bias,omitempty"`
+	SlidingWindow         *int         `json:"sliding_window,omitempty"`     // attend to the last N positions only (refused where it applies)
+	UseSlidingWindow      bool         `json:"use_sliding_window,omitempty"` // Qwen's switch for SlidingWindow
 	HiddenAct             string       `json:"hidden_act"`
 	BOSTokenID            any          `json:"bos_token_id,omitempty"`
 	EOSTokenID            any          `json:"eos_token_id,omitempty"`
@@ -135,8 +137,45 @@ func (c *Config) InvFreq() []float64 {
 	return inv
 }
 
-// Validate reports the first inconsistency in the configuration.
+// Family is the registered architecture family of the config's model_type.
+func (c *Config) Family() (*Family, error) { return LookupFamily(c.ModelType) }
+
+// QKNorm reports per-head RMSNorm of queries and keys (Qwen3), with
+// weights self_attn.q_norm and self_attn.k_norm of shape (D).
+func (c *Config) QKNorm() bool {
+	f, err := c.Family()
+	return err == nil && f.QKNorm
+}
+
+// Validate reports the first inconsistency in the configuration, or a
+// setting that changes the computation and is not implemented.
 func (c *Config) Validate() error {
+	fam, err := c.Family()
+	if err != nil {
+		return err
+	}
+	if err := fam.checkArchitectures(c.Architectures); err != nil {
+		return err
+	}
+	if fam.ImpliedBias && !c.AttentionBias {
+		return fmt.Errorf("model_type %s always has q/k/v biases, but attention_bias is false", c.ModelType)
+	}
+	if w := c.SlidingWindow; w != nil && (c.UseSlidingWindow || !fam.SlidingWindowSwitch) && (c.MaxPositionEmbeddings <= 0 || *w < c.MaxPositionEmbeddings) {
+		return fmt.Errorf("sliding_window %d (shorter than max_position_embeddings %d) is not implemented", *w, c.MaxPositionEmbeddings)
+	}
+	// The config as SaveModel would write it must load again: every field
+	// that is set must be a key the family accepts.
+	raw, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &keys); err != nil {
+		return err
+	}
+	if err := fam.checkKeys(keys); err != nil {
+		return err
+	}
 	switch {
 	case c.HiddenSize <= 0 || c.NumHiddenLayers <= 0 || c.NumAttentionHeads <= 0 || c.IntermediateSize <= 0 || c.VocabSize <= 0:
 		return fmt.Errorf("hidden_size, intermediate_size, num_hidden_layers, num_attention_heads and vocab_size must be positive")
@@ -161,7 +200,10 @@ func (c *Config) Validate() error {
 }
 
 // LoadConfig reads a Hugging Face config.json (a file, or a directory
-// holding one) and fills defaults the format leaves implicit.
+// holding one) and fills defaults the format leaves implicit. Loading is
+// strict: the model_type must be a registered Family, every key must be one
+// the family implements or lists as harmless metadata, and every setting
+// must be implemented (Validate); the error names the file and the key.
 func LoadConfig(path string) (Config, error) {
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
 		path = filepath.Join(path, "config.json")
@@ -170,8 +212,16 @@ func LoadConfig(path string) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("load config: %w", err)
 	}
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &keys); err != nil {
+		return Config{}, fmt.Errorf("load config %s: %w", path, err)
+	}
 	var c Config
 	if err := json.Unmarshal(raw, &c); err != nil {
+		return Config{}, fmt.Errorf("load config %s: %w", path, err)
+	}
+	fam, err := c.Family()
+	if err != nil {
 		return Config{}, fmt.Errorf("load config %s: %w", path, err)
 	}
 	if c.RMSNormEps == 0 {
@@ -180,11 +230,21 @@ func LoadConfig(path string) (Config, error) {
 	if c.HiddenAct == "" {
 		c.HiddenAct = "silu"
 	}
-	if c.ModelType == "qwen2" && !c.AttentionBias {
+	if _, set := keys["sliding_window"]; !set && fam.DefaultSlidingWindow > 0 {
+		w := fam.DefaultSlidingWindow
+		c.SlidingWindow = &w
+	}
+	if fam.ImpliedBias {
 		// Qwen2 always has q/k/v biases; its config.json does not say so.
 		c.AttentionBias = true
 	}
 	if err := c.Validate(); err != nil {
+		return Config{}, fmt.Errorf("load config %s: %w", path, err)
+	}
+	if err := fam.checkKeys(keys); err != nil {
+		return Config{}, fmt.Errorf("load config %s: %w", path, err)
+	}
+	if err := fam.checkExplicit(keys); err != nil {
 		return Config{}, fmt.Errorf("load config %s: %w", path, err)
 	}
 	return c, nil

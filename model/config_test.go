@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -30,11 +31,12 @@ func TestLoadConfigDefaultsAndVariants(t *testing.T) {
 		t.Fatalf("head dim %d, kv heads %d, %d frequencies", c.HeadDim(), c.KVHeads(), len(c.InvFreq()))
 	}
 	for _, bad := range []string{
-		`{"hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":3,"num_key_value_heads":2,"vocab_size":100}`,
-		`{"hidden_size":2,"intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,"vocab_size":100}`,
-		`{"hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,"vocab_size":100,"hidden_act":"gelu"}`,
-		`{"hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,"vocab_size":100,"rope_scaling":{"type":"yarn","factor":2}}`,
-		`{"hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,"vocab_size":100,"rms_norm_eps":-1}`,
+		`{"model_type":"llama","hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":3,"num_key_value_heads":2,"vocab_size":100}`,
+		`{"model_type":"llama","hidden_size":2,"intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,"vocab_size":100}`,
+		`{"model_type":"llama","hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,"vocab_size":100,"hidden_act":"gelu"}`,
+		`{"model_type":"llama","hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,"vocab_size":100,"rope_scaling":{"type":"yarn","factor":2}}`,
+		`{"model_type":"llama","hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,"vocab_size":100,"rms_norm_eps":-1}`,
+		`{"hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,"vocab_size":100}`,
 	} {
 		if _, err := LoadConfig(writeConfig(t, bad)); err == nil {
 			t.Errorf("accepted %s", bad)
@@ -44,13 +46,73 @@ func TestLoadConfigDefaultsAndVariants(t *testing.T) {
 	}
 }
 
+// The registry: each family's defaults and switches, and configs built in
+// code are held to the same rules as config.json (Validate).
+func TestFamilies(t *testing.T) {
+	if got := FamilyNames(); !slices.Equal(got, []string{"llama", "mistral", "qwen2", "qwen3"}) {
+		t.Fatalf("families %v", got)
+	}
+	c, err := LoadConfig(writeConfig(t, `{"architectures":["Qwen3ForCausalLM"],"model_type":"qwen3","hidden_size":32,
+		"intermediate_size":48,"num_hidden_layers":1,"num_attention_heads":4,"num_key_value_heads":2,"head_dim":16,
+		"vocab_size":64,"max_position_embeddings":64,"attention_bias":false,"attention_dropout":0.0,
+		"sliding_window":null,"use_sliding_window":false,"max_window_layers":1,"rope_scaling":null,"torch_dtype":"bfloat16"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.QKNorm() || c.AttentionBias || c.HeadDim() != 16 {
+		t.Fatalf("qwen3: q/k norm %v, bias %v, head dim %d", c.QKNorm(), c.AttentionBias, c.HeadDim())
+	}
+	w, err := Allocate(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := w.Layers[0]; l.QNorm == nil || l.KNorm == nil || l.QNorm.Shape()[0] != 16 {
+		t.Fatalf("qwen3 layer lacks (16) q/k norms: %+v", l)
+	}
+	llama, err := Preset("tiny", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if llama.QKNorm() {
+		t.Error("llama has q/k norms")
+	}
+	if w, _ := Allocate(llama); w.Layers[0].QNorm != nil {
+		t.Error("llama layer has a q_norm")
+	}
+	window := 16
+	for name, edit := range map[string]func(*Config){
+		"gemma":                func(c *Config) { c.ModelType = "gemma" },
+		"no model_type":        func(c *Config) { c.ModelType = "" },
+		"qwen2 without bias":   func(c *Config) { c.ModelType, c.Architectures = "qwen2", []string{"Qwen2ForCausalLM"} },
+		"architecture":         func(c *Config) { c.Architectures = []string{"MistralForCausalLM"} },
+		"sliding window llama": func(c *Config) { c.SlidingWindow = &window },
+		"mistral window": func(c *Config) {
+			c.ModelType, c.Architectures, c.SlidingWindow = "mistral", []string{"MistralForCausalLM"}, &window
+		},
+		"mistral bias": func(c *Config) {
+			c.ModelType, c.Architectures, c.AttentionBias = "mistral", []string{"MistralForCausalLM"}, true
+		},
+	} {
+		bad := llama
+		edit(&bad)
+		if err := bad.Validate(); err == nil {
+			t.Errorf("%s: Validate accepted %+v", name, bad)
+		} else if _, err := Allocate(bad); err == nil {
+			t.Errorf("%s: Allocate accepted it", name)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
+	}
+}
+
 // FuzzLoadConfig: any config.json either fails with an error or gives a
 // config whose derived quantities are usable.
 func FuzzLoadConfig(f *testing.F) {
-	f.Add(`{"hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,"vocab_size":100}`)
+	f.Add(`{"model_type":"llama","hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,"vocab_size":100}`)
 	f.Add(`{"model_type":"qwen2","hidden_size":32,"intermediate_size":48,"num_hidden_layers":1,"num_attention_heads":4,"num_key_value_heads":1,"vocab_size":64,"tie_word_embeddings":true}`)
-	f.Add(`{"hidden_size":32,"intermediate_size":64,"num_hidden_layers":2,"num_attention_heads":2,"num_key_value_heads":1,"vocab_size":64,"rope_parameters":{"rope_type":"llama3","rope_theta":10000,"factor":8,"low_freq_factor":1,"high_freq_factor":4,"original_max_position_embeddings":32}}`)
-	f.Add(`{"hidden_size":8,"num_attention_heads":16,"head_dim":0}`)
+	f.Add(`{"model_type":"llama","hidden_size":32,"intermediate_size":64,"num_hidden_layers":2,"num_attention_heads":2,"num_key_value_heads":1,"vocab_size":64,"rope_parameters":{"rope_type":"llama3","rope_theta":10000,"factor":8,"low_freq_factor":1,"high_freq_factor":4,"original_max_position_embeddings":32}}`)
+	f.Add(`{"model_type":"llama","hidden_size":8,"num_attention_heads":16,"head_dim":0}`)
+	f.Add(`{"model_type":"qwen3","hidden_size":32,"intermediate_size":48,"num_hidden_layers":1,"num_attention_heads":4,"num_key_value_heads":2,"head_dim":6,"vocab_size":64,"sliding_window":8,"use_sliding_window":false}`)
 	f.Fuzz(func(t *testing.T, body string) {
 		c, err := LoadConfig(writeConfig(t, body))
 		if err != nil {

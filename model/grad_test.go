@@ -21,6 +21,14 @@ func microConfig(tied, bias bool, scaling *RopeScaling) Config {
 	}
 }
 
+// qwen3Micro is microConfig as Qwen3: per-head q/k norms and a head
+// dimension (6) other than hidden/heads (4).
+func qwen3Micro(tied bool) Config {
+	c := microConfig(tied, false, nil)
+	c.ModelType, c.Architectures, c.HeadDimOverride = "qwen3", []string{"Qwen3ForCausalLM"}, 6
+	return c
+}
+
 // scrambled returns weights with O(1) values everywhere (norms around 1,
 // nonzero biases), so that every gradient is far from zero and a wrong
 // formula cannot hide behind tiny numbers.
@@ -84,7 +92,7 @@ func projection(n int, seed uint64) LossFunc {
 
 // TestModelGradient checks every parameter's gradient of the whole model
 // against central finite differences in float64, for each head and
-// several configurations.
+// several configurations (Qwen3's q_norm and k_norm included).
 func TestModelGradient(t *testing.T) {
 	llama3 := &RopeScaling{RopeType: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 8}
 	for _, tc := range []struct {
@@ -96,6 +104,8 @@ func TestModelGradient(t *testing.T) {
 		{"tied+bias/meannll", microConfig(true, true, nil), "meannll"},
 		{"untied+llama3/logprobs", microConfig(false, false, llama3), "logprobs"},
 		{"tied+bias/logits", microConfig(true, true, nil), "logits"},
+		{"qwen3+untied/meannll", qwen3Micro(false), "meannll"},
+		{"qwen3+tied/logits", qwen3Micro(true), "logits"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := scrambled(t, tc.cfg, 1)

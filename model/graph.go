@@ -93,6 +93,11 @@ func Build(w *Weights, opt GraphOptions) (g *Graph, err error) {
 	if opt.B <= 0 || opt.T <= 0 {
 		return nil, fmt.Errorf("build graph: batch %d × %d tokens", opt.B, opt.T)
 	}
+	for i, l := range w.Layers {
+		if (l.QNorm != nil) != c.QKNorm() || (l.KNorm != nil) != c.QKNorm() {
+			return nil, fmt.Errorf("build graph: layer %d has q/k norms %v/%v, model_type %s uses them: %v", i, l.QNorm != nil, l.KNorm != nil, c.ModelType, c.QKNorm())
+		}
+	}
 	if opt.Dtype == (tensor.Dtype{}) {
 		opt.Dtype = tensor.Float32
 	}
@@ -149,6 +154,8 @@ func (g *Graph) param(name string, t *tensor.Dense) *gorgonia.Node {
 }
 
 // decoder builds embedding → L pre-norm blocks → final norm.
+// Attention follows Hugging Face's LlamaAttention, with Qwen3Attention's
+// per-head q/k RMSNorm where the family has it.
 func (g *Graph) decoder(hook LinearHook) *gorgonia.Node {
 	c := g.Config
 	H, KVH, D := c.NumAttentionHeads, c.KVHeads(), c.HeadDim()
@@ -175,6 +182,11 @@ func (g *Graph) decoder(hook LinearHook) *gorgonia.Node {
 		q := linear(h, "q_proj", "self_attn.", c.AttentionBias)              // (N, H·D)
 		k := linear(h, "k_proj", "self_attn.", c.AttentionBias)              // (N, KVH·D)
 		v := linear(h, "v_proj", "self_attn.", c.AttentionBias)              // (N, KVH·D)
+		if c.QKNorm() {
+			// Qwen3: RMSNorm over each query and key head, before RoPE.
+			q = must(ops.HeadRMSNorm(q, p("self_attn.q_norm.weight"), c.RMSNormEps, H))
+			k = must(ops.HeadRMSNorm(k, p("self_attn.k_norm.weight"), c.RMSNormEps, KVH))
+		}
 		q = must(ops.RoPE(q, g.T, H, invFreq))
 		k = must(ops.RoPE(k, g.T, KVH, invFreq))
 		a := must(ops.Attention(q, k, v, attn))                        // (N, H·D)

@@ -299,6 +299,11 @@ func TestBuildRejectsBadInput(t *testing.T) {
 	if _, err := Build(w, GraphOptions{B: 1, T: 5, Dtype: tensor.Int}); err == nil {
 		t.Error("an int graph accepted")
 	}
+	q := scrambled(t, qwen3Micro(false), 1)
+	q.Layers[1].KNorm = nil
+	if _, err := Build(q, GraphOptions{B: 1, T: 5}); err == nil || !strings.Contains(err.Error(), "layer 1 has q/k norms true/false") {
+		t.Errorf("a qwen3 layer without k_norm: %v", err)
+	}
 	g, err := Build(w, GraphOptions{B: 1, T: 5})
 	if err != nil {
 		t.Fatal(err)

@@ -96,10 +96,11 @@ func loadFixture(t *testing.T, dir string) (*fixture, *Weights) {
 // TestReferenceLogits compares logits, target log-probs and the mean NLL
 // of small random checkpoints with an independent float64 PyTorch forward
 // pass (testdata/gen_reference.py): GQA untied, MQA tied with q/k/v bias,
-// GQA with Llama-3 RoPE scaling; right padding included.
+// GQA with Llama-3 RoPE scaling, and Qwen3 (per-head q/k norms, head_dim ≠
+// hidden/heads, GQA, untied); right padding included.
 func TestReferenceLogits(t *testing.T) {
 	dirs, err := filepath.Glob("testdata/reference/*")
-	if err != nil || len(dirs) < 3 {
+	if err != nil || len(dirs) < 4 {
 		t.Fatalf("reference fixtures missing (%v): run /usr/bin/python3 testdata/gen_reference.py", err)
 	}
 	for _, dir := range dirs {

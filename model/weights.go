@@ -9,7 +9,9 @@ import (
 )
 
 // Layer holds one decoder block's parameters, linear weights in Hugging
-// Face layout [out, in] (y = x·Wᵀ). Bq, Bk, Bv are nil without attention bias.
+// Face layout [out, in] (y = x·Wᵀ). Bq, Bk, Bv are nil without attention
+// bias; QNorm, KNorm are nil unless the family normalises query and key
+// heads (Config.QKNorm).
 type Layer struct {
 	AttnNorm   *tensor.Dense // (C)
 	Wq         *tensor.Dense // (H·D, C)
@@ -17,6 +19,8 @@ type Layer struct {
 	Wv         *tensor.Dense // (KVH·D, C)
 	Wo         *tensor.Dense // (C, H·D)
 	Bq, Bk, Bv *tensor.Dense // (H·D), (KVH·D), (KVH·D)
+	QNorm      *tensor.Dense // (D) RMSNorm weight of every query head
+	KNorm      *tensor.Dense // (D) RMSNorm weight of every key head
 	MLPNorm    *tensor.Dense // (C)
 	Gate       *tensor.Dense // (F, C)
 	Up         *tensor.Dense // (F, C)
@@ -74,6 +78,9 @@ func Allocate(c Config) (*Weights, error) {
 		}
 		if c.AttentionBias {
 			l.Bq, l.Bk, l.Bv = NewTensor(H*D), NewTensor(KVH*D), NewTensor(KVH*D)
+		}
+		if c.QKNorm() {
+			l.QNorm, l.KNorm = ones(D), ones(D)
 		}
 		w.Layers = append(w.Layers, l)
 	}
@@ -135,6 +142,12 @@ func (w *Weights) Named() []Named {
 				Named{p + "self_attn.q_proj.bias", l.Bq},
 				Named{p + "self_attn.k_proj.bias", l.Bk},
 				Named{p + "self_attn.v_proj.bias", l.Bv},
+			)
+		}
+		if l.QNorm != nil {
+			out = append(out,
+				Named{p + "self_attn.q_norm.weight", l.QNorm},
+				Named{p + "self_attn.k_norm.weight", l.KNorm},
 			)
 		}
 		out = append(out,

@@ -7,7 +7,8 @@
 // The forward pass follows Hugging Face's LlamaForCausalLM: RMSNorm (Zhang &
 // Sennrich 2019), rotary position embeddings in the rotate-half layout (Su et
 // al. 2021, eq. 34), grouped-query attention (Ainslie et al. 2023) and a
-// SwiGLU MLP (Shazeer 2020). Dimension letters follow the model package:
+// SwiGLU MLP (Shazeer 2020); for Qwen3, queries and keys are RMS-normalised
+// per head before RoPE (Qwen3Attention's q_norm and k_norm). Dimension letters follow the model package:
 // C hidden, F MLP hidden, V vocabulary, L layers, H heads, KVH key/value
 // heads, D head dimension, N rows (tokens) in one forward call.
 //
@@ -99,6 +100,11 @@ func (e *Engine) checkShapes() error {
 			shape{p + "down_proj", l.Down, C * F})
 		if w.Config.AttentionBias {
 			checks = append(checks, shape{p + "q_proj.bias", l.Bq, HD}, shape{p + "k_proj.bias", l.Bk, KD}, shape{p + "v_proj.bias", l.Bv, KD})
+		}
+		if w.Config.QKNorm() {
+			checks = append(checks, shape{p + "q_norm", l.QNorm, e.D}, shape{p + "k_norm", l.KNorm, e.D})
+		} else if l.QNorm != nil || l.KNorm != nil {
+			return fmt.Errorf("%sq_norm/k_norm present, but model_type %q does not use them", p, w.Config.ModelType)
 		}
 	}
 	for _, c := range checks {
@@ -336,6 +342,11 @@ func (e *Engine) forward(states []*State, feeds [][]int, all bool) ([][]float32,
 		}
 		if err := e.linear(ws.v, xb, ly.Wv, ly.Bv, l, "v_proj", N, C, KD); err != nil {
 			return nil, err
+		}
+		if ly.QNorm != nil {
+			// Qwen3: RMSNorm over each query and key head, before RoPE.
+			rmsNorm(ws.q, ws.q, model.F32(ly.QNorm), N*H, D, e.eps)
+			rmsNorm(ws.k, ws.k, model.F32(ly.KNorm), N*KVH, D, e.eps)
 		}
 		for r, rw := range ws.rows {
 			e.rope(ws.q[r*HD:(r+1)*HD], rw.pos, H)

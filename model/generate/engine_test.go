@@ -30,7 +30,8 @@ func randTokens(r *rand.Rand, n, V int) []int {
 }
 
 // Every configuration the engine branches on: GQA, MHA, attention bias,
-// tied embeddings, Llama-3 RoPE scaling, head_dim override.
+// tied embeddings, Llama-3 RoPE scaling, head_dim override, Qwen3's
+// per-head q/k norms (with head_dim ≠ hidden/heads and an untied head).
 func configVariants(t *testing.T) map[string]model.Config {
 	base := testConfig(t)
 	mha := base
@@ -44,7 +45,10 @@ func configVariants(t *testing.T) map[string]model.Config {
 	scaled.RopeScaling = &model.RopeScaling{RopeType: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 16}
 	hd := base
 	hd.HeadDimOverride = 12
-	return map[string]model.Config{"gqa": base, "mha": mha, "bias": bias, "untied": untied, "llama3-rope": scaled, "head-dim": hd}
+	qwen3 := base
+	qwen3.ModelType, qwen3.Architectures = "qwen3", []string{"Qwen3ForCausalLM"}
+	qwen3.HeadDimOverride, qwen3.TieWordEmbeddings, qwen3.RopeTheta = 12, false, 1e6
+	return map[string]model.Config{"gqa": base, "mha": mha, "bias": bias, "untied": untied, "llama3-rope": scaled, "head-dim": hd, "qwen3": qwen3}
 }
 
 func TestForwardMatchesReference(t *testing.T) {

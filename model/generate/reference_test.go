@@ -10,8 +10,8 @@ import (
 
 // This file holds what the tests compare against: an independent,
 // full-recompute float64 forward pass written straight from Hugging Face's
-// modeling_llama.py (no cache, no BLAS, no shared code with the engine), and
-// a byte tokenizer.
+// modeling_llama.py, with modeling_qwen3.py's per-head q/k norms (no cache,
+// no BLAS, no shared code with the engine), and a byte tokenizer.
 
 // refLogits returns the (T, V) logits of every position of toks.
 func refLogits(w *model.Weights, toks []int, lr LowRank) [][]float64 {
@@ -101,6 +101,14 @@ func refLogits(w *model.Weights, toks []int, lr LowRank) [][]float64 {
 			q[t] = lin(h, f(ly.Wq), bias(bq), H*D, l, "q_proj")
 			k[t] = lin(h, f(ly.Wk), bias(bk), KVH*D, l, "k_proj")
 			v[t] = lin(h, f(ly.Wv), bias(bv), KVH*D, l, "v_proj")
+			if ly.QNorm != nil { // Qwen3Attention: q_norm, k_norm per head
+				for hd := range H {
+					copy(q[t][hd*D:(hd+1)*D], norm(q[t][hd*D:(hd+1)*D], f(ly.QNorm)))
+				}
+				for hd := range KVH {
+					copy(k[t][hd*D:(hd+1)*D], norm(k[t][hd*D:(hd+1)*D], f(ly.KNorm)))
+				}
+			}
 			rope(q[t], t)
 			rope(k[t], t)
 		}

@@ -14,9 +14,13 @@ package hf
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+
+	"gorgonia.org/tensor"
 
 	"github.com/gotune/gotune/checkpoints/atomicfile"
 	"github.com/gotune/gotune/checkpoints/safetensors"
@@ -94,9 +98,13 @@ func SaveModel(dir string, w *model.Weights, opt SaveOptions) error {
 	cfg := w.Config
 	cfg.TorchDtype = torchDtype(opt.Dtype)
 	if len(cfg.Architectures) == 0 {
-		cfg.Architectures = []string{"LlamaForCausalLM"}
+		fam, err := cfg.Family()
+		if err != nil {
+			return fmt.Errorf("save model %s: %w", dir, err)
+		}
+		cfg.Architectures = fam.Architectures[:1]
 	}
-	if err := writeJSON(filepath.Join(dir, ConfigFile), cfg); err != nil {
+	if err := writeConfig(filepath.Join(dir, ConfigFile), cfg); err != nil {
 		return fmt.Errorf("save model: %w", err)
 	}
 	gen := GenerationConfig{BOSTokenID: cfg.BOSTokenID, EOSTokenID: cfg.EOSTokenID, FromModelConfig: true}
@@ -104,6 +112,35 @@ func SaveModel(dir string, w *model.Weights, opt SaveOptions) error {
 		return fmt.Errorf("save model: %w", err)
 	}
 	return nil
+}
+
+// writeConfig writes cfg as config.json, with the values a Hugging Face
+// config would default differently made explicit: the key/value heads
+// always, the head dimension where the family needs it (Qwen3), and an
+// explicit "sliding_window": null for a family that assumes a window when
+// the key is absent (Mistral) and a model that has none.
+func writeConfig(path string, cfg model.Config) error {
+	fam, err := cfg.Family()
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	cfg.NumKeyValueHeads = cfg.KVHeads()
+	if slices.Contains(fam.ExplicitKeys, "head_dim") {
+		cfg.HeadDimOverride = cfg.HeadDim()
+	}
+	if cfg.SlidingWindow != nil || fam.DefaultSlidingWindow == 0 {
+		return writeJSON(path, cfg)
+	}
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	m["sliding_window"] = nil
+	return writeJSON(path, m)
 }
 
 func writeJSON(path string, v any) error {
@@ -114,38 +151,116 @@ func writeJSON(path string, v any) error {
 	return atomicfile.WriteBytes(path, append(raw, '\n'))
 }
 
-// LoadModel reads a Hugging Face model directory: config.json through
-// model.LoadConfig, then every parameter by its Hugging Face name from
-// model.safetensors or its sharded set (F32, F16, BF16 or F64 data, converted
-// to float32). A missing or mis-shaped tensor is an error naming it. Tensors
-// the model does not use (e.g. rotary_emb.inv_freq of old exports, or a
-// redundant lm_head.weight when embeddings are tied) are ignored.
+// LoadOptions control how LoadModelWith reads a model directory.
+type LoadOptions struct {
+	// AllowUnusedTensors loads a checkpoint that holds tensors no part of
+	// the model consumes instead of refusing it; their names are returned
+	// so that the caller can report them.
+	AllowUnusedTensors bool
+}
+
+// LoadModel reads a Hugging Face model directory strictly
+// (LoadModelWith with default options): a tensor the model does not
+// consume is an error.
 func LoadModel(dir string) (*model.Weights, error) {
+	w, _, err := LoadModelWith(dir, LoadOptions{})
+	return w, err
+}
+
+// LoadModelWith reads a Hugging Face model directory: config.json through
+// model.LoadConfig (which refuses unregistered families and settings that
+// are not implemented), then every parameter by its Hugging Face name from
+// model.safetensors or its sharded set (F32, F16, BF16 or F64 data,
+// converted to float32). Each error names the directory and the tensor: a
+// missing or mis-shaped tensor, a value that is NaN or ±Inf, and a tensor
+// that no part of the model consumes, so that no checkpoint ever loads
+// silently wrong. Two kinds of extra tensors are accepted because they
+// carry nothing the model lacks: the rotary_emb.inv_freq buffers of old
+// exports (the frequencies are recomputed from the config, as Hugging Face
+// does), and an lm_head.weight next to tied embeddings when it equals
+// embed_tokens exactly. With opt.AllowUnusedTensors the other unused
+// tensors are skipped and their names returned, sorted.
+func LoadModelWith(dir string, opt LoadOptions) (w *model.Weights, unused []string, err error) {
 	cfg, err := model.LoadConfig(filepath.Join(dir, ConfigFile))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	w, err := model.Allocate(cfg)
+	w, err = model.Allocate(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("load model %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("load model %s: %w", dir, err)
 	}
 	set, err := safetensors.OpenSet(dir, WeightsBase)
 	if err != nil {
-		return nil, fmt.Errorf("load model %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("load model %s: %w", dir, err)
 	}
 	defer set.Close()
+	used := map[string]bool{}
 	for _, n := range w.Named() {
-		info, ok := set.Info(n.Name)
-		if !ok {
-			return nil, fmt.Errorf("load model %s: tensor %s is missing", dir, n.Name)
+		if err := readChecked(set, n.Name, n.Tensor); err != nil {
+			return nil, nil, fmt.Errorf("load model %s: %w", dir, err)
 		}
-		want := []int(n.Tensor.Shape())
-		if !slices.Equal(info.Shape, want) {
-			return nil, fmt.Errorf("load model %s: tensor %s has shape %v, the config needs %v", dir, n.Name, info.Shape, want)
-		}
-		if err := set.ReadInto(n.Name, model.F32(n.Tensor)); err != nil {
-			return nil, fmt.Errorf("load model %s: %w", dir, err)
+		used[n.Name] = true
+	}
+	for _, name := range set.Names() {
+		switch {
+		case used[name], isRotaryBuffer(name):
+		case name == "lm_head.weight" && cfg.TieWordEmbeddings:
+			if err := checkTiedHead(set, w); err != nil {
+				return nil, nil, fmt.Errorf("load model %s: %w", dir, err)
+			}
+		case opt.AllowUnusedTensors:
+			unused = append(unused, name)
+		default:
+			return nil, nil, fmt.Errorf("load model %s: tensor %s is not used by model_type %s (a checkpoint of another architecture?)", dir, name, cfg.ModelType)
 		}
 	}
-	return w, nil
+	slices.Sort(unused)
+	return w, unused, nil
+}
+
+// readChecked reads tensor name into dst after checking its shape, and
+// refuses NaN and ±Inf values.
+func readChecked(set *safetensors.Set, name string, dst *tensor.Dense) error {
+	info, ok := set.Info(name)
+	if !ok {
+		return fmt.Errorf("tensor %s is missing", name)
+	}
+	want := []int(dst.Shape())
+	if !slices.Equal(info.Shape, want) {
+		return fmt.Errorf("tensor %s has shape %v, the config needs %v", name, info.Shape, want)
+	}
+	data := model.F32(dst)
+	if err := set.ReadInto(name, data); err != nil {
+		return err
+	}
+	for i, v := range data {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return fmt.Errorf("tensor %s holds %v at index %d", name, v, i)
+		}
+	}
+	return nil
+}
+
+// isRotaryBuffer matches the rotary inverse-frequency buffers older
+// transformers versions saved (model.layers.N.self_attn.rotary_emb.inv_freq,
+// model.rotary_emb.inv_freq).
+func isRotaryBuffer(name string) bool {
+	return strings.HasSuffix(name, "rotary_emb.inv_freq")
+}
+
+// checkTiedHead accepts a stored lm_head.weight beside tied embeddings only
+// when it is the embedding matrix exactly; any difference means the head
+// was trained apart and tying it would change the model.
+func checkTiedHead(set *safetensors.Set, w *model.Weights) error {
+	head := model.NewTensor(w.Embed.Shape()...)
+	if err := readChecked(set, "lm_head.weight", head); err != nil {
+		return fmt.Errorf("%w (tie_word_embeddings is true)", err)
+	}
+	emb := model.F32(w.Embed)
+	for i, v := range model.F32(head) {
+		if v != emb[i] {
+			return fmt.Errorf("tensor lm_head.weight differs from model.embed_tokens.weight at index %d (%g vs %g), but tie_word_embeddings is true", i, v, emb[i])
+		}
+	}
+	return nil
 }

@@ -185,6 +185,53 @@ func TestRMSNormGradient(t *testing.T) {
 	}})
 }
 
+// HeadRMSNorm normalises every head of a row on its own with one shared
+// weight: its gradients (x and the weight summed over heads) against
+// finite differences, and its output against RMSNorm of each head alone.
+func TestHeadRMSNormGradient(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 8))
+	const N, heads, D = 5, 3, 4
+	w := randTensor(r, 0.3, D)
+	for i, v := range w.Data().([]float64) {
+		w.Data().([]float64)[i] = 1 + v
+	}
+	x := randTensor(r, 1, N, heads*D)
+	checkOp(t, opCase{"head rmsnorm", []*tensor.Dense{x, w}, func(in []*G.Node) (*G.Node, error) {
+		return HeadRMSNorm(in[0], in[1], 1e-5, heads)
+	}})
+
+	// Forward: each (row, head) block equals x̂·w of that block alone.
+	xd, wd := x.Data().([]float64), w.Data().([]float64)
+	g := G.NewGraph()
+	xn := G.NewTensor(g, tensor.Float64, 2, G.WithShape(N, heads*D), G.WithName("x"), G.WithValue(x))
+	wn := G.NewTensor(g, tensor.Float64, 1, G.WithShape(D), G.WithName("w"), G.WithValue(w))
+	y, err := HeadRMSNorm(xn, wn, 1e-5, heads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := G.NewTapeMachine(g)
+	if err := m.RunAll(); err != nil {
+		t.Fatal(err)
+	}
+	got := y.Value().Data().([]float64)
+	for n := range N * heads {
+		blk := xd[n*D : (n+1)*D]
+		var ss float64
+		for _, v := range blk {
+			ss += v * v
+		}
+		rs := 1 / math.Sqrt(ss/D+1e-5)
+		for i, v := range blk {
+			if want := v * rs * wd[i]; math.Abs(got[n*D+i]-want) > 1e-12 {
+				t.Fatalf("block %d [%d] = %g, want %g", n, i, got[n*D+i], want)
+			}
+		}
+	}
+	if _, err := HeadRMSNorm(xn, wn, 1e-5, 2); err == nil {
+		t.Error("accepted x of 3 heads as 2 heads of the weight")
+	}
+}
+
 func TestRoPEGradient(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 3))
 	inv := []float64{1, 0.1, 0.01}

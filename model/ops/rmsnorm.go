@@ -16,13 +16,26 @@ import (
 //
 //	y = x · r · w,   r = 1 / √(mean(x²) + ε)
 func RMSNorm(x, weight *G.Node, eps float64) (*G.Node, error) {
-	return apply(&rmsnormOp{eps: eps}, x, weight)
+	return apply(&rmsnormOp{eps: eps, heads: 1}, x, weight)
+}
+
+// HeadRMSNorm normalises each of the heads blocks of D values in every row
+// of x (N, heads·D) on its own, all with the same weight (D): RMSNorm over
+// the head dimension, as Qwen3 applies to queries and keys (its q_norm and
+// k_norm). It is RMSNorm of x viewed as (N·heads, D), so it shares
+// RMSNorm's kernels and backward pass.
+func HeadRMSNorm(x, weight *G.Node, eps float64, heads int) (*G.Node, error) {
+	if heads <= 0 {
+		return nil, fmt.Errorf("head rmsnorm: %d heads", heads)
+	}
+	return apply(&rmsnormOp{eps: eps, heads: heads}, x, weight)
 }
 
 type rmsnormOp struct {
 	pure
-	eps float64
-	out buffer
+	eps   float64
+	heads int // blocks per row normalised separately (1: the whole row)
+	out   buffer
 }
 
 func (op *rmsnormOp) Arity() int { return 2 }
@@ -34,14 +47,21 @@ func (op *rmsnormOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s[0][1] != s[1][0] {
-		return nil, fmt.Errorf("rmsnorm: x %v and weight %v disagree", s[0], s[1])
+	if s[0][1] != op.heads*s[1][0] {
+		return nil, fmt.Errorf("rmsnorm: x %v is not %d heads of weight %v", s[0], op.heads, s[1])
 	}
 	return s[0].Clone(), nil
 }
-func (op *rmsnormOp) WriteHash(h hash.Hash) { fmt.Fprintf(h, "gotune.RMSNorm{%v}", op.eps) }
-func (op *rmsnormOp) Hashcode() uint32      { return hashOf(op) }
-func (op *rmsnormOp) String() string        { return "RMSNorm" }
+func (op *rmsnormOp) WriteHash(h hash.Hash) {
+	fmt.Fprintf(h, "gotune.RMSNorm{%v,%d}", op.eps, op.heads)
+}
+func (op *rmsnormOp) Hashcode() uint32 { return hashOf(op) }
+func (op *rmsnormOp) String() string {
+	if op.heads > 1 {
+		return "HeadRMSNorm"
+	}
+	return "RMSNorm"
+}
 
 func (op *rmsnormOp) Do(in ...G.Value) (G.Value, error) {
 	x, err := dense(in[0], "rmsnorm x")
@@ -52,8 +72,9 @@ func (op *rmsnormOp) Do(in ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	N, C := x.Shape()[0], x.Shape()[1]
-	out := op.out.get(x.Dtype(), N, C)
+	out := op.out.get(x.Dtype(), x.Shape()...)
+	// Rows of the kernel: every head of every row.
+	N, C := x.Shape()[0]*op.heads, w.Shape()[0]
 	switch x.Dtype() {
 	case tensor.Float32:
 		rmsnormForward(floats[float32](x, w, out), N, C, op.eps)
@@ -88,11 +109,11 @@ func rmsnormForward[T Float](s [][]T, N, C int, eps float64) {
 
 func (op *rmsnormOp) DiffWRT(int) []bool { return []bool{true, true} }
 func (op *rmsnormOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
-	dx, err := apply(&rmsnormGradOp{eps: op.eps}, in[0], in[1], grad)
+	dx, err := apply(&rmsnormGradOp{eps: op.eps, heads: op.heads}, in[0], in[1], grad)
 	if err != nil {
 		return nil, err
 	}
-	dw, err := apply(&rmsnormGradOp{eps: op.eps, weight: true}, in[0], in[1], grad)
+	dw, err := apply(&rmsnormGradOp{eps: op.eps, heads: op.heads, weight: true}, in[0], in[1], grad)
 	return G.Nodes{dx, dw}, err
 }
 
@@ -105,6 +126,7 @@ type rmsnormGradOp struct {
 	pure
 	terminal
 	eps    float64
+	heads  int  // as rmsnormOp.heads
 	weight bool // dw instead of dx
 	out    buffer
 }
@@ -127,7 +149,7 @@ func (op *rmsnormGradOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 	return s[0].Clone(), nil
 }
 func (op *rmsnormGradOp) WriteHash(h hash.Hash) {
-	fmt.Fprintf(h, "gotune.RMSNormGrad{%v,%v}", op.eps, op.weight)
+	fmt.Fprintf(h, "gotune.RMSNormGrad{%v,%d,%v}", op.eps, op.heads, op.weight)
 }
 func (op *rmsnormGradOp) Hashcode() uint32 { return hashOf(op) }
 func (op *rmsnormGradOp) String() string {
@@ -146,12 +168,12 @@ func (op *rmsnormGradOp) Do(in ...G.Value) (G.Value, error) {
 		}
 		ts[i] = t
 	}
-	N, C := ts[0].Shape()[0], ts[0].Shape()[1]
+	N, C := ts[0].Shape()[0]*op.heads, ts[1].Shape()[0]
 	var out *tensor.Dense
 	if op.weight {
 		out = op.out.get(ts[0].Dtype(), C)
 	} else {
-		out = op.out.get(ts[0].Dtype(), N, C)
+		out = op.out.get(ts[0].Dtype(), ts[0].Shape()...)
 	}
 	switch ts[0].Dtype() {
 	case tensor.Float32:

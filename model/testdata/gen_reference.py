@@ -1,8 +1,13 @@
 #!/usr/bin/python3
-"""Reference outputs for model/reference_test.go.
+"""Reference outputs for model/reference_test.go and
+model/generate/reference_test.go.
 
 A plain LLaMA-architecture forward pass written from the equations (not
-taken from any library), run in float64 on small random checkpoints. For
+taken from any library), run in float64 on small random checkpoints; for
+model_type qwen3 it adds what Qwen3's published definition adds: an
+RMSNorm over the head dimension of every query and key head (q_norm,
+k_norm, weights of shape (head_dim)) after the projections and before
+RoPE, with an explicit head_dim that need not be hidden_size / heads. For
 each case it writes testdata/reference/<case>/:
 
   config.json    Hugging Face style config the Go test loads with LoadConfig
@@ -38,10 +43,14 @@ def scaling_of(cfg):
     return None
 
 
+def head_dim(cfg):
+    return cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+
+
 def inverse_frequencies(cfg):
     """theta^(-2i/D), then Llama-3 rescaling: long wavelengths divided by
     `factor`, short ones kept, a linear blend in between."""
-    d = cfg["hidden_size"] // cfg["num_attention_heads"]
+    d = head_dim(cfg)
     inv = 1.0 / theta_of(cfg) ** (torch.arange(0, d, 2, dtype=torch.float64) / d)
     s = scaling_of(cfg)
     if s is None:
@@ -72,9 +81,10 @@ def forward(cfg, w, tokens):
     B, T = tokens.shape
     C, H = cfg["hidden_size"], cfg["num_attention_heads"]
     KVH = cfg.get("num_key_value_heads") or H
-    D = C // H
+    D = head_dim(cfg)
     eps = cfg["rms_norm_eps"]
     bias = cfg.get("attention_bias", cfg["model_type"] == "qwen2")
+    qk_norm = cfg["model_type"] == "qwen3"
 
     pos = torch.arange(T, dtype=torch.float64)
     angles = pos[:, None] * inverse_frequencies(cfg)[None, :]  # (T, D/2)
@@ -95,6 +105,9 @@ def forward(cfg, w, tokens):
         q = lin(h, "self_attn.q_proj", bias).view(B, T, H, D)
         k = lin(h, "self_attn.k_proj", bias).view(B, T, KVH, D)
         v = lin(h, "self_attn.v_proj", bias).view(B, T, KVH, D)
+        if qk_norm:  # per head, over D, before RoPE
+            q = rms_norm(q, w[p + "self_attn.q_norm.weight"], eps)
+            k = rms_norm(k, w[p + "self_attn.k_norm.weight"], eps)
         q, k = rotate(q, cos, sin), rotate(k, cos, sin)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, T, D)
         k = k.repeat_interleave(H // KVH, dim=1)
@@ -116,10 +129,11 @@ def forward(cfg, w, tokens):
 
 def make_weights(cfg, gen):
     """Named float32 weights with O(1) activations: linear ~ N(0, 1/in),
-    embeddings ~ N(0, 1), norms ~ 1 + N(0, 0.1²), biases ~ N(0, 0.1²)."""
+    embeddings ~ N(0, 1), norms ~ 1 + N(0, 0.1²), biases ~ N(0, 0.1²),
+    q/k norms ~ 1 + N(0, 0.3²)."""
     C, H, F, V = cfg["hidden_size"], cfg["num_attention_heads"], cfg["intermediate_size"], cfg["vocab_size"]
     KVH = cfg.get("num_key_value_heads") or H
-    D = C // H
+    D = head_dim(cfg)
     bias = cfg.get("attention_bias", cfg["model_type"] == "qwen2")
 
     def normal(*shape, std=1.0, mean=0.0):
@@ -133,6 +147,9 @@ def make_weights(cfg, gen):
             w[p + "self_attn." + name + ".weight"] = normal(out, inp, std=inp ** -0.5)
             if bias:
                 w[p + "self_attn." + name + ".bias"] = normal(out, std=0.1)
+        if cfg["model_type"] == "qwen3":
+            w[p + "self_attn.q_norm.weight"] = normal(D, std=0.3, mean=1.0)
+            w[p + "self_attn.k_norm.weight"] = normal(D, std=0.3, mean=1.0)
         w[p + "self_attn.o_proj.weight"] = normal(C, H * D, std=(H * D) ** -0.5)
         w[p + "post_attention_layernorm.weight"] = normal(C, std=0.1, mean=1.0)
         w[p + "mlp.gate_proj.weight"] = normal(F, C, std=C ** -0.5)
@@ -172,6 +189,18 @@ CASES = {
                                     "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                                     "original_max_position_embeddings": 32}},
         batch=2, seq=12, pad=2),
+    # Qwen3: per-head q/k RMSNorm, head_dim 16 ≠ hidden/heads = 8, GQA,
+    # untied head, no bias; with the metadata keys of a real Qwen3 config.
+    "qwen3_gqa_untied": dict(
+        config={"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_size": 32,
+                "intermediate_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4,
+                "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 64,
+                "max_position_embeddings": 64, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+                "rope_scaling": None, "tie_word_embeddings": False, "hidden_act": "silu",
+                "attention_bias": False, "attention_dropout": 0.0, "sliding_window": None,
+                "use_sliding_window": False, "max_window_layers": 2, "initializer_range": 0.02,
+                "use_cache": True, "torch_dtype": "float32", "bos_token_id": 1, "eos_token_id": 2},
+        batch=2, seq=10, pad=3),
 }
 
 

@@ -1,0 +1,153 @@
+package generate
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/gotune/gotune/model"
+)
+
+// refFixture is one case of model/testdata/reference, written by
+// model/testdata/gen_reference.py from an independent float64 PyTorch
+// forward pass: the checkpoint, the batch and the expected logits.
+type refFixture struct {
+	Batch, Seq int
+	Tokens     []int32
+	Tensors    []struct {
+		Name   string
+		Shape  []int
+		Offset int
+	}
+	Logits struct {
+		Shape  []int
+		Offset int
+	}
+	floats []float32
+}
+
+// loadRefFixture reads a reference case into weights.
+func loadRefFixture(t *testing.T, dir string) (*refFixture, *model.Weights) {
+	t.Helper()
+	cfg, err := model.LoadConfig(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "fixture.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f refFixture
+	if err := json.Unmarshal(raw, &f); err != nil {
+		t.Fatalf("%s: %v", dir, err)
+	}
+	bin, err := os.ReadFile(filepath.Join(dir, "fixture.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.floats = make([]float32, len(bin)/4)
+	for i := range f.floats {
+		f.floats[i] = math.Float32frombits(binary.LittleEndian.Uint32(bin[4*i:]))
+	}
+	w, err := model.Allocate(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string][]float32{}
+	for _, tn := range f.Tensors {
+		byName[tn.Name] = f.slice(t, tn.Offset, tn.Shape)
+	}
+	for _, p := range w.Named() {
+		d, ok := byName[p.Name]
+		if !ok || len(d) != p.Tensor.Shape().TotalSize() {
+			t.Fatalf("%s: fixture lacks %s of shape %v", dir, p.Name, p.Tensor.Shape())
+		}
+		copy(model.F32(p.Tensor), d)
+		delete(byName, p.Name)
+	}
+	for name := range byName {
+		t.Fatalf("%s: the model has no parameter %s", dir, name)
+	}
+	return &f, w
+}
+
+func (f *refFixture) slice(t *testing.T, offset int, shape []int) []float32 {
+	t.Helper()
+	n := 1
+	for _, s := range shape {
+		n *= s
+	}
+	if offset < 0 || offset+n > len(f.floats) {
+		t.Fatalf("array at %d of %d floats is outside fixture.bin (%d floats)", offset, n, len(f.floats))
+	}
+	return f.floats[offset : offset+n]
+}
+
+// The engine's logits over each fixture row equal the PyTorch reference
+// within 1e-4 of the largest logit, and greedy decoding from the fixture's
+// checkpoint follows the training graph's argmax step by step (every case,
+// the Qwen3 one included).
+func TestEngineMatchesFixtures(t *testing.T) {
+	dirs, err := filepath.Glob("../testdata/reference/*")
+	if err != nil || len(dirs) < 4 {
+		t.Fatalf("reference fixtures missing (%v): run /usr/bin/python3 model/testdata/gen_reference.py", err)
+	}
+	for _, dir := range dirs {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			f, w := loadRefFixture(t, dir)
+			V := w.Config.VocabSize
+			want := f.slice(t, f.Logits.Offset, f.Logits.Shape) // (B·T, V)
+			e, err := New(w, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var scale, worst float64
+			for _, v := range want {
+				scale = math.Max(scale, math.Abs(float64(v)))
+			}
+			for b := range f.Batch {
+				row := make([]int, f.Seq)
+				for i := range row {
+					row[i] = int(f.Tokens[b*f.Seq+i])
+				}
+				out, err := e.ForwardAll([]*State{e.NewState()}, [][]int{row})
+				if err != nil {
+					t.Fatal(err)
+				}
+				ref := want[b*f.Seq*V : (b+1)*f.Seq*V]
+				for i, v := range out[0] {
+					worst = math.Max(worst, math.Abs(float64(v)-float64(ref[i])))
+				}
+			}
+			if worst > 1e-4*scale {
+				t.Fatalf("engine logits deviate from the reference by %.2g of the largest logit", worst/scale)
+			}
+			t.Logf("engine logits: max relative deviation %.2g", worst/scale)
+
+			prompt := make([]int, 4)
+			for i := range prompt {
+				prompt[i] = int(f.Tokens[i])
+			}
+			const n = 12
+			res, err := e.Generate(context.Background(), []Request{{Prompt: prompt, Options: Options{MaxTokens: n, IgnoreEOS: true}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			gen := res[0].Tokens
+			if len(gen) != n {
+				t.Fatalf("generated %d tokens, want %d", len(gen), n)
+			}
+			logits := graphLogits(t, w, append(slices.Clone(prompt), gen...))
+			for i, tok := range gen {
+				if best := argmax(logits[(len(prompt)-1+i)*V : (len(prompt)+i)*V]); best != tok {
+					t.Fatalf("step %d: greedy chose %d, the graph's argmax is %d", i, tok, best)
+				}
+			}
+		})
+	}
+}
