@@ -29,7 +29,8 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/bits"
-	"strings"
+
+	"github.com/gotune/gotune/data/verify"
 )
 
 // Split names a disjoint part of the world's items.
@@ -292,16 +293,11 @@ func (w *World) Prompts(split Split, n int) []Prompt {
 	return out
 }
 
-// Normalize trims s and collapses every run of white space to one space:
-// the only leniency of Check.
-func Normalize(s string) string {
-	return strings.Join(strings.Fields(s), " ")
-}
-
 // Check reports whether answer is exactly the task's answer, up to white
-// space (see Normalize). It is the evaluation metric, never a training reward.
+// space (verify.ExactMatch). It is the evaluation metric, never a training
+// reward.
 func Check(t Task, answer string) bool {
-	return Normalize(answer) == Normalize(t.Answer)
+	return verify.ExactMatch(answer, t.Answer)
 }
 
 // Accuracy is an exact-match score, overall and per family.
