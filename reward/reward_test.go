@@ -18,6 +18,7 @@ import (
 	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/tokenizer"
 	"github.com/gotune/gotune/train"
 )
 
@@ -213,7 +214,7 @@ func TestScoreAddsColumns(t *testing.T) {
 	var seqs [][]int
 	T := 0
 	for _, x := range ins {
-		ids := append(m.Tokenizer.Encode(world.FormatAlpaca(x.Instruction, x.Input), true), m.Tokenizer.Encode(x.Output, false)...)
+		ids := append(m.Tokenizer.Encode(tokenizer.FormatAlpaca(x.Instruction, x.Input), true), m.Tokenizer.Encode(x.Output, false)...)
 		ids = append(ids, m.Tokenizer.EOS())
 		seqs = append(seqs, ids)
 		T = max(T, len(ids))

@@ -9,10 +9,10 @@ import (
 	"gorgonia.org/gorgonia"
 
 	"github.com/gotune/gotune/data"
-	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/finetune"
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/model/ops"
+	"github.com/gotune/gotune/tokenizer"
 )
 
 // HeadName is the reward model's scalar head in finetune.Model.Extra and in
@@ -177,7 +177,7 @@ func Score(ctx context.Context, cfg ScoreConfig) (ScoreResult, error) {
 	switch kind {
 	case data.KindInstructions, data.KindGeneratedInstructions:
 		err = data.StreamInstructions(cfg.Data, func(row int, r data.Instruction) error {
-			prompt := enc.Tok.Encode(world.FormatAlpaca(r.Instruction, r.Input), true)
+			prompt := enc.Tok.Encode(tokenizer.FormatAlpaca(r.Instruction, r.Input), true)
 			c, err := enc.Completion(r.Output, nil, nil)
 			if err != nil {
 				return fmt.Errorf("%s: row %d: %w", cfg.Data, row+1, err)

@@ -31,6 +31,7 @@ import (
 	"math/bits"
 
 	"github.com/gotune/gotune/data/verify"
+	"github.com/gotune/gotune/tokenizer"
 )
 
 // Split names a disjoint part of the world's items.
@@ -113,8 +114,9 @@ type Task struct {
 // Split returns the split the task's item belongs to.
 func (t Task) Split() Split { return SplitOf(t.Key) }
 
-// Prompt returns the task rendered with the Stanford Alpaca prompt template.
-func (t Task) Prompt() string { return FormatAlpaca(t.Instruction, t.Input) }
+// Prompt returns the task rendered with the Stanford Alpaca prompt template
+// (tokenizer.FormatAlpaca).
+func (t Task) Prompt() string { return tokenizer.FormatAlpaca(t.Instruction, t.Input) }
 
 // Text returns the prompt followed directly by the answer: the training text
 // of a solved task, concatenated as Stanford Alpaca concatenates source and
