@@ -5,6 +5,12 @@
 // shape. All programs bind the same weight tensors, so the base exists once
 // in memory whatever the number of graphs, and switching the adapter off
 // turns any program into the reference model.
+//
+// It also holds what several stages share around the model: text corpora
+// read, packed into a token stream and cut into windows (ReadCorpus,
+// Tokenize, Windows), instruction rows rendered into tokens with a
+// completion mask (InstructionEncoder), and the token-loss programs that
+// train and score on them (TokenLoss, WindowLoss, TextLoss, MeanLoss).
 package finetune
 
 import (
