@@ -138,7 +138,7 @@ func sftBase(t testing.TB, seed uint64, steps int) string {
 	}
 	var exs []data.Example
 	for _, in := range world.New(11).Instructions(world.Train, 1000) {
-		e := tok.EncodePromptCompletion(world.FormatAlpaca(in.Instruction, in.Input), in.Output, true, true)
+		e := tok.EncodePromptCompletion(tokenizer.FormatAlpaca(in.Instruction, in.Input), in.Output, true, true)
 		exs = append(exs, data.Example{IDs: e.IDs, Mask: e.Mask})
 	}
 	const B, T = 8, 64

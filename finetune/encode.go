@@ -10,22 +10,22 @@ import (
 	"github.com/gotune/gotune/tokenizer/jinja"
 )
 
-// Encoder turns dataset rows into the token sequences a sequence scorer (a
+// SequenceEncoder turns dataset rows into the token sequences a sequence scorer (a
 // reward model, a PPO policy's rollouts) reads:
 // prompt ids (with the tokenizer's BOS), then completion ids, then EOS. The
 // prompt and the completion are encoded separately, so a sequence built
 // from generated completion ids (PPO rollouts) is laid out exactly like one
 // built from text. Conversational rows are rendered with the tokenizer's
 // chat template, as transformers' apply_chat_template does.
-type Encoder struct {
+type SequenceEncoder struct {
 	Tok  *tokenizer.Tokenizer
 	tmpl *jinja.Template
 }
 
-// NewEncoder returns an encoder for tok; its chat template, if any, is
+// NewSequenceEncoder returns an encoder for tok; its chat template, if any, is
 // parsed here.
-func NewEncoder(tok *tokenizer.Tokenizer) (*Encoder, error) {
-	e := &Encoder{Tok: tok}
+func NewSequenceEncoder(tok *tokenizer.Tokenizer) (*SequenceEncoder, error) {
+	e := &SequenceEncoder{Tok: tok}
 	if tok.ChatTemplate != "" {
 		t, err := jinja.Parse(tok.ChatTemplate)
 		if err != nil {
@@ -38,7 +38,7 @@ func NewEncoder(tok *tokenizer.Tokenizer) (*Encoder, error) {
 
 // Prompt returns the ids of a plain prompt (text) or of a conversation
 // (msgs, when not empty) followed by the generation prompt.
-func (e *Encoder) Prompt(text string, msgs []data.Message) ([]int, error) {
+func (e *SequenceEncoder) Prompt(text string, msgs []data.Message) ([]int, error) {
 	if len(msgs) == 0 {
 		return e.Tok.Encode(text, true), nil
 	}
@@ -52,7 +52,7 @@ func (e *Encoder) Prompt(text string, msgs []data.Message) ([]int, error) {
 // Completion returns the ids of a completion of a prompt, ended with EOS:
 // plain text (msgs empty), or the answer turns of a conversation whose
 // prompt turns are promptMsgs.
-func (e *Encoder) Completion(text string, promptMsgs, msgs []data.Message) ([]int, error) {
+func (e *SequenceEncoder) Completion(text string, promptMsgs, msgs []data.Message) ([]int, error) {
 	var ids []int
 	if len(msgs) == 0 {
 		ids = e.Tok.Encode(text, false)
@@ -77,7 +77,7 @@ func (e *Encoder) Completion(text string, promptMsgs, msgs []data.Message) ([]in
 }
 
 // render applies the chat template to msgs.
-func (e *Encoder) render(msgs []data.Message, generationPrompt bool) (string, error) {
+func (e *SequenceEncoder) render(msgs []data.Message, generationPrompt bool) (string, error) {
 	if e.tmpl == nil {
 		return "", errors.New("conversational rows need a tokenizer with a chat template")
 	}

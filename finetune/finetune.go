@@ -4,8 +4,15 @@
 // head), and the gorgonia programs built for it, one per purpose and batch
 // shape. All programs bind the same weight tensors, so the base exists once
 // in memory whatever the number of graphs, and switching the adapter off
-// turns any program into the reference model. It also holds what several
-// stages share, so that no stage imports another.
+// turns any program into the reference model.
+//
+// It also holds what several stages share, so that no stage imports
+// another: opening a base with an SFT adapter merged (OpenMerged), the
+// reward model's score head and scorer, dataset rows encoded as token
+// sequences (Encoder, InstructionEncoder), text corpora read, packed into a
+// token stream and cut into windows (ReadCorpus, Tokenize, Windows), and the
+// token-loss programs that train and score on them (TokenLoss, WindowLoss,
+// TextLoss, MeanLoss).
 //
 // May import: the rest of the shared fine-tuning layer (finetune, train,
 // lora), model/..., tokenizer/..., data/..., checkpoints/..., internal/blas

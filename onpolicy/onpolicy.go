@@ -23,6 +23,7 @@ import (
 	"strings"
 
 	"github.com/gotune/gotune/data"
+	"github.com/gotune/gotune/data/verify"
 	"github.com/gotune/gotune/model/generate"
 )
 
@@ -32,22 +33,15 @@ type Task struct {
 	Answer string // the correct completion: the chosen side of a pair
 
 	// Correct reports whether an answer of the model is right; nil judges by
-	// ExactMatch against Answer.
+	// verify.ExactMatch against Answer.
 	Correct func(answer string) bool
-}
-
-// ExactMatch reports whether a and b are equal up to white space: leading
-// and trailing space is ignored and every run of white space counts as one
-// space.
-func ExactMatch(a, b string) bool {
-	return strings.Join(strings.Fields(a), " ") == strings.Join(strings.Fields(b), " ")
 }
 
 func (t *Task) correct(answer string) bool {
 	if t.Correct != nil {
 		return t.Correct(answer)
 	}
-	return ExactMatch(answer, t.Answer)
+	return verify.ExactMatch(answer, t.Answer)
 }
 
 // Config sets how answers are sampled.

@@ -16,20 +16,6 @@ func tinyEngine(t *testing.T) *generate.Engine {
 	return tinymodel.Engine(t, 5, 256, "<s>", "</s>")
 }
 
-func TestExactMatch(t *testing.T) {
-	for _, c := range []struct {
-		a, b string
-		want bool
-	}{
-		{"42", "42", true}, {" 42\n", "42", true}, {"2,  5, 9", "2, 5, 9", true},
-		{"42", "43", false}, {"", "0", false}, {"Apple", "APPLE", false},
-	} {
-		if got := ExactMatch(c.a, c.b); got != c.want {
-			t.Errorf("ExactMatch(%q, %q) = %v, want %v", c.a, c.b, got, c.want)
-		}
-	}
-}
-
 // TestMineMatchesItsSamples decodes the same requests as Mine directly and
 // checks every pair against them: chosen is the task's answer, rejected the
 // most frequent non-empty wrong answer, and the report's counts add up.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/data/world"
+	"github.com/gotune/gotune/eval"
 	"github.com/gotune/gotune/onpolicy"
 	"github.com/gotune/gotune/train"
 )
@@ -489,7 +490,7 @@ func checkPairsAndEval(t *testing.T, spec childSpec) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var scores []ModelScore
+	var scores []eval.Score
 	if err := json.Unmarshal(raw, &scores); err != nil {
 		t.Fatal(err)
 	}

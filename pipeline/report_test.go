@@ -3,7 +3,6 @@ package pipeline
 import (
 	"bytes"
 	"image/png"
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -117,25 +116,5 @@ func TestSummarize(t *testing.T) {
 	}
 	if len(rows) != 12 {
 		t.Errorf("%d rows, want 12: %+v", len(rows), rows)
-	}
-}
-
-// TestMcNemar checks the exact test against binomial sums done by hand.
-func TestMcNemar(t *testing.T) {
-	for _, c := range []struct {
-		b, c int
-		want float64
-	}{
-		{10, 0, 2.0 / 1024}, // 2·(½)¹⁰
-		{0, 10, 2.0 / 1024},
-		{5, 5, 1},
-		{3, 1, 0.625},               // 2·(1+4)/16
-		{12, 9, 0.6636238098144531}, // 2·Σ_{i≤9} C(21,i)/2²¹
-		{23, 9, 0.020061607006937265},
-		{0, 0, 1},
-	} {
-		if got := mcNemar(c.b, c.c); math.Abs(got-c.want) > 1e-12 {
-			t.Errorf("mcNemar(%d, %d) = %.15g, want %.15g", c.b, c.c, got, c.want)
-		}
 	}
 }

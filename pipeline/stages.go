@@ -13,13 +13,10 @@ import (
 	"github.com/gotune/gotune/checkpoints/atomicfile"
 	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/data/world"
-	"github.com/gotune/gotune/lora"
-	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/eval"
 	"github.com/gotune/gotune/model/generate"
-	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/onpolicy"
 	"github.com/gotune/gotune/selfinstruct"
-	"github.com/gotune/gotune/tokenizer"
 )
 
 // FileEval is the eval stage's result file.
@@ -55,7 +52,7 @@ func (d *Default) runSelfInstruct(ctx context.Context, resume bool) error {
 			}
 		}
 	}
-	w, tok, err := loadModel(d.BaseDir)
+	w, tok, err := eval.LoadModel(d.BaseDir)
 	if err != nil {
 		return err
 	}
@@ -112,11 +109,8 @@ const (
 // right keep the world's plausible wrong answer. Reward modelling and DPO
 // train on the result, so they learn from the mistakes the SFT model makes.
 func (d *Default) runPairs(ctx context.Context, _ bool) error {
-	w, tok, err := loadModel(d.BaseDir)
+	w, tok, err := eval.LoadModel(d.BaseDir, filepath.Join(d.stageDir("sft"), "adapter"))
 	if err != nil {
-		return err
-	}
-	if err := lora.MergeDirs(w, filepath.Join(d.stageDir("sft"), "adapter")); err != nil {
 		return err
 	}
 	engine, err := generate.New(w, tok)
@@ -158,39 +152,8 @@ func (d *Default) runPairs(ctx context.Context, _ bool) error {
 // world's answers are a few tokens long.
 const evalMaxTokens = 24
 
-// ModelScore is one model's exact-match accuracy on held-out tasks, overall
-// and per task family.
-type ModelScore struct {
-	Model    string                 `json:"model"`
-	Correct  int                    `json:"correct"`
-	Total    int                    `json:"total"`
-	Accuracy float64                `json:"accuracy"`
-	Families map[string]FamilyScore `json:"families,omitempty"`
-	Sampled  SampledScore           `json:"sampled"`
-	// Right says, task by task in the eval stage's order, whether the
-	// greedy answer was right: what paired comparisons of models use.
-	Right []bool `json:"right,omitempty"`
-}
-
-// SampledScore is the exact-match rate of sampled answers: Samples answers
-// per task at Temperature, each scored.
-type SampledScore struct {
-	Samples     int                    `json:"samples"`
-	Temperature float64                `json:"temperature"`
-	Correct     int                    `json:"correct"`
-	Total       int                    `json:"total"`
-	Accuracy    float64                `json:"accuracy"`
-	Families    map[string]FamilyScore `json:"families,omitempty"`
-}
-
-// FamilyScore is the exact-match count of one task family.
-type FamilyScore struct {
-	Correct int `json:"correct"`
-	Total   int `json:"total"`
-}
-
 // familyLine formats per-family accuracies in the world's family order.
-func familyLine(fams map[string]FamilyScore) string {
+func familyLine(fams map[string]eval.FamilyScore) string {
 	var b strings.Builder
 	for _, f := range world.Families() {
 		c, ok := fams[string(f)]
@@ -205,7 +168,7 @@ func familyLine(fams map[string]FamilyScore) string {
 // runEval scores the base, SFT, DPO and PPO models by exact match on the
 // world's Test split, decoding greedily.
 func (d *Default) runEval(ctx context.Context, _ bool) error {
-	tasks := world.New(d.Sizes.WorldSeed).Tasks(world.Test, d.Sizes.EvalTasks)
+	tasks := evalTasks(world.New(d.Sizes.WorldSeed).Tasks(world.Test, d.Sizes.EvalTasks))
 	sftAdapter := filepath.Join(d.stageDir("sft"), "adapter")
 	variants := []struct {
 		name     string
@@ -216,9 +179,11 @@ func (d *Default) runEval(ctx context.Context, _ bool) error {
 		{"dpo", []string{sftAdapter, filepath.Join(d.stageDir("dpo"), "adapter")}},
 		{"ppo", []string{sftAdapter, filepath.Join(d.stageDir("ppo"), "adapter")}},
 	}
-	var scores []ModelScore
+	cfg := eval.MatchConfig{MaxTokens: evalMaxTokens, Stop: []string{"\n"}, Samples: EvalSamples, Temperature: EvalTemperature,
+		Seed: uint64(d.Sizes.WorldSeed), Batch: 32}
+	var scores []eval.Score
 	for _, v := range variants {
-		s, err := scoreModel(ctx, d.BaseDir, v.adapters, tasks, uint64(d.Sizes.WorldSeed))
+		s, err := eval.ScoreModel(ctx, d.BaseDir, v.adapters, tasks, cfg)
 		if err != nil {
 			return fmt.Errorf("eval %s: %w", v.name, err)
 		}
@@ -243,91 +208,12 @@ const (
 	EvalTemperature = 1.0
 )
 
-// scoreModel loads the base, merges the adapters in order and answers every
-// task greedily and EvalSamples times by sampling.
-func scoreModel(ctx context.Context, base string, adapters []string, tasks []world.Task, seed uint64) (ModelScore, error) {
-	w, tok, err := loadModel(base)
-	if err != nil {
-		return ModelScore{}, err
-	}
-	if err := lora.MergeDirs(w, adapters...); err != nil {
-		return ModelScore{}, err
-	}
-	engine, err := generate.New(w, tok)
-	if err != nil {
-		return ModelScore{}, err
-	}
-	prompts := make([][]int, len(tasks))
+// evalTasks are the world's tasks as eval scores them: by exact match of
+// the answer, grouped by family.
+func evalTasks(tasks []world.Task) []eval.Task {
+	out := make([]eval.Task, len(tasks))
 	for i, t := range tasks {
-		prompts[i] = tok.EncodePromptCompletion(t.Prompt(), "", true, false).IDs
+		out[i] = eval.Task{Prompt: t.Prompt(), Answer: t.Answer, Family: string(t.Family)}
 	}
-	answer := func(copies int, temperature float64) ([]world.Task, []string, error) {
-		reqs := make([]generate.Request, 0, len(tasks)*copies)
-		asked := make([]world.Task, 0, cap(reqs))
-		for i, t := range tasks {
-			for k := range copies {
-				reqs = append(reqs, generate.Request{Prompt: prompts[i], Options: generate.Options{
-					MaxTokens: evalMaxTokens, Stop: []string{"\n"}, Temperature: temperature,
-					Seed: seed + uint64(i*copies+k),
-				}})
-				asked = append(asked, t)
-			}
-		}
-		var answers []string
-		const chunk = 32
-		for i := 0; i < len(reqs); i += chunk {
-			res, err := engine.Generate(ctx, reqs[i:min(i+chunk, len(reqs))])
-			if err != nil {
-				return nil, nil, err
-			}
-			for _, r := range res {
-				answers = append(answers, r.Text)
-			}
-		}
-		return asked, answers, nil
-	}
-	asked, greedyAnswers, err := answer(1, 0)
-	if err != nil {
-		return ModelScore{}, err
-	}
-	greedy, err := world.Score(asked, greedyAnswers)
-	if err != nil {
-		return ModelScore{}, err
-	}
-	asked, answers, err := answer(EvalSamples, EvalTemperature)
-	if err != nil {
-		return ModelScore{}, err
-	}
-	sampled, err := world.Score(asked, answers)
-	if err != nil {
-		return ModelScore{}, err
-	}
-	s := ModelScore{Correct: greedy.Correct, Total: greedy.Total, Accuracy: greedy.Rate(), Families: familyScores(greedy),
-		Sampled: SampledScore{Samples: EvalSamples, Temperature: EvalTemperature,
-			Correct: sampled.Correct, Total: sampled.Total, Accuracy: sampled.Rate(), Families: familyScores(sampled)}}
-	s.Right = make([]bool, len(tasks))
-	for i, t := range tasks {
-		s.Right[i] = world.Check(t, greedyAnswers[i])
-	}
-	return s, nil
-}
-
-func familyScores(a world.Accuracy) map[string]FamilyScore {
-	fams := make(map[string]FamilyScore, len(a.PerFamily))
-	for f, c := range a.PerFamily {
-		fams[string(f)] = FamilyScore{Correct: c[0], Total: c[1]}
-	}
-	return fams
-}
-
-func loadModel(dir string) (*model.Weights, *tokenizer.Tokenizer, error) {
-	w, err := hf.LoadModel(dir)
-	if err != nil {
-		return nil, nil, err
-	}
-	tok, err := tokenizer.Load(dir)
-	if err != nil {
-		return nil, nil, fmt.Errorf("load %s: %w", dir, err)
-	}
-	return w, tok, nil
+	return out
 }

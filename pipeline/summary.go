@@ -4,12 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/gotune/gotune/eval"
 	"github.com/gotune/gotune/onpolicy"
 )
 
@@ -20,13 +20,13 @@ import (
 func Summarize(runDir string) []Summary {
 	var rows []Summary
 	if raw, err := os.ReadFile(filepath.Join(runDir, "eval", FileEval)); err == nil {
-		var scores []ModelScore
+		var scores []eval.Score
 		if json.Unmarshal(raw, &scores) == nil {
 			for _, s := range scores {
 				rows = append(rows, Summary{
 					Label: "exact match, " + s.Model,
 					Value: fmt.Sprintf("%.3f", s.Accuracy),
-					Note:  fmt.Sprintf("%d/%d held-out tasks, greedy; ± %.3f s.e.", s.Correct, s.Total, stdErr(s.Accuracy, s.Total)),
+					Note:  fmt.Sprintf("%d/%d held-out tasks, greedy; ± %.3f s.e.", s.Correct, s.Total, eval.StdErr(s.Accuracy, s.Total)),
 				})
 			}
 			rows = append(rows, pairedRows(scores)...)
@@ -39,7 +39,7 @@ func Summarize(runDir string) []Summary {
 					Value: fmt.Sprintf("%.3f", s.Sampled.Accuracy),
 					Note: fmt.Sprintf("%d/%d answers, %d per task at temperature %g; ± %.3f s.e.",
 						s.Sampled.Correct, s.Sampled.Total, s.Sampled.Samples, s.Sampled.Temperature,
-						stdErr(s.Sampled.Accuracy, s.Sampled.Total)),
+						eval.StdErr(s.Sampled.Accuracy, s.Sampled.Total)),
 				})
 			}
 		}
@@ -77,63 +77,25 @@ func Summarize(runDir string) []Summary {
 // pairedRows compare, task by task, SFT with the base model and DPO and PPO
 // with SFT (the model each starts from): the change in greedy exact match,
 // how many tasks went from wrong to right and back, and the two-sided
-// p-value of McNemar's exact test (McNemar 1947) on those discordant tasks.
-func pairedRows(scores []ModelScore) []Summary {
-	by := map[string]ModelScore{}
+// p-value of McNemar's exact test on those discordant tasks (eval.Compare).
+func pairedRows(scores []eval.Score) []Summary {
+	by := map[string]eval.Score{}
 	for _, s := range scores {
 		by[s.Model] = s
 	}
 	var rows []Summary
 	for _, c := range [][2]string{{"sft", "base"}, {"dpo", "sft"}, {"ppo", "sft"}} {
-		a, b := by[c[0]], by[c[1]]
-		if len(a.Right) == 0 || len(a.Right) != len(b.Right) {
-			continue
-		}
-		fixed, broken := 0, 0
-		for i := range a.Right {
-			switch {
-			case a.Right[i] && !b.Right[i]:
-				fixed++
-			case !a.Right[i] && b.Right[i]:
-				broken++
-			}
+		p, err := eval.Compare(by[c[0]].Right, by[c[1]].Right)
+		if err != nil {
+			continue // a model is missing, or scored on other tasks
 		}
 		rows = append(rows, Summary{
 			Label: fmt.Sprintf("%s vs %s, greedy", c[0], c[1]),
-			Value: fmt.Sprintf("%+.3f", float64(fixed-broken)/float64(len(a.Right))),
-			Note:  fmt.Sprintf("%d tasks fixed, %d broken; McNemar p = %.2g", fixed, broken, mcNemar(fixed, broken)),
+			Value: fmt.Sprintf("%+.3f", p.Delta()),
+			Note:  fmt.Sprintf("%d tasks fixed, %d broken; McNemar p = %.2g", p.Fixed, p.Broken, p.P()),
 		})
 	}
 	return rows
-}
-
-// mcNemar is the two-sided p-value of McNemar's exact test: under the null
-// hypothesis the b+c discordant tasks split as Binomial(b+c, ½), and p is
-// twice the probability of a split at least as uneven, at most 1.
-func mcNemar(b, c int) float64 {
-	n, k := b+c, min(b, c)
-	if n == 0 {
-		return 1
-	}
-	// P(X ≤ k) = Σ_{i≤k} C(n, i) / 2ⁿ, summed in log space.
-	lg, _ := math.Lgamma(float64(n + 1))
-	var p float64
-	for i := 0; i <= k; i++ {
-		li, _ := math.Lgamma(float64(i + 1))
-		lni, _ := math.Lgamma(float64(n - i + 1))
-		p += math.Exp(lg - li - lni - float64(n)*math.Ln2)
-	}
-	return min(1, 2*p)
-}
-
-// stdErr is the standard error √(p(1−p)/n) of a proportion p measured on
-// n trials (for sampled answers, which come several per task, it
-// understates the error a little).
-func stdErr(p float64, n int) float64 {
-	if n == 0 {
-		return math.NaN()
-	}
-	return math.Sqrt(p * (1 - p) / float64(n))
 }
 
 func series(runDir, stage, key string) (*Series, bool) {

@@ -235,7 +235,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err := finetune.LoadRewardModel(rm, cfg.RewardAdapter); err != nil {
 		return Result{}, fmt.Errorf("ppo: %w", err)
 	}
-	enc, err := finetune.NewEncoder(policy.Tokenizer)
+	enc, err := finetune.NewSequenceEncoder(policy.Tokenizer)
 	if err != nil {
 		return Result{}, fmt.Errorf("ppo: %w", err)
 	}
@@ -383,7 +383,7 @@ func worldPrompts(seed int64, split world.Split, n int) promptSource {
 // loadPrompts encodes a prompts dataset, leaving out prompts of more than
 // limit tokens; it returns the prompts kept, how many were left out and the
 // longest kept.
-func loadPrompts(src promptSource, enc *finetune.Encoder, limit int) (out [][]int, dropped, longest int, err error) {
+func loadPrompts(src promptSource, enc *finetune.SequenceEncoder, limit int) (out [][]int, dropped, longest int, err error) {
 	path := src.name
 	err = src.stream(func(row int, p data.Prompt) error {
 		ids, err := enc.Prompt(p.Prompt, p.Messages)

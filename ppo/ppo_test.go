@@ -260,7 +260,7 @@ func TestRolloutLayout(t *testing.T) {
 	policy.Extra[ValueHeadName] = newHead(policy.Weights.Config.HiddenSize, 0.3, 4)
 	cfg := DefaultConfig()
 	cfg.RolloutBatch, cfg.MiniBatches, cfg.MaxNewTokens, cfg.Temperature = 4, 2, 5, 1.3
-	enc, _ := finetune.NewEncoder(policy.Tokenizer)
+	enc, _ := finetune.NewSequenceEncoder(policy.Tokenizer)
 	prompts, _, longest, err := loadPrompts(filePrompts(fixture.evalPs), enc, 100)
 	if err != nil {
 		t.Fatal(err)

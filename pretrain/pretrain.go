@@ -1,8 +1,8 @@
 // Package pretrain trains a LLaMA-architecture causal language model from
 // scratch on a text corpus (every parameter trainable, next-token
-// cross-entropy on packed documents), and measures the mean token loss and
-// perplexity of any model directory on a text. It is how the embedded
-// default base model is made.
+// cross-entropy on packed documents; the corpus, its token stream and its
+// windows are finetune's). It is how the embedded default base model is
+// made.
 //
 // May import: finetune, train, lora, model/..., tokenizer/..., data/...,
 // checkpoints/..., internal/blas and internal/kernel; never another stage,
@@ -15,8 +15,8 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"path/filepath"
 
+	"github.com/gotune/gotune/finetune"
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/tokenizer"
@@ -30,7 +30,7 @@ var Specials = []string{"<|bos|>", "<|eos|>", "<|pad|>"}
 
 // Config is a pretraining run.
 type Config struct {
-	Corpus    string        // corpus file (see ReadCorpus); ignored when Docs is set
+	Corpus    string        // corpus file (see finetune.ReadCorpus); ignored when Docs is set
 	Docs      []string      // documents given directly
 	Preset    string        // model size (model.Preset): tiny, stories15M, small
 	Model     *model.Config // an architecture to use instead of Preset (its vocabulary becomes the tokenizer's)
@@ -92,7 +92,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			return nil, errors.New("pretrain: no corpus")
 		}
 		var err error
-		if docs, err = ReadCorpus(cfg.Corpus); err != nil {
+		if docs, err = finetune.ReadCorpus(cfg.Corpus); err != nil {
 			return nil, fmt.Errorf("pretrain: %w", err)
 		}
 	}
@@ -157,11 +157,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 
-	stream := Windows{Stream: Tokenize(tok, trainDocs), T: cfg.SeqLen}
+	stream := finetune.Windows{Stream: finetune.Tokenize(tok, trainDocs), T: cfg.SeqLen}
 	if stream.Full() == 0 {
 		return nil, fmt.Errorf("pretrain: the training documents hold %d tokens, fewer than one sequence of %d", len(stream.Stream), cfg.SeqLen+1)
 	}
-	held := Windows{Stream: Tokenize(tok, heldDocs), T: cfg.SeqLen}
+	held := finetune.Windows{Stream: finetune.Tokenize(tok, heldDocs), T: cfg.SeqLen}
 
 	tr, err := newTrainer(w, cfg.BatchSize, cfg.SeqLen, int32(tok.PAD()))
 	if err != nil {
@@ -236,9 +236,11 @@ func newTrainer(w *model.Weights, B, T int, pad int32) (*trainer, error) {
 	if err != nil {
 		return nil, err
 	}
-	wn := g.InputVector("weights", B*T)
-	loss := g.MeanNLL(wn)
-	tr := &trainer{w: w, g: g, loss: loss, weights: g.Vector("weights"), pad: pad, B: B, T: T}
+	loss, _, err := finetune.TokenLoss(g, nil)
+	if err != nil {
+		return nil, err
+	}
+	tr := &trainer{w: w, g: g, loss: loss, weights: g.Vector(finetune.WeightsInput), pad: pad, B: B, T: T}
 	for _, n := range w.Named() {
 		node, ok := g.Params[n.Name]
 		if !ok {
@@ -273,7 +275,7 @@ func (tr *trainer) params() []train.Param {
 }
 
 // step runs forward and backward on the next B windows of the order.
-func (tr *trainer) step(s Windows, o *Order) (train.Metrics, error) {
+func (tr *trainer) step(s finetune.Windows, o *Order) (train.Metrics, error) {
 	for r := range tr.B {
 		s.Fill(o.Next(), r, tr.g.In.Tokens, tr.g.In.Targets, tr.weights, tr.pad)
 	}
@@ -285,110 +287,6 @@ func (tr *trainer) step(s Windows, o *Order) (train.Metrics, error) {
 
 // evaluate returns the mean token loss over the first max windows of s
 // (all when max is 0) and the number of targets scored.
-func (tr *trainer) evaluate(ctx context.Context, s Windows, maxWindows int) (float64, int, error) {
-	n := s.Len()
-	if maxWindows > 0 {
-		n = min(n, maxWindows)
-	}
-	var sum float64
-	var count int
-	for k := 0; k < n; k += tr.B {
-		if err := ctx.Err(); err != nil {
-			return 0, 0, err
-		}
-		batch := 0
-		for r := range tr.B {
-			if k+r < n {
-				batch += s.Fill(k+r, r, tr.g.In.Tokens, tr.g.In.Targets, tr.weights, tr.pad)
-			} else {
-				s.Fill(0, r, tr.g.In.Tokens, tr.g.In.Targets, tr.weights, tr.pad)
-				clear(tr.weights[r*tr.T : (r+1)*tr.T])
-			}
-		}
-		if err := tr.eval.Run(); err != nil {
-			return 0, 0, err
-		}
-		// MeanNLL is the mean over the batch's weighted tokens.
-		sum += float64(model.Value32(tr.loss)[0]) * float64(batch)
-		count += batch
-	}
-	if count == 0 {
-		return math.NaN(), 0, nil
-	}
-	return sum / float64(count), count, nil
-}
-
-// EvalResult is the figure `gotune eval` prints.
-type EvalResult struct {
-	Loss       float64 `json:"loss"`       // mean next-token negative log-likelihood (nats)
-	Perplexity float64 `json:"perplexity"` // exp(loss)
-	Tokens     int     `json:"tokens"`     // targets scored
-}
-
-// EvalOptions control Evaluate.
-type EvalOptions struct {
-	Tokenizer string // tokenizer to use when the model directory has none
-	SeqLen    int    // window length T (0: min(256, max_position_embeddings))
-	BatchSize int    // windows per forward pass (0: 8)
-}
-
-// Evaluate computes the mean token loss and perplexity of the model in dir
-// on a text file (read as ReadCorpus does). Documents are encoded with
-// special tokens, ended with EOS and concatenated; the stream is scored in
-// windows of T tokens that overlap by one, so every token after the first
-// is predicted once with up to T−1 tokens of context. The model
-// directory's own tokenizer is used when present.
-func Evaluate(ctx context.Context, dir, textFile string, opt EvalOptions) (*EvalResult, error) {
-	w, err := hf.LoadModel(dir)
-	if err != nil {
-		return nil, err
-	}
-	tokPath := dir
-	if _, err := os.Stat(filepath.Join(dir, tokenizer.TokenizerFile)); err != nil {
-		if opt.Tokenizer == "" {
-			return nil, fmt.Errorf("eval: %s has no %s; give a tokenizer", dir, tokenizer.TokenizerFile)
-		}
-		tokPath = opt.Tokenizer
-	}
-	tok, err := tokenizer.Load(tokPath)
-	if err != nil {
-		return nil, err
-	}
-	if tok.VocabSize() > w.Config.VocabSize {
-		return nil, fmt.Errorf("eval: the tokenizer has %d tokens, the model only %d", tok.VocabSize(), w.Config.VocabSize)
-	}
-	docs, err := ReadCorpus(textFile)
-	if err != nil {
-		return nil, fmt.Errorf("eval: %w", err)
-	}
-	T, B := opt.SeqLen, opt.BatchSize
-	if T == 0 {
-		T = min(256, w.Config.MaxPositionEmbeddings)
-	}
-	if B == 0 {
-		B = 8
-	}
-	if T < 2 || (w.Config.MaxPositionEmbeddings > 0 && T > w.Config.MaxPositionEmbeddings) {
-		return nil, fmt.Errorf("eval: window length %d must be in [2, %d]", T, w.Config.MaxPositionEmbeddings)
-	}
-	s := Windows{Stream: Tokenize(tok, docs), T: T}
-	if s.Len() == 0 {
-		return nil, fmt.Errorf("eval: %s holds fewer than two tokens", textFile)
-	}
-	g, err := model.Build(w, model.GraphOptions{B: B, T: T})
-	if err != nil {
-		return nil, err
-	}
-	wn := g.InputVector("weights", B*T)
-	loss := g.MeanNLL(wn)
-	prog, err := g.Compile(nil, nil, loss)
-	if err != nil {
-		return nil, err
-	}
-	tr := &trainer{w: w, g: g, loss: loss, eval: prog, weights: g.Vector("weights"), pad: int32(tok.PAD()), B: B, T: T}
-	mean, n, err := tr.evaluate(ctx, s, 0)
-	if err != nil {
-		return nil, err
-	}
-	return &EvalResult{Loss: mean, Perplexity: math.Exp(mean), Tokens: n}, nil
+func (tr *trainer) evaluate(ctx context.Context, s finetune.Windows, maxWindows int) (float64, int, error) {
+	return finetune.WindowLoss(ctx, tr.g, tr.eval.Run, tr.loss, s, maxWindows, tr.pad)
 }

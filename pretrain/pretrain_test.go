@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gotune/gotune/finetune"
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/tokenizer"
@@ -94,7 +95,7 @@ func TestPretrainLowersHeldOutLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, held := SplitHeldOut(docs, cfg.HeldOut)
-	s := Windows{Stream: Tokenize(tok, held), T: cfg.SeqLen}
+	s := finetune.Windows{Stream: finetune.Tokenize(tok, held), T: cfg.SeqLen}
 	before := scoreWindows(t, w0, s, 8)
 	after := scoreWindows(t, w, s, 8)
 	t.Logf("held-out loss %.4f → %.4f (ln V = %.4f) on %d tokens; loop reported %.4f", before, after, math.Log(float64(w.Config.VocabSize)), len(s.Stream)-1, res.EvalLoss)
@@ -127,7 +128,7 @@ func TestPretrainLowersHeldOutLoss(t *testing.T) {
 
 // scoreWindows is an independent evaluation: full logits from the graph,
 // log-softmax and the mean NLL of every target computed here in float64.
-func scoreWindows(t *testing.T, w *model.Weights, s Windows, B int) float64 {
+func scoreWindows(t *testing.T, w *model.Weights, s finetune.Windows, B int) float64 {
 	t.Helper()
 	T := s.T
 	g, err := model.Build(w, model.GraphOptions{B: B, T: T})
@@ -177,47 +178,6 @@ func scoreWindows(t *testing.T, w *model.Weights, s Windows, B int) float64 {
 		t.Fatalf("scored %d targets of a %d-token stream", n, len(s.Stream))
 	}
 	return sum / float64(n)
-}
-
-// TestEvaluateCommandFigures checks Evaluate (gotune eval) against the
-// independent scoring, for a window length that leaves a short last window
-// and a batch that leaves empty rows.
-func TestEvaluateCommandFigures(t *testing.T) {
-	dir := t.TempDir()
-	docs := syntheticCorpus(60, 3)
-	tok, err := tokenizer.Train(docs, 300, Specials)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mc := *microModel()
-	mc.VocabSize = tok.VocabSize()
-	w, err := model.NewRandom(mc, 5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := saveModel(dir, w, tok); err != nil {
-		t.Fatal(err)
-	}
-	text := filepath.Join(t.TempDir(), "eval.jsonl")
-	var b strings.Builder
-	for _, d := range docs[:7] {
-		fmt.Fprintf(&b, "{\"text\": %q}\n", d)
-	}
-	os.WriteFile(text, []byte(b.String()), 0o644)
-	res, err := Evaluate(context.Background(), dir, text, EvalOptions{SeqLen: 24, BatchSize: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := Windows{Stream: Tokenize(tok, docs[:7]), T: 24}
-	want := scoreWindows(t, w, s, 3)
-	if math.Abs(res.Loss-want) > 1e-4*want || res.Tokens != len(s.Stream)-1 || math.Abs(res.Perplexity-math.Exp(res.Loss)) > 1e-9 {
-		t.Errorf("Evaluate = %+v, independent loss %.6f over %d tokens", res, want, len(s.Stream)-1)
-	}
-	// Without a tokenizer in the directory one must be given.
-	os.Remove(filepath.Join(dir, tokenizer.TokenizerFile))
-	if _, err := Evaluate(context.Background(), dir, text, EvalOptions{}); err == nil || !strings.Contains(err.Error(), "give a tokenizer") {
-		t.Errorf("no tokenizer: %v", err)
-	}
 }
 
 // TestPretrainResume interrupts a run with Ctrl-C, resumes it, and

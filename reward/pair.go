@@ -13,7 +13,7 @@ type Pair struct {
 }
 
 // encodePair encodes one preference row.
-func encodePair(e *finetune.Encoder, p data.Preference, row int) (Pair, error) {
+func encodePair(e *finetune.SequenceEncoder, p data.Preference, row int) (Pair, error) {
 	prompt, err := e.Prompt(p.Prompt, p.PromptMessages)
 	if err != nil {
 		return Pair{}, err

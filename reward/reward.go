@@ -115,7 +115,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	enc, err := finetune.NewEncoder(m.Tokenizer)
+	enc, err := finetune.NewSequenceEncoder(m.Tokenizer)
 	if err != nil {
 		return Result{}, err
 	}
@@ -244,7 +244,7 @@ func worldRows(seed int64, split world.Split, n int) rowSource {
 
 // loadPairs encodes the training and held-out pairs, dropping pairs longer
 // than limit tokens.
-func loadPairs(cfg Config, enc *finetune.Encoder, limit int) (pairSet, error) {
+func loadPairs(cfg Config, enc *finetune.SequenceEncoder, limit int) (pairSet, error) {
 	var ps pairSet
 	read := func(src rowSource, split bool) (trainPairs, heldPairs []Pair, err error) {
 		err = src.stream(func(row int, p data.Preference) error {

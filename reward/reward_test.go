@@ -19,6 +19,7 @@ import (
 	"github.com/gotune/gotune/finetune"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/tokenizer"
 	"github.com/gotune/gotune/train"
 )
 
@@ -155,7 +156,7 @@ func TestRewardModelLearnsWorldPreferences(t *testing.T) {
 	if err := finetune.LoadRewardModel(m, res.AdapterDir); err != nil {
 		t.Fatal(err)
 	}
-	enc, _ := finetune.NewEncoder(m.Tokenizer)
+	enc, _ := finetune.NewSequenceEncoder(m.Tokenizer)
 	var pairs []Pair
 	prefs, _ := data.ReadPreferences(trained.valid)
 	for i, p := range prefs {
@@ -214,7 +215,7 @@ func TestScoreAddsColumns(t *testing.T) {
 	var seqs [][]int
 	T := 0
 	for _, x := range ins {
-		ids := append(m.Tokenizer.Encode(world.FormatAlpaca(x.Instruction, x.Input), true), m.Tokenizer.Encode(x.Output, false)...)
+		ids := append(m.Tokenizer.Encode(tokenizer.FormatAlpaca(x.Instruction, x.Input), true), m.Tokenizer.Encode(x.Output, false)...)
 		ids = append(ids, m.Tokenizer.EOS())
 		seqs = append(seqs, ids)
 		T = max(T, len(ids))
@@ -402,7 +403,7 @@ func TestLossGatherAndGradient(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.Extra[finetune.ScoreHead] = newHead(m.Weights.Config.HiddenSize, 0.5, 9)
-	enc, _ := finetune.NewEncoder(m.Tokenizer)
+	enc, _ := finetune.NewSequenceEncoder(m.Tokenizer)
 	var batch []Pair
 	for i, p := range world.New(5).Preferences(world.Train, 3) {
 		pr, err := encodePair(enc, data.Preference{Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected}, i)
@@ -471,7 +472,7 @@ func TestEncoder(t *testing.T) {
 		t.Fatal(err)
 	}
 	tok := m.Tokenizer
-	enc, _ := finetune.NewEncoder(tok)
+	enc, _ := finetune.NewSequenceEncoder(tok)
 	p, err := encodePair(enc, data.Preference{Prompt: "Add 2 and 3.", Chosen: "5", Rejected: "6"}, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -485,7 +486,7 @@ func TestEncoder(t *testing.T) {
 		t.Errorf("conversation without a template: %v", err)
 	}
 	tok.ChatTemplate = "{{ bos_token }}{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"
-	enc, err = finetune.NewEncoder(tok)
+	enc, err = finetune.NewSequenceEncoder(tok)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,8 +7,8 @@ import (
 	"math"
 
 	"github.com/gotune/gotune/data"
-	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/finetune"
+	"github.com/gotune/gotune/tokenizer"
 )
 
 // ScoreConfig is a `gotune reward score` run.
@@ -50,7 +50,7 @@ func Score(ctx context.Context, cfg ScoreConfig) (ScoreResult, error) {
 	if err := finetune.LoadRewardModel(m, cfg.Adapter); err != nil {
 		return ScoreResult{}, err
 	}
-	enc, err := finetune.NewEncoder(m.Tokenizer)
+	enc, err := finetune.NewSequenceEncoder(m.Tokenizer)
 	if err != nil {
 		return ScoreResult{}, err
 	}
@@ -64,7 +64,7 @@ func Score(ctx context.Context, cfg ScoreConfig) (ScoreResult, error) {
 	switch kind {
 	case data.KindInstructions, data.KindGeneratedInstructions:
 		err = data.StreamInstructions(cfg.Data, func(row int, r data.Instruction) error {
-			prompt := enc.Tok.Encode(world.FormatAlpaca(r.Instruction, r.Input), true)
+			prompt := enc.Tok.Encode(tokenizer.FormatAlpaca(r.Instruction, r.Input), true)
 			c, err := enc.Completion(r.Output, nil, nil)
 			if err != nil {
 				return fmt.Errorf("%s: row %d: %w", cfg.Data, row+1, err)

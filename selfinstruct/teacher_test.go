@@ -1,14 +1,13 @@
 package selfinstruct
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -122,44 +121,52 @@ func TestHTTPTeacherAgainstServe(t *testing.T) {
 	}
 }
 
-// A busy server answers 429 with Retry-After; the teacher waits and
-// retries until the server has room.
+// A busy server answers 429 with Retry-After; the teacher waits as long
+// as it says and retries. A handler in front of our server answers the
+// first request so, deterministically (the server's own 429 is tested in
+// serve), and passes the rest on.
 func TestHTTPTeacherRetriesWhenBusy(t *testing.T) {
 	e := tinyEngine(t)
-	url := startServe(t, e, serve.Config{MaxPending: 1})
-	// Occupy the only slot with a streamed request, read until it is admitted.
-	body, _ := json.Marshal(map[string]any{"prompt": "long", "max_tokens": 300, "stream": true, "temperature": 0})
-	resp, err := http.Post(url+"/completions", "application/json", bytes.NewReader(body))
+	s, err := serve.New(e, serve.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	br := bufio.NewReader(resp.Body)
-	if _, err := br.ReadString('\n'); err != nil {
-		t.Fatal(err)
-	}
-	// Plain probe: the server is busy now.
-	probe, _ := http.Post(url+"/completions", "application/json", strings.NewReader(`{"prompt":"x","max_tokens":1}`))
-	probe.Body.Close()
-	if probe.StatusCode != 429 {
-		t.Fatalf("probe status %d, want 429", probe.StatusCode)
-	}
-	go func() {
-		time.Sleep(200 * time.Millisecond)
-		for {
-			if _, err := br.ReadString('\n'); err != nil {
-				return
-			}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.RunScheduler(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	var mu sync.Mutex
+	var arrivals []time.Time
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		arrivals = append(arrivals, time.Now())
+		first := len(arrivals) == 1
+		mu.Unlock()
+		if first {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, `{"error":{"message":"busy"}}`, http.StatusTooManyRequests)
+			return
 		}
-	}()
-	teacher := &HTTPTeacher{BaseURL: url, Retries: 5, Backoff: time.Millisecond, MaxBackoff: 2 * time.Second}
-	start := time.Now()
+		s.Handler().ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+
+	teacher := &HTTPTeacher{BaseURL: front.URL + "/v1", Retries: 5, Backoff: time.Millisecond, MaxBackoff: 2 * time.Second}
 	got, err := teacher.Complete(context.Background(), []string{"hello"}, Params{MaxTokens: 4, Temperature: 1, TopP: 1})
 	if err != nil {
-		t.Fatalf("after retries: %v", err)
+		t.Fatalf("after a retry: %v", err)
 	}
-	if len(got) != 1 || time.Since(start) < 900*time.Millisecond {
-		t.Fatalf("got %v after %v: Retry-After (1 s) not honoured", got, time.Since(start))
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 || len(arrivals) != 2 {
+		t.Fatalf("got %v after %d requests, want one completion after 2", got, len(arrivals))
+	}
+	// The backoff alone would retry after 1 ms.
+	if wait := arrivals[1].Sub(arrivals[0]); wait < 900*time.Millisecond {
+		t.Fatalf("retried after %v: Retry-After (1 s) not honoured", wait)
 	}
 }
 

@@ -101,7 +101,7 @@ func TestAlpacaTemplateMatchesPretraining(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := pretrain.Tokenize(tk, []string{task.Text()})
+		want := finetune.Tokenize(tk, []string{task.Text()})
 		if len(want) != len(ex.IDs) {
 			t.Fatalf("task %d: %d ids, pretraining has %d", i, len(ex.IDs), len(want))
 		}

@@ -33,7 +33,11 @@ const (
 )
 
 // FormatAlpaca returns the Alpaca prompt for an instruction and an
-// optional input (used when not empty, as in Stanford Alpaca).
+// optional input: PROMPT_DICT of Stanford Alpaca's train.py byte for byte,
+// the no-input variant when input is empty, as train.py chooses. A solved
+// example is this prompt followed directly by the output, as train.py
+// concatenates source and target. The texts are inserted verbatim: braces
+// and percent signs in them are not placeholders.
 func FormatAlpaca(instruction, input string) string {
 	if input != "" {
 		return fmt.Sprintf(alpacaWithInput, instruction, input)

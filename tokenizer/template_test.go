@@ -20,6 +20,29 @@ func TestFormatAlpaca(t *testing.T) {
 	if got := FormatAlpaca("Say hi.", ""); got != noInput {
 		t.Errorf("without input:\n%q\nwant\n%q", got, noInput)
 	}
+	// PROMPT_DICT of Stanford Alpaca's train.py, filled as format_map does:
+	// the texts go in verbatim, braces and percent signs included.
+	const dictWithInput = "Below is an instruction that describes a task, paired with an input that provides further context. " +
+		"Write a response that appropriately completes the request.\n\n" +
+		"### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:"
+	const dictNoInput = "Below is an instruction that describes a task. " +
+		"Write a response that appropriately completes the request.\n\n" +
+		"### Instruction:\n{instruction}\n\n### Response:"
+	fill := func(tpl, instr, in string) string {
+		return strings.NewReplacer("{instruction}", instr, "{input}", in).Replace(tpl)
+	}
+	for _, c := range [][2]string{
+		{"Reverse {x}.", "cat"}, {"Give 100% of %s and %d%%.", "%v {input}"}, {"{instruction}", ""},
+		{"Two\n\nparagraphs.", "a\tb"}, {"", "input only"},
+	} {
+		want := fill(dictWithInput, c[0], c[1])
+		if c[1] == "" {
+			want = fill(dictNoInput, c[0], "")
+		}
+		if got := FormatAlpaca(c[0], c[1]); got != want {
+			t.Errorf("FormatAlpaca(%q, %q):\n%q\nwant\n%q", c[0], c[1], got, want)
+		}
+	}
 }
 
 func TestEncodePromptCompletion(t *testing.T) {

@@ -3,12 +3,17 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
-	"github.com/gotune/gotune/pretrain"
-	"github.com/gotune/gotune/sft"
+	"github.com/gotune/gotune/eval"
+	"github.com/gotune/gotune/finetune"
 )
+
+// evalKeyJSON is the output switch of `gotune eval` (no field of
+// eval.Config: it chooses how the result is printed).
+const evalKeyJSON = "json"
 
 var evalCmd = &cobra.Command{
 	Use:   "eval",
@@ -27,53 +32,40 @@ loss.`,
 	Args: cobra.NoArgs,
 	RunE: func(cmd *cobra.Command, _ []string) error {
 		const s = "eval"
-		dir, text, ds := cfgString(s, "model"), cfgString(s, "text"), cfgString(s, "data")
-		if dir == "" || (text == "") == (ds == "") {
-			return fmt.Errorf("eval needs --model and one of --text and --data")
+		cfg := eval.Config{
+			Model: cfgString(s, eval.KeyModel), Text: cfgString(s, eval.KeyText), Data: cfgString(s, eval.KeyData),
+			Adapter: cfgString(s, eval.KeyAdapter), Template: cfgString(s, eval.KeyTemplate), MaxRows: cfgInt(s, eval.KeyMaxRows),
+			Tokenizer: cfgString(s, eval.KeyTokenizer), SeqLen: cfgInt(s, eval.KeySeqLen), BatchSize: cfgInt(s, eval.KeyBatchSize),
 		}
-		if ds != "" {
-			res, err := sft.Evaluate(cmd.Context(), sft.EvalConfig{
-				Base: dir, Adapter: cfgString(s, "adapter"), Data: ds, Max: cfgInt(s, "max-rows"),
-				Template: cfgString(s, "template"), BatchSize: cfgInt(s, "batch-size"), MaxLen: cfgInt(s, "seq-len"),
-			})
-			if err != nil {
-				return err
-			}
-			if cfgBool(s, "json") {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "loss %.4f  perplexity %.4f  completion tokens %d  rows %d\n", res.Loss, res.Perplexity, res.Tokens, res.Rows)
-			return nil
-		}
-		if cfgString(s, "adapter") != "" {
-			return fmt.Errorf("eval: --adapter applies to --data only")
-		}
-		res, err := pretrain.Evaluate(cmd.Context(), dir, text, pretrain.EvalOptions{
-			Tokenizer: cfgString(s, "tokenizer"), SeqLen: cfgInt(s, "seq-len"), BatchSize: cfgInt(s, "batch-size"),
-		})
+		res, err := eval.Run(cmd.Context(), cfg)
 		if err != nil {
 			return err
 		}
-		if cfgBool(s, "json") {
+		if cfgBool(s, evalKeyJSON) {
 			return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "loss %.4f  perplexity %.4f  tokens %d\n", res.Loss, res.Perplexity, res.Tokens)
+		if cfg.Data != "" {
+			fmt.Fprintf(cmd.OutOrStdout(), "loss %.4f  perplexity %.4f  completion tokens %d  rows %d\n", res.Loss, res.Perplexity, res.Tokens, res.Rows)
+		} else {
+			fmt.Fprintf(cmd.OutOrStdout(), "loss %.4f  perplexity %.4f  tokens %d\n", res.Loss, res.Perplexity, res.Tokens)
+		}
 		return nil
 	},
 }
 
 func init() {
+	d := eval.DefaultConfig()
 	f := evalCmd.Flags()
-	f.String("model", "", "model directory (config.json, model.safetensors, tokenizer.json)")
-	f.String("text", "", "text file to score")
-	f.String("data", "", "instructions dataset (.arrow) to score on its completions")
-	f.String("adapter", "", "PEFT LoRA adapter applied to the model (with --data)")
-	f.String("template", "alpaca", "prompt format of --data rows: alpaca, chatml, llama3 or jinja")
-	f.Int("max-rows", 0, "rows of --data scored at most (0: all)")
-	f.String("tokenizer", "", "tokenizer to use when the model directory has none")
-	f.Int("seq-len", 0, "window length; with --data, tokens per row at most (default: min(256, or 512 with --data, max_position_embeddings))")
-	f.Int("batch-size", 8, "windows per forward pass")
-	f.Bool("json", false, `print {"loss": …, "perplexity": …, "tokens": …} (and "rows" with --data)`)
+	f.String(eval.KeyModel, d.Model, "model directory (config.json, model.safetensors, tokenizer.json)")
+	f.String(eval.KeyText, d.Text, "text file to score")
+	f.String(eval.KeyData, d.Data, "instructions dataset (.arrow) to score on its completions")
+	f.String(eval.KeyAdapter, d.Adapter, "PEFT LoRA adapter applied to the model (with --data)")
+	f.String(eval.KeyTemplate, d.Template, "prompt format of --data rows: "+strings.Join(finetune.InstructionTemplates, ", "))
+	f.Int(eval.KeyMaxRows, d.MaxRows, "rows of --data scored at most (0: all)")
+	f.String(eval.KeyTokenizer, d.Tokenizer, "tokenizer to use when the model directory has none")
+	f.Int(eval.KeySeqLen, d.SeqLen, "window length; with --data, tokens per row at most (default: min(256, or 512 with --data, max_position_embeddings))")
+	f.Int(eval.KeyBatchSize, d.BatchSize, "windows or rows per forward pass")
+	f.Bool(evalKeyJSON, false, `print {"loss": …, "perplexity": …, "tokens": …} (and "rows" with --data)`)
 	bindFlags(evalCmd, "eval")
 	rootCmd.AddCommand(evalCmd)
 }

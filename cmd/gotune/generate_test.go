@@ -8,10 +8,10 @@ import (
 	"testing"
 
 	"github.com/gotune/gotune/data"
+	"github.com/gotune/gotune/eval"
 	"github.com/gotune/gotune/internal/tinymodel"
 	"github.com/gotune/gotune/model/generate"
 	"github.com/gotune/gotune/model/hf"
-	"github.com/gotune/gotune/sft"
 	"github.com/gotune/gotune/tokenizer"
 )
 
@@ -160,7 +160,7 @@ func TestPairsCommand(t *testing.T) {
 	}
 }
 
-// TestEvalCommandOnDataset: `gotune eval --data` prints what sft.Evaluate
+// TestEvalCommandOnDataset: `gotune eval --data` prints what eval.Run
 // computes, and the command refuses --text with --data.
 func TestEvalCommandOnDataset(t *testing.T) {
 	t.Cleanup(func() {
@@ -180,11 +180,13 @@ func TestEvalCommandOnDataset(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got sft.EvalResult
+	var got eval.LossResult
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
 		t.Fatalf("output %q: %v", out, err)
 	}
-	want, err := sft.Evaluate(context.Background(), sft.EvalConfig{Base: dir, Data: path})
+	cfg := eval.DefaultConfig()
+	cfg.Model, cfg.Data = dir, path
+	want, err := eval.Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

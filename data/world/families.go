@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/gotune/gotune/data/verify"
 )
 
 // Family names one skill of the world.
@@ -116,7 +118,7 @@ func (it item) misconception() (string, bool) {
 			m = strings.ToUpper(it.word[:1]) + it.word[1:]
 		}
 	}
-	if m == "" || Normalize(m) == Normalize(ans) {
+	if m == "" || verify.Normalize(m) == verify.Normalize(ans) {
 		return "", false
 	}
 	return m, true
@@ -124,7 +126,7 @@ func (it item) misconception() (string, bool) {
 
 // wrongs lists plausible wrong answers, most typical first (the
 // misconception, when the item has one); none equals the
-// answer (after Normalize) and none repeats. It may be empty for degenerate
+// answer (after verify.Normalize) and none repeats. It may be empty for degenerate
 // parsed items (for example sorting three equal numbers).
 func (it item) wrongs() []string {
 	var c []string
@@ -171,10 +173,10 @@ func (it item) wrongs() []string {
 	if m, ok := it.misconception(); ok {
 		c = append([]string{m}, c...)
 	}
-	ans := Normalize(it.answer())
+	ans := verify.Normalize(it.answer())
 	var out []string
 	for _, s := range c {
-		if Normalize(s) != ans && !slices.Contains(out, s) {
+		if verify.Normalize(s) != ans && !slices.Contains(out, s) {
 			out = append(out, s)
 		}
 	}
@@ -372,7 +374,7 @@ func compileTemplate(s string) (*regexp.Regexp, []string) {
 // generated instructions (self-instruct's verifier hook) and dataset rows be
 // checked exactly.
 func Solve(instruction, input string) (t Task, ok bool) {
-	instruction, input = Normalize(instruction), Normalize(input)
+	instruction, input = verify.Normalize(instruction), verify.Normalize(input)
 	if len(instruction) > 256 || len(input) > 256 {
 		return Task{}, false // far longer than any phrasing
 	}

@@ -33,7 +33,9 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/bits"
-	"strings"
+
+	"github.com/gotune/gotune/data/verify"
+	"github.com/gotune/gotune/tokenizer"
 )
 
 // Split names a disjoint part of the world's items.
@@ -116,8 +118,9 @@ type Task struct {
 // Split returns the split the task's item belongs to.
 func (t Task) Split() Split { return SplitOf(t.Key) }
 
-// Prompt returns the task rendered with the Stanford Alpaca prompt template.
-func (t Task) Prompt() string { return FormatAlpaca(t.Instruction, t.Input) }
+// Prompt returns the task rendered with the Stanford Alpaca prompt template
+// (tokenizer.FormatAlpaca).
+func (t Task) Prompt() string { return tokenizer.FormatAlpaca(t.Instruction, t.Input) }
 
 // Text returns the prompt followed directly by the answer: the training text
 // of a solved task, concatenated as Stanford Alpaca concatenates source and
@@ -296,16 +299,11 @@ func (w *World) Prompts(split Split, n int) []Prompt {
 	return out
 }
 
-// Normalize trims s and collapses every run of white space to one space:
-// the only leniency of Check.
-func Normalize(s string) string {
-	return strings.Join(strings.Fields(s), " ")
-}
-
 // Check reports whether answer is exactly the task's answer, up to white
-// space (see Normalize). It is the evaluation metric, never a training reward.
+// space (verify.ExactMatch). It is the evaluation metric, never a training
+// reward.
 func Check(t Task, answer string) bool {
-	return Normalize(answer) == Normalize(t.Answer)
+	return verify.ExactMatch(answer, t.Answer)
 }
 
 // Accuracy is an exact-match score, overall and per family.

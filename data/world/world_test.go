@@ -227,8 +227,10 @@ func TestBalanceAndNoRepeats(t *testing.T) {
 var alpacaDoc = regexp.MustCompile(`(?s)^Below is an instruction that describes a task(?:, paired with an input that provides further context)?\. ` +
 	`Write a response that appropriately completes the request\.\n\n### Instruction:\n(.*?)\n\n(?:### Input:\n(.*?)\n\n)?### Response:(.*)$`)
 
-func TestFormatAlpaca(t *testing.T) {
-	// PROMPT_DICT of Stanford Alpaca's train.py, filled as format_map does.
+// TestTaskPrompt pins a task's prompt to PROMPT_DICT of Stanford Alpaca's
+// train.py, filled as format_map does, with and without an input, and its
+// training text to the prompt followed directly by the answer.
+func TestTaskPrompt(t *testing.T) {
 	const withInput = "Below is an instruction that describes a task, paired with an input that provides further context. " +
 		"Write a response that appropriately completes the request.\n\n" +
 		"### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:"
@@ -238,15 +240,22 @@ func TestFormatAlpaca(t *testing.T) {
 	fill := func(tpl, instr, in string) string {
 		return strings.NewReplacer("{instruction}", instr, "{input}", in).Replace(tpl)
 	}
-	if got, want := FormatAlpaca("Add 1 and 2.", ""), fill(noInput, "Add 1 and 2.", ""); got != want {
-		t.Errorf("no input:\n%q\nwant\n%q", got, want)
+	x, ok := Solve("Reverse the letters of the word.", "cat")
+	if !ok {
+		t.Fatal("Solve does not recognise a reverse task")
 	}
-	if got, want := FormatAlpaca("Reverse {x}.", "cat"), fill(withInput, "Reverse {x}.", "cat"); got != want {
+	if got, want := x.Prompt(), fill(withInput, x.Instruction, "cat"); got != want {
 		t.Errorf("with input:\n%q\nwant\n%q", got, want)
 	}
-	x, _ := Solve("Reverse the letters of the word.", "cat")
-	if x.Text() != x.Prompt()+"tac" || !strings.HasSuffix(x.Prompt(), "### Response:") {
+	if x.Text() != x.Prompt()+"tac" {
 		t.Errorf("Text = %q", x.Text())
+	}
+	x, ok = Solve("What is 17 + 25?", "")
+	if !ok {
+		t.Fatal("Solve does not recognise an addition")
+	}
+	if got, want := x.Prompt(), fill(noInput, "What is 17 + 25?", ""); got != want {
+		t.Errorf("no input:\n%q\nwant\n%q", got, want)
 	}
 }
 

@@ -1,4 +1,4 @@
-package selfinstruct
+package verify
 
 import (
 	"errors"

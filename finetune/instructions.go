@@ -1,0 +1,191 @@
+package finetune
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/gotune/gotune/data"
+	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/tokenizer"
+)
+
+// InstructionTemplates are the layouts an instruction row can be rendered
+// in: Stanford Alpaca's prompt followed directly by the output and EOS,
+// or a chat template (ChatML, Llama-3, or the tokenizer's own Jinja
+// chat_template).
+var InstructionTemplates = []string{tokenizer.TemplateAlpaca, tokenizer.TemplateChatML, tokenizer.TemplateLlama3, tokenizer.TemplateJinja}
+
+// InstructionEncoder turns instruction rows into token ids with a
+// completion mask: how SFT trains on them and how eval scores them.
+type InstructionEncoder struct {
+	tok           *tokenizer.Tokenizer
+	template      string
+	trainOnInputs bool
+}
+
+// NewInstructionEncoder checks that the tokenizer can render the template
+// (one of InstructionTemplates). With trainOnInputs every token is marked
+// as completion.
+func NewInstructionEncoder(tok *tokenizer.Tokenizer, template string, trainOnInputs bool) (*InstructionEncoder, error) {
+	if !slices.Contains(InstructionTemplates, template) {
+		return nil, fmt.Errorf("unknown template %q (want one of %s)", template, strings.Join(InstructionTemplates, ", "))
+	}
+	if template == tokenizer.TemplateAlpaca && tok.EOS() < 0 {
+		return nil, fmt.Errorf("the tokenizer has no EOS token, which ends every Alpaca completion")
+	}
+	if template == tokenizer.TemplateJinja && tok.ChatTemplate == "" {
+		return nil, fmt.Errorf("template %q: the tokenizer has no chat_template in its tokenizer_config.json", template)
+	}
+	return &InstructionEncoder{tok: tok, template: template, trainOnInputs: trainOnInputs}, nil
+}
+
+// Encode renders one row.
+//
+// With the Alpaca template the ids are those of the whole text
+// prompt+output, after BOS, followed by EOS: exactly how a solved task of
+// the pretraining corpus is tokenized. The completion starts at the first
+// token that the prompt's own encoding does not share, as Stanford
+// Alpaca's train.py masks (a token straddling the boundary holds output
+// text and counts as completion). A row's system prompt, which the Alpaca
+// format has no place for, opens the text as its own paragraph.
+//
+// With a chat template the row is a conversation: the system prompt (if
+// any) as a system message, the instruction (and input, after a blank
+// line) as the user message, the output as the assistant's reply, whose
+// text and end-of-turn token are the completion.
+func (e *InstructionEncoder) Encode(r data.Instruction) (data.Example, error) {
+	if r.Output == "" {
+		return data.Example{}, fmt.Errorf("empty output")
+	}
+	var enc tokenizer.Encoded
+	if e.template == tokenizer.TemplateAlpaca {
+		prompt := tokenizer.FormatAlpaca(r.Instruction, r.Input)
+		if r.System != "" {
+			prompt = r.System + "\n\n" + prompt
+		}
+		enc = e.tok.EncodePromptCompletion(prompt, r.Output, true, true)
+	} else {
+		var msgs []tokenizer.Message
+		if r.System != "" {
+			msgs = append(msgs, tokenizer.Message{Role: "system", Content: r.System})
+		}
+		user := r.Instruction
+		if r.Input != "" {
+			user += "\n\n" + r.Input
+		}
+		msgs = append(msgs, tokenizer.Message{Role: "user", Content: user}, tokenizer.Message{Role: "assistant", Content: r.Output})
+		var err error
+		if enc, err = e.tok.EncodeChat(e.template, msgs); err != nil {
+			return data.Example{}, err
+		}
+	}
+	if e.trainOnInputs {
+		for i := range enc.Mask {
+			enc.Mask[i] = true
+		}
+	}
+	return data.Example{IDs: enc.IDs, Mask: enc.Mask}, nil
+}
+
+// EncodeAll renders every row; an error names the source (a dataset path,
+// or "rows" when "") and the row.
+func (e *InstructionEncoder) EncodeAll(rows []data.Instruction, source string) ([]data.Example, error) {
+	if source == "" {
+		source = "rows"
+	}
+	out := make([]data.Example, len(rows))
+	for i, r := range rows {
+		ex, err := e.Encode(r)
+		if err != nil {
+			return nil, fmt.Errorf("%s: row %d: %w", source, i, err)
+		}
+		ex.Row = i
+		out[i] = ex
+	}
+	return out, nil
+}
+
+// DefaultMaxLen is the longest instruction row, in tokens, when none is
+// given: 512, or the model's positions when fewer.
+func DefaultMaxLen(mc model.Config) int { return min(512, mc.MaxPositionEmbeddings) }
+
+// LengthBuckets are the batch lengths T of rows of at most maxLen tokens:
+// 64, 128, 256 and 512 where below maxLen, and maxLen. A few fixed shapes
+// keep the number of compiled programs small while short rows are not
+// padded to maxLen.
+func LengthBuckets(maxLen int) []int {
+	var buckets []int
+	for _, b := range []int{64, 128, 256, 512} {
+		if b < maxLen {
+			buckets = append(buckets, b)
+		}
+	}
+	return append(buckets, maxLen)
+}
+
+// ScoringBatchOptions are the batches in which instruction rows are scored:
+// batchSize rows each, in dataset order, each row cut to maxLen tokens
+// (0: DefaultMaxLen) by truncation (data.TruncateKeepStart or
+// data.TruncateKeepEnd), lengths bucketed by LengthBuckets, padded with
+// pad.
+func ScoringBatchOptions(batchSize, maxLen int, truncation string, mc model.Config, pad int) (data.BatchOptions, error) {
+	if maxLen == 0 {
+		maxLen = DefaultMaxLen(mc)
+	}
+	if mc.MaxPositionEmbeddings > 0 && maxLen > mc.MaxPositionEmbeddings {
+		return data.BatchOptions{}, fmt.Errorf("max length %d exceeds the model's %d positions", maxLen, mc.MaxPositionEmbeddings)
+	}
+	opts := data.BatchOptions{
+		BatchSize: batchSize, MaxLen: maxLen, PadID: pad, Truncation: truncation,
+		Buckets: LengthBuckets(maxLen),
+	}
+	return opts, opts.Validate()
+}
+
+// LoadBatch copies a batch into the inputs of a program built with
+// TokenLoss and returns the weight of the tokens it scores.
+func LoadBatch(p *Program, b data.Batch) float64 {
+	g := p.Graph
+	copy(g.In.Tokens, b.Inputs)
+	copy(g.In.Targets, b.Targets)
+	copy(g.Vector(WeightsInput), b.Weights)
+	var n float64
+	for _, v := range b.Weights {
+		n += float64(v)
+	}
+	return n
+}
+
+// MeanLoss is the mean token loss over every weighted token of the
+// batches (each batch's loss weighted by its token weight), from the
+// forward programs named name, one per batch length, built with TokenLoss
+// the first time. The adapter's dropout is switched off. NaN when no token
+// has weight.
+func (m *Model) MeanLoss(ctx context.Context, name string, batches []data.Batch) (float64, error) {
+	if m.Adapter != nil {
+		m.Adapter.SetDropoutActive(false)
+	}
+	var sum, count float64
+	for _, b := range batches {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		p, err := m.Program(name, b.B, b.T, false, TokenLoss)
+		if err != nil {
+			return 0, err
+		}
+		n := LoadBatch(p, b)
+		if err := p.Run(); err != nil {
+			return 0, err
+		}
+		sum += float64(model.Value32(p.Loss)[0]) * n
+		count += n
+	}
+	if count == 0 {
+		return math.NaN(), nil
+	}
+	return sum / count, nil
+}
