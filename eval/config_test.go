@@ -30,6 +30,8 @@ func TestValidate(t *testing.T) {
 		{KeyTemplate, func(c *Config) { c.Template = "vicuna" }},
 		{KeyTemplate, func(c *Config) { c.Template = "" }},
 		{KeyMaxRows, func(c *Config) { c.MaxRows = -1 }},
+		{KeyMaxRows, func(c *Config) { c.Data, c.Text, c.MaxRows = "", "corpus.txt", 5 }},
+		{KeyTokenizer, func(c *Config) { c.Tokenizer = "tok" }},
 		{KeySeqLen, func(c *Config) { c.SeqLen = -1 }},
 		{KeySeqLen, func(c *Config) { c.SeqLen = 1 }},
 		{KeyBatchSize, func(c *Config) { c.BatchSize = 0 }},

@@ -90,6 +90,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("eval: give %s or %s, not both", KeyText, KeyData)
 	case c.Adapter != "" && c.Data == "":
 		return fmt.Errorf("eval: %s applies to %s only", KeyAdapter, KeyData)
+	case c.MaxRows != 0 && c.Data == "":
+		return fmt.Errorf("eval: %s applies to %s only", KeyMaxRows, KeyData)
+	case c.Tokenizer != "" && c.Text == "":
+		return fmt.Errorf("eval: %s applies to %s only (a dataset is rendered with the model's own tokenizer)", KeyTokenizer, KeyText)
 	case !slices.Contains(finetune.InstructionTemplates, c.Template):
 		return fmt.Errorf("eval: %s %q (want one of %s)", KeyTemplate, c.Template, strings.Join(finetune.InstructionTemplates, ", "))
 	case c.MaxRows < 0:
