@@ -24,9 +24,14 @@ func tinyEngine(t *testing.T) *generate.Engine {
 	return tinymodel.Engine(t, 3, 4096, "<s>", "</s>")
 }
 
-// startServe runs our own OpenAI-compatible server on a loopback port.
-func startServe(t *testing.T, e *generate.Engine, cfg serve.Config) string {
+// startServe runs our own OpenAI-compatible server with serve's default
+// config, changed by set when it is not nil, on a loopback port.
+func startServe(t *testing.T, e *generate.Engine, set func(*serve.Config)) string {
 	t.Helper()
+	cfg := serve.DefaultConfig()
+	if set != nil {
+		set(&cfg)
+	}
 	s, err := serve.New(e, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +65,9 @@ func chatTemplate(msgs []serve.Message) (string, error) {
 // teacher.
 func TestHTTPTeacherAgainstServe(t *testing.T) {
 	e := tinyEngine(t)
-	url := startServe(t, e, serve.Config{ModelName: "tiny", APIKey: "k", Chat: chatTemplate})
+	url := startServe(t, e, func(c *serve.Config) {
+		c.ModelName, c.APIKey, c.Chat = "tiny", "k", chatTemplate
+	})
 	prompts := []string{"Write a task.", "1. Instruction: Add", "###\n4. Instruction:"}
 	p := Params{MaxTokens: 24, Temperature: 0.9, TopP: 0.95, Stop: []string{"\n20", "20."}, Seed: 40}
 	ctx := context.Background()
@@ -87,7 +94,7 @@ func TestHTTPTeacherAgainstServe(t *testing.T) {
 	}
 
 	// Chat mode sends the prompt as one user message.
-	chatT := &HTTPTeacher{BaseURL: url, Model: "tiny", APIKey: "k", Chat: true}
+	chatT := &HTTPTeacher{BaseURL: url, Model: "tiny", APIKey: "k", Chat: true, Timeout: 10 * time.Second}
 	gotChat, err := chatT.Complete(ctx, prompts[:1], p)
 	if err != nil {
 		t.Fatal(err)
@@ -103,12 +110,12 @@ func TestHTTPTeacherAgainstServe(t *testing.T) {
 	}
 
 	// A wrong key is a client error: no retries.
-	bad := &HTTPTeacher{BaseURL: url, Model: "tiny", APIKey: "nope", Backoff: time.Hour}
+	bad := &HTTPTeacher{BaseURL: url, Model: "tiny", APIKey: "nope", Timeout: time.Minute, Retries: 3, Backoff: time.Hour}
 	if _, err := bad.Complete(ctx, prompts[:1], p); err == nil || !strings.Contains(err.Error(), "HTTP 401") || !strings.Contains(err.Error(), "attempt 1") {
 		t.Errorf("wrong key: %v", err)
 	}
 	// So is an unknown model.
-	other := &HTTPTeacher{BaseURL: url, Model: "gpt-x", APIKey: "k", Backoff: time.Hour}
+	other := &HTTPTeacher{BaseURL: url, Model: "gpt-x", APIKey: "k", Timeout: time.Minute, Retries: 3, Backoff: time.Hour}
 	if _, err := other.Complete(ctx, prompts[:1], p); err == nil || !strings.Contains(err.Error(), "HTTP 404") {
 		t.Errorf("unknown model: %v", err)
 	}
@@ -116,9 +123,14 @@ func TestHTTPTeacherAgainstServe(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	dead := "http://" + ln.Addr().String() + "/v1"
 	ln.Close()
-	down := &HTTPTeacher{BaseURL: dead, Retries: 2, Backoff: time.Millisecond}
+	down := &HTTPTeacher{BaseURL: dead, Timeout: time.Minute, Retries: 2, Backoff: time.Millisecond}
 	if _, err := down.Complete(ctx, prompts[:1], p); err == nil || !strings.Contains(err.Error(), "attempt 3") {
 		t.Errorf("server down: %v", err)
+	}
+	// Retries 0 means one attempt only.
+	down.Retries = 0
+	if _, err := down.Complete(ctx, prompts[:1], p); err == nil || !strings.Contains(err.Error(), "attempt 1:") {
+		t.Errorf("server down, no retries: %v", err)
 	}
 }
 
@@ -126,7 +138,7 @@ func TestHTTPTeacherAgainstServe(t *testing.T) {
 // retries until the server has room.
 func TestHTTPTeacherRetriesWhenBusy(t *testing.T) {
 	e := tinyEngine(t)
-	url := startServe(t, e, serve.Config{MaxPending: 1})
+	url := startServe(t, e, func(c *serve.Config) { c.MaxPending = 1 })
 	// Occupy the only slot with a streamed request, read until it is admitted.
 	body, _ := json.Marshal(map[string]any{"prompt": "long", "max_tokens": 300, "stream": true, "temperature": 0})
 	resp, err := http.Post(url+"/completions", "application/json", bytes.NewReader(body))
@@ -152,7 +164,7 @@ func TestHTTPTeacherRetriesWhenBusy(t *testing.T) {
 			}
 		}
 	}()
-	teacher := &HTTPTeacher{BaseURL: url, Retries: 5, Backoff: time.Millisecond, MaxBackoff: 2 * time.Second}
+	teacher := &HTTPTeacher{BaseURL: url, Timeout: time.Minute, Retries: 5, Backoff: time.Millisecond, MaxBackoff: 2 * time.Second}
 	start := time.Now()
 	got, err := teacher.Complete(context.Background(), []string{"hello"}, Params{MaxTokens: 4, Temperature: 1, TopP: 1})
 	if err != nil {
@@ -168,11 +180,12 @@ func TestHTTPTeacherRetriesWhenBusy(t *testing.T) {
 // truncated, and the (empty) dataset is still written.
 func TestRunWithHTTPTeacher(t *testing.T) {
 	e := tinyEngine(t)
-	url := startServe(t, e, serve.Config{})
-	cfg := Config{
-		Teacher: &HTTPTeacher{BaseURL: url}, Output: t.TempDir() + "/gen.arrow",
-		NumInstructions: 5, RequestBatchSize: 3, MaxBatches: 2, MaxTokens: 16, Seed: 1,
-	}
+	url := startServe(t, e, nil)
+	teacher := DefaultHTTPTeacher()
+	teacher.BaseURL = url
+	cfg := DefaultConfig()
+	cfg.Teacher, cfg.Output = &teacher, t.TempDir()+"/gen.arrow"
+	cfg.NumInstructions, cfg.RequestBatchSize, cfg.MaxBatches, cfg.MaxTokens, cfg.Seed = 5, 3, 2, 16, 1
 	rep, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
