@@ -47,7 +47,7 @@ func benchmarkImport(b *testing.B, name string, write func(testing.TB, string, [
 	cpu0 := benchutil.CPUSeconds()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		rep, err := Import(in, out, ImportOptions{})
+		rep, err := Import(in, out, DefaultImportOptions())
 		if err != nil || rep.RowsWritten != n {
 			b.Fatalf("%+v %v", rep, err)
 		}

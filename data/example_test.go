@@ -16,7 +16,7 @@ func Example() {
 	in, out := filepath.Join(dir, "prefs.jsonl"), filepath.Join(dir, "prefs.arrow")
 	os.WriteFile(in, []byte(`{"chosen": "The sky is blue.", "rejected": "The sky is green."}`+"\n"), 0o644)
 
-	rep, err := data.Import(in, out, data.ImportOptions{})
+	rep, err := data.Import(in, out, data.DefaultImportOptions())
 	if err != nil {
 		fmt.Println(err)
 		return

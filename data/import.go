@@ -10,14 +10,27 @@ import (
 	"strings"
 )
 
-// DefaultMaxRowBytes bounds the size of one input row unless
-// ImportOptions.MaxRowBytes says otherwise.
+// DefaultMaxRowBytes is the default bound on the size of one input row
+// (DefaultImportOptions).
 const DefaultMaxRowBytes = 8 << 20
 
 // detectRows is how many valid rows Import reads ahead to detect the shape.
 const detectRows = 100
 
-// ImportOptions steers Import.
+// Keys of ImportOptions: the flags of `gotune data import` and the keys
+// under `data: {import: …}` in a --config file (with underscores).
+const (
+	KeyImportKind        = "kind"
+	KeyImportShape       = "shape"
+	KeyImportFormat      = "format"
+	KeyImportColumnMap   = "column-map"
+	KeyImportSkipInvalid = "skip-invalid"
+	KeyImportRejects     = "rejects"
+	KeyImportMaxRowBytes = "max-row-bytes"
+)
+
+// ImportOptions steers Import. Start from DefaultImportOptions: the zero
+// value has no row size bound and is refused.
 type ImportOptions struct {
 	Kind   Kind   // "" = detect from the columns
 	Shape  string // "" = detect from the columns and first rows; else one of Shapes
@@ -31,9 +44,35 @@ type ImportOptions struct {
 	// SkipInvalid writes invalid rows to RejectsPath with their reasons
 	// and goes on; otherwise the first invalid row stops the import.
 	SkipInvalid bool
-	RejectsPath string // default: OUT + ".rejects.jsonl"
+	RejectsPath string // with SkipInvalid only; "" = OUT + ".rejects.jsonl"
 
-	MaxRowBytes int // 0 = DefaultMaxRowBytes
+	MaxRowBytes int // largest accepted input row in bytes (> 0)
+}
+
+// DefaultImportOptions detects kind, shape and format and accepts rows of
+// up to DefaultMaxRowBytes.
+func DefaultImportOptions() ImportOptions {
+	return ImportOptions{MaxRowBytes: DefaultMaxRowBytes}
+}
+
+// Validate reports the first invalid option, naming its key.
+func (o ImportOptions) Validate() error {
+	if _, err := ParseKind(string(o.Kind)); err != nil {
+		return err
+	}
+	if o.Shape != "" && !contains(Shapes, o.Shape) {
+		return &unknownNameError{what: KeyImportShape, name: o.Shape, known: Shapes}
+	}
+	if o.Format != "" && !contains(formats, o.Format) {
+		return &unknownNameError{what: KeyImportFormat, name: o.Format, known: formats}
+	}
+	if o.RejectsPath != "" && !o.SkipInvalid {
+		return fmt.Errorf("%s %q is set without %s: only skipped rows go there", KeyImportRejects, o.RejectsPath, KeyImportSkipInvalid)
+	}
+	if o.MaxRowBytes <= 0 {
+		return fmt.Errorf("%s must be positive, got %d", KeyImportMaxRowBytes, o.MaxRowBytes)
+	}
+	return nil
 }
 
 // ImportReport tells what Import did.
@@ -63,14 +102,8 @@ func Import(in, out string, opts ImportOptions) (ImportReport, error) {
 // nothing.
 func ImportContext(ctx context.Context, in, out string, opts ImportOptions) (rep ImportReport, err error) {
 	rep = ImportReport{Input: in, Output: out, Reasons: map[string]int{}}
-	if opts.Kind, err = ParseKind(string(opts.Kind)); err != nil {
+	if err := opts.Validate(); err != nil {
 		return rep, fmt.Errorf("import %s: %w", in, err)
-	}
-	if opts.Shape != "" && !contains(Shapes, opts.Shape) {
-		return rep, fmt.Errorf("import %s: %w", in, &unknownNameError{what: "shape", name: opts.Shape, known: Shapes})
-	}
-	if opts.MaxRowBytes <= 0 {
-		opts.MaxRowBytes = DefaultMaxRowBytes
 	}
 	src, format, err := openSource(ctx, in, opts.Format, opts.MaxRowBytes, &rep.BytesRead)
 	if err != nil {

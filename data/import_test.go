@@ -380,7 +380,7 @@ func TestImportShapesAndFormats(t *testing.T) {
 				dir := t.TempDir()
 				in, out := filepath.Join(dir, f.file), filepath.Join(dir, "out.arrow")
 				f.write(t, in, sc.rows)
-				rep, err := Import(in, out, ImportOptions{})
+				rep, err := Import(in, out, DefaultImportOptions())
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -404,7 +404,7 @@ func TestImportSelfInstruct(t *testing.T) {
 		{"instruction": "Sort the list.", "input": "3 1 2", "output": "1 2 3",
 			"most_similar_instructions": []any{obj{"text": "Sort numbers.", "score": 0.7}}, "avg_similarity_score": 0.7},
 	})
-	rep, err := Import(in, out, ImportOptions{})
+	rep, err := Import(in, out, DefaultImportOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -433,7 +433,7 @@ func TestImportColumnMapAndKind(t *testing.T) {
 	writeJSONL(t, in, []obj{
 		{"question": "How do I exit vim?", "response_j": ":q", "response_k": "Reboot.", "date": "2020"},
 	})
-	rep, err := Import(in, out, ImportOptions{ColumnMap: map[string]string{"prompt": "question", "chosen": "response_j", "rejected": "response_k"}})
+	rep, err := Import(in, out, ImportOptions{MaxRowBytes: DefaultMaxRowBytes, ColumnMap: map[string]string{"prompt": "question", "chosen": "response_j", "rejected": "response_k"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -447,7 +447,7 @@ func TestImportColumnMapAndKind(t *testing.T) {
 
 	// A forced kind overrides detection: prompts from a preference file.
 	writeJSONL(t, in, []obj{{"prompt": "p", "chosen": "c", "rejected": "r"}})
-	rep, err = Import(in, out, ImportOptions{Kind: KindPrompts})
+	rep, err = Import(in, out, ImportOptions{MaxRowBytes: DefaultMaxRowBytes, Kind: KindPrompts})
 	if err != nil || rep.Shape != ShapePrompts {
 		t.Fatalf("forced kind: %+v, %v", rep, err)
 	}
@@ -456,7 +456,7 @@ func TestImportColumnMapAndKind(t *testing.T) {
 	}
 	// A forced shape too.
 	writeJSONL(t, in, []obj{{"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: a\n\nAssistant: c"}})
-	rep, err = Import(in, out, ImportOptions{Shape: ShapeTRLImplicit})
+	rep, err = Import(in, out, ImportOptions{MaxRowBytes: DefaultMaxRowBytes, Shape: ShapeTRLImplicit})
 	if err != nil || rep.Shape != ShapeTRLImplicit {
 		t.Fatalf("forced shape: %+v, %v", rep, err)
 	}
@@ -473,71 +473,71 @@ func TestImportErrors(t *testing.T) {
 		opts                ImportOptions
 		want                string
 	}{
-		{"wrong type", "bad.jsonl", good + "\n" + `{"prompt": "p", "chosen": 5, "rejected": "r"}`, ImportOptions{},
+		{"wrong type", "bad.jsonl", good + "\n" + `{"prompt": "p", "chosen": 5, "rejected": "r"}`, DefaultImportOptions(),
 			`bad.jsonl: row 2, column "chosen": wrong type number, want string`},
-		{"missing column", "bad.jsonl", good + "\n" + `{"prompt": "p", "chosen": "c"}`, ImportOptions{},
+		{"missing column", "bad.jsonl", good + "\n" + `{"prompt": "p", "chosen": "c"}`, DefaultImportOptions(),
 			`bad.jsonl: row 2, column "rejected": missing`},
-		{"null", "bad.jsonl", good + "\n" + `{"prompt": "p", "chosen": null, "rejected": "r"}`, ImportOptions{},
+		{"null", "bad.jsonl", good + "\n" + `{"prompt": "p", "chosen": null, "rejected": "r"}`, DefaultImportOptions(),
 			`bad.jsonl: row 2, column "chosen": null, want text`},
-		{"empty text", "bad.jsonl", good + "\n\n" + `{"prompt": "p", "chosen": " \n ", "rejected": "r"}`, ImportOptions{},
+		{"empty text", "bad.jsonl", good + "\n\n" + `{"prompt": "p", "chosen": " \n ", "rejected": "r"}`, DefaultImportOptions(),
 			`bad.jsonl: row 3, column "chosen": empty text`}, // row = line: the blank line counts
-		{"identical", "bad.jsonl", good + "\n" + `{"prompt": "p", "chosen": "same", "rejected": "same"}`, ImportOptions{},
+		{"identical", "bad.jsonl", good + "\n" + `{"prompt": "p", "chosen": "same", "rejected": "same"}`, DefaultImportOptions(),
 			`bad.jsonl: row 2, column "rejected": identical to chosen`},
-		{"invalid utf-8", "bad.jsonl", good + "\n" + "{\"prompt\": \"p\", \"chosen\": \"ab\xffcd\", \"rejected\": \"r\"}", ImportOptions{},
+		{"invalid utf-8", "bad.jsonl", good + "\n" + "{\"prompt\": \"p\", \"chosen\": \"ab\xffcd\", \"rejected\": \"r\"}", DefaultImportOptions(),
 			`bad.jsonl: row 2, column "chosen": invalid UTF-8`},
 		{"oversized", "bad.jsonl", good + "\n" + `{"prompt": "p", "chosen": "` + long + `", "rejected": "r"}`, ImportOptions{MaxRowBytes: 200},
 			`bad.jsonl: row 2: 346 bytes exceeds the limit of 200 bytes`},
-		{"invalid json", "bad.jsonl", good + "\n" + `{"prompt": "p", "chosen": `, ImportOptions{},
+		{"invalid json", "bad.jsonl", good + "\n" + `{"prompt": "p", "chosen": `, DefaultImportOptions(),
 			`bad.jsonl: row 2: invalid JSON: unexpected end of JSON input`},
-		{"not an object", "bad.jsonl", good + "\n[1, 2]", ImportOptions{},
+		{"not an object", "bad.jsonl", good + "\n[1, 2]", DefaultImportOptions(),
 			`bad.jsonl: row 2: not a JSON object but array`},
-		{"score type", "bad.jsonl", good + "\n" + `{"prompt": "p", "chosen": "c", "rejected": "r", "score_chosen": "high"}`, ImportOptions{},
+		{"score type", "bad.jsonl", good + "\n" + `{"prompt": "p", "chosen": "c", "rejected": "r", "score_chosen": "high"}`, DefaultImportOptions(),
 			`bad.jsonl: row 2, column "score_chosen": wrong type string, want number`},
-		{"messages role", "bad.jsonl", goodConv + "\n" + `{"prompt": [{"role": "user", "content": "q"}], "chosen": [{"content": "a"}], "rejected": [{"role": "assistant", "content": "b"}]}`, ImportOptions{},
+		{"messages role", "bad.jsonl", goodConv + "\n" + `{"prompt": [{"role": "user", "content": "q"}], "chosen": [{"content": "a"}], "rejected": [{"role": "assistant", "content": "b"}]}`, DefaultImportOptions(),
 			`bad.jsonl: row 2, column "chosen": message 1: role missing or not text`},
-		{"messages type", "bad.jsonl", goodConv + "\n" + `{"prompt": [{"role": "user", "content": "q"}], "chosen": "a", "rejected": [{"role": "assistant", "content": "b"}]}`, ImportOptions{},
+		{"messages type", "bad.jsonl", goodConv + "\n" + `{"prompt": [{"role": "user", "content": "q"}], "chosen": "a", "rejected": [{"role": "assistant", "content": "b"}]}`, DefaultImportOptions(),
 			`bad.jsonl: row 2, column "chosen": wrong type string, want a list of messages`},
-		{"messages empty", "bad.jsonl", goodConv + "\n" + `{"prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "assistant", "content": ""}], "rejected": [{"role": "assistant", "content": "b"}]}`, ImportOptions{},
+		{"messages empty", "bad.jsonl", goodConv + "\n" + `{"prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "assistant", "content": ""}], "rejected": [{"role": "assistant", "content": "b"}]}`, DefaultImportOptions(),
 			`bad.jsonl: row 2, column "chosen": empty text`},
-		{"no implicit prompt", "bad.jsonl", `{"chosen": "Yes.", "rejected": "No."}`, ImportOptions{},
+		{"no implicit prompt", "bad.jsonl", `{"chosen": "Yes.", "rejected": "No."}`, DefaultImportOptions(),
 			`bad.jsonl: row 1, column "prompt": chosen and rejected share no prefix to use as the prompt`},
-		{"implicit prefix only", "bad.jsonl", `{"chosen": "Hello", "rejected": "Hello there"}`, ImportOptions{},
+		{"implicit prefix only", "bad.jsonl", `{"chosen": "Hello", "rejected": "Hello there"}`, DefaultImportOptions(),
 			`bad.jsonl: row 1, column "chosen": empty text after the shared prompt`},
-		{"hh prompt mismatch", "bad.jsonl", goodHH + "\n" + `{"chosen": "\n\nHuman: q\n\nAssistant: a", "rejected": "\n\nHuman: other\n\nAssistant: b"}`, ImportOptions{},
+		{"hh prompt mismatch", "bad.jsonl", goodHH + "\n" + `{"chosen": "\n\nHuman: q\n\nAssistant: a", "rejected": "\n\nHuman: other\n\nAssistant: b"}`, DefaultImportOptions(),
 			`bad.jsonl: row 2, column "rejected": the turns before the last Assistant turn differ from chosen's`},
-		{"hh last turn", "bad.jsonl", goodHH + "\n" + `{"chosen": "\n\nHuman: q\n\nAssistant: a\n\nHuman: more?", "rejected": "\n\nHuman: q\n\nAssistant: b"}`, ImportOptions{},
+		{"hh last turn", "bad.jsonl", goodHH + "\n" + `{"chosen": "\n\nHuman: q\n\nAssistant: a\n\nHuman: more?", "rejected": "\n\nHuman: q\n\nAssistant: b"}`, DefaultImportOptions(),
 			`bad.jsonl: row 2, column "chosen": transcript does not end with an Assistant turn`},
-		{"hh empty answer", "bad.jsonl", goodHH + "\n" + `{"chosen": "\n\nHuman: q\n\nAssistant:", "rejected": "\n\nHuman: q\n\nAssistant: b"}`, ImportOptions{},
+		{"hh empty answer", "bad.jsonl", goodHH + "\n" + `{"chosen": "\n\nHuman: q\n\nAssistant:", "rejected": "\n\nHuman: q\n\nAssistant: b"}`, DefaultImportOptions(),
 			`bad.jsonl: row 2, column "chosen": empty last Assistant turn`},
 		{"mapped column", "bad.jsonl", `{"question": "q", "chosen": "c", "rejected": "r"}` + "\n" + `{"chosen": "c", "rejected": "r"}`,
-			ImportOptions{ColumnMap: map[string]string{"prompt": "question"}},
+			ImportOptions{MaxRowBytes: DefaultMaxRowBytes, ColumnMap: map[string]string{"prompt": "question"}},
 			`bad.jsonl: row 2, column "question": missing`},
-		{"json array element", "bad.json", `[` + good + `, {"prompt": "p", "chosen": "", "rejected": "r"}]`, ImportOptions{},
+		{"json array element", "bad.json", `[` + good + `, {"prompt": "p", "chosen": "", "rejected": "r"}]`, DefaultImportOptions(),
 			`bad.json: row 2, column "chosen": empty text`},
-		{"json array syntax", "bad.json", `[` + good + `, {"prompt": ]`, ImportOptions{},
+		{"json array syntax", "bad.json", `[` + good + `, {"prompt": ]`, DefaultImportOptions(),
 			`bad.json: row 2: invalid JSON: invalid character ']' looking for beginning of value`},
-		{"csv field count", "bad.csv", "prompt,chosen,rejected\np,c,r\np,c\n", ImportOptions{},
+		{"csv field count", "bad.csv", "prompt,chosen,rejected\np,c,r\np,c\n", DefaultImportOptions(),
 			`bad.csv: row 2: 2 fields, the header has 3`},
-		{"csv invalid utf-8", "bad.csv", "prompt,chosen,rejected\np,c\xfe,r\n", ImportOptions{},
+		{"csv invalid utf-8", "bad.csv", "prompt,chosen,rejected\np,c\xfe,r\n", DefaultImportOptions(),
 			`bad.csv: row 1, column "chosen": invalid UTF-8`},
-		{"csv score", "bad.csv", "prompt,chosen,rejected,margin\np,c,r,1.5\np,c,r,lots\n", ImportOptions{},
+		{"csv score", "bad.csv", "prompt,chosen,rejected,margin\np,c,r,1.5\np,c,r,lots\n", DefaultImportOptions(),
 			`bad.csv: row 2, column "margin": "lots" is not a number`},
-		{"csv missing column", "bad.csv", "prompt,chosen\np,c\n", ImportOptions{},
+		{"csv missing column", "bad.csv", "prompt,chosen\np,c\n", DefaultImportOptions(),
 			`import DIR/bad.csv: missing column "rejected" for shape trl-standard (columns: prompt, chosen)`},
-		{"csv column map", "bad.csv", "prompt,chosen,rejected\np,c,r\n", ImportOptions{ColumnMap: map[string]string{"prompt": "question"}},
+		{"csv column map", "bad.csv", "prompt,chosen,rejected\np,c,r\n", ImportOptions{MaxRowBytes: DefaultMaxRowBytes, ColumnMap: map[string]string{"prompt": "question"}},
 			`import DIR/bad.csv: column map prompt=question: no column "question" (columns: prompt, chosen, rejected)`},
-		{"column map target", "bad.jsonl", good, ImportOptions{ColumnMap: map[string]string{"promt": "question"}},
+		{"column map target", "bad.jsonl", good, ImportOptions{MaxRowBytes: DefaultMaxRowBytes, ColumnMap: map[string]string{"promt": "question"}},
 			`import DIR/bad.jsonl: column map promt=question: unknown gotune column "promt" (known: instruction, input, output, system, source, most_similar_instructions, avg_similarity_score, prompt, chosen, rejected, margin, score_chosen, score_rejected, ref_chosen_logps, ref_rejected_logps)`},
-		{"empty parquet", "bad.parquet", "", ImportOptions{}, "PARQUET"},
-		{"unknown columns", "bad.jsonl", `{"text": "hello"}`, ImportOptions{},
+		{"empty parquet", "bad.parquet", "", DefaultImportOptions(), "PARQUET"},
+		{"unknown columns", "bad.jsonl", `{"text": "hello"}`, DefaultImportOptions(),
 			`import DIR/bad.jsonl: cannot tell the dataset kind from the columns text; set the kind or a column map`},
-		{"empty file", "bad.jsonl", "\n\n", ImportOptions{},
+		{"empty file", "bad.jsonl", "\n\n", DefaultImportOptions(),
 			`import DIR/bad.jsonl: no rows`},
-		{"unknown format", "bad.txt", "hello", ImportOptions{},
+		{"unknown format", "bad.txt", "hello", DefaultImportOptions(),
 			`import DIR/bad.txt: cannot tell the file format; name it with --format (jsonl, json, csv, tsv, parquet, arrow)`},
-		{"alpaca missing output", "bad.jsonl", `{"instruction": "i", "input": "", "output": "o"}` + "\n" + `{"instruction": "i", "input": "x"}`, ImportOptions{},
+		{"alpaca missing output", "bad.jsonl", `{"instruction": "i", "input": "", "output": "o"}` + "\n" + `{"instruction": "i", "input": "x"}`, DefaultImportOptions(),
 			`bad.jsonl: row 2, column "output": missing`},
-		{"alpaca input type", "bad.jsonl", `{"instruction": "i", "input": ["x"], "output": "o"}`, ImportOptions{},
+		{"alpaca input type", "bad.jsonl", `{"instruction": "i", "input": ["x"], "output": "o"}`, DefaultImportOptions(),
 			`bad.jsonl: row 1, column "input": wrong type array, want string`},
 	}
 	for _, c := range cases {
@@ -577,7 +577,7 @@ func TestImportArrowTypeErrors(t *testing.T) {
 	dir := t.TempDir()
 	in, out := filepath.Join(dir, "bad.parquet"), filepath.Join(dir, "out.arrow")
 	writeParquet(t, in, []obj{{"prompt": "p", "chosen": "c", "rejected": 3.0}})
-	_, err := Import(in, out, ImportOptions{})
+	_, err := Import(in, out, DefaultImportOptions())
 	want := in + `: row 1, column "rejected": wrong type number, want string`
 	if err == nil || err.Error() != want {
 		t.Fatalf("got %v\nwant %s", err, want)
@@ -598,7 +598,7 @@ func TestImportSkipInvalid(t *testing.T) {
 		`{"prompt": "p8", "chosen": "c8", "rejected": "r8"}`,
 	}
 	writeFile(t, in, []byte(strings.Join(lines, "\n")))
-	rep, err := Import(in, out, ImportOptions{SkipInvalid: true})
+	rep, err := Import(in, out, ImportOptions{MaxRowBytes: DefaultMaxRowBytes, SkipInvalid: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -645,7 +645,7 @@ func TestImportSkipInvalid(t *testing.T) {
 	// Every row invalid: no output, but the reasons are kept.
 	writeFile(t, in, []byte(lines[1]+"\n"+lines[2]+"\n"))
 	os.Remove(out)
-	_, err = Import(in, out, ImportOptions{SkipInvalid: true, RejectsPath: filepath.Join(dir, "why.jsonl")})
+	_, err = Import(in, out, ImportOptions{MaxRowBytes: DefaultMaxRowBytes, SkipInvalid: true, RejectsPath: filepath.Join(dir, "why.jsonl")})
 	if err == nil || !strings.Contains(err.Error(), "no valid rows (2 rejected") {
 		t.Fatalf("all invalid: %v", err)
 	}
@@ -663,7 +663,7 @@ func TestImportCancelledWritesNothing(t *testing.T) {
 	writeJSONL(t, in, []obj{{"prompt": "hello"}})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := ImportContext(ctx, in, out, ImportOptions{})
+	_, err := ImportContext(ctx, in, out, DefaultImportOptions())
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("want context.Canceled, got %v", err)
 	}
@@ -698,7 +698,7 @@ func TestImportSkipInvalidCSV(t *testing.T) {
 	dir := t.TempDir()
 	in, out := filepath.Join(dir, "prefs.csv"), filepath.Join(dir, "prefs.arrow")
 	writeFile(t, in, []byte("prompt,chosen,rejected\np,c,r\n\"q, with comma\",same,same\nshort,row\n"))
-	rep, err := Import(in, out, ImportOptions{SkipInvalid: true})
+	rep, err := Import(in, out, ImportOptions{MaxRowBytes: DefaultMaxRowBytes, SkipInvalid: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -712,5 +712,42 @@ func TestImportSkipInvalidCSV(t *testing.T) {
 	json.Unmarshal([]byte(lines[1]), &second)
 	if first.Raw != `"q, with comma",same,same` || first.Row != 2 || second.Raw != "short,row" || second.Row != 3 {
 		t.Fatalf("rejects %+v %+v", first, second)
+	}
+}
+
+// TestImportOptionsValidate: every invalid option stops the import before
+// anything is read or written, with an error naming its key.
+func TestImportOptionsValidate(t *testing.T) {
+	if err := DefaultImportOptions().Validate(); err != nil {
+		t.Fatalf("default options: %v", err)
+	}
+	cases := []struct {
+		key string
+		set func(*ImportOptions)
+	}{
+		{KeyImportKind, func(o *ImportOptions) { o.Kind = "pairs" }},
+		{KeyImportShape, func(o *ImportOptions) { o.Shape = "trl" }},
+		{KeyImportFormat, func(o *ImportOptions) { o.Format = "xml" }},
+		{KeyImportRejects, func(o *ImportOptions) { o.RejectsPath = "why.jsonl" }},
+		{KeyImportMaxRowBytes, func(o *ImportOptions) { o.MaxRowBytes = 0 }},
+		{KeyImportMaxRowBytes, func(o *ImportOptions) { o.MaxRowBytes = -1 }},
+	}
+	dir := t.TempDir()
+	in, out := filepath.Join(dir, "in.jsonl"), filepath.Join(dir, "out.arrow")
+	writeFile(t, in, []byte(`{"prompt": "p", "chosen": "c", "rejected": "r"}`))
+	for _, c := range cases {
+		o := DefaultImportOptions()
+		c.set(&o)
+		err := o.Validate()
+		if err == nil || !strings.Contains(err.Error(), c.key) {
+			t.Errorf("%+v: error %v does not name %s", o, err, c.key)
+			continue
+		}
+		if _, err := Import(in, out, o); err == nil || !strings.Contains(err.Error(), c.key) {
+			t.Errorf("%+v: import error %v does not name %s", o, err, c.key)
+		}
+		if _, err := os.Stat(out); !os.IsNotExist(err) {
+			t.Fatalf("%+v: an invalid import wrote %s", o, out)
+		}
 	}
 }

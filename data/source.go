@@ -105,12 +105,10 @@ func formatOf(path string) string {
 	return ""
 }
 
-// openSource opens path in the given format ("" = from the extension, else
-// sniffed from the first bytes). bytesRead counts the bytes read from disk.
+// openSource opens path in the given format (one of formats, as
+// ImportOptions.Validate checks; "" = from the extension, else sniffed from
+// the first bytes). bytesRead counts the bytes read from disk.
 func openSource(ctx context.Context, path, format string, maxRow int, bytesRead *int64) (source, string, error) {
-	if format != "" && !contains(formats, format) {
-		return nil, "", &unknownNameError{what: "format", name: format, known: formats}
-	}
 	if format == "" {
 		format = formatOf(path)
 	}

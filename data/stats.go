@@ -218,9 +218,13 @@ func (s *Stats) WriteText(w io.Writer) error {
 }
 
 // Head writes the first n rows of any Arrow dataset to w as JSON lines, one
-// object per row with the columns in schema order.
+// object per row with the columns in schema order. A negative n is an
+// error; zero writes nothing.
 func Head(path string, n int, w io.Writer) error {
-	if n <= 0 {
+	if n < 0 {
+		return fmt.Errorf("head %s: %d rows: the number of rows must not be negative", path, n)
+	}
+	if n == 0 {
 		return nil
 	}
 	d, err := OpenDataset(path)

@@ -79,6 +79,9 @@ func TestHead(t *testing.T) {
 		t.Fatalf("head\n got %s\nwant %s", out.String(), want)
 	}
 	out.Reset()
+	if err := Head(path, -1, &out); err == nil || out.Len() != 0 {
+		t.Fatalf("head of -1 rows: error %v, wrote %q", err, out.String())
+	}
 	conv := filepath.Join(t.TempDir(), "conv.arrow")
 	WritePreferences(conv, sampleConversational())
 	if err := Head(conv, 10, &out); err != nil {

@@ -217,7 +217,9 @@ func loadData(ctx context.Context, cfg Config, m *finetune.Model, resuming bool)
 		case isArrow(src):
 			d.path = src
 		default:
-			if _, err := data.ImportContext(ctx, src, own, data.ImportOptions{Kind: data.KindPreferences}); err != nil {
+			opts := data.DefaultImportOptions()
+			opts.Kind = data.KindPreferences
+			if _, err := data.ImportContext(ctx, src, own, opts); err != nil {
 				return nil, fmt.Errorf("dpo: import %s: %w", src, err)
 			}
 		}

@@ -35,7 +35,20 @@ import (
 	"github.com/gotune/gotune/model/hf"
 )
 
-// Config is one export.
+// Keys of Config: the flags of `gotune export` and the keys under `export:`
+// in a --config file (with underscores). KeyMaxShardSize is read with
+// ParseSize into MaxShardBytes, KeyDtype with ParseDtype into Dtype.
+const (
+	KeyBase         = "base"
+	KeyAdapter      = "adapter"
+	KeyOut          = "out"
+	KeyAdapterOut   = "adapter-out"
+	KeyMaxShardSize = "max-shard-size"
+	KeyDtype        = "dtype"
+)
+
+// Config is one export. Start from DefaultConfig; Run refuses a Config that
+// Validate rejects.
 type Config struct {
 	// Base is the base model directory; empty means the adapter's
 	// base_model_name_or_path.
@@ -48,16 +61,45 @@ type Config struct {
 	// AdapterOut, when set, receives a copy of the adapter alone.
 	AdapterOut string
 	// MaxShardBytes splits model.safetensors into shards of at most this
-	// many bytes of tensor data, with model.safetensors.index.json;
-	// 0 means hf.DefaultMaxShardBytes (5 GB).
+	// many bytes of tensor data, with model.safetensors.index.json (> 0).
 	MaxShardBytes int64
-	// Dtype stores the merged weights as F32 (default), F16 or BF16.
+	// Dtype stores the merged weights as F32, F16 or BF16.
 	Dtype safetensors.Dtype
 }
 
-// DefaultConfig stores float32 weights in 5 GB shards.
+// DefaultConfig stores float32 weights in 5 GB shards
+// (hf.DefaultMaxShardBytes), as Hugging Face's save_pretrained does.
 func DefaultConfig() Config {
 	return Config{MaxShardBytes: hf.DefaultMaxShardBytes, Dtype: safetensors.F32}
+}
+
+// Validate reports the first invalid field, naming its key.
+func (c Config) Validate() error {
+	switch {
+	case c.Adapter == "":
+		return fmt.Errorf("export: %s must not be empty", KeyAdapter)
+	case c.Out == "":
+		return fmt.Errorf("export: %s must not be empty", KeyOut)
+	case c.MaxShardBytes <= 0:
+		return fmt.Errorf("export: %s must be positive, got %d bytes", KeyMaxShardSize, c.MaxShardBytes)
+	case c.Dtype != safetensors.F32 && c.Dtype != safetensors.F16 && c.Dtype != safetensors.BF16:
+		return fmt.Errorf("export: %s %q: want F32, F16 or BF16", KeyDtype, c.Dtype)
+	}
+	return nil
+}
+
+// ParseDtype reads a stored weight type, case-insensitive: f32 (float32),
+// f16 (float16) or bf16 (bfloat16).
+func ParseDtype(s string) (safetensors.Dtype, error) {
+	switch strings.ToUpper(s) {
+	case "F32", "FLOAT32":
+		return safetensors.F32, nil
+	case "F16", "FLOAT16":
+		return safetensors.F16, nil
+	case "BF16", "BFLOAT16":
+		return safetensors.BF16, nil
+	}
+	return "", fmt.Errorf("%s %q: want f32, f16 or bf16", KeyDtype, s)
 }
 
 // Result tells what an export wrote.
@@ -80,11 +122,8 @@ var tokenizerFiles = []string{
 // naming the first that does not, and an output directory that holds
 // something other than an earlier export.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
-	if cfg.Adapter == "" || cfg.Out == "" {
-		return nil, errors.New("export: an adapter directory and an output directory are needed")
-	}
-	if cfg.Dtype == "" {
-		cfg.Dtype = safetensors.F32
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	pc, err := lora.ReadConfig(cfg.Adapter)
 	if err != nil {

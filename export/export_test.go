@@ -214,7 +214,9 @@ func TestExportRefusals(t *testing.T) {
 	baseDir, adapterDir := filepath.Join(root, "base"), filepath.Join(root, "adapter")
 	w := writeBase(t, baseDir, 16, 1)
 	a := trainedAdapter(t, w, "o_proj")
-	run := func(cfg Config) error {
+	run := func(adapter, out string) error {
+		cfg := DefaultConfig()
+		cfg.Adapter, cfg.Out = adapter, out
 		_, err := Run(context.Background(), cfg)
 		return err
 	}
@@ -230,13 +232,13 @@ func TestExportRefusals(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(foreign, "todo.txt"), []byte("keep me"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := run(Config{Adapter: adapterDir, Out: foreign}); err == nil || !strings.Contains(err.Error(), "refusing") {
+	if err := run(adapterDir, foreign); err == nil || !strings.Contains(err.Error(), "refusing") {
 		t.Errorf("export over a foreign directory: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(foreign, "todo.txt")); err != nil {
 		t.Error("the foreign directory was touched")
 	}
-	if err := run(Config{Adapter: adapterDir, Out: baseDir}); err == nil {
+	if err := run(adapterDir, baseDir); err == nil {
 		t.Error("export over the base directory succeeded")
 	}
 
@@ -245,7 +247,7 @@ func TestExportRefusals(t *testing.T) {
 	if err := a.Save(noBase, "", "CAUSAL_LM", nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := run(Config{Adapter: noBase, Out: filepath.Join(root, "o1")}); err == nil || !strings.Contains(err.Error(), "base_model_name_or_path") {
+	if err := run(noBase, filepath.Join(root, "o1")); err == nil || !strings.Contains(err.Error(), "base_model_name_or_path") {
 		t.Errorf("adapter without a base: %v", err)
 	}
 
@@ -254,7 +256,7 @@ func TestExportRefusals(t *testing.T) {
 	if err := a.Save(filepath.Join(root, "ga"), gone, "CAUSAL_LM", nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := run(Config{Adapter: filepath.Join(root, "ga"), Out: filepath.Join(root, "o2")}); err == nil || !strings.Contains(err.Error(), gone) {
+	if err := run(filepath.Join(root, "ga"), filepath.Join(root, "o2")); err == nil || !strings.Contains(err.Error(), gone) {
 		t.Errorf("adapter whose base is gone: %v", err)
 	}
 
@@ -263,7 +265,7 @@ func TestExportRefusals(t *testing.T) {
 	if err := a.Save(filepath.Join(root, "rm"), baseDir, "SEQ_CLS", lora.Extra{"score": score}); err != nil {
 		t.Fatal(err)
 	}
-	if err := run(Config{Adapter: filepath.Join(root, "rm"), Out: filepath.Join(root, "o3")}); err == nil || !strings.Contains(err.Error(), `"score"`) {
+	if err := run(filepath.Join(root, "rm"), filepath.Join(root, "o3")); err == nil || !strings.Contains(err.Error(), `"score"`) {
 		t.Errorf("adapter with a score head: %v", err)
 	}
 }
@@ -282,7 +284,9 @@ func TestExportReplacesSavedModules(t *testing.T) {
 	if err := trainedAdapter(t, w, "k_proj").Save(adapterDir, baseDir, "CAUSAL_LM", extra); err != nil {
 		t.Fatal(err)
 	}
-	res, err := Run(context.Background(), Config{Adapter: adapterDir, Out: out})
+	cfg := DefaultConfig()
+	cfg.Adapter, cfg.Out = adapterDir, out
+	res, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,6 +300,51 @@ func TestExportReplacesSavedModules(t *testing.T) {
 	for i, v := range model.F32(merged.LMHead) {
 		if v != head[i] {
 			t.Fatalf("lm_head[%d] = %g, want %g", i, v, head[i])
+		}
+	}
+}
+
+// TestConfigValidate: Run refuses every invalid field, before reading
+// anything, with an error naming its key.
+func TestConfigValidate(t *testing.T) {
+	valid := func() Config {
+		c := DefaultConfig()
+		c.Adapter, c.Out = "adapter", "out"
+		return c
+	}
+	if err := valid().Validate(); err != nil {
+		t.Fatalf("default config: %v", err)
+	}
+	cases := []struct {
+		key string
+		set func(*Config)
+	}{
+		{KeyAdapter, func(c *Config) { c.Adapter = "" }},
+		{KeyOut, func(c *Config) { c.Out = "" }},
+		{KeyMaxShardSize, func(c *Config) { c.MaxShardBytes = 0 }},
+		{KeyMaxShardSize, func(c *Config) { c.MaxShardBytes = -1 }},
+		{KeyDtype, func(c *Config) { c.Dtype = "" }},
+		{KeyDtype, func(c *Config) { c.Dtype = safetensors.I64 }},
+	}
+	for _, tc := range cases {
+		c := valid()
+		tc.set(&c)
+		if _, err := Run(context.Background(), c); err == nil || !strings.Contains(err.Error(), tc.key) {
+			t.Errorf("%s: error %v does not name it", tc.key, err)
+		}
+	}
+}
+
+func TestParseDtype(t *testing.T) {
+	for in, want := range map[string]safetensors.Dtype{"f32": safetensors.F32, "FLOAT32": safetensors.F32,
+		"f16": safetensors.F16, "Float16": safetensors.F16, "bf16": safetensors.BF16, "bfloat16": safetensors.BF16} {
+		if got, err := ParseDtype(in); got != want || err != nil {
+			t.Errorf("ParseDtype(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "f64", "int8"} {
+		if got, err := ParseDtype(in); err == nil || !strings.Contains(err.Error(), KeyDtype) {
+			t.Errorf("ParseDtype(%q) = %q, %v; want an error naming %s", in, got, err, KeyDtype)
 		}
 	}
 }

@@ -48,20 +48,21 @@ func (t *Task) correct(answer string) bool {
 type Config struct {
 	Samples     int     // answers sampled per task (≥ 1)
 	Temperature float64 // sampling temperature (0: greedy, then one sample is enough)
-	TopP        float64 // nucleus mass (0 or 1: off)
+	TopP        float64 // nucleus mass in (0, 1] (1: off)
 	MaxTokens   int     // new tokens per answer (≥ 1)
 	Stop        []string
 	Seed        uint64 // the k-th sample of task i uses Seed + i·Samples + k
-	Batch       int    // sequences decoded together (0: 32)
+	Batch       int    // sequences decoded together (≥ 1)
 
 	// Encode turns a prompt into token ids; nil uses the engine's tokenizer
 	// with its special tokens (BOS).
 	Encode func(prompt string) []int
 }
 
-// DefaultConfig samples four answers per task at temperature 1.
+// DefaultConfig samples four answers of up to 32 tokens per task at
+// temperature 1 from the whole distribution, 32 sequences at a time.
 func DefaultConfig() Config {
-	return Config{Samples: 4, Temperature: 1, MaxTokens: 32, Batch: 32}
+	return Config{Samples: 4, Temperature: 1, TopP: 1, MaxTokens: 32, Batch: 32}
 }
 
 // Report counts what Mine saw.
@@ -93,8 +94,8 @@ func (r Report) String() string {
 // frequent ones). pairs[i] comes from tasks[index[i]]. The result depends
 // only on the model, the tasks and cfg.
 func Mine(ctx context.Context, e *generate.Engine, tasks []Task, cfg Config) (pairs []data.Preference, index []int, rep Report, err error) {
-	if cfg.Samples < 1 || cfg.MaxTokens < 1 {
-		return nil, nil, Report{}, fmt.Errorf("onpolicy: samples %d and max tokens %d must be positive", cfg.Samples, cfg.MaxTokens)
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, Report{}, err
 	}
 	encode := cfg.Encode
 	if encode == nil {
@@ -105,9 +106,6 @@ func Mine(ctx context.Context, e *generate.Engine, tasks []Task, cfg Config) (pa
 		encode = func(p string) []int { return tok.Encode(p, true) }
 	}
 	batch := cfg.Batch
-	if batch <= 0 {
-		batch = 32
-	}
 	// Requests run task by task, sample by sample, in batches.
 	n := len(tasks) * cfg.Samples
 	answers := make([]string, 0, n)

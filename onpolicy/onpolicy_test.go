@@ -22,7 +22,8 @@ func tinyEngine(t *testing.T) *generate.Engine {
 func TestMineMatchesItsSamples(t *testing.T) {
 	e := tinyEngine(t)
 	tok := e.Tokenizer()
-	cfg := Config{Samples: 3, Temperature: 1.5, MaxTokens: 3, Seed: 11, Batch: 4}
+	cfg := DefaultConfig()
+	cfg.Samples, cfg.Temperature, cfg.MaxTokens, cfg.Seed, cfg.Batch = 3, 1.5, 3, 11, 4
 	// "Right" answers: those starting with a byte below 'm' (a rule the
 	// random model satisfies sometimes), so that tasks fall on both sides.
 	lowFirst := func(a string) bool { return a != "" && a[0] < 'm' }
@@ -129,7 +130,8 @@ func TestMineGreedy(t *testing.T) {
 	if strings.TrimSpace(greedy) == "" {
 		t.Skip("the random model's greedy answer is blank")
 	}
-	cfg := Config{Samples: 1, MaxTokens: 4}
+	cfg := DefaultConfig()
+	cfg.Samples, cfg.Temperature, cfg.MaxTokens = 1, 0, 4
 	tasks := []Task{
 		{Prompt: "question", Answer: greedy + "x"}, // the model is wrong
 		{Prompt: "question", Answer: greedy},       // the model is right
@@ -146,11 +148,31 @@ func TestMineGreedy(t *testing.T) {
 	}
 }
 
+// TestMineRejectsBadConfig: every invalid field stops Mine with an error
+// naming its key.
 func TestMineRejectsBadConfig(t *testing.T) {
 	e := tinyEngine(t)
-	for _, cfg := range []Config{{Samples: 0, MaxTokens: 4}, {Samples: 2, MaxTokens: 0}} {
-		if _, _, _, err := Mine(context.Background(), e, []Task{{Prompt: "p", Answer: "a"}}, cfg); err == nil {
-			t.Errorf("Mine with %+v: no error", cfg)
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatalf("default config: %v", err)
+	}
+	cases := []struct {
+		key string
+		set func(*Config)
+	}{
+		{KeySamples, func(c *Config) { c.Samples = 0 }},
+		{KeyTemperature, func(c *Config) { c.Temperature = -1 }},
+		{KeyTopP, func(c *Config) { c.TopP = 0 }},
+		{KeyTopP, func(c *Config) { c.TopP = 1.01 }},
+		{KeyMaxTokens, func(c *Config) { c.MaxTokens = 0 }},
+		{KeyStop, func(c *Config) { c.Stop = []string{"\n", ""} }},
+		{"Batch", func(c *Config) { c.Batch = 0 }},
+	}
+	for _, tc := range cases {
+		cfg := DefaultConfig()
+		tc.set(&cfg)
+		_, _, _, err := Mine(context.Background(), e, []Task{{Prompt: "p", Answer: "a"}}, cfg)
+		if err == nil || !strings.Contains(err.Error(), tc.key) {
+			t.Errorf("%s: error %v does not name it", tc.key, err)
 		}
 	}
 }

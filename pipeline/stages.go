@@ -64,16 +64,14 @@ func (d *Default) runSelfInstruct(ctx context.Context, resume bool) error {
 	if err != nil {
 		return err
 	}
-	cfg := selfinstruct.Config{
-		Teacher: selfinstruct.LocalTeacher{Engine: engine}, SeedTasks: seeds,
-		Output: d.dataPath(FileGenerated), NumInstructions: 50, MaxTokens: 96,
-		// The tiny default model has 256 positions: a short header, two
-		// examples and three new tasks per prompt fit in them.
-		PromptHeader: "Come up with {num_tasks} new tasks like these.\n\n", NumPromptInstructions: 2, NumTasksPerPrompt: 3,
-		Temperature: 0.7, Seed: uint64(d.Sizes.WorldSeed), Verifier: worldVerifier,
-		MaxBatches: d.Sizes.SelfInstructBatches, MaxIdleBatches: d.Sizes.SelfInstructBatches + 1,
-		Source: "self-instruct",
-	}
+	cfg := selfinstruct.DefaultConfig()
+	cfg.Teacher, cfg.SeedTasks = selfinstruct.LocalTeacher{Engine: engine}, seeds
+	cfg.Output, cfg.NumInstructions, cfg.MaxTokens = d.dataPath(FileGenerated), 50, 96
+	// The tiny default model has 256 positions: a short header, two
+	// examples and three new tasks per prompt fit in them.
+	cfg.PromptHeader, cfg.NumPromptInstructions, cfg.NumTasksPerPrompt = "Come up with {num_tasks} new tasks like these.\n\n", 2, 3
+	cfg.Temperature, cfg.Seed, cfg.Verifier = 0.7, uint64(d.Sizes.WorldSeed), worldVerifier
+	cfg.MaxBatches, cfg.MaxIdleBatches = d.Sizes.SelfInstructBatches, d.Sizes.SelfInstructBatches+1
 	rep, err := selfinstruct.Run(ctx, cfg)
 	if err != nil {
 		return err

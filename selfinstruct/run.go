@@ -21,7 +21,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"runtime"
 	"slices"
@@ -33,84 +32,6 @@ import (
 	"github.com/gotune/gotune/data"
 	"github.com/schollz/progressbar/v3"
 )
-
-// Config is one self-instruct run. Zero values take the defaults named
-// beside each field (Alpaca's settings where it has one).
-type Config struct {
-	Teacher               Teacher       // required
-	SeedTasks             []SeedTask    // default DefaultSeedTasks()
-	Output                string        // Arrow file to write (required); the state lives in Output + ".state.jsonl"
-	NumInstructions       int           // stop once this many are kept (default 100)
-	NumPromptInstructions int           // seed tasks shown per prompt (default 3)
-	RequestBatchSize      int           // prompts per batch, sent together (default 5)
-	NumTasksPerPrompt     int           // tasks a prompt asks for (default 20)
-	PromptHeader          string        // text before the examples, "{num_tasks}" replaced (default DefaultPromptHeader())
-	MaxTokens             int           // per reply (default 3072)
-	Temperature           float64       // default 1
-	TopP                  float64       // default 1
-	Seed                  uint64        // drives prompt sampling and the teacher's seeds
-	SimilarityThreshold   float64       // keep only if max ROUGE-L F ≤ this (default 0.7)
-	Blocklist             []string      // default DefaultBlocklist; an empty non-nil list disables it
-	Verifier              Verifier      // optional extra check
-	MaxBatches            int           // stop after this many batches in total, kept or not (0: no limit)
-	MaxIdleBatches        int           // fail after this many batches in a row keep nothing (default 50)
-	SaveInterval          time.Duration // rewrite the Arrow output at most this often (default 30 s; always at the end)
-	Source                string        // the rows' source column (default "self-instruct")
-	Progress              io.Writer     // progress bar destination (nil: none)
-}
-
-func (c *Config) defaults() error {
-	if c.Teacher == nil {
-		return errors.New("self-instruct: no teacher")
-	}
-	if c.Output == "" {
-		return errors.New("self-instruct: no output path")
-	}
-	if c.SeedTasks == nil {
-		c.SeedTasks = DefaultSeedTasks()
-	}
-	setInt := func(p *int, v int) {
-		if *p <= 0 {
-			*p = v
-		}
-	}
-	setInt(&c.NumInstructions, 100)
-	setInt(&c.NumPromptInstructions, 3)
-	setInt(&c.RequestBatchSize, 5)
-	setInt(&c.NumTasksPerPrompt, 20)
-	setInt(&c.MaxTokens, 3072)
-	setInt(&c.MaxIdleBatches, 50)
-	if c.Temperature == 0 {
-		c.Temperature = 1
-	}
-	if c.TopP == 0 {
-		c.TopP = 1
-	}
-	if c.SimilarityThreshold == 0 {
-		c.SimilarityThreshold = 0.7
-	}
-	if c.PromptHeader == "" {
-		c.PromptHeader = DefaultPromptHeader()
-	}
-	if c.Blocklist == nil {
-		c.Blocklist = DefaultBlocklist
-	}
-	if c.SaveInterval <= 0 {
-		c.SaveInterval = 30 * time.Second
-	}
-	if c.Source == "" {
-		c.Source = "self-instruct"
-	}
-	if len(c.SeedTasks) < c.NumPromptInstructions {
-		return fmt.Errorf("self-instruct: %d seed tasks, fewer than the %d shown per prompt", len(c.SeedTasks), c.NumPromptInstructions)
-	}
-	for i, s := range c.SeedTasks {
-		if len(s.Instances) == 0 {
-			return fmt.Errorf("self-instruct: seed task %d (%s) has no instance", i, s.ID)
-		}
-	}
-	return nil
-}
 
 // Report summarises a run.
 type Report struct {
@@ -189,7 +110,7 @@ func (p *pool) scores(toks []string) []float64 {
 // Run generates instructions until NumInstructions are kept (or MaxBatches
 // are done), resuming from the state file when one exists.
 func Run(ctx context.Context, cfg Config) (Report, error) {
-	if err := cfg.defaults(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return Report{}, err
 	}
 	rep := Report{Rejected: map[string]int{}}
@@ -235,7 +156,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		return writeOutput(cfg.Output, rows, cfg.Source)
 	}
 	idle := 0
-	for len(rows) < cfg.NumInstructions && (cfg.MaxBatches <= 0 || batch < cfg.MaxBatches) {
+	for len(rows) < cfg.NumInstructions && (cfg.MaxBatches == 0 || batch < cfg.MaxBatches) {
 		if err := ctx.Err(); err != nil {
 			if serr := save(); serr != nil {
 				return rep, serr

@@ -70,7 +70,9 @@ func readRows(t *testing.T, path string) []data.GeneratedInstruction {
 }
 
 func testConfig(t *testing.T, dir string, teacher Teacher, n int) Config {
-	return Config{Teacher: teacher, Output: filepath.Join(dir, "gen.arrow"), NumInstructions: n, RequestBatchSize: 2, Seed: 9, Verifier: KnownTasks}
+	c := DefaultConfig()
+	c.Teacher, c.Output, c.NumInstructions, c.RequestBatchSize, c.Seed, c.Verifier = teacher, filepath.Join(dir, "gen.arrow"), n, 2, 9, KnownTasks
+	return c
 }
 
 func TestRunKeepsAndRejects(t *testing.T) {

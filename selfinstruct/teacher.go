@@ -39,14 +39,15 @@ type Teacher interface {
 // HTTPTeacher is any OpenAI-compatible endpoint. Prompts of a batch are
 // sent concurrently, each retried with exponential backoff on network
 // errors, timeouts, 408, 409, 429 and 5xx responses (honouring
-// Retry-After); other 4xx responses fail at once.
+// Retry-After); other 4xx responses fail at once. Start from
+// DefaultHTTPTeacher; Complete refuses a teacher that Validate rejects.
 type HTTPTeacher struct {
 	BaseURL     string        // e.g. "https://host/v1" or "http://127.0.0.1:8080/v1"
 	Model       string        // model name sent with each request
 	APIKey      string        // sent as a bearer token when set
 	Chat        bool          // use /chat/completions with the prompt as one user message
-	Timeout     time.Duration // per attempt (default 2 minutes)
-	Retries     int           // further attempts after the first (default 3; negative: none)
+	Timeout     time.Duration // per attempt (> 0)
+	Retries     int           // further attempts after the first (0: none)
 	Backoff     time.Duration // first wait, doubled each retry (default 1 s)
 	MaxBackoff  time.Duration // longest wait (default 1 minute)
 	Concurrency int           // requests in flight (default: the whole batch)
@@ -55,6 +56,9 @@ type HTTPTeacher struct {
 
 // Complete implements Teacher.
 func (t *HTTPTeacher) Complete(ctx context.Context, prompts []string, p Params) ([]Completion, error) {
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
 	out := make([]Completion, len(prompts))
 	errs := make([]error, len(prompts))
 	limit := t.Concurrency
@@ -112,10 +116,6 @@ func (t *HTTPTeacher) completeOne(ctx context.Context, prompt string, p Params, 
 		return Completion{}, err
 	}
 	url := strings.TrimRight(t.BaseURL, "/") + path
-	retries := t.Retries
-	if retries == 0 {
-		retries = 3
-	}
 	wait := t.Backoff
 	if wait <= 0 {
 		wait = time.Second
@@ -134,7 +134,7 @@ func (t *HTTPTeacher) completeOne(ctx context.Context, prompt string, p Params, 
 		}
 		var se *statusError
 		retryable := !errors.As(err, &se) || se.retryable()
-		if !retryable || retries < 0 || attempt >= retries {
+		if !retryable || attempt >= t.Retries {
 			return Completion{}, fmt.Errorf("teacher %s, attempt %d: %w", url, attempt+1, err)
 		}
 		d := min(wait<<attempt, maxWait)
@@ -153,11 +153,7 @@ func (t *HTTPTeacher) completeOne(ctx context.Context, prompt string, p Params, 
 const maxReply = 16 << 20
 
 func (t *HTTPTeacher) post(ctx context.Context, url string, body []byte) (Completion, error) {
-	timeout := t.Timeout
-	if timeout <= 0 {
-		timeout = 2 * time.Minute
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, t.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(body))
 	if err != nil {

@@ -23,9 +23,14 @@ func tinyEngine(t *testing.T) *generate.Engine {
 	return tinymodel.Engine(t, 3, 4096, "<s>", "</s>")
 }
 
-// startServe runs our own OpenAI-compatible server on a loopback port.
-func startServe(t *testing.T, e *generate.Engine, cfg serve.Config) string {
+// startServe runs our own OpenAI-compatible server with serve's default
+// config, changed by set when it is not nil, on a loopback port.
+func startServe(t *testing.T, e *generate.Engine, set func(*serve.Config)) string {
 	t.Helper()
+	cfg := serve.DefaultConfig()
+	if set != nil {
+		set(&cfg)
+	}
 	s, err := serve.New(e, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +64,9 @@ func chatTemplate(msgs []serve.Message) (string, error) {
 // teacher.
 func TestHTTPTeacherAgainstServe(t *testing.T) {
 	e := tinyEngine(t)
-	url := startServe(t, e, serve.Config{ModelName: "tiny", APIKey: "k", Chat: chatTemplate})
+	url := startServe(t, e, func(c *serve.Config) {
+		c.ModelName, c.APIKey, c.Chat = "tiny", "k", chatTemplate
+	})
 	prompts := []string{"Write a task.", "1. Instruction: Add", "###\n4. Instruction:"}
 	p := Params{MaxTokens: 24, Temperature: 0.9, TopP: 0.95, Stop: []string{"\n20", "20."}, Seed: 40}
 	ctx := context.Background()
@@ -86,7 +93,7 @@ func TestHTTPTeacherAgainstServe(t *testing.T) {
 	}
 
 	// Chat mode sends the prompt as one user message.
-	chatT := &HTTPTeacher{BaseURL: url, Model: "tiny", APIKey: "k", Chat: true}
+	chatT := &HTTPTeacher{BaseURL: url, Model: "tiny", APIKey: "k", Chat: true, Timeout: 10 * time.Second}
 	gotChat, err := chatT.Complete(ctx, prompts[:1], p)
 	if err != nil {
 		t.Fatal(err)
@@ -102,12 +109,12 @@ func TestHTTPTeacherAgainstServe(t *testing.T) {
 	}
 
 	// A wrong key is a client error: no retries.
-	bad := &HTTPTeacher{BaseURL: url, Model: "tiny", APIKey: "nope", Backoff: time.Hour}
+	bad := &HTTPTeacher{BaseURL: url, Model: "tiny", APIKey: "nope", Timeout: time.Minute, Retries: 3, Backoff: time.Hour}
 	if _, err := bad.Complete(ctx, prompts[:1], p); err == nil || !strings.Contains(err.Error(), "HTTP 401") || !strings.Contains(err.Error(), "attempt 1") {
 		t.Errorf("wrong key: %v", err)
 	}
 	// So is an unknown model.
-	other := &HTTPTeacher{BaseURL: url, Model: "gpt-x", APIKey: "k", Backoff: time.Hour}
+	other := &HTTPTeacher{BaseURL: url, Model: "gpt-x", APIKey: "k", Timeout: time.Minute, Retries: 3, Backoff: time.Hour}
 	if _, err := other.Complete(ctx, prompts[:1], p); err == nil || !strings.Contains(err.Error(), "HTTP 404") {
 		t.Errorf("unknown model: %v", err)
 	}
@@ -115,9 +122,14 @@ func TestHTTPTeacherAgainstServe(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	dead := "http://" + ln.Addr().String() + "/v1"
 	ln.Close()
-	down := &HTTPTeacher{BaseURL: dead, Retries: 2, Backoff: time.Millisecond}
+	down := &HTTPTeacher{BaseURL: dead, Timeout: time.Minute, Retries: 2, Backoff: time.Millisecond}
 	if _, err := down.Complete(ctx, prompts[:1], p); err == nil || !strings.Contains(err.Error(), "attempt 3") {
 		t.Errorf("server down: %v", err)
+	}
+	// Retries 0 means one attempt only.
+	down.Retries = 0
+	if _, err := down.Complete(ctx, prompts[:1], p); err == nil || !strings.Contains(err.Error(), "attempt 1:") {
+		t.Errorf("server down, no retries: %v", err)
 	}
 }
 
@@ -127,7 +139,7 @@ func TestHTTPTeacherAgainstServe(t *testing.T) {
 // serve), and passes the rest on.
 func TestHTTPTeacherRetriesWhenBusy(t *testing.T) {
 	e := tinyEngine(t)
-	s, err := serve.New(e, serve.Config{})
+	s, err := serve.New(e, serve.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +166,7 @@ func TestHTTPTeacherRetriesWhenBusy(t *testing.T) {
 	}))
 	t.Cleanup(front.Close)
 
-	teacher := &HTTPTeacher{BaseURL: front.URL + "/v1", Retries: 5, Backoff: time.Millisecond, MaxBackoff: 2 * time.Second}
+	teacher := &HTTPTeacher{BaseURL: front.URL + "/v1", Timeout: time.Minute, Retries: 5, Backoff: time.Millisecond, MaxBackoff: 2 * time.Second}
 	got, err := teacher.Complete(context.Background(), []string{"hello"}, Params{MaxTokens: 4, Temperature: 1, TopP: 1})
 	if err != nil {
 		t.Fatalf("after a retry: %v", err)
@@ -175,11 +187,12 @@ func TestHTTPTeacherRetriesWhenBusy(t *testing.T) {
 // truncated, and the (empty) dataset is still written.
 func TestRunWithHTTPTeacher(t *testing.T) {
 	e := tinyEngine(t)
-	url := startServe(t, e, serve.Config{})
-	cfg := Config{
-		Teacher: &HTTPTeacher{BaseURL: url}, Output: t.TempDir() + "/gen.arrow",
-		NumInstructions: 5, RequestBatchSize: 3, MaxBatches: 2, MaxTokens: 16, Seed: 1,
-	}
+	url := startServe(t, e, nil)
+	teacher := DefaultHTTPTeacher()
+	teacher.BaseURL = url
+	cfg := DefaultConfig()
+	cfg.Teacher, cfg.Output = &teacher, t.TempDir()+"/gen.arrow"
+	cfg.NumInstructions, cfg.RequestBatchSize, cfg.MaxBatches, cfg.MaxTokens, cfg.Seed = 5, 3, 2, 16, 1
 	rep, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -28,19 +28,38 @@ import (
 	"github.com/gotune/gotune/model/generate"
 )
 
-// Config sets the server's identity and limits. Zero values take the
-// defaults named beside each field.
+// Keys of Config: the flags of `gotune serve` and the keys under `serve:`
+// in a --config file (with underscores). KeyAddr is ListenAndServe's
+// address.
+const (
+	KeyAddr             = "addr"
+	KeyAPIKey           = "api-key"
+	KeyModelName        = "model-name"
+	KeyMaxRequestBytes  = "max-request-bytes"
+	KeyMaxPromptTokens  = "max-prompt-tokens"
+	KeyMaxTokens        = "max-tokens"
+	KeyDefaultMaxTokens = "default-max-tokens"
+	KeyMaxBatch         = "max-batch"
+	KeyMaxPending       = "max-pending"
+	KeyShutdownTimeout  = "shutdown-timeout"
+)
+
+// DefaultAddr is the address `gotune serve` listens on: loopback only.
+const DefaultAddr = "127.0.0.1:8080"
+
+// Config sets the server's identity and limits. Start from DefaultConfig;
+// New refuses a Config that Validate rejects.
 type Config struct {
-	ModelName        string        // id in /v1/models and responses (default "gotune")
+	ModelName        string        // id in /v1/models and responses
 	APIKey           string        // bearer token required on every request ("" = none)
-	MaxRequestBytes  int64         // request body limit (default 1 MiB)
-	MaxPromptTokens  int           // prompt length limit (default: the model's context)
-	MaxTokens        int           // limit on a request's max_tokens (default 2048)
-	DefaultMaxTokens int           // max_tokens when a request omits it (default 256)
-	MaxChoices       int           // limit on n × prompts of one request (default 8)
-	MaxBatch         int           // sequences decoded together (default 8)
-	MaxPending       int           // requests admitted at once, running or waiting; more get 429 (default 64)
-	ShutdownTimeout  time.Duration // how long shutdown waits for requests in flight (default 30 s)
+	MaxRequestBytes  int64         // request body limit
+	MaxPromptTokens  int           // prompt length limit (0: the model's context, or 8192 if it has no limit)
+	MaxTokens        int           // limit on a request's max_tokens
+	DefaultMaxTokens int           // max_tokens when a request omits it (capped at MaxTokens)
+	MaxChoices       int           // limit on n × prompts of one request
+	MaxBatch         int           // sequences decoded together
+	MaxPending       int           // requests admitted at once, running or waiting; more get 429
+	ShutdownTimeout  time.Duration // how long shutdown waits for requests in flight
 	// Chat renders messages into a prompt ending where the assistant's
 	// reply begins; nil disables /v1/chat/completions.
 	Chat func(msgs []Message) (string, error)
@@ -49,38 +68,47 @@ type Config struct {
 	ChatStopTokens []int
 }
 
-func (c *Config) defaults(e *generate.Engine) {
+// DefaultConfig is the server of `gotune serve`: model id "gotune", no
+// API key, 1 MiB requests, prompts up to the model's context, max_tokens
+// 256 by default and 2048 at most, up to 8 choices a request, 8 sequences
+// decoded together, 64 requests admitted, 30 s to drain on shutdown.
+func DefaultConfig() Config {
+	return Config{
+		ModelName: "gotune", MaxRequestBytes: 1 << 20, MaxTokens: 2048, DefaultMaxTokens: 256,
+		MaxChoices: 8, MaxBatch: 8, MaxPending: 64, ShutdownTimeout: 30 * time.Second,
+	}
+}
+
+// Validate reports the first invalid field, naming its key (MaxChoices,
+// which has no flag, by its field name).
+func (c Config) Validate() error {
 	if c.ModelName == "" {
-		c.ModelName = "gotune"
+		return fmt.Errorf("serve: %s must not be empty", KeyModelName)
 	}
 	if c.MaxRequestBytes <= 0 {
-		c.MaxRequestBytes = 1 << 20
+		return fmt.Errorf("serve: %s must be positive, got %d", KeyMaxRequestBytes, c.MaxRequestBytes)
 	}
-	if c.MaxPromptTokens <= 0 {
-		c.MaxPromptTokens = e.MaxPositions()
-		if c.MaxPromptTokens <= 0 {
-			c.MaxPromptTokens = 8192
+	if c.MaxPromptTokens < 0 {
+		return fmt.Errorf("serve: %s must not be negative (0: the model's context), got %d", KeyMaxPromptTokens, c.MaxPromptTokens)
+	}
+	for _, f := range []struct {
+		key string
+		v   int
+	}{
+		{KeyMaxTokens, c.MaxTokens},
+		{KeyDefaultMaxTokens, c.DefaultMaxTokens},
+		{"MaxChoices", c.MaxChoices},
+		{KeyMaxBatch, c.MaxBatch},
+		{KeyMaxPending, c.MaxPending},
+	} {
+		if f.v <= 0 {
+			return fmt.Errorf("serve: %s must be positive, got %d", f.key, f.v)
 		}
 	}
-	if c.MaxTokens <= 0 {
-		c.MaxTokens = 2048
-	}
-	if c.DefaultMaxTokens <= 0 {
-		c.DefaultMaxTokens = 256
-	}
-	c.DefaultMaxTokens = min(c.DefaultMaxTokens, c.MaxTokens)
-	if c.MaxChoices <= 0 {
-		c.MaxChoices = 8
-	}
-	if c.MaxBatch <= 0 {
-		c.MaxBatch = 8
-	}
-	if c.MaxPending <= 0 {
-		c.MaxPending = 64
-	}
 	if c.ShutdownTimeout <= 0 {
-		c.ShutdownTimeout = 30 * time.Second
+		return fmt.Errorf("serve: %s must be positive, got %s", KeyShutdownTimeout, c.ShutdownTimeout)
 	}
+	return nil
 }
 
 // Server answers the API from one engine.
@@ -99,7 +127,17 @@ func New(e *generate.Engine, cfg Config) (*Server, error) {
 	if e.Tokenizer() == nil {
 		return nil, errors.New("serve: the engine has no tokenizer")
 	}
-	cfg.defaults(e)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.MaxPromptTokens == 0 {
+		cfg.MaxPromptTokens = e.MaxPositions()
+		if cfg.MaxPromptTokens <= 0 { // a model without a position limit
+			cfg.MaxPromptTokens = 8192
+		}
+	}
+	// A request that omits max_tokens may not get more than one that asks.
+	cfg.DefaultMaxTokens = min(cfg.DefaultMaxTokens, cfg.MaxTokens)
 	s := &Server{
 		cfg: cfg, e: e, tok: e.Tokenizer(),
 		sched:   generate.NewScheduler(e, cfg.MaxBatch),
@@ -185,11 +223,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
-// ListenAndServe binds addr (default 127.0.0.1:8080) and serves until ctx
-// is done. ready, when non-nil, receives the bound address.
+// ListenAndServe binds addr (host:port, e.g. DefaultAddr) and serves until
+// ctx is done. ready, when non-nil, receives the bound address.
 func (s *Server) ListenAndServe(ctx context.Context, addr string, ready func(net.Addr)) error {
 	if addr == "" {
-		addr = "127.0.0.1:8080"
+		// net.Listen would bind every interface on a random port.
+		return fmt.Errorf("serve: %s must not be empty (e.g. %s)", KeyAddr, DefaultAddr)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

@@ -35,10 +35,15 @@ func simpleChat(msgs []Message) (string, error) {
 	return b.String(), nil
 }
 
-// startServer runs a real server on a loopback port and returns its base
-// URL; it is shut down when the test ends.
-func startServer(t *testing.T, e *generate.Engine, cfg Config) (string, context.CancelFunc, <-chan error) {
+// startServer runs a real server with DefaultConfig, changed by set when it
+// is not nil, on a loopback port and returns its base URL; it is shut down
+// when the test ends.
+func startServer(t *testing.T, e *generate.Engine, set func(*Config)) (string, context.CancelFunc, <-chan error) {
 	t.Helper()
+	cfg := DefaultConfig()
+	if set != nil {
+		set(&cfg)
+	}
 	if cfg.Chat == nil {
 		cfg.Chat = simpleChat
 	}
@@ -109,7 +114,7 @@ func decodeJSON[T any](t *testing.T, raw []byte) T {
 
 func TestCompletionsMatchEngine(t *testing.T) {
 	e := testEngine(t)
-	url, _, _ := startServer(t, e, Config{ModelName: "tiny"})
+	url, _, _ := startServer(t, e, func(c *Config) { c.ModelName = "tiny" })
 	resp, raw := post(t, url+"/completions", "", map[string]any{
 		"model": "tiny", "prompt": []string{"Hello", "A longer prompt"}, "max_tokens": 12, "temperature": 0.8, "seed": 42, "n": 2,
 	})
@@ -180,7 +185,7 @@ func streamPost(t *testing.T, url string, body any) *http.Response {
 
 func TestStreamingEqualsNonStreaming(t *testing.T) {
 	e := testEngine(t)
-	url, _, _ := startServer(t, e, Config{})
+	url, _, _ := startServer(t, e, nil)
 	for _, endpoint := range []string{"completions", "chat/completions"} {
 		t.Run(endpoint, func(t *testing.T) {
 			body := map[string]any{"max_tokens": 20, "temperature": 0.9, "seed": 3, "n": 2, "stop": "zz"}
@@ -265,7 +270,10 @@ func TestStreamingEqualsNonStreaming(t *testing.T) {
 
 func TestModelsAndAuth(t *testing.T) {
 	e := testEngine(t)
-	url, _, _ := startServer(t, e, Config{ModelName: "m1", APIKey: "s3cret"})
+	url, _, _ := startServer(t, e, func(c *Config) {
+		c.ModelName = "m1"
+		c.APIKey = "s3cret"
+	})
 	get := func(path, key string) (*http.Response, []byte) {
 		req, _ := http.NewRequest("GET", url+path, nil)
 		if key != "" {
@@ -314,7 +322,13 @@ func TestModelsAndAuth(t *testing.T) {
 
 func TestLimitsAndBadRequests(t *testing.T) {
 	e := testEngine(t)
-	url, _, _ := startServer(t, e, Config{ModelName: "tiny", MaxRequestBytes: 2000, MaxPromptTokens: 40, MaxTokens: 30, MaxChoices: 3})
+	url, _, _ := startServer(t, e, func(c *Config) {
+		c.ModelName = "tiny"
+		c.MaxRequestBytes = 2000
+		c.MaxPromptTokens = 40
+		c.MaxTokens = 30
+		c.MaxChoices = 3
+	})
 	cases := []struct {
 		name   string
 		path   string
@@ -369,7 +383,7 @@ func TestLimitsAndBadRequests(t *testing.T) {
 // come back later; once it ends, requests are served again.
 func TestBusyServerAnswers429(t *testing.T) {
 	e := testEngine(t)
-	url, _, _ := startServer(t, e, Config{MaxPending: 1})
+	url, _, _ := startServer(t, e, func(c *Config) { c.MaxPending = 1 })
 	// The long request must still be running when the second arrives; on a
 	// fast machine it may already have finished, so try a few times. A
 	// server that never answers 429 fails every attempt.
@@ -412,7 +426,7 @@ func TestBusyServerAnswers429(t *testing.T) {
 // Concurrent requests are batched and each gets what it would get alone.
 func TestConcurrentRequests(t *testing.T) {
 	e := testEngine(t)
-	url, _, _ := startServer(t, e, Config{MaxBatch: 4})
+	url, _, _ := startServer(t, e, func(c *Config) { c.MaxBatch = 4 })
 	const n = 10
 	texts := make([]string, n)
 	var wg sync.WaitGroup
@@ -444,7 +458,7 @@ func TestConcurrentRequests(t *testing.T) {
 // Shutdown lets a request in flight finish, then refuses connections.
 func TestGracefulShutdown(t *testing.T) {
 	e := testEngine(t)
-	url, cancel, done := startServer(t, e, Config{})
+	url, cancel, done := startServer(t, e, nil)
 	sresp := streamPost(t, url+"/completions", map[string]any{"prompt": "finish me", "max_tokens": 100, "stream": true, "temperature": 0})
 	defer sresp.Body.Close()
 	br := bufio.NewReader(sresp.Body)
@@ -476,5 +490,42 @@ func TestGracefulShutdown(t *testing.T) {
 	want, _ := e.Generate(context.Background(), []generate.Request{{Prompt: e.Tokenizer().Encode("finish me", true), Options: generate.Options{MaxTokens: 100}}})
 	if text != want[0].Text {
 		t.Fatalf("text after shutdown began %q, want %q", text, want[0].Text)
+	}
+}
+
+// TestConfigValidate: New refuses every invalid field with an error naming
+// its key, and ListenAndServe an empty address.
+func TestConfigValidate(t *testing.T) {
+	e := testEngine(t)
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatalf("default config: %v", err)
+	}
+	cases := []struct {
+		key string
+		set func(*Config)
+	}{
+		{KeyModelName, func(c *Config) { c.ModelName = "" }},
+		{KeyMaxRequestBytes, func(c *Config) { c.MaxRequestBytes = 0 }},
+		{KeyMaxPromptTokens, func(c *Config) { c.MaxPromptTokens = -1 }},
+		{KeyMaxTokens, func(c *Config) { c.MaxTokens = 0 }},
+		{KeyDefaultMaxTokens, func(c *Config) { c.DefaultMaxTokens = -5 }},
+		{"MaxChoices", func(c *Config) { c.MaxChoices = 0 }},
+		{KeyMaxBatch, func(c *Config) { c.MaxBatch = 0 }},
+		{KeyMaxPending, func(c *Config) { c.MaxPending = -1 }},
+		{KeyShutdownTimeout, func(c *Config) { c.ShutdownTimeout = 0 }},
+	}
+	for _, tc := range cases {
+		c := DefaultConfig()
+		tc.set(&c)
+		if _, err := New(e, c); err == nil || !strings.Contains(err.Error(), tc.key) {
+			t.Errorf("%s: error %v does not name it", tc.key, err)
+		}
+	}
+	s, err := New(e, DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ListenAndServe(context.Background(), "", nil); err == nil || !strings.Contains(err.Error(), KeyAddr) {
+		t.Errorf("empty address: error %v does not name %s", err, KeyAddr)
 	}
 }

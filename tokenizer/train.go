@@ -32,20 +32,51 @@ func NewByteLevel(specials []string) *Tokenizer {
 // "<|pad|>" become the BOS, EOS and PAD tokens; the post-processor puts BOS
 // before every sequence encoded with special tokens.
 func Train(texts []string, vocabSize int, specials []string) (*Tokenizer, error) {
-	if err := checkSpecials(specials); err != nil {
+	if err := (TrainConfig{VocabSize: vocabSize, Specials: specials}).Validate(); err != nil {
 		return nil, err
 	}
 	base := 256 + len(specials)
-	if vocabSize < base {
-		return nil, fmt.Errorf("train: vocab size %d is below the %d byte and special tokens", vocabSize, base)
-	}
 	words := countWords(texts, specials)
 	merges := learnMerges(words, vocabSize, base, specials)
 	return buildByteLevel(merges, specials)
 }
 
+// Keys of TrainConfig: the flags of `gotune tokenizer train` and the keys
+// under `tokenizer: {train: …}` in a --config file (with underscores).
+const (
+	KeyVocabSize = "vocab-size"
+	KeySpecial   = "special"
+)
+
+// TrainConfig is what TrainFiles learns: at most VocabSize tokens, of
+// which the 256 bytes and then Specials come first.
+type TrainConfig struct {
+	VocabSize int      // tokens at most, bytes and special tokens included
+	Specials  []string // special tokens, distinct and non-empty
+}
+
+// DefaultTrainConfig learns 4096 tokens with the special tokens <|bos|>,
+// <|eos|> and <|pad|>.
+func DefaultTrainConfig() TrainConfig {
+	return TrainConfig{VocabSize: 4096, Specials: []string{"<|bos|>", "<|eos|>", "<|pad|>"}}
+}
+
+// Validate reports the first invalid field, naming its key.
+func (c TrainConfig) Validate() error {
+	if err := checkSpecials(c.Specials); err != nil {
+		return fmt.Errorf("train: %s: %w", KeySpecial, err)
+	}
+	if base := 256 + len(c.Specials); c.VocabSize < base {
+		return fmt.Errorf("train: %s %d is below the %d byte and special tokens", KeyVocabSize, c.VocabSize, base)
+	}
+	return nil
+}
+
 // TrainFiles trains on the contents of files (see Train).
-func TrainFiles(paths []string, vocabSize int, specials []string) (*Tokenizer, error) {
+func TrainFiles(paths []string, c TrainConfig) (*Tokenizer, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
 	if len(paths) == 0 {
 		return nil, errors.New("train: no input files")
 	}
@@ -57,7 +88,7 @@ func TrainFiles(paths []string, vocabSize int, specials []string) (*Tokenizer, e
 		}
 		texts = append(texts, string(b))
 	}
-	return Train(texts, vocabSize, specials)
+	return Train(texts, c.VocabSize, c.Specials)
 }
 
 func checkSpecials(specials []string) error {

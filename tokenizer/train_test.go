@@ -229,19 +229,35 @@ func TestNewByteLevel(t *testing.T) {
 }
 
 func TestTrainErrors(t *testing.T) {
-	if _, err := Train([]string{"abc"}, 100, nil); err == nil {
-		t.Error("vocab size below 256: no error")
+	// Each invalid setting is an error naming its key.
+	if err := DefaultTrainConfig().Validate(); err != nil {
+		t.Fatalf("default config: %v", err)
 	}
-	if _, err := Train([]string{"abc"}, 300, []string{"<a>", "<a>"}); err == nil {
-		t.Error("duplicate special: no error")
+	corpus := filepath.Join(t.TempDir(), "corpus.txt")
+	if err := os.WriteFile(corpus, []byte("abc abc"), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	if _, err := Train([]string{"abc"}, 300, []string{""}); err == nil {
-		t.Error("empty special: no error")
+	for _, c := range []struct {
+		key string
+		cfg TrainConfig
+	}{
+		{KeyVocabSize, TrainConfig{VocabSize: 100}},
+		{KeyVocabSize, TrainConfig{VocabSize: -1}},
+		{KeyVocabSize, TrainConfig{VocabSize: 257, Specials: []string{"<a>", "<b>"}}},
+		{KeySpecial, TrainConfig{VocabSize: 300, Specials: []string{"<a>", "<a>"}}},
+		{KeySpecial, TrainConfig{VocabSize: 300, Specials: []string{""}}},
+	} {
+		if _, err := Train([]string{"abc"}, c.cfg.VocabSize, c.cfg.Specials); err == nil || !strings.Contains(err.Error(), c.key) {
+			t.Errorf("Train(%+v): error %v does not name %s", c.cfg, err, c.key)
+		}
+		if _, err := TrainFiles([]string{corpus}, c.cfg); err == nil || !strings.Contains(err.Error(), c.key) {
+			t.Errorf("TrainFiles(%+v): error %v does not name %s", c.cfg, err, c.key)
+		}
 	}
-	if _, err := TrainFiles(nil, 300, nil); err == nil {
+	if _, err := TrainFiles(nil, TrainConfig{VocabSize: 300}); err == nil {
 		t.Error("no files: no error")
 	}
-	if _, err := TrainFiles([]string{filepath.Join(t.TempDir(), "missing.txt")}, 300, nil); err == nil {
+	if _, err := TrainFiles([]string{filepath.Join(t.TempDir(), "missing.txt")}, TrainConfig{VocabSize: 300}); err == nil {
 		t.Error("missing file: no error")
 	}
 	// A corpus too small for the vocabulary stops early.

@@ -42,7 +42,7 @@ func configKey(section, flag string) string {
 // loadConfig reads the --config file, if any, and rejects keys that no
 // command knows, naming them.
 func loadConfig(cmd *cobra.Command) error {
-	path, _ := cmd.Flags().GetString("config")
+	path, _ := cmd.Flags().GetString(rootKeyConfig)
 	if path == "" {
 		return nil
 	}

@@ -12,6 +12,19 @@ import (
 	"github.com/spf13/cobra"
 )
 
+// Sections of the data commands in a --config file, and their CLI-only
+// keys (the keys of data import's options are data's constants).
+const (
+	sectionDataImport = "data.import"
+	sectionDataStats  = "data.stats"
+	sectionDataHead   = "data.head"
+
+	dataImportKeyOut      = "out"
+	dataStatsKeyTokenizer = "tokenizer"
+	dataStatsKeyJSON      = "json"
+	dataHeadKeyRows       = "n"
+)
+
 var dataCmd = &cobra.Command{
 	Use:   "data",
 	Short: "Import, inspect and summarise Arrow datasets",
@@ -41,20 +54,22 @@ A bad row stops the import with an error naming file, row and column; with
 --skip-invalid bad rows go to a rejects file with their reasons instead.`,
 	Args: cobra.ExactArgs(1),
 	RunE: func(cmd *cobra.Command, args []string) error {
-		const s = "data.import"
-		out := cfgString(s, "out")
+		const s = sectionDataImport
+		out := cfgString(s, dataImportKeyOut)
 		if out == "" {
-			return fmt.Errorf("data import needs --out")
+			return fmt.Errorf("data import needs --%s", dataImportKeyOut)
 		}
-		colMap, err := parseColumnMap(cfgStringSlice(s, "column-map"))
+		colMap, err := parseColumnMap(cfgStringSlice(s, data.KeyImportColumnMap))
 		if err != nil {
 			return err
 		}
-		rep, err := data.ImportContext(cmd.Context(), args[0], out, data.ImportOptions{
-			Kind: data.Kind(cfgString(s, "kind")), Shape: cfgString(s, "shape"), Format: cfgString(s, "format"),
-			ColumnMap: colMap, SkipInvalid: cfgBool(s, "skip-invalid"), RejectsPath: cfgString(s, "rejects"),
-			MaxRowBytes: cfgInt(s, "max-row-bytes"),
-		})
+		opts := data.ImportOptions{
+			Kind: data.Kind(cfgString(s, data.KeyImportKind)), Shape: cfgString(s, data.KeyImportShape),
+			Format: cfgString(s, data.KeyImportFormat), ColumnMap: colMap,
+			SkipInvalid: cfgBool(s, data.KeyImportSkipInvalid), RejectsPath: cfgString(s, data.KeyImportRejects),
+			MaxRowBytes: cfgInt(s, data.KeyImportMaxRowBytes),
+		}
+		rep, err := data.ImportContext(cmd.Context(), args[0], out, opts)
 		if err != nil {
 			return err
 		}
@@ -69,7 +84,7 @@ func parseColumnMap(pairs []string) (map[string]string, error) {
 	for _, p := range pairs {
 		to, from, ok := strings.Cut(p, "=")
 		if !ok || to == "" || from == "" {
-			return nil, fmt.Errorf("column map %q: want gotune_column=input_column", p)
+			return nil, fmt.Errorf("%s %q: want gotune_column=input_column", data.KeyImportColumnMap, p)
 		}
 		m[strings.TrimSpace(to)] = strings.TrimSpace(from)
 	}
@@ -103,9 +118,9 @@ tokens of --tokenizer (a tokenizer.json or a directory holding one), or bytes
 without one; conversations are measured as their message contents.`,
 	Args: cobra.ExactArgs(1),
 	RunE: func(cmd *cobra.Command, args []string) error {
-		const s = "data.stats"
+		const s = sectionDataStats
 		var opts data.StatsOptions
-		if path := cfgString(s, "tokenizer"); path != "" {
+		if path := cfgString(s, dataStatsKeyTokenizer); path != "" {
 			tok, err := tokenizer.Load(path)
 			if err != nil {
 				return err
@@ -116,7 +131,7 @@ without one; conversations are measured as their message contents.`,
 		if err != nil {
 			return err
 		}
-		if cfgBool(s, "json") {
+		if cfgBool(s, dataStatsKeyJSON) {
 			return json.NewEncoder(cmd.OutOrStdout()).Encode(st)
 		}
 		return st.WriteText(cmd.OutOrStdout())
@@ -128,29 +143,34 @@ var dataHeadCmd = &cobra.Command{
 	Short: "Print the first rows of a dataset as JSON lines",
 	Args:  cobra.ExactArgs(1),
 	RunE: func(cmd *cobra.Command, args []string) error {
-		return data.Head(args[0], cfgInt("data.head", "n"), cmd.OutOrStdout())
+		n := cfgInt(sectionDataHead, dataHeadKeyRows)
+		if n < 0 {
+			return fmt.Errorf("data head: -%s must not be negative, got %d", dataHeadKeyRows, n)
+		}
+		return data.Head(args[0], n, cmd.OutOrStdout())
 	},
 }
 
 func init() {
+	d := data.DefaultImportOptions()
 	f := dataImportCmd.Flags()
-	f.String("out", "", "output Arrow file")
-	f.String("kind", "", "dataset kind: instructions, generated_instructions, preferences, prompts (default: detected)")
-	f.String("shape", "", "input shape, e.g. hh-rlhf or trl-standard (default: detected)")
-	f.String("format", "", "input format: jsonl, json, csv, tsv, parquet, arrow (default: from the extension)")
-	f.StringSlice("column-map", nil, "gotune_column=input_column, repeatable")
-	f.Bool("skip-invalid", false, "skip invalid rows, writing them with reasons to the rejects file")
-	f.String("rejects", "", "rejects file (default: OUT.rejects.jsonl)")
-	f.Int("max-row-bytes", data.DefaultMaxRowBytes, "largest accepted input row in bytes")
-	bindFlags(dataImportCmd, "data.import")
+	f.String(dataImportKeyOut, "", "output Arrow file")
+	f.String(data.KeyImportKind, string(d.Kind), "dataset kind: instructions, generated_instructions, preferences, prompts (default: detected)")
+	f.String(data.KeyImportShape, d.Shape, "input shape, e.g. hh-rlhf or trl-standard (default: detected)")
+	f.String(data.KeyImportFormat, d.Format, "input format: jsonl, json, csv, tsv, parquet, arrow (default: from the extension)")
+	f.StringSlice(data.KeyImportColumnMap, nil, "gotune_column=input_column, repeatable")
+	f.Bool(data.KeyImportSkipInvalid, d.SkipInvalid, "skip invalid rows, writing them with reasons to the rejects file")
+	f.String(data.KeyImportRejects, d.RejectsPath, "rejects file, with --skip-invalid (default: OUT.rejects.jsonl)")
+	f.Int(data.KeyImportMaxRowBytes, d.MaxRowBytes, "largest accepted input row in bytes")
+	bindFlags(dataImportCmd, sectionDataImport)
 
 	f = dataStatsCmd.Flags()
-	f.String("tokenizer", "", "tokenizer.json (or its directory) to count tokens with; bytes without")
-	f.Bool("json", false, "print the statistics as JSON")
-	bindFlags(dataStatsCmd, "data.stats")
+	f.String(dataStatsKeyTokenizer, "", "tokenizer.json (or its directory) to count tokens with; bytes without")
+	f.Bool(dataStatsKeyJSON, false, "print the statistics as JSON")
+	bindFlags(dataStatsCmd, sectionDataStats)
 
-	dataHeadCmd.Flags().IntP("n", "n", 5, "rows to print")
-	bindFlags(dataHeadCmd, "data.head")
+	dataHeadCmd.Flags().IntP(dataHeadKeyRows, dataHeadKeyRows, 5, "rows to print")
+	bindFlags(dataHeadCmd, sectionDataHead)
 
 	dataCmd.AddCommand(dataImportCmd, dataStatsCmd, dataHeadCmd)
 	rootCmd.AddCommand(dataCmd)

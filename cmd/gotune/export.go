@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/gotune/gotune/checkpoints/safetensors"
 	"github.com/gotune/gotune/export"
 	"github.com/spf13/cobra"
 )
+
+// sectionExport is export's section in a --config file.
+const sectionExport = "export"
 
 var exportCmd = &cobra.Command{
 	Use:   "export",
@@ -20,45 +22,40 @@ With --adapter-out the adapter alone is copied there too. Directories are
 written under a temporary name and renamed into place.`,
 	Args: cobra.NoArgs,
 	RunE: func(cmd *cobra.Command, _ []string) error {
-		const s = "export"
-		cfg := export.DefaultConfig()
-		cfg.Base, cfg.Adapter, cfg.Out, cfg.AdapterOut = cfgString(s, "base"), cfgString(s, "adapter"), cfgString(s, "out"), cfgString(s, "adapter-out")
-		if cfg.Adapter == "" || cfg.Out == "" {
-			return fmt.Errorf("export needs --adapter and --out")
+		const s = sectionExport
+		c := export.DefaultConfig()
+		c.Base, c.Adapter = cfgString(s, export.KeyBase), cfgString(s, export.KeyAdapter)
+		c.Out, c.AdapterOut = cfgString(s, export.KeyOut), cfgString(s, export.KeyAdapterOut)
+		if c.Adapter == "" || c.Out == "" {
+			return fmt.Errorf("export needs --%s and --%s", export.KeyAdapter, export.KeyOut)
 		}
-		size, err := export.ParseSize(cfgString(s, "max-shard-size"))
+		size, err := export.ParseSize(cfgString(s, export.KeyMaxShardSize))
 		if err != nil {
-			return fmt.Errorf("--max-shard-size: %w", err)
+			return fmt.Errorf("--%s: %w", export.KeyMaxShardSize, err)
 		}
-		cfg.MaxShardBytes = size
-		switch d := strings.ToUpper(cfgString(s, "dtype")); d {
-		case "F32", "FLOAT32":
-			cfg.Dtype = safetensors.F32
-		case "F16", "FLOAT16":
-			cfg.Dtype = safetensors.F16
-		case "BF16", "BFLOAT16":
-			cfg.Dtype = safetensors.BF16
-		default:
-			return fmt.Errorf("--dtype %q: want f32, f16 or bf16", d)
+		c.MaxShardBytes = size
+		if c.Dtype, err = export.ParseDtype(cfgString(s, export.KeyDtype)); err != nil {
+			return fmt.Errorf("export: %w", err)
 		}
-		res, err := export.Run(cmd.Context(), cfg)
+		res, err := export.Run(cmd.Context(), c)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "merged %d adapted modules into %s; model in %s (%d files)\n",
-			res.Modules, res.Base, cfg.Out, len(res.Files))
+			res.Modules, res.Base, c.Out, len(res.Files))
 		return nil
 	},
 }
 
 func init() {
+	d := export.DefaultConfig()
 	f := exportCmd.Flags()
-	f.String("base", "", "base model directory (default: the adapter's base_model_name_or_path)")
-	f.String("adapter", "", "PEFT adapter directory")
-	f.String("out", "", "merged model directory to write")
-	f.String("adapter-out", "", "also copy the adapter alone to this directory")
-	f.String("max-shard-size", "5GB", "largest model.safetensors shard (e.g. 5GB, 200MB, 2GiB)")
-	f.String("dtype", "f32", "stored weight type: f32, f16 or bf16")
-	bindFlags(exportCmd, "export")
+	f.String(export.KeyBase, d.Base, "base model directory (default: the adapter's base_model_name_or_path)")
+	f.String(export.KeyAdapter, d.Adapter, "PEFT adapter directory")
+	f.String(export.KeyOut, d.Out, "merged model directory to write")
+	f.String(export.KeyAdapterOut, d.AdapterOut, "also copy the adapter alone to this directory")
+	f.String(export.KeyMaxShardSize, "5GB", "largest model.safetensors shard (e.g. 5GB, 200MB, 2GiB)")
+	f.String(export.KeyDtype, strings.ToLower(string(d.Dtype)), "stored weight type: f32, f16 or bf16")
+	bindFlags(exportCmd, sectionExport)
 	rootCmd.AddCommand(exportCmd)
 }

@@ -16,48 +16,84 @@ import (
 	"github.com/gotune/gotune/tokenizer"
 )
 
+// Sections of the decoding commands in a --config file, and the keys of
+// their CLI-only flags (the sampling keys are generate's constants).
+const (
+	sectionGenerate = "generate"
+	sectionChat     = "chat"
+
+	// The flags of modelFlags.
+	engineKeyModel     = "model"
+	engineKeyTokenizer = "tokenizer"
+	engineKeyAdapter   = "adapter"
+	engineKeyMerge     = "merge"
+
+	chatKeyTemplate       = "chat-template"
+	chatKeySystem         = "system"
+	generateKeyPrompt     = "prompt"
+	generateKeyPromptFile = "prompt-file"
+	generateKeyJSON       = "json"
+)
+
 // modelFlags are the flags of every command that loads a model to decode.
 func modelFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.String("model", "", "model directory (config.json, model.safetensors, tokenizer.json)")
-	f.String("tokenizer", "", "tokenizer file or directory (default: the model directory)")
-	f.String("adapter", "", "PEFT LoRA adapter directory to apply")
-	f.Bool("merge", false, "fold the adapter into a copy of the weights instead of applying it live")
+	f.String(engineKeyModel, "", "model directory (config.json, model.safetensors, tokenizer.json)")
+	f.String(engineKeyTokenizer, "", "tokenizer file or directory (default: the model directory)")
+	f.String(engineKeyAdapter, "", "PEFT LoRA adapter directory to apply")
+	f.Bool(engineKeyMerge, false, "fold the adapter into a copy of the weights instead of applying it live")
 }
 
-// samplingFlags are the decoding options shared by generate and chat.
-func samplingFlags(cmd *cobra.Command, maxTokens int, temperature float64, template string) {
+// samplingFlags are the decoding options shared by generate and chat, with
+// the defaults d.
+func samplingFlags(cmd *cobra.Command, d generate.Options, template string) {
 	f := cmd.Flags()
-	f.Int("max-tokens", maxTokens, "new tokens at most")
-	f.Float64("temperature", temperature, "sampling temperature (0: greedy)")
-	f.Int("top-k", 0, "sample among the k most likely tokens (0: all)")
-	f.Float64("top-p", 1, "nucleus sampling mass")
-	f.Float64("repetition-penalty", 1, "CTRL repetition penalty (1: off)")
-	f.StringSlice("stop", nil, "stop strings (repeatable)")
-	f.Uint64("seed", 0, "sampling seed")
-	f.String("chat-template", template, "prompt format: none, alpaca, chatml, llama3 or jinja (the tokenizer's chat_template)")
+	f.Int(generate.KeyMaxTokens, d.MaxTokens, "new tokens at most")
+	f.Float64(generate.KeyTemperature, d.Temperature, "sampling temperature (0: greedy)")
+	f.Int(generate.KeyTopK, d.TopK, "sample among the k most likely tokens (0: all)")
+	f.Float64(generate.KeyTopP, d.TopP, "nucleus sampling mass")
+	f.Float64(generate.KeyRepetitionPenalty, d.RepetitionPenalty, "CTRL repetition penalty (1: off)")
+	f.StringSlice(generate.KeyStop, d.Stop, "stop strings (repeatable)")
+	f.Uint64(generate.KeySeed, d.Seed, "sampling seed")
+	f.String(chatKeyTemplate, template, "prompt format: none, alpaca, chatml, llama3 or jinja (the tokenizer's chat_template)")
 }
 
-func samplingOptions(s string) generate.Options {
-	return generate.Options{
-		MaxTokens: cfgInt(s, "max-tokens"), Temperature: cfgFloat(s, "temperature"), TopK: cfgInt(s, "top-k"),
-		TopP: cfgFloat(s, "top-p"), RepetitionPenalty: cfgFloat(s, "repetition-penalty"),
-		Stop: cfgStringSlice(s, "stop"), Seed: cfg.GetUint64(configKey(s, "seed")),
+// samplingOptions reads section s's sampling flags, every one of which
+// must be valid as given.
+func samplingOptions(s string) (generate.Options, error) {
+	var o generate.Options
+	o.MaxTokens, o.Temperature = cfgInt(s, generate.KeyMaxTokens), cfgFloat(s, generate.KeyTemperature)
+	o.TopK, o.TopP = cfgInt(s, generate.KeyTopK), cfgFloat(s, generate.KeyTopP)
+	o.RepetitionPenalty = cfgFloat(s, generate.KeyRepetitionPenalty)
+	o.Stop, o.Seed = cfgStringSlice(s, generate.KeyStop), cfg.GetUint64(configKey(s, generate.KeySeed))
+	if err := o.ValidateExplicit(); err != nil {
+		return o, fmt.Errorf("%s: %w", s, err)
 	}
+	return o, nil
+}
+
+// chatTemplate reads section s's --chat-template: "none" or a template
+// name, never empty.
+func chatTemplate(s string) (string, error) {
+	t := cfgString(s, chatKeyTemplate)
+	if t == "" {
+		return "", fmt.Errorf("%s: --%s must not be empty (none: no template)", s, chatKeyTemplate)
+	}
+	return t, nil
 }
 
 // loadEngine loads the model, tokenizer and adapter named by section s's
 // flags.
 func loadEngine(s string) (*generate.Engine, *tokenizer.Tokenizer, error) {
-	dir := cfgString(s, "model")
+	dir := cfgString(s, engineKeyModel)
 	if dir == "" {
-		return nil, nil, fmt.Errorf("%s needs --model", s)
+		return nil, nil, fmt.Errorf("%s needs --%s", s, engineKeyModel)
 	}
 	w, err := hf.LoadModel(dir)
 	if err != nil {
 		return nil, nil, err
 	}
-	tokPath := cfgString(s, "tokenizer")
+	tokPath := cfgString(s, engineKeyTokenizer)
 	if tokPath == "" {
 		tokPath = dir
 	}
@@ -66,11 +102,11 @@ func loadEngine(s string) (*generate.Engine, *tokenizer.Tokenizer, error) {
 		return nil, nil, err
 	}
 	var ad *lora.Adapter
-	if a := cfgString(s, "adapter"); a != "" {
+	if a := cfgString(s, engineKeyAdapter); a != "" {
 		if ad, _, _, err = lora.Load(a, w); err != nil {
 			return nil, nil, err
 		}
-		if cfgBool(s, "merge") {
+		if cfgBool(s, engineKeyMerge) {
 			if err := ad.Merge(w); err != nil {
 				return nil, nil, err
 			}
@@ -118,7 +154,7 @@ func chatStopTokens(tok *tokenizer.Tokenizer) []int {
 // encodePrompt encodes a user prompt, through the chat template unless it
 // is "none".
 func encodePrompt(tok *tokenizer.Tokenizer, template, system, prompt string) ([]int, error) {
-	if template == "none" || template == "" {
+	if template == "none" {
 		return tok.Encode(prompt, true), nil
 	}
 	var msgs []chatMessage
@@ -140,9 +176,9 @@ prompt is streamed to stdout as it is generated; several are printed one after
 the other (or as JSON lines with --json), each with seed --seed plus its index.`,
 	Args: cobra.NoArgs,
 	RunE: func(cmd *cobra.Command, _ []string) error {
-		const s = "generate"
-		prompts := cfgStringSlice(s, "prompt")
-		if f := cfgString(s, "prompt-file"); f != "" {
+		const s = sectionGenerate
+		prompts := cfgStringSlice(s, generateKeyPrompt)
+		if f := cfgString(s, generateKeyPromptFile); f != "" {
 			raw, err := os.ReadFile(f)
 			if err != nil {
 				return err
@@ -150,22 +186,28 @@ the other (or as JSON lines with --json), each with seed --seed plus its index.`
 			prompts = append(prompts, string(raw))
 		}
 		if len(prompts) == 0 {
-			return fmt.Errorf("generate needs --prompt or --prompt-file")
+			return fmt.Errorf("generate needs --%s or --%s", generateKeyPrompt, generateKeyPromptFile)
+		}
+		opt, err := samplingOptions(s)
+		if err != nil {
+			return err
+		}
+		template, err := chatTemplate(s)
+		if err != nil {
+			return err
 		}
 		e, tok, err := loadEngine(s)
 		if err != nil {
 			return err
 		}
-		opt := samplingOptions(s)
-		template := cfgString(s, "chat-template")
 		if template != "none" {
 			opt.StopTokens = chatStopTokens(tok)
 		}
 		out := cmd.OutOrStdout()
-		asJSON := cfgBool(s, "json")
+		asJSON := cfgBool(s, generateKeyJSON)
 		reqs := make([]generate.Request, len(prompts))
 		for i, p := range prompts {
-			ids, err := encodePrompt(tok, template, cfgString(s, "system"), p)
+			ids, err := encodePrompt(tok, template, cfgString(s, chatKeySystem), p)
 			if err != nil {
 				return err
 			}
@@ -201,16 +243,22 @@ var chatCmd = &cobra.Command{
 streams back. "/reset" starts over, "/exit" or end of input quits.`,
 	Args: cobra.NoArgs,
 	RunE: func(cmd *cobra.Command, _ []string) error {
-		const s = "chat"
+		const s = sectionChat
+		opt, err := samplingOptions(s)
+		if err != nil {
+			return err
+		}
+		template, err := chatTemplate(s)
+		if err != nil {
+			return err
+		}
 		e, tok, err := loadEngine(s)
 		if err != nil {
 			return err
 		}
-		template := cfgString(s, "chat-template")
-		opt := samplingOptions(s)
 		opt.StopTokens = chatStopTokens(tok)
 		var history []chatMessage
-		if sys := cfgString(s, "system"); sys != "" {
+		if sys := cfgString(s, chatKeySystem); sys != "" {
 			history = append(history, chatMessage{"system", sys})
 		}
 		system := len(history)
@@ -252,19 +300,22 @@ streams back. "/reset" starts over, "/exit" or end of input quits.`,
 }
 
 func init() {
+	d := generate.DefaultOptions()
+	d.MaxTokens, d.Temperature = 128, 0.7
 	modelFlags(generateCmd)
-	samplingFlags(generateCmd, 128, 0.7, "none")
+	samplingFlags(generateCmd, d, "none")
 	f := generateCmd.Flags()
-	f.StringSlice("prompt", nil, "prompt text (repeatable: the prompts are decoded as one batch)")
-	f.String("prompt-file", "", "file whose whole content is one more prompt")
-	f.String("system", "", "system message (with --chat-template)")
-	f.Bool("json", false, "print one JSON object per prompt")
-	bindFlags(generateCmd, "generate")
+	f.StringSlice(generateKeyPrompt, nil, "prompt text (repeatable: the prompts are decoded as one batch)")
+	f.String(generateKeyPromptFile, "", "file whose whole content is one more prompt")
+	f.String(chatKeySystem, "", "system message (with --chat-template)")
+	f.Bool(generateKeyJSON, false, "print one JSON object per prompt")
+	bindFlags(generateCmd, sectionGenerate)
 	rootCmd.AddCommand(generateCmd)
 
+	d.MaxTokens = 512
 	modelFlags(chatCmd)
-	samplingFlags(chatCmd, 512, 0.7, "chatml")
-	chatCmd.Flags().String("system", "", "system message opening the conversation")
-	bindFlags(chatCmd, "chat")
+	samplingFlags(chatCmd, d, "chatml")
+	chatCmd.Flags().String(chatKeySystem, "", "system message opening the conversation")
+	bindFlags(chatCmd, sectionChat)
 	rootCmd.AddCommand(chatCmd)
 }

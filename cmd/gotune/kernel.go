@@ -11,6 +11,10 @@ import (
 	"github.com/gotune/gotune/internal/blas"
 )
 
+// noReexecEnv, when set, keeps gotune from restarting itself for the BLAS
+// settings; the restarted process has it set.
+const noReexecEnv = "GOTUNE_NO_REEXEC"
+
 // reexecForKernels restarts the process with the environment settings that
 // the BLAS library reads only when it is loaded (blas.PreferredEnv), so that
 // `gotune` gets the fast kernels without the user setting them. It returns
@@ -18,16 +22,16 @@ import (
 // not an error, the command then runs on the kernels already loaded.
 func reexecForKernels() {
 	env := blas.PreferredEnv()
-	if len(env) == 0 || os.Getenv("GOTUNE_NO_REEXEC") != "" {
+	if len(env) == 0 || os.Getenv(noReexecEnv) != "" {
 		return
 	}
 	exe, err := os.Executable()
 	if err != nil {
 		return
 	}
-	// GOTUNE_NO_REEXEC guards against a loop should the library ignore the
+	// noReexecEnv guards against a loop should the library ignore the
 	// settings.
-	_ = syscall.Exec(exe, os.Args, append(os.Environ(), append(env, "GOTUNE_NO_REEXEC=1")...))
+	_ = syscall.Exec(exe, os.Args, append(os.Environ(), append(env, noReexecEnv+"=1")...))
 }
 
 var envCmd = &cobra.Command{

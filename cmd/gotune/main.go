@@ -24,6 +24,12 @@ import (
 	"github.com/spf13/cobra"
 )
 
+// Keys of the root command's persistent flags, which every command has.
+const (
+	rootKeyConfig     = "config"
+	rootKeyCPUProfile = "cpu-profile"
+)
+
 var rootCmd = &cobra.Command{
 	Use:           "gotune",
 	Short:         "Fine-tune LLaMA-architecture language models",
@@ -41,8 +47,8 @@ var rootCmd = &cobra.Command{
 }
 
 func init() {
-	rootCmd.PersistentFlags().String("config", "", "YAML config file (sections named after commands)")
-	rootCmd.PersistentFlags().String("cpu-profile", "", "write a Go CPU profile of the command to this file (read it with go tool pprof)")
+	rootCmd.PersistentFlags().String(rootKeyConfig, "", "YAML config file (sections named after commands)")
+	rootCmd.PersistentFlags().String(rootKeyCPUProfile, "", "write a Go CPU profile of the command to this file (read it with go tool pprof)")
 }
 
 // profileFile is the open CPU profile of --cpu-profile, if any.
@@ -50,7 +56,7 @@ var profileFile *os.File
 
 // startProfile starts the CPU profile that --cpu-profile asks for.
 func startProfile(cmd *cobra.Command) error {
-	path, err := cmd.Flags().GetString("cpu-profile")
+	path, err := cmd.Flags().GetString(rootKeyCPUProfile)
 	if err != nil || path == "" {
 		return err
 	}

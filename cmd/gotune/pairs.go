@@ -9,6 +9,21 @@ import (
 	"github.com/gotune/gotune/onpolicy"
 )
 
+// Section of `gotune pairs` in a --config file, and the keys of its CLI-only flags
+// (the sampling keys are onpolicy's constants).
+const (
+	sectionPairs = "pairs"
+
+	pairsKeyData        = "data"
+	pairsKeyOut         = "out"
+	pairsKeyKeepUnmined = "keep-unmined"
+)
+
+// pairsMaxTokens is the default answer length of `gotune pairs`; it is not
+// onpolicy.DefaultConfig's, which the pipeline uses for the built-in
+// world's short answers.
+const pairsMaxTokens = 64
+
 var pairsCmd = &cobra.Command{
 	Use:   "pairs",
 	Short: "Pair each prompt's chosen answer with the model's own wrong answer (on-policy preference data)",
@@ -22,10 +37,17 @@ the result learn from the mistakes the model makes (SPIN, Chen et al. 2024;
 Iterative RPO, Pang et al. 2024).`,
 	Args: cobra.NoArgs,
 	RunE: func(cmd *cobra.Command, args []string) error {
-		const s = "pairs"
-		in, out := cfgString(s, "data"), cfgString(s, "out")
+		const s = sectionPairs
+		in, out := cfgString(s, pairsKeyData), cfgString(s, pairsKeyOut)
 		if in == "" || out == "" {
-			return fmt.Errorf("pairs needs --data and --out")
+			return fmt.Errorf("pairs needs --%s and --%s", pairsKeyData, pairsKeyOut)
+		}
+		c := onpolicy.DefaultConfig()
+		c.Samples, c.MaxTokens = cfgInt(s, onpolicy.KeySamples), cfgInt(s, onpolicy.KeyMaxTokens)
+		c.Temperature, c.TopP = cfgFloat(s, onpolicy.KeyTemperature), cfgFloat(s, onpolicy.KeyTopP)
+		c.Stop, c.Seed = cfgStringSlice(s, onpolicy.KeyStop), cfg.GetUint64(configKey(s, onpolicy.KeySeed))
+		if err := c.Validate(); err != nil {
+			return err
 		}
 		rows, err := data.ReadPreferences(in)
 		if err != nil {
@@ -42,18 +64,14 @@ Iterative RPO, Pang et al. 2024).`,
 		if err != nil {
 			return err
 		}
-		c := onpolicy.Config{
-			Samples: cfgInt(s, "samples"), Temperature: cfgFloat(s, "temperature"), TopP: cfgFloat(s, "top-p"),
-			MaxTokens: cfgInt(s, "max-tokens"), Stop: cfgStringSlice(s, "stop"), Seed: cfg.GetUint64(configKey(s, "seed")),
-			// The prompt is encoded as DPO and reward modelling encode it.
-			Encode: func(p string) []int { return tok.EncodePromptCompletion(p, "", true, false).IDs },
-		}
+		// The prompt is encoded as DPO and reward modelling encode it.
+		c.Encode = func(p string) []int { return tok.EncodePromptCompletion(p, "", true, false).IDs }
 		mined, index, rep, err := onpolicy.Mine(cmd.Context(), engine, tasks, c)
 		if err != nil {
 			return err
 		}
 		var result []data.Preference
-		if cfgBool(s, "keep-unmined") {
+		if cfgBool(s, pairsKeyKeepUnmined) {
 			result = rows
 			for k, i := range index {
 				result[i] = mined[k]
@@ -70,17 +88,18 @@ Iterative RPO, Pang et al. 2024).`,
 }
 
 func init() {
+	d := onpolicy.DefaultConfig()
 	modelFlags(pairsCmd)
 	f := pairsCmd.Flags()
-	f.String("data", "", "preferences dataset (.arrow) whose prompts and chosen answers are used")
-	f.String("out", "", "preferences dataset to write (.arrow)")
-	f.Int("samples", 4, "answers sampled per prompt")
-	f.Float64("temperature", 1, "sampling temperature")
-	f.Float64("top-p", 1, "nucleus sampling mass")
-	f.Int("max-tokens", 64, "new tokens per answer")
-	f.StringSlice("stop", nil, "stop strings (repeatable)")
-	f.Uint64("seed", 0, "sampling seed")
-	f.Bool("keep-unmined", true, "keep rows the model always answered right, with their own rejected answer")
-	bindFlags(pairsCmd, "pairs")
+	f.String(pairsKeyData, "", "preferences dataset (.arrow) whose prompts and chosen answers are used")
+	f.String(pairsKeyOut, "", "preferences dataset to write (.arrow)")
+	f.Int(onpolicy.KeySamples, d.Samples, "answers sampled per prompt")
+	f.Float64(onpolicy.KeyTemperature, d.Temperature, "sampling temperature (0: greedy)")
+	f.Float64(onpolicy.KeyTopP, d.TopP, "nucleus sampling mass")
+	f.Int(onpolicy.KeyMaxTokens, pairsMaxTokens, "new tokens per answer")
+	f.StringSlice(onpolicy.KeyStop, d.Stop, "stop strings (repeatable)")
+	f.Uint64(onpolicy.KeySeed, d.Seed, "sampling seed")
+	f.Bool(pairsKeyKeepUnmined, true, "keep rows the model always answered right, with their own rejected answer")
+	bindFlags(pairsCmd, sectionPairs)
 	rootCmd.AddCommand(pairsCmd)
 }

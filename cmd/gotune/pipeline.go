@@ -15,6 +15,19 @@ import (
 	"github.com/gotune/gotune/pipeline"
 )
 
+// Section of `gotune pipeline` in a --config file, and the keys of its
+// flags besides the sizes (whose keys are the `flag` tags of
+// pipeline.Sizes).
+const (
+	sectionPipeline = "pipeline"
+
+	pipelineKeyRun    = "run"
+	pipelineKeyBase   = "base"
+	pipelineKeyQuick  = "quick"
+	pipelineKeyQuiet  = "quiet"
+	pipelineKeyStages = "stages"
+)
+
 var pipelineCmd = &cobra.Command{
 	Use:   "pipeline",
 	Short: "Run every stage on the built-in world: base → data → self-instruct → sft → pairs → reward → dpo → ppo → export → eval, then the report",
@@ -25,18 +38,23 @@ model is pretrained into --base when it is missing. The run ends with a
 results table and an HTML report with plots in <run>/report/.`,
 	Args: cobra.NoArgs,
 	RunE: func(cmd *cobra.Command, args []string) error {
-		const s = "pipeline"
+		const s = sectionPipeline
 		z := pipeline.DefaultSizes()
-		if cfgBool(s, "quick") {
+		if cfgBool(s, pipelineKeyQuick) {
 			z = pipeline.QuickSizes()
 		}
 		overrideSizes(&z, s)
 		if note := speedNote(blas.Backend()); note != "" {
 			fmt.Fprintln(cmd.ErrOrStderr(), note)
 		}
-		runDir := cfgString(s, "run")
-		d := &pipeline.Default{RunDir: runDir, BaseDir: cfgString(s, "base"), Sizes: z,
-			Quiet: cfgBool(s, "quiet"), Log: cmd.OutOrStdout()}
+		runDir, baseDir := cfgString(s, pipelineKeyRun), cfgString(s, pipelineKeyBase)
+		for _, k := range []string{pipelineKeyRun, pipelineKeyBase} {
+			if cfgString(s, k) == "" {
+				return fmt.Errorf("pipeline: --%s must not be empty", k)
+			}
+		}
+		d := &pipeline.Default{RunDir: runDir, BaseDir: baseDir, Sizes: z,
+			Quiet: cfgBool(s, pipelineKeyQuiet), Log: cmd.OutOrStdout()}
 		if err := os.MkdirAll(runDir, 0o755); err != nil {
 			return fmt.Errorf("run directory: %w", err)
 		}
@@ -47,7 +65,7 @@ results table and an HTML report with plots in <run>/report/.`,
 		if err := atomicfile.WriteBytes(filepath.Join(runDir, "config.yaml"), resolved); err != nil {
 			return err
 		}
-		stages, err := pipeline.Select(d.Stages(), cfgStringSlice(s, "stages"))
+		stages, err := pipeline.Select(d.Stages(), cfgStringSlice(s, pipelineKeyStages))
 		if err != nil {
 			return err
 		}
@@ -87,13 +105,13 @@ var reportCmd = &cobra.Command{
 
 func init() {
 	f := pipelineCmd.Flags()
-	f.String("run", "runs/demo", "run directory")
-	f.String("base", "models/base", "base model directory (pretrained on the built-in world when missing)")
-	f.Bool("quick", false, "a much smaller run (for tests and smoke checks)")
-	f.Bool("quiet", false, "no progress bars")
-	f.StringSlice("stages", nil, "run only these stages, in pipeline order (e.g. base, or sft,dpo); their inputs must exist")
+	f.String(pipelineKeyRun, "runs/demo", "run directory")
+	f.String(pipelineKeyBase, "models/base", "base model directory (pretrained on the built-in world when missing)")
+	f.Bool(pipelineKeyQuick, false, "a much smaller run (for tests and smoke checks)")
+	f.Bool(pipelineKeyQuiet, false, "no progress bars")
+	f.StringSlice(pipelineKeyStages, nil, "run only these stages, in pipeline order (e.g. base, or sft,dpo); their inputs must exist")
 	addSizeFlags(f)
-	bindFlags(pipelineCmd, "pipeline")
+	bindFlags(pipelineCmd, sectionPipeline)
 	rootCmd.AddCommand(pipelineCmd, reportCmd)
 }
 

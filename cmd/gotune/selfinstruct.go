@@ -3,12 +3,14 @@ package main
 import (
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/gotune/gotune/selfinstruct"
 )
+
+// sectionSelfInstruct is self-instruct's section in a --config file.
+const sectionSelfInstruct = "self_instruct"
 
 var selfInstructCmd = &cobra.Command{
 	Use:   "self-instruct",
@@ -21,50 +23,57 @@ from the environment variable named by --teacher-api-key-env) or a local model
 (--model). An interrupted run resumes from OUTPUT.state.jsonl.`,
 	Args: cobra.NoArgs,
 	RunE: func(cmd *cobra.Command, _ []string) error {
-		const s = "self_instruct"
-		c := selfinstruct.Config{
-			Output: cfgString(s, "output"), NumInstructions: cfgInt(s, "num-instructions"),
-			NumPromptInstructions: cfgInt(s, "num-prompt-instructions"), RequestBatchSize: cfgInt(s, "request-batch-size"),
-			NumTasksPerPrompt: cfgInt(s, "num-tasks"), MaxTokens: cfgInt(s, "max-tokens"),
-			Temperature: cfgFloat(s, "temperature"), TopP: cfgFloat(s, "top-p"), Seed: cfg.GetUint64(configKey(s, "seed")),
-			SimilarityThreshold: cfgFloat(s, "similarity-threshold"), MaxBatches: cfgInt(s, "max-batches"),
-			Progress: os.Stderr,
-		}
+		const s = sectionSelfInstruct
+		c := selfinstruct.DefaultConfig()
+		c.Output = cfgString(s, selfinstruct.KeyOutput)
+		c.NumInstructions = cfgInt(s, selfinstruct.KeyNumInstructions)
+		c.NumPromptInstructions = cfgInt(s, selfinstruct.KeyNumPromptInstructions)
+		c.RequestBatchSize = cfgInt(s, selfinstruct.KeyRequestBatchSize)
+		c.NumTasksPerPrompt = cfgInt(s, selfinstruct.KeyNumTasks)
+		c.MaxTokens = cfgInt(s, selfinstruct.KeyMaxTokens)
+		c.Temperature, c.TopP = cfgFloat(s, selfinstruct.KeyTemperature), cfgFloat(s, selfinstruct.KeyTopP)
+		c.Seed = cfg.GetUint64(configKey(s, selfinstruct.KeySeed))
+		c.SimilarityThreshold = cfgFloat(s, selfinstruct.KeySimilarityThreshold)
+		c.MaxBatches = cfgInt(s, selfinstruct.KeyMaxBatches)
+		c.Progress = os.Stderr
 		if c.Output == "" {
-			return fmt.Errorf("self-instruct needs --output")
+			return fmt.Errorf("self-instruct needs --%s", selfinstruct.KeyOutput)
 		}
-		if p := cfgString(s, "seed-tasks"); p != "" {
+		if p := cfgString(s, selfinstruct.KeySeedTasks); p != "" {
 			seeds, err := selfinstruct.LoadSeedTasks(p)
 			if err != nil {
 				return err
 			}
 			c.SeedTasks = seeds
 		}
-		if p := cfgString(s, "prompt-header"); p != "" {
+		if p := cfgString(s, selfinstruct.KeyPromptHeader); p != "" {
 			raw, err := os.ReadFile(p)
 			if err != nil {
 				return err
 			}
 			c.PromptHeader = string(raw)
 		}
-		if cfgBool(s, "verify") {
+		if cfgBool(s, selfinstruct.KeyVerify) {
 			c.Verifier = selfinstruct.KnownTasks
 		}
-		switch url := cfgString(s, "teacher-url"); {
+		switch url := cfgString(s, selfinstruct.KeyTeacherURL); {
 		case url != "":
-			c.Teacher = &selfinstruct.HTTPTeacher{
-				BaseURL: url, Model: cfgString(s, "teacher-model"), APIKey: os.Getenv(cfgString(s, "teacher-api-key-env")),
-				Chat: cfgBool(s, "teacher-chat"), Timeout: cfg.GetDuration(configKey(s, "teacher-timeout")),
-				Retries: cfgInt(s, "teacher-retries"), Concurrency: cfgInt(s, "teacher-concurrency"),
-			}
-		case cfgString(s, "model") != "":
+			t := selfinstruct.DefaultHTTPTeacher()
+			t.BaseURL, t.Model = url, cfgString(s, selfinstruct.KeyTeacherModel)
+			t.APIKey = os.Getenv(cfgString(s, selfinstruct.KeyTeacherAPIKeyEnv))
+			t.Chat = cfgBool(s, selfinstruct.KeyTeacherChat)
+			t.Timeout = cfg.GetDuration(configKey(s, selfinstruct.KeyTeacherTimeout))
+			t.Retries = cfgInt(s, selfinstruct.KeyTeacherRetries)
+			t.Concurrency = cfgInt(s, selfinstruct.KeyTeacherConcurrency)
+			c.Teacher = &t
+		case cfgString(s, engineKeyModel) != "":
 			e, _, err := loadEngine(s)
 			if err != nil {
 				return err
 			}
 			c.Teacher = selfinstruct.LocalTeacher{Engine: e}
 		default:
-			return fmt.Errorf("self-instruct needs a teacher: --teacher-url or --model")
+			return fmt.Errorf("self-instruct needs a teacher: --%s or --%s", selfinstruct.KeyTeacherURL, engineKeyModel)
 		}
 		rep, err := selfinstruct.Run(cmd.Context(), c)
 		fmt.Fprintf(os.Stderr, "self-instruct: %s\n", rep)
@@ -73,29 +82,30 @@ from the environment variable named by --teacher-api-key-env) or a local model
 }
 
 func init() {
+	d, dt := selfinstruct.DefaultConfig(), selfinstruct.DefaultHTTPTeacher()
 	modelFlags(selfInstructCmd)
 	f := selfInstructCmd.Flags()
-	f.String("output", "", "Arrow file to write (state kept beside it in OUTPUT.state.jsonl)")
-	f.String("seed-tasks", "", "seed tasks in Alpaca's JSONL format (default: the built-in set)")
-	f.String("prompt-header", "", "file with the request text placed before the examples ({num_tasks} is replaced)")
-	f.Int("num-instructions", 100, "stop once this many instructions are kept")
-	f.Int("num-prompt-instructions", 3, "seed tasks shown per prompt")
-	f.Int("request-batch-size", 5, "prompts per batch, sent together")
-	f.Int("num-tasks", 20, "tasks each prompt asks for")
-	f.Int("max-tokens", 3072, "longest reply")
-	f.Float64("temperature", 1, "teacher sampling temperature")
-	f.Float64("top-p", 1, "teacher nucleus mass")
-	f.Uint64("seed", 0, "seed of prompt sampling and the teacher's sampling")
-	f.Float64("similarity-threshold", 0.7, "drop instructions whose ROUGE-L F against a kept one exceeds this")
-	f.Bool("verify", false, "drop tasks of a known family (arithmetic, sorting, counting, …) whose output is wrong")
-	f.Int("max-batches", 0, "stop after this many batches (0: no limit)")
-	f.String("teacher-url", "", "OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1")
-	f.String("teacher-model", "", "model name sent to the teacher")
-	f.String("teacher-api-key-env", "OPENAI_API_KEY", "environment variable holding the teacher's API key")
-	f.Bool("teacher-chat", false, "use /chat/completions instead of /completions")
-	f.Duration("teacher-timeout", 2*time.Minute, "per-request timeout")
-	f.Int("teacher-retries", 3, "retries per request (with exponential backoff)")
-	f.Int("teacher-concurrency", 0, "requests in flight (0: the whole batch)")
-	bindFlags(selfInstructCmd, "self_instruct")
+	f.String(selfinstruct.KeyOutput, d.Output, "Arrow file to write (state kept beside it in OUTPUT.state.jsonl)")
+	f.String(selfinstruct.KeySeedTasks, "", "seed tasks in Alpaca's JSONL format (default: the built-in set)")
+	f.String(selfinstruct.KeyPromptHeader, "", "file with the request text placed before the examples ({num_tasks} is replaced)")
+	f.Int(selfinstruct.KeyNumInstructions, d.NumInstructions, "stop once this many instructions are kept")
+	f.Int(selfinstruct.KeyNumPromptInstructions, d.NumPromptInstructions, "seed tasks shown per prompt")
+	f.Int(selfinstruct.KeyRequestBatchSize, d.RequestBatchSize, "prompts per batch, sent together")
+	f.Int(selfinstruct.KeyNumTasks, d.NumTasksPerPrompt, "tasks each prompt asks for")
+	f.Int(selfinstruct.KeyMaxTokens, d.MaxTokens, "longest reply")
+	f.Float64(selfinstruct.KeyTemperature, d.Temperature, "teacher sampling temperature (0: greedy)")
+	f.Float64(selfinstruct.KeyTopP, d.TopP, "teacher nucleus mass")
+	f.Uint64(selfinstruct.KeySeed, d.Seed, "seed of prompt sampling and the teacher's sampling")
+	f.Float64(selfinstruct.KeySimilarityThreshold, d.SimilarityThreshold, "drop instructions whose ROUGE-L F against a kept one exceeds this")
+	f.Bool(selfinstruct.KeyVerify, false, "drop tasks of a known family (arithmetic, sorting, counting, …) whose output is wrong")
+	f.Int(selfinstruct.KeyMaxBatches, d.MaxBatches, "stop after this many batches (0: no limit)")
+	f.String(selfinstruct.KeyTeacherURL, "", "OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1")
+	f.String(selfinstruct.KeyTeacherModel, "", "model name sent to the teacher")
+	f.String(selfinstruct.KeyTeacherAPIKeyEnv, "OPENAI_API_KEY", "environment variable holding the teacher's API key")
+	f.Bool(selfinstruct.KeyTeacherChat, dt.Chat, "use /chat/completions instead of /completions")
+	f.Duration(selfinstruct.KeyTeacherTimeout, dt.Timeout, "per-request timeout")
+	f.Int(selfinstruct.KeyTeacherRetries, dt.Retries, "retries per request (with exponential backoff; 0: none)")
+	f.Int(selfinstruct.KeyTeacherConcurrency, dt.Concurrency, "requests in flight (0: the whole batch)")
+	bindFlags(selfInstructCmd, sectionSelfInstruct)
 	rootCmd.AddCommand(selfInstructCmd)
 }

@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/gotune/gotune/serve"
 )
+
+// sectionServe is serve's section in a --config file.
+const sectionServe = "serve"
 
 var serveCmd = &cobra.Command{
 	Use:   "serve",
@@ -22,19 +24,30 @@ environment variable GOTUNE_SERVE_API_KEY) every request must carry
 finish before it exits.`,
 	Args: cobra.NoArgs,
 	RunE: func(cmd *cobra.Command, _ []string) error {
-		const s = "serve"
+		const s = sectionServe
+		c := serve.DefaultConfig()
+		c.ModelName, c.APIKey = cfgString(s, serve.KeyModelName), cfgString(s, serve.KeyAPIKey)
+		c.MaxRequestBytes = cfg.GetInt64(configKey(s, serve.KeyMaxRequestBytes))
+		c.MaxPromptTokens = cfgInt(s, serve.KeyMaxPromptTokens)
+		c.MaxTokens, c.DefaultMaxTokens = cfgInt(s, serve.KeyMaxTokens), cfgInt(s, serve.KeyDefaultMaxTokens)
+		c.MaxBatch, c.MaxPending = cfgInt(s, serve.KeyMaxBatch), cfgInt(s, serve.KeyMaxPending)
+		c.ShutdownTimeout = cfg.GetDuration(configKey(s, serve.KeyShutdownTimeout))
+		if err := c.Validate(); err != nil {
+			return err
+		}
+		addr := cfgString(s, serve.KeyAddr)
+		if addr == "" {
+			return fmt.Errorf("serve: --%s must not be empty (e.g. %s)", serve.KeyAddr, serve.DefaultAddr)
+		}
+		t, err := chatTemplate(s)
+		if err != nil {
+			return err
+		}
 		e, tok, err := loadEngine(s)
 		if err != nil {
 			return err
 		}
-		c := serve.Config{
-			ModelName: cfgString(s, "model-name"), APIKey: cfgString(s, "api-key"),
-			MaxRequestBytes: int64(cfgInt(s, "max-request-bytes")), MaxPromptTokens: cfgInt(s, "max-prompt-tokens"),
-			MaxTokens: cfgInt(s, "max-tokens"), DefaultMaxTokens: cfgInt(s, "default-max-tokens"),
-			MaxBatch: cfgInt(s, "max-batch"), MaxPending: cfgInt(s, "max-pending"),
-			ShutdownTimeout: cfg.GetDuration(configKey(s, "shutdown-timeout")),
-		}
-		if t := cfgString(s, "chat-template"); t != "none" {
+		if t != "none" {
 			c.Chat = func(msgs []serve.Message) (string, error) {
 				cm := make([]chatMessage, len(msgs))
 				for i, m := range msgs {
@@ -55,26 +68,27 @@ finish before it exits.`,
 		if err != nil {
 			return err
 		}
-		return srv.ListenAndServe(cmd.Context(), cfgString(s, "addr"), func(a net.Addr) {
+		return srv.ListenAndServe(cmd.Context(), addr, func(a net.Addr) {
 			fmt.Fprintf(os.Stderr, "gotune: serving on http://%s/v1\n", a)
 		})
 	},
 }
 
 func init() {
+	d := serve.DefaultConfig()
 	modelFlags(serveCmd)
 	f := serveCmd.Flags()
-	f.String("addr", "127.0.0.1:8080", "host:port to listen on")
-	f.String("api-key", "", "bearer token every request must carry (or GOTUNE_SERVE_API_KEY)")
-	f.String("model-name", "gotune", "model id reported and accepted by the API")
-	f.String("chat-template", "chatml", "chat format for /v1/chat/completions: alpaca, chatml, llama3, jinja, or none to disable")
-	f.Int("max-request-bytes", 1<<20, "largest request body")
-	f.Int("max-prompt-tokens", 0, "longest prompt (0: the model's context)")
-	f.Int("max-tokens", 2048, "largest max_tokens a request may ask for")
-	f.Int("default-max-tokens", 256, "max_tokens when a request omits it")
-	f.Int("max-batch", 8, "sequences decoded together")
-	f.Int("max-pending", 64, "requests running or waiting; more are refused with 429")
-	f.Duration("shutdown-timeout", 30*time.Second, "how long shutdown waits for requests in flight")
-	bindFlags(serveCmd, "serve")
+	f.String(serve.KeyAddr, serve.DefaultAddr, "host:port to listen on")
+	f.String(serve.KeyAPIKey, d.APIKey, "bearer token every request must carry (or GOTUNE_SERVE_API_KEY)")
+	f.String(serve.KeyModelName, d.ModelName, "model id reported and accepted by the API")
+	f.String(chatKeyTemplate, "chatml", "chat format for /v1/chat/completions: alpaca, chatml, llama3, jinja, or none to disable")
+	f.Int(serve.KeyMaxRequestBytes, int(d.MaxRequestBytes), "largest request body")
+	f.Int(serve.KeyMaxPromptTokens, d.MaxPromptTokens, "longest prompt (0: the model's context)")
+	f.Int(serve.KeyMaxTokens, d.MaxTokens, "largest max_tokens a request may ask for")
+	f.Int(serve.KeyDefaultMaxTokens, d.DefaultMaxTokens, "max_tokens when a request omits it (at most --max-tokens)")
+	f.Int(serve.KeyMaxBatch, d.MaxBatch, "sequences decoded together")
+	f.Int(serve.KeyMaxPending, d.MaxPending, "requests running or waiting; more are refused with 429")
+	f.Duration(serve.KeyShutdownTimeout, d.ShutdownTimeout, "how long shutdown waits for requests in flight")
+	bindFlags(serveCmd, sectionServe)
 	rootCmd.AddCommand(serveCmd)
 }

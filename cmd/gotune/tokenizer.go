@@ -10,6 +10,21 @@ import (
 	"github.com/gotune/gotune/tokenizer"
 )
 
+// Sections of the tokenizer commands in a --config file, and their CLI-only
+// keys (the keys of training are tokenizer's constants).
+const (
+	sectionTokenizerTrain  = "tokenizer.train"
+	sectionTokenizerEncode = "tokenizer.encode"
+	sectionTokenizerDecode = "tokenizer.decode"
+
+	tokenizerTrainKeyOut          = "out"
+	tokenizerKeyTokenizer         = "tokenizer"
+	tokenizerKeyInput             = "input"
+	tokenizerKeyOutput            = "output"
+	tokenizerEncodeKeyAddSpecial  = "add-special-tokens"
+	tokenizerDecodeKeySkipSpecial = "skip-special-tokens"
+)
+
 var tokenizerCmd = &cobra.Command{
 	Use:   "tokenizer",
 	Short: "Train tokenizers and encode or decode text with them",
@@ -22,12 +37,17 @@ var tokenizerTrainCmd = &cobra.Command{
 		"and tokenizer_config.json (readable by Hugging Face tools) into --out.",
 	Args: cobra.MinimumNArgs(1),
 	RunE: func(cmd *cobra.Command, args []string) error {
-		const s = "tokenizer.train"
-		t, err := tokenizer.TrainFiles(args, cfgInt(s, "vocab-size"), cfgStringSlice(s, "special"))
+		const s = sectionTokenizerTrain
+		out := cfgString(s, tokenizerTrainKeyOut)
+		if out == "" {
+			return fmt.Errorf("tokenizer train: --%s must not be empty", tokenizerTrainKeyOut)
+		}
+		t, err := tokenizer.TrainFiles(args, tokenizer.TrainConfig{
+			VocabSize: cfgInt(s, tokenizer.KeyVocabSize), Specials: cfgStringSlice(s, tokenizer.KeySpecial),
+		})
 		if err != nil {
 			return err
 		}
-		out := cfgString(s, "out")
 		if err := t.Save(out); err != nil {
 			return err
 		}
@@ -41,9 +61,9 @@ var tokenizerEncodeCmd = &cobra.Command{
 	Short: `Encode JSON lines {"text": ...} into {"ids": [...]}`,
 	Args:  cobra.NoArgs,
 	RunE: func(cmd *cobra.Command, _ []string) error {
-		const s = "tokenizer.encode"
+		const s = sectionTokenizerEncode
 		return runJSONL(cmd, s, func(t *tokenizer.Tokenizer, r io.Reader, w io.Writer) error {
-			return tokenizer.EncodeJSONL(t, r, w, cfgBool(s, "add-special-tokens"))
+			return tokenizer.EncodeJSONL(t, r, w, cfgBool(s, tokenizerEncodeKeyAddSpecial))
 		})
 	},
 }
@@ -53,9 +73,9 @@ var tokenizerDecodeCmd = &cobra.Command{
 	Short: `Decode JSON lines {"ids": [...]} into {"text": ...}`,
 	Args:  cobra.NoArgs,
 	RunE: func(cmd *cobra.Command, _ []string) error {
-		const s = "tokenizer.decode"
+		const s = sectionTokenizerDecode
 		return runJSONL(cmd, s, func(t *tokenizer.Tokenizer, r io.Reader, w io.Writer) error {
-			return tokenizer.DecodeJSONL(t, r, w, cfgBool(s, "skip-special-tokens"))
+			return tokenizer.DecodeJSONL(t, r, w, cfgBool(s, tokenizerDecodeKeySkipSpecial))
 		})
 	},
 }
@@ -63,16 +83,23 @@ var tokenizerDecodeCmd = &cobra.Command{
 // runJSONL loads --tokenizer and runs f from --input to --output ("-" for
 // standard input and output).
 func runJSONL(cmd *cobra.Command, section string, f func(*tokenizer.Tokenizer, io.Reader, io.Writer) error) error {
-	path := cfgString(section, "tokenizer")
+	path := cfgString(section, tokenizerKeyTokenizer)
 	if path == "" {
-		return fmt.Errorf("%s: --tokenizer is required", cmd.CommandPath())
+		return fmt.Errorf("%s: --%s is required", cmd.CommandPath(), tokenizerKeyTokenizer)
+	}
+	in, out := cfgString(section, tokenizerKeyInput), cfgString(section, tokenizerKeyOutput)
+	if in == "" {
+		return fmt.Errorf("%s: --%s must not be empty (- for standard input)", cmd.CommandPath(), tokenizerKeyInput)
+	}
+	if out == "" {
+		return fmt.Errorf("%s: --%s must not be empty (- for standard output)", cmd.CommandPath(), tokenizerKeyOutput)
 	}
 	t, err := tokenizer.Load(path)
 	if err != nil {
 		return err
 	}
 	var r io.Reader = cmd.InOrStdin()
-	if in := cfgString(section, "input"); in != "-" && in != "" {
+	if in != "-" {
 		file, err := os.Open(in)
 		if err != nil {
 			return err
@@ -80,8 +107,7 @@ func runJSONL(cmd *cobra.Command, section string, f func(*tokenizer.Tokenizer, i
 		defer file.Close()
 		r = file
 	}
-	out := cfgString(section, "output")
-	if out == "-" || out == "" {
+	if out == "-" {
 		return f(t, r, cmd.OutOrStdout())
 	}
 	file, err := os.Create(out)
@@ -96,20 +122,21 @@ func runJSONL(cmd *cobra.Command, section string, f func(*tokenizer.Tokenizer, i
 }
 
 func init() {
-	tokenizerTrainCmd.Flags().Int("vocab-size", 4096, "vocabulary size, bytes and special tokens included")
-	tokenizerTrainCmd.Flags().StringSlice("special", []string{"<|bos|>", "<|eos|>", "<|pad|>"}, "special tokens")
-	tokenizerTrainCmd.Flags().String("out", "tokenizer", "output directory")
-	bindFlags(tokenizerTrainCmd, "tokenizer.train")
+	d := tokenizer.DefaultTrainConfig()
+	tokenizerTrainCmd.Flags().Int(tokenizer.KeyVocabSize, d.VocabSize, "vocabulary size, bytes and special tokens included")
+	tokenizerTrainCmd.Flags().StringSlice(tokenizer.KeySpecial, d.Specials, "special tokens")
+	tokenizerTrainCmd.Flags().String(tokenizerTrainKeyOut, "tokenizer", "output directory")
+	bindFlags(tokenizerTrainCmd, sectionTokenizerTrain)
 
 	for _, c := range []*cobra.Command{tokenizerEncodeCmd, tokenizerDecodeCmd} {
-		c.Flags().String("tokenizer", "", "tokenizer.json file, or a directory holding one")
-		c.Flags().String("input", "-", "JSON lines to read (- for standard input)")
-		c.Flags().String("output", "-", "JSON lines to write (- for standard output)")
+		c.Flags().String(tokenizerKeyTokenizer, "", "tokenizer.json file, or a directory holding one")
+		c.Flags().String(tokenizerKeyInput, "-", "JSON lines to read (- for standard input)")
+		c.Flags().String(tokenizerKeyOutput, "-", "JSON lines to write (- for standard output)")
 	}
-	tokenizerEncodeCmd.Flags().Bool("add-special-tokens", false, "add the model's special tokens (e.g. BOS)")
-	tokenizerDecodeCmd.Flags().Bool("skip-special-tokens", false, "leave special tokens out of the text")
-	bindFlags(tokenizerEncodeCmd, "tokenizer.encode")
-	bindFlags(tokenizerDecodeCmd, "tokenizer.decode")
+	tokenizerEncodeCmd.Flags().Bool(tokenizerEncodeKeyAddSpecial, false, "add the model's special tokens (e.g. BOS)")
+	tokenizerDecodeCmd.Flags().Bool(tokenizerDecodeKeySkipSpecial, false, "leave special tokens out of the text")
+	bindFlags(tokenizerEncodeCmd, sectionTokenizerEncode)
+	bindFlags(tokenizerDecodeCmd, sectionTokenizerDecode)
 
 	tokenizerCmd.AddCommand(tokenizerTrainCmd, tokenizerEncodeCmd, tokenizerDecodeCmd)
 	rootCmd.AddCommand(tokenizerCmd)

@@ -17,10 +17,23 @@ type Tokenizer interface {
 	EOS() int
 }
 
-// Options control one sequence's decoding. The zero value (after Defaults)
-// is greedy decoding of up to 256 tokens.
+// Keys of Options: the sampling flags of `gotune generate` and `gotune
+// chat`, and their keys under `generate:` and `chat:` in a --config file
+// (with underscores).
+const (
+	KeyMaxTokens         = "max-tokens"
+	KeyTemperature       = "temperature"
+	KeyTopK              = "top-k"
+	KeyTopP              = "top-p"
+	KeyRepetitionPenalty = "repetition-penalty"
+	KeyStop              = "stop"
+	KeySeed              = "seed"
+)
+
+// Options control one sequence's decoding. The zero value is greedy
+// decoding of up to DefaultMaxTokens tokens.
 type Options struct {
-	MaxTokens         int      // new tokens at most (> 0)
+	MaxTokens         int      // new tokens at most (0: DefaultMaxTokens)
 	Temperature       float64  // 0: greedy (argmax); else logits are divided by it
 	TopK              int      // keep the k most likely tokens (0: all)
 	TopP              float64  // nucleus mass in (0, 1] (0 or 1: off)
@@ -35,23 +48,40 @@ type Options struct {
 // DefaultMaxTokens is MaxTokens when a request leaves it at zero.
 const DefaultMaxTokens = 256
 
-// Validate reports the first option out of range.
-func (o *Options) Validate() error {
+// DefaultOptions sample up to DefaultMaxTokens tokens at temperature 1 from
+// the whole distribution: top-k 0, top-p 1 and repetition penalty 1 (both
+// off) spelled out, as the flags of gotune generate and chat start.
+func DefaultOptions() Options {
+	return Options{MaxTokens: DefaultMaxTokens, Temperature: 1, TopP: 1, RepetitionPenalty: 1}
+}
+
+// Validate reports the first option out of range, naming its key. Zero
+// MaxTokens, TopP and RepetitionPenalty are accepted: they mean
+// DefaultMaxTokens and "off".
+func (o *Options) Validate() error { return o.validate(false) }
+
+// ValidateExplicit is Validate for options that are all given, as the
+// flags of gotune generate and chat give them: there a zero MaxTokens, TopP
+// or RepetitionPenalty is a mistake, not a default, and is reported with
+// its key.
+func (o *Options) ValidateExplicit() error { return o.validate(true) }
+
+func (o *Options) validate(explicit bool) error {
 	switch {
-	case o.MaxTokens < 0:
-		return fmt.Errorf("max_tokens %d must not be negative", o.MaxTokens)
+	case o.MaxTokens < 0 || explicit && o.MaxTokens == 0:
+		return fmt.Errorf("%s must be positive, got %d", KeyMaxTokens, o.MaxTokens)
 	case o.Temperature < 0 || o.Temperature != o.Temperature:
-		return fmt.Errorf("temperature %g must be ≥ 0", o.Temperature)
+		return fmt.Errorf("%s must not be negative (0: greedy), got %g", KeyTemperature, o.Temperature)
 	case o.TopK < 0:
-		return fmt.Errorf("top_k %d must not be negative", o.TopK)
-	case o.TopP < 0 || o.TopP > 1 || o.TopP != o.TopP:
-		return fmt.Errorf("top_p %g must be in [0, 1]", o.TopP)
-	case o.RepetitionPenalty < 0 || o.RepetitionPenalty != o.RepetitionPenalty:
-		return fmt.Errorf("repetition_penalty %g must be > 0", o.RepetitionPenalty)
+		return fmt.Errorf("%s must not be negative (0: all tokens), got %d", KeyTopK, o.TopK)
+	case o.TopP < 0 || o.TopP > 1 || o.TopP != o.TopP || explicit && o.TopP == 0:
+		return fmt.Errorf("%s must be in (0, 1], got %g", KeyTopP, o.TopP)
+	case o.RepetitionPenalty < 0 || o.RepetitionPenalty != o.RepetitionPenalty || explicit && o.RepetitionPenalty == 0:
+		return fmt.Errorf("%s must be positive (1: off), got %g", KeyRepetitionPenalty, o.RepetitionPenalty)
 	}
-	for _, s := range o.Stop {
+	for i, s := range o.Stop {
 		if s == "" {
-			return errors.New("stop strings must not be empty")
+			return fmt.Errorf("%s string %d is empty", KeyStop, i)
 		}
 	}
 	return nil

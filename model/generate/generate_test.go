@@ -378,3 +378,47 @@ func TestSchedulerMatchesGenerate(t *testing.T) {
 		t.Fatalf("after stop: %v", err)
 	}
 }
+
+// TestOptionsValidate: every option out of range is an error naming its
+// key; ValidateExplicit also refuses the zeros that Validate takes for
+// "default" or "off".
+func TestOptionsValidate(t *testing.T) {
+	d := DefaultOptions()
+	if err := d.ValidateExplicit(); err != nil {
+		t.Fatalf("default options: %v", err)
+	}
+	var zero Options
+	if err := zero.Validate(); err != nil {
+		t.Fatalf("zero options: %v", err)
+	}
+	cases := []struct {
+		key      string
+		set      func(*Options)
+		explicit bool // only ValidateExplicit refuses it
+	}{
+		{KeyMaxTokens, func(o *Options) { o.MaxTokens = -1 }, false},
+		{KeyMaxTokens, func(o *Options) { o.MaxTokens = 0 }, true},
+		{KeyTemperature, func(o *Options) { o.Temperature = -0.5 }, false},
+		{KeyTopK, func(o *Options) { o.TopK = -1 }, false},
+		{KeyTopP, func(o *Options) { o.TopP = 1.5 }, false},
+		{KeyTopP, func(o *Options) { o.TopP = -0.1 }, false},
+		{KeyTopP, func(o *Options) { o.TopP = 0 }, true},
+		{KeyRepetitionPenalty, func(o *Options) { o.RepetitionPenalty = -1 }, false},
+		{KeyRepetitionPenalty, func(o *Options) { o.RepetitionPenalty = 0 }, true},
+		{KeyStop, func(o *Options) { o.Stop = []string{"x", ""} }, false},
+	}
+	for _, c := range cases {
+		o := DefaultOptions()
+		c.set(&o)
+		if err := o.ValidateExplicit(); err == nil || !strings.Contains(err.Error(), c.key) {
+			t.Errorf("%+v: ValidateExplicit error %v does not name %s", o, err, c.key)
+		}
+		err := o.Validate()
+		if c.explicit && err != nil {
+			t.Errorf("%+v: Validate refused a zero that means default or off: %v", o, err)
+		}
+		if !c.explicit && (err == nil || !strings.Contains(err.Error(), c.key)) {
+			t.Errorf("%+v: Validate error %v does not name %s", o, err, c.key)
+		}
+	}
+}
