@@ -1,7 +1,6 @@
 package dpo
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 
@@ -9,6 +8,31 @@ import (
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/tokenizer"
 	"github.com/gotune/gotune/train"
+)
+
+// Keys of Config: the flags of `gotune dpo` and the keys under `dpo:` in a
+// --config file. The adapter's and the loop's settings have lora's and
+// train's keys.
+const (
+	KeyBase           = "base"
+	KeySFTAdapter     = "sft-adapter"
+	KeyData           = "data"
+	KeyEvalData       = "eval-data"
+	KeyEvalFraction   = "eval-fraction"
+	KeyEvalPairs      = "eval-pairs"
+	KeyOut            = "out"
+	KeyResume         = "resume"
+	KeyLossType       = "loss-type"
+	KeyBeta           = "beta"
+	KeyLabelSmoothing = "label-smoothing"
+	KeySimPOGamma     = "simpo-gamma"
+	KeyRPOAlpha       = "rpo-alpha"
+	KeyPrecomputeRef  = "precompute-ref"
+	KeyPairs          = "pairs"
+	KeyMaxLen         = "max-len"
+	KeyBuckets        = "buckets"
+	KeyTruncation     = "truncation"
+	KeyChatTemplate   = "chat-template"
 )
 
 // Config is a DPO run.
@@ -21,24 +45,25 @@ type Config struct {
 	// reference. "" starts from the base model.
 	SFTAdapter string
 
+	// Rows are the training pairs, written into <Out>/data/train.arrow.
+	// When nil, Data is read.
+	Rows []data.Preference
 	// Data is the preference dataset: a gotune Arrow file (or directory of
 	// shards), or any file `gotune data import` reads, in any shape it
-	// knows (imported into <Out>/data/train.arrow). "" draws WorldPairs
-	// pairs from the built-in world's train split.
+	// knows (imported into <Out>/data/train.arrow).
 	Data string
-	// EvalData is the held-out preference dataset, read as Data. When ""
-	// a HeldOut fraction of Data is held out, or, for the built-in world,
-	// WorldEvalPairs pairs of its valid split are drawn.
+	// EvalRows are the held-out pairs, written into <Out>/data/eval.arrow.
+	// When nil, EvalData is read.
+	EvalRows []data.Preference
+	// EvalData is the held-out preference dataset, read as Data. Without
+	// EvalRows and EvalData a HeldOut fraction of the training pairs is
+	// held out.
 	EvalData string
-	// HeldOut is the fraction of Data's pairs held out for evaluation when
-	// EvalData is not given.
+	// HeldOut is the fraction of the training pairs held out for
+	// evaluation when neither EvalRows nor EvalData is given.
 	HeldOut float64
 	// EvalMax caps the held-out pairs evaluated (0: all).
 	EvalMax int
-	// WorldSeed, WorldPairs and WorldEvalPairs choose the built-in world's
-	// data.
-	WorldSeed                  int64
-	WorldPairs, WorldEvalPairs int
 
 	// Out is the stage directory (adapter/, base/, data/, state/,
 	// metrics.jsonl).
@@ -57,8 +82,8 @@ type Config struct {
 	// (TRL's max_length).
 	MaxLen int
 	// Truncation is how longer rows are cut: data.TruncateKeepStart (the end
-	// of the completion goes) or data.TruncateKeepEnd (the start of the
-	// prompt goes).
+	// of the completion goes; also "") or data.TruncateKeepEnd (the start
+	// of the prompt goes).
 	Truncation string
 	// ChatTemplate renders conversational rows: tokenizer.TemplateChatML,
 	// TemplateLlama3, TemplateAlpaca or TemplateJinja (the tokenizer's
@@ -95,51 +120,53 @@ func DefaultConfig() Config {
 	tc.Steps, tc.LR, tc.WarmupSteps, tc.MinLRRatio = 150, 2e-3, 10, 0.1
 	tc.LogEvery, tc.EvalEvery, tc.CheckpointEvery = 5, 25, 50
 	return Config{
-		HeldOut: 0.05, WorldSeed: 1, WorldPairs: 2000, WorldEvalPairs: 128,
-		Loss:  LossConfig{Type: Sigmoid, Beta: 0.1, SFTWeight: 0.2},
-		LoRA:  lora.DefaultConfig(),
-		Pairs: 4, MaxLen: 256, Truncation: data.TruncateKeepStart,
+		HeldOut: 0.05,
+		Loss:    LossConfig{Type: Sigmoid, Beta: 0.1, SFTWeight: 0.2},
+		LoRA:    lora.DefaultConfig(),
+		Pairs:   4, MaxLen: 256, Truncation: data.TruncateKeepStart,
 		Train: tc,
 	}
 }
 
-// Validate reports the first setting that cannot be used.
+// Validate reports the first setting that cannot be used, naming its key.
 func (c Config) Validate() error {
 	switch {
 	case c.Out == "":
-		return errors.New("dpo: no output directory")
+		return fmt.Errorf("dpo: %s (the output directory) is not set", KeyOut)
 	case c.Base == "" && c.SFTAdapter == "":
-		return errors.New("dpo: no base model (give a base directory or an SFT adapter that names its base)")
-	case c.Pairs < 1:
-		return fmt.Errorf("dpo: pairs per batch %d must be positive", c.Pairs)
+		return fmt.Errorf("dpo: %s (the base model directory) is not set, and there is no %s that names its base", KeyBase, KeySFTAdapter)
+	case c.Rows == nil && c.Data == "":
+		return fmt.Errorf("dpo: %s (a preference dataset) is not set and no pairs are given", KeyData)
+	case c.Pairs <= 0:
+		return fmt.Errorf("dpo: %s (pairs per micro-batch) must be positive, got %d", KeyPairs, c.Pairs)
 	case c.MaxLen < 2:
-		return fmt.Errorf("dpo: max length %d must be at least 2", c.MaxLen)
-	case c.HeldOut < 0 || c.HeldOut >= 1:
-		return fmt.Errorf("dpo: held-out fraction %v must be in [0, 1)", c.HeldOut)
+		return fmt.Errorf("dpo: %s must be at least 2, got %d", KeyMaxLen, c.MaxLen)
+	case !(c.HeldOut >= 0 && c.HeldOut < 1):
+		return fmt.Errorf("dpo: %s must be in [0, 1), got %v", KeyEvalFraction, c.HeldOut)
 	case c.EvalMax < 0:
-		return fmt.Errorf("dpo: eval max %d must be ≥ 0", c.EvalMax)
-	case c.Data == "" && (c.WorldPairs < 1 || c.WorldEvalPairs < 0):
-		return fmt.Errorf("dpo: world pairs %d (eval %d) must be positive", c.WorldPairs, c.WorldEvalPairs)
-	}
-	if c.Truncation != data.TruncateKeepStart && c.Truncation != data.TruncateKeepEnd && c.Truncation != "" {
-		return fmt.Errorf("dpo: truncation %q (want %s or %s)", c.Truncation, data.TruncateKeepStart, data.TruncateKeepEnd)
+		return fmt.Errorf("dpo: %s must be ≥ 0 (0: all), got %d", KeyEvalPairs, c.EvalMax)
+	case c.Truncation != data.TruncateKeepStart && c.Truncation != data.TruncateKeepEnd && c.Truncation != "":
+		return fmt.Errorf("dpo: %s %q is unknown (want %s or %s)", KeyTruncation, c.Truncation, data.TruncateKeepStart, data.TruncateKeepEnd)
 	}
 	switch c.ChatTemplate {
 	case "", tokenizer.TemplateChatML, tokenizer.TemplateLlama3, tokenizer.TemplateAlpaca, tokenizer.TemplateJinja:
 	default:
-		return fmt.Errorf("dpo: chat template %q (want %s, %s, %s or %s)", c.ChatTemplate,
+		return fmt.Errorf("dpo: %s %q is unknown (want %s, %s, %s or %s)", KeyChatTemplate, c.ChatTemplate,
 			tokenizer.TemplateChatML, tokenizer.TemplateLlama3, tokenizer.TemplateAlpaca, tokenizer.TemplateJinja)
 	}
 	if len(c.Buckets) > 0 {
 		if !slices.IsSorted(c.Buckets) || c.Buckets[0] < 2 {
-			return fmt.Errorf("dpo: buckets %v must be ascending and at least 2", c.Buckets)
+			return fmt.Errorf("dpo: %s %v must be ascending and at least 2", KeyBuckets, c.Buckets)
 		}
 		if c.Buckets[len(c.Buckets)-1] < c.MaxLen {
-			return fmt.Errorf("dpo: largest bucket %d is below max length %d", c.Buckets[len(c.Buckets)-1], c.MaxLen)
+			return fmt.Errorf("dpo: %s: the largest, %d, is below %s %d", KeyBuckets, c.Buckets[len(c.Buckets)-1], KeyMaxLen, c.MaxLen)
 		}
 	}
 	if err := c.Loss.Validate(); err != nil {
 		return err
+	}
+	if err := c.LoRA.Validate(); err != nil {
+		return fmt.Errorf("dpo: %w", err)
 	}
 	t := c.Train
 	t.Dir = c.Out

@@ -13,7 +13,6 @@ import (
 	"gorgonia.org/gorgonia"
 
 	"github.com/gotune/gotune/data"
-	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/finetune"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
@@ -190,28 +189,17 @@ type runData struct {
 // loadData reads (making, importing or reusing as needed) the training and
 // held-out preference datasets and tokenizes them.
 func loadData(ctx context.Context, cfg Config, m *finetune.Model, resuming bool) (*runData, error) {
-	w := world.New(cfg.WorldSeed)
-	worldRows := func(split world.Split, n int) func() []data.Preference {
-		return func() []data.Preference {
-			ps := w.Preferences(split, n)
-			out := make([]data.Preference, len(ps))
-			for i, p := range ps {
-				out[i] = data.Preference{Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected}
-			}
-			return out
-		}
-	}
 	// materialize returns the path of a dataset: the run's own copy when
-	// resuming with one, a world draw written into the run, the given
+	// resuming with one, the given rows written into the run, the given
 	// Arrow dataset, or the given file imported.
-	materialize := func(src, name string, rows func() []data.Preference) (*dataset, error) {
+	materialize := func(rows []data.Preference, src, name string) (*dataset, error) {
 		own := filepath.Join(DataDir(cfg.Out), name+".arrow")
 		d := &dataset{path: own, own: own}
 		_, err := os.Stat(own)
 		switch {
 		case resuming && err == nil:
-		case src == "":
-			if err := data.WritePreferences(own, rows()); err != nil {
+		case rows != nil:
+			if err := data.WritePreferences(own, rows); err != nil {
 				return nil, fmt.Errorf("dpo: %w", err)
 			}
 		case isArrow(src):
@@ -226,22 +214,16 @@ func loadData(ctx context.Context, cfg Config, m *finetune.Model, resuming bool)
 		return d, nil
 	}
 	rd := &runData{}
-	tf, err := materialize(cfg.Data, "train", worldRows(world.Train, cfg.WorldPairs))
+	tf, err := materialize(cfg.Rows, cfg.Data, "train")
 	if err != nil {
 		return nil, err
 	}
 	rd.files = append(rd.files, tf)
 	var ef *dataset
-	switch {
-	case cfg.EvalData != "":
-		ef, err = materialize(cfg.EvalData, "eval", nil)
-	case cfg.Data == "" && cfg.WorldEvalPairs > 0:
-		ef, err = materialize("", "eval", worldRows(world.Valid, cfg.WorldEvalPairs))
-	}
-	if err != nil {
-		return nil, err
-	}
-	if ef != nil {
+	if cfg.EvalRows != nil || cfg.EvalData != "" {
+		if ef, err = materialize(cfg.EvalRows, cfg.EvalData, "eval"); err != nil {
+			return nil, err
+		}
 		rd.files = append(rd.files, ef)
 	}
 

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"testing"
 
@@ -248,7 +249,7 @@ func TestLearnsWorldPreferences(t *testing.T) {
 	base := sftBase(t, 1, 100)
 	out := filepath.Join(t.TempDir(), "dpo")
 	cfg := testConfig(base, out)
-	cfg.WorldPairs, cfg.WorldEvalPairs = 1000, 192
+	useWorld(&cfg, 1000, 192)
 	cfg.Pairs = 8
 	cfg.LoRA = lora.Config{R: 8, Alpha: 16, Targets: []string{"all-linear"}, Seed: 1}
 	cfg.Train.Steps, cfg.Train.LR, cfg.Train.WarmupSteps = 100, 2e-3, 5
@@ -286,29 +287,49 @@ func TestLearnsWorldPreferences(t *testing.T) {
 	}
 }
 
+// TestConfigValidate checks that each invalid setting is reported by
+// Validate and by Run, naming its key.
 func TestConfigValidate(t *testing.T) {
 	good := testConfig("base", "out")
 	if err := good.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	for name, mod := range map[string]func(*Config){
-		"no out":       func(c *Config) { c.Out = "" },
-		"no base":      func(c *Config) { c.Base = "" },
-		"pairs":        func(c *Config) { c.Pairs = 0 },
-		"held out":     func(c *Config) { c.HeldOut = 1 },
-		"buckets":      func(c *Config) { c.Buckets = []int{96, 80} },
-		"short bucket": func(c *Config) { c.Buckets = []int{32} },
-		"template":     func(c *Config) { c.ChatTemplate = "vicuna" },
-		"truncation":   func(c *Config) { c.Truncation = "middle" },
-		"beta":         func(c *Config) { c.Loss.Beta = 0 },
-		"loss type":    func(c *Config) { c.Loss.Type = "kto" },
-		"steps":        func(c *Config) { c.Train.Steps = 0 },
+	for _, c := range []struct {
+		key string
+		mod func(*Config)
+	}{
+		{KeyOut, func(c *Config) { c.Out = "" }},
+		{KeyBase, func(c *Config) { c.Base = "" }},
+		{KeyData, func(c *Config) { c.Rows = nil }},
+		{KeyPairs, func(c *Config) { c.Pairs = 0 }},
+		{KeyPairs, func(c *Config) { c.Pairs = -2 }},
+		{KeyMaxLen, func(c *Config) { c.MaxLen = 1 }},
+		{KeyEvalFraction, func(c *Config) { c.HeldOut = 1 }},
+		{KeyEvalFraction, func(c *Config) { c.HeldOut = -0.5 }},
+		{KeyEvalPairs, func(c *Config) { c.EvalMax = -1 }},
+		{KeyBuckets, func(c *Config) { c.Buckets = []int{96, 80} }},
+		{KeyBuckets, func(c *Config) { c.Buckets = []int{32} }},
+		{KeyChatTemplate, func(c *Config) { c.ChatTemplate = "vicuna" }},
+		{KeyTruncation, func(c *Config) { c.Truncation = "middle" }},
+		{KeyBeta, func(c *Config) { c.Loss.Beta = 0 }},
+		{KeyLossType, func(c *Config) { c.Loss.Type = "kto" }},
+		{KeyRPOAlpha, func(c *Config) { c.Loss.SFTWeight = -1 }},
+		{lora.KeyR, func(c *Config) { c.LoRA.R = 0 }},
+		{lora.KeyDropout, func(c *Config) { c.LoRA.Dropout = 1 }},
+		{train.KeySteps, func(c *Config) { c.Train.Steps = 0 }},
+		{train.KeyGradAccum, func(c *Config) { c.Train.GradAccum = 0 }},
+		{train.KeyPeakLR, func(c *Config) { c.Train.LR = 0 }},
 	} {
-		c := good
-		c.Buckets = slices.Clone(good.Buckets)
-		mod(&c)
-		if err := c.Validate(); err == nil {
-			t.Errorf("%s: no error", name)
+		cfg := good
+		cfg.Buckets = slices.Clone(good.Buckets)
+		c.mod(&cfg)
+		err := cfg.Validate()
+		if err == nil || !regexp.MustCompile(`(^|[\s:(])`+regexp.QuoteMeta(c.key)+`($|[\s:)])`).MatchString(err.Error()) {
+			t.Errorf("%s: Validate gave %v, want an error naming it", c.key, err)
+			continue
+		}
+		if _, runErr := Run(context.Background(), cfg); runErr == nil || runErr.Error() != err.Error() {
+			t.Errorf("%s: Run gave %v, want Validate's %v", c.key, runErr, err)
 		}
 	}
 	if b := (Config{MaxLen: 200}).buckets(); !slices.Equal(b, []int{32, 64, 128, 200}) {
@@ -330,7 +351,7 @@ func TestImportedDataHeldOut(t *testing.T) {
 	}
 	out := filepath.Join(t.TempDir(), "dpo")
 	cfg := testConfig(base, out)
-	cfg.Data, cfg.HeldOut, cfg.Train.Steps = src, 0.2, 2
+	cfg.Rows, cfg.EvalRows, cfg.Data, cfg.HeldOut, cfg.Train.Steps = nil, nil, src, 0.2, 2
 	res, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -91,12 +91,26 @@ func worldPrefs(t testing.TB, split world.Split, n int) string {
 	return path
 }
 
+// useWorld trains cfg on n pairs of the built-in world (seed 1) and
+// evaluates it on evalN pairs of its Valid split, as `gotune dpo` does
+// without --data.
+func useWorld(cfg *Config, n, evalN int) {
+	w := world.New(1)
+	cfg.Rows, cfg.EvalRows = nil, nil
+	for _, p := range w.Preferences(world.Train, n) {
+		cfg.Rows = append(cfg.Rows, data.Preference{Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected})
+	}
+	for _, p := range w.Preferences(world.Valid, evalN) {
+		cfg.EvalRows = append(cfg.EvalRows, data.Preference{Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected})
+	}
+}
+
 // testConfig is a short run on the micro model.
 func testConfig(base, out string) Config {
 	cfg := DefaultConfig()
 	cfg.Base, cfg.Out = base, out
 	cfg.Loss = LossConfig{Type: Sigmoid, Beta: 0.1} // plain DPO
-	cfg.WorldPairs, cfg.WorldEvalPairs = 64, 16
+	useWorld(&cfg, 64, 16)
 	cfg.Pairs, cfg.MaxLen, cfg.Buckets = 4, 64, []int{48, 64}
 	cfg.LoRA.R, cfg.LoRA.Alpha = 4, 8
 	cfg.Train.Steps, cfg.Train.WarmupSteps = 4, 0

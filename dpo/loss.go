@@ -73,30 +73,31 @@ type LossConfig struct {
 	SFTWeight float64
 }
 
-// Validate reports a configuration that cannot be used.
+// Validate reports the first setting that cannot be used, naming its key
+// (the Key constants of Config).
 func (c LossConfig) Validate() error {
 	t := c.typ()
 	switch t {
 	case Sigmoid, Robust, Hinge, IPO, SimPO:
 	default:
-		return fmt.Errorf("dpo: unknown loss type %q (want one of %v)", c.Type, LossTypes())
+		return fmt.Errorf("dpo: %s %q is unknown (want one of %v)", KeyLossType, c.Type, LossTypes())
 	}
 	if !(c.Beta > 0) || math.IsInf(c.Beta, 0) {
-		return fmt.Errorf("dpo: beta must be positive and finite, got %v", c.Beta)
+		return fmt.Errorf("dpo: %s must be positive and finite, got %v", KeyBeta, c.Beta)
 	}
 	switch {
 	case c.LabelSmoothing < 0 || c.LabelSmoothing >= 1 || math.IsNaN(c.LabelSmoothing):
-		return fmt.Errorf("dpo: label_smoothing must be in [0, 1), got %v", c.LabelSmoothing)
+		return fmt.Errorf("dpo: %s must be in [0, 1), got %v", KeyLabelSmoothing, c.LabelSmoothing)
 	case t == Robust && c.LabelSmoothing >= 0.5:
-		return fmt.Errorf("dpo: robust loss needs label_smoothing < 0.5, got %v", c.LabelSmoothing)
+		return fmt.Errorf("dpo: %s must be < 0.5 for the robust loss, got %v", KeyLabelSmoothing, c.LabelSmoothing)
 	case c.LabelSmoothing > 0 && t != Sigmoid && t != Robust && t != SimPO:
-		return fmt.Errorf("dpo: label_smoothing applies to sigmoid, robust and simpo, not %s", t)
+		return fmt.Errorf("dpo: %s applies to sigmoid, robust and simpo, not %s", KeyLabelSmoothing, t)
 	}
 	if c.Gamma != 0 && t != SimPO {
-		return fmt.Errorf("dpo: simpo_gamma applies only to the simpo loss, not %s", t)
+		return fmt.Errorf("dpo: %s applies only to the simpo loss, not %s", KeySimPOGamma, t)
 	}
 	if c.SFTWeight < 0 || math.IsNaN(c.SFTWeight) {
-		return fmt.Errorf("dpo: sft weight (rpo_alpha) must be ≥ 0, got %v", c.SFTWeight)
+		return fmt.Errorf("dpo: %s (the SFT term's weight) must be ≥ 0, got %v", KeyRPOAlpha, c.SFTWeight)
 	}
 	return nil
 }

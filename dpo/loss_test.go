@@ -251,14 +251,14 @@ func TestValidate(t *testing.T) {
 		cfg  LossConfig
 		want string
 	}{
-		{LossConfig{Type: "kto", Beta: 0.1}, "unknown loss type"},
-		{LossConfig{Beta: 0}, "beta"},
-		{LossConfig{Beta: math.NaN()}, "beta"},
-		{LossConfig{Beta: 0.1, LabelSmoothing: 1}, "label_smoothing"},
+		{LossConfig{Type: "kto", Beta: 0.1}, KeyLossType},
+		{LossConfig{Beta: 0}, KeyBeta},
+		{LossConfig{Beta: math.NaN()}, KeyBeta},
+		{LossConfig{Beta: 0.1, LabelSmoothing: 1}, KeyLabelSmoothing},
 		{LossConfig{Type: Robust, Beta: 0.1, LabelSmoothing: 0.5}, "< 0.5"},
-		{LossConfig{Type: IPO, Beta: 0.1, LabelSmoothing: 0.1}, "label_smoothing applies"},
-		{LossConfig{Beta: 0.1, Gamma: 1}, "simpo_gamma"},
-		{LossConfig{Beta: 0.1, SFTWeight: -1}, "rpo_alpha"},
+		{LossConfig{Type: IPO, Beta: 0.1, LabelSmoothing: 0.1}, KeyLabelSmoothing + " applies"},
+		{LossConfig{Beta: 0.1, Gamma: 1}, KeySimPOGamma},
+		{LossConfig{Beta: 0.1, SFTWeight: -1}, KeyRPOAlpha},
 	} {
 		err := c.cfg.Validate()
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -154,7 +154,7 @@ func TestConversationalRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := testConfig(base, filepath.Join(t.TempDir(), "dpo"))
-	cfg.Data, cfg.HeldOut, cfg.Train.Steps = src, 0.25, 2
+	cfg.Rows, cfg.EvalRows, cfg.Data, cfg.HeldOut, cfg.Train.Steps = nil, nil, src, 0.25, 2
 	cfg.Buckets, cfg.MaxLen = []int{96}, 96
 	res, err := Run(context.Background(), cfg)
 	if err != nil {

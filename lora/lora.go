@@ -38,27 +38,65 @@ type Config struct {
 	Seed    uint64   // initialisation seed
 }
 
+// Keys of Config's settings: the flags of the fine-tuning commands and the
+// keys of their sections in a --config file. (Seed is the command's seed.)
+const (
+	KeyR       = "lora-r"
+	KeyAlpha   = "lora-alpha"
+	KeyDropout = "lora-dropout"
+	KeyTargets = "lora-targets"
+	KeyRSLoRA  = "use-rslora"
+	KeyInit    = "lora-init"
+)
+
+// Initialisations of A (Config.Init).
+const (
+	InitKaiming  = "kaiming"
+	InitGaussian = "gaussian"
+)
+
+// AllLinear is the Targets entry that adapts every linear module.
+const AllLinear = "all-linear"
+
 // DefaultConfig is r = 8, α = 16 on the attention projections.
 func DefaultConfig() Config {
-	return Config{R: 8, Alpha: 16, Targets: []string{"q_proj", "k_proj", "v_proj", "o_proj"}, Init: "kaiming", Seed: 1}
+	return Config{R: 8, Alpha: 16, Targets: []string{"q_proj", "k_proj", "v_proj", "o_proj"}, Init: InitKaiming, Seed: 1}
 }
 
-// TargetModules expands "all-linear" and validates module names.
+// Validate reports the first invalid setting, naming its key. Init ""
+// is InitKaiming, PEFT's default.
+func (c Config) Validate() error {
+	switch {
+	case c.R <= 0:
+		return fmt.Errorf("lora: %s must be positive, got %d", KeyR, c.R)
+	case !(c.Alpha > 0) || math.IsInf(c.Alpha, 0):
+		// α = 0 would make the scale 0, which is how a disabled adapter looks.
+		return fmt.Errorf("lora: %s must be a positive finite number, got %g", KeyAlpha, c.Alpha)
+	case !(c.Dropout >= 0 && c.Dropout < 1):
+		return fmt.Errorf("lora: %s must be in [0, 1), got %g", KeyDropout, c.Dropout)
+	case c.Init != "" && c.Init != InitKaiming && c.Init != InitGaussian:
+		return fmt.Errorf("lora: %s %q is unknown (want %s or %s)", KeyInit, c.Init, InitKaiming, InitGaussian)
+	}
+	_, err := c.TargetModules()
+	return err
+}
+
+// TargetModules expands AllLinear and validates module names.
 func (c Config) TargetModules() ([]string, error) {
 	var out []string
 	for _, t := range c.Targets {
-		if t == "all-linear" {
+		if t == AllLinear {
 			return slices.Clone(model.LinearModules), nil
 		}
 		if !slices.Contains(model.LinearModules, t) {
-			return nil, fmt.Errorf("lora: unknown target module %q (want one of %s or all-linear)", t, strings.Join(model.LinearModules, " "))
+			return nil, fmt.Errorf("lora: %s: unknown module %q (want one of %s or %s)", KeyTargets, t, strings.Join(model.LinearModules, " "), AllLinear)
 		}
 		if !slices.Contains(out, t) {
 			out = append(out, t)
 		}
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("lora: no target modules")
+		return nil, fmt.Errorf("lora: %s: no target modules", KeyTargets)
 	}
 	return out, nil
 }
@@ -104,17 +142,11 @@ func key(layer int, module string) string { return fmt.Sprintf("%d.%s", layer, m
 
 // New creates an adapter for base weights w, initialised per cfg.Init.
 func New(w *model.Weights, cfg Config) (*Adapter, error) {
-	if cfg.R <= 0 {
-		return nil, fmt.Errorf("lora: rank r must be positive, got %d", cfg.R)
-	}
-	if cfg.Dropout < 0 || cfg.Dropout >= 1 {
-		return nil, fmt.Errorf("lora: dropout must be in [0, 1), got %g", cfg.Dropout)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	if cfg.Init == "" {
-		cfg.Init = "kaiming"
-	}
-	if cfg.Init != "kaiming" && cfg.Init != "gaussian" {
-		return nil, fmt.Errorf("lora: unknown init %q (want kaiming or gaussian)", cfg.Init)
+		cfg.Init = InitKaiming
 	}
 	targets, err := cfg.TargetModules()
 	if err != nil {
@@ -143,7 +175,7 @@ func New(w *model.Weights, cfg Config) (*Adapter, error) {
 // initA fills A. Kaiming-uniform with a = √5, as torch.nn.Linear and PEFT
 // do, has bound √(6 / ((1 + a²)·fan_in)) = 1/√fan_in. Gaussian is N(0, 1/r).
 func initA(a []float32, fanIn int, cfg Config, r *rand.Rand) {
-	if cfg.Init == "gaussian" {
+	if cfg.Init == InitGaussian {
 		std := 1 / float64(cfg.R)
 		for i := range a {
 			a[i] = float32(r.NormFloat64() * std)

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 
 	"github.com/gotune/gotune/checkpoints/atomicfile"
 	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/dpo"
 	"github.com/gotune/gotune/export"
+	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/ppo"
 	"github.com/gotune/gotune/pretrain"
 	"github.com/gotune/gotune/reward"
@@ -75,6 +77,84 @@ func DefaultSizes() Sizes {
 		SelfInstructBatches: 2,
 		SFTSteps:            40, RewardSteps: 450, DPOSteps: 120, PPOIterations: 24,
 		PPORollouts: 64, PairSamples: 4,
+	}
+}
+
+// RunChoices are the settings in which the default run departs from the
+// stages' own defaults (their DefaultConfig), besides the paths, the
+// amounts of data and training in Sizes, and the runner's resume and quiet.
+// DefaultRun lists them with the reason for each; RunChoices.apply is the
+// one place that applies them. (The self-instruct, pairs and eval stages,
+// in stages.go, set their few settings where they run.)
+type RunChoices struct {
+	// BasePreset is the model size of the pretrained base.
+	BasePreset string
+
+	// WarmupDivisor, LogDivisor, EvalDivisor and CheckpointDivisor set the
+	// warmup updates and the log, evaluation and checkpoint intervals of the
+	// sft, reward and dpo stages, which make the number of updates Sizes
+	// gives them: each is max(1, updates / divisor). The stages' own
+	// intervals suit their own default lengths, not Sizes'.
+	WarmupDivisor, LogDivisor, EvalDivisor, CheckpointDivisor int
+
+	// DPOLR, DPOBeta and DPORPOAlpha replace DPO's learning rate, β and
+	// rpo_alpha (the weight of the chosen answer's NLL, Pang et al. 2024),
+	// and DPOLoRATargets its adapter's target modules.
+	DPOLR, DPOBeta, DPORPOAlpha float64
+	DPOLoRATargets              []string
+
+	// PPOLR replaces PPO's learning rate.
+	PPOLR float64
+}
+
+// DefaultRun returns the default run's choices.
+//
+// DPO: measured on the default world, at the package's lr 2e-3, β 0.1 and
+// rpo_alpha 0.2 DPO raised its reward accuracy but broke the tiny model's
+// copying of numbers (held-out exact match fell below the SFT model's);
+// half the rate, a larger β (closer to the reference) and the NLL of the
+// chosen answer at full weight keep it. Adapting every linear layer, as
+// the reward and PPO stages do, rather than the attention projections
+// only, doubled the gain over SFT.
+//
+// PPO: at the package's lr 2e-3 the policy learned to please the reward
+// model (its score rose while exact match fell); a quarter of the rate,
+// with 64 rollouts an iteration (Sizes.PPORollouts), improves both.
+func DefaultRun() RunChoices {
+	return RunChoices{
+		BasePreset:    "tiny",
+		WarmupDivisor: 20, LogDivisor: 50, EvalDivisor: 5, CheckpointDivisor: 5,
+		DPOLR: 1e-3, DPOBeta: 0.3, DPORPOAlpha: 1, DPOLoRATargets: []string{lora.AllLinear},
+		PPOLR: 5e-4,
+	}
+}
+
+// apply sets the default run's choices on a stage's configuration: a
+// *pretrain.Config, *sft.Config, *reward.Config, *dpo.Config or
+// *ppo.Config whose Train.Steps is already the number of updates (for
+// sft, reward and dpo).
+func (c RunChoices) apply(stageConfig any) {
+	cadence := func(t *train.Config) {
+		t.WarmupSteps = max(1, t.Steps/c.WarmupDivisor)
+		t.LogEvery = max(1, t.Steps/c.LogDivisor)
+		t.EvalEvery = max(1, t.Steps/c.EvalDivisor)
+		t.CheckpointEvery = max(1, t.Steps/c.CheckpointDivisor)
+	}
+	switch cfg := stageConfig.(type) {
+	case *pretrain.Config:
+		cfg.Preset = c.BasePreset
+	case *sft.Config:
+		cadence(&cfg.Train)
+	case *reward.Config:
+		cadence(&cfg.Train)
+	case *dpo.Config:
+		cadence(&cfg.Train)
+		cfg.Train.LR, cfg.Loss.Beta, cfg.Loss.SFTWeight = c.DPOLR, c.DPOBeta, c.DPORPOAlpha
+		cfg.LoRA.Targets = slices.Clone(c.DPOLoRATargets)
+	case *ppo.Config:
+		cfg.Train.LR = c.PPOLR
+	default:
+		panic(fmt.Sprintf("pipeline: no choices for a %T", stageConfig))
 	}
 }
 
@@ -166,16 +246,6 @@ func (d *Default) Stages() []Stage {
 	}
 }
 
-// tune sets a stage's length and bookkeeping cadence on top of its own
-// default optimisation settings.
-func (d *Default) tune(c *train.Config, dir string, steps int) {
-	c.Dir, c.Steps, c.Quiet = dir, steps, d.Quiet
-	c.WarmupSteps = max(1, steps/20)
-	c.LogEvery = max(1, steps/50)
-	c.EvalEvery = max(1, steps/5)
-	c.CheckpointEvery = max(1, steps/5)
-}
-
 // runBase pretrains the base model.
 //
 // The training stages get the runner's resume flag as it is: each one
@@ -184,16 +254,17 @@ func (d *Default) tune(c *train.Config, dir string, steps int) {
 // state.old/) and starts afresh when the interruption came before the
 // first checkpoint.
 func (d *Default) runBase(ctx context.Context, resume bool) error {
-	w := world.New(d.Sizes.WorldSeed)
-	cfg := pretrain.DefaultConfig()
-	cfg.Docs = w.Corpus(d.Sizes.BaseDocs)
-	cfg.Preset = "tiny"
-	cfg.Out = d.BaseDir
-	cfg.Resume = resume
-	cfg.Train.Steps = d.Sizes.BaseSteps
-	cfg.Train.Quiet = d.Quiet
-	_, err := pretrain.Run(ctx, cfg)
+	_, err := pretrain.Run(ctx, d.baseConfig(resume))
 	return err
+}
+
+func (d *Default) baseConfig(resume bool) pretrain.Config {
+	cfg := pretrain.DefaultConfig()
+	cfg.Docs = world.New(d.Sizes.WorldSeed).Corpus(d.Sizes.BaseDocs)
+	cfg.Out, cfg.Resume = d.BaseDir, resume
+	cfg.Train.Steps, cfg.Train.Quiet = d.Sizes.BaseSteps, d.Quiet
+	DefaultRun().apply(&cfg)
+	return cfg
 }
 
 func (d *Default) runData(ctx context.Context, _ bool) error {
@@ -255,14 +326,7 @@ func (d *Default) runData(ctx context.Context, _ bool) error {
 }
 
 func (d *Default) runSFT(ctx context.Context, resume bool) error {
-	cfg := sft.DefaultConfig()
-	cfg.Base = d.BaseDir
-	cfg.Data = d.dataPath(FileSFT)
-	cfg.EvalData = d.dataPath(FileInstructionsEval)
-	cfg.Out = d.stageDir("sft")
-	cfg.Resume = resume
-	d.tune(&cfg.Train, cfg.Out, d.Sizes.SFTSteps)
-	res, err := sft.Run(ctx, cfg)
+	res, err := sft.Run(ctx, d.sftConfig(resume))
 	if err != nil {
 		return err
 	}
@@ -270,16 +334,19 @@ func (d *Default) runSFT(ctx context.Context, resume bool) error {
 	return nil
 }
 
-func (d *Default) runReward(ctx context.Context, resume bool) error {
-	cfg := reward.DefaultConfig()
+func (d *Default) sftConfig(resume bool) sft.Config {
+	cfg := sft.DefaultConfig()
 	cfg.Base = d.BaseDir
-	cfg.SFTAdapter = filepath.Join(d.stageDir("sft"), "adapter")
-	cfg.Data = filepath.Join(d.stageDir("pairs"), FileMinedPairs)
-	cfg.EvalData = d.dataPath(FilePreferencesEval)
-	cfg.Out = d.stageDir("reward")
-	cfg.Resume = resume
-	d.tune(&cfg.Train, cfg.Out, d.Sizes.RewardSteps)
-	res, err := reward.Run(ctx, cfg)
+	cfg.Data = d.dataPath(FileSFT)
+	cfg.EvalData = d.dataPath(FileInstructionsEval)
+	cfg.Out, cfg.Resume = d.stageDir("sft"), resume
+	cfg.Train.Steps, cfg.Train.Quiet = d.Sizes.SFTSteps, d.Quiet
+	DefaultRun().apply(&cfg)
+	return cfg
+}
+
+func (d *Default) runReward(ctx context.Context, resume bool) error {
+	res, err := reward.Run(ctx, d.rewardConfig(resume))
 	if err != nil {
 		return err
 	}
@@ -287,45 +354,52 @@ func (d *Default) runReward(ctx context.Context, resume bool) error {
 	return nil
 }
 
+func (d *Default) rewardConfig(resume bool) reward.Config {
+	cfg := reward.DefaultConfig()
+	cfg.Base = d.BaseDir
+	cfg.SFTAdapter = filepath.Join(d.stageDir("sft"), "adapter")
+	cfg.Data = filepath.Join(d.stageDir("pairs"), FileMinedPairs)
+	cfg.EvalData = d.dataPath(FilePreferencesEval)
+	cfg.Out, cfg.Resume = d.stageDir("reward"), resume
+	cfg.Train.Steps, cfg.Train.Quiet = d.Sizes.RewardSteps, d.Quiet
+	DefaultRun().apply(&cfg)
+	return cfg
+}
+
 func (d *Default) runDPO(ctx context.Context, resume bool) error {
+	_, err := dpo.Run(ctx, d.dpoConfig(resume))
+	return err
+}
+
+func (d *Default) dpoConfig(resume bool) dpo.Config {
 	cfg := dpo.DefaultConfig()
 	cfg.Base = d.BaseDir
 	cfg.SFTAdapter = filepath.Join(d.stageDir("sft"), "adapter")
 	cfg.Data = filepath.Join(d.stageDir("pairs"), FileMinedPairs)
 	cfg.EvalData = d.dataPath(FilePreferencesEval)
-	cfg.Out = d.stageDir("dpo")
-	cfg.Resume = resume
-	d.tune(&cfg.Train, cfg.Out, d.Sizes.DPOSteps)
-	// Measured on the default world: at the package's lr 2e-3, β 0.1 and
-	// rpo_alpha 0.2 DPO raised its reward accuracy but broke the tiny
-	// model's copying of numbers (held-out exact match fell below the SFT
-	// model's); half the rate, a larger β (closer to the reference) and the
-	// NLL of the chosen answer at full weight (Pang et al. 2024) keep it.
-	// Adapting every linear layer, as the reward and PPO stages do, rather
-	// than the attention projections only, doubled the gain over SFT.
-	cfg.Train.LR, cfg.Loss.Beta, cfg.Loss.SFTWeight = 1e-3, 0.3, 1
-	cfg.LoRA.Targets = []string{"all-linear"}
-	_, err := dpo.Run(ctx, cfg)
-	return err
+	cfg.Out, cfg.Resume = d.stageDir("dpo"), resume
+	cfg.Train.Steps, cfg.Train.Quiet = d.Sizes.DPOSteps, d.Quiet
+	DefaultRun().apply(&cfg)
+	return cfg
 }
 
 func (d *Default) runPPO(ctx context.Context, resume bool) error {
+	_, err := ppo.Run(ctx, d.ppoConfig(resume))
+	return err
+}
+
+func (d *Default) ppoConfig(resume bool) ppo.Config {
 	cfg := ppo.DefaultConfig()
 	cfg.Base = d.BaseDir
 	cfg.SFTAdapter = filepath.Join(d.stageDir("sft"), "adapter")
 	cfg.RewardAdapter = filepath.Join(d.stageDir("reward"), "adapter")
 	cfg.Prompts = d.dataPath(FilePrompts)
 	cfg.EvalPrompts = d.dataPath(FilePromptsEval)
-	cfg.Out = d.stageDir("ppo")
-	cfg.Resume = resume
+	cfg.Out, cfg.Resume = d.stageDir("ppo"), resume
 	cfg.Iterations, cfg.RolloutBatch = d.Sizes.PPOIterations, d.Sizes.PPORollouts
 	cfg.Train.Quiet = d.Quiet
-	// At the package's lr 2e-3 the policy learned to please the reward
-	// model (its score rose while exact match fell); a quarter of the rate,
-	// with 64 rollouts an iteration, improves both.
-	cfg.Train.LR = 5e-4
-	_, err := ppo.Run(ctx, cfg)
-	return err
+	DefaultRun().apply(&cfg)
+	return cfg
 }
 
 func (d *Default) runExport(ctx context.Context, _ bool) error {

@@ -22,7 +22,7 @@ const (
 // Validate reports an unknown estimator.
 func (e KLEstimator) Validate() error {
 	if e != K1 && e != K3 {
-		return fmt.Errorf("ppo: unknown kl estimator %q (want k1 or k3)", e)
+		return fmt.Errorf("ppo: %s %q is unknown (want %s or %s)", KeyKLEstimator, e, K1, K3)
 	}
 	return nil
 }
@@ -66,10 +66,16 @@ type AdaptiveKL struct {
 	Horizon float64 // responses over which β may change by about e (horizon)
 }
 
-// Validate reports settings the controller cannot use.
+// Validate reports the first setting the controller cannot use, naming
+// its key (the Key constants of Config).
 func (c *AdaptiveKL) Validate() error {
-	if !(c.Value >= 0) || !(c.Target > 0) || !(c.Horizon > 0) {
-		return fmt.Errorf("ppo: adaptive KL needs init_kl_coef ≥ 0, target > 0 and horizon > 0, got %v, %v, %v", c.Value, c.Target, c.Horizon)
+	switch {
+	case !(c.Value >= 0) || math.IsInf(c.Value, 0):
+		return fmt.Errorf("ppo: %s (the adaptive controller's start) must be ≥ 0 and finite, got %v", KeyKLCoef, c.Value)
+	case !(c.Target > 0) || math.IsInf(c.Target, 0):
+		return fmt.Errorf("ppo: %s must be positive and finite, got %v", KeyKLTarget, c.Target)
+	case !(c.Horizon > 0) || math.IsInf(c.Horizon, 0):
+		return fmt.Errorf("ppo: %s must be positive and finite, got %v", KeyKLHorizon, c.Horizon)
 	}
 	return nil
 }

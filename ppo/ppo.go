@@ -3,14 +3,13 @@ package ppo
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"path/filepath"
 
 	"github.com/gotune/gotune/checkpoints/safetensors"
 	"github.com/gotune/gotune/data"
-	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/finetune"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
@@ -42,6 +41,41 @@ const SameAsPolicy = ""
 // trained on the plain base.
 const NoSFT = "none"
 
+// Keys of Config: the flags of `gotune ppo` and the keys under `ppo:` in a
+// --config file. The adapter's and the loop's settings have lora's and
+// train's keys.
+const (
+	KeyBase              = "base"
+	KeySFTAdapter        = "sft-adapter"
+	KeyRewardAdapter     = "reward-adapter"
+	KeyRewardSFTAdapter  = "reward-sft-adapter"
+	KeyPrompts           = "prompts"
+	KeyEvalPrompts       = "eval-prompts"
+	KeyEvalMax           = "eval-max"
+	KeyOut               = "out"
+	KeyResume            = "resume"
+	KeyIterations        = "iterations"
+	KeyRolloutBatch      = "rollout-batch"
+	KeyMiniBatches       = "mini-batches"
+	KeyPPOEpochs         = "ppo-epochs"
+	KeyMaxPromptLength   = "max-prompt-length"
+	KeyMaxNewTokens      = "max-new-tokens"
+	KeyTemperature       = "temperature"
+	KeyMissingEOSPenalty = "missing-eos-penalty"
+	KeyKLEstimator       = "kl-estimator"
+	KeyKLCoef            = "kl-coef"
+	KeyAdaptiveKL        = "adaptive-kl"
+	KeyKLTarget          = "kl-target"
+	KeyKLHorizon         = "kl-horizon"
+	KeyGamma             = "gamma"
+	KeyLam               = "lam"
+	KeyWhitenRewards     = "whiten-rewards"
+	KeyClipRange         = "cliprange"
+	KeyClipRangeValue    = "cliprange-value"
+	KeyVFCoef            = "vf-coef"
+	KeyValueHeadStd      = "value-head-std"
+)
+
 // Config is a PPO run (TRL's PPOConfig names in the comments). The policy
 // is the base with the SFT adapter merged (when given) plus a fresh LoRA
 // adapter; the reference policy is the same graph with that adapter
@@ -55,16 +89,16 @@ type Config struct {
 	// model share the policy's base weights in memory, with no copy; NoSFT
 	// ("none") or another adapter loads a second copy of the base.
 	RewardSFTAdapter string
-	Prompts          string // prompts dataset
-	EvalPrompts      string // held-out prompts for eval_objective/* ("" for none)
-	// WorldPrompts, when Prompts is "", draws that many prompts of the
-	// built-in world's Train split (seed WorldSeed) and, when EvalPrompts
-	// is "" too, 32 held-out prompts of its Valid split.
-	WorldPrompts int
-	WorldSeed    int64
-	EvalMax      int    // held-out prompts evaluated at most (0: all)
-	Out          string // stage directory: adapter/, value_head.safetensors, state/, metrics.jsonl
-	Resume       bool   // continue from the checkpoint in Out
+	// Prompts: PromptRows when given, else the prompts dataset at Prompts.
+	PromptRows []data.Prompt
+	Prompts    string
+	// Held-out prompts for eval_objective/*: EvalPromptRows when given,
+	// else the dataset at EvalPrompts ("" for none).
+	EvalPromptRows []data.Prompt
+	EvalPrompts    string
+	EvalMax        int    // held-out prompts evaluated at most (0: all)
+	Out            string // stage directory: adapter/, value_head.safetensors, state/, metrics.jsonl
+	Resume         bool   // continue from the checkpoint in Out
 
 	Iterations      int     // rollout batches (total_episodes / batch_size)
 	RolloutBatch    int     // responses per rollout (batch_size)
@@ -106,51 +140,93 @@ func DefaultConfig() Config {
 	tc.LR, tc.Schedule, tc.WarmupSteps, tc.LogEvery = 2e-3, "linear", 0, 0
 	tc.EvalEvery, tc.CheckpointEvery = 40, 40
 	lc := lora.DefaultConfig()
-	lc.Targets, lc.Dropout = []string{"all-linear"}, 0
+	lc.Targets, lc.Dropout = []string{lora.AllLinear}, 0
 	return Config{
-		WorldSeed: 1, Iterations: 40, RolloutBatch: 32, MiniBatches: 2, Epochs: 2, MaxNewTokens: 12, Temperature: 1,
+		Iterations: 40, RolloutBatch: 32, MiniBatches: 2, Epochs: 2, MaxNewTokens: 12, Temperature: 1,
 		MissingEOSPenalty: 1, KLEstimator: K1, KLCoef: 0.05, KLTarget: 6, KLHorizon: 10000,
 		Gamma: 1, Lambda: 0.95, ClipRange: 0.2, ClipRangeValue: 0.2, VFCoef: 0.1,
 		LoRA: lc, Train: tc,
 	}
 }
 
-// Validate reports the first unusable setting.
+// Validate reports the first unusable setting, naming its key.
 func (c Config) Validate() error {
 	switch {
 	case c.Base == "":
-		return errors.New("ppo: no base model")
+		return fmt.Errorf("ppo: %s (the base model directory) is not set", KeyBase)
 	case c.RewardAdapter == "":
-		return errors.New("ppo: no reward adapter")
-	case c.Prompts == "" && c.WorldPrompts <= 0:
-		return errors.New("ppo: no prompts dataset")
+		return fmt.Errorf("ppo: %s (the reward model's adapter) is not set", KeyRewardAdapter)
+	case c.PromptRows == nil && c.Prompts == "":
+		return fmt.Errorf("ppo: %s (a prompts dataset) is not set and no prompts are given", KeyPrompts)
 	case c.Out == "":
-		return errors.New("ppo: no output directory")
-	case c.Iterations <= 0 || c.RolloutBatch <= 0 || c.MiniBatches <= 0 || c.Epochs <= 0:
-		return fmt.Errorf("ppo: iterations %d, rollout batch %d, minibatches %d and epochs %d must be positive",
-			c.Iterations, c.RolloutBatch, c.MiniBatches, c.Epochs)
-	case c.Train.GradAccum <= 0 || c.RolloutBatch%(c.MiniBatches*c.Train.GradAccum) != 0:
-		return fmt.Errorf("ppo: rollout batch %d must split into %d minibatches of %d micro-batches",
-			c.RolloutBatch, c.MiniBatches, c.Train.GradAccum)
-	case c.MaxNewTokens <= 0 || c.MaxPromptLength < 0 || c.EvalMax < 0:
-		return fmt.Errorf("ppo: max new tokens %d must be positive, max prompt length and eval max ≥ 0", c.MaxNewTokens)
-	case !(c.Temperature >= 0):
-		return fmt.Errorf("ppo: temperature %v must be ≥ 0", c.Temperature)
-	case !(c.KLCoef >= 0) || !(c.MissingEOSPenalty >= 0):
-		return fmt.Errorf("ppo: kl coef %v and missing-EOS penalty %v must be ≥ 0", c.KLCoef, c.MissingEOSPenalty)
-	case !(c.ClipRange > 0) || !(c.ClipRangeValue > 0) || !(c.VFCoef >= 0) || !(c.ValueHeadStd >= 0):
-		return fmt.Errorf("ppo: clip ranges (%v, %v) must be positive, vf coef %v and value head std %v ≥ 0",
-			c.ClipRange, c.ClipRangeValue, c.VFCoef, c.ValueHeadStd)
-	case c.Gamma < 0 || c.Gamma > 1 || c.Lambda < 0 || c.Lambda > 1:
-		return fmt.Errorf("ppo: gamma %v and lambda %v must lie in [0, 1]", c.Gamma, c.Lambda)
+		return fmt.Errorf("ppo: %s (the output directory) is not set", KeyOut)
+	case c.Iterations <= 0:
+		return fmt.Errorf("ppo: %s must be positive, got %d", KeyIterations, c.Iterations)
+	case c.RolloutBatch <= 0:
+		return fmt.Errorf("ppo: %s must be positive, got %d", KeyRolloutBatch, c.RolloutBatch)
+	case c.MiniBatches <= 0:
+		return fmt.Errorf("ppo: %s must be positive, got %d", KeyMiniBatches, c.MiniBatches)
+	case c.Epochs <= 0:
+		return fmt.Errorf("ppo: %s must be positive, got %d", KeyPPOEpochs, c.Epochs)
+	case c.Train.GradAccum <= 0:
+		return fmt.Errorf("ppo: %s must be positive, got %d", train.KeyGradAccum, c.Train.GradAccum)
+	case c.RolloutBatch%(c.MiniBatches*c.Train.GradAccum) != 0:
+		return fmt.Errorf("ppo: %s %d must split into %d minibatches (%s) of %d micro-batches (%s)",
+			KeyRolloutBatch, c.RolloutBatch, c.MiniBatches, KeyMiniBatches, c.Train.GradAccum, train.KeyGradAccum)
+	case c.MaxNewTokens <= 0:
+		return fmt.Errorf("ppo: %s must be positive, got %d", KeyMaxNewTokens, c.MaxNewTokens)
+	case c.MaxPromptLength < 0:
+		return fmt.Errorf("ppo: %s must be ≥ 0 (0: the model's positions), got %d", KeyMaxPromptLength, c.MaxPromptLength)
+	case c.EvalMax < 0:
+		return fmt.Errorf("ppo: %s must be ≥ 0 (0: all), got %d", KeyEvalMax, c.EvalMax)
+	case !(c.Temperature >= 0) || math.IsInf(c.Temperature, 0):
+		return fmt.Errorf("ppo: %s must be ≥ 0 and finite, got %v", KeyTemperature, c.Temperature)
+	case !(c.KLCoef >= 0) || math.IsInf(c.KLCoef, 0):
+		return fmt.Errorf("ppo: %s must be ≥ 0 and finite, got %v", KeyKLCoef, c.KLCoef)
+	case !(c.MissingEOSPenalty >= 0) || math.IsInf(c.MissingEOSPenalty, 0):
+		return fmt.Errorf("ppo: %s must be ≥ 0 and finite, got %v", KeyMissingEOSPenalty, c.MissingEOSPenalty)
+	case !(c.ClipRange > 0):
+		return fmt.Errorf("ppo: %s must be positive, got %v", KeyClipRange, c.ClipRange)
+	case !(c.ClipRangeValue > 0):
+		return fmt.Errorf("ppo: %s must be positive, got %v", KeyClipRangeValue, c.ClipRangeValue)
+	case !(c.VFCoef >= 0) || math.IsInf(c.VFCoef, 0):
+		return fmt.Errorf("ppo: %s must be ≥ 0 and finite, got %v", KeyVFCoef, c.VFCoef)
+	case !(c.ValueHeadStd >= 0) || math.IsInf(c.ValueHeadStd, 0):
+		return fmt.Errorf("ppo: %s must be ≥ 0 and finite, got %v", KeyValueHeadStd, c.ValueHeadStd)
+	case !(c.Gamma >= 0 && c.Gamma <= 1):
+		return fmt.Errorf("ppo: %s must lie in [0, 1], got %v", KeyGamma, c.Gamma)
+	case !(c.Lambda >= 0 && c.Lambda <= 1):
+		return fmt.Errorf("ppo: %s must lie in [0, 1], got %v", KeyLam, c.Lambda)
 	}
 	if err := c.KLEstimator.Validate(); err != nil {
 		return err
 	}
 	if c.AdaptiveKL {
-		return (&AdaptiveKL{Value: c.KLCoef, Target: c.KLTarget, Horizon: c.KLHorizon}).Validate()
+		if err := (&AdaptiveKL{Value: c.KLCoef, Target: c.KLTarget, Horizon: c.KLHorizon}).Validate(); err != nil {
+			return err
+		}
+	}
+	if err := c.LoRA.Validate(); err != nil {
+		return fmt.Errorf("ppo: %w", err)
+	}
+	if err := c.loop().Validate(); err != nil {
+		return fmt.Errorf("ppo: %w", err)
 	}
 	return nil
+}
+
+// loop is the loop's configuration as Run uses it: Steps from the
+// iterations, LogEvery 0 resolved to once per rollout, Dir the stage
+// directory.
+func (c Config) loop() train.Config {
+	t := c.Train
+	per := c.updatesPerRollout()
+	t.Dir = c.Out
+	t.Steps = c.Iterations * per
+	if t.LogEvery == 0 {
+		t.LogEvery = per
+	}
+	return t
 }
 
 // rewardSharesWeights reports whether the reward model was trained on the
@@ -209,14 +285,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, err
 	}
 	per := cfg.updatesPerRollout()
-	cfg.Train.Dir = cfg.Out
-	cfg.Train.Steps = cfg.Iterations * per
-	if cfg.Train.LogEvery == 0 {
-		cfg.Train.LogEvery = per
-	}
-	if err := cfg.Train.Validate(); err != nil {
-		return Result{}, fmt.Errorf("ppo: %w", err)
-	}
+	cfg.Train = cfg.loop()
 	resuming := cfg.Resume && train.HasCheckpoint(cfg.Out)
 	if !resuming && train.HasCheckpoint(cfg.Out) {
 		return Result{}, fmt.Errorf("ppo: %s holds a training checkpoint; resume it or choose another output directory", cfg.Out)
@@ -247,12 +316,16 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if limit <= 0 {
 		return Result{}, fmt.Errorf("ppo: %d new tokens leave no room for a prompt in the model's %d positions", cfg.MaxNewTokens, maxPos)
 	}
-	src, evalSrc := filePrompts(cfg.Prompts), filePrompts(cfg.EvalPrompts)
-	if cfg.Prompts == "" {
-		src = worldPrompts(cfg.WorldSeed, world.Train, cfg.WorldPrompts)
-		if cfg.EvalPrompts == "" {
-			evalSrc = worldPrompts(cfg.WorldSeed, world.Valid, 32)
-		}
+	src := filePrompts(cfg.Prompts)
+	if cfg.PromptRows != nil {
+		src = givenPrompts("the training prompts", cfg.PromptRows)
+	}
+	var evalSrc promptSource // none when its name is ""
+	switch {
+	case cfg.EvalPromptRows != nil:
+		evalSrc = givenPrompts("the held-out prompts", cfg.EvalPromptRows)
+	case cfg.EvalPrompts != "":
+		evalSrc = filePrompts(cfg.EvalPrompts)
 	}
 	prompts, dropped, longest, err := loadPrompts(src, enc, limit)
 	if err != nil {
@@ -369,10 +442,10 @@ func filePrompts(path string) promptSource {
 	return promptSource{path, func(fn func(int, data.Prompt) error) error { return data.StreamPrompts(path, fn) }}
 }
 
-func worldPrompts(seed int64, split world.Split, n int) promptSource {
-	return promptSource{fmt.Sprintf("world %d (%d prompts)", seed, n), func(fn func(int, data.Prompt) error) error {
-		for i, p := range world.New(seed).Prompts(split, n) {
-			if err := fn(i, data.Prompt{Prompt: p.Prompt}); err != nil {
+func givenPrompts(name string, rows []data.Prompt) promptSource {
+	return promptSource{name, func(fn func(int, data.Prompt) error) error {
+		for i, p := range rows {
+			if err := fn(i, p); err != nil {
 				return err
 			}
 		}

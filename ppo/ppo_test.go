@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -16,6 +18,8 @@ import (
 	G "gorgonia.org/gorgonia"
 
 	"github.com/gotune/gotune/checkpoints/safetensors"
+	"github.com/gotune/gotune/data"
+	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/finetune"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
@@ -352,6 +356,8 @@ func fillRows(r *runner, in *model.Inputs, seqs [][]int) {
 	}
 }
 
+// TestValidate checks that each invalid setting is reported by Validate
+// and by Run, naming its key.
 func TestValidate(t *testing.T) {
 	ok := DefaultConfig()
 	ok.Base, ok.RewardAdapter, ok.Prompts, ok.Out = "b", "r", "p", "o"
@@ -359,23 +365,56 @@ func TestValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
+		key  string
 		edit func(*Config)
-		want string
 	}{
-		{func(c *Config) { c.RewardAdapter = "" }, "reward adapter"},
-		{func(c *Config) { c.RolloutBatch = 30; c.MiniBatches = 4 }, "must split"},
-		{func(c *Config) { c.MaxNewTokens = 0 }, "max new tokens"},
-		{func(c *Config) { c.KLEstimator = "k2" }, "kl estimator"},
-		{func(c *Config) { c.Lambda = 1.5 }, "lambda"},
-		{func(c *Config) { c.ClipRange = 0 }, "clip ranges"},
-		{func(c *Config) { c.AdaptiveKL, c.KLTarget = true, 0 }, "target"},
-		{func(c *Config) { c.Temperature = math.NaN() }, "temperature"},
+		{KeyBase, func(c *Config) { c.Base = "" }},
+		{KeyRewardAdapter, func(c *Config) { c.RewardAdapter = "" }},
+		{KeyPrompts, func(c *Config) { c.Prompts = "" }},
+		{KeyOut, func(c *Config) { c.Out = "" }},
+		{KeyIterations, func(c *Config) { c.Iterations = 0 }},
+		{KeyRolloutBatch, func(c *Config) { c.RolloutBatch = -32 }},
+		{KeyRolloutBatch, func(c *Config) { c.RolloutBatch = 30; c.MiniBatches = 4 }},
+		{KeyMiniBatches, func(c *Config) { c.MiniBatches = 0 }},
+		{KeyPPOEpochs, func(c *Config) { c.Epochs = 0 }},
+		{KeyMaxNewTokens, func(c *Config) { c.MaxNewTokens = 0 }},
+		{KeyMaxPromptLength, func(c *Config) { c.MaxPromptLength = -1 }},
+		{KeyEvalMax, func(c *Config) { c.EvalMax = -1 }},
+		{KeyTemperature, func(c *Config) { c.Temperature = math.NaN() }},
+		{KeyTemperature, func(c *Config) { c.Temperature = -1 }},
+		{KeyMissingEOSPenalty, func(c *Config) { c.MissingEOSPenalty = -1 }},
+		{KeyKLEstimator, func(c *Config) { c.KLEstimator = "k2" }},
+		{KeyKLCoef, func(c *Config) { c.KLCoef = -0.1 }},
+		{KeyKLTarget, func(c *Config) { c.AdaptiveKL, c.KLTarget = true, 0 }},
+		{KeyKLHorizon, func(c *Config) { c.AdaptiveKL, c.KLHorizon = true, 0 }},
+		{KeyGamma, func(c *Config) { c.Gamma = 1.5 }},
+		{KeyLam, func(c *Config) { c.Lambda = 1.5 }},
+		{KeyLam, func(c *Config) { c.Lambda = -0.5 }},
+		{KeyClipRange, func(c *Config) { c.ClipRange = 0 }},
+		{KeyClipRangeValue, func(c *Config) { c.ClipRangeValue = 0 }},
+		{KeyVFCoef, func(c *Config) { c.VFCoef = -1 }},
+		{KeyValueHeadStd, func(c *Config) { c.ValueHeadStd = -1 }},
+		{lora.KeyR, func(c *Config) { c.LoRA.R = 0 }},
+		{lora.KeyInit, func(c *Config) { c.LoRA.Init = "xavier" }},
+		{train.KeyGradAccum, func(c *Config) { c.Train.GradAccum = 0 }},
+		{train.KeyPeakLR, func(c *Config) { c.Train.LR = 0 }},
+		{train.KeyLogEvery, func(c *Config) { c.Train.LogEvery = -1 }},
+		{train.KeyWarmup, func(c *Config) { c.Train.WarmupSteps = -1 }},
 	} {
 		cfg := ok
 		c.edit(&cfg)
-		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%q: got %v", c.want, err)
+		err := cfg.Validate()
+		if err == nil || !regexp.MustCompile(`(^|[\s:(])`+regexp.QuoteMeta(c.key)+`($|[\s:)])`).MatchString(err.Error()) {
+			t.Errorf("%s: Validate gave %v, want an error naming it", c.key, err)
+			continue
 		}
+		if _, runErr := Run(context.Background(), cfg); runErr == nil || runErr.Error() != err.Error() {
+			t.Errorf("%s: Run gave %v, want Validate's %v", c.key, runErr, err)
+		}
+	}
+	// LogEvery 0 logs once per rollout: the loop gets Epochs × MiniBatches.
+	if got := ok.loop(); got.LogEvery != ok.Epochs*ok.MiniBatches || got.Steps != ok.Iterations*ok.Epochs*ok.MiniBatches || got.Dir != ok.Out {
+		t.Errorf("loop config: log every %d, %d steps, dir %q", got.LogEvery, got.Steps, got.Dir)
 	}
 }
 
@@ -451,4 +490,46 @@ func FuzzRestore(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestPromptsInMemory runs PPO on prompts given in memory and on the same
+// prompts in datasets: the rollouts and the held-out evaluation agree.
+func TestPromptsInMemory(t *testing.T) {
+	rlhfFixture(t)
+	rows := func(split world.Split, n int) []data.Prompt {
+		var out []data.Prompt
+		for _, p := range world.New(2).Prompts(split, n) {
+			out = append(out, data.Prompt{Prompt: p.Prompt})
+		}
+		return out
+	}
+	dir := t.TempDir()
+	trainRows, evalRows := rows(world.Train, 12), rows(world.Valid, 4)
+	trainPath, evalPath := filepath.Join(dir, "prompts.arrow"), filepath.Join(dir, "eval.arrow")
+	if err := data.WritePrompts(trainPath, trainRows); err != nil {
+		t.Fatal(err)
+	}
+	if err := data.WritePrompts(evalPath, evalRows); err != nil {
+		t.Fatal(err)
+	}
+	run := func(name string, edit func(*Config)) Result {
+		cfg := DefaultConfig()
+		cfg.Base, cfg.RewardAdapter, cfg.Out = worldBaseDir, fixture.rm, filepath.Join(dir, name)
+		cfg.Iterations, cfg.RolloutBatch, cfg.MaxNewTokens = 1, 4, 3
+		cfg.Train.Quiet, cfg.Train.CheckpointEvery = true, 0
+		edit(&cfg)
+		res, err := Run(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	mem := run("memory", func(c *Config) { c.PromptRows, c.EvalPromptRows = trainRows, evalRows })
+	files := run("files", func(c *Config) { c.Prompts, c.EvalPrompts = trainPath, evalPath })
+	if mem.Prompts != 12 || mem.EvalPrompts != 4 {
+		t.Errorf("in memory: %d prompts, %d held out; want 12 and 4", mem.Prompts, mem.EvalPrompts)
+	}
+	if mem.Last != files.Last || len(mem.Eval) == 0 || !maps.Equal(mem.Eval, files.Eval) {
+		t.Errorf("in memory: rollout %+v, eval %v; from files: %+v, %v", mem.Last, mem.Eval, files.Last, files.Eval)
+	}
 }

@@ -28,6 +28,22 @@ import (
 // the BOS, EOS and PAD tokens).
 var Specials = []string{"<|bos|>", "<|eos|>", "<|pad|>"}
 
+// Keys of Config: the flags of `gotune pretrain` and the keys under
+// `pretrain:` in a --config file. The loop's settings have train's keys.
+const (
+	KeyCorpus      = "corpus"
+	KeyPreset      = "preset"
+	KeyTokenizer   = "tokenizer"
+	KeyVocabSize   = "vocab-size"
+	KeySeqLen      = "seq-len"
+	KeyBatchSize   = "batch-size"
+	KeyHeldOut     = "held-out"
+	KeyEvalWindows = "eval-windows"
+	KeyOut         = "out"
+	KeyResume      = "resume"
+	KeyModelSeed   = "model-seed"
+)
+
 // Config is a pretraining run.
 type Config struct {
 	Corpus    string        // corpus file (see finetune.ReadCorpus); ignored when Docs is set
@@ -60,6 +76,37 @@ func DefaultConfig() Config {
 	}
 }
 
+// Validate reports the first invalid setting, naming its key.
+func (c Config) Validate() error {
+	switch {
+	case c.Out == "":
+		return fmt.Errorf("pretrain: %s (the output model directory) is not set", KeyOut)
+	case len(c.Docs) == 0 && c.Corpus == "":
+		return fmt.Errorf("pretrain: %s (a corpus file) is not set and no documents are given", KeyCorpus)
+	case c.VocabSize < 0:
+		return fmt.Errorf("pretrain: %s must be ≥ 0 (0: the preset's), got %d", KeyVocabSize, c.VocabSize)
+	case c.SeqLen < 2:
+		return fmt.Errorf("pretrain: %s must be at least 2, got %d", KeySeqLen, c.SeqLen)
+	case c.BatchSize <= 0:
+		return fmt.Errorf("pretrain: %s must be positive, got %d", KeyBatchSize, c.BatchSize)
+	case !(c.HeldOut >= 0 && c.HeldOut < 1):
+		return fmt.Errorf("pretrain: %s must be in [0, 1), got %v", KeyHeldOut, c.HeldOut)
+	case c.EvalMax < 0:
+		return fmt.Errorf("pretrain: %s must be ≥ 0 (0: all), got %d", KeyEvalWindows, c.EvalMax)
+	}
+	if c.Model == nil {
+		if _, err := model.Preset(c.Preset, 0); err != nil {
+			return fmt.Errorf("pretrain: %s: %w", KeyPreset, err)
+		}
+	}
+	t := c.Train
+	t.Dir = c.Out
+	if err := t.Validate(); err != nil {
+		return fmt.Errorf("pretrain: %w", err)
+	}
+	return nil
+}
+
 // Result summarises a finished run.
 type Result struct {
 	Params        int     // model parameters
@@ -72,25 +119,16 @@ type Result struct {
 // directory (config.json, model.safetensors, generation_config.json,
 // tokenizer.json, tokenizer_config.json).
 func Run(ctx context.Context, cfg Config) (*Result, error) {
-	if cfg.Out == "" {
-		return nil, errors.New("pretrain: no output directory")
-	}
-	if cfg.SeqLen < 2 || cfg.BatchSize < 1 {
-		return nil, fmt.Errorf("pretrain: sequence length %d and batch size %d must be at least 2 and 1", cfg.SeqLen, cfg.BatchSize)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	cfg.Train.Dir = cfg.Out
-	if err := cfg.Train.Validate(); err != nil {
-		return nil, fmt.Errorf("pretrain: %w", err)
-	}
 	resuming := cfg.Resume && train.HasCheckpoint(cfg.Out)
 	if !resuming && train.HasCheckpoint(cfg.Out) {
 		return nil, fmt.Errorf("pretrain: %s holds a training checkpoint; resume it or choose another output directory", cfg.Out)
 	}
 	docs := cfg.Docs
 	if len(docs) == 0 {
-		if cfg.Corpus == "" {
-			return nil, errors.New("pretrain: no corpus")
-		}
 		var err error
 		if docs, err = finetune.ReadCorpus(cfg.Corpus); err != nil {
 			return nil, fmt.Errorf("pretrain: %w", err)

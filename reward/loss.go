@@ -27,10 +27,10 @@ type LossConfig struct {
 	CenterCoefficient float64
 }
 
-// Validate reports an unusable configuration.
+// Validate reports an unusable configuration, naming its key.
 func (c LossConfig) Validate() error {
 	if c.CenterCoefficient < 0 || math.IsNaN(c.CenterCoefficient) || math.IsInf(c.CenterCoefficient, 0) {
-		return fmt.Errorf("reward: center_rewards_coefficient must be ≥ 0 and finite, got %v", c.CenterCoefficient)
+		return fmt.Errorf("reward: %s must be ≥ 0 and finite, got %v", KeyCenterRewards, c.CenterCoefficient)
 	}
 	return nil
 }

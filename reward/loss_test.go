@@ -111,7 +111,7 @@ func TestErrors(t *testing.T) {
 		ch, rej, margin []float64
 		want            string
 	}{
-		{LossConfig{CenterCoefficient: -1}, []float64{1}, []float64{0}, nil, "center_rewards_coefficient"},
+		{LossConfig{CenterCoefficient: -1}, []float64{1}, []float64{0}, nil, KeyCenterRewards},
 		{LossConfig{}, nil, nil, nil, "empty"},
 		{LossConfig{}, []float64{1, 2}, []float64{0}, nil, "rejected"},
 		{LossConfig{}, []float64{1}, []float64{0}, []float64{1, 2}, "margins"},

@@ -14,11 +14,30 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/gotune/gotune/data"
-	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/finetune"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/train"
+)
+
+// Keys of Config: the flags of `gotune reward` and the keys under `reward:`
+// in a --config file. The adapter's and the loop's settings have lora's and
+// train's keys; HeadSeed is train.KeySeed's value. KeyHeadStd has no flag
+// and names its field in errors.
+const (
+	KeyBase          = "base"
+	KeySFTAdapter    = "sft-adapter"
+	KeyData          = "data"
+	KeyEvalData      = "eval-data"
+	KeyHeldOut       = "held-out"
+	KeyEvalPairs     = "eval-pairs"
+	KeyOut           = "out"
+	KeyResume        = "resume"
+	KeyBatchSize     = "batch-size"
+	KeyMaxLength     = "max-length"
+	KeyEpochs        = "epochs"
+	KeyCenterRewards = "center-rewards-coefficient"
+	KeyHeadStd       = "head-std"
 )
 
 // Config is a reward-model training run. The model is the base (with the
@@ -26,19 +45,22 @@ import (
 // Ouyang et al. 2022, §3.5) plus a fresh LoRA adapter on the backbone and a
 // scalar head trained in full.
 type Config struct {
-	Base       string  // base model directory (Hugging Face layout)
-	SFTAdapter string  // SFT adapter merged into the base first ("" for none)
-	Data       string  // preferences dataset (prompt, chosen, rejected, optional margin)
-	EvalData   string  // held-out preferences ("" holds out a HeldOut share of Data)
-	HeldOut    float64 // share of Data's prompts held out when EvalData is "" (0: none)
-	// WorldPairs, when Data is "", trains on that many pairs of the
-	// built-in world's Train split (seed WorldSeed) and, when EvalData is
-	// "" too, evaluates on max(64, WorldPairs/10) pairs of its Valid split.
-	WorldPairs int
-	WorldSeed  int64
-	EvalMax    int    // held-out pairs evaluated at most (0: all)
-	Out        string // stage directory: adapter/, state/, metrics.jsonl
-	Resume     bool   // continue from the checkpoint in Out
+	Base       string // base model directory (Hugging Face layout)
+	SFTAdapter string // SFT adapter merged into the base first ("" for none)
+
+	// Training pairs: Rows when given, else the preferences dataset at
+	// Data (prompt, chosen, rejected, optional margin).
+	Rows []data.Preference
+	Data string
+	// Held-out pairs: EvalRows when given, else the dataset at EvalData,
+	// else a HeldOut share of the training pairs' prompts (0: none).
+	EvalRows []data.Preference
+	EvalData string
+	HeldOut  float64
+
+	EvalMax int    // held-out pairs evaluated at most (0: all)
+	Out     string // stage directory: adapter/, state/, metrics.jsonl
+	Resume  bool   // continue from the checkpoint in Out
 
 	BatchSize int     // pairs per micro-batch (each pair is two sequences)
 	MaxLength int     // tokens of prompt + completion + EOS at most; longer pairs are dropped, as TRL does (0: the model's positions)
@@ -59,35 +81,52 @@ func DefaultConfig() Config {
 	tc.Steps, tc.LR, tc.WarmupSteps, tc.MinLRRatio = 0, 1e-3, 10, 0.1
 	tc.LogEvery, tc.EvalEvery, tc.CheckpointEvery = 10, 50, 50
 	lc := lora.DefaultConfig()
-	lc.Targets = []string{"all-linear"}
+	lc.Targets = []string{lora.AllLinear}
 	return Config{
-		HeldOut: 0.1, WorldSeed: 1, BatchSize: 8, Epochs: 1, HeadStd: 0.02, HeadSeed: 1,
+		HeldOut: 0.1, BatchSize: 8, Epochs: 1, HeadStd: 0.02, HeadSeed: 1,
 		LoRA: lc, Train: tc,
 	}
 }
 
-// Validate reports the first unusable setting (Train is checked by the
-// loop once its step count is known).
+// Validate reports the first unusable setting, naming its key.
 func (c Config) Validate() error {
 	switch {
 	case c.Base == "":
-		return errors.New("reward: no base model")
-	case c.Data == "" && c.WorldPairs <= 0:
-		return errors.New("reward: no preferences dataset")
+		return fmt.Errorf("reward: %s (the base model directory) is not set", KeyBase)
+	case c.Rows == nil && c.Data == "":
+		return fmt.Errorf("reward: %s (a preferences dataset) is not set and no pairs are given", KeyData)
 	case c.Out == "":
-		return errors.New("reward: no output directory")
+		return fmt.Errorf("reward: %s (the output directory) is not set", KeyOut)
 	case c.BatchSize <= 0:
-		return fmt.Errorf("reward: batch size %d must be positive", c.BatchSize)
-	case c.MaxLength < 0 || c.EvalMax < 0:
-		return errors.New("reward: max length and eval max must be ≥ 0")
+		return fmt.Errorf("reward: %s must be positive, got %d", KeyBatchSize, c.BatchSize)
+	case c.MaxLength < 0:
+		return fmt.Errorf("reward: %s must be ≥ 0 (0: the model's positions), got %d", KeyMaxLength, c.MaxLength)
+	case c.EvalMax < 0:
+		return fmt.Errorf("reward: %s must be ≥ 0 (0: all), got %d", KeyEvalPairs, c.EvalMax)
 	case !(c.HeldOut >= 0 && c.HeldOut < 1):
-		return fmt.Errorf("reward: held-out share %v must lie in [0, 1)", c.HeldOut)
-	case c.Train.Steps == 0 && !(c.Epochs > 0):
-		return fmt.Errorf("reward: with steps 0, epochs (%v) must be positive", c.Epochs)
-	case !(c.HeadStd >= 0):
-		return fmt.Errorf("reward: head std %v must be ≥ 0", c.HeadStd)
+		return fmt.Errorf("reward: %s must lie in [0, 1), got %v", KeyHeldOut, c.HeldOut)
+	case c.Train.Steps < 0:
+		return fmt.Errorf("reward: %s must be ≥ 0 (0: %s passes), got %d", train.KeySteps, KeyEpochs, c.Train.Steps)
+	case c.Train.Steps == 0 && !(c.Epochs > 0 && !math.IsInf(c.Epochs, 0)):
+		return fmt.Errorf("reward: %s must be positive and finite when %s is 0, got %v", KeyEpochs, train.KeySteps, c.Epochs)
+	case !(c.HeadStd >= 0) || math.IsInf(c.HeadStd, 0):
+		return fmt.Errorf("reward: %s must be ≥ 0 and finite, got %v", KeyHeadStd, c.HeadStd)
 	}
-	return c.Loss.Validate()
+	if err := c.Loss.Validate(); err != nil {
+		return err
+	}
+	if err := c.LoRA.Validate(); err != nil {
+		return fmt.Errorf("reward: %w", err)
+	}
+	t := c.Train
+	t.Dir = c.Out
+	if t.Steps == 0 {
+		t.Steps = 1 // Run sets the steps from Epochs once the pairs are counted
+	}
+	if err := t.Validate(); err != nil {
+		return fmt.Errorf("reward: %w", err)
+	}
+	return nil
 }
 
 // Result summarises a finished run.
@@ -231,10 +270,10 @@ func fileRows(path string) rowSource {
 	return rowSource{path, func(fn func(int, data.Preference) error) error { return data.StreamPreferences(path, fn) }}
 }
 
-func worldRows(seed int64, split world.Split, n int) rowSource {
-	return rowSource{fmt.Sprintf("world %d (%d pairs)", seed, n), func(fn func(int, data.Preference) error) error {
-		for i, p := range world.New(seed).Preferences(split, n) {
-			if err := fn(i, data.Preference{Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected}); err != nil {
+func givenRows(name string, rows []data.Preference) rowSource {
+	return rowSource{name, func(fn func(int, data.Preference) error) error {
+		for i, p := range rows {
+			if err := fn(i, p); err != nil {
 				return err
 			}
 		}
@@ -269,20 +308,26 @@ func loadPairs(cfg Config, enc *finetune.SequenceEncoder, limit int) (pairSet, e
 		})
 		return trainPairs, heldPairs, err
 	}
-	src, evalSrc := fileRows(cfg.Data), fileRows(cfg.EvalData)
-	if cfg.Data == "" {
-		src = worldRows(cfg.WorldSeed, world.Train, cfg.WorldPairs)
-		if cfg.EvalData == "" {
-			evalSrc = worldRows(cfg.WorldSeed, world.Valid, max(64, cfg.WorldPairs/10))
-		}
+	src := fileRows(cfg.Data)
+	if cfg.Rows != nil {
+		src = givenRows("the training pairs", cfg.Rows)
+	}
+	var evalSrc *rowSource
+	switch {
+	case cfg.EvalRows != nil:
+		s := givenRows("the held-out pairs", cfg.EvalRows)
+		evalSrc = &s
+	case cfg.EvalData != "":
+		s := fileRows(cfg.EvalData)
+		evalSrc = &s
 	}
 	var err error
-	if ps.train, ps.eval, err = read(src, cfg.Data != "" && cfg.EvalData == ""); err != nil {
+	if ps.train, ps.eval, err = read(src, evalSrc == nil); err != nil {
 		return ps, fmt.Errorf("reward: %w", err)
 	}
-	if evalSrc.name != "" {
+	if evalSrc != nil {
 		// Without splitting, read returns every row as its first result.
-		if ps.eval, _, err = read(evalSrc, false); err != nil {
+		if ps.eval, _, err = read(*evalSrc, false); err != nil {
 			return ps, fmt.Errorf("reward: %w", err)
 		}
 	}

@@ -25,7 +25,7 @@ func TestHeldOutLossIsScoringLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := testConfig(base, filepath.Join(root, "out"))
-	cfg.EvalData, cfg.EvalMax = evalPath, 0
+	cfg.EvalRows, cfg.EvalData, cfg.EvalMax = nil, evalPath, 0 // held out: the file alone
 	cfg.Train.Steps, cfg.Train.EvalEvery = 10, 0
 	res, err := Run(context.Background(), cfg)
 	if err != nil {

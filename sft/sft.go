@@ -30,12 +30,12 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 
 	"gorgonia.org/gorgonia"
 
 	"github.com/gotune/gotune/checkpoints/atomicfile"
 	"github.com/gotune/gotune/data"
-	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/finetune"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
@@ -45,20 +45,37 @@ import (
 // TaskType is the PEFT task_type of an SFT adapter.
 const TaskType = "CAUSAL_LM"
 
+// Keys of Config: the flags of `gotune sft` and the keys under `sft:` in a
+// --config file. The adapter's and the loop's settings have lora's and
+// train's keys.
+const (
+	KeyBase          = "base"
+	KeyData          = "data"
+	KeyEvalData      = "eval-data"
+	KeyEvalFraction  = "eval-fraction"
+	KeyEvalRows      = "eval-rows"
+	KeyTemplate      = "template"
+	KeyTrainOnInputs = "train-on-inputs"
+	KeyBatchSize     = "batch-size"
+	KeyMaxLen        = "max-len"
+	KeyBuckets       = "buckets"
+	KeyTruncation    = "truncation"
+	KeyOut           = "out"
+	KeyResume        = "resume"
+)
+
 // Config is one SFT run.
 type Config struct {
 	Base string // base model directory (Hugging Face layout with tokenizer.json)
 
 	// Training rows: Rows when given, else the instructions dataset at
-	// Data, else WorldRows rows of the built-in world's Train split.
-	Rows      []data.Instruction
-	Data      string
-	WorldRows int
-	WorldSeed int64
+	// Data.
+	Rows []data.Instruction
+	Data string
 
 	// Held-out rows: EvalRows when given, else the dataset at EvalData,
-	// else the world's Valid split (with WorldRows), else an EvalFraction
-	// of the training rows split off by a seeded shuffle.
+	// else an EvalFraction of the training rows split off by a seeded
+	// shuffle.
 	EvalRows     []data.Instruction
 	EvalData     string
 	EvalFraction float64
@@ -70,7 +87,7 @@ type Config struct {
 	BatchSize  int    // rows per micro-batch
 	MaxLen     int    // tokens per row at most (0: min(512, the model's positions))
 	Buckets    []int  // allowed batch lengths T, ascending (nil: 64, 128, 256, 512 up to MaxLen, and MaxLen)
-	Truncation string // data.TruncateKeepStart (default) or data.TruncateKeepEnd
+	Truncation string // data.TruncateKeepStart (the default, also "") or data.TruncateKeepEnd
 
 	LoRA lora.Config
 
@@ -95,9 +112,47 @@ func DefaultConfig() Config {
 	tc.Steps, tc.LR, tc.WarmupSteps, tc.MinLRRatio = 300, 3e-3, 20, 0.1
 	tc.LogEvery, tc.EvalEvery, tc.CheckpointEvery = 10, 50, 50
 	return Config{
-		WorldSeed: 1, EvalFraction: 0.05, EvalMax: 256, Template: TemplateAlpaca,
+		EvalFraction: 0.05, EvalMax: 256, Template: TemplateAlpaca,
 		BatchSize: 8, Truncation: data.TruncateKeepStart, LoRA: lora.DefaultConfig(), Train: tc,
 	}
+}
+
+// Validate reports the first invalid setting, naming its key.
+func (c Config) Validate() error {
+	switch {
+	case c.Base == "":
+		return fmt.Errorf("sft: %s (the base model directory) is not set", KeyBase)
+	case c.Out == "":
+		return fmt.Errorf("sft: %s (the output directory) is not set", KeyOut)
+	case c.Rows == nil && c.Data == "":
+		return fmt.Errorf("sft: %s (an instructions dataset) is not set and no rows are given", KeyData)
+	case !(c.EvalFraction >= 0 && c.EvalFraction < 1):
+		return fmt.Errorf("sft: %s must be in [0, 1), got %g", KeyEvalFraction, c.EvalFraction)
+	case c.EvalMax < 0:
+		return fmt.Errorf("sft: %s must be ≥ 0 (0: all), got %d", KeyEvalRows, c.EvalMax)
+	case !slices.Contains(Templates, c.Template):
+		return fmt.Errorf("sft: %s %q is unknown (want one of %s)", KeyTemplate, c.Template, strings.Join(Templates, ", "))
+	case c.BatchSize <= 0:
+		return fmt.Errorf("sft: %s must be positive, got %d", KeyBatchSize, c.BatchSize)
+	case c.MaxLen < 0:
+		return fmt.Errorf("sft: %s must be ≥ 0 (0: min(512, the model's positions)), got %d", KeyMaxLen, c.MaxLen)
+	case c.Truncation != "" && c.Truncation != data.TruncateKeepStart && c.Truncation != data.TruncateKeepEnd:
+		return fmt.Errorf("sft: %s %q is unknown (want %s or %s)", KeyTruncation, c.Truncation, data.TruncateKeepStart, data.TruncateKeepEnd)
+	}
+	for i, b := range c.Buckets {
+		if b <= 0 || (i > 0 && b <= c.Buckets[i-1]) {
+			return fmt.Errorf("sft: %s %v must be positive and ascending", KeyBuckets, c.Buckets)
+		}
+	}
+	if err := c.LoRA.Validate(); err != nil {
+		return fmt.Errorf("sft: %w", err)
+	}
+	t := c.Train
+	t.Dir = c.Out
+	if err := t.Validate(); err != nil {
+		return fmt.Errorf("sft: %w", err)
+	}
+	return nil
 }
 
 // Result summarises a run.
@@ -116,19 +171,10 @@ type Result struct {
 // Cancelling ctx checkpoints the last completed update and returns
 // ctx.Err(); Resume continues from there.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
-	if cfg.Base == "" || cfg.Out == "" {
-		return nil, errors.New("sft: a base model directory and an output directory are needed")
-	}
-	if cfg.BatchSize <= 0 {
-		return nil, fmt.Errorf("sft: batch size %d must be positive", cfg.BatchSize)
-	}
-	if cfg.EvalFraction < 0 || cfg.EvalFraction >= 1 {
-		return nil, fmt.Errorf("sft: eval fraction %g must be in [0, 1)", cfg.EvalFraction)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	cfg.Train.Dir = cfg.Out
-	if err := cfg.Train.Validate(); err != nil {
-		return nil, fmt.Errorf("sft: %w", err)
-	}
 	resuming := cfg.Resume && train.HasCheckpoint(cfg.Out)
 	if !resuming && train.HasCheckpoint(cfg.Out) {
 		return nil, fmt.Errorf("sft: %s holds a training checkpoint; resume it or choose another output directory", cfg.Out)
@@ -270,18 +316,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 // loadRows gathers the training and held-out rows per Config's order of
 // precedence.
 func loadRows(cfg Config) (trainRows, evalRows []data.Instruction, err error) {
-	switch {
-	case cfg.Rows != nil:
-		trainRows = cfg.Rows
-	case cfg.Data != "":
+	trainRows = cfg.Rows
+	if trainRows == nil {
 		if trainRows, err = data.ReadInstructions(cfg.Data); err != nil {
 			return nil, nil, err
 		}
-	case cfg.WorldRows > 0:
-		w := world.New(cfg.WorldSeed)
-		trainRows = fromWorld(w.Instructions(world.Train, cfg.WorldRows))
-	default:
-		return nil, nil, errors.New("no training data: give a dataset or a number of built-in world rows")
 	}
 	switch {
 	case cfg.EvalRows != nil:
@@ -290,13 +329,6 @@ func loadRows(cfg Config) (trainRows, evalRows []data.Instruction, err error) {
 		if evalRows, err = data.ReadInstructions(cfg.EvalData); err != nil {
 			return nil, nil, err
 		}
-	case cfg.Rows == nil && cfg.Data == "":
-		// The world keeps a Valid split apart from training items.
-		n := cfg.EvalMax
-		if n == 0 {
-			n = max(64, cfg.WorldRows/20)
-		}
-		evalRows = fromWorld(world.New(cfg.WorldSeed).Instructions(world.Valid, n))
 	default:
 		trainRows, evalRows = splitHeldOut(trainRows, cfg.EvalFraction, cfg.Train.Seed)
 	}
@@ -304,14 +336,6 @@ func loadRows(cfg Config) (trainRows, evalRows []data.Instruction, err error) {
 		return nil, nil, errors.New("no training rows")
 	}
 	return trainRows, evalRows, nil
-}
-
-func fromWorld(rows []world.Instruction) []data.Instruction {
-	out := make([]data.Instruction, len(rows))
-	for i, r := range rows {
-		out[i] = data.Instruction{Instruction: r.Instruction, Input: r.Input, Output: r.Output}
-	}
-	return out
 }
 
 // splitHeldOut moves round(fraction·n) rows, chosen by a shuffle seeded

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -69,11 +70,29 @@ func writeBase(t testing.TB, dir string) *model.Weights {
 	return w
 }
 
+// fromWorld converts the built-in world's instruction rows.
+func fromWorld(rows []world.Instruction) []data.Instruction {
+	out := make([]data.Instruction, len(rows))
+	for i, r := range rows {
+		out[i] = data.Instruction{Instruction: r.Instruction, Input: r.Input, Output: r.Output}
+	}
+	return out
+}
+
+// useWorld trains cfg on n rows of the built-in world (seed 3) and holds
+// out cfg.EvalMax rows of its Valid split.
+func useWorld(cfg *Config, n int) {
+	w := world.New(3)
+	cfg.Rows = fromWorld(w.Instructions(world.Train, n))
+	cfg.EvalRows = fromWorld(w.Instructions(world.Valid, cfg.EvalMax))
+}
+
 // testConfig is a short run on world rows.
 func testConfig(base, out string) Config {
 	cfg := DefaultConfig()
 	cfg.Base, cfg.Out = base, out
-	cfg.WorldRows, cfg.WorldSeed, cfg.EvalMax = 256, 3, 32
+	cfg.EvalMax = 32
+	useWorld(&cfg, 256)
 	cfg.BatchSize = 8
 	cfg.Train.Steps, cfg.Train.WarmupSteps, cfg.Train.LR = 30, 3, 1e-2
 	cfg.Train.LogEvery, cfg.Train.EvalEvery, cfg.Train.CheckpointEvery = 1, 10, 0
@@ -181,7 +200,8 @@ func TestChatTemplates(t *testing.T) {
 	base := filepath.Join(root, "base")
 	writeBase(t, base)
 	cfg := testConfig(base, filepath.Join(root, "chat"))
-	cfg.Template, cfg.Train.Steps, cfg.WorldRows = TemplateChatML, 3, 32
+	cfg.Template, cfg.Train.Steps = TemplateChatML, 3
+	useWorld(&cfg, 32)
 	res, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -323,7 +343,8 @@ func TestResumeEqualsUninterrupted(t *testing.T) {
 		cfg := testConfig(base, out)
 		cfg.LoRA = lora.Config{R: 4, Alpha: 8, Dropout: 0.1, Targets: []string{"q_proj", "v_proj"}, Seed: 3}
 		cfg.Train.Steps, cfg.Train.GradAccum, cfg.Train.EvalEvery = 9, 2, 3
-		cfg.WorldRows, cfg.EvalMax = 96, 16
+		cfg.EvalMax = 16
+		useWorld(&cfg, 96)
 		cfg.Buckets = []int{48, 128}
 		return cfg
 	}
@@ -393,12 +414,12 @@ func TestConfigErrors(t *testing.T) {
 	base := filepath.Join(root, "base")
 	writeBase(t, base)
 	for name, edit := range map[string]func(*Config){
-		"no data":        func(c *Config) { c.WorldRows = 0 },
+		"no data":        func(c *Config) { c.Rows = nil },
 		"template":       func(c *Config) { c.Template = "vicuna" },
 		"max length":     func(c *Config) { c.MaxLen = 4096 },
 		"eval fraction":  func(c *Config) { c.EvalFraction = 1 },
 		"missing base":   func(c *Config) { c.Base = filepath.Join(root, "nope") },
-		"missing data":   func(c *Config) { c.Data = filepath.Join(root, "nope.arrow") },
+		"missing data":   func(c *Config) { c.Rows, c.Data = nil, filepath.Join(root, "nope.arrow") },
 		"lora target":    func(c *Config) { c.LoRA.Targets = []string{"qkv"} },
 		"buckets":        func(c *Config) { c.Buckets = []int{64, 32} },
 		"empty output":   func(c *Config) { c.Rows = []data.Instruction{{Instruction: "Say hi."}} },
@@ -410,6 +431,55 @@ func TestConfigErrors(t *testing.T) {
 			t.Errorf("%s: no error", name)
 		}
 	}
+}
+
+// TestValidate checks that each invalid setting is reported by Validate
+// and by Run, naming its key.
+func TestValidate(t *testing.T) {
+	ok := DefaultConfig()
+	ok.Base, ok.Out, ok.Data = "base", "out", "train.arrow"
+	if err := ok.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		key  string
+		edit func(*Config)
+	}{
+		{KeyBase, func(c *Config) { c.Base = "" }},
+		{KeyOut, func(c *Config) { c.Out = "" }},
+		{KeyData, func(c *Config) { c.Data = "" }},
+		{KeyEvalFraction, func(c *Config) { c.EvalFraction = 1 }},
+		{KeyEvalFraction, func(c *Config) { c.EvalFraction = -0.1 }},
+		{KeyEvalRows, func(c *Config) { c.EvalMax = -1 }},
+		{KeyTemplate, func(c *Config) { c.Template = "vicuna" }},
+		{KeyBatchSize, func(c *Config) { c.BatchSize = 0 }},
+		{KeyBatchSize, func(c *Config) { c.BatchSize = -8 }},
+		{KeyMaxLen, func(c *Config) { c.MaxLen = -1 }},
+		{KeyBuckets, func(c *Config) { c.Buckets = []int{64, 32} }},
+		{KeyBuckets, func(c *Config) { c.Buckets = []int{0, 32} }},
+		{KeyTruncation, func(c *Config) { c.Truncation = "middle" }},
+		{lora.KeyR, func(c *Config) { c.LoRA.R = 0 }},
+		{lora.KeyAlpha, func(c *Config) { c.LoRA.Alpha = 0 }},
+		{lora.KeyTargets, func(c *Config) { c.LoRA.Targets = []string{"qkv"} }},
+		{train.KeySteps, func(c *Config) { c.Train.Steps = 0 }},
+		{train.KeyPeakLR, func(c *Config) { c.Train.LR = -1e-3 }},
+		{train.KeyLogEvery, func(c *Config) { c.Train.LogEvery = 0 }},
+	} {
+		cfg := ok
+		c.edit(&cfg)
+		err := cfg.Validate()
+		if err == nil || !namesKey(err, c.key) {
+			t.Errorf("%s: Validate gave %v, want an error naming it", c.key, err)
+		}
+		if _, runErr := Run(context.Background(), cfg); runErr == nil || runErr.Error() != err.Error() {
+			t.Errorf("%s: Run gave %v, want Validate's %v", c.key, runErr, err)
+		}
+	}
+}
+
+// namesKey reports whether err's message has key as a word of its own.
+func namesKey(err error, key string) bool {
+	return regexp.MustCompile(`(^|[\s:(])` + regexp.QuoteMeta(key) + `($|[\s:)])`).MatchString(err.Error())
 }
 
 // TestDatasetInput trains from Arrow files, with the held-out rows split
@@ -425,7 +495,7 @@ func TestDatasetInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := testConfig(base, filepath.Join(root, "out"))
-	cfg.WorldRows, cfg.Data, cfg.EvalFraction = 0, path, 0.1
+	cfg.Rows, cfg.EvalRows, cfg.Data, cfg.EvalFraction = nil, nil, path, 0.1
 	cfg.Train.Steps, cfg.Train.EvalEvery, cfg.Train.CheckpointEvery = 3, 0, 2
 	res, err := Run(context.Background(), cfg)
 	if err != nil {

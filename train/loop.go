@@ -102,27 +102,70 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports the first invalid setting.
+// Keys of Config's settings: the flags of the training commands and the
+// keys of their sections in a --config file. KeyPeakLR is the peak
+// learning rate's key (KeyLR is the metric of the rate at each update);
+// KeyBeta1, KeyBeta2 and KeyEps have no flag and name their fields in
+// errors.
+const (
+	KeySteps       = "steps"
+	KeyGradAccum   = "grad-accum"
+	KeyPeakLR      = "lr"
+	KeyWarmup      = "warmup"
+	KeySchedule    = "schedule"
+	KeyMinLRRatio  = "min-lr-ratio"
+	KeyWeightDecay = "weight-decay"
+	KeyMaxGradNorm = "max-grad-norm"
+	KeySeed        = "seed"
+	KeyLogEvery    = "log-every"
+	KeyEvalEvery   = "eval-every"
+	KeySaveEvery   = "save-every"
+	KeyQuiet       = "quiet"
+	KeyBeta1       = "beta1"
+	KeyBeta2       = "beta2"
+	KeyEps         = "eps"
+)
+
+// The learning-rate schedules (Config.Schedule).
+const (
+	scheduleCosine = "cosine"
+	scheduleLinear = "linear"
+	scheduleConst  = "constant"
+)
+
+// Validate reports the first invalid setting, naming its key. A zero or
+// negative value where a positive one is needed is an error, never
+// replaced by a default; Schedule "" is the cosine schedule.
 func (c Config) Validate() error {
 	switch {
 	case c.Steps <= 0:
-		return fmt.Errorf("steps %d must be positive", c.Steps)
+		return fmt.Errorf("%s must be positive, got %d", KeySteps, c.Steps)
 	case c.GradAccum <= 0:
-		return fmt.Errorf("gradient accumulation %d must be positive", c.GradAccum)
-	case c.Beta1 < 0 || c.Beta1 >= 1:
-		return fmt.Errorf("beta1 %g must be in [0, 1)", c.Beta1)
-	case c.Beta2 <= 0 || c.Beta2 >= 1:
-		return fmt.Errorf("beta2 %g must be in (0, 1)", c.Beta2)
-	case c.Eps <= 0:
-		return fmt.Errorf("eps %g must be positive", c.Eps)
-	case c.WeightDecay < 0:
-		return fmt.Errorf("weight decay %g must be ≥ 0", c.WeightDecay)
-	case c.MaxGradNorm < 0:
-		return fmt.Errorf("max grad norm %g must be ≥ 0", c.MaxGradNorm)
+		return fmt.Errorf("%s must be positive, got %d", KeyGradAccum, c.GradAccum)
+	case !(c.LR > 0) || math.IsInf(c.LR, 0):
+		return fmt.Errorf("%s must be a positive finite number, got %g", KeyPeakLR, c.LR)
+	case c.Schedule != "" && c.Schedule != scheduleCosine && c.Schedule != scheduleLinear && c.Schedule != scheduleConst:
+		return fmt.Errorf("%s %q is unknown (want %s, %s or %s)", KeySchedule, c.Schedule, scheduleCosine, scheduleLinear, scheduleConst)
+	case c.WarmupSteps < 0:
+		return fmt.Errorf("%s must be ≥ 0, got %d", KeyWarmup, c.WarmupSteps)
+	case !(c.MinLRRatio >= 0 && c.MinLRRatio <= 1):
+		return fmt.Errorf("%s must be in [0, 1], got %g", KeyMinLRRatio, c.MinLRRatio)
+	case !(c.Beta1 >= 0 && c.Beta1 < 1):
+		return fmt.Errorf("%s must be in [0, 1), got %g", KeyBeta1, c.Beta1)
+	case !(c.Beta2 > 0 && c.Beta2 < 1):
+		return fmt.Errorf("%s must be in (0, 1), got %g", KeyBeta2, c.Beta2)
+	case !(c.Eps > 0):
+		return fmt.Errorf("%s must be positive, got %g", KeyEps, c.Eps)
+	case !(c.WeightDecay >= 0):
+		return fmt.Errorf("%s must be ≥ 0, got %g", KeyWeightDecay, c.WeightDecay)
+	case !(c.MaxGradNorm >= 0):
+		return fmt.Errorf("%s must be ≥ 0 (0: no clipping), got %g", KeyMaxGradNorm, c.MaxGradNorm)
 	case c.LogEvery <= 0:
-		return fmt.Errorf("log interval %d must be positive", c.LogEvery)
-	case c.EvalEvery < 0 || c.CheckpointEvery < 0:
-		return fmt.Errorf("eval and checkpoint intervals must be ≥ 0")
+		return fmt.Errorf("%s must be positive, got %d", KeyLogEvery, c.LogEvery)
+	case c.EvalEvery < 0:
+		return fmt.Errorf("%s must be ≥ 0 (0: only at the end), got %d", KeyEvalEvery, c.EvalEvery)
+	case c.CheckpointEvery < 0:
+		return fmt.Errorf("%s must be ≥ 0 (0: only at the end), got %d", KeySaveEvery, c.CheckpointEvery)
 	case c.Dir == "":
 		return errors.New("output directory is not set")
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/dpo"
 	"github.com/spf13/cobra"
 )
@@ -27,22 +28,28 @@ on the held-out pairs) go to <out>/metrics.jsonl; the adapter to
 	RunE: func(cmd *cobra.Command, _ []string) error {
 		const s = "dpo"
 		cfg := dpo.DefaultConfig()
-		cfg.Base, cfg.SFTAdapter, cfg.Out = cfgString(s, "base"), cfgString(s, "sft-adapter"), cfgString(s, "out")
-		cfg.Data, cfg.EvalData, cfg.HeldOut, cfg.EvalMax = cfgString(s, "data"), cfgString(s, "eval-data"), cfgFloat(s, "eval-fraction"), cfgInt(s, "eval-pairs")
-		cfg.WorldPairs, cfg.WorldEvalPairs, cfg.WorldSeed = cfgInt(s, "world-pairs"), cfgInt(s, "world-eval-pairs"), int64(cfgInt(s, "world-seed"))
-		cfg.Resume, cfg.PrecomputeRef = cfgBool(s, "resume"), cfgBool(s, "precompute-ref")
-		cfg.Pairs, cfg.MaxLen, cfg.Truncation, cfg.ChatTemplate = cfgInt(s, "pairs"), cfgInt(s, "max-len"), cfgString(s, "truncation"), cfgString(s, "chat-template")
-		if b := cfgStringSlice(s, "buckets"); len(b) > 0 {
+		cfg.Base, cfg.SFTAdapter, cfg.Out = cfgString(s, dpo.KeyBase), cfgString(s, dpo.KeySFTAdapter), cfgString(s, dpo.KeyOut)
+		cfg.Data, cfg.EvalData = cfgString(s, dpo.KeyData), cfgString(s, dpo.KeyEvalData)
+		cfg.HeldOut, cfg.EvalMax = cfgFloat(s, dpo.KeyEvalFraction), cfgInt(s, dpo.KeyEvalPairs)
+		cfg.Resume, cfg.PrecomputeRef = cfgBool(s, dpo.KeyResume), cfgBool(s, dpo.KeyPrecomputeRef)
+		cfg.Pairs, cfg.MaxLen = cfgInt(s, dpo.KeyPairs), cfgInt(s, dpo.KeyMaxLen)
+		cfg.Truncation, cfg.ChatTemplate = cfgString(s, dpo.KeyTruncation), cfgString(s, dpo.KeyChatTemplate)
+		if b := cfgStringSlice(s, dpo.KeyBuckets); len(b) > 0 {
 			buckets, err := parseInts(b)
 			if err != nil {
-				return fmt.Errorf("--buckets: %w", err)
+				return fmt.Errorf("--%s: %w", dpo.KeyBuckets, err)
 			}
 			cfg.Buckets = buckets
 		}
 		lc := &cfg.Loss
-		lc.Type, lc.Beta, lc.LabelSmoothing = dpo.LossType(cfgString(s, "loss-type")), cfgFloat(s, "beta"), cfgFloat(s, "label-smoothing")
-		lc.Gamma, lc.SFTWeight = cfgFloat(s, "simpo-gamma"), cfgFloat(s, "rpo-alpha")
+		lc.Type, lc.Beta, lc.LabelSmoothing = dpo.LossType(cfgString(s, dpo.KeyLossType)), cfgFloat(s, dpo.KeyBeta), cfgFloat(s, dpo.KeyLabelSmoothing)
+		lc.Gamma, lc.SFTWeight = cfgFloat(s, dpo.KeySimPOGamma), cfgFloat(s, dpo.KeyRPOAlpha)
 		readFineTuneFlags(s, &cfg.LoRA, &cfg.Train)
+		if cfg.Data == "" {
+			if err := dpoWorldPairs(s, &cfg); err != nil {
+				return err
+			}
+		}
 		res, err := dpo.Run(cmd.Context(), cfg)
 		if err != nil {
 			return err
@@ -58,6 +65,27 @@ on the held-out pairs) go to <out>/metrics.jsonl; the adapter to
 	},
 }
 
+// dpoWorldPairs gives cfg --world-pairs pairs of the built-in world's Train
+// split and, without --eval-data, --world-eval-pairs pairs of its Valid
+// split (none when 0: then an --eval-fraction of the training pairs is held
+// out).
+func dpoWorldPairs(s string, cfg *dpo.Config) error {
+	n, err := worldCount(s, keyWorldPairs, dpo.KeyData)
+	if err != nil {
+		return err
+	}
+	held := cfgInt(s, keyWorldEvalPairs)
+	if held < 0 {
+		return fmt.Errorf("%s: %s must be ≥ 0, got %d", s, keyWorldEvalPairs, held)
+	}
+	w := world.New(int64(cfgInt(s, keyWorldSeed)))
+	cfg.Rows = worldPreferences(w, world.Train, n)
+	if cfg.EvalData == "" && held > 0 {
+		cfg.EvalRows = worldPreferences(w, world.Valid, held)
+	}
+	return nil
+}
+
 func init() {
 	d := dpo.DefaultConfig()
 	types := make([]string, 0, 5)
@@ -65,30 +93,30 @@ func init() {
 		types = append(types, string(t))
 	}
 	f := dpoCmd.Flags()
-	f.String("base", "", "base model directory (default: the SFT adapter's base_model_name_or_path)")
-	f.String("sft-adapter", "", "SFT adapter merged into the base before training: the policy's start and the reference")
-	f.String("data", "", "preference dataset (.arrow, or a file to import); default: the built-in world")
-	f.String("eval-data", "", "held-out preference dataset")
-	f.Float64("eval-fraction", d.HeldOut, "fraction of --data held out when --eval-data is not given")
-	f.Int("eval-pairs", d.EvalMax, "held-out pairs evaluated at most (0: all)")
-	f.Int("world-pairs", d.WorldPairs, "training pairs of the built-in world when --data is not given")
-	f.Int("world-eval-pairs", d.WorldEvalPairs, "held-out pairs of the built-in world's valid split")
-	f.Int64("world-seed", d.WorldSeed, "seed of the built-in world")
-	f.String("loss-type", string(d.Loss.Type), "loss: "+strings.Join(types, ", "))
-	f.Float64("beta", d.Loss.Beta, "β, the strength of the KL constraint to the reference (SimPO: reward scale)")
-	f.Float64("label-smoothing", d.Loss.LabelSmoothing, "ε, assumed label-noise rate: cDPO with sigmoid, rDPO with robust")
-	f.Float64("simpo-gamma", d.Loss.Gamma, "SimPO's target reward margin γ")
-	f.Float64("rpo-alpha", d.Loss.SFTWeight, "weight of the chosen completions' NLL added to the loss (0: off)")
-	f.Bool("precompute-ref", false, "compute the reference log-probs once and store them as dataset columns")
-	f.Int("pairs", d.Pairs, "preference pairs per micro-batch (2× rows per forward pass)")
-	f.Int("max-len", d.MaxLen, "tokens per row (prompt + completion) at most")
-	f.StringSlice("buckets", nil, "allowed batch lengths, ascending (default: 32,64,… up to --max-len)")
-	f.String("truncation", d.Truncation, "how long rows are cut: keep_start or keep_end")
-	f.String("chat-template", "", "template of conversational rows: chatml, llama3, alpaca or jinja (default: the tokenizer's)")
-	addFineTuneFlags(f, d.LoRA, d.Train)
-	f.String("out", "runs/default/dpo", "output directory")
-	f.Bool("resume", false, "continue from the checkpoint in --out")
-	f.Bool("quiet", false, "no progress bar")
+	f.String(dpo.KeyBase, "", "base model directory (default: the SFT adapter's base_model_name_or_path)")
+	f.String(dpo.KeySFTAdapter, "", "SFT adapter merged into the base before training: the policy's start and the reference")
+	f.String(dpo.KeyData, "", "preference dataset (.arrow, or a file to import); default: the built-in world")
+	f.String(dpo.KeyEvalData, "", "held-out preference dataset")
+	f.Float64(dpo.KeyEvalFraction, d.HeldOut, "fraction of --data held out when --eval-data is not given")
+	f.Int(dpo.KeyEvalPairs, d.EvalMax, "held-out pairs evaluated at most (0: all)")
+	f.Int(keyWorldPairs, 2000, "training pairs of the built-in world when --data is not given")
+	f.Int(keyWorldEvalPairs, 128, "held-out pairs of the built-in world's valid split")
+	f.Int64(keyWorldSeed, defaultWorldSeed, "seed of the built-in world")
+	f.String(dpo.KeyLossType, string(d.Loss.Type), "loss: "+strings.Join(types, ", "))
+	f.Float64(dpo.KeyBeta, d.Loss.Beta, "β, the strength of the KL constraint to the reference (SimPO: reward scale)")
+	f.Float64(dpo.KeyLabelSmoothing, d.Loss.LabelSmoothing, "ε, assumed label-noise rate: cDPO with sigmoid, rDPO with robust")
+	f.Float64(dpo.KeySimPOGamma, d.Loss.Gamma, "SimPO's target reward margin γ")
+	f.Float64(dpo.KeyRPOAlpha, d.Loss.SFTWeight, "weight of the chosen completions' NLL added to the loss (0: off)")
+	f.Bool(dpo.KeyPrecomputeRef, d.PrecomputeRef, "compute the reference log-probs once and store them as dataset columns")
+	f.Int(dpo.KeyPairs, d.Pairs, "preference pairs per micro-batch (2× rows per forward pass)")
+	f.Int(dpo.KeyMaxLen, d.MaxLen, "tokens per row (prompt + completion) at most")
+	f.StringSlice(dpo.KeyBuckets, nil, "allowed batch lengths, ascending (default: 32,64,… up to --max-len)")
+	f.String(dpo.KeyTruncation, d.Truncation, "how long rows are cut: keep_start or keep_end")
+	f.String(dpo.KeyChatTemplate, "", "template of conversational rows: chatml, llama3, alpaca or jinja (default: the tokenizer's)")
+	addFineTuneFlags(f, d.LoRA, d.Train, loopFlagUsage{steps: usageSteps, logEvery: usageLogEvery,
+		seed: "seed of the data order, held-out split, adapter init and dropout"})
+	f.String(dpo.KeyOut, "runs/default/dpo", "output directory")
+	f.Bool(dpo.KeyResume, false, "continue from the checkpoint in --out")
 	bindFlags(dpoCmd, "dpo")
 	rootCmd.AddCommand(dpoCmd)
 }

@@ -11,6 +11,7 @@ import (
 // world: flags reach the stage, the adapter and metrics are written, and
 // the summary line reports the held-out pairs.
 func TestDPOCommand(t *testing.T) {
+	resetFlags(t, dpoCmd)
 	dir, _ := tinyModelDir(t)
 	out := filepath.Join(t.TempDir(), "dpo")
 	got, err := runGotune(t, "dpo", "--base", dir, "--out", out, "--world-pairs", "6", "--world-eval-pairs", "3",

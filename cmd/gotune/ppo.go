@@ -3,8 +3,10 @@ package main
 import (
 	"fmt"
 
-	"github.com/gotune/gotune/ppo"
 	"github.com/spf13/cobra"
+
+	"github.com/gotune/gotune/data/world"
+	"github.com/gotune/gotune/ppo"
 )
 
 var ppoCmd = &cobra.Command{
@@ -28,19 +30,24 @@ in state/.`,
 	RunE: func(cmd *cobra.Command, _ []string) error {
 		const s = "ppo"
 		cfg := ppo.DefaultConfig()
-		cfg.Base, cfg.SFTAdapter, cfg.Out = cfgString(s, "base"), cfgString(s, "sft-adapter"), cfgString(s, "out")
-		cfg.RewardAdapter, cfg.RewardSFTAdapter = cfgString(s, "reward-adapter"), cfgString(s, "reward-sft-adapter")
-		cfg.Prompts, cfg.EvalPrompts, cfg.EvalMax = cfgString(s, "prompts"), cfgString(s, "eval-prompts"), cfgInt(s, "eval-max")
-		cfg.WorldPrompts, cfg.WorldSeed = cfgInt(s, "world-prompts"), int64(cfgInt(s, "world-seed"))
-		cfg.Iterations, cfg.RolloutBatch, cfg.MiniBatches, cfg.Epochs = cfgInt(s, "iterations"), cfgInt(s, "rollout-batch"), cfgInt(s, "mini-batches"), cfgInt(s, "ppo-epochs")
-		cfg.MaxPromptLength, cfg.MaxNewTokens, cfg.Temperature = cfgInt(s, "max-prompt-length"), cfgInt(s, "max-new-tokens"), cfgFloat(s, "temperature")
-		cfg.MissingEOSPenalty, cfg.KLEstimator, cfg.KLCoef = cfgFloat(s, "missing-eos-penalty"), ppo.KLEstimator(cfgString(s, "kl-estimator")), cfgFloat(s, "kl-coef")
-		cfg.AdaptiveKL, cfg.KLTarget, cfg.KLHorizon = cfgBool(s, "adaptive-kl"), cfgFloat(s, "kl-target"), cfgFloat(s, "kl-horizon")
-		cfg.Gamma, cfg.Lambda, cfg.WhitenRewards = cfgFloat(s, "gamma"), cfgFloat(s, "lam"), cfgBool(s, "whiten-rewards")
-		cfg.ClipRange, cfg.ClipRangeValue, cfg.VFCoef = cfgFloat(s, "cliprange"), cfgFloat(s, "cliprange-value"), cfgFloat(s, "vf-coef")
-		cfg.ValueHeadStd, cfg.Resume = cfgFloat(s, "value-head-std"), cfgBool(s, "resume")
-		readLoRA(s, &cfg.LoRA)
-		readTrain(s, &cfg.Train)
+		cfg.Base, cfg.SFTAdapter, cfg.Out = cfgString(s, ppo.KeyBase), cfgString(s, ppo.KeySFTAdapter), cfgString(s, ppo.KeyOut)
+		cfg.RewardAdapter, cfg.RewardSFTAdapter = cfgString(s, ppo.KeyRewardAdapter), cfgString(s, ppo.KeyRewardSFTAdapter)
+		cfg.Prompts, cfg.EvalPrompts, cfg.EvalMax = cfgString(s, ppo.KeyPrompts), cfgString(s, ppo.KeyEvalPrompts), cfgInt(s, ppo.KeyEvalMax)
+		cfg.Iterations, cfg.RolloutBatch = cfgInt(s, ppo.KeyIterations), cfgInt(s, ppo.KeyRolloutBatch)
+		cfg.MiniBatches, cfg.Epochs = cfgInt(s, ppo.KeyMiniBatches), cfgInt(s, ppo.KeyPPOEpochs)
+		cfg.MaxPromptLength, cfg.MaxNewTokens, cfg.Temperature = cfgInt(s, ppo.KeyMaxPromptLength), cfgInt(s, ppo.KeyMaxNewTokens), cfgFloat(s, ppo.KeyTemperature)
+		cfg.MissingEOSPenalty, cfg.KLEstimator = cfgFloat(s, ppo.KeyMissingEOSPenalty), ppo.KLEstimator(cfgString(s, ppo.KeyKLEstimator))
+		cfg.KLCoef, cfg.AdaptiveKL = cfgFloat(s, ppo.KeyKLCoef), cfgBool(s, ppo.KeyAdaptiveKL)
+		cfg.KLTarget, cfg.KLHorizon = cfgFloat(s, ppo.KeyKLTarget), cfgFloat(s, ppo.KeyKLHorizon)
+		cfg.Gamma, cfg.Lambda, cfg.WhitenRewards = cfgFloat(s, ppo.KeyGamma), cfgFloat(s, ppo.KeyLam), cfgBool(s, ppo.KeyWhitenRewards)
+		cfg.ClipRange, cfg.ClipRangeValue, cfg.VFCoef = cfgFloat(s, ppo.KeyClipRange), cfgFloat(s, ppo.KeyClipRangeValue), cfgFloat(s, ppo.KeyVFCoef)
+		cfg.ValueHeadStd, cfg.Resume = cfgFloat(s, ppo.KeyValueHeadStd), cfgBool(s, ppo.KeyResume)
+		readFineTuneFlags(s, &cfg.LoRA, &cfg.Train)
+		if cfg.Prompts == "" {
+			if err := ppoWorldPrompts(s, &cfg); err != nil {
+				return err
+			}
+		}
 		res, err := ppo.Run(cmd.Context(), cfg)
 		if err != nil {
 			return err
@@ -55,42 +62,58 @@ in state/.`,
 	},
 }
 
+// ppoWorldPrompts gives cfg --world-prompts prompts of the built-in world's
+// Train split and, without --eval-prompts, 32 prompts of its Valid split.
+func ppoWorldPrompts(s string, cfg *ppo.Config) error {
+	n, err := worldCount(s, keyWorldPrompts, ppo.KeyPrompts)
+	if err != nil {
+		return err
+	}
+	w := world.New(int64(cfgInt(s, keyWorldSeed)))
+	cfg.PromptRows = worldPrompts(w, world.Train, n)
+	if cfg.EvalPrompts == "" {
+		cfg.EvalPromptRows = worldPrompts(w, world.Valid, 32)
+	}
+	return nil
+}
+
 func init() {
 	d := ppo.DefaultConfig()
 	f := ppoCmd.Flags()
-	f.String("base", "models/base", "base model directory (Hugging Face layout)")
-	f.String("sft-adapter", "", "SFT adapter merged into the base before the policy adapter")
-	f.String("reward-adapter", "runs/default/reward/adapter", "reward model adapter (from gotune reward)")
-	f.String("reward-sft-adapter", ppo.SameAsPolicy, `SFT adapter the reward model was trained on: "" for the policy's own (weights shared), "none" for the plain base`)
-	f.String("prompts", "", "prompts dataset (.arrow); default: the built-in world")
-	f.Int("world-prompts", 400, "prompts of the built-in world when --prompts is not given")
-	f.Int("world-seed", int(d.WorldSeed), "seed of the built-in world")
-	f.String("eval-prompts", "", "held-out prompts for eval_objective/* (default with the built-in world: 32 of its validation prompts)")
-	f.Int("eval-max", d.EvalMax, "held-out prompts evaluated at most (0: all)")
-	f.Int("iterations", d.Iterations, "rollouts (total episodes / rollout batch)")
-	f.Int("rollout-batch", d.RolloutBatch, "responses per rollout (TRL batch_size)")
-	f.Int("mini-batches", d.MiniBatches, "minibatches per PPO epoch (num_mini_batches)")
-	f.Int("ppo-epochs", d.Epochs, "passes over each rollout (num_ppo_epochs)")
-	f.Int("max-prompt-length", d.MaxPromptLength, "prompts with more tokens are left out (0: the model's positions)")
-	f.Int("max-new-tokens", d.MaxNewTokens, "response tokens at most, EOS included (response_length)")
-	f.Float64("temperature", d.Temperature, "sampling temperature of rollouts (1: exact on-policy)")
-	f.Float64("missing-eos-penalty", d.MissingEOSPenalty, "subtracted from the score of a response without EOS")
-	f.String("kl-estimator", string(d.KLEstimator), "per-token KL estimator: k1 or k3")
-	f.Float64("kl-coef", d.KLCoef, "KL penalty coefficient β (its start with --adaptive-kl)")
-	f.Bool("adaptive-kl", d.AdaptiveKL, "adapt β towards --kl-target (Ziegler et al. 2019)")
-	f.Float64("kl-target", d.KLTarget, "target KL per response of the adaptive controller")
-	f.Float64("kl-horizon", d.KLHorizon, "horizon (responses) of the adaptive controller")
-	f.Float64("gamma", d.Gamma, "discount γ")
-	f.Float64("lam", d.Lambda, "GAE λ (1: Monte Carlo returns)")
-	f.Bool("whiten-rewards", d.WhitenRewards, "whiten the shaped rewards before GAE")
-	f.Float64("cliprange", d.ClipRange, "clip range ε of the probability ratio")
-	f.Float64("cliprange-value", d.ClipRangeValue, "clip range of the value change")
-	f.Float64("vf-coef", d.VFCoef, "weight of the value loss")
-	f.Float64("value-head-std", d.ValueHeadStd, "standard deviation of the value head's initial weights (0: zeros)")
-	f.String("out", "runs/default/ppo", "output directory")
-	addLoRAFlags(ppoCmd, d.LoRA.R, d.LoRA.Alpha, d.LoRA.Dropout, d.LoRA.Targets)
-	addTrainFlags(ppoCmd, d.Train, false)
-	ppoCmd.Flags().Lookup("log-every").Usage = "log metrics every N updates (0: once per rollout)"
+	f.String(ppo.KeyBase, "models/base", "base model directory (Hugging Face layout)")
+	f.String(ppo.KeySFTAdapter, "", "SFT adapter merged into the base before the policy adapter")
+	f.String(ppo.KeyRewardAdapter, "runs/default/reward/adapter", "reward model adapter (from gotune reward)")
+	f.String(ppo.KeyRewardSFTAdapter, ppo.SameAsPolicy, `SFT adapter the reward model was trained on: "" for the policy's own (weights shared), "none" for the plain base`)
+	f.String(ppo.KeyPrompts, "", "prompts dataset (.arrow); default: the built-in world")
+	f.Int(keyWorldPrompts, 400, "prompts of the built-in world when --prompts is not given")
+	f.Int(keyWorldSeed, defaultWorldSeed, "seed of the built-in world")
+	f.String(ppo.KeyEvalPrompts, "", "held-out prompts for eval_objective/* (default with the built-in world: 32 of its validation prompts)")
+	f.Int(ppo.KeyEvalMax, d.EvalMax, "held-out prompts evaluated at most (0: all)")
+	f.Int(ppo.KeyIterations, d.Iterations, "rollouts (total episodes / rollout batch)")
+	f.Int(ppo.KeyRolloutBatch, d.RolloutBatch, "responses per rollout (TRL batch_size)")
+	f.Int(ppo.KeyMiniBatches, d.MiniBatches, "minibatches per PPO epoch (num_mini_batches)")
+	f.Int(ppo.KeyPPOEpochs, d.Epochs, "passes over each rollout (num_ppo_epochs)")
+	f.Int(ppo.KeyMaxPromptLength, d.MaxPromptLength, "prompts with more tokens are left out (0: the model's positions)")
+	f.Int(ppo.KeyMaxNewTokens, d.MaxNewTokens, "response tokens at most, EOS included (response_length)")
+	f.Float64(ppo.KeyTemperature, d.Temperature, "sampling temperature of rollouts (1: exact on-policy)")
+	f.Float64(ppo.KeyMissingEOSPenalty, d.MissingEOSPenalty, "subtracted from the score of a response without EOS")
+	f.String(ppo.KeyKLEstimator, string(d.KLEstimator), "per-token KL estimator: k1 or k3")
+	f.Float64(ppo.KeyKLCoef, d.KLCoef, "KL penalty coefficient β (its start with --adaptive-kl)")
+	f.Bool(ppo.KeyAdaptiveKL, d.AdaptiveKL, "adapt β towards --kl-target (Ziegler et al. 2019)")
+	f.Float64(ppo.KeyKLTarget, d.KLTarget, "target KL per response of the adaptive controller")
+	f.Float64(ppo.KeyKLHorizon, d.KLHorizon, "horizon (responses) of the adaptive controller")
+	f.Float64(ppo.KeyGamma, d.Gamma, "discount γ")
+	f.Float64(ppo.KeyLam, d.Lambda, "GAE λ (1: Monte Carlo returns)")
+	f.Bool(ppo.KeyWhitenRewards, d.WhitenRewards, "whiten the shaped rewards before GAE")
+	f.Float64(ppo.KeyClipRange, d.ClipRange, "clip range ε of the probability ratio")
+	f.Float64(ppo.KeyClipRangeValue, d.ClipRangeValue, "clip range of the value change")
+	f.Float64(ppo.KeyVFCoef, d.VFCoef, "weight of the value loss")
+	f.Float64(ppo.KeyValueHeadStd, d.ValueHeadStd, "standard deviation of the value head's initial weights (0: zeros)")
+	f.String(ppo.KeyOut, "runs/default/ppo", "output directory")
+	f.Bool(ppo.KeyResume, false, "continue from the checkpoint in --out")
+	// PPO's updates follow from its iterations, so it has no --steps.
+	addFineTuneFlags(f, d.LoRA, d.Train, loopFlagUsage{logEvery: "log metrics every N updates (0: once per rollout)",
+		seed: "seed of the data order, sampling, adapter and head init, and dropout"})
 	bindFlags(ppoCmd, "ppo")
 	rootCmd.AddCommand(ppoCmd)
 }

@@ -3,10 +3,11 @@ package main
 import (
 	"fmt"
 
-	"github.com/gotune/gotune/lora"
+	"github.com/spf13/cobra"
+
+	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/reward"
 	"github.com/gotune/gotune/train"
-	"github.com/spf13/cobra"
 )
 
 var rewardCmd = &cobra.Command{
@@ -26,14 +27,18 @@ state/. "gotune reward score" adds reward-model scores to a dataset.`,
 	RunE: func(cmd *cobra.Command, _ []string) error {
 		const s = "reward"
 		cfg := reward.DefaultConfig()
-		cfg.Base, cfg.SFTAdapter, cfg.Out = cfgString(s, "base"), cfgString(s, "sft-adapter"), cfgString(s, "out")
-		cfg.Data, cfg.EvalData, cfg.HeldOut, cfg.EvalMax = cfgString(s, "data"), cfgString(s, "eval-data"), cfgFloat(s, "held-out"), cfgInt(s, "eval-pairs")
-		cfg.WorldPairs, cfg.WorldSeed = cfgInt(s, "world-pairs"), int64(cfgInt(s, "world-seed"))
-		cfg.BatchSize, cfg.MaxLength, cfg.Epochs = cfgInt(s, "batch-size"), cfgInt(s, "max-length"), cfgFloat(s, "epochs")
-		cfg.Loss.CenterCoefficient, cfg.Resume = cfgFloat(s, "center-rewards-coefficient"), cfgBool(s, "resume")
-		cfg.HeadSeed = uint64(cfgInt(s, "seed"))
-		readLoRA(s, &cfg.LoRA)
-		readTrain(s, &cfg.Train)
+		cfg.Base, cfg.SFTAdapter, cfg.Out = cfgString(s, reward.KeyBase), cfgString(s, reward.KeySFTAdapter), cfgString(s, reward.KeyOut)
+		cfg.Data, cfg.EvalData = cfgString(s, reward.KeyData), cfgString(s, reward.KeyEvalData)
+		cfg.HeldOut, cfg.EvalMax = cfgFloat(s, reward.KeyHeldOut), cfgInt(s, reward.KeyEvalPairs)
+		cfg.BatchSize, cfg.MaxLength, cfg.Epochs = cfgInt(s, reward.KeyBatchSize), cfgInt(s, reward.KeyMaxLength), cfgFloat(s, reward.KeyEpochs)
+		cfg.Loss.CenterCoefficient, cfg.Resume = cfgFloat(s, reward.KeyCenterRewards), cfgBool(s, reward.KeyResume)
+		cfg.HeadSeed = uint64(cfgInt(s, train.KeySeed))
+		readFineTuneFlags(s, &cfg.LoRA, &cfg.Train)
+		if cfg.Data == "" {
+			if err := rewardWorldPairs(s, &cfg); err != nil {
+				return err
+			}
+		}
 		res, err := reward.Run(cmd.Context(), cfg)
 		if err != nil {
 			return err
@@ -57,97 +62,75 @@ scored as the completion of the Alpaca prompt), a preferences dataset gets
 	RunE: func(cmd *cobra.Command, _ []string) error {
 		const s = "reward.score"
 		res, err := reward.Score(cmd.Context(), reward.ScoreConfig{
-			Base: cfgString(s, "model"), SFTAdapter: cfgString(s, "sft-adapter"), Adapter: cfgString(s, "adapter"),
-			Data: cfgString(s, "data"), Out: cfgString(s, "out"), BatchSize: cfgInt(s, "batch-size"), MaxLength: cfgInt(s, "max-length"),
+			Base: cfgString(s, scoreKeyModel), SFTAdapter: cfgString(s, scoreKeySFTAdapter), Adapter: cfgString(s, scoreKeyAdapter),
+			Data: cfgString(s, scoreKeyData), Out: cfgString(s, scoreKeyOut), BatchSize: cfgInt(s, scoreKeyBatchSize), MaxLength: cfgInt(s, scoreKeyMaxLength),
 		})
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "scored %d rows (%s) into %s: columns %v, mean %.4f, %d sequences truncated\n",
-			res.Rows, res.Kind, cfgString(s, "out"), res.Columns, res.Mean, res.Truncated)
+			res.Rows, res.Kind, cfgString(s, scoreKeyOut), res.Columns, res.Mean, res.Truncated)
 		return nil
 	},
 }
 
-// addLoRAFlags declares the adapter flags shared by the reward and PPO
-// commands.
-func addLoRAFlags(cmd *cobra.Command, r int, alpha, dropout float64, targets []string) {
-	f := cmd.Flags()
-	f.Int("lora-r", r, "LoRA rank r")
-	f.Float64("lora-alpha", alpha, "LoRA alpha (scale alpha/r)")
-	f.Float64("lora-dropout", dropout, "dropout on the adapter input")
-	f.StringSlice("lora-targets", targets, "modules to adapt (q_proj … down_proj, or all-linear)")
-	f.Bool("use-rslora", false, "scale alpha/sqrt(r) (rsLoRA)")
-}
+// Keys of `gotune reward score`: the flags and the keys under
+// `reward.score:` in a --config file.
+const (
+	scoreKeyModel      = "model"
+	scoreKeySFTAdapter = "sft-adapter"
+	scoreKeyAdapter    = "adapter"
+	scoreKeyData       = "data"
+	scoreKeyOut        = "out"
+	scoreKeyBatchSize  = "batch-size"
+	scoreKeyMaxLength  = "max-length"
+)
 
-// addTrainFlags declares the optimizer and bookkeeping flags shared by the
-// reward and PPO commands, with d's defaults (a steps flag only withSteps).
-func addTrainFlags(cmd *cobra.Command, d train.Config, withSteps bool) {
-	f := cmd.Flags()
-	if withSteps {
-		f.Int("steps", d.Steps, "optimizer updates (0: --epochs passes)")
+// rewardWorldPairs gives cfg --world-pairs pairs of the built-in world's
+// Train split and, without --eval-data, max(64, world pairs / 10) pairs of
+// its Valid split.
+func rewardWorldPairs(s string, cfg *reward.Config) error {
+	n, err := worldCount(s, keyWorldPairs, reward.KeyData)
+	if err != nil {
+		return err
 	}
-	f.Int("grad-accum", d.GradAccum, "micro-batches per update")
-	f.Float64("lr", d.LR, "peak learning rate")
-	f.Int("warmup", d.WarmupSteps, "linear warmup updates")
-	f.String("schedule", d.Schedule, "learning-rate schedule: cosine, linear or constant")
-	f.Float64("min-lr-ratio", d.MinLRRatio, "schedule floor as a fraction of --lr")
-	f.Float64("weight-decay", d.WeightDecay, "AdamW decoupled weight decay")
-	f.Float64("max-grad-norm", d.MaxGradNorm, "clip the global gradient norm (0: off)")
-	f.Int("seed", int(d.Seed), "seed of the data order, sampling, adapter and head init, and dropout")
-	f.Int("log-every", d.LogEvery, "log metrics every N updates")
-	f.Int("eval-every", d.EvalEvery, "evaluate every N updates (and at the end)")
-	f.Int("save-every", d.CheckpointEvery, "checkpoint every N updates (and at the end)")
-	f.Bool("resume", false, "continue from the checkpoint in --out")
-	f.Bool("quiet", false, "no progress bar")
-}
-
-// readLoRA fills an adapter configuration from addLoRAFlags' flags.
-func readLoRA(s string, l *lora.Config) {
-	l.R, l.Alpha, l.Dropout = cfgInt(s, "lora-r"), cfgFloat(s, "lora-alpha"), cfgFloat(s, "lora-dropout")
-	l.Targets, l.RSLoRA, l.Seed = cfgStringSlice(s, "lora-targets"), cfgBool(s, "use-rslora"), uint64(cfgInt(s, "seed"))
-}
-
-// readTrain fills a loop configuration from addTrainFlags' flags (steps
-// only where the command has that flag).
-func readTrain(s string, t *train.Config) {
-	if knownKeys[configKey(s, "steps")] {
-		t.Steps = cfgInt(s, "steps")
+	w := world.New(int64(cfgInt(s, keyWorldSeed)))
+	cfg.Rows = worldPreferences(w, world.Train, n)
+	if cfg.EvalData == "" {
+		cfg.EvalRows = worldPreferences(w, world.Valid, max(64, n/10))
 	}
-	t.GradAccum, t.LR, t.WarmupSteps = cfgInt(s, "grad-accum"), cfgFloat(s, "lr"), cfgInt(s, "warmup")
-	t.Schedule, t.MinLRRatio, t.WeightDecay, t.MaxGradNorm = cfgString(s, "schedule"), cfgFloat(s, "min-lr-ratio"), cfgFloat(s, "weight-decay"), cfgFloat(s, "max-grad-norm")
-	t.Seed, t.LogEvery, t.EvalEvery, t.CheckpointEvery = uint64(cfgInt(s, "seed")), cfgInt(s, "log-every"), cfgInt(s, "eval-every"), cfgInt(s, "save-every")
-	t.Quiet = cfgBool(s, "quiet")
+	return nil
 }
 
 func init() {
 	d := reward.DefaultConfig()
 	f := rewardCmd.Flags()
-	f.String("base", "models/base", "base model directory (Hugging Face layout)")
-	f.String("sft-adapter", "", "SFT adapter merged into the base before training (the usual start of RLHF)")
-	f.String("data", "", "preferences dataset (.arrow); default: the built-in world")
-	f.Int("world-pairs", 2000, "pairs of the built-in world to train on when --data is not given")
-	f.Int("world-seed", int(d.WorldSeed), "seed of the built-in world")
-	f.String("eval-data", "", "held-out preferences dataset (.arrow)")
-	f.Float64("held-out", d.HeldOut, "share of --data's prompts held out when --eval-data is not given")
-	f.Int("eval-pairs", d.EvalMax, "held-out pairs evaluated at most (0: all)")
-	f.Int("batch-size", d.BatchSize, "pairs per micro-batch")
-	f.Int("max-length", d.MaxLength, "tokens of prompt + completion at most; longer pairs are dropped (0: the model's positions)")
-	f.Float64("epochs", d.Epochs, "passes over the training pairs when --steps is 0")
-	f.Float64("center-rewards-coefficient", 0, "weight of the reward-centering term c·mean((r_c + r_r)²) (0: off)")
-	f.String("out", "runs/default/reward", "output directory")
-	addLoRAFlags(rewardCmd, d.LoRA.R, d.LoRA.Alpha, d.LoRA.Dropout, d.LoRA.Targets)
-	addTrainFlags(rewardCmd, d.Train, true)
+	f.String(reward.KeyBase, "models/base", "base model directory (Hugging Face layout)")
+	f.String(reward.KeySFTAdapter, "", "SFT adapter merged into the base before training (the usual start of RLHF)")
+	f.String(reward.KeyData, "", "preferences dataset (.arrow); default: the built-in world")
+	f.Int(keyWorldPairs, 2000, "pairs of the built-in world to train on when --data is not given")
+	f.Int(keyWorldSeed, defaultWorldSeed, "seed of the built-in world")
+	f.String(reward.KeyEvalData, "", "held-out preferences dataset (.arrow)")
+	f.Float64(reward.KeyHeldOut, d.HeldOut, "share of --data's prompts held out when --eval-data is not given")
+	f.Int(reward.KeyEvalPairs, d.EvalMax, "held-out pairs evaluated at most (0: all)")
+	f.Int(reward.KeyBatchSize, d.BatchSize, "pairs per micro-batch")
+	f.Int(reward.KeyMaxLength, d.MaxLength, "tokens of prompt + completion at most; longer pairs are dropped (0: the model's positions)")
+	f.Float64(reward.KeyEpochs, d.Epochs, "passes over the training pairs when --steps is 0")
+	f.Float64(reward.KeyCenterRewards, d.Loss.CenterCoefficient, "weight of the reward-centering term c·mean((r_c + r_r)²) (0: off)")
+	f.String(reward.KeyOut, "runs/default/reward", "output directory")
+	f.Bool(reward.KeyResume, false, "continue from the checkpoint in --out")
+	addFineTuneFlags(f, d.LoRA, d.Train, loopFlagUsage{steps: "optimizer updates (0: --epochs passes)", logEvery: usageLogEvery,
+		seed: "seed of the data order, sampling, adapter and head init, and dropout"})
 	bindFlags(rewardCmd, "reward")
 
 	sf := rewardScoreCmd.Flags()
-	sf.String("model", "models/base", "base model directory")
-	sf.String("sft-adapter", "", "SFT adapter the reward model was trained on (merged into the base first)")
-	sf.String("adapter", "runs/default/reward/adapter", "reward adapter directory")
-	sf.String("data", "", "dataset to score (.arrow: instructions or preferences)")
-	sf.String("out", "", "dataset to write (may equal --data)")
-	sf.Int("batch-size", 8, "sequences per forward pass")
-	sf.Int("max-length", 0, "tokens per sequence at most, longer ones keep their end (0: the model's positions)")
+	sf.String(scoreKeyModel, "models/base", "base model directory")
+	sf.String(scoreKeySFTAdapter, "", "SFT adapter the reward model was trained on (merged into the base first)")
+	sf.String(scoreKeyAdapter, "runs/default/reward/adapter", "reward adapter directory")
+	sf.String(scoreKeyData, "", "dataset to score (.arrow: instructions or preferences)")
+	sf.String(scoreKeyOut, "", "dataset to write (may equal --data)")
+	sf.Int(scoreKeyBatchSize, 8, "sequences per forward pass")
+	sf.Int(scoreKeyMaxLength, 0, "tokens per sequence at most, longer ones keep their end (0: the model's positions)")
 	bindFlags(rewardScoreCmd, "reward.score")
 	rewardCmd.AddCommand(rewardScoreCmd)
 	rootCmd.AddCommand(rewardCmd)

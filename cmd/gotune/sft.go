@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/sft"
 	"github.com/spf13/cobra"
 )
@@ -24,20 +25,24 @@ resumable checkpoint in state/.`,
 	RunE: func(cmd *cobra.Command, _ []string) error {
 		const s = "sft"
 		cfg := sft.DefaultConfig()
-		cfg.Base, cfg.Data, cfg.EvalData, cfg.Out = cfgString(s, "base"), cfgString(s, "data"), cfgString(s, "eval-data"), cfgString(s, "out")
-		cfg.WorldRows, cfg.WorldSeed = cfgInt(s, "world-rows"), int64(cfgInt(s, "world-seed"))
-		cfg.EvalFraction, cfg.EvalMax = cfgFloat(s, "eval-fraction"), cfgInt(s, "eval-rows")
-		cfg.Template, cfg.TrainOnInputs = cfgString(s, "template"), cfgBool(s, "train-on-inputs")
-		cfg.BatchSize, cfg.MaxLen, cfg.Truncation = cfgInt(s, "batch-size"), cfgInt(s, "max-len"), cfgString(s, "truncation")
-		cfg.Resume = cfgBool(s, "resume")
-		if b := cfgStringSlice(s, "buckets"); len(b) > 0 {
+		cfg.Base, cfg.Data, cfg.EvalData, cfg.Out = cfgString(s, sft.KeyBase), cfgString(s, sft.KeyData), cfgString(s, sft.KeyEvalData), cfgString(s, sft.KeyOut)
+		cfg.EvalFraction, cfg.EvalMax = cfgFloat(s, sft.KeyEvalFraction), cfgInt(s, sft.KeyEvalRows)
+		cfg.Template, cfg.TrainOnInputs = cfgString(s, sft.KeyTemplate), cfgBool(s, sft.KeyTrainOnInputs)
+		cfg.BatchSize, cfg.MaxLen, cfg.Truncation = cfgInt(s, sft.KeyBatchSize), cfgInt(s, sft.KeyMaxLen), cfgString(s, sft.KeyTruncation)
+		cfg.Resume = cfgBool(s, sft.KeyResume)
+		if b := cfgStringSlice(s, sft.KeyBuckets); len(b) > 0 {
 			buckets, err := parseInts(b)
 			if err != nil {
-				return fmt.Errorf("--buckets: %w", err)
+				return fmt.Errorf("--%s: %w", sft.KeyBuckets, err)
 			}
 			cfg.Buckets = buckets
 		}
 		readFineTuneFlags(s, &cfg.LoRA, &cfg.Train)
+		if cfg.Data == "" {
+			if err := sftWorldRows(s, &cfg); err != nil {
+				return err
+			}
+		}
 		res, err := sft.Run(cmd.Context(), cfg)
 		if err != nil {
 			return err
@@ -46,6 +51,26 @@ resumable checkpoint in state/.`,
 			res.TrainableParams, res.TrainRows, res.BaseEvalLoss, res.EvalLoss, res.EvalPerplexity, res.EvalRows, res.AdapterDir)
 		return nil
 	},
+}
+
+// sftWorldRows gives cfg --world-rows rows of the built-in world's Train
+// split and, without --eval-data, held-out rows of its Valid split:
+// --eval-rows of them, or max(64, world rows / 20) when that is 0.
+func sftWorldRows(s string, cfg *sft.Config) error {
+	n, err := worldCount(s, keyWorldRows, sft.KeyData)
+	if err != nil {
+		return err
+	}
+	w := world.New(int64(cfgInt(s, keyWorldSeed)))
+	cfg.Rows = worldInstructions(w, world.Train, n)
+	if cfg.EvalData == "" {
+		held := cfg.EvalMax
+		if held == 0 {
+			held = max(64, n/20)
+		}
+		cfg.EvalRows = worldInstructions(w, world.Valid, held)
+	}
+	return nil
 }
 
 // parseInts reads a list of integers given as flag values.
@@ -66,23 +91,23 @@ func parseInts(xs []string) ([]int, error) {
 func init() {
 	d := sft.DefaultConfig()
 	f := sftCmd.Flags()
-	f.String("base", "models/base", "base model directory (Hugging Face layout)")
-	f.String("data", "", "instructions dataset (.arrow); default: the built-in world")
-	f.Int("world-rows", 2000, "rows of the built-in world to train on when --data is not given")
-	f.Int64("world-seed", d.WorldSeed, "seed of the built-in world")
-	f.String("eval-data", "", "held-out instructions dataset (.arrow)")
-	f.Float64("eval-fraction", d.EvalFraction, "fraction of --data held out when --eval-data is not given")
-	f.Int("eval-rows", d.EvalMax, "held-out rows scored at most (0: all)")
-	f.String("template", d.Template, "prompt template: "+strings.Join(sft.Templates, ", "))
-	f.Bool("train-on-inputs", false, "take the loss on prompt tokens too")
-	f.Int("batch-size", d.BatchSize, "rows per micro-batch")
-	f.Int("max-len", d.MaxLen, "tokens per row at most (0: min(512, the model's positions))")
-	f.StringSlice("buckets", nil, "allowed batch lengths, ascending (default: 64,128,256,512 up to --max-len)")
-	f.String("truncation", d.Truncation, "how long rows are cut: keep_start or keep_end")
-	addFineTuneFlags(f, d.LoRA, d.Train)
-	f.String("out", "runs/default/sft", "output directory")
-	f.Bool("resume", false, "continue from the checkpoint in --out")
-	f.Bool("quiet", false, "no progress bar")
+	f.String(sft.KeyBase, "models/base", "base model directory (Hugging Face layout)")
+	f.String(sft.KeyData, "", "instructions dataset (.arrow); default: the built-in world")
+	f.Int(keyWorldRows, 2000, "rows of the built-in world to train on when --data is not given")
+	f.Int64(keyWorldSeed, defaultWorldSeed, "seed of the built-in world")
+	f.String(sft.KeyEvalData, "", "held-out instructions dataset (.arrow)")
+	f.Float64(sft.KeyEvalFraction, d.EvalFraction, "fraction of --data held out when --eval-data is not given")
+	f.Int(sft.KeyEvalRows, d.EvalMax, "held-out rows scored at most (0: all)")
+	f.String(sft.KeyTemplate, d.Template, "prompt template: "+strings.Join(sft.Templates, ", "))
+	f.Bool(sft.KeyTrainOnInputs, d.TrainOnInputs, "take the loss on prompt tokens too")
+	f.Int(sft.KeyBatchSize, d.BatchSize, "rows per micro-batch")
+	f.Int(sft.KeyMaxLen, d.MaxLen, "tokens per row at most (0: min(512, the model's positions))")
+	f.StringSlice(sft.KeyBuckets, nil, "allowed batch lengths, ascending (default: 64,128,256,512 up to --max-len)")
+	f.String(sft.KeyTruncation, d.Truncation, "how long rows are cut: keep_start or keep_end")
+	addFineTuneFlags(f, d.LoRA, d.Train, loopFlagUsage{steps: usageSteps, logEvery: usageLogEvery,
+		seed: "seed of the data order, held-out split, adapter init and dropout"})
+	f.String(sft.KeyOut, "runs/default/sft", "output directory")
+	f.Bool(sft.KeyResume, false, "continue from the checkpoint in --out")
 	bindFlags(sftCmd, "sft")
 	rootCmd.AddCommand(sftCmd)
 }

@@ -7,30 +7,9 @@ import (
 	"testing"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	"github.com/gotune/gotune/export"
 )
-
-// resetFlags gives every flag of cmd its default back, as a fresh process
-// has it: flags keep their values between runs in one process.
-func resetFlags(t *testing.T, cmd *cobra.Command) {
-	t.Helper()
-	cmd.Flags().VisitAll(func(f *pflag.Flag) {
-		if sv, ok := f.Value.(pflag.SliceValue); ok {
-			var def []string
-			if d := strings.Trim(f.DefValue, "[]"); d != "" {
-				def = strings.Split(d, ",")
-			}
-			if err := sv.Replace(def); err != nil {
-				t.Fatal(err)
-			}
-		} else if err := f.Value.Set(f.DefValue); err != nil {
-			t.Fatal(err)
-		}
-		f.Changed = false
-	})
-}
 
 // TestInvalidFlagsNameTheirKey: an invalid value stops its command with an
 // error naming the flag, before a model is loaded or a file written; none

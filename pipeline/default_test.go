@@ -1,0 +1,65 @@
+package pipeline
+
+import (
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/gotune/gotune/data/world"
+	"github.com/gotune/gotune/dpo"
+	"github.com/gotune/gotune/ppo"
+	"github.com/gotune/gotune/pretrain"
+	"github.com/gotune/gotune/reward"
+	"github.com/gotune/gotune/sft"
+)
+
+// TestDefaultRunConfigs pins every setting of the default run's training
+// stages: each is the stage's DefaultConfig with the paths, the amounts of
+// Sizes and the choices of DefaultRun, and nothing else; and each passes
+// the stage's validation.
+func TestDefaultRunConfigs(t *testing.T) {
+	d := &Default{RunDir: "run", BaseDir: "base", Sizes: DefaultSizes(), Quiet: true}
+	sftAdapter := filepath.Join("run", "sft", "adapter")
+	mined := filepath.Join("run", "pairs", FileMinedPairs)
+
+	base := pretrain.DefaultConfig()
+	base.Docs = world.New(1).Corpus(20000)
+	base.Preset, base.Out, base.Resume = "tiny", "base", true
+	base.Train.Steps, base.Train.Quiet = 1800, true
+	check(t, "base", d.baseConfig(true), base, base.Validate)
+
+	s := sft.DefaultConfig()
+	s.Base, s.Data, s.EvalData, s.Out = "base", filepath.Join("run", "data", FileSFT), filepath.Join("run", "data", FileInstructionsEval), filepath.Join("run", "sft")
+	s.Train.Steps, s.Train.Quiet = 40, true
+	s.Train.WarmupSteps, s.Train.LogEvery, s.Train.EvalEvery, s.Train.CheckpointEvery = 2, 1, 8, 8
+	check(t, "sft", d.sftConfig(false), s, s.Validate)
+
+	r := reward.DefaultConfig()
+	r.Base, r.SFTAdapter, r.Data, r.EvalData, r.Out = "base", sftAdapter, mined, filepath.Join("run", "data", FilePreferencesEval), filepath.Join("run", "reward")
+	r.Train.Steps, r.Train.Quiet = 450, true
+	r.Train.WarmupSteps, r.Train.LogEvery, r.Train.EvalEvery, r.Train.CheckpointEvery = 22, 9, 90, 90
+	check(t, "reward", d.rewardConfig(false), r, r.Validate)
+
+	p := dpo.DefaultConfig()
+	p.Base, p.SFTAdapter, p.Data, p.EvalData, p.Out = "base", sftAdapter, mined, filepath.Join("run", "data", FilePreferencesEval), filepath.Join("run", "dpo")
+	p.Train.Steps, p.Train.Quiet = 120, true
+	p.Train.WarmupSteps, p.Train.LogEvery, p.Train.EvalEvery, p.Train.CheckpointEvery = 6, 2, 24, 24
+	p.Train.LR, p.Loss.Beta, p.Loss.SFTWeight, p.LoRA.Targets = 1e-3, 0.3, 1, []string{"all-linear"}
+	check(t, "dpo", d.dpoConfig(false), p, p.Validate)
+
+	o := ppo.DefaultConfig()
+	o.Base, o.SFTAdapter, o.RewardAdapter, o.Out = "base", sftAdapter, filepath.Join("run", "reward", "adapter"), filepath.Join("run", "ppo")
+	o.Prompts, o.EvalPrompts = filepath.Join("run", "data", FilePrompts), filepath.Join("run", "data", FilePromptsEval)
+	o.Iterations, o.RolloutBatch, o.Train.Quiet, o.Train.LR = 24, 64, true, 5e-4
+	check(t, "ppo", d.ppoConfig(false), o, o.Validate)
+}
+
+func check(t *testing.T, stage string, got, want any, validate func() error) {
+	t.Helper()
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("%s: the default run's configuration\n%+v\nwant\n%+v", stage, got, want)
+	}
+	if err := validate(); err != nil {
+		t.Errorf("%s: %v", stage, err)
+	}
+}
