@@ -68,7 +68,7 @@ func BenchmarkLoRASFTStories15M(b *testing.B) {
 	if err := m.NewAdapter(lora.Config{R: 8, Alpha: 16, Targets: []string{"q_proj", "k_proj", "v_proj", "o_proj"}, Seed: 1}); err != nil {
 		b.Fatal(err)
 	}
-	p, err := m.Program("sft", benchB, benchT, true, meanNLL)
+	p, err := m.Program("sft", benchB, benchT, true, finetune.TokenLoss)
 	if err != nil {
 		b.Fatal(err)
 	}

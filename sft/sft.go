@@ -32,8 +32,6 @@ import (
 	"slices"
 	"strings"
 
-	"gorgonia.org/gorgonia"
-
 	"github.com/gotune/gotune/checkpoints/atomicfile"
 	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/finetune"
@@ -184,7 +182,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
 	}
-	enc, err := newEncoder(m.Tokenizer, cfg.Template, cfg.TrainOnInputs)
+	enc, err := finetune.NewInstructionEncoder(m.Tokenizer, cfg.Template, cfg.TrainOnInputs)
 	if err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
 	}
@@ -199,11 +197,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
 	}
-	trainEx, err := enc.encodeAll(trainRows, cfg.Data)
+	trainEx, err := enc.EncodeAll(trainRows, cfg.Data)
 	if err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
 	}
-	evalEx, err := enc.encodeAll(evalRows, cfg.EvalData)
+	evalEx, err := enc.EncodeAll(evalRows, cfg.EvalData)
 	if err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
 	}
@@ -364,28 +362,17 @@ func splitHeldOut(rows []data.Instruction, fraction float64, seed uint64) (train
 	return trainRows, held
 }
 
-// batchOptions resolves MaxLen and the buckets against the model.
+// batchOptions are the scoring batches of finetune.ScoringBatchOptions,
+// with the configured buckets when given, shuffled by the training seed.
 func batchOptions(cfg Config, mc model.Config, pad int) (data.BatchOptions, error) {
-	maxLen := cfg.MaxLen
-	if maxLen == 0 {
-		maxLen = min(512, mc.MaxPositionEmbeddings)
+	opts, err := finetune.ScoringBatchOptions(cfg.BatchSize, cfg.MaxLen, cfg.Truncation, mc, pad)
+	if err != nil {
+		return opts, err
 	}
-	if mc.MaxPositionEmbeddings > 0 && maxLen > mc.MaxPositionEmbeddings {
-		return data.BatchOptions{}, fmt.Errorf("max length %d exceeds the model's %d positions", maxLen, mc.MaxPositionEmbeddings)
+	if cfg.Buckets != nil {
+		opts.Buckets = slices.Clone(cfg.Buckets)
 	}
-	buckets := slices.Clone(cfg.Buckets)
-	if buckets == nil {
-		for _, b := range []int{64, 128, 256, 512} {
-			if b < maxLen {
-				buckets = append(buckets, b)
-			}
-		}
-		buckets = append(buckets, maxLen)
-	}
-	opts := data.BatchOptions{
-		BatchSize: cfg.BatchSize, MaxLen: maxLen, PadID: pad, Truncation: cfg.Truncation,
-		Buckets: buckets, Seed: int64(cfg.Train.Seed), Shuffle: true,
-	}
+	opts.Seed, opts.Shuffle = int64(cfg.Train.Seed), true
 	return opts, opts.Validate()
 }
 
@@ -400,6 +387,9 @@ func evalShapes(batches []data.Batch) []int {
 	return out
 }
 
+// evalProgram names the forward-only programs of held-out scoring.
+const evalProgram = "sft-eval"
+
 // trainer holds the compiled programs, one per batch length: a training
 // program (loss and adapter gradients) and a forward-only one for
 // evaluation.
@@ -410,25 +400,19 @@ type trainer struct {
 	eval  map[int]*finetune.Program
 }
 
-// meanNLL is the SFT head: the weighted mean token loss, with the
-// completion mask of each batch as weights.
-func meanNLL(g *model.Graph, _ map[string]*gorgonia.Node) (*gorgonia.Node, []*gorgonia.Node, error) {
-	return g.MeanNLL(g.InputVector("weights", g.B*g.T)), nil, nil
-}
-
 // build compiles the training programs of trainShapes and the evaluation
 // programs of evalShapes, in ascending order, and returns every length.
 func (tr *trainer) build(B int, trainShapes, evalShapes []int) ([]int, error) {
 	tr.train, tr.eval = map[int]*finetune.Program{}, map[int]*finetune.Program{}
 	for _, T := range trainShapes {
-		p, err := tr.m.Program("sft", B, T, true, meanNLL)
+		p, err := tr.m.Program("sft", B, T, true, finetune.TokenLoss)
 		if err != nil {
 			return nil, err
 		}
 		tr.train[T] = p
 	}
 	for _, T := range evalShapes {
-		p, err := tr.m.Program("sft-eval", B, T, false, meanNLL)
+		p, err := tr.m.Program(evalProgram, B, T, false, finetune.TokenLoss)
 		if err != nil {
 			return nil, err
 		}
@@ -444,21 +428,6 @@ func (tr *trainer) build(B int, trainShapes, evalShapes []int) ([]int, error) {
 	return all, nil
 }
 
-// load copies a batch into a program's input buffers and returns the
-// number of completion tokens it scores.
-func load(p *finetune.Program, b data.Batch) float64 {
-	g := p.Graph
-	copy(g.In.Tokens, b.Inputs)
-	copy(g.In.Targets, b.Targets)
-	w := g.Vector("weights")
-	copy(w, b.Weights)
-	var n float64
-	for _, v := range b.Weights {
-		n += float64(v)
-	}
-	return n
-}
-
 // step runs forward and backward on one micro-batch; draw is the index of
 // the micro-batch in the whole run, which seeds its dropout masks.
 func (tr *trainer) step(b data.Batch, draw uint64, dropout bool) (train.Metrics, error) {
@@ -466,7 +435,7 @@ func (tr *trainer) step(b data.Batch, draw uint64, dropout bool) (train.Metrics,
 	if p == nil {
 		return nil, fmt.Errorf("no program for batch length %d", b.T)
 	}
-	load(p, b)
+	finetune.LoadBatch(p, b)
 	if dropout {
 		tr.m.Adapter.SeedDropout(tr.seed, draw)
 		tr.m.Adapter.ResampleDropout()
@@ -482,27 +451,12 @@ func (tr *trainer) step(b data.Batch, draw uint64, dropout bool) (train.Metrics,
 }
 
 // evaluate is the mean loss over every completion token of the held-out
-// batches, with dropout off.
+// batches, with dropout off, on the evaluation programs build compiled.
 func (tr *trainer) evaluate(ctx context.Context, batches []data.Batch) (float64, error) {
-	tr.m.Adapter.SetDropoutActive(false)
-	var sum, count float64
 	for _, b := range batches {
-		if err := ctx.Err(); err != nil {
-			return 0, err
+		if tr.eval[b.T] == nil || b.B != tr.eval[b.T].Graph.B {
+			return 0, fmt.Errorf("no evaluation program for %d×%d batches", b.B, b.T)
 		}
-		p := tr.eval[b.T]
-		if p == nil {
-			return 0, fmt.Errorf("no evaluation program for batch length %d", b.T)
-		}
-		n := load(p, b)
-		if err := p.Run(); err != nil {
-			return 0, err
-		}
-		sum += float64(model.Value32(p.Loss)[0]) * n
-		count += n
 	}
-	if count == 0 {
-		return math.NaN(), nil
-	}
-	return sum / count, nil
+	return tr.m.MeanLoss(ctx, evalProgram, batches)
 }

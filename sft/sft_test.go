@@ -107,7 +107,7 @@ func testConfig(base, out string) Config {
 // that the completion mask covers the output and EOS only.
 func TestAlpacaTemplateMatchesPretraining(t *testing.T) {
 	tk := worldTokenizer(t)
-	enc, err := newEncoder(tk, TemplateAlpaca, false)
+	enc, err := finetune.NewInstructionEncoder(tk, TemplateAlpaca, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestAlpacaTemplateMatchesPretraining(t *testing.T) {
 		if p := tokenizer.FormatAlpaca(task.Instruction, task.Input); p != task.Prompt() {
 			t.Fatalf("task %d: prompt %q differs from the corpus layout %q", i, p, task.Prompt())
 		}
-		ex, err := enc.encode(data.Instruction{Instruction: task.Instruction, Input: task.Input, Output: task.Answer})
+		ex, err := enc.Encode(data.Instruction{Instruction: task.Instruction, Input: task.Input, Output: task.Answer})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -144,12 +144,12 @@ func TestAlpacaTemplateMatchesPretraining(t *testing.T) {
 		}
 	}
 	// train_on_inputs puts every token in the loss.
-	all, _ := newEncoder(tk, TemplateAlpaca, true)
-	ex, _ := all.encode(data.Instruction{Instruction: "Add 1 and 2.", Output: "3"})
+	all, _ := finetune.NewInstructionEncoder(tk, TemplateAlpaca, true)
+	ex, _ := all.Encode(data.Instruction{Instruction: "Add 1 and 2.", Output: "3"})
 	if slices.Contains(ex.Mask, false) {
 		t.Errorf("train_on_inputs left tokens out of the loss: %v", ex.Mask)
 	}
-	if _, err := enc.encode(data.Instruction{Instruction: "x"}); err == nil {
+	if _, err := enc.Encode(data.Instruction{Instruction: "x"}); err == nil {
 		t.Error("a row without output was accepted")
 	}
 }
@@ -174,11 +174,11 @@ func TestChatTemplates(t *testing.T) {
 		TemplateJinja:  {"<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nAdd the two numbers.\n\n3 and 4<|im_end|>\n<|im_start|>assistant\n7<|im_end|>\n", "7<|im_end|>"},
 		TemplateLlama3: {"<|bos|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nAdd the two numbers.\n\n3 and 4<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n7<|eot_id|>", "7<|eot_id|>"},
 	} {
-		enc, err := newEncoder(tk, template, false)
+		enc, err := finetune.NewInstructionEncoder(tk, template, false)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ex, err := enc.encode(row)
+		ex, err := enc.Encode(row)
 		if err != nil {
 			t.Fatalf("%s: %v", template, err)
 		}
@@ -191,7 +191,7 @@ func TestChatTemplates(t *testing.T) {
 		}
 	}
 	tk.ChatTemplate = ""
-	if _, err := newEncoder(tk, TemplateJinja, false); err == nil {
+	if _, err := finetune.NewInstructionEncoder(tk, TemplateJinja, false); err == nil {
 		t.Error("the jinja template was accepted for a tokenizer without chat_template")
 	}
 

@@ -1,7 +1,6 @@
 package sft
 
 import (
-	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/finetune"
 	"github.com/gotune/gotune/tokenizer"
 )
@@ -24,22 +23,3 @@ const (
 
 // Templates lists the template names.
 var Templates = finetune.InstructionTemplates
-
-// encoder renders SFT rows with finetune's instruction encoder.
-type encoder struct{ *finetune.InstructionEncoder }
-
-func newEncoder(tok *tokenizer.Tokenizer, template string, trainOnInputs bool) (*encoder, error) {
-	e, err := finetune.NewInstructionEncoder(tok, template, trainOnInputs)
-	if err != nil {
-		return nil, err
-	}
-	return &encoder{e}, nil
-}
-
-// encode renders one row (finetune.InstructionEncoder.Encode).
-func (e *encoder) encode(r data.Instruction) (data.Example, error) { return e.Encode(r) }
-
-// encodeAll renders every row; an error names the dataset and row.
-func (e *encoder) encodeAll(rows []data.Instruction, source string) ([]data.Example, error) {
-	return e.EncodeAll(rows, source)
-}
