@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"reflect"
 	"slices"
 
 	"github.com/gotune/gotune/checkpoints/atomicfile"
@@ -59,6 +60,22 @@ type Sizes struct {
 	PPORollouts int `flag:"ppo-rollouts" help:"responses per PPO rollout (and iteration)"`
 
 	PairSamples int `flag:"pair-samples" help:"answers sampled from the SFT model per training pair's prompt by the pairs stage"`
+}
+
+// Validate reports the first size that is not positive, naming its
+// `gotune pipeline` flag (the world's seed may be any number).
+func (z Sizes) Validate() error {
+	v, t := reflect.ValueOf(z), reflect.TypeOf(z)
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if f.Name == "WorldSeed" {
+			continue
+		}
+		if n := v.Field(i).Int(); n <= 0 {
+			return fmt.Errorf("pipeline: %s must be positive, got %d", f.Tag.Get("flag"), n)
+		}
+	}
+	return nil
 }
 
 // DefaultSizes fit the whole demo in about ten minutes on two cores, the

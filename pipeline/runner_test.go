@@ -108,3 +108,30 @@ func TestStageKeyIgnoresBookkeeping(t *testing.T) {
 		t.Error("changed adapter bytes did not change the key")
 	}
 }
+
+// Sizes.Validate accepts the default and quick sizes and names the flag of
+// a size that is not positive.
+func TestSizesValidate(t *testing.T) {
+	for _, z := range []Sizes{DefaultSizes(), QuickSizes()} {
+		if err := z.Validate(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	z := DefaultSizes()
+	z.WorldSeed = -3 // any seed
+	if err := z.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for flag, edit := range map[string]func(*Sizes){
+		"base-steps":            func(z *Sizes) { z.BaseSteps = -1 },
+		"eval-tasks":            func(z *Sizes) { z.EvalTasks = 0 },
+		"self-instruct-batches": func(z *Sizes) { z.SelfInstructBatches = 0 },
+		"pair-samples":          func(z *Sizes) { z.PairSamples = -2 },
+	} {
+		z := DefaultSizes()
+		edit(&z)
+		if err := z.Validate(); err == nil || !strings.Contains(err.Error(), flag+" must be positive") {
+			t.Errorf("%s: %v", flag, err)
+		}
+	}
+}

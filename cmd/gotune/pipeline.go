@@ -44,6 +44,9 @@ results table and an HTML report with plots in <run>/report/.`,
 			z = pipeline.QuickSizes()
 		}
 		overrideSizes(&z, s)
+		if err := z.Validate(); err != nil {
+			return err
+		}
 		if note := speedNote(blas.Backend()); note != "" {
 			fmt.Fprintln(cmd.ErrOrStderr(), note)
 		}

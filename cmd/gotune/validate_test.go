@@ -68,6 +68,8 @@ func TestInvalidFlagsNameTheirKey(t *testing.T) {
 
 		{pipelineCmd, "run", []string{"pipeline", "--run", "", "--stages", "base"}},
 		{pipelineCmd, "base", []string{"pipeline", "--run", filepath.Join(dir, "run"), "--base", "", "--stages", "base"}},
+		{pipelineCmd, "base-steps", []string{"pipeline", "--run", filepath.Join(dir, "run"), "--base-steps", "-1", "--stages", "base"}},
+		{pipelineCmd, "eval-tasks", []string{"pipeline", "--run", filepath.Join(dir, "run"), "--quick", "--eval-tasks", "0", "--stages", "eval"}},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args[:2], " ")+" "+c.key, func(t *testing.T) {
