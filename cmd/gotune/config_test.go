@@ -64,9 +64,12 @@ func TestConfigUnknownKey(t *testing.T) {
 }
 
 func TestPipelineSizeFlags(t *testing.T) {
-	key := configKey("pipeline", "base-steps")
-	cfg.Set(key, 1234)
-	t.Cleanup(func() { cfg.Set(key, pipeline.DefaultSizes().BaseSteps) })
+	// Set the flag as a command line would (the override layer of cfg.Set
+	// would outlive the test and hide later tests' flags).
+	resetFlags(t, pipelineCmd)
+	if err := pipelineCmd.Flags().Set("base-steps", "1234"); err != nil {
+		t.Fatal(err)
+	}
 
 	z := pipeline.QuickSizes()
 	overrideSizes(&z, "pipeline")
