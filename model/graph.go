@@ -93,6 +93,9 @@ func Build(w *Weights, opt GraphOptions) (g *Graph, err error) {
 	if opt.B <= 0 || opt.T <= 0 {
 		return nil, fmt.Errorf("build graph: batch %d × %d tokens", opt.B, opt.T)
 	}
+	if c.MLA() {
+		return nil, fmt.Errorf("build graph: model_type %s (multi-head latent attention, mixture of experts) is not implemented in the training graph", c.ModelType)
+	}
 	for i, l := range w.Layers {
 		if (l.QNorm != nil) != c.QKNorm() || (l.KNorm != nil) != c.QKNorm() {
 			return nil, fmt.Errorf("build graph: layer %d has q/k norms %v/%v, model_type %s uses them: %v", i, l.QNorm != nil, l.KNorm != nil, c.ModelType, c.QKNorm())

@@ -66,6 +66,9 @@ func New(w *model.Weights, tok Tokenizer) (*Engine, error) {
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("generate: %w", err)
 	}
+	if c.MLA() {
+		return nil, fmt.Errorf("generate: model_type %s (multi-head latent attention, mixture of experts) is not implemented in the engine", c.ModelType)
+	}
 	if len(w.Layers) != c.NumHiddenLayers {
 		return nil, fmt.Errorf("generate: weights have %d layers, config says %d", len(w.Layers), c.NumHiddenLayers)
 	}
