@@ -2,6 +2,7 @@ package model
 
 import (
 	"encoding/json"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -201,4 +202,42 @@ func TestDeepSeekWeights(t *testing.T) {
 			t.Errorf("Linear(kv_b_proj): %v", err)
 		}
 	}
+}
+
+// The correction bias is never trainable, and the graph reports each MoE
+// layer's expert load after a run.
+func TestDeepSeekGraphLoadAndBias(t *testing.T) {
+	w := scrambled(t, deepseekMicro(true, false), 1)
+	g, err := Build(w, GraphOptions{B: 2, T: 5, Trainable: allTrainable})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range g.Trainable {
+		if SelectionOnly(n.Name()) {
+			t.Errorf("%s is trainable", n.Name())
+		}
+	}
+	if len(g.Trainable) != len(w.Named())-1 {
+		t.Errorf("%d trainable of %d tensors, want all but the correction bias", len(g.Trainable), len(w.Named()))
+	}
+	fillInputs(g, 1)
+	p, err := g.Compile(nil, nil, g.Logits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Run(); err != nil {
+		t.Fatal(err)
+	}
+	load := g.ExpertLoad()
+	if len(load) != 1 || load[0].Layer != 1 || len(load[0].Fractions) != 4 {
+		t.Fatalf("expert load %+v, want layer 1's 4 experts", load)
+	}
+	var sum float64
+	for _, f := range load[0].Fractions {
+		sum += f
+	}
+	if math.Abs(sum-1) > 1e-12 || load[0].CV < 0 {
+		t.Errorf("fractions %v sum to %v, CV %v", load[0].Fractions, sum, load[0].CV)
+	}
+	t.Logf("layer 1 load %.3f, CV %.3f", load[0].Fractions, load[0].CV)
 }

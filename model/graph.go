@@ -60,6 +60,7 @@ type Graph struct {
 	logProbs  *gorgonia.Node
 	logits    *gorgonia.Node
 	lossGrads map[*gorgonia.Node]gradSet // Grad results, per loss
+	loads     []*ops.ExpertLoad          // per layer; nil for dense layers
 }
 
 // hostVector is an input vector the caller fills through a []float32.
@@ -93,9 +94,6 @@ func Build(w *Weights, opt GraphOptions) (g *Graph, err error) {
 	if opt.B <= 0 || opt.T <= 0 {
 		return nil, fmt.Errorf("build graph: batch %d × %d tokens", opt.B, opt.T)
 	}
-	if c.MLA() {
-		return nil, fmt.Errorf("build graph: model_type %s (multi-head latent attention, mixture of experts) is not implemented in the training graph", c.ModelType)
-	}
 	for i, l := range w.Layers {
 		if (l.QNorm != nil) != c.QKNorm() || (l.KNorm != nil) != c.QKNorm() {
 			return nil, fmt.Errorf("build graph: layer %d has q/k norms %v/%v, model_type %s uses them: %v", i, l.QNorm != nil, l.KNorm != nil, c.ModelType, c.QKNorm())
@@ -126,7 +124,7 @@ func Build(w *Weights, opt GraphOptions) (g *Graph, err error) {
 	}
 	for _, p := range w.Named() {
 		n := g.param(p.Name, p.Tensor)
-		if opt.Trainable != nil && opt.Trainable(p.Name) {
+		if opt.Trainable != nil && opt.Trainable(p.Name) && !SelectionOnly(p.Name) {
 			g.Trainable = append(g.Trainable, n)
 		} else {
 			g.frozen[n] = p.Name
@@ -158,12 +156,15 @@ func (g *Graph) param(name string, t *tensor.Dense) *gorgonia.Node {
 
 // decoder builds embedding → L pre-norm blocks → final norm.
 // Attention follows Hugging Face's LlamaAttention, with Qwen3Attention's
-// per-head q/k RMSNorm where the family has it.
+// per-head q/k RMSNorm where the family has it, or DeepSeek's multi-head
+// latent attention (mla); the feed-forward is a SwiGLU MLP or DeepSeek's
+// mixture of experts (moe).
 func (g *Graph) decoder(hook LinearHook) *gorgonia.Node {
 	c := g.Config
 	H, KVH, D := c.NumAttentionHeads, c.KVHeads(), c.HeadDim()
 	invFreq := c.InvFreq()
 	attn := ops.AttentionShape{B: g.B, T: g.T, H: H, KVH: KVH, D: D}
+	g.loads = make([]*ops.ExpertLoad, c.NumHiddenLayers)
 
 	x := must(ops.Embedding(g.Params["model.embed_tokens.weight"], g.In.Tokens)) // (N, C)
 	for l := range c.NumHiddenLayers {
@@ -182,21 +183,32 @@ func (g *Graph) decoder(hook LinearHook) *gorgonia.Node {
 
 		// Attention block: x + o_proj(attn(rope(q), rope(k), v)), pre-norm.
 		h := must(ops.RMSNorm(x, p("input_layernorm.weight"), c.RMSNormEps)) // (N, C)
-		q := linear(h, "q_proj", "self_attn.", c.AttentionBias)              // (N, H·D)
-		k := linear(h, "k_proj", "self_attn.", c.AttentionBias)              // (N, KVH·D)
-		v := linear(h, "v_proj", "self_attn.", c.AttentionBias)              // (N, KVH·D)
-		if c.QKNorm() {
-			// Qwen3: RMSNorm over each query and key head, before RoPE.
-			q = must(ops.HeadRMSNorm(q, p("self_attn.q_norm.weight"), c.RMSNormEps, H))
-			k = must(ops.HeadRMSNorm(k, p("self_attn.k_norm.weight"), c.RMSNormEps, KVH))
+		var a *gorgonia.Node
+		if c.MLA() {
+			a = g.mla(h, p, linear, invFreq) // (N, H·Dv)
+		} else {
+			q := linear(h, "q_proj", "self_attn.", c.AttentionBias) // (N, H·D)
+			k := linear(h, "k_proj", "self_attn.", c.AttentionBias) // (N, KVH·D)
+			v := linear(h, "v_proj", "self_attn.", c.AttentionBias) // (N, KVH·D)
+			if c.QKNorm() {
+				// Qwen3: RMSNorm over each query and key head, before RoPE.
+				q = must(ops.HeadRMSNorm(q, p("self_attn.q_norm.weight"), c.RMSNormEps, H))
+				k = must(ops.HeadRMSNorm(k, p("self_attn.k_norm.weight"), c.RMSNormEps, KVH))
+			}
+			q = must(ops.RoPE(q, g.T, H, invFreq))
+			k = must(ops.RoPE(k, g.T, KVH, invFreq))
+			a = must(ops.Attention(q, k, v, attn)) // (N, H·D)
 		}
-		q = must(ops.RoPE(q, g.T, H, invFreq))
-		k = must(ops.RoPE(k, g.T, KVH, invFreq))
-		a := must(ops.Attention(q, k, v, attn))                        // (N, H·D)
 		x = must(ops.Add(x, linear(a, "o_proj", "self_attn.", false))) // (N, C)
 
-		// MLP block: x + down(silu(gate(h)) ⊙ up(h)), pre-norm.
+		// MLP block: x + down(silu(gate(h)) ⊙ up(h)), pre-norm; or the
+		// mixture of experts.
 		h = must(ops.RMSNorm(x, p("post_attention_layernorm.weight"), c.RMSNormEps))
+		if c.IsMoELayer(l) {
+			g.loads[l] = &ops.ExpertLoad{}
+			x = must(ops.Add(x, g.moe(h, p, g.loads[l])))
+			continue
+		}
 		m := must(ops.SwiGLU(linear(h, "gate_proj", "mlp.", false), linear(h, "up_proj", "mlp.", false))) // (N, F)
 		x = must(ops.Add(x, linear(m, "down_proj", "mlp.", false)))
 	}

@@ -106,9 +106,6 @@ func TestReferenceLogits(t *testing.T) {
 	for _, dir := range dirs {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			f, w := loadFixture(t, dir)
-			if w.Config.MLA() {
-				t.Skip("DeepSeek is not implemented here yet")
-			}
 			g, err := Build(w, GraphOptions{B: f.Batch, T: f.Seq})
 			if err != nil {
 				t.Fatal(err)

@@ -182,6 +182,11 @@ def route(cfg, h, w, p):
     return idx, weight, gap
 
 
+# DeepSeek builds q_a_layernorm and kv_a_layernorm with the RMSNorm default
+# epsilon, not rms_norm_eps.
+MLA_NORM_EPS = 1e-6
+
+
 def deepseek_forward(cfg, w, tokens, gaps=None):
     """tokens (B, T) -> logits (B, T, V) of a DeepSeek-V2/V3 decoder.
 
@@ -217,12 +222,12 @@ def deepseek_forward(cfg, w, tokens, gaps=None):
         if cfg["q_lora_rank"] is None:
             q = h @ w[a + "q_proj.weight"].T
         else:
-            q = rms_norm(h @ w[a + "q_a_proj.weight"].T, w[a + "q_a_layernorm.weight"], eps) @ w[a + "q_b_proj.weight"].T
+            q = rms_norm(h @ w[a + "q_a_proj.weight"].T, w[a + "q_a_layernorm.weight"], MLA_NORM_EPS) @ w[a + "q_b_proj.weight"].T
         q = q.view(B, T, H, dn + dr)
         q_nope, q_pe = q[..., :dn], q[..., dn:]
         ckv = h @ w[a + "kv_a_proj_with_mqa.weight"].T
         latent, k_pe = ckv[..., :r], ckv[..., r:].view(B, T, 1, dr)
-        kv = (rms_norm(latent, w[a + "kv_a_layernorm.weight"], eps) @ w[a + "kv_b_proj.weight"].T).view(B, T, H, dn + dv)
+        kv = (rms_norm(latent, w[a + "kv_a_layernorm.weight"], MLA_NORM_EPS) @ w[a + "kv_b_proj.weight"].T).view(B, T, H, dn + dv)
         k_nope, v = kv[..., :dn], kv[..., dn:]
         q_pe, k_pe = rotate_interleaved(q_pe, cos, sin), rotate_interleaved(k_pe, cos, sin)
         qs = torch.cat([q_nope, q_pe], dim=-1).transpose(1, 2)  # (B, H, T, dn+dr)

@@ -1,0 +1,134 @@
+package model
+
+import (
+	"fmt"
+	"math"
+	"strings"
+
+	"gorgonia.org/gorgonia"
+
+	"github.com/gotune/gotune/model/ops"
+)
+
+// mlaNormEps is the epsilon of MLA's q_a_layernorm and kv_a_layernorm:
+// DeepSeek's modeling code builds them with the RMSNorm default (1e-6),
+// not rms_norm_eps.
+const mlaNormEps = 1e-6
+
+// SelectionOnly reports parameters that only steer a discrete choice and
+// so have no gradient: the noaux_tc correction bias of DeepSeek-V3's
+// router, which DeepSeek adjusts from the expert load outside gradient
+// descent (DeepSeek-V3 §2.1.2). Build never makes them trainable.
+func SelectionOnly(hfName string) bool {
+	return strings.HasSuffix(hfName, ".mlp.gate.e_score_correction_bias")
+}
+
+// Router is the mixture-of-experts gate the config describes (nil
+// DeepSeek or no routed experts: the zero Router).
+func (c *Config) Router() ops.Router {
+	d := c.DeepSeek
+	if d == nil || d.NRoutedExperts == 0 {
+		return ops.Router{}
+	}
+	return ops.Router{
+		Experts: d.NRoutedExperts, TopK: d.NumExpertsPerTok, Scoring: d.ScoringFunc, Method: d.TopkMethod,
+		Groups: d.NGroup, TopKGroups: d.TopkGroup, Normalize: d.NormTopkProb, Scale: d.RoutedScalingFactor,
+	}
+}
+
+// mla is DeepSeek's multi-head latent attention on h (N, C), returning the
+// attention output (N, H·Dv) before o_proj (DeepSeek-V2 §2.1.2-2.1.3, in
+// the structure of DeepseekV2Attention):
+//
+//	q = q_proj(h), or q_b_proj(RMSNorm(q_a_proj(h)))          (N, H·(Dn+Dr))
+//	[c_KV, k_R] = kv_a_proj_with_mqa(h)                          (N, Rkv + Dr)
+//	[k_C, v]_h = kv_b_proj(RMSNorm(c_KV))                        (N, H·(Dn+Dv))
+//	q_h = [q_h^C, RoPE(q_h^R)],  k_h = [k_h^C, RoPE(k_R)]        (k_R shared)
+//	o_h = softmax(q_h·k_hᵀ/√(Dn+Dr), causal)·v_h
+func (g *Graph) mla(h *gorgonia.Node, p func(string) *gorgonia.Node, linear func(*gorgonia.Node, string, string, bool) *gorgonia.Node, invFreq []float64) *gorgonia.Node {
+	c := g.Config
+	d := c.DeepSeek
+	H, dn, dr, dv, r := c.NumAttentionHeads, d.QKNopeHeadDim, d.QKRopeHeadDim, d.VHeadDim, d.KVLoraRank
+	var q *gorgonia.Node
+	if d.QLoraRank == nil {
+		q = linear(h, "q_proj", "self_attn.", false)
+	} else {
+		qa := linear(h, "q_a_proj", "self_attn.", false)
+		qa = must(ops.RMSNorm(qa, p("self_attn.q_a_layernorm.weight"), mlaNormEps))
+		q = linear(qa, "q_b_proj", "self_attn.", false)
+	}
+	q = must(ops.RoPEPart(q, g.T, H, ops.RoPELayout{Width: dn + dr, Offset: dn, Interleaved: true}, invFreq))
+	kva := linear(h, "kv_a_proj_with_mqa", "self_attn.", false) // (N, Rkv + Dr)
+	latent := must(ops.HeadSlice(kva, 1, r+dr, 0, r))
+	kr := must(ops.HeadSlice(kva, 1, r+dr, r, r+dr))
+	kr = must(ops.RoPEPart(kr, g.T, 1, ops.RoPELayout{Width: dr, Interleaved: true}, invFreq))
+	latent = must(ops.RMSNorm(latent, p("self_attn.kv_a_layernorm.weight"), mlaNormEps))
+	kv := linear(latent, "kv_b_proj", "self_attn.", false) // (N, H·(Dn+Dv))
+	k := must(ops.MLAKeys(kv, kr, H, dn, dv))              // (N, H·(Dn+Dr))
+	v := must(ops.HeadSlice(kv, H, dn+dv, dn, dn+dv))      // (N, H·Dv)
+	shape := ops.AttentionShape{B: g.B, T: g.T, H: H, KVH: H, D: dn + dr, DV: dv, Scale: 1 / math.Sqrt(float64(dn+dr))}
+	return must(ops.Attention(q, k, v, shape))
+}
+
+// moe is DeepSeekMoE on h (N, C): the routed experts (ops.MoE) plus the
+// shared experts, one SwiGLU of n_shared_experts·moe_intermediate_size
+// (DeepSeek-V2 §2.2.1, eq. 20). Linear hooks do not reach the experts.
+func (g *Graph) moe(h *gorgonia.Node, p func(string) *gorgonia.Node, load *ops.ExpertLoad) *gorgonia.Node {
+	d := g.Config.DeepSeek
+	experts := make([]ops.ExpertWeights, d.NRoutedExperts)
+	for e := range experts {
+		q := fmt.Sprintf("mlp.experts.%d.", e)
+		experts[e] = ops.ExpertWeights{Gate: p(q + "gate_proj.weight"), Up: p(q + "up_proj.weight"), Down: p(q + "down_proj.weight")}
+	}
+	var bias *gorgonia.Node
+	if d.TopkMethod == TopkNoAuxTC {
+		bias = p("mlp.gate.e_score_correction_bias")
+	}
+	y := must(ops.MoE(h, p("mlp.gate.weight"), bias, experts, g.Config.Router(), load))
+	if d.NSharedExperts > 0 {
+		s := must(ops.SwiGLU(must(ops.Linear(h, p("mlp.shared_experts.gate_proj.weight"), nil)), must(ops.Linear(h, p("mlp.shared_experts.up_proj.weight"), nil))))
+		y = must(ops.Add(y, must(ops.Linear(s, p("mlp.shared_experts.down_proj.weight"), nil))))
+	}
+	return y
+}
+
+// LayerLoad is one mixture-of-experts layer's expert load in the last run:
+// the fraction of routed token slots each expert received (Fractions, E,
+// summing to 1) and their coefficient of variation (standard deviation /
+// mean; 0 when perfectly balanced).
+type LayerLoad struct {
+	Layer     int
+	Fractions []float64
+	CV        float64
+}
+
+// ExpertLoad reports the expert load of every mixture-of-experts layer in
+// the graph's last forward run (nil for a dense model).
+func (g *Graph) ExpertLoad() []LayerLoad {
+	var out []LayerLoad
+	for l, ld := range g.loads {
+		if ld == nil || len(ld.Counts) == 0 {
+			continue
+		}
+		total := 0
+		for _, n := range ld.Counts {
+			total += n
+		}
+		fr := make([]float64, len(ld.Counts))
+		var mean, sq float64
+		for e, n := range ld.Counts {
+			fr[e] = float64(n) / float64(max(total, 1))
+			mean += fr[e]
+		}
+		mean /= float64(len(fr))
+		for _, f := range fr {
+			sq += (f - mean) * (f - mean)
+		}
+		cv := 0.0
+		if mean > 0 {
+			cv = math.Sqrt(sq/float64(len(fr))) / mean
+		}
+		out = append(out, LayerLoad{Layer: l, Fractions: fr, CV: cv})
+	}
+	return out
+}
