@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/gotune/gotune/model"
@@ -100,9 +101,6 @@ func TestEngineMatchesFixtures(t *testing.T) {
 	for _, dir := range dirs {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			f, w := loadRefFixture(t, dir)
-			if w.Config.MLA() {
-				t.Skip("DeepSeek is not implemented here yet")
-			}
 			V := w.Config.VocabSize
 			want := f.slice(t, f.Logits.Offset, f.Logits.Shape) // (B·T, V)
 			e, err := New(w, nil)
@@ -152,5 +150,70 @@ func TestEngineMatchesFixtures(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Multi-head latent attention caches the normalised latent and the rope
+// key per position (kv_lora_rank + qk_rope_head_dim floats per layer), not
+// per-head keys and values; a GQA model of the same width (hidden size,
+// heads, layers) caches 2·KVH·D.
+func TestMLACacheBytes(t *testing.T) {
+	_, w := loadRefFixture(t, "../testdata/reference/deepseek_v2_mla_moe")
+	e, err := New(w, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := w.Config
+	if got, want := e.CacheBytesPerToken(), 4*c.NumHiddenLayers*(c.KVLoraRank+c.QKRopeHeadDim); got != want {
+		t.Fatalf("MLA cache %d bytes per token, want %d", got, want)
+	}
+	st := e.NewState()
+	if _, err := e.Forward([]*State{st}, [][]int{{1, 2, 3}}); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.k[1]) != 3*c.KVLoraRank || len(st.v[1]) != 3*c.QKRopeHeadDim {
+		t.Fatalf("layer 1 caches %d + %d floats for 3 positions", len(st.k[1]), len(st.v[1]))
+	}
+	for _, kvh := range []int{c.NumAttentionHeads, 1} {
+		g := model.Config{ModelType: "llama", HiddenSize: c.HiddenSize, IntermediateSize: c.IntermediateSize,
+			NumHiddenLayers: c.NumHiddenLayers, NumAttentionHeads: c.NumAttentionHeads, NumKeyValueHeads: kvh,
+			VocabSize: c.VocabSize, MaxPositionEmbeddings: c.MaxPositionEmbeddings, RMSNormEps: 1e-6, HiddenAct: "silu"}
+		gw, err := model.Allocate(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ge, err := New(gw, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := 4 * g.NumHiddenLayers * 2 * kvh * g.HeadDim(); ge.CacheBytesPerToken() != want {
+			t.Fatalf("GQA cache %d bytes per token, want %d", ge.CacheBytesPerToken(), want)
+		}
+		t.Logf("cache per token: MLA %d bytes, %d KV heads of %d: %d bytes", e.CacheBytesPerToken(), kvh, g.HeadDim(), ge.CacheBytesPerToken())
+	}
+}
+
+// oneModule is an adapter on one module of layer 1 only (whose factors
+// are never read: the engine must refuse it first).
+type oneModule string
+
+func (m oneModule) LowRank(layer int, module string) (a, b []float32, r int, scale float32, ok bool) {
+	return nil, nil, 0, 0, layer == 1 && module == string(m)
+}
+
+// The engine refuses adapters it cannot apply on DeepSeek layers rather
+// than ignoring them: kv_b_proj (attention runs in the latent space) and
+// the MoE layers' gate/up/down.
+func TestDeepSeekEngineRefusesUnappliedAdapters(t *testing.T) {
+	_, w := loadRefFixture(t, "../testdata/reference/deepseek_v3_mla_moe")
+	e, err := New(w, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"kv_b_proj", "up_proj"} {
+		e.SetAdapter(oneModule(m))
+		if _, err := e.Forward([]*State{e.NewState()}, [][]int{{1, 2}}); err == nil || !strings.Contains(err.Error(), "layer 1: an adapter on "+m) {
+			t.Errorf("adapter on %s: %v", m, err)
+		}
 	}
 }
