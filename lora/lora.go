@@ -32,7 +32,7 @@ type Config struct {
 	R       int      // rank r
 	Alpha   float64  // lora_alpha α
 	Dropout float64  // lora_dropout p, applied to the adapter's input
-	Targets []string // module names (q_proj … down_proj) or "all-linear"
+	Targets []string // module names (model.ModuleNames) or "all-linear"
 	RSLoRA  bool     // scale α/√r instead of α/r
 	Init    string   // "kaiming" (PEFT's default: A kaiming-uniform, B zeros) or "gaussian" (A ~ N(0, 1/r))
 	Seed    uint64   // initialisation seed
@@ -43,15 +43,20 @@ func DefaultConfig() Config {
 	return Config{R: 8, Alpha: 16, Targets: []string{"q_proj", "k_proj", "v_proj", "o_proj"}, Init: "kaiming", Seed: 1}
 }
 
-// TargetModules expands "all-linear" and validates module names.
-func (c Config) TargetModules() ([]string, error) {
+// TargetModules expands "all-linear" for a model of configuration m
+// (model.Config.AllLinearModules) and validates module names.
+func (c Config) TargetModules(m model.Config) ([]string, error) {
 	var out []string
 	for _, t := range c.Targets {
 		if t == "all-linear" {
-			return slices.Clone(model.LinearModules), nil
+			all, err := m.AllLinearModules()
+			if err != nil {
+				return nil, fmt.Errorf("lora: %w", err)
+			}
+			return all, nil
 		}
-		if !slices.Contains(model.LinearModules, t) {
-			return nil, fmt.Errorf("lora: unknown target module %q (want one of %s or all-linear)", t, strings.Join(model.LinearModules, " "))
+		if !slices.Contains(model.ModuleNames, t) {
+			return nil, fmt.Errorf("lora: unknown target module %q (want one of %s or all-linear)", t, strings.Join(model.ModuleNames, " "))
 		}
 		if !slices.Contains(out, t) {
 			out = append(out, t)
@@ -116,7 +121,7 @@ func New(w *model.Weights, cfg Config) (*Adapter, error) {
 	if cfg.Init != "kaiming" && cfg.Init != "gaussian" {
 		return nil, fmt.Errorf("lora: unknown init %q (want kaiming or gaussian)", cfg.Init)
 	}
-	targets, err := cfg.TargetModules()
+	targets, err := cfg.TargetModules(w.Config)
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +133,7 @@ func New(w *model.Weights, cfg Config) (*Adapter, error) {
 		for _, name := range targets {
 			base, err := w.Layers[i].Linear(name)
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("lora: target %s, layer %d (model_type %s): %w", name, i, w.Config.ModelType, err)
 			}
 			out, in := base.Shape()[0], base.Shape()[1]
 			m := &Module{Layer: i, Name: name, A: model.NewTensor(cfg.R, in), B: model.NewTensor(out, cfg.R)}

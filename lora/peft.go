@@ -131,7 +131,7 @@ func ReadConfig(dir string) (PEFTConfig, error) {
 
 // loraKey matches PEFT's LoRA tensor names, with or without the
 // ".default" adapter name and with either model prefix.
-var loraKey = regexp.MustCompile(`^base_model\.model\.(?:model\.)?layers\.(\d+)\.(self_attn|mlp)\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.lora_([AB])(?:\.default)?\.weight$`)
+var loraKey = regexp.MustCompile(`^base_model\.model\.(?:model\.)?layers\.(\d+)\.(self_attn|mlp)\.(q_proj|q_a_proj|q_b_proj|kv_a_proj_with_mqa|kv_b_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.lora_([AB])(?:\.default)?\.weight$`)
 
 var extraKey = regexp.MustCompile(`^base_model\.model\.([A-Za-z0-9_.]+?)(?:\.modules_to_save\.default)?\.weight$`)
 
@@ -212,7 +212,7 @@ func Load(dir string, w *model.Weights) (*Adapter, PEFTConfig, Extra, error) {
 		if mi.Layer != mj.Layer {
 			return mi.Layer < mj.Layer
 		}
-		return slices.Index(model.LinearModules, mi.Name) < slices.Index(model.LinearModules, mj.Name)
+		return slices.Index(model.ModuleNames, mi.Name) < slices.Index(model.ModuleNames, mj.Name)
 	})
 	if len(a.Modules) == 0 {
 		return nil, pc, nil, fmt.Errorf("load adapter %s: no LoRA tensors", path)

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
+	"strings"
 
 	"gorgonia.org/tensor"
 )
@@ -304,8 +306,43 @@ func (l *Layer) linear(module string) (*tensor.Dense, error) {
 	return nil, fmt.Errorf("unknown linear module %q", module)
 }
 
-// LinearModules are the names of a layer's linear modules, in HF order.
+// LinearModules are the names of a LLaMA-style layer's linear modules, in
+// HF order.
 var LinearModules = []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+// MLAModules are the linear modules of multi-head latent attention
+// (DeepseekV2Attention), in HF order: q_proj when q_lora_rank is null,
+// q_a_proj and q_b_proj otherwise.
+var MLAModules = []string{"q_proj", "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj"}
+
+// ModuleNames are all linear module names of every family, in HF order.
+var ModuleNames = []string{"q_proj", "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+// AllLinearModules are the linear modules of the configured layers that
+// PEFT's "all-linear" targets (every linear module but the output head):
+// LinearModules, or under MLA the MLA modules the layers have and the
+// dense MLP's. A model with mixture-of-experts layers is an error: the
+// routed and shared experts' gate/up/down are linear modules too, and
+// adapters on them are not implemented.
+func (c *Config) AllLinearModules() ([]string, error) {
+	if !c.MLA() {
+		return slices.Clone(LinearModules), nil
+	}
+	for l := range c.NumHiddenLayers {
+		if c.IsMoELayer(l) {
+			return nil, fmt.Errorf("all-linear on model_type %s with mixture-of-experts layers (from layer %d) would include the experts' gate_proj/up_proj/down_proj, and adapters on experts are not implemented: name the attention modules (%s)", c.ModelType, l, strings.Join(c.attentionModules(), ", "))
+		}
+	}
+	return append(c.attentionModules(), "gate_proj", "up_proj", "down_proj"), nil
+}
+
+// attentionModules are the MLA modules the configured layers have.
+func (c *Config) attentionModules() []string {
+	if c.QLoraRank == nil {
+		return []string{"q_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj"}
+	}
+	return []string{"q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj"}
+}
 
 // NumParams counts the distinct parameters (a tied head counted once).
 func (w *Weights) NumParams() int {

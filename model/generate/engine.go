@@ -252,7 +252,7 @@ type workspace struct {
 	scores                 []float32 // per worker (maxT)
 	hn, logits             []float32
 	outRows                []int
-	qa, kva                []float32 // MLA: compressed queries, kv_a output
+	qa, kva, kvb           []float32 // MLA: compressed queries, kv_a output, kv_b with its adapter merged
 	logitsE, ex, eo        []float32 // MoE: router logits, an expert's rows in and out
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/gotune/gotune/internal/blas"
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/model/ops"
 )
@@ -83,11 +84,6 @@ func (e *Engine) mlaAttention(l int, ly *model.Layer) error {
 	ws := &e.ws
 	m, N, C, H := e.mla, len(ws.rows), e.C, e.H
 	dqk, dkv := m.Dn+m.Dr, m.Dn+m.Dv
-	if e.adapter != nil {
-		if _, _, _, _, ok := e.adapter.LowRank(l, "kv_b_proj"); ok {
-			return fmt.Errorf("generate: layer %d: an adapter on kv_b_proj is not implemented (the engine attends in the latent space)", l)
-		}
-	}
 	ws.q = grow(ws.q, N*H*dqk)
 	if m.Rq == 0 {
 		if err := e.linear(ws.q, ws.xb, ly.Wq, nil, l, "q_proj", N, C, H*dqk); err != nil {
@@ -120,7 +116,10 @@ func (e *Engine) mlaAttention(l int, ly *model.Layer) error {
 		e.ropeInterleaved(kr, rw.pos)
 	}
 
-	kvb := model.F32(ly.KVB)
+	kvb, err := e.kvbWeight(l, ly)
+	if err != nil {
+		return err
+	}
 	scale := float32(1 / math.Sqrt(float64(dqk)))
 	maxT, work := 0, 0
 	for _, rw := range ws.rows {
@@ -158,6 +157,30 @@ func (e *Engine) mlaAttention(l int, ly *model.Layer) error {
 		}
 	})
 	return e.linear(ws.o, ws.att, ly.Wo, nil, l, "o_proj", N, H*m.Dv, C)
+}
+
+// kvbWeight is kv_b_proj's weight as attention reads it: the base, or
+// with an adapter on kv_b_proj the merged W + s·B·A (in a scratch
+// buffer), since attention in the latent space uses the weight itself
+// rather than the module's outputs.
+func (e *Engine) kvbWeight(l int, ly *model.Layer) ([]float32, error) {
+	base := model.F32(ly.KVB)
+	if e.adapter == nil {
+		return base, nil
+	}
+	a, b, r, scale, ok := e.adapter.LowRank(l, "kv_b_proj")
+	if !ok {
+		return base, nil
+	}
+	out, in := ly.KVB.Shape()[0], ly.KVB.Shape()[1]
+	if r <= 0 || len(a) != r*in || len(b) != out*r {
+		return nil, fmt.Errorf("generate: adapter for layer %d kv_b_proj: rank %d with a of %d and b of %d values, want %d and %d",
+			l, r, len(a), len(b), r*in, out*r)
+	}
+	e.ws.kvb = grow(e.ws.kvb, out*in)
+	copy(e.ws.kvb, base)
+	blas.Gemm(false, false, out, in, r, scale, b, a, 1, e.ws.kvb) // (out, in) += s·(out, r)·(r, in)
+	return e.ws.kvb, nil
 }
 
 // ropeInterleaved rotates the pairs (2i, 2i+1) of x (Dr values) by
