@@ -19,7 +19,8 @@ import (
 )
 
 // RopeScaling is the Hugging Face `rope_scaling` object. Only the Llama-3
-// rule ("llama3") and no scaling are supported.
+// rule ("llama3"), DeepSeek's YaRN ("yarn", for the DeepSeek families) and
+// no scaling are supported.
 type RopeScaling struct {
 	RopeType                      string  `json:"rope_type,omitempty"`
 	Type                          string  `json:"type,omitempty"`
@@ -28,6 +29,12 @@ type RopeScaling struct {
 	HighFreqFactor                float64 `json:"high_freq_factor,omitempty"`
 	OriginalMaxPositionEmbeddings int     `json:"original_max_position_embeddings,omitempty"`
 	RopeTheta                     float64 `json:"rope_theta,omitempty"`
+	// DeepSeek's YaRN ("yarn", DeepseekV2YarnRotaryEmbedding; the
+	// DeepSeek families only); nil means DeepSeek's default (32, 1, 1, 0).
+	BetaFast     *float64 `json:"beta_fast,omitempty"`
+	BetaSlow     *float64 `json:"beta_slow,omitempty"`
+	MScale       *float64 `json:"mscale,omitempty"`
+	MScaleAllDim *float64 `json:"mscale_all_dim,omitempty"`
 }
 
 // Kind returns the scaling rule name ("" when none).
@@ -112,7 +119,8 @@ func (c *Config) Scaling() *RopeScaling {
 }
 
 // InvFreq returns the D/2 RoPE inverse frequencies θ^(−2i/D) (D is
-// RopeDim: qk_rope_head_dim under MLA), rescaled by
+// RopeDim: qk_rope_head_dim under MLA), rescaled by YaRN where configured
+// (yarnParams.invFreq) or by
 // the Llama-3 rule when configured (Meta's llama3 `apply_scaling`: low
 // frequencies divided by `factor`, high ones kept, a smooth blend between).
 func (c *Config) InvFreq() []float64 {
@@ -122,6 +130,9 @@ func (c *Config) InvFreq() []float64 {
 		inv[i] = 1 / math.Pow(c.Theta(), float64(2*i)/float64(d))
 	}
 	s := c.Scaling()
+	if y := c.yarn(); y != nil {
+		return y.invFreq(inv, c.Theta())
+	}
 	if s == nil || s.Kind() != "llama3" {
 		return inv
 	}
@@ -203,6 +214,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("head dimension %d must be even for RoPE", c.HeadDim())
 	case c.HiddenAct != "" && c.HiddenAct != "silu":
 		return fmt.Errorf("hidden_act %q is not supported (only silu)", c.HiddenAct)
+	}
+	if c.MLA() {
+		return nil // DeepSeek's rope scaling was checked by validateDeepSeek
 	}
 	if s := c.Scaling(); s != nil && s.Kind() != "llama3" {
 		return fmt.Errorf("rope_scaling type %q is not supported (only llama3)", s.Kind())

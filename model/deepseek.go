@@ -3,6 +3,7 @@ package model
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"reflect"
 	"strings"
 )
@@ -76,7 +77,7 @@ const (
 	TopkNoAuxTC        = "noaux_tc"
 	deepseekV2         = "deepseek_v2"
 	deepseekV3         = "deepseek_v3"
-	deepseekNoScaleMsg = "RoPE scaling in rope_scaling or rope_parameters (DeepSeek's YaRN, with its mscale correction of the softmax scale, and linear/dynamic scaling) is not implemented; only none"
+	yarn               = "yarn"
 )
 
 // deepseekFamilyKeys are the config.json keys both DeepSeek families
@@ -96,8 +97,8 @@ func deepseekFamilyKeys(classes ...string) map[string]KeyCheck {
 		// DeepSeek's rotary part is interleaved (pairs 2i, 2i+1), which is
 		// what is implemented.
 		"rope_interleave": trueBool,
-		"rope_scaling":    nullOnly(deepseekNoScaleMsg),
-		"rope_parameters": checkDeepSeekRopeParameters,
+		"rope_scaling":    checkRopeKeys, // the type is checked by Validate
+		"rope_parameters": checkRopeKeys,
 		"auto_map":        checkAutoMap(classes...),
 		"head_dim":        nil, // checked by Validate: qk_rope_head_dim when given
 	}
@@ -117,34 +118,6 @@ func trueBool(_ map[string]json.RawMessage, v json.RawMessage) error {
 	}
 	if !b {
 		return fmt.Errorf("false is not implemented (only true)")
-	}
-	return nil
-}
-
-func nullOnly(why string) KeyCheck {
-	return func(_ map[string]json.RawMessage, v json.RawMessage) error {
-		if !isNull(v) {
-			return fmt.Errorf("%s", why)
-		}
-		return nil
-	}
-}
-
-// checkDeepSeekRopeParameters accepts rope_parameters carrying only the
-// base frequency (type default), the newer spelling of rope_theta.
-func checkDeepSeekRopeParameters(raw map[string]json.RawMessage, v json.RawMessage) error {
-	if err := checkRopeKeys(raw, v); err != nil {
-		return err
-	}
-	if isNull(v) {
-		return nil
-	}
-	var s RopeScaling
-	if err := json.Unmarshal(v, &s); err != nil {
-		return fmt.Errorf("want an object: %w", err)
-	}
-	if k := s.Kind(); k != "" && k != "default" {
-		return fmt.Errorf("type %q: %s", k, deepseekNoScaleMsg)
 	}
 	return nil
 }
@@ -218,8 +191,12 @@ func (c *Config) validateDeepSeek() error {
 		return fmt.Errorf("head_dim %d must equal qk_rope_head_dim %d (DeepSeek configs name the rotary width so)", c.HeadDimOverride, d.QKRopeHeadDim)
 	case c.AttentionBias:
 		return fmt.Errorf("attention_bias true is not implemented for model_type %s", c.ModelType)
-	case c.RopeScaling.Kind() != "" || c.Scaling() != nil:
-		return fmt.Errorf("%s", deepseekNoScaleMsg)
+	case c.Scaling() != nil && c.Scaling().Kind() != yarn:
+		return fmt.Errorf("rope_scaling type %q is not implemented for model_type %s (only yarn, as DeepSeek defines it)", c.Scaling().Kind(), c.ModelType)
+	case c.Scaling() != nil && !(c.Scaling().Factor > 0):
+		return fmt.Errorf("rope_scaling yarn: factor %v must be positive", c.Scaling().Factor)
+	case c.Scaling() != nil && c.Scaling().OriginalMaxPositionEmbeddings < 0:
+		return fmt.Errorf("rope_scaling yarn: original_max_position_embeddings %d must be positive", c.Scaling().OriginalMaxPositionEmbeddings)
 	case d.NRoutedExperts < 0:
 		return fmt.Errorf("n_routed_experts %d must be positive or null", d.NRoutedExperts)
 	}
@@ -277,4 +254,88 @@ func (c *Config) validateDeepSeek() error {
 		}
 	}
 	return nil
+}
+
+// yarnParams are DeepSeek's YaRN settings (DeepseekV2YarnRotaryEmbedding,
+// after Peng et al. 2023, "YaRN: Efficient Context Window Extension of
+// Large Language Models"), with the defaults of DeepSeek's code for keys
+// rope_scaling leaves out.
+type yarnParams struct {
+	factor, orig, betaFast, betaSlow, mscale, mscaleAllDim float64
+}
+
+// yarn returns the configured YaRN settings, or nil.
+func (c *Config) yarn() *yarnParams {
+	s := c.Scaling()
+	if s == nil || s.Kind() != yarn {
+		return nil
+	}
+	y := &yarnParams{factor: s.Factor, orig: 4096, betaFast: 32, betaSlow: 1, mscale: 1, mscaleAllDim: 0}
+	if s.OriginalMaxPositionEmbeddings > 0 {
+		y.orig = float64(s.OriginalMaxPositionEmbeddings)
+	}
+	for _, f := range []struct {
+		p   *float64
+		dst *float64
+	}{{s.BetaFast, &y.betaFast}, {s.BetaSlow, &y.betaSlow}, {s.MScale, &y.mscale}, {s.MScaleAllDim, &y.mscaleAllDim}} {
+		if f.p != nil {
+			*f.dst = *f.p
+		}
+	}
+	return y
+}
+
+// yarnMScale is DeepSeek's yarn_get_mscale: 0.1·m·ln(scale) + 1 for
+// scale > 1, else 1.
+func yarnMScale(scale, m float64) float64 {
+	if scale <= 1 {
+		return 1
+	}
+	return 0.1*m*math.Log(scale) + 1
+}
+
+// invFreq rescales the inverse frequencies inv (of a rotary width 2·len)
+// as YaRN does: dimensions rotating more than beta_fast times over the
+// original context keep their frequency, those rotating fewer than
+// beta_slow times are divided by factor, with a linear ramp between
+// (yarn_find_correction_range and yarn_linear_ramp_mask).
+func (y *yarnParams) invFreq(inv []float64, base float64) []float64 {
+	dim := float64(2 * len(inv))
+	corr := func(rot float64) float64 {
+		return dim * math.Log(y.orig/(rot*2*math.Pi)) / (2 * math.Log(base))
+	}
+	low := math.Max(math.Floor(corr(y.betaFast)), 0)
+	high := math.Min(math.Ceil(corr(y.betaSlow)), dim-1)
+	if low == high {
+		high += 0.001
+	}
+	for i, f := range inv {
+		ramp := math.Min(math.Max((float64(i)-low)/(high-low), 0), 1)
+		keep := 1 - ramp // weight of the unscaled frequency
+		inv[i] = f/y.factor*(1-keep) + f*keep
+	}
+	return inv
+}
+
+// RopeMagnitude multiplies the rotated query and key parts: YaRN's cos/sin
+// factor yarn_get_mscale(factor, mscale) / yarn_get_mscale(factor,
+// mscale_all_dim); 1 without YaRN.
+func (c *Config) RopeMagnitude() float64 {
+	y := c.yarn()
+	if y == nil {
+		return 1
+	}
+	return yarnMScale(y.factor, y.mscale) / yarnMScale(y.factor, y.mscaleAllDim)
+}
+
+// MLASoftmaxScale is MLA's attention scale: 1/√(qk_nope + qk_rope), times
+// yarn_get_mscale(factor, mscale_all_dim)² under YaRN with mscale_all_dim
+// set (DeepseekV2Attention).
+func (c *Config) MLASoftmaxScale() float64 {
+	s := 1 / math.Sqrt(float64(c.QKHeadDim()))
+	if y := c.yarn(); y != nil && y.mscaleAllDim != 0 {
+		m := yarnMScale(y.factor, y.mscaleAllDim)
+		s *= m * m
+	}
+	return s
 }

@@ -73,6 +73,21 @@ func TestDeepSeekConfig(t *testing.T) {
 	if v3.QLoraRank == nil || *v3.QLoraRank != 12 || v3.TopkMethod != TopkNoAuxTC || v3.NGroup != 4 {
 		t.Fatalf("deepseek_v3: %+v", v3.DeepSeek)
 	}
+	// DeepSeek-V2-Lite's YaRN: the frequencies of the rotary part rescaled,
+	// the softmax scale corrected by mscale_all_dim, cos/sin unscaled when
+	// mscale equals mscale_all_dim.
+	yarnCfg, err := LoadConfig(writeConfig(t, edited(t, deepseekV2JSON, "rope_scaling",
+		`{"type":"yarn","factor":40,"mscale":0.707,"mscale_all_dim":0.707,"beta_fast":32,"beta_slow":1,"original_max_position_embeddings":4096}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := 0.1*0.707*math.Log(40) + 1
+	if got, want := yarnCfg.MLASoftmaxScale(), m*m/math.Sqrt(12); math.Abs(got-want) > 1e-15 || yarnCfg.RopeMagnitude() != 1 {
+		t.Errorf("yarn: softmax scale %v (want %v), magnitude %v", got, want, yarnCfg.RopeMagnitude())
+	}
+	if v2.MLASoftmaxScale() != 1/math.Sqrt(12) || v2.RopeMagnitude() != 1 {
+		t.Errorf("no scaling: softmax scale %v, magnitude %v", v2.MLASoftmaxScale(), v2.RopeMagnitude())
+	}
 	llama, err := Preset("tiny", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -101,8 +116,10 @@ func TestDeepSeekConfig(t *testing.T) {
 		{deepseekV2JSON, "topk_method", `"gready"`, "topk_method"},
 		{deepseekV2JSON, "topk_method", `"group_limited_greedy"`, "n_group"},
 		{edited(t, edited(t, deepseekV2JSON, "norm_topk_prob", "true"), "routed_scaling_factor", "16"), "num_experts_per_tok", "2", "routed_scaling_factor"},
-		{deepseekV2JSON, "rope_scaling", `{"type":"yarn","factor":40,"mscale":0.707,"mscale_all_dim":0.707,"beta_fast":32,"beta_slow":1,"original_max_position_embeddings":4096}`, "rope_scaling"},
-		{deepseekV2JSON, "rope_parameters", `{"rope_type":"yarn","factor":40}`, "rope_parameters"},
+		{deepseekV2JSON, "rope_scaling", `{"type":"linear","factor":4}`, "rope_scaling"},
+		{deepseekV2JSON, "rope_scaling", `{"type":"yarn","factor":0}`, "factor"},
+		{deepseekV2JSON, "rope_scaling", `{"type":"yarn","factor":4,"attention_factor":1}`, "attention_factor"},
+		{deepseekV2JSON, "rope_parameters", `{"rope_type":"llama3","factor":8,"low_freq_factor":1,"high_freq_factor":4,"original_max_position_embeddings":32}`, "llama3"},
 		{deepseekV2JSON, "attention_bias", "true", "attention_bias"},
 		{deepseekV2JSON, "rope_interleave", "false", "rope_interleave"},
 		{deepseekV2JSON, "auto_map", `{"AutoModel":"modeling_other.OtherModel"}`, "auto_map"},

@@ -284,7 +284,8 @@ func checkLayerTypes(raw map[string]json.RawMessage, v json.RawMessage) error {
 }
 
 // ropeKeys are the fields of RopeScaling.
-var ropeKeys = []string{"rope_type", "type", "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings", "rope_theta"}
+var ropeKeys = []string{"rope_type", "type", "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings", "rope_theta",
+	"beta_fast", "beta_slow", "mscale", "mscale_all_dim"}
 
 // checkRopeKeys refuses fields of a rope_scaling object that RopeScaling
 // does not read (the rule's type itself is checked by Config.Validate).

@@ -49,6 +49,15 @@ func deepseekMicro(v3, tied bool) Config {
 	return c
 }
 
+// deepseekYarn is deepseekMicro (v2) with DeepSeek's YaRN: the rotary
+// parts scaled (mscale ≠ mscale_all_dim) and the softmax scale corrected.
+func deepseekYarn() Config {
+	c := deepseekMicro(false, false)
+	ms, msAll := 1.0, 0.5
+	c.RopeScaling = &RopeScaling{Type: "yarn", Factor: 4, OriginalMaxPositionEmbeddings: 64, MScale: &ms, MScaleAllDim: &msAll}
+	return c
+}
+
 // scrambled returns weights with O(1) values everywhere (norms around 1,
 // nonzero biases), so that every gradient is far from zero and a wrong
 // formula cannot hide behind tiny numbers.
@@ -133,6 +142,7 @@ func TestModelGradient(t *testing.T) {
 		{"deepseek_v2/meannll", deepseekMicro(false, false), "meannll", 2},
 		{"deepseek_v3/meannll", deepseekMicro(true, false), "meannll", 1},
 		{"deepseek_v3+tied/logits", deepseekMicro(true, true), "logits", 1},
+		{"deepseek_v2+yarn/logprobs", deepseekYarn(), "logprobs", 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := scrambled(t, tc.cfg, tc.seed)

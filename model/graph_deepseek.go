@@ -44,7 +44,10 @@ func (c *Config) Router() ops.Router {
 //	[c_KV, k_R] = kv_a_proj_with_mqa(h)                          (N, Rkv + Dr)
 //	[k_C, v]_h = kv_b_proj(RMSNorm(c_KV))                        (N, H·(Dn+Dv))
 //	q_h = [q_h^C, RoPE(q_h^R)],  k_h = [k_h^C, RoPE(k_R)]        (k_R shared)
-//	o_h = softmax(q_h·k_hᵀ/√(Dn+Dr), causal)·v_h
+//	o_h = softmax(q_h·k_hᵀ·scale, causal)·v_h
+//
+// with scale = 1/√(Dn+Dr) and RoPE as Config.MLASoftmaxScale and
+// Config.RopeMagnitude adjust them under YaRN.
 func (g *Graph) mla(h *gorgonia.Node, p func(string) *gorgonia.Node, linear func(*gorgonia.Node, string, string, bool) *gorgonia.Node, invFreq []float64) *gorgonia.Node {
 	c := g.Config
 	d := c.DeepSeek
@@ -57,16 +60,17 @@ func (g *Graph) mla(h *gorgonia.Node, p func(string) *gorgonia.Node, linear func
 		qa = must(ops.RMSNorm(qa, p("self_attn.q_a_layernorm.weight"), mlaNormEps))
 		q = linear(qa, "q_b_proj", "self_attn.", false)
 	}
-	q = must(ops.RoPEPart(q, g.T, H, ops.RoPELayout{Width: dn + dr, Offset: dn, Interleaved: true}, invFreq))
+	mag := c.RopeMagnitude()
+	q = must(ops.RoPEPart(q, g.T, H, ops.RoPELayout{Width: dn + dr, Offset: dn, Interleaved: true, Magnitude: mag}, invFreq))
 	kva := linear(h, "kv_a_proj_with_mqa", "self_attn.", false) // (N, Rkv + Dr)
 	latent := must(ops.HeadSlice(kva, 1, r+dr, 0, r))
 	kr := must(ops.HeadSlice(kva, 1, r+dr, r, r+dr))
-	kr = must(ops.RoPEPart(kr, g.T, 1, ops.RoPELayout{Width: dr, Interleaved: true}, invFreq))
+	kr = must(ops.RoPEPart(kr, g.T, 1, ops.RoPELayout{Width: dr, Interleaved: true, Magnitude: mag}, invFreq))
 	latent = must(ops.RMSNorm(latent, p("self_attn.kv_a_layernorm.weight"), mlaNormEps))
 	kv := linear(latent, "kv_b_proj", "self_attn.", false) // (N, H·(Dn+Dv))
 	k := must(ops.MLAKeys(kv, kr, H, dn, dv))              // (N, H·(Dn+Dr))
 	v := must(ops.HeadSlice(kv, H, dn+dv, dn, dn+dv))      // (N, H·Dv)
-	shape := ops.AttentionShape{B: g.B, T: g.T, H: H, KVH: H, D: dn + dr, DV: dv, Scale: 1 / math.Sqrt(float64(dn+dr))}
+	shape := ops.AttentionShape{B: g.B, T: g.T, H: H, KVH: H, D: dn + dr, DV: dv, Scale: c.MLASoftmaxScale()}
 	return must(ops.Attention(q, k, v, shape))
 }
 

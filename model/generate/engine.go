@@ -233,11 +233,12 @@ func (e *Engine) ropeTables(p int) {
 	cos, sin := make([]float32, p*half), make([]float32, p*half)
 	copy(cos, e.cos)
 	copy(sin, e.sin)
+	m := e.w.Config.RopeMagnitude() // YaRN scales both; 1 otherwise
 	for pos := have; pos < p; pos++ {
 		for i, f := range e.invFreq {
 			a := float64(pos) * f
-			cos[pos*half+i] = float32(math.Cos(a))
-			sin[pos*half+i] = float32(math.Sin(a))
+			cos[pos*half+i] = float32(m * math.Cos(a))
+			sin[pos*half+i] = float32(m * math.Sin(a))
 		}
 	}
 	e.cos, e.sin = cos, sin

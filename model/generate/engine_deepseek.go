@@ -2,7 +2,6 @@ package generate
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/gotune/gotune/internal/blas"
 	"github.com/gotune/gotune/model"
@@ -120,7 +119,7 @@ func (e *Engine) mlaAttention(l int, ly *model.Layer) error {
 	if err != nil {
 		return err
 	}
-	scale := float32(1 / math.Sqrt(float64(dqk)))
+	scale := float32(e.w.Config.MLASoftmaxScale())
 	maxT, work := 0, 0
 	for _, rw := range ws.rows {
 		maxT = max(maxT, rw.pos+1)

@@ -531,6 +531,8 @@ func deepseekMicro(v3 bool) model.Config {
 		c.ModelType = "deepseek_v3"
 		c.QLoraRank, c.ScoringFunc, c.TopkMethod, c.NGroup, c.TopkGroup = &rank, "sigmoid", "noaux_tc", 2, 1
 		c.NormTopkProb, c.RoutedScalingFactor = true, 2.5
+		ms, msAll := 0.707, 0.707
+		c.RopeScaling = &model.RopeScaling{Type: "yarn", Factor: 40, OriginalMaxPositionEmbeddings: 4096, MScale: &ms, MScaleAllDim: &msAll}
 	}
 	return c
 }
@@ -547,7 +549,8 @@ func TestSaveLoadDeepSeek(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Config.ModelType != c.ModelType || !got.Config.MLA() || (got.Config.QLoraRank == nil) == v3 {
+		if got.Config.ModelType != c.ModelType || !got.Config.MLA() || (got.Config.QLoraRank == nil) == v3 ||
+			got.Config.MLASoftmaxScale() != c.MLASoftmaxScale() || (c.MLASoftmaxScale() == 1/math.Sqrt(6)) == v3 {
 			t.Fatalf("config round trip: %+v", got.Config)
 		}
 		if len(got.Named()) != len(w.Named()) {

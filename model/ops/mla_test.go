@@ -13,7 +13,7 @@ import (
 func TestRoPEPartGradient(t *testing.T) {
 	r := rand.New(rand.NewPCG(2, 3))
 	inv := []float64{1, 0.1}
-	for _, l := range []RoPELayout{{Width: 7, Offset: 3, Interleaved: true}, {Width: 6, Offset: 1}, {Width: 4, Interleaved: true}} {
+	for _, l := range []RoPELayout{{Width: 7, Offset: 3, Interleaved: true}, {Width: 6, Offset: 1}, {Width: 4, Interleaved: true, Magnitude: 1.3}} {
 		checkOp(t, opCase{fmt.Sprintf("rope %+v", l), []*tensor.Dense{randTensor(r, 1, 2*4, 3*l.Width)}, func(in []*G.Node) (*G.Node, error) {
 			return RoPEPart(in[0], 4, 3, l, inv)
 		}})

@@ -32,10 +32,13 @@ type RoPELayout struct {
 	// Interleaved pairs dimension 2i with 2i+1 (DeepSeek's rotary key and
 	// query parts) instead of i with i + D/2.
 	Interleaved bool
+	// Magnitude multiplies the rotated part (YaRN's cos/sin factor); 0
+	// means 1.
+	Magnitude float64
 }
 
 // RoPEPart is RoPE on part of each head of x (N, heads·Width) in the given
-// layout: multi-head latent attention rotates only the qk_rope_head_dim
+// layout, times Magnitude: multi-head latent attention rotates only the qk_rope_head_dim
 // tail of each query head (DeepSeek-V2 §2.1.3, decoupled RoPE), with the
 // pairs interleaved (DeepSeek's apply_rotary_pos_emb de-interleaves, then
 // rotates halves: the same rotation of pairs (2i, 2i+1), whose layout
@@ -63,9 +66,14 @@ func newRoPE(layout RoPELayout, seqLen, heads int, invFreq []float64, inverse bo
 	op := &ropeOp{seqLen: seqLen, heads: heads, half: half, layout: layout, invFreq: invFreq, inverse: inverse,
 		cos64: make([]float64, seqLen*half), sin64: make([]float64, seqLen*half),
 		cos32: make([]float32, seqLen*half), sin32: make([]float32, seqLen*half)}
+	m := layout.Magnitude
+	if m == 0 {
+		m = 1
+	}
 	for p := range seqLen {
 		for i, f := range invFreq {
 			s, c := math.Sincos(float64(p) * f)
+			s, c = m*s, m*c // m·R(θ); its transpose is m·R(−θ)
 			if inverse {
 				s = -s
 			}

@@ -182,6 +182,38 @@ def route(cfg, h, w, p):
     return idx, weight, gap
 
 
+def yarn_mscale(scale, m):
+    return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
+
+
+def yarn_rope(s, inv, dim, base, softmax_scale):
+    """DeepSeek's YaRN (DeepseekV2YarnRotaryEmbedding and the softmax
+    correction of DeepseekV2Attention): frequencies between the beta_fast
+    and beta_slow correction dimensions blend linearly from unscaled to
+    divided by factor; cos and sin are multiplied by
+    mscale(factor, mscale) / mscale(factor, mscale_all_dim); the softmax
+    scale by mscale(factor, mscale_all_dim)^2 when mscale_all_dim is set."""
+    assert s["type"] == "yarn"
+    factor = s["factor"]
+    orig = s.get("original_max_position_embeddings", 4096)
+    beta_fast, beta_slow = s.get("beta_fast", 32), s.get("beta_slow", 1)
+    mscale, mscale_all_dim = s.get("mscale", 1), s.get("mscale_all_dim", 0)
+
+    def corr(rot):
+        return (dim * math.log(orig / (rot * 2 * math.pi))) / (2 * math.log(base))
+
+    low, high = max(math.floor(corr(beta_fast)), 0), min(math.ceil(corr(beta_slow)), dim - 1)
+    if low == high:
+        high += 0.001
+    ramp = torch.clamp((torch.arange(dim // 2, dtype=torch.float64) - low) / (high - low), 0, 1)
+    keep = 1.0 - ramp
+    inv = inv / factor * (1 - keep) + inv * keep
+    magnitude = yarn_mscale(factor, mscale) / yarn_mscale(factor, mscale_all_dim)
+    if mscale_all_dim:
+        softmax_scale = softmax_scale * yarn_mscale(factor, mscale_all_dim) ** 2
+    return inv, magnitude, softmax_scale
+
+
 # DeepSeek builds q_a_layernorm and kv_a_layernorm with the RMSNorm default
 # epsilon, not rms_norm_eps.
 MLA_NORM_EPS = 1e-6
@@ -204,10 +236,14 @@ def deepseek_forward(cfg, w, tokens, gaps=None):
     dn, dr, dv, r = cfg["qk_nope_head_dim"], cfg["qk_rope_head_dim"], cfg["v_head_dim"], cfg["kv_lora_rank"]
     pos = torch.arange(T, dtype=torch.float64)
     inv = 1.0 / theta_of(cfg) ** (torch.arange(0, dr, 2, dtype=torch.float64) / dr)
+    softmax_scale, magnitude = (dn + dr) ** -0.5, 1.0
+    yarn = cfg.get("rope_scaling")
+    if yarn:
+        inv, magnitude, softmax_scale = yarn_rope(yarn, inv, dr, theta_of(cfg), softmax_scale)
     angles = pos[:, None] * inv[None, :]
     dt = w["model.embed_tokens.weight"].dtype
-    cos = torch.cos(angles)[None, :, None, :].to(dt)
-    sin = torch.sin(angles)[None, :, None, :].to(dt)
+    cos = (torch.cos(angles) * magnitude)[None, :, None, :].to(dt)
+    sin = (torch.sin(angles) * magnitude)[None, :, None, :].to(dt)
     causal = torch.ones(T, T, dtype=torch.bool).tril()
 
     def swiglu_mlp(inp, prefix):
@@ -232,7 +268,7 @@ def deepseek_forward(cfg, w, tokens, gaps=None):
         q_pe, k_pe = rotate_interleaved(q_pe, cos, sin), rotate_interleaved(k_pe, cos, sin)
         qs = torch.cat([q_nope, q_pe], dim=-1).transpose(1, 2)  # (B, H, T, dn+dr)
         ks = torch.cat([k_nope, k_pe.expand(B, T, H, dr)], dim=-1).transpose(1, 2)
-        scores = (qs @ ks.transpose(-1, -2)) / math.sqrt(dn + dr)
+        scores = (qs @ ks.transpose(-1, -2)) * softmax_scale
         scores = scores.masked_fill(~causal, float("-inf"))
         att = (torch.softmax(scores, dim=-1) @ v.transpose(1, 2)).transpose(1, 2).reshape(B, T, H * dv)
         x = x + att @ w[a + "o_proj.weight"].T
@@ -423,6 +459,16 @@ DEEPSEEK_CASES = {
                                routed_scaling_factor=2.5, num_nextn_predict_layers=1, rope_interleave=True,
                                architectures=["DeepseekV3ForCausalLM"]),
         batch=2, seq=10, pad=2, seed=3000),
+    # DeepSeek-V2 with DeepSeek's YaRN on a rotary part of 8: over an
+    # original context of 2048 the correction range is dimensions 1 to 3,
+    # so the 4 frequencies are kept, kept, blended and divided by factor 4;
+    # mscale ≠ mscale_all_dim, so cos/sin are scaled as well as the
+    # softmax; top-1 routing, no shared expert.
+    "deepseek_v2_yarn": dict(
+        config=deepseek_config("deepseek_v2", qk_rope_head_dim=8, num_experts_per_tok=1, n_shared_experts=None,
+                               rope_scaling={"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 2048,
+                                             "beta_fast": 32, "beta_slow": 1, "mscale": 1.0, "mscale_all_dim": 0.8}),
+        batch=2, seq=12, pad=0, seed=4000),
 }
 
 # The smallest gap between the last chosen and the first unchosen expert's
