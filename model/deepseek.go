@@ -70,14 +70,14 @@ var deepseekKeys = func() []string {
 
 // Top-k methods and scoring functions of DeepSeek routers.
 const (
-	ScoringSoftmax     = "softmax"
-	ScoringSigmoid     = "sigmoid"
-	TopkGreedy         = "greedy"
-	TopkGroupLimited   = "group_limited_greedy"
-	TopkNoAuxTC        = "noaux_tc"
-	deepseekV2         = "deepseek_v2"
-	deepseekV3         = "deepseek_v3"
-	yarn               = "yarn"
+	ScoringSoftmax   = "softmax"
+	ScoringSigmoid   = "sigmoid"
+	TopkGreedy       = "greedy"
+	TopkGroupLimited = "group_limited_greedy"
+	TopkNoAuxTC      = "noaux_tc"
+	deepseekV2       = "deepseek_v2"
+	deepseekV3       = "deepseek_v3"
+	yarn             = "yarn"
 )
 
 // deepseekFamilyKeys are the config.json keys both DeepSeek families
