@@ -47,19 +47,21 @@ func deepseekWeights(t *testing.T, experts int) *model.Weights {
 	return w
 }
 
-var mlaTargets = []string{"q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj"}
-
-// LoRA on every MLA projection: the adapter changes the graph's logits,
-// the engine with the live adapter computes the same logits (kv_b_proj's
-// update merged into the weight it attends with), merging equals the live
-// adapter, and the PEFT files round-trip under DeepSeek's module names.
-func TestDeepSeekAttentionLoRA(t *testing.T) {
+// LoRA on every linear module of a DeepSeek-V3 with experts (all-linear:
+// the MLA projections, the dense layer's MLP, every routed expert's and
+// the shared expert's projections): the adapter changes the graph's
+// logits, the engine with the live adapter computes the same logits
+// (kv_b_proj's update merged into the weight it attends with), merging
+// equals the live adapter, and the PEFT files round-trip under DeepSeek's
+// module names.
+func TestDeepSeekLoRA(t *testing.T) {
 	w := deepseekWeights(t, 4)
-	a, err := New(w, Config{R: 2, Alpha: 4, Targets: mlaTargets, Seed: 3})
+	a, err := New(w, Config{R: 2, Alpha: 4, Targets: []string{"all-linear"}, Seed: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(a.Modules) != 2*len(mlaTargets) {
+	// Layer 0: 5 MLA + 3 MLP; layer 1: 5 MLA + 3·(4 experts + 1 shared).
+	if len(a.Modules) != 5+3+5+3*5 {
 		t.Fatalf("%d modules", len(a.Modules))
 	}
 	randomizeB(a)
@@ -102,7 +104,9 @@ func TestDeepSeekAttentionLoRA(t *testing.T) {
 			t.Fatalf("module %d: %s back as %s", i, a.Modules[i].PEFTPrefix(), m.PEFTPrefix())
 		}
 	}
-	if !slices.Contains(names, "base_model.model.model.layers.1.self_attn.kv_a_proj_with_mqa") {
+	if !slices.Contains(names, "base_model.model.model.layers.1.self_attn.kv_a_proj_with_mqa") ||
+		!slices.Contains(names, "base_model.model.model.layers.1.mlp.experts.3.down_proj") ||
+		!slices.Contains(names, "base_model.model.model.layers.1.mlp.shared_experts.up_proj") {
 		t.Errorf("PEFT names %v", names)
 	}
 
@@ -115,11 +119,12 @@ func TestDeepSeekAttentionLoRA(t *testing.T) {
 	}
 }
 
-// Gradients of the adapters on the MLA projections against central
-// differences of the mean NLL, in float64.
+// Gradients of the adapters on every DeepSeek module (MLA projections,
+// routed and shared experts) against central differences of the mean NLL,
+// in float64.
 func TestDeepSeekAdapterGradients(t *testing.T) {
 	w := deepseekWeights(t, 4)
-	a, err := New(w, Config{R: 2, Alpha: 4, Targets: mlaTargets, Seed: 6})
+	a, err := New(w, Config{R: 2, Alpha: 4, Targets: []string{"all-linear"}, Seed: 6})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,8 +148,8 @@ func TestDeepSeekAdapterGradients(t *testing.T) {
 	for _, p := range inj.Params() {
 		wrt = append(wrt, p.Node)
 	}
-	if len(wrt) != 4*len(mlaTargets) {
-		t.Fatalf("%d adapter tensors in the graph, want %d", len(wrt), 4*len(mlaTargets))
+	if len(wrt) != 2*len(a.Modules) {
+		t.Fatalf("%d adapter tensors in the graph, want %d", len(wrt), 2*len(a.Modules))
 	}
 	prog, err := g.Compile(loss, wrt)
 	if err != nil {
@@ -177,9 +182,9 @@ func TestDeepSeekAdapterGradients(t *testing.T) {
 	}
 }
 
-// all-linear covers a dense DeepSeek's MLA and MLP modules; on a model
-// with experts it, and targets the experts would share, are refused, as
-// are modules the family does not have.
+// all-linear covers a dense DeepSeek's MLA and MLP modules, and on a
+// model with experts every routed and shared expert's projections (PEFT's
+// suffix match); modules the family does not have are refused.
 func TestDeepSeekTargets(t *testing.T) {
 	dense := deepseekWeights(t, 0)
 	a, err := New(dense, Config{R: 2, Alpha: 2, Targets: []string{"all-linear"}})
@@ -191,14 +196,36 @@ func TestDeepSeekTargets(t *testing.T) {
 		t.Fatalf("all-linear on a dense DeepSeek: %v, %d modules", a.Config.Targets, len(a.Modules))
 	}
 	moe := deepseekWeights(t, 4)
+	a, err = New(moe, Config{R: 2, Alpha: 2, Targets: []string{"gate_proj"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, m := range a.Modules {
+		names = append(names, m.PEFTPrefix())
+	}
+	wantNames := []string{"base_model.model.model.layers.0.mlp.gate_proj",
+		"base_model.model.model.layers.1.mlp.experts.0.gate_proj", "base_model.model.model.layers.1.mlp.experts.1.gate_proj",
+		"base_model.model.model.layers.1.mlp.experts.2.gate_proj", "base_model.model.model.layers.1.mlp.experts.3.gate_proj",
+		"base_model.model.model.layers.1.mlp.shared_experts.gate_proj"}
+	if !slices.Equal(names, wantNames) {
+		t.Errorf("gate_proj on a MoE model: %v", names)
+	}
 	for _, tc := range []struct{ target, want string }{
-		{"all-linear", "experts"},
-		{"gate_proj", "gate_proj"},
 		{"k_proj", "k_proj"},
 		{"q_proj", "q_proj"}, // compressed queries: q_a_proj and q_b_proj instead
+		{"experts.0.gate_proj", "experts.0.gate_proj"},
 	} {
 		if _, err := New(moe, Config{R: 2, Alpha: 2, Targets: []string{tc.target}}); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("target %s: %v", tc.target, err)
 		}
+	}
+	// Dropout inside the fused experts is refused when the graph is built.
+	a, err = New(moe, Config{R: 2, Alpha: 2, Dropout: 0.1, Targets: []string{"all-linear"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := model.Build(moe, model.GraphOptions{B: 1, T: 2, Hook: a.Hook()}); err == nil || !strings.Contains(err.Error(), "dropout on routed experts") {
+		t.Errorf("dropout on experts: %v", err)
 	}
 }

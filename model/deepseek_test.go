@@ -258,3 +258,34 @@ func TestDeepSeekGraphLoadAndBias(t *testing.T) {
 	}
 	t.Logf("layer 1 load %.3f, CV %.3f", load[0].Fractions, load[0].CV)
 }
+
+// Expert module names parse as PEFT writes them, and nothing else does.
+func TestExpertModule(t *testing.T) {
+	for name, want := range map[string]struct {
+		e    int
+		proj string
+	}{"experts.7.gate_proj": {7, "gate_proj"}, "shared_experts.down_proj": {-1, "down_proj"}, "experts.0.up_proj": {0, "up_proj"}} {
+		e, proj, ok := ExpertModule(name)
+		if !ok || e != want.e || proj != want.proj {
+			t.Errorf("%s: %d %s %v", name, e, proj, ok)
+		}
+	}
+	for _, bad := range []string{"gate_proj", "experts.07.gate_proj", "experts.-1.gate_proj", "experts.x.up_proj", "experts.1.q_proj", "shared_experts.1.gate_proj", "experts.1"} {
+		if _, _, ok := ExpertModule(bad); ok {
+			t.Errorf("%s parsed as an expert module", bad)
+		}
+	}
+	c, err := LoadConfig(writeConfig(t, deepseekV2JSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.LayerModules(0, "up_proj"); !slices.Equal(got, []string{"up_proj"}) {
+		t.Errorf("dense layer: %v", got)
+	}
+	if got := c.LayerModules(1, "up_proj"); len(got) != 9 || got[0] != "experts.0.up_proj" || got[8] != "shared_experts.up_proj" {
+		t.Errorf("MoE layer: %v", got)
+	}
+	if got := c.LayerModules(1, "o_proj"); !slices.Equal(got, []string{"o_proj"}) {
+		t.Errorf("o_proj: %v", got)
+	}
+}

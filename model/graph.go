@@ -27,10 +27,20 @@ type Inputs struct {
 
 // LinearHook adds a term to a linear module's output while the graph is
 // built (LoRA uses it). x is the module input (B·T, in), y the base output
-// (B·T, out); the returned node replaces y. module is a Hugging Face short
-// name (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj).
+// (B·T, out); the returned node replaces y. module is a Hugging Face name
+// below the layer's attention or MLP block (model.ModuleNames, and
+// shared_experts.gate_proj, … in mixture-of-experts layers).
 type LinearHook interface {
 	Wrap(g *gorgonia.ExprGraph, layer int, module string, x, y *gorgonia.Node) (*gorgonia.Node, error)
+}
+
+// ExpertHook is implemented by a LinearHook that also updates the routed
+// experts of mixture-of-experts layers, whose projections run inside one
+// fused operation (ops.MoE) where Wrap cannot reach them. ExpertAdapter
+// returns the low-rank update of one expert projection (module
+// "experts.E.gate_proj", …) in the graph's dtype, or nil for none.
+type ExpertHook interface {
+	ExpertAdapter(g *gorgonia.ExprGraph, layer int, module string, dt tensor.Dtype) (*ops.LowRank, error)
 }
 
 // GraphOptions shape a graph.
@@ -206,7 +216,7 @@ func (g *Graph) decoder(hook LinearHook) *gorgonia.Node {
 		h = must(ops.RMSNorm(x, p("post_attention_layernorm.weight"), c.RMSNormEps))
 		if c.IsMoELayer(l) {
 			g.loads[l] = &ops.ExpertLoad{}
-			x = must(ops.Add(x, g.moe(h, p, g.loads[l])))
+			x = must(ops.Add(x, g.moe(h, l, p, linear, hook, g.loads[l])))
 			continue
 		}
 		m := must(ops.SwiGLU(linear(h, "gate_proj", "mlp.", false), linear(h, "up_proj", "mlp.", false))) // (N, F)

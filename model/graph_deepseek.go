@@ -74,15 +74,29 @@ func (g *Graph) mla(h *gorgonia.Node, p func(string) *gorgonia.Node, linear func
 	return must(ops.Attention(q, k, v, shape))
 }
 
-// moe is DeepSeekMoE on h (N, C): the routed experts (ops.MoE) plus the
-// shared experts, one SwiGLU of n_shared_experts·moe_intermediate_size
-// (DeepSeek-V2 §2.2.1, eq. 20). Linear hooks do not reach the experts.
-func (g *Graph) moe(h *gorgonia.Node, p func(string) *gorgonia.Node, load *ops.ExpertLoad) *gorgonia.Node {
+// moe is DeepSeekMoE on h (N, C) of layer l: the routed experts (ops.MoE)
+// plus the shared experts, one SwiGLU of n_shared_experts·
+// moe_intermediate_size (DeepSeek-V2 §2.2.1, eq. 20). The shared experts'
+// projections go through the linear hook (modules shared_experts.gate_proj,
+// …); the routed experts' through the hook's ExpertHook, and a hook
+// without one must not update them.
+func (g *Graph) moe(h *gorgonia.Node, l int, p func(string) *gorgonia.Node, linear func(*gorgonia.Node, string, string, bool) *gorgonia.Node, hook LinearHook, load *ops.ExpertLoad) *gorgonia.Node {
 	d := g.Config.DeepSeek
+	eh, _ := hook.(ExpertHook)
 	experts := make([]ops.ExpertWeights, d.NRoutedExperts)
 	for e := range experts {
 		q := fmt.Sprintf("mlp.experts.%d.", e)
 		experts[e] = ops.ExpertWeights{Gate: p(q + "gate_proj.weight"), Up: p(q + "up_proj.weight"), Down: p(q + "down_proj.weight")}
+		if eh == nil {
+			continue
+		}
+		for i, proj := range []string{"gate_proj", "up_proj", "down_proj"} {
+			ad, err := eh.ExpertAdapter(g.G, l, fmt.Sprintf("experts.%d.%s", e, proj), g.Dtype)
+			if err != nil {
+				panic(buildError{err})
+			}
+			experts[e].Adapters[i] = ad
+		}
 	}
 	var bias *gorgonia.Node
 	if d.TopkMethod == TopkNoAuxTC {
@@ -90,8 +104,8 @@ func (g *Graph) moe(h *gorgonia.Node, p func(string) *gorgonia.Node, load *ops.E
 	}
 	y := must(ops.MoE(h, p("mlp.gate.weight"), bias, experts, g.Config.Router(), load))
 	if d.NSharedExperts > 0 {
-		s := must(ops.SwiGLU(must(ops.Linear(h, p("mlp.shared_experts.gate_proj.weight"), nil)), must(ops.Linear(h, p("mlp.shared_experts.up_proj.weight"), nil))))
-		y = must(ops.Add(y, must(ops.Linear(s, p("mlp.shared_experts.down_proj.weight"), nil))))
+		s := must(ops.SwiGLU(linear(h, "shared_experts.gate_proj", "mlp.", false), linear(h, "shared_experts.up_proj", "mlp.", false)))
+		y = must(ops.Add(y, linear(s, "shared_experts.down_proj", "mlp.", false)))
 	}
 	return y
 }

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 
 	"gorgonia.org/tensor"
@@ -268,8 +269,10 @@ func (w *Weights) Named() []Named {
 // Linear returns the weight of one of a layer's linear modules by its
 // Hugging Face short name (q_proj, k_proj, v_proj, o_proj, gate_proj,
 // up_proj, down_proj; under MLA also q_a_proj, q_b_proj,
-// kv_a_proj_with_mqa, kv_b_proj). A module the layer does not have (k_proj
-// under MLA, gate_proj of a mixture-of-experts layer) is an error.
+// kv_a_proj_with_mqa, kv_b_proj; in mixture-of-experts layers
+// experts.E.gate_proj … and shared_experts.gate_proj …). A module the
+// layer does not have (k_proj under MLA, gate_proj of a mixture-of-experts
+// layer) is an error.
 func (l *Layer) Linear(module string) (*tensor.Dense, error) {
 	t, err := l.linear(module)
 	if err == nil && t == nil {
@@ -279,6 +282,19 @@ func (l *Layer) Linear(module string) (*tensor.Dense, error) {
 }
 
 func (l *Layer) linear(module string) (*tensor.Dense, error) {
+	if e, proj, ok := ExpertModule(module); ok {
+		var x *Expert
+		switch {
+		case e < 0:
+			x = l.Shared
+		case e < len(l.Experts):
+			x = &l.Experts[e]
+		}
+		if x == nil {
+			return nil, nil
+		}
+		return map[string]*tensor.Dense{"gate_proj": x.Gate, "up_proj": x.Up, "down_proj": x.Down}[proj], nil
+	}
 	switch module {
 	case "q_a_proj":
 		return l.QA, nil
@@ -318,22 +334,66 @@ var MLAModules = []string{"q_proj", "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa"
 // ModuleNames are all linear module names of every family, in HF order.
 var ModuleNames = []string{"q_proj", "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 
-// AllLinearModules are the linear modules of the configured layers that
-// PEFT's "all-linear" targets (every linear module but the output head):
-// LinearModules, or under MLA the MLA modules the layers have and the
-// dense MLP's. A model with mixture-of-experts layers is an error: the
-// routed and shared experts' gate/up/down are linear modules too, and
-// adapters on them are not implemented.
-func (c *Config) AllLinearModules() ([]string, error) {
-	if !c.MLA() {
-		return slices.Clone(LinearModules), nil
-	}
-	for l := range c.NumHiddenLayers {
-		if c.IsMoELayer(l) {
-			return nil, fmt.Errorf("all-linear on model_type %s with mixture-of-experts layers (from layer %d) would include the experts' gate_proj/up_proj/down_proj, and adapters on experts are not implemented: name the attention modules (%s)", c.ModelType, l, strings.Join(c.attentionModules(), ", "))
+// ExpertModule parses the module name of an expert's projection,
+// "experts.E.gate_proj" (expert E) or "shared_experts.gate_proj" (expert
+// −1), as PEFT names them under mlp.
+func ExpertModule(module string) (expert int, proj string, ok bool) {
+	rest, shared := strings.CutPrefix(module, "shared_experts.")
+	if !shared {
+		var found bool
+		if rest, found = strings.CutPrefix(module, "experts."); !found {
+			return 0, "", false
 		}
+		num, p, found := strings.Cut(rest, ".")
+		e, err := strconv.Atoi(num)
+		if !found || err != nil || e < 0 || strconv.Itoa(e) != num {
+			return 0, "", false
+		}
+		expert, rest = e, p
+	} else {
+		expert = -1
 	}
-	return append(c.attentionModules(), "gate_proj", "up_proj", "down_proj"), nil
+	switch rest {
+	case "gate_proj", "up_proj", "down_proj":
+		return expert, rest, true
+	}
+	return 0, "", false
+}
+
+// LayerModules expands a target module name into the modules of layer l
+// it names, as PEFT matches names by suffix: gate_proj, up_proj and
+// down_proj of a mixture-of-experts layer are every routed expert's
+// (experts.E.gate_proj) and the shared experts' (shared_experts.gate_proj);
+// any other name is itself.
+func (c *Config) LayerModules(l int, target string) []string {
+	switch target {
+	case "gate_proj", "up_proj", "down_proj":
+	default:
+		return []string{target}
+	}
+	if !c.IsMoELayer(l) {
+		return []string{target}
+	}
+	var out []string
+	for e := range c.NRoutedExperts {
+		out = append(out, fmt.Sprintf("experts.%d.%s", e, target))
+	}
+	if c.NSharedExperts > 0 {
+		out = append(out, "shared_experts."+target)
+	}
+	return out
+}
+
+// AllLinearModules are the target names that PEFT's "all-linear" amounts
+// to (every linear module but the output head): LinearModules, or under
+// MLA the MLA modules the layers have and gate_proj, up_proj, down_proj
+// (which LayerModules expands to the experts' in mixture-of-experts
+// layers).
+func (c *Config) AllLinearModules() []string {
+	if !c.MLA() {
+		return slices.Clone(LinearModules)
+	}
+	return append(c.attentionModules(), "gate_proj", "up_proj", "down_proj")
 }
 
 // attentionModules are the MLA modules the configured layers have.

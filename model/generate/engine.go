@@ -483,6 +483,12 @@ func (e *Engine) linear(y, x []float32, w, bias *tensor.Dense, layer int, module
 			addTo(y[r*out:(r+1)*out], b)
 		}
 	}
+	return e.lowRank(y, x, layer, module, N, in, out)
+}
+
+// lowRank adds the adapter's update of (layer, module), if any, to y
+// (N, out) from the module's input x (N, in).
+func (e *Engine) lowRank(y, x []float32, layer int, module string, N, in, out int) error {
 	if e.adapter == nil {
 		return nil
 	}

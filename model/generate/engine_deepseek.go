@@ -196,18 +196,12 @@ func (e *Engine) ropeInterleaved(x []float32, pos int) {
 
 // moe computes DeepSeekMoE on the normalised rows ws.xb into ws.o: each
 // row's router choice (ops.Router, in float64), each expert on the rows
-// routed to it only, weighted, plus the shared experts.
+// routed to it only, weighted, plus the shared experts; adapters apply to
+// experts.E.gate_proj … and shared_experts.gate_proj ….
 func (e *Engine) moe(l int, ly *model.Layer) error {
 	ws := &e.ws
 	rt := e.router
 	N, C, E, K := len(ws.rows), e.C, rt.Experts, rt.TopK
-	if e.adapter != nil {
-		for _, mod := range []string{"gate_proj", "up_proj", "down_proj"} {
-			if _, _, _, _, ok := e.adapter.LowRank(l, mod); ok {
-				return fmt.Errorf("generate: layer %d: an adapter on %s of a mixture-of-experts layer is not implemented", l, mod)
-			}
-		}
-	}
 	ws.logitsE = grow(ws.logitsE, N*E)
 	matmulT(ws.logitsE, ws.xb, model.F32(ly.Router), N, C, E)
 	var bias []float64
@@ -246,10 +240,20 @@ func (e *Engine) moe(l int, ly *model.Layer) error {
 			n := sl / K
 			copy(ws.ex[i*C:(i+1)*C], ws.xb[n*C:(n+1)*C])
 		}
+		q := fmt.Sprintf("experts.%d.", ex)
 		matmulT(ws.hb, ws.ex, model.F32(xw.Gate), mr, C, F)
+		if err := e.lowRank(ws.hb, ws.ex, l, q+"gate_proj", mr, C, F); err != nil {
+			return err
+		}
 		matmulT(ws.hb2, ws.ex, model.F32(xw.Up), mr, C, F)
+		if err := e.lowRank(ws.hb2, ws.ex, l, q+"up_proj", mr, C, F); err != nil {
+			return err
+		}
 		swiglu(ws.hb, ws.hb2)
 		matmulT(ws.eo, ws.hb, model.F32(xw.Down), mr, F, C)
+		if err := e.lowRank(ws.eo, ws.hb, l, q+"down_proj", mr, F, C); err != nil {
+			return err
+		}
 		for i, sl := range slots {
 			n, w := sl/K, float32(wts[sl])
 			o, src := ws.o[n*C:(n+1)*C], ws.eo[i*C:(i+1)*C]
@@ -263,10 +267,16 @@ func (e *Engine) moe(l int, ly *model.Layer) error {
 		ws.hb = grow(ws.hb, N*F)
 		ws.hb2 = grow(ws.hb2, N*F)
 		ws.eo = grow(ws.eo, N*C)
-		matmulT(ws.hb, ws.xb, model.F32(sh.Gate), N, C, F)
-		matmulT(ws.hb2, ws.xb, model.F32(sh.Up), N, C, F)
+		if err := e.linear(ws.hb, ws.xb, sh.Gate, nil, l, "shared_experts.gate_proj", N, C, F); err != nil {
+			return err
+		}
+		if err := e.linear(ws.hb2, ws.xb, sh.Up, nil, l, "shared_experts.up_proj", N, C, F); err != nil {
+			return err
+		}
 		swiglu(ws.hb, ws.hb2)
-		matmulT(ws.eo, ws.hb, model.F32(sh.Down), N, F, C)
+		if err := e.linear(ws.eo, ws.hb, sh.Down, nil, l, "shared_experts.down_proj", N, F, C); err != nil {
+			return err
+		}
 		addTo(ws.o[:N*C], ws.eo)
 	}
 	return nil

@@ -123,7 +123,7 @@ func TestMoEGradient(t *testing.T) {
 			}
 			var ex []ExpertWeights
 			for e := range rt.Experts {
-				ex = append(ex, ExpertWeights{in[2+3*e], in[3+3*e], in[4+3*e]})
+				ex = append(ex, ExpertWeights{Gate: in[2+3*e], Up: in[3+3*e], Down: in[4+3*e]})
 			}
 			return MoE(in[0], in[1], b, ex, rt, load)
 		}})
@@ -134,6 +134,54 @@ func TestMoEGradient(t *testing.T) {
 		if load.Tokens != N || total != N*rt.TopK {
 			t.Errorf("%+v: load %+v", rt, load)
 		}
+	}
+}
+
+// Low-rank updates inside the fused MoE: gradients of A and B of some
+// experts' projections (and of everything else) against finite
+// differences; the update changes the output, and a zero scale removes it.
+func TestMoEAdapterGradient(t *testing.T) {
+	const N, C, F, R = 6, 4, 3, 2
+	rt := Router{Experts: 3, TopK: 2, Scoring: "softmax", Method: "greedy", Normalize: true, Scale: 1}
+	r := rand.New(rand.NewPCG(5, 5))
+	inputs := []*tensor.Dense{randTensor(r, 1, N, C), randTensor(r, 1, rt.Experts, C)}
+	for range rt.Experts {
+		inputs = append(inputs, randTensor(r, 1, F, C), randTensor(r, 1, F, C), randTensor(r, 1, C, F))
+	}
+	// Adapters on expert 0's gate and down, and expert 2's up.
+	type at struct{ e, i, in, out int }
+	ads := []at{{0, 0, C, F}, {0, 2, F, C}, {2, 1, C, F}}
+	for _, a := range ads {
+		inputs = append(inputs, randTensor(r, 0.5, R, a.in), randTensor(r, 0.5, a.out, R))
+	}
+	scale := 1.5
+	build := func(in []*G.Node) (*G.Node, error) {
+		var ex []ExpertWeights
+		for e := range rt.Experts {
+			ex = append(ex, ExpertWeights{Gate: in[2+3*e], Up: in[3+3*e], Down: in[4+3*e]})
+		}
+		for k, a := range ads {
+			at := 2 + 3*rt.Experts + 2*k
+			ex[a.e].Adapters[a.i] = &LowRank{A: in[at], B: in[at+1], Scale: &scale}
+		}
+		return MoE(in[0], in[1], nil, ex, rt, nil)
+	}
+	checkOp(t, opCase{"moe adapters", inputs, build})
+
+	c := opCase{"moe adapters", inputs, build}
+	p := c.compile(t, tensor.Float64)
+	with := p.run(t)
+	scale = 0
+	without := p.run(t)
+	plain := opCase{"moe", inputs[:2+3*rt.Experts], func(in []*G.Node) (*G.Node, error) {
+		var ex []ExpertWeights
+		for e := range rt.Experts {
+			ex = append(ex, ExpertWeights{Gate: in[2+3*e], Up: in[3+3*e], Down: in[4+3*e]})
+		}
+		return MoE(in[0], in[1], nil, ex, rt, nil)
+	}}.compile(t, tensor.Float64).run(t)
+	if math.Abs(with-without) < 1e-3 || math.Abs(without-plain) > 1e-12 {
+		t.Errorf("projection with the update %v, scale 0 %v, no update %v", with, without, plain)
 	}
 }
 

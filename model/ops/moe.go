@@ -10,8 +10,21 @@ import (
 )
 
 // ExpertWeights are one routed expert's SwiGLU weights: gate and up
-// (Fe, C), down (C, Fe).
-type ExpertWeights struct{ Gate, Up, Down *G.Node }
+// (Fe, C), down (C, Fe), and optional low-rank updates of each.
+type ExpertWeights struct {
+	Gate, Up, Down *G.Node
+	// Adapters[i] updates Gate, Up or Down (i = 0, 1, 2); nil for none.
+	Adapters [3]*LowRank
+}
+
+// LowRank is a low-rank update of a projection that runs inside a fused
+// operation (LoRA, Hu et al. 2021, eq. 3): y += s·(x·Aᵀ)·Bᵀ with A (r, in)
+// and B (out, r) graph nodes and s read from *Scale on every run (so that
+// an adapter can be switched off without rebuilding the graph).
+type LowRank struct {
+	A, B  *G.Node
+	Scale *float64
+}
 
 // ExpertLoad receives, on every forward pass of a MoE operation, how many
 // of its tokens each expert received (Counts, E) out of Tokens (each token
@@ -51,18 +64,40 @@ func MoE(x, router, bias *G.Node, experts []ExpertWeights, r Router, load *Exper
 	for _, e := range experts {
 		in = append(in, e.Gate, e.Up, e.Down)
 	}
-	return apply(&moeOp{r: r, bias: bias != nil, load: load}, in...)
+	op := &moeOp{r: r, bias: bias != nil, load: load, adapters: make([][3]adapterAt, len(experts))}
+	for e, ex := range experts {
+		for i, ad := range ex.Adapters {
+			op.adapters[e][i].a = -1
+			if ad == nil {
+				continue
+			}
+			if ad.A == nil || ad.B == nil || ad.Scale == nil {
+				return nil, fmt.Errorf("moe: expert %d projection %d: incomplete low-rank update", e, i)
+			}
+			op.adapters[e][i] = adapterAt{a: len(in), scale: ad.Scale}
+			in = append(in, ad.A, ad.B)
+		}
+	}
+	return apply(op, in...)
+}
+
+// adapterAt locates a low-rank update among the MoE inputs: A at input a,
+// B at a+1 (a < 0: none).
+type adapterAt struct {
+	a     int
+	scale *float64
 }
 
 type moeOp struct {
 	pure
-	r     Router
-	bias  bool
-	load  *ExpertLoad
-	out   buffer
-	st32  *moeState[float32]
-	st64  *moeState[float64]
-	grads moeGrads
+	r        Router
+	bias     bool
+	adapters [][3]adapterAt // per expert: gate, up, down
+	load     *ExpertLoad
+	out      buffer
+	st32     *moeState[float32]
+	st64     *moeState[float64]
+	grads    moeGrads
 }
 
 // moeState is what a forward pass keeps for its backward pass.
@@ -80,9 +115,10 @@ type moeState[T Float] struct {
 
 // expertState holds one expert's routed rows and activations.
 type expertState[T Float] struct {
-	slots      []int // n·k + j of each row (token n, choice j)
-	x, g, u, m []T   // (rows, C), (rows, Fe) ×3
-	o          []T   // (rows, C): the expert's output before weighting
+	slots      []int  // n·k + j of each row (token n, choice j)
+	x, g, u, m []T    // (rows, C), (rows, Fe) ×3
+	o          []T    // (rows, C): the expert's output before weighting
+	t          [3][]T // (rows, r): input·Aᵀ of each adapted projection
 }
 
 // offset is where the expert weights start among the inputs.
@@ -93,7 +129,17 @@ func (op *moeOp) offset() int {
 	return 2
 }
 
-func (op *moeOp) Arity() int    { return op.offset() + 3*op.r.Experts }
+func (op *moeOp) Arity() int {
+	n := op.offset() + 3*op.r.Experts
+	for _, ads := range op.adapters {
+		for _, ad := range ads {
+			if ad.a >= 0 {
+				n += 2
+			}
+		}
+	}
+	return n
+}
 func (op *moeOp) Type() hm.Type { return hm.NewFnType(append(op.inputTypes(), tensorType(2))...) }
 
 // inputTypes are the types of the operation's inputs.
@@ -102,7 +148,7 @@ func (op *moeOp) inputTypes() []hm.Type {
 	if op.bias {
 		ts = append(ts, tensorType(1))
 	}
-	for range 3 * op.r.Experts {
+	for range op.Arity() - len(ts) {
 		ts = append(ts, tensorType(2))
 	}
 	return ts
@@ -112,7 +158,7 @@ func (op *moeOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 	if op.bias {
 		ranks = append(ranks, 1)
 	}
-	for range 3 * op.r.Experts {
+	for range op.Arity() - len(ranks) {
 		ranks = append(ranks, 2)
 	}
 	s, err := shapes(ds, ranks...)
@@ -128,12 +174,29 @@ func (op *moeOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 		if g[1] != C || !u.Eq(g) || !d.Eq(tensor.Shape{C, g[0]}) {
 			return nil, fmt.Errorf("moe: expert %d has gate %v, up %v, down %v for width %d", e, g, u, d, C)
 		}
+		for i, ad := range op.adapters[e] {
+			if ad.a < 0 {
+				continue
+			}
+			w, a, b := s[op.offset()+3*e+i], s[ad.a], s[ad.a+1]
+			if a[1] != w[1] || b[0] != w[0] || b[1] != a[0] {
+				return nil, fmt.Errorf("moe: expert %d projection %d: low-rank A %v, B %v do not fit %v", e, i, a, b, w)
+			}
+		}
 	}
 	return s[0].Clone(), nil
 }
-func (op *moeOp) WriteHash(h hash.Hash) { fmt.Fprintf(h, "gotune.MoE{%+v,%v}", op.r, op.bias) }
-func (op *moeOp) Hashcode() uint32      { return hashOf(op) }
-func (op *moeOp) String() string        { return fmt.Sprintf("MoE{%d of %d}", op.r.TopK, op.r.Experts) }
+func (op *moeOp) WriteHash(h hash.Hash) {
+	fmt.Fprintf(h, "gotune.MoE{%+v,%v", op.r, op.bias)
+	for _, ads := range op.adapters {
+		for _, ad := range ads {
+			fmt.Fprintf(h, ",%d:%p", ad.a, ad.scale)
+		}
+	}
+	fmt.Fprint(h, "}")
+}
+func (op *moeOp) Hashcode() uint32 { return hashOf(op) }
+func (op *moeOp) String() string   { return fmt.Sprintf("MoE{%d of %d}", op.r.TopK, op.r.Experts) }
 
 // inputs checks and unwraps the operation's input values.
 func (op *moeOp) inputs(in []G.Value) ([]*tensor.Dense, error) {
@@ -234,8 +297,11 @@ func moeForward[T Float](op *moeOp, st *moeState[T], ts []*tensor.Dense, out *te
 		}
 		gemm(false, true, m, F, C, 1, ex.x, C, wg.Data().([]T), C, 0, ex.g, F)
 		gemm(false, true, m, F, C, 1, ex.x, C, wu.Data().([]T), C, 0, ex.u, F)
+		ex.lowRank(op, ts, e, 0, ex.x, ex.g, m, C, F)
+		ex.lowRank(op, ts, e, 1, ex.x, ex.u, m, C, F)
 		swigluForward([][]T{ex.g, ex.u, ex.m})
 		gemm(false, true, m, C, F, 1, ex.m, F, wd.Data().([]T), F, 0, ex.o, C)
+		ex.lowRank(op, ts, e, 2, ex.m, ex.o, m, F, C)
 		for i, s := range ex.slots {
 			n, w := s/K, T(st.w[s])
 			row, o := y[n*C:(n+1)*C], ex.o[i*C:(i+1)*C]
@@ -244,6 +310,43 @@ func moeForward[T Float](op *moeOp, st *moeState[T], ts []*tensor.Dense, out *te
 			}
 		}
 	}
+}
+
+// lowRank adds projection i's low-rank update to y (rows, out) from its
+// input x (rows, in), keeping t = x·Aᵀ for the backward pass.
+func (ex *expertState[T]) lowRank(op *moeOp, ts []*tensor.Dense, e, i int, x, y []T, rows, in, out int) {
+	ad := op.adapters[e][i]
+	if ad.a < 0 {
+		return
+	}
+	a, b := ts[ad.a].Data().([]T), ts[ad.a+1].Data().([]T)
+	r := ts[ad.a].Shape()[0]
+	ex.t[i] = grow(ex.t[i], rows*r)
+	gemm(false, true, rows, r, in, 1, x, in, a, in, 0, ex.t[i], r)
+	gemm(false, true, rows, out, r, T(*ad.scale), ex.t[i], r, b, r, 1, y, out)
+}
+
+// lowRankBackward handles projection i's low-rank update in the backward
+// pass from dy (rows, out) and its input x (rows, in): dB = s·dyᵀ·t,
+// dA = s·(dy·B)ᵀ·x and dx += s·(dy·B)·A.
+func (ex *expertState[T]) lowRankBackward(op *moeOp, ts, ds []*tensor.Dense, e, i int, x, dy, dx []T, rows, in, out int) {
+	ad := op.adapters[e][i]
+	if ad.a < 0 {
+		return
+	}
+	a, b := ts[ad.a].Data().([]T), ts[ad.a+1].Data().([]T)
+	da, db := ds[ad.a].Data().([]T), ds[ad.a+1].Data().([]T)
+	r, s := ts[ad.a].Shape()[0], T(*ad.scale)
+	clear(da)
+	clear(db)
+	if rows == 0 {
+		return
+	}
+	gemm(true, false, out, r, rows, s, dy, out, ex.t[i], r, 0, db, r)
+	u := make([]T, rows*r)
+	gemm(false, false, rows, r, out, 1, dy, out, b, r, 0, u, r)
+	gemm(true, false, r, in, rows, s, u, r, x, in, 0, da, in)
+	gemm(false, false, rows, in, r, s, u, r, a, in, 1, dx, in)
 }
 
 func growInts(s []int, n int) []int {
@@ -369,6 +472,9 @@ func moeBackward[T Float](op *moeOp, st *moeState[T], ts []*tensor.Dense, dyT *t
 		clear(dwd)
 		m := len(ex.slots)
 		if m == 0 {
+			for i := range 3 {
+				ex.lowRankBackward(op, ts, ds, e, i, nil, nil, nil, 0, 0, 0)
+			}
 			continue
 		}
 		F := ts[o].Shape()[0]
@@ -388,6 +494,7 @@ func moeBackward[T Float](op *moeOp, st *moeState[T], ts []*tensor.Dense, dyT *t
 		gemm(true, false, C, F, m, 1, dO, C, ex.m, F, 0, dwd, F)
 		dM := make([]T, m*F)
 		gemm(false, false, m, F, C, 1, dO, C, wd, F, 0, dM, F)
+		ex.lowRankBackward(op, ts, ds, e, 2, ex.m, dO, dM, m, F, C)
 		dG, dU := make([]T, m*F), make([]T, m*F)
 		swigluBackward([][]T{ex.g, ex.u, dM, dG, dU})
 		gemm(true, false, F, C, m, 1, dG, F, ex.x, C, 0, dwg, C)
@@ -395,6 +502,8 @@ func moeBackward[T Float](op *moeOp, st *moeState[T], ts []*tensor.Dense, dyT *t
 		dX := make([]T, m*C)
 		gemm(false, false, m, C, F, 1, dG, F, wg, C, 0, dX, C)
 		gemm(false, false, m, C, F, 1, dU, F, wu, C, 1, dX, C)
+		ex.lowRankBackward(op, ts, ds, e, 0, ex.x, dG, dX, m, C, F)
+		ex.lowRankBackward(op, ts, ds, e, 1, ex.x, dU, dX, m, C, F)
 		for i, s := range ex.slots {
 			n := s / K
 			row := dx[n*C : (n+1)*C]
