@@ -143,6 +143,8 @@ func TestModelGradient(t *testing.T) {
 		{"deepseek_v3/meannll", deepseekMicro(true, false), "meannll", 1},
 		{"deepseek_v3+tied/logits", deepseekMicro(true, true), "logits", 1},
 		{"deepseek_v2+yarn/logprobs", deepseekYarn(), "logprobs", 2},
+		{"deepseek_v2/meannll+balance", deepseekMicro(false, false), "meannll+balance", 2},
+		{"deepseek_v3/meannll+balance", deepseekMicro(true, false), "meannll+balance", 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := scrambled(t, tc.cfg, tc.seed)
@@ -159,6 +161,11 @@ func TestModelGradient(t *testing.T) {
 				loss = g.FuncLoss("proj", projection(N, 1), g.TargetLogProbs())
 			case "logits":
 				loss = g.FuncLoss("proj", projection(N*V, 2), g.Logits())
+			case "meannll+balance":
+				var err error
+				if loss, err = gorgonia.Add(g.MeanNLL(g.InputVector("weights", N)), g.MoEBalanceLoss(0.3)); err != nil {
+					t.Fatal(err)
+				}
 			}
 			fillInputs(g, 3)
 			p, err := g.Compile(loss, g.Trainable)

@@ -71,6 +71,7 @@ type Graph struct {
 	logits    *gorgonia.Node
 	lossGrads map[*gorgonia.Node]gradSet // Grad results, per loss
 	loads     []*ops.ExpertLoad          // per layer; nil for dense layers
+	routers   []routerInputs             // per MoE layer, for MoEBalanceLoss
 }
 
 // hostVector is an input vector the caller fills through a []float32.

@@ -102,6 +102,7 @@ func (g *Graph) moe(h *gorgonia.Node, l int, p func(string) *gorgonia.Node, line
 	if d.TopkMethod == TopkNoAuxTC {
 		bias = p("mlp.gate.e_score_correction_bias")
 	}
+	g.routers = append(g.routers, routerInputs{h: h, router: p("mlp.gate.weight"), bias: bias})
 	y := must(ops.MoE(h, p("mlp.gate.weight"), bias, experts, g.Config.Router(), load))
 	if d.NSharedExperts > 0 {
 		s := must(ops.SwiGLU(linear(h, "shared_experts.gate_proj", "mlp.", false), linear(h, "shared_experts.up_proj", "mlp.", false)))
@@ -149,4 +150,102 @@ func (g *Graph) ExpertLoad() []LayerLoad {
 		out = append(out, LayerLoad{Layer: l, Fractions: fr, CV: cv})
 	}
 	return out
+}
+
+// routerInputs are what one MoE layer's router reads.
+type routerInputs struct{ h, router, bias *gorgonia.Node }
+
+// MoEBalanceLoss is DeepSeek-V2's sequence-level expert balance loss
+// (§2.2.3, eq. 23-25, as DeepSeek's MoEGate computes it with seq_aux),
+// summed over the mixture-of-experts layers: for each sequence b of T
+// tokens and expert i,
+//
+//	f_i = E/(K·T)·#{tokens of b choosing i},  P_i = (1/T)·Σ_t s_{i,t}
+//	loss = alpha · mean_b Σ_i f_i·P_i
+//
+// with s the router scores (softmax or sigmoid) and f a constant of the
+// routing; the gradient reaches the router weights and the layer inputs
+// through P. Padding tokens count, as in DeepSeek's code. It is nil for a
+// model without experts, and part of no loss unless the caller adds it:
+// aux_loss_alpha from config.json is not applied by default.
+func (g *Graph) MoEBalanceLoss(alpha float64) *gorgonia.Node {
+	if len(g.routers) == 0 {
+		return nil
+	}
+	rt := g.Config.Router()
+	var in []*gorgonia.Node
+	for _, r := range g.routers {
+		z, err := ops.Linear(r.h, r.router, nil) // (N, E) logits, as the MoE op computes them
+		if err != nil {
+			panic(fmt.Sprintf("model: balance loss: %v", err))
+		}
+		in = append(in, z)
+		if r.bias != nil {
+			in = append(in, r.bias)
+		}
+	}
+	hasBias := g.routers[0].bias != nil
+	B, T, E, K := g.B, g.T, rt.Experts, rt.TopK
+	fn := func(x [][]float64) (float64, [][]float64) {
+		grads := make([][]float64, len(x))
+		var loss float64
+		s := make([]float64, E)
+		idx, w := make([]int, K), make([]float64, K)
+		var sc ops.RouteScratch
+		for j := 0; j < len(x); j++ {
+			z := x[j]
+			var bias []float64
+			if hasBias {
+				bias = x[j+1]
+				grads[j+1] = make([]float64, len(bias))
+			}
+			dz := make([]float64, len(z))
+			grads[j] = dz
+			scores := make([]float64, B*T*E)
+			for b := range B {
+				f := make([]float64, E)
+				for t := range T {
+					n := b*T + t
+					rt.Route(z[n*E:(n+1)*E], bias, s, idx, w, &sc)
+					copy(scores[n*E:(n+1)*E], s)
+					for _, e := range idx {
+						f[e] += float64(E) / float64(K*T)
+					}
+				}
+				for t := range T {
+					n := b*T + t
+					sn := scores[n*E : (n+1)*E]
+					ds := make([]float64, E)
+					for i := range E {
+						loss += alpha * f[i] * sn[i] / float64(T*B)
+						ds[i] = alpha * f[i] / float64(T*B)
+					}
+					scoreGrad(rt.Scoring, sn, ds, dz[n*E:(n+1)*E])
+				}
+			}
+			if hasBias {
+				j++
+			}
+		}
+		return loss, grads
+	}
+	return g.FuncLoss("moe_balance", fn, in...)
+}
+
+// scoreGrad sets dz, the gradient of the router logits, from ds, that of
+// the scores s = softmax(z) or σ(z).
+func scoreGrad(scoring string, s, ds, dz []float64) {
+	if scoring == ScoringSoftmax {
+		var dot float64
+		for i, v := range ds {
+			dot += s[i] * v
+		}
+		for i := range dz {
+			dz[i] = s[i] * (ds[i] - dot)
+		}
+		return
+	}
+	for i := range dz {
+		dz[i] = ds[i] * s[i] * (1 - s[i])
+	}
 }

@@ -143,9 +143,9 @@ def rotate_interleaved(x, cos, sin):
 
 def route(cfg, h, w, p):
     """The MoE gate of one layer on h (N, C): returns the chosen experts
-    (N, k) and their weights (N, k), and the smallest gap between the k-th
+    (N, k), their weights (N, k), the smallest gap between the k-th
     and the (k+1)-th choice score (so that the fixture can avoid near-ties,
-    where float32 and float64 could choose differently)."""
+    where float32 and float64 could choose differently) and the scores."""
     E, k = cfg["n_routed_experts"], cfg["num_experts_per_tok"]
     logits = h @ w[p + "mlp.gate.weight"].T
     if cfg["scoring_func"] == "softmax":
@@ -179,7 +179,7 @@ def route(cfg, h, w, p):
             weight = weight * cfg["routed_scaling_factor"]
     else:
         weight = weight * cfg["routed_scaling_factor"]
-    return idx, weight, gap
+    return idx, weight, gap, scores
 
 
 def yarn_mscale(scale, m):
@@ -219,7 +219,17 @@ def yarn_rope(s, inv, dim, base, softmax_scale):
 MLA_NORM_EPS = 1e-6
 
 
-def deepseek_forward(cfg, w, tokens, gaps=None):
+def seq_balance(cfg, idx, scores, B, T):
+    """DeepSeek-V2's sequence-level balance loss with alpha 1, as MoEGate
+    computes it (seq_aux): per sequence, ce_i = #choices of i / (T·k/E),
+    loss = mean over sequences of sum_i ce_i · mean_t s_{i,t}."""
+    E, k = cfg["n_routed_experts"], cfg["num_experts_per_tok"]
+    ce = torch.zeros(B, E, dtype=torch.float64)
+    ce.scatter_add_(1, idx.view(B, -1), torch.ones(B, T * k, dtype=torch.float64)).div_(T * k / E)
+    return (ce * scores.view(B, T, E).mean(dim=1)).sum(dim=1).mean().item()
+
+
+def deepseek_forward(cfg, w, tokens, gaps=None, balance=None):
     """tokens (B, T) -> logits (B, T, V) of a DeepSeek-V2/V3 decoder.
 
     Attention is MLA: queries from q_proj, or from q_a_proj -> q_a_layernorm
@@ -277,9 +287,11 @@ def deepseek_forward(cfg, w, tokens, gaps=None):
         E = cfg["n_routed_experts"]
         if E and l >= cfg["first_k_dense_replace"] and l % cfg["moe_layer_freq"] == 0:
             flat = h.reshape(B * T, -1)
-            idx, weight, gap = route(cfg, flat, w, p)
+            idx, weight, gap, scores = route(cfg, flat, w, p)
             if gaps is not None:
                 gaps.append(gap)
+            if balance is not None:
+                balance.append(seq_balance(cfg, idx, scores, B, T))
             y = torch.zeros_like(flat)
             for e in range(E):
                 rows, slot = (idx == e).nonzero(as_tuple=True)
@@ -497,9 +509,10 @@ def write_case(name, case, forward, make_weights, seed):
         weights[-1, -case["pad"]:] = 0
     weights[0, 0] = 0.5  # a fractional weight too
 
+    balance = None
     if forward is deepseek_forward:
-        gaps = []
-        logits = forward(cfg, {k: v.double() for k, v in w.items()}, tokens, gaps)
+        gaps, balance = [], []
+        logits = forward(cfg, {k: v.double() for k, v in w.items()}, tokens, gaps, balance)
         assert min(gaps) > MIN_ROUTING_GAP, "%s: routing near-tie %g; pick another seed" % (name, min(gaps))
     else:
         logits = forward(cfg, {k: v.double() for k, v in w.items()}, tokens)  # (B, T, V)
@@ -532,6 +545,9 @@ def write_case(name, case, forward, make_weights, seed):
         "logprobs": put(logp.reshape(B * T)),
         "loss": loss.item(),
     }
+    if balance:
+        # Sum over MoE layers of the sequence-level balance loss, alpha 1.
+        fixture["moe_balance"] = sum(balance)
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(cfg, f, indent=1)
     with open(os.path.join(out, "fixture.json"), "w") as f:
