@@ -1,6 +1,8 @@
-// Package model is the LLaMA-architecture decoder: its configuration (read
-// from and written to Hugging Face config.json), its weights and the
-// training graph built on gorgonia. Its subpackages hold the graph's
+// Package model is the decoder of the registered architecture families
+// (family.go: LLaMA, Mistral, Qwen2, Qwen3, and DeepSeek-V2/V3 with
+// multi-head latent attention and mixture-of-experts layers, deepseek.go):
+// its configuration (read from and written to Hugging Face config.json),
+// its weights and the training graph built on gorgonia. Its subpackages hold the graph's
 // operations (ops), Hugging Face model directories (hf) and fast KV-cache
 // generation on the same weights (generate).
 //
@@ -48,8 +50,10 @@ func (s *RopeScaling) Kind() string {
 	return s.Type
 }
 
-// Config is the architecture of a LLaMA-family model, with the field names
-// of Hugging Face's config.json (LlamaConfig, Qwen2Config, MistralConfig).
+// Config is the architecture of a model of a registered family, with the
+// field names of Hugging Face's config.json (LlamaConfig, Qwen2Config,
+// MistralConfig, Qwen3Config; DeepseekV2Config and DeepseekV3Config add
+// the DeepSeek keys).
 type Config struct {
 	Architectures         []string     `json:"architectures,omitempty"`
 	ModelType             string       `json:"model_type"`

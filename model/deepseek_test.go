@@ -289,3 +289,44 @@ func TestExpertModule(t *testing.T) {
 		t.Errorf("o_proj: %v", got)
 	}
 }
+
+// The config.json files of published DeepSeek-family checkpoints load:
+// DeepSeek-V2-Lite (plain q_proj, YaRN, softmax greedy routing) and
+// Moonlight-16B-A3B (deepseek_v3: sigmoid noaux_tc routing in one group).
+func TestPublishedDeepSeekConfigs(t *testing.T) {
+	for name, body := range map[string]string{
+		"DeepSeek-V2-Lite": `{"architectures":["DeepseekV2ForCausalLM"],"attention_bias":false,"attention_dropout":0.0,
+ "auto_map":{"AutoConfig":"configuration_deepseek.DeepseekV2Config","AutoModel":"modeling_deepseek.DeepseekV2Model",
+  "AutoModelForCausalLM":"modeling_deepseek.DeepseekV2ForCausalLM"},
+ "aux_loss_alpha":0.001,"bos_token_id":100000,"eos_token_id":100001,"first_k_dense_replace":1,"hidden_act":"silu",
+ "hidden_size":2048,"initializer_range":0.02,"intermediate_size":10944,"kv_lora_rank":512,"max_position_embeddings":163840,
+ "model_type":"deepseek_v2","moe_intermediate_size":1408,"moe_layer_freq":1,"n_group":1,"n_routed_experts":64,
+ "n_shared_experts":2,"norm_topk_prob":false,"num_attention_heads":16,"num_experts_per_tok":6,"num_hidden_layers":27,
+ "num_key_value_heads":16,"pretraining_tp":1,"q_lora_rank":null,"qk_nope_head_dim":128,"qk_rope_head_dim":64,
+ "rms_norm_eps":1e-06,"rope_scaling":{"beta_fast":32,"beta_slow":1,"factor":40,"mscale":0.707,"mscale_all_dim":0.707,
+  "original_max_position_embeddings":4096,"type":"yarn"},"rope_theta":10000,"routed_scaling_factor":1.0,
+ "scoring_func":"softmax","seq_aux":true,"tie_word_embeddings":false,"topk_group":1,"topk_method":"greedy",
+ "torch_dtype":"bfloat16","transformers_version":"4.33.1","use_cache":true,"v_head_dim":128,"vocab_size":102400}`,
+		"Moonlight-16B-A3B": `{"architectures":["DeepseekV3ForCausalLM"],"attention_bias":false,"attention_dropout":0.0,
+ "auto_map":{"AutoConfig":"configuration_deepseek.DeepseekV3Config","AutoModel":"modeling_deepseek.DeepseekV3Model",
+  "AutoModelForCausalLM":"modeling_deepseek.DeepseekV3ForCausalLM"},
+ "aux_loss_alpha":0.001,"bos_token_id":163584,"eos_token_id":163585,"ep_size":1,"first_k_dense_replace":1,
+ "hidden_act":"silu","hidden_size":2048,"initializer_range":0.02,"intermediate_size":11264,"kv_lora_rank":512,
+ "max_position_embeddings":8192,"model_type":"deepseek_v3","moe_intermediate_size":1408,"moe_layer_freq":1,"n_group":1,
+ "n_routed_experts":64,"n_shared_experts":2,"norm_topk_prob":true,"num_attention_heads":16,"num_experts_per_tok":6,
+ "num_hidden_layers":27,"num_key_value_heads":16,"num_nextn_predict_layers":0,"pretraining_tp":1,"q_lora_rank":null,
+ "qk_nope_head_dim":128,"qk_rope_head_dim":64,"rms_norm_eps":1e-05,"rope_scaling":null,"rope_theta":50000.0,
+ "routed_scaling_factor":2.446,"scoring_func":"sigmoid","seq_aux":true,"tie_word_embeddings":false,"topk_group":1,
+ "topk_method":"noaux_tc","torch_dtype":"bfloat16","transformers_version":"4.48.3","use_cache":true,"v_head_dim":128,
+ "vocab_size":163840}`,
+	} {
+		c, err := LoadConfig(writeConfig(t, body))
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if !c.MLA() || c.IsMoELayer(0) || !c.IsMoELayer(26) || c.Router().Experts != 64 {
+			t.Errorf("%s: %+v", name, c.DeepSeek)
+		}
+	}
+}

@@ -47,7 +47,7 @@ type Engine struct {
 	w   *model.Weights
 	tok Tokenizer
 
-	C, F, V, L, H, KVH, D int
+	C, F, V, L, H, KVH, D int // D is 0 under multi-head latent attention (see mla)
 	eps                   float32
 	maxPos                int // 0 when the config sets no limit
 
