@@ -330,3 +330,41 @@ func TestPublishedDeepSeekConfigs(t *testing.T) {
 		}
 	}
 }
+
+// In float32, a few plain gradient steps on every DeepSeek parameter (MLA,
+// router, routed and shared experts) fit one batch: the loss falls.
+func TestDeepSeekTrainsFloat32(t *testing.T) {
+	w := scrambled(t, deepseekMicro(true, false), 1)
+	g, err := Build(w, GraphOptions{B: 2, T: 5, Trainable: allTrainable})
+	if err != nil {
+		t.Fatal(err)
+	}
+	loss := g.MeanNLL(g.InputVector("weights", g.B*g.T))
+	fillInputs(g, 2)
+	p, err := g.Compile(loss, g.Trainable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first, last float32
+	for step := range 30 {
+		p.ZeroGrad()
+		if err := p.Run(); err != nil {
+			t.Fatal(err)
+		}
+		l := Value32(loss)[0]
+		if step == 0 {
+			first = l
+		}
+		last = l
+		for _, n := range g.Trainable {
+			d := n.Value().Data().([]float32)
+			for i, gr := range p.Grad(n) {
+				d[i] -= 0.1 * gr
+			}
+		}
+	}
+	if !(last < 0.8*first) {
+		t.Fatalf("loss %v → %v after 30 steps", first, last)
+	}
+	t.Logf("loss %.4f → %.4f", first, last)
+}
