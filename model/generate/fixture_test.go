@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -189,5 +190,52 @@ func TestMLACacheBytes(t *testing.T) {
 			t.Fatalf("GQA cache %d bytes per token, want %d", ge.CacheBytesPerToken(), want)
 		}
 		t.Logf("cache per token: MLA %d bytes, %d KV heads of %d: %d bytes", e.CacheBytesPerToken(), kvh, g.HeadDim(), ge.CacheBytesPerToken())
+	}
+}
+
+// The MLA cache across calls: two DeepSeek sequences fed in pieces, in
+// shared forward calls mixing prefill and decode rows, give at every
+// position the graph's logits over the whole sequence.
+func TestDeepSeekCacheAcrossCalls(t *testing.T) {
+	for _, name := range []string{"deepseek_v2_yarn", "deepseek_v3_mla_moe"} {
+		t.Run(name, func(t *testing.T) {
+			_, w := loadRefFixture(t, "../testdata/reference/"+name)
+			V := w.Config.VocabSize
+			r := rand.New(rand.NewPCG(8, 8))
+			seqs := [][]int{randTokens(r, 21, V), randTokens(r, 14, V)}
+			e, err := New(w, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			states := []*State{e.NewState(), e.NewState()}
+			got := [][]float32{nil, nil}
+			for _, cut := range [][2]int{{12, 5}, {13, 10}, {20, 11}, {21, 14}} {
+				feeds := make([][]int, 2)
+				for i, st := range states {
+					feeds[i] = seqs[i][st.Len():cut[i]]
+				}
+				out, err := e.ForwardAll(states, feeds)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range out {
+					got[i] = append(got[i], out[i]...)
+				}
+			}
+			for i, seq := range seqs {
+				want := graphLogits(t, w, seq)
+				if len(got[i]) != len(want) {
+					t.Fatalf("sequence %d: %d logits, want %d", i, len(got[i]), len(want))
+				}
+				var scale, worst float64
+				for j, v := range want {
+					scale = math.Max(scale, math.Abs(float64(v)))
+					worst = math.Max(worst, math.Abs(float64(v-got[i][j])))
+				}
+				if worst > 1e-4*scale {
+					t.Fatalf("sequence %d: engine vs graph max relative deviation %.2g", i, worst/scale)
+				}
+			}
+		})
 	}
 }
