@@ -32,7 +32,7 @@ type Config struct {
 	R       int      // rank r
 	Alpha   float64  // lora_alpha α
 	Dropout float64  // lora_dropout p, applied to the adapter's input
-	Targets []string // module names (q_proj … down_proj) or "all-linear"
+	Targets []string // module names (model.ModuleNames) or "all-linear"
 	RSLoRA  bool     // scale α/√r instead of α/r
 	Init    string   // "kaiming" (PEFT's default: A kaiming-uniform, B zeros) or "gaussian" (A ~ N(0, 1/r))
 	Seed    uint64   // initialisation seed
@@ -77,19 +77,35 @@ func (c Config) Validate() error {
 	case c.Init != "" && c.Init != InitKaiming && c.Init != InitGaussian:
 		return fmt.Errorf("lora: %s %q is unknown (want %s or %s)", KeyInit, c.Init, InitKaiming, InitGaussian)
 	}
-	_, err := c.TargetModules()
-	return err
+	return c.validTargets()
 }
 
-// TargetModules expands AllLinear and validates module names.
-func (c Config) TargetModules() ([]string, error) {
+// validTargets checks that Targets is not empty and that each names a
+// module of some family, or AllLinear.
+func (c Config) validTargets() error {
+	if len(c.Targets) == 0 {
+		return fmt.Errorf("lora: %s: no target modules", KeyTargets)
+	}
+	for _, t := range c.Targets {
+		if t != AllLinear && !slices.Contains(model.ModuleNames, t) {
+			return fmt.Errorf("lora: %s: unknown module %q (want one of %s or %s)", KeyTargets, t, strings.Join(model.ModuleNames, " "), AllLinear)
+		}
+	}
+	return nil
+}
+
+// TargetModules expands AllLinear for a model of configuration m
+// (model.Config.AllLinearModules) and validates module names. In a
+// mixture-of-experts layer gate_proj, up_proj and down_proj stand for
+// every expert's (model.Config.LayerModules), as PEFT matches them.
+func (c Config) TargetModules(m model.Config) ([]string, error) {
+	if err := c.validTargets(); err != nil {
+		return nil, err
+	}
 	var out []string
 	for _, t := range c.Targets {
 		if t == AllLinear {
-			return slices.Clone(model.LinearModules), nil
-		}
-		if !slices.Contains(model.LinearModules, t) {
-			return nil, fmt.Errorf("lora: %s: unknown module %q (want one of %s or %s)", KeyTargets, t, strings.Join(model.LinearModules, " "), AllLinear)
+			return m.AllLinearModules(), nil
 		}
 		if !slices.Contains(out, t) {
 			out = append(out, t)
@@ -112,7 +128,7 @@ func (c Config) Scaling() float64 {
 // Module is the adapter of one linear module of one layer.
 type Module struct {
 	Layer int
-	Name  string        // q_proj … down_proj
+	Name  string        // q_proj … down_proj, experts.E.gate_proj …, shared_experts.gate_proj …
 	A     *tensor.Dense // (r, in)
 	B     *tensor.Dense // (out, r)
 }
@@ -121,7 +137,7 @@ type Module struct {
 // e.g. base_model.model.model.layers.3.self_attn.q_proj.
 func (m *Module) PEFTPrefix() string {
 	block := "self_attn"
-	if m.Name == "gate_proj" || m.Name == "up_proj" || m.Name == "down_proj" {
+	if _, _, expert := model.ExpertModule(m.Name); expert || m.Name == "gate_proj" || m.Name == "up_proj" || m.Name == "down_proj" {
 		block = "mlp"
 	}
 	return fmt.Sprintf("base_model.model.model.layers.%d.%s.%s", m.Layer, block, m.Name)
@@ -148,7 +164,7 @@ func New(w *model.Weights, cfg Config) (*Adapter, error) {
 	if cfg.Init == "" {
 		cfg.Init = InitKaiming
 	}
-	targets, err := cfg.TargetModules()
+	targets, err := cfg.TargetModules(w.Config)
 	if err != nil {
 		return nil, err
 	}
@@ -157,16 +173,18 @@ func New(w *model.Weights, cfg Config) (*Adapter, error) {
 	cfg.Targets = targets
 	a.Config = cfg
 	for i := range w.Layers {
-		for _, name := range targets {
-			base, err := w.Layers[i].Linear(name)
-			if err != nil {
-				return nil, err
+		for _, target := range targets {
+			for _, name := range w.Config.LayerModules(i, target) {
+				base, err := w.Layers[i].Linear(name)
+				if err != nil {
+					return nil, fmt.Errorf("lora: target %s, layer %d (model_type %s): %w", target, i, w.Config.ModelType, err)
+				}
+				out, in := base.Shape()[0], base.Shape()[1]
+				m := &Module{Layer: i, Name: name, A: model.NewTensor(cfg.R, in), B: model.NewTensor(out, cfg.R)}
+				initA(model.F32(m.A), in, cfg, a.rng)
+				a.Modules = append(a.Modules, m)
+				a.byKey[key(i, name)] = m
 			}
-			out, in := base.Shape()[0], base.Shape()[1]
-			m := &Module{Layer: i, Name: name, A: model.NewTensor(cfg.R, in), B: model.NewTensor(out, cfg.R)}
-			initA(model.F32(m.A), in, cfg, a.rng)
-			a.Modules = append(a.Modules, m)
-			a.byKey[key(i, name)] = m
 		}
 	}
 	return a, nil
@@ -345,6 +363,41 @@ func (a *Adapter) Hook() *Injection { return &Injection{adapter: a} }
 // (A then B), ready to be handed to the optimizer.
 func (inj *Injection) Params() []Param { return inj.params }
 
+// ExpertAdapter implements model.ExpertHook: the update of a routed
+// expert's projection, applied inside the fused mixture-of-experts
+// operation (nil when the module has no adapter). Dropout there is not
+// implemented and is refused.
+func (inj *Injection) ExpertAdapter(g *G.ExprGraph, layer int, module string, dt tensor.Dtype) (*ops.LowRank, error) {
+	a := inj.adapter
+	m := a.Module(layer, module)
+	if m == nil {
+		return nil, nil
+	}
+	if a.Config.Dropout > 0 {
+		return nil, fmt.Errorf("lora %s: dropout on routed experts is not implemented (lora_dropout %g)", m.PEFTPrefix(), a.Config.Dropout)
+	}
+	an, bn := inj.bind(g, m, dt)
+	return &ops.LowRank{A: an, B: bn, Scale: &a.scale}, nil
+}
+
+// bind adds m's A and B to graph g, in dtype dt, as parameters of this
+// injection.
+func (inj *Injection) bind(g *G.ExprGraph, m *Module, dt tensor.Dtype) (an, bn *G.Node) {
+	mk := func(t *tensor.Dense, name string) *G.Node {
+		v := G.Value(t)
+		if dt == tensor.Float64 {
+			v = toFloat64(t)
+		}
+		return G.NewMatrix(g, dt, G.WithShape(t.Shape()...), G.WithName(name), G.WithValue(v))
+	}
+	an = mk(m.A, m.PEFTPrefix()+".lora_A.weight")
+	bn = mk(m.B, m.PEFTPrefix()+".lora_B.weight")
+	inj.params = append(inj.params,
+		Param{Name: m.PEFTPrefix() + ".lora_A.weight", Tensor: m.A, Node: an},
+		Param{Name: m.PEFTPrefix() + ".lora_B.weight", Tensor: m.B, Node: bn})
+	return an, bn
+}
+
 // Wrap implements model.LinearHook: y ← y + s·(dropout(x)·Aᵀ)·Bᵀ.
 func (inj *Injection) Wrap(g *G.ExprGraph, layer int, module string, x, y *G.Node) (*G.Node, error) {
 	a := inj.adapter
@@ -352,19 +405,7 @@ func (inj *Injection) Wrap(g *G.ExprGraph, layer int, module string, x, y *G.Nod
 	if m == nil {
 		return y, nil
 	}
-	dt := x.Dtype()
-	bind := func(t *tensor.Dense, name string) *G.Node {
-		v := G.Value(t)
-		if dt == tensor.Float64 {
-			v = toFloat64(t)
-		}
-		return G.NewMatrix(g, dt, G.WithShape(t.Shape()...), G.WithName(name), G.WithValue(v))
-	}
-	an := bind(m.A, m.PEFTPrefix()+".lora_A.weight")
-	bn := bind(m.B, m.PEFTPrefix()+".lora_B.weight")
-	inj.params = append(inj.params,
-		Param{Name: m.PEFTPrefix() + ".lora_A.weight", Tensor: m.A, Node: an},
-		Param{Name: m.PEFTPrefix() + ".lora_B.weight", Tensor: m.B, Node: bn})
+	an, bn := inj.bind(g, m, x.Dtype())
 	in := x
 	if a.Config.Dropout > 0 {
 		mask := make([]float32, x.Shape().TotalSize())

@@ -44,11 +44,11 @@ func TestConfigScalingAndTargets(t *testing.T) {
 	if c.Scaling() != 4 {
 		t.Errorf("alpha/sqrt(r) = %g, want 4", c.Scaling())
 	}
-	got, err := c.TargetModules()
+	got, err := c.TargetModules(microWeights(t).Config)
 	if err != nil || len(got) != 7 {
 		t.Fatalf("all-linear = %v, %v", got, err)
 	}
-	if _, err := (Config{R: 4, Targets: []string{"qproj"}}).TargetModules(); err == nil || !strings.Contains(err.Error(), `"qproj"`) {
+	if _, err := (Config{R: 4, Targets: []string{"qproj"}}).TargetModules(microWeights(t).Config); err == nil || !strings.Contains(err.Error(), `"qproj"`) {
 		t.Errorf("bad target: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package lora
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -131,7 +132,7 @@ func ReadConfig(dir string) (PEFTConfig, error) {
 
 // loraKey matches PEFT's LoRA tensor names, with or without the
 // ".default" adapter name and with either model prefix.
-var loraKey = regexp.MustCompile(`^base_model\.model\.(?:model\.)?layers\.(\d+)\.(self_attn|mlp)\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.lora_([AB])(?:\.default)?\.weight$`)
+var loraKey = regexp.MustCompile(`^base_model\.model\.(?:model\.)?layers\.(\d+)\.(self_attn|mlp)\.((?:experts\.\d+\.|shared_experts\.)?(?:q_proj|q_a_proj|q_b_proj|kv_a_proj_with_mqa|kv_b_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj))\.lora_([AB])(?:\.default)?\.weight$`)
 
 var extraKey = regexp.MustCompile(`^base_model\.model\.([A-Za-z0-9_.]+?)(?:\.modules_to_save\.default)?\.weight$`)
 
@@ -212,12 +213,34 @@ func Load(dir string, w *model.Weights) (*Adapter, PEFTConfig, Extra, error) {
 		if mi.Layer != mj.Layer {
 			return mi.Layer < mj.Layer
 		}
-		return slices.Index(model.LinearModules, mi.Name) < slices.Index(model.LinearModules, mj.Name)
+		return moduleLess(mi.Name, mj.Name)
 	})
 	if len(a.Modules) == 0 {
 		return nil, pc, nil, fmt.Errorf("load adapter %s: no LoRA tensors", path)
 	}
 	return a, pc, extra, nil
+}
+
+// moduleLess orders modules of one layer as New creates them: by base
+// module (model.ModuleNames order), then routed experts by number, then
+// the shared experts.
+func moduleLess(a, b string) bool {
+	ka, ea := moduleKey(a)
+	kb, eb := moduleKey(b)
+	if ka != kb {
+		return ka < kb
+	}
+	return ea < eb
+}
+
+func moduleKey(name string) (base, expert int) {
+	if e, proj, ok := model.ExpertModule(name); ok {
+		if e < 0 {
+			e = math.MaxInt
+		}
+		return slices.Index(model.ModuleNames, proj), e
+	}
+	return slices.Index(model.ModuleNames, name), 0
 }
 
 func uniq(xs []string) []string {

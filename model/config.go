@@ -1,6 +1,8 @@
-// Package model is the LLaMA-architecture decoder: its configuration (read
-// from and written to Hugging Face config.json), its weights and the
-// training graph built on gorgonia. Its subpackages hold the graph's
+// Package model is the decoder of the registered architecture families
+// (family.go: LLaMA, Mistral, Qwen2, Qwen3, and DeepSeek-V2/V3 with
+// multi-head latent attention and mixture-of-experts layers, deepseek.go):
+// its configuration (read from and written to Hugging Face config.json),
+// its weights and the training graph built on gorgonia. Its subpackages hold the graph's
 // operations (ops), Hugging Face model directories (hf) and fast KV-cache
 // generation on the same weights (generate).
 //
@@ -15,10 +17,12 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // RopeScaling is the Hugging Face `rope_scaling` object. Only the Llama-3
-// rule ("llama3") and no scaling are supported.
+// rule ("llama3"), DeepSeek's YaRN ("yarn", for the DeepSeek families) and
+// no scaling are supported.
 type RopeScaling struct {
 	RopeType                      string  `json:"rope_type,omitempty"`
 	Type                          string  `json:"type,omitempty"`
@@ -27,6 +31,12 @@ type RopeScaling struct {
 	HighFreqFactor                float64 `json:"high_freq_factor,omitempty"`
 	OriginalMaxPositionEmbeddings int     `json:"original_max_position_embeddings,omitempty"`
 	RopeTheta                     float64 `json:"rope_theta,omitempty"`
+	// DeepSeek's YaRN ("yarn", DeepseekV2YarnRotaryEmbedding; the
+	// DeepSeek families only); nil means DeepSeek's default (32, 1, 1, 0).
+	BetaFast     *float64 `json:"beta_fast,omitempty"`
+	BetaSlow     *float64 `json:"beta_slow,omitempty"`
+	MScale       *float64 `json:"mscale,omitempty"`
+	MScaleAllDim *float64 `json:"mscale_all_dim,omitempty"`
 }
 
 // Kind returns the scaling rule name ("" when none).
@@ -40,8 +50,10 @@ func (s *RopeScaling) Kind() string {
 	return s.Type
 }
 
-// Config is the architecture of a LLaMA-family model, with the field names
-// of Hugging Face's config.json (LlamaConfig, Qwen2Config, MistralConfig).
+// Config is the architecture of a model of a registered family, with the
+// field names of Hugging Face's config.json (LlamaConfig, Qwen2Config,
+// MistralConfig, Qwen3Config; DeepseekV2Config and DeepseekV3Config add
+// the DeepSeek keys).
 type Config struct {
 	Architectures         []string     `json:"architectures,omitempty"`
 	ModelType             string       `json:"model_type"`
@@ -65,6 +77,9 @@ type Config struct {
 	BOSTokenID            any          `json:"bos_token_id,omitempty"`
 	EOSTokenID            any          `json:"eos_token_id,omitempty"`
 	TorchDtype            string       `json:"torch_dtype,omitempty"`
+	// DeepSeek holds the MLA and mixture-of-experts keys of the DeepSeek
+	// families (flattened into config.json); nil for the others.
+	*DeepSeek
 }
 
 // HeadDim is the per-head dimension D (head_dim when given, else C/H).
@@ -107,16 +122,21 @@ func (c *Config) Scaling() *RopeScaling {
 	return nil
 }
 
-// InvFreq returns the D/2 RoPE inverse frequencies θ^(−2i/D), rescaled by
+// InvFreq returns the D/2 RoPE inverse frequencies θ^(−2i/D) (D is
+// RopeDim: qk_rope_head_dim under MLA), rescaled by YaRN where configured
+// (yarnParams.invFreq) or by
 // the Llama-3 rule when configured (Meta's llama3 `apply_scaling`: low
 // frequencies divided by `factor`, high ones kept, a smooth blend between).
 func (c *Config) InvFreq() []float64 {
-	d := c.HeadDim()
+	d := c.RopeDim()
 	inv := make([]float64, d/2)
 	for i := range inv {
 		inv[i] = 1 / math.Pow(c.Theta(), float64(2*i)/float64(d))
 	}
 	s := c.Scaling()
+	if y := c.yarn(); y != nil {
+		return y.invFreq(inv, c.Theta())
+	}
 	if s == nil || s.Kind() != "llama3" {
 		return inv
 	}
@@ -157,6 +177,13 @@ func (c *Config) Validate() error {
 	if err := fam.checkArchitectures(c.Architectures); err != nil {
 		return err
 	}
+	if fam.DeepSeek {
+		if err := c.validateDeepSeek(); err != nil {
+			return err
+		}
+	} else if c.DeepSeek != nil {
+		return fmt.Errorf("model_type %s has no multi-head latent attention or mixture of experts (keys %s)", c.ModelType, strings.Join(deepseekKeys, ", "))
+	}
 	if fam.ImpliedBias && !c.AttentionBias {
 		return fmt.Errorf("model_type %s always has q/k/v biases, but attention_bias is false", c.ModelType)
 	}
@@ -179,16 +206,21 @@ func (c *Config) Validate() error {
 	switch {
 	case c.HiddenSize <= 0 || c.NumHiddenLayers <= 0 || c.NumAttentionHeads <= 0 || c.IntermediateSize <= 0 || c.VocabSize <= 0:
 		return fmt.Errorf("hidden_size, intermediate_size, num_hidden_layers, num_attention_heads and vocab_size must be positive")
-	case c.HeadDim() <= 0:
+	// MLA's head widths were checked by validateDeepSeek, and its key and
+	// value heads are as many as the query heads.
+	case !c.MLA() && c.HeadDim() <= 0:
 		return fmt.Errorf("head dimension %d must be positive (hidden_size %d, %d heads, head_dim %d)", c.HeadDim(), c.HiddenSize, c.NumAttentionHeads, c.HeadDimOverride)
 	case c.RMSNormEps < 0 || math.IsNaN(c.RMSNormEps):
 		return fmt.Errorf("rms_norm_eps %v must be ≥ 0", c.RMSNormEps)
-	case c.NumAttentionHeads%c.KVHeads() != 0:
+	case !c.MLA() && c.NumAttentionHeads%c.KVHeads() != 0:
 		return fmt.Errorf("num_attention_heads %d is not a multiple of num_key_value_heads %d", c.NumAttentionHeads, c.KVHeads())
-	case c.HeadDim()%2 != 0:
+	case !c.MLA() && c.HeadDim()%2 != 0:
 		return fmt.Errorf("head dimension %d must be even for RoPE", c.HeadDim())
 	case c.HiddenAct != "" && c.HiddenAct != "silu":
 		return fmt.Errorf("hidden_act %q is not supported (only silu)", c.HiddenAct)
+	}
+	if c.MLA() {
+		return nil // DeepSeek's rope scaling was checked by validateDeepSeek
 	}
 	if s := c.Scaling(); s != nil && s.Kind() != "llama3" {
 		return fmt.Errorf("rope_scaling type %q is not supported (only llama3)", s.Kind())
@@ -238,10 +270,13 @@ func LoadConfig(path string) (Config, error) {
 		// Qwen2 always has q/k/v biases; its config.json does not say so.
 		c.AttentionBias = true
 	}
-	if err := c.Validate(); err != nil {
+	if err := fam.checkKeys(keys); err != nil {
 		return Config{}, fmt.Errorf("load config %s: %w", path, err)
 	}
-	if err := fam.checkKeys(keys); err != nil {
+	if err := fam.checkPresent(keys); err != nil {
+		return Config{}, fmt.Errorf("load config %s: %w", path, err)
+	}
+	if err := c.Validate(); err != nil {
 		return Config{}, fmt.Errorf("load config %s: %w", path, err)
 	}
 	if err := fam.checkExplicit(keys); err != nil {

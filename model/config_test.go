@@ -49,7 +49,7 @@ func TestLoadConfigDefaultsAndVariants(t *testing.T) {
 // The registry: each family's defaults and switches, and configs built in
 // code are held to the same rules as config.json (Validate).
 func TestFamilies(t *testing.T) {
-	if got := FamilyNames(); !slices.Equal(got, []string{"llama", "mistral", "qwen2", "qwen3"}) {
+	if got := FamilyNames(); !slices.Equal(got, []string{"deepseek_v2", "deepseek_v3", "llama", "mistral", "qwen2", "qwen3"}) {
 		t.Fatalf("families %v", got)
 	}
 	c, err := LoadConfig(writeConfig(t, `{"architectures":["Qwen3ForCausalLM"],"model_type":"qwen3","hidden_size":32,

@@ -39,6 +39,13 @@ type Family struct {
 	// (num_key_value_heads = num_attention_heads, head_dim =
 	// hidden_size / num_attention_heads). SaveModel writes them.
 	ExplicitKeys []string
+	// PresentKeys must be present in config.json, though they may be null
+	// (null is a value of its own there, and Hugging Face's default for
+	// the absent key is not it). SaveModel writes them.
+	PresentKeys []string
+	// DeepSeek: multi-head latent attention and mixture-of-experts layers
+	// configured by Config.DeepSeek (DeepSeek-V2, -V3).
+	DeepSeek bool
 	// Keys are the config.json keys the family accepts beyond
 	// commonKeys, each with a check of its value (nil: any value).
 	Keys map[string]KeyCheck
@@ -108,6 +115,16 @@ var families = map[string]*Family{
 			"max_window_layers":  nil,
 			"layer_types":        checkLayerTypes,
 		},
+	},
+	"deepseek_v2": {
+		ModelType: "deepseek_v2", Architectures: []string{"DeepseekV2ForCausalLM"}, DeepSeek: true,
+		PresentKeys: deepseekKeys,
+		Keys:        deepseekFamilyKeys("DeepseekV2Config", "DeepseekV2Model", "DeepseekV2ForCausalLM"),
+	},
+	"deepseek_v3": {
+		ModelType: "deepseek_v3", Architectures: []string{"DeepseekV3ForCausalLM"}, DeepSeek: true,
+		PresentKeys: deepseekKeys,
+		Keys:        deepseekFamilyKeys("DeepseekV3Config", "DeepseekV3Model", "DeepseekV3ForCausalLM"),
 	},
 }
 
@@ -193,6 +210,16 @@ func (f *Family) checkExplicit(raw map[string]json.RawMessage) error {
 	return nil
 }
 
+// checkPresent refuses a raw config.json lacking one of f.PresentKeys.
+func (f *Family) checkPresent(raw map[string]json.RawMessage) error {
+	for _, k := range f.PresentKeys {
+		if _, ok := raw[k]; !ok {
+			return fmt.Errorf("key %q is missing: for model_type %s, Hugging Face's default is the full-size model's, so it must be given (null where it does not apply)", k, f.ModelType)
+		}
+	}
+	return nil
+}
+
 // checkArchitectures refuses `architectures` entries of another family
 // (or another head, such as a sequence classifier).
 func (f *Family) checkArchitectures(archs []string) error {
@@ -257,7 +284,8 @@ func checkLayerTypes(raw map[string]json.RawMessage, v json.RawMessage) error {
 }
 
 // ropeKeys are the fields of RopeScaling.
-var ropeKeys = []string{"rope_type", "type", "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings", "rope_theta"}
+var ropeKeys = []string{"rope_type", "type", "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings", "rope_theta",
+	"beta_fast", "beta_slow", "mscale", "mscale_all_dim"}
 
 // checkRopeKeys refuses fields of a rope_scaling object that RopeScaling
 // does not read (the rule's type itself is checked by Config.Validate).

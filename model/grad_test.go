@@ -29,6 +29,35 @@ func qwen3Micro(tied bool) Config {
 	return c
 }
 
+// deepseekMicro is the smallest DeepSeek config with every feature: MLA
+// (a plain q_proj for v2, compressed queries for v3), a dense first layer
+// and a MoE layer of 4 experts (top 2) with a shared expert; v2 routes by
+// softmax greedy with scaled weights, v3 by sigmoid noaux_tc over 2 groups
+// with normalised, scaled weights.
+func deepseekMicro(v3, tied bool) Config {
+	c := microConfig(tied, false, nil)
+	c.ModelType, c.NumKeyValueHeads = "deepseek_v2", 0
+	c.DeepSeek = &DeepSeek{KVLoraRank: 4, QKNopeHeadDim: 2, QKRopeHeadDim: 2, VHeadDim: 3,
+		NRoutedExperts: 4, NumExpertsPerTok: 2, NSharedExperts: 1, MoeIntermediateSize: 3,
+		FirstKDenseReplace: 1, MoeLayerFreq: 1, ScoringFunc: ScoringSoftmax, TopkMethod: TopkGreedy, RoutedScalingFactor: 1.5}
+	if v3 {
+		rank := 3
+		c.ModelType = "deepseek_v3"
+		c.QLoraRank, c.ScoringFunc, c.TopkMethod, c.NGroup, c.TopkGroup = &rank, ScoringSigmoid, TopkNoAuxTC, 2, 1
+		c.NormTopkProb, c.RoutedScalingFactor = true, 2.5
+	}
+	return c
+}
+
+// deepseekYarn is deepseekMicro (v2) with DeepSeek's YaRN: the rotary
+// parts scaled (mscale ≠ mscale_all_dim) and the softmax scale corrected.
+func deepseekYarn() Config {
+	c := deepseekMicro(false, false)
+	ms, msAll := 1.0, 0.5
+	c.RopeScaling = &RopeScaling{Type: "yarn", Factor: 4, OriginalMaxPositionEmbeddings: 64, MScale: &ms, MScaleAllDim: &msAll}
+	return c
+}
+
 // scrambled returns weights with O(1) values everywhere (norms around 1,
 // nonzero biases), so that every gradient is far from zero and a wrong
 // formula cannot hide behind tiny numbers.
@@ -92,23 +121,33 @@ func projection(n int, seed uint64) LossFunc {
 
 // TestModelGradient checks every parameter's gradient of the whole model
 // against central finite differences in float64, for each head and
-// several configurations (Qwen3's q_norm and k_norm included).
+// several configurations (Qwen3's q_norm and k_norm, DeepSeek's MLA
+// projections and norms, router, routed and shared experts included; the
+// noaux_tc correction bias only selects and is never trainable).
 func TestModelGradient(t *testing.T) {
 	llama3 := &RopeScaling{RopeType: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 8}
 	for _, tc := range []struct {
 		name string
 		cfg  Config
 		loss string
+		seed uint64 // of the weights
 	}{
-		{"untied/meannll", microConfig(false, false, nil), "meannll"},
-		{"tied+bias/meannll", microConfig(true, true, nil), "meannll"},
-		{"untied+llama3/logprobs", microConfig(false, false, llama3), "logprobs"},
-		{"tied+bias/logits", microConfig(true, true, nil), "logits"},
-		{"qwen3+untied/meannll", qwen3Micro(false), "meannll"},
-		{"qwen3+tied/logits", qwen3Micro(true), "logits"},
+		{"untied/meannll", microConfig(false, false, nil), "meannll", 1},
+		{"tied+bias/meannll", microConfig(true, true, nil), "meannll", 1},
+		{"untied+llama3/logprobs", microConfig(false, false, llama3), "logprobs", 1},
+		{"tied+bias/logits", microConfig(true, true, nil), "logits", 1},
+		{"qwen3+untied/meannll", qwen3Micro(false), "meannll", 1},
+		{"qwen3+tied/logits", qwen3Micro(true), "logits", 1},
+		// Seeds under which every expert receives tokens.
+		{"deepseek_v2/meannll", deepseekMicro(false, false), "meannll", 2},
+		{"deepseek_v3/meannll", deepseekMicro(true, false), "meannll", 1},
+		{"deepseek_v3+tied/logits", deepseekMicro(true, true), "logits", 1},
+		{"deepseek_v2+yarn/logprobs", deepseekYarn(), "logprobs", 2},
+		{"deepseek_v2/meannll+balance", deepseekMicro(false, false), "meannll+balance", 2},
+		{"deepseek_v3/meannll+balance", deepseekMicro(true, false), "meannll+balance", 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w := scrambled(t, tc.cfg, 1)
+			w := scrambled(t, tc.cfg, tc.seed)
 			g, err := Build(w, GraphOptions{B: 2, T: 5, Trainable: allTrainable, Dtype: tensor.Float64})
 			if err != nil {
 				t.Fatal(err)
@@ -122,6 +161,11 @@ func TestModelGradient(t *testing.T) {
 				loss = g.FuncLoss("proj", projection(N, 1), g.TargetLogProbs())
 			case "logits":
 				loss = g.FuncLoss("proj", projection(N*V, 2), g.Logits())
+			case "meannll+balance":
+				var err error
+				if loss, err = gorgonia.Add(g.MeanNLL(g.InputVector("weights", N)), g.MoEBalanceLoss(0.3)); err != nil {
+					t.Fatal(err)
+				}
 			}
 			fillInputs(g, 3)
 			p, err := g.Compile(loss, g.Trainable)

@@ -27,10 +27,20 @@ type Inputs struct {
 
 // LinearHook adds a term to a linear module's output while the graph is
 // built (LoRA uses it). x is the module input (B·T, in), y the base output
-// (B·T, out); the returned node replaces y. module is a Hugging Face short
-// name (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj).
+// (B·T, out); the returned node replaces y. module is a Hugging Face name
+// below the layer's attention or MLP block (model.ModuleNames, and
+// shared_experts.gate_proj, … in mixture-of-experts layers).
 type LinearHook interface {
 	Wrap(g *gorgonia.ExprGraph, layer int, module string, x, y *gorgonia.Node) (*gorgonia.Node, error)
+}
+
+// ExpertHook is implemented by a LinearHook that also updates the routed
+// experts of mixture-of-experts layers, whose projections run inside one
+// fused operation (ops.MoE) where Wrap cannot reach them. ExpertAdapter
+// returns the low-rank update of one expert projection (module
+// "experts.E.gate_proj", …) in the graph's dtype, or nil for none.
+type ExpertHook interface {
+	ExpertAdapter(g *gorgonia.ExprGraph, layer int, module string, dt tensor.Dtype) (*ops.LowRank, error)
 }
 
 // GraphOptions shape a graph.
@@ -60,6 +70,8 @@ type Graph struct {
 	logProbs  *gorgonia.Node
 	logits    *gorgonia.Node
 	lossGrads map[*gorgonia.Node]gradSet // Grad results, per loss
+	loads     []*ops.ExpertLoad          // per layer; nil for dense layers
+	routers   []routerInputs             // per MoE layer, for MoEBalanceLoss
 }
 
 // hostVector is an input vector the caller fills through a []float32.
@@ -123,7 +135,7 @@ func Build(w *Weights, opt GraphOptions) (g *Graph, err error) {
 	}
 	for _, p := range w.Named() {
 		n := g.param(p.Name, p.Tensor)
-		if opt.Trainable != nil && opt.Trainable(p.Name) {
+		if opt.Trainable != nil && opt.Trainable(p.Name) && !SelectionOnly(p.Name) {
 			g.Trainable = append(g.Trainable, n)
 		} else {
 			g.frozen[n] = p.Name
@@ -155,12 +167,15 @@ func (g *Graph) param(name string, t *tensor.Dense) *gorgonia.Node {
 
 // decoder builds embedding → L pre-norm blocks → final norm.
 // Attention follows Hugging Face's LlamaAttention, with Qwen3Attention's
-// per-head q/k RMSNorm where the family has it.
+// per-head q/k RMSNorm where the family has it, or DeepSeek's multi-head
+// latent attention (mla); the feed-forward is a SwiGLU MLP or DeepSeek's
+// mixture of experts (moe).
 func (g *Graph) decoder(hook LinearHook) *gorgonia.Node {
 	c := g.Config
 	H, KVH, D := c.NumAttentionHeads, c.KVHeads(), c.HeadDim()
 	invFreq := c.InvFreq()
 	attn := ops.AttentionShape{B: g.B, T: g.T, H: H, KVH: KVH, D: D}
+	g.loads = make([]*ops.ExpertLoad, c.NumHiddenLayers)
 
 	x := must(ops.Embedding(g.Params["model.embed_tokens.weight"], g.In.Tokens)) // (N, C)
 	for l := range c.NumHiddenLayers {
@@ -179,21 +194,32 @@ func (g *Graph) decoder(hook LinearHook) *gorgonia.Node {
 
 		// Attention block: x + o_proj(attn(rope(q), rope(k), v)), pre-norm.
 		h := must(ops.RMSNorm(x, p("input_layernorm.weight"), c.RMSNormEps)) // (N, C)
-		q := linear(h, "q_proj", "self_attn.", c.AttentionBias)              // (N, H·D)
-		k := linear(h, "k_proj", "self_attn.", c.AttentionBias)              // (N, KVH·D)
-		v := linear(h, "v_proj", "self_attn.", c.AttentionBias)              // (N, KVH·D)
-		if c.QKNorm() {
-			// Qwen3: RMSNorm over each query and key head, before RoPE.
-			q = must(ops.HeadRMSNorm(q, p("self_attn.q_norm.weight"), c.RMSNormEps, H))
-			k = must(ops.HeadRMSNorm(k, p("self_attn.k_norm.weight"), c.RMSNormEps, KVH))
+		var a *gorgonia.Node
+		if c.MLA() {
+			a = g.mla(h, p, linear, invFreq) // (N, H·Dv)
+		} else {
+			q := linear(h, "q_proj", "self_attn.", c.AttentionBias) // (N, H·D)
+			k := linear(h, "k_proj", "self_attn.", c.AttentionBias) // (N, KVH·D)
+			v := linear(h, "v_proj", "self_attn.", c.AttentionBias) // (N, KVH·D)
+			if c.QKNorm() {
+				// Qwen3: RMSNorm over each query and key head, before RoPE.
+				q = must(ops.HeadRMSNorm(q, p("self_attn.q_norm.weight"), c.RMSNormEps, H))
+				k = must(ops.HeadRMSNorm(k, p("self_attn.k_norm.weight"), c.RMSNormEps, KVH))
+			}
+			q = must(ops.RoPE(q, g.T, H, invFreq))
+			k = must(ops.RoPE(k, g.T, KVH, invFreq))
+			a = must(ops.Attention(q, k, v, attn)) // (N, H·D)
 		}
-		q = must(ops.RoPE(q, g.T, H, invFreq))
-		k = must(ops.RoPE(k, g.T, KVH, invFreq))
-		a := must(ops.Attention(q, k, v, attn))                        // (N, H·D)
 		x = must(ops.Add(x, linear(a, "o_proj", "self_attn.", false))) // (N, C)
 
-		// MLP block: x + down(silu(gate(h)) ⊙ up(h)), pre-norm.
+		// MLP block: x + down(silu(gate(h)) ⊙ up(h)), pre-norm; or the
+		// mixture of experts.
 		h = must(ops.RMSNorm(x, p("post_attention_layernorm.weight"), c.RMSNormEps))
+		if c.IsMoELayer(l) {
+			g.loads[l] = &ops.ExpertLoad{}
+			x = must(ops.Add(x, g.moe(h, l, p, linear, hook, g.loads[l])))
+			continue
+		}
 		m := must(ops.SwiGLU(linear(h, "gate_proj", "mlp.", false), linear(h, "up_proj", "mlp.", false))) // (N, F)
 		x = must(ops.Add(x, linear(m, "down_proj", "mlp.", false)))
 	}

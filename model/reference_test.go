@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"gorgonia.org/gorgonia"
 )
 
 // fixture is one case written by testdata/gen_reference.py.
@@ -26,6 +28,9 @@ type fixture struct {
 		Offset int
 	}
 	Loss float64
+	// MoEBalance is the sequence-level balance loss (alpha 1) summed over
+	// the mixture-of-experts layers; absent without experts.
+	MoEBalance *float64 `json:"moe_balance"`
 
 	floats []float32 // fixture.bin
 }
@@ -121,7 +126,15 @@ func TestReferenceLogits(t *testing.T) {
 				g.Vector("weights")[i] = float32(v)
 			}
 			logits, logp, loss := g.Logits(), g.TargetLogProbs(), g.MeanNLL(lw)
-			p, err := g.Compile(nil, nil, logits, logp, loss)
+			outs := []*gorgonia.Node{logits, logp, loss}
+			balance := g.MoEBalanceLoss(1)
+			if (balance != nil) != (f.MoEBalance != nil) {
+				t.Fatalf("balance loss node %v, reference value %v", balance != nil, f.MoEBalance != nil)
+			}
+			if balance != nil {
+				outs = append(outs, balance)
+			}
+			p, err := g.Compile(nil, nil, outs...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -143,6 +156,13 @@ func TestReferenceLogits(t *testing.T) {
 				t.Errorf("mean NLL %.7f, reference %.7f", got, f.Loss)
 			}
 			t.Logf("mean NLL %.6f (reference %.6f)", got, f.Loss)
+			if balance != nil {
+				got := float64(Value32(balance)[0])
+				if math.Abs(got-*f.MoEBalance) > 1e-5*math.Abs(*f.MoEBalance) {
+					t.Errorf("balance loss %.7f, reference %.7f", got, *f.MoEBalance)
+				}
+				t.Logf("balance loss %.6f (reference %.6f)", got, *f.MoEBalance)
+			}
 		})
 	}
 }

@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
 
 	"gorgonia.org/tensor"
 )
@@ -12,6 +15,13 @@ import (
 // Face layout [out, in] (y = x·Wᵀ). Bq, Bk, Bv are nil without attention
 // bias; QNorm, KNorm are nil unless the family normalises query and key
 // heads (Config.QKNorm).
+//
+// Under multi-head latent attention (Config.MLA; dimension letters Rq
+// q_lora_rank, Rkv kv_lora_rank, Dn qk_nope, Dr qk_rope, Dv v_head_dim,
+// Dqk = Dn + Dr) Wk, Wv are nil, Wq is q_proj (H·Dqk, C) when q_lora_rank
+// is null and nil otherwise, and the MLA fields are set. A mixture-of-
+// experts layer (Config.IsMoELayer) has Router, Experts and possibly
+// Shared instead of Gate, Up, Down.
 type Layer struct {
 	AttnNorm   *tensor.Dense // (C)
 	Wq         *tensor.Dense // (H·D, C)
@@ -25,6 +35,26 @@ type Layer struct {
 	Gate       *tensor.Dense // (F, C)
 	Up         *tensor.Dense // (F, C)
 	Down       *tensor.Dense // (C, F)
+
+	// Multi-head latent attention (DeepSeek-V2 §2.1.2–2.1.3).
+	QA      *tensor.Dense // q_a_proj (Rq, C)
+	QANorm  *tensor.Dense // q_a_layernorm (Rq)
+	QB      *tensor.Dense // q_b_proj (H·Dqk, Rq)
+	KVA     *tensor.Dense // kv_a_proj_with_mqa (Rkv + Dr, C): the latent, then the shared rope key
+	KVANorm *tensor.Dense // kv_a_layernorm (Rkv)
+	KVB     *tensor.Dense // kv_b_proj (H·(Dn + Dv), Rkv): per head, the key's Dn then the value's Dv
+
+	// Mixture of experts (DeepSeekMoE, DeepSeek-V2 §2.2).
+	Router     *tensor.Dense // mlp.gate.weight (E, C)
+	RouterBias *tensor.Dense // mlp.gate.e_score_correction_bias (E), noaux_tc only; selects, never weighs
+	Experts    []Expert      // mlp.experts.e, (Fm) wide
+	Shared     *Expert       // mlp.shared_experts, (S·Fm) wide; nil without shared experts
+}
+
+// Expert is one SwiGLU feed-forward of a mixture-of-experts layer.
+type Expert struct {
+	Gate, Up *tensor.Dense // (Fe, C)
+	Down     *tensor.Dense // (C, Fe)
 }
 
 // Weights are all parameters of a model. When the config ties embeddings,
@@ -70,11 +100,38 @@ func Allocate(c Config) (*Weights, error) {
 		return t
 	}
 	w := &Weights{Config: c, Embed: NewTensor(V, C), Norm: ones(C)}
-	for range c.NumHiddenLayers {
-		l := Layer{
-			AttnNorm: ones(C), MLPNorm: ones(C),
-			Wq: NewTensor(H*D, C), Wk: NewTensor(KVH*D, C), Wv: NewTensor(KVH*D, C), Wo: NewTensor(C, H*D),
-			Gate: NewTensor(F, C), Up: NewTensor(F, C), Down: NewTensor(C, F),
+	expert := func(fe int) Expert { return Expert{NewTensor(fe, C), NewTensor(fe, C), NewTensor(C, fe)} }
+	for i := range c.NumHiddenLayers {
+		l := Layer{AttnNorm: ones(C), MLPNorm: ones(C)}
+		if c.MLA() {
+			d := c.DeepSeek
+			if d.QLoraRank == nil {
+				l.Wq = NewTensor(H*c.QKHeadDim(), C)
+			} else {
+				l.QA, l.QANorm, l.QB = NewTensor(*d.QLoraRank, C), ones(*d.QLoraRank), NewTensor(H*c.QKHeadDim(), *d.QLoraRank)
+			}
+			l.KVA, l.KVANorm = NewTensor(d.KVLoraRank+d.QKRopeHeadDim, C), ones(d.KVLoraRank)
+			l.KVB = NewTensor(H*(d.QKNopeHeadDim+d.VHeadDim), d.KVLoraRank)
+			l.Wo = NewTensor(C, H*d.VHeadDim)
+		} else {
+			l.Wq, l.Wk, l.Wv, l.Wo = NewTensor(H*D, C), NewTensor(KVH*D, C), NewTensor(KVH*D, C), NewTensor(C, H*D)
+		}
+		if c.IsMoELayer(i) {
+			d := c.DeepSeek
+			l.Router = NewTensor(d.NRoutedExperts, C)
+			if d.TopkMethod == TopkNoAuxTC {
+				l.RouterBias = NewTensor(d.NRoutedExperts)
+			}
+			for range d.NRoutedExperts {
+				l.Experts = append(l.Experts, expert(d.MoeIntermediateSize))
+			}
+			if d.NSharedExperts > 0 {
+				s := expert(d.NSharedExperts * d.MoeIntermediateSize)
+				l.Shared = &s
+			}
+		} else {
+			e := expert(F)
+			l.Gate, l.Up, l.Down = e.Gate, e.Up, e.Down
 		}
 		if c.AttentionBias {
 			l.Bq, l.Bk, l.Bv = NewTensor(H*D), NewTensor(KVH*D), NewTensor(KVH*D)
@@ -131,12 +188,30 @@ func (w *Weights) Named() []Named {
 	out := []Named{{"model.embed_tokens.weight", w.Embed}}
 	for i, l := range w.Layers {
 		p := fmt.Sprintf("model.layers.%d.", i)
-		out = append(out,
-			Named{p + "input_layernorm.weight", l.AttnNorm},
-			Named{p + "self_attn.q_proj.weight", l.Wq},
-			Named{p + "self_attn.k_proj.weight", l.Wk},
-			Named{p + "self_attn.v_proj.weight", l.Wv},
-		)
+		out = append(out, Named{p + "input_layernorm.weight", l.AttnNorm})
+		if l.Wq != nil {
+			out = append(out, Named{p + "self_attn.q_proj.weight", l.Wq})
+		}
+		if l.Wk != nil {
+			out = append(out,
+				Named{p + "self_attn.k_proj.weight", l.Wk},
+				Named{p + "self_attn.v_proj.weight", l.Wv},
+			)
+		}
+		if l.QA != nil {
+			out = append(out,
+				Named{p + "self_attn.q_a_proj.weight", l.QA},
+				Named{p + "self_attn.q_a_layernorm.weight", l.QANorm},
+				Named{p + "self_attn.q_b_proj.weight", l.QB},
+			)
+		}
+		if l.KVA != nil {
+			out = append(out,
+				Named{p + "self_attn.kv_a_proj_with_mqa.weight", l.KVA},
+				Named{p + "self_attn.kv_a_layernorm.weight", l.KVANorm},
+				Named{p + "self_attn.kv_b_proj.weight", l.KVB},
+			)
+		}
 		if l.Bq != nil {
 			out = append(out,
 				Named{p + "self_attn.q_proj.bias", l.Bq},
@@ -153,10 +228,36 @@ func (w *Weights) Named() []Named {
 		out = append(out,
 			Named{p + "self_attn.o_proj.weight", l.Wo},
 			Named{p + "post_attention_layernorm.weight", l.MLPNorm},
-			Named{p + "mlp.gate_proj.weight", l.Gate},
-			Named{p + "mlp.up_proj.weight", l.Up},
-			Named{p + "mlp.down_proj.weight", l.Down},
 		)
+		if l.Gate != nil {
+			out = append(out,
+				Named{p + "mlp.gate_proj.weight", l.Gate},
+				Named{p + "mlp.up_proj.weight", l.Up},
+				Named{p + "mlp.down_proj.weight", l.Down},
+			)
+		}
+		if l.Router != nil {
+			out = append(out, Named{p + "mlp.gate.weight", l.Router})
+			if l.RouterBias != nil {
+				out = append(out, Named{p + "mlp.gate.e_score_correction_bias", l.RouterBias})
+			}
+			for e, x := range l.Experts {
+				q := fmt.Sprintf("%smlp.experts.%d.", p, e)
+				out = append(out,
+					Named{q + "gate_proj.weight", x.Gate},
+					Named{q + "up_proj.weight", x.Up},
+					Named{q + "down_proj.weight", x.Down},
+				)
+			}
+			if l.Shared != nil {
+				q := p + "mlp.shared_experts."
+				out = append(out,
+					Named{q + "gate_proj.weight", l.Shared.Gate},
+					Named{q + "up_proj.weight", l.Shared.Up},
+					Named{q + "down_proj.weight", l.Shared.Down},
+				)
+			}
+		}
 	}
 	out = append(out, Named{"model.norm.weight", w.Norm})
 	if !w.Config.TieWordEmbeddings {
@@ -167,9 +268,42 @@ func (w *Weights) Named() []Named {
 
 // Linear returns the weight of one of a layer's linear modules by its
 // Hugging Face short name (q_proj, k_proj, v_proj, o_proj, gate_proj,
-// up_proj, down_proj).
+// up_proj, down_proj; under MLA also q_a_proj, q_b_proj,
+// kv_a_proj_with_mqa, kv_b_proj; in mixture-of-experts layers
+// experts.E.gate_proj … and shared_experts.gate_proj …). A module the
+// layer does not have (k_proj under MLA, gate_proj of a mixture-of-experts
+// layer) is an error.
 func (l *Layer) Linear(module string) (*tensor.Dense, error) {
+	t, err := l.linear(module)
+	if err == nil && t == nil {
+		err = fmt.Errorf("linear module %q does not exist in this layer", module)
+	}
+	return t, err
+}
+
+func (l *Layer) linear(module string) (*tensor.Dense, error) {
+	if e, proj, ok := ExpertModule(module); ok {
+		var x *Expert
+		switch {
+		case e < 0:
+			x = l.Shared
+		case e < len(l.Experts):
+			x = &l.Experts[e]
+		}
+		if x == nil {
+			return nil, nil
+		}
+		return map[string]*tensor.Dense{"gate_proj": x.Gate, "up_proj": x.Up, "down_proj": x.Down}[proj], nil
+	}
 	switch module {
+	case "q_a_proj":
+		return l.QA, nil
+	case "q_b_proj":
+		return l.QB, nil
+	case "kv_a_proj_with_mqa":
+		return l.KVA, nil
+	case "kv_b_proj":
+		return l.KVB, nil
 	case "q_proj":
 		return l.Wq, nil
 	case "k_proj":
@@ -188,8 +322,87 @@ func (l *Layer) Linear(module string) (*tensor.Dense, error) {
 	return nil, fmt.Errorf("unknown linear module %q", module)
 }
 
-// LinearModules are the names of a layer's linear modules, in HF order.
+// LinearModules are the names of a LLaMA-style layer's linear modules, in
+// HF order.
 var LinearModules = []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+// MLAModules are the linear modules of multi-head latent attention
+// (DeepseekV2Attention), in HF order: q_proj when q_lora_rank is null,
+// q_a_proj and q_b_proj otherwise.
+var MLAModules = []string{"q_proj", "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj"}
+
+// ModuleNames are all linear module names of every family, in HF order.
+var ModuleNames = []string{"q_proj", "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+// ExpertModule parses the module name of an expert's projection,
+// "experts.E.gate_proj" (expert E) or "shared_experts.gate_proj" (expert
+// −1), as PEFT names them under mlp.
+func ExpertModule(module string) (expert int, proj string, ok bool) {
+	rest, shared := strings.CutPrefix(module, "shared_experts.")
+	if !shared {
+		var found bool
+		if rest, found = strings.CutPrefix(module, "experts."); !found {
+			return 0, "", false
+		}
+		num, p, found := strings.Cut(rest, ".")
+		e, err := strconv.Atoi(num)
+		if !found || err != nil || e < 0 || strconv.Itoa(e) != num {
+			return 0, "", false
+		}
+		expert, rest = e, p
+	} else {
+		expert = -1
+	}
+	switch rest {
+	case "gate_proj", "up_proj", "down_proj":
+		return expert, rest, true
+	}
+	return 0, "", false
+}
+
+// LayerModules expands a target module name into the modules of layer l
+// it names, as PEFT matches names by suffix: gate_proj, up_proj and
+// down_proj of a mixture-of-experts layer are every routed expert's
+// (experts.E.gate_proj) and the shared experts' (shared_experts.gate_proj);
+// any other name is itself.
+func (c *Config) LayerModules(l int, target string) []string {
+	switch target {
+	case "gate_proj", "up_proj", "down_proj":
+	default:
+		return []string{target}
+	}
+	if !c.IsMoELayer(l) {
+		return []string{target}
+	}
+	var out []string
+	for e := range c.NRoutedExperts {
+		out = append(out, fmt.Sprintf("experts.%d.%s", e, target))
+	}
+	if c.NSharedExperts > 0 {
+		out = append(out, "shared_experts."+target)
+	}
+	return out
+}
+
+// AllLinearModules are the target names that PEFT's "all-linear" amounts
+// to (every linear module but the output head): LinearModules, or under
+// MLA the MLA modules the layers have and gate_proj, up_proj, down_proj
+// (which LayerModules expands to the experts' in mixture-of-experts
+// layers).
+func (c *Config) AllLinearModules() []string {
+	if !c.MLA() {
+		return slices.Clone(LinearModules)
+	}
+	return append(c.attentionModules(), "gate_proj", "up_proj", "down_proj")
+}
+
+// attentionModules are the MLA modules the configured layers have.
+func (c *Config) attentionModules() []string {
+	if c.QLoraRank == nil {
+		return []string{"q_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj"}
+	}
+	return []string{"q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj"}
+}
 
 // NumParams counts the distinct parameters (a tied head counted once).
 func (w *Weights) NumParams() int {

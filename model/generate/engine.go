@@ -8,7 +8,11 @@
 // Sennrich 2019), rotary position embeddings in the rotate-half layout (Su et
 // al. 2021, eq. 34), grouped-query attention (Ainslie et al. 2023) and a
 // SwiGLU MLP (Shazeer 2020); for Qwen3, queries and keys are RMS-normalised
-// per head before RoPE (Qwen3Attention's q_norm and k_norm). Dimension letters follow the model package:
+// per head before RoPE (Qwen3Attention's q_norm and k_norm); for DeepSeek
+// (V2, V3) attention is multi-head latent attention, computed in the latent
+// space with a cache of latents and rope keys, and the feed-forward of MoE
+// layers is routed experts plus shared experts (engine_deepseek.go).
+// Dimension letters follow the model package:
 // C hidden, F MLP hidden, V vocabulary, L layers, H heads, KVH key/value
 // heads, D head dimension, N rows (tokens) in one forward call.
 //
@@ -23,6 +27,7 @@ import (
 	"sync"
 
 	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/model/ops"
 	"gorgonia.org/tensor"
 )
 
@@ -42,11 +47,13 @@ type Engine struct {
 	w   *model.Weights
 	tok Tokenizer
 
-	C, F, V, L, H, KVH, D int
+	C, F, V, L, H, KVH, D int // D is 0 under multi-head latent attention (see mla)
 	eps                   float32
 	maxPos                int // 0 when the config sets no limit
 
 	invFreq []float64
+	mla     *mlaDims   // DeepSeek's multi-head latent attention; nil otherwise
+	router  ops.Router // DeepSeek's mixture-of-experts gate (MoE layers)
 
 	mu      sync.Mutex
 	adapter LowRank
@@ -74,7 +81,15 @@ func New(w *model.Weights, tok Tokenizer) (*Engine, error) {
 		C: c.HiddenSize, F: c.IntermediateSize, V: c.VocabSize, L: c.NumHiddenLayers,
 		H: c.NumAttentionHeads, KVH: c.KVHeads(), D: c.HeadDim(),
 		eps: float32(c.RMSNormEps), maxPos: c.MaxPositionEmbeddings,
-		invFreq: c.InvFreq(),
+		invFreq: c.InvFreq(), router: c.Router(),
+	}
+	if c.MLA() {
+		d := c.DeepSeek
+		e.mla = &mlaDims{R: d.KVLoraRank, Dn: d.QKNopeHeadDim, Dr: d.QKRopeHeadDim, Dv: d.VHeadDim}
+		if d.QLoraRank != nil {
+			e.mla.Rq = *d.QLoraRank
+		}
+		e.D = 0 // no plain heads
 	}
 	if err := e.checkShapes(); err != nil {
 		return nil, fmt.Errorf("generate: %w", err)
@@ -82,22 +97,34 @@ func New(w *model.Weights, tok Tokenizer) (*Engine, error) {
 	return e, nil
 }
 
+// shape is a weight and the number of values it must hold.
+type shape struct {
+	name string
+	t    *tensor.Dense
+	n    int
+}
+
 func (e *Engine) checkShapes() error {
-	type shape struct {
-		name string
-		t    *tensor.Dense
-		n    int
-	}
 	C, F, V, HD, KD := e.C, e.F, e.V, e.H*e.D, e.KVH*e.D
 	w := e.w
 	checks := []shape{{"embed_tokens", w.Embed, V * C}, {"lm_head", w.LMHead, V * C}, {"norm", w.Norm, C}}
 	for i, l := range w.Layers {
 		p := fmt.Sprintf("layer %d ", i)
 		checks = append(checks,
-			shape{p + "input_layernorm", l.AttnNorm, C}, shape{p + "post_attention_layernorm", l.MLPNorm, C},
-			shape{p + "q_proj", l.Wq, HD * C}, shape{p + "k_proj", l.Wk, KD * C}, shape{p + "v_proj", l.Wv, KD * C},
-			shape{p + "o_proj", l.Wo, C * HD}, shape{p + "gate_proj", l.Gate, F * C}, shape{p + "up_proj", l.Up, F * C},
-			shape{p + "down_proj", l.Down, C * F})
+			shape{p + "input_layernorm", l.AttnNorm, C}, shape{p + "post_attention_layernorm", l.MLPNorm, C})
+		if e.mla != nil {
+			checks = append(checks, e.mlaShapes(p, &l)...)
+		} else {
+			checks = append(checks,
+				shape{p + "q_proj", l.Wq, HD * C}, shape{p + "k_proj", l.Wk, KD * C}, shape{p + "v_proj", l.Wv, KD * C},
+				shape{p + "o_proj", l.Wo, C * HD})
+		}
+		if w.Config.IsMoELayer(i) {
+			checks = append(checks, e.moeShapes(p, &l)...)
+		} else {
+			checks = append(checks, shape{p + "gate_proj", l.Gate, F * C}, shape{p + "up_proj", l.Up, F * C},
+				shape{p + "down_proj", l.Down, C * F})
+		}
 		if w.Config.AttentionBias {
 			checks = append(checks, shape{p + "q_proj.bias", l.Bq, HD}, shape{p + "k_proj.bias", l.Bk, KD}, shape{p + "v_proj.bias", l.Bv, KD})
 		}
@@ -144,7 +171,10 @@ func (e *Engine) SetAdapter(a LowRank) {
 func (e *Engine) MaxPositions() int { return e.maxPos }
 
 // State is the key/value cache of one sequence: the keys and values of
-// every position fed so far, per layer.
+// every position fed so far, per layer. Under multi-head latent attention
+// k holds the normalised latent c_KV (n, kv_lora_rank) and v the rotated
+// rope key (n, qk_rope_head_dim): the per-head keys and values are never
+// stored (DeepSeek-V2 §2.1.2).
 type State struct {
 	k, v [][]float32 // per layer (n, KVH·D), capacity grown on demand
 	n    int
@@ -171,18 +201,19 @@ func (s *State) Truncate(n int) {
 	s.n = n
 }
 
-// reserve makes room for positions up to total (keys of width kd).
-func (s *State) reserve(total, kd int) {
+// reserve makes room for positions up to total (keys of width kd, values
+// of width vd).
+func (s *State) reserve(total, kd, vd int) {
 	for l := range s.k {
-		if cap(s.k[l]) < total*kd {
-			c := max(total, 2*cap(s.k[l])/kd) * kd
-			nk, nv := make([]float32, c), make([]float32, c)
+		if cap(s.k[l]) < total*kd || cap(s.v[l]) < total*vd {
+			c := max(total, 2*cap(s.k[l])/kd)
+			nk, nv := make([]float32, c*kd), make([]float32, c*vd)
 			copy(nk, s.k[l][:s.n*kd])
-			copy(nv, s.v[l][:s.n*kd])
+			copy(nv, s.v[l][:s.n*vd])
 			s.k[l], s.v[l] = nk, nv
 		}
 		s.k[l] = s.k[l][:total*kd]
-		s.v[l] = s.v[l][:total*kd]
+		s.v[l] = s.v[l][:total*vd]
 	}
 }
 
@@ -190,7 +221,7 @@ func (s *State) reserve(total, kd int) {
 // angle(pos, i) = pos·θ_i with θ_i the (possibly Llama-3-rescaled) inverse
 // frequency of pair i (RoFormer, Su et al. 2021, eq. 15).
 func (e *Engine) ropeTables(p int) {
-	half := e.D / 2
+	half := len(e.invFreq)
 	have := len(e.cos) / half
 	if have >= p {
 		return
@@ -202,11 +233,12 @@ func (e *Engine) ropeTables(p int) {
 	cos, sin := make([]float32, p*half), make([]float32, p*half)
 	copy(cos, e.cos)
 	copy(sin, e.sin)
+	m := e.w.Config.RopeMagnitude() // YaRN scales both; 1 otherwise
 	for pos := have; pos < p; pos++ {
 		for i, f := range e.invFreq {
 			a := float64(pos) * f
-			cos[pos*half+i] = float32(math.Cos(a))
-			sin[pos*half+i] = float32(math.Sin(a))
+			cos[pos*half+i] = float32(m * math.Cos(a))
+			sin[pos*half+i] = float32(m * math.Sin(a))
 		}
 	}
 	e.cos, e.sin = cos, sin
@@ -221,6 +253,8 @@ type workspace struct {
 	scores                 []float32 // per worker (maxT)
 	hn, logits             []float32
 	outRows                []int
+	qa, kva, kvb           []float32 // MLA: compressed queries, kv_a output, kv_b with its adapter merged
+	logitsE, ex, eo        []float32 // MoE: router logits, an expert's rows in and out
 }
 
 type row struct {
@@ -303,9 +337,13 @@ func (e *Engine) forward(states []*State, feeds [][]int, all bool) ([][]float32,
 		return out, nil
 	}
 	e.ropeTables(maxEnd)
+	kw, vw := KD, KD
+	if e.mla != nil {
+		kw, vw = e.mla.R, e.mla.Dr
+	}
 	for i, f := range feeds {
 		if len(f) > 0 {
-			states[i].reserve(states[i].n+len(f), KD)
+			states[i].reserve(states[i].n+len(f), kw, vw)
 		}
 	}
 
@@ -334,42 +372,23 @@ func (e *Engine) forward(states []*State, feeds [][]int, all bool) ([][]float32,
 		ly := &e.w.Layers[l]
 		// Attention block: x += o_proj(attn(rope(q), rope(k), v)).
 		rmsNorm(xb, x, model.F32(ly.AttnNorm), N, C, e.eps)
-		if err := e.linear(ws.q, xb, ly.Wq, ly.Bq, l, "q_proj", N, C, HD); err != nil {
-			return nil, err
+		attend := e.gqaAttention
+		if e.mla != nil {
+			attend = e.mlaAttention
 		}
-		if err := e.linear(ws.k, xb, ly.Wk, ly.Bk, l, "k_proj", N, C, KD); err != nil {
-			return nil, err
-		}
-		if err := e.linear(ws.v, xb, ly.Wv, ly.Bv, l, "v_proj", N, C, KD); err != nil {
-			return nil, err
-		}
-		if ly.QNorm != nil {
-			// Qwen3: RMSNorm over each query and key head, before RoPE.
-			rmsNorm(ws.q, ws.q, model.F32(ly.QNorm), N*H, D, e.eps)
-			rmsNorm(ws.k, ws.k, model.F32(ly.KNorm), N*KVH, D, e.eps)
-		}
-		for r, rw := range ws.rows {
-			e.rope(ws.q[r*HD:(r+1)*HD], rw.pos, H)
-			e.rope(ws.k[r*KD:(r+1)*KD], rw.pos, KVH)
-			copy(rw.st.k[l][rw.pos*KD:(rw.pos+1)*KD], ws.k[r*KD:(r+1)*KD])
-			copy(rw.st.v[l][rw.pos*KD:(rw.pos+1)*KD], ws.v[r*KD:(r+1)*KD])
-		}
-		e.attention(l)
-		if err := e.linear(ws.o, ws.att, ly.Wo, nil, l, "o_proj", N, HD, C); err != nil {
+		if err := attend(l, ly); err != nil {
 			return nil, err
 		}
 		addTo(x, ws.o)
 
-		// MLP block: x += down(silu(gate(x̂)) ⊙ up(x̂)).
+		// MLP block: x += down(silu(gate(x̂)) ⊙ up(x̂)), or the mixture of
+		// experts.
 		rmsNorm(xb, x, model.F32(ly.MLPNorm), N, C, e.eps)
-		if err := e.linear(ws.hb, xb, ly.Gate, nil, l, "gate_proj", N, C, F); err != nil {
-			return nil, err
+		feed := e.mlp
+		if ly.Router != nil {
+			feed = e.moe
 		}
-		if err := e.linear(ws.hb2, xb, ly.Up, nil, l, "up_proj", N, C, F); err != nil {
-			return nil, err
-		}
-		swiglu(ws.hb, ws.hb2)
-		if err := e.linear(ws.o, ws.hb, ly.Down, nil, l, "down_proj", N, F, C); err != nil {
+		if err := feed(l, ly); err != nil {
 			return nil, err
 		}
 		addTo(x, ws.o)
@@ -406,6 +425,54 @@ func (e *Engine) forward(states []*State, feeds [][]int, all bool) ([][]float32,
 	return out, nil
 }
 
+// gqaAttention computes o_proj(attention) of the normalised rows ws.xb
+// into ws.o (N, C), caching keys and values: grouped-query attention with
+// RoPE on full heads, and Qwen3's per-head q/k norms.
+func (e *Engine) gqaAttention(l int, ly *model.Layer) error {
+	ws := &e.ws
+	N, C, H, KVH, D := len(ws.rows), e.C, e.H, e.KVH, e.D
+	HD, KD := H*D, KVH*D
+	xb := ws.xb
+	if err := e.linear(ws.q, xb, ly.Wq, ly.Bq, l, "q_proj", N, C, HD); err != nil {
+		return err
+	}
+	if err := e.linear(ws.k, xb, ly.Wk, ly.Bk, l, "k_proj", N, C, KD); err != nil {
+		return err
+	}
+	if err := e.linear(ws.v, xb, ly.Wv, ly.Bv, l, "v_proj", N, C, KD); err != nil {
+		return err
+	}
+	if ly.QNorm != nil {
+		// Qwen3: RMSNorm over each query and key head, before RoPE.
+		rmsNorm(ws.q, ws.q, model.F32(ly.QNorm), N*H, D, e.eps)
+		rmsNorm(ws.k, ws.k, model.F32(ly.KNorm), N*KVH, D, e.eps)
+	}
+	for r, rw := range ws.rows {
+		e.rope(ws.q[r*HD:(r+1)*HD], rw.pos, H)
+		e.rope(ws.k[r*KD:(r+1)*KD], rw.pos, KVH)
+		copy(rw.st.k[l][rw.pos*KD:(rw.pos+1)*KD], ws.k[r*KD:(r+1)*KD])
+		copy(rw.st.v[l][rw.pos*KD:(rw.pos+1)*KD], ws.v[r*KD:(r+1)*KD])
+	}
+	e.attention(l)
+	return e.linear(ws.o, ws.att, ly.Wo, nil, l, "o_proj", N, HD, C)
+}
+
+// mlp computes the SwiGLU MLP of the normalised rows ws.xb into ws.o.
+func (e *Engine) mlp(l int, ly *model.Layer) error {
+	ws := &e.ws
+	N, C, F := len(ws.rows), e.C, e.F
+	ws.hb = grow(ws.hb, N*F)
+	ws.hb2 = grow(ws.hb2, N*F)
+	if err := e.linear(ws.hb, ws.xb, ly.Gate, nil, l, "gate_proj", N, C, F); err != nil {
+		return err
+	}
+	if err := e.linear(ws.hb2, ws.xb, ly.Up, nil, l, "up_proj", N, C, F); err != nil {
+		return err
+	}
+	swiglu(ws.hb, ws.hb2)
+	return e.linear(ws.o, ws.hb, ly.Down, nil, l, "down_proj", N, F, C)
+}
+
 // linear computes y = x·Wᵀ (+ bias) (+ scale·(x·aᵀ)·bᵀ from the adapter)
 // for N rows: x (N, in), W (out, in), y (N, out).
 func (e *Engine) linear(y, x []float32, w, bias *tensor.Dense, layer int, module string, N, in, out int) error {
@@ -416,6 +483,12 @@ func (e *Engine) linear(y, x []float32, w, bias *tensor.Dense, layer int, module
 			addTo(y[r*out:(r+1)*out], b)
 		}
 	}
+	return e.lowRank(y, x, layer, module, N, in, out)
+}
+
+// lowRank adds the adapter's update of (layer, module), if any, to y
+// (N, out) from the module's input x (N, in).
+func (e *Engine) lowRank(y, x []float32, layer int, module string, N, in, out int) error {
 	if e.adapter == nil {
 		return nil
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -146,6 +147,93 @@ func TestEngineMatchesFixtures(t *testing.T) {
 			for i, tok := range gen {
 				if best := argmax(logits[(len(prompt)-1+i)*V : (len(prompt)+i)*V]); best != tok {
 					t.Fatalf("step %d: greedy chose %d, the graph's argmax is %d", i, tok, best)
+				}
+			}
+		})
+	}
+}
+
+// Multi-head latent attention caches the normalised latent and the rope
+// key per position (kv_lora_rank + qk_rope_head_dim floats per layer), not
+// per-head keys and values; a GQA model of the same width (hidden size,
+// heads, layers) caches 2·KVH·D.
+func TestMLACacheBytes(t *testing.T) {
+	_, w := loadRefFixture(t, "../testdata/reference/deepseek_v2_mla_moe")
+	e, err := New(w, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := w.Config
+	if got, want := e.CacheBytesPerToken(), 4*c.NumHiddenLayers*(c.KVLoraRank+c.QKRopeHeadDim); got != want {
+		t.Fatalf("MLA cache %d bytes per token, want %d", got, want)
+	}
+	st := e.NewState()
+	if _, err := e.Forward([]*State{st}, [][]int{{1, 2, 3}}); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.k[1]) != 3*c.KVLoraRank || len(st.v[1]) != 3*c.QKRopeHeadDim {
+		t.Fatalf("layer 1 caches %d + %d floats for 3 positions", len(st.k[1]), len(st.v[1]))
+	}
+	for _, kvh := range []int{c.NumAttentionHeads, 1} {
+		g := model.Config{ModelType: "llama", HiddenSize: c.HiddenSize, IntermediateSize: c.IntermediateSize,
+			NumHiddenLayers: c.NumHiddenLayers, NumAttentionHeads: c.NumAttentionHeads, NumKeyValueHeads: kvh,
+			VocabSize: c.VocabSize, MaxPositionEmbeddings: c.MaxPositionEmbeddings, RMSNormEps: 1e-6, HiddenAct: "silu"}
+		gw, err := model.Allocate(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ge, err := New(gw, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := 4 * g.NumHiddenLayers * 2 * kvh * g.HeadDim(); ge.CacheBytesPerToken() != want {
+			t.Fatalf("GQA cache %d bytes per token, want %d", ge.CacheBytesPerToken(), want)
+		}
+		t.Logf("cache per token: MLA %d bytes, %d KV heads of %d: %d bytes", e.CacheBytesPerToken(), kvh, g.HeadDim(), ge.CacheBytesPerToken())
+	}
+}
+
+// The MLA cache across calls: two DeepSeek sequences fed in pieces, in
+// shared forward calls mixing prefill and decode rows, give at every
+// position the graph's logits over the whole sequence.
+func TestDeepSeekCacheAcrossCalls(t *testing.T) {
+	for _, name := range []string{"deepseek_v2_yarn", "deepseek_v3_mla_moe"} {
+		t.Run(name, func(t *testing.T) {
+			_, w := loadRefFixture(t, "../testdata/reference/"+name)
+			V := w.Config.VocabSize
+			r := rand.New(rand.NewPCG(8, 8))
+			seqs := [][]int{randTokens(r, 21, V), randTokens(r, 14, V)}
+			e, err := New(w, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			states := []*State{e.NewState(), e.NewState()}
+			got := [][]float32{nil, nil}
+			for _, cut := range [][2]int{{12, 5}, {13, 10}, {20, 11}, {21, 14}} {
+				feeds := make([][]int, 2)
+				for i, st := range states {
+					feeds[i] = seqs[i][st.Len():cut[i]]
+				}
+				out, err := e.ForwardAll(states, feeds)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range out {
+					got[i] = append(got[i], out[i]...)
+				}
+			}
+			for i, seq := range seqs {
+				want := graphLogits(t, w, seq)
+				if len(got[i]) != len(want) {
+					t.Fatalf("sequence %d: %d logits, want %d", i, len(got[i]), len(want))
+				}
+				var scale, worst float64
+				for j, v := range want {
+					scale = math.Max(scale, math.Abs(float64(v)))
+					worst = math.Max(worst, math.Abs(float64(v-got[i][j])))
+				}
+				if worst > 1e-4*scale {
+					t.Fatalf("sequence %d: engine vs graph max relative deviation %.2g", i, worst/scale)
 				}
 			}
 		})

@@ -244,7 +244,7 @@ func TestLoadModelRefusesUnimplementedConfig(t *testing.T) {
 		{"phi3", func(m map[string]any) { m["model_type"] = "phi3" }, []string{cfgFile, `model_type "phi3" is not implemented`}},
 		{"deepseek_v2", func(m map[string]any) {
 			m["model_type"], m["q_lora_rank"], m["kv_lora_rank"], m["n_routed_experts"] = "deepseek_v2", 8, 8, 4
-		}, []string{cfgFile, `model_type "deepseek_v2" is not implemented`}},
+		}, []string{cfgFile, `key "qk_nope_head_dim" is missing: for model_type deepseek_v2`}},
 		{"no model_type", func(m map[string]any) { delete(m, "model_type") }, []string{cfgFile, "model_type is missing"}},
 		{"architecture of another family", func(m map[string]any) { m["architectures"] = []string{"Qwen3ForCausalLM"} },
 			[]string{cfgFile, `architectures entry "Qwen3ForCausalLM" is not implemented for model_type llama`}},
@@ -514,5 +514,77 @@ func TestSaveWritesExplicitKeys(t *testing.T) {
 	}
 	if _, err := LoadModel(dir); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// deepseekMicro is a two-layer DeepSeek-V2 (dense first layer, then
+// routed and shared experts) or, with v3, a DeepSeek-V3 (compressed
+// queries, noaux_tc routing with its correction bias).
+func deepseekMicro(v3 bool) model.Config {
+	c := microConfig(false, false)
+	c.ModelType, c.Architectures, c.NumKeyValueHeads = "deepseek_v2", nil, 0
+	c.DeepSeek = &model.DeepSeek{KVLoraRank: 8, QKNopeHeadDim: 4, QKRopeHeadDim: 2, VHeadDim: 4,
+		NRoutedExperts: 4, NumExpertsPerTok: 2, NSharedExperts: 1, MoeIntermediateSize: 6,
+		FirstKDenseReplace: 1, MoeLayerFreq: 1, ScoringFunc: "softmax", TopkMethod: "greedy", RoutedScalingFactor: 1}
+	if v3 {
+		rank := 6
+		c.ModelType = "deepseek_v3"
+		c.QLoraRank, c.ScoringFunc, c.TopkMethod, c.NGroup, c.TopkGroup = &rank, "sigmoid", "noaux_tc", 2, 1
+		c.NormTopkProb, c.RoutedScalingFactor = true, 2.5
+		ms, msAll := 0.707, 0.707
+		c.RopeScaling = &model.RopeScaling{Type: "yarn", Factor: 40, OriginalMaxPositionEmbeddings: 4096, MScale: &ms, MScaleAllDim: &msAll}
+	}
+	return c
+}
+
+// DeepSeek models round-trip with every MLA/MoE key written (q_lora_rank
+// null included, whose absence Hugging Face would read as 1536) and every
+// tensor under its Hugging Face name; a config.json lacking such a key is
+// refused.
+func TestSaveLoadDeepSeek(t *testing.T) {
+	for _, v3 := range []bool{false, true} {
+		c := deepseekMicro(v3)
+		dir, w := savedModel(t, c)
+		got, err := LoadModel(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Config.ModelType != c.ModelType || !got.Config.MLA() || (got.Config.QLoraRank == nil) == v3 ||
+			got.Config.MLASoftmaxScale() != c.MLASoftmaxScale() || (c.MLASoftmaxScale() == 1/math.Sqrt(6)) == v3 {
+			t.Fatalf("config round trip: %+v", got.Config)
+		}
+		if len(got.Named()) != len(w.Named()) {
+			t.Fatalf("%d tensors, saved %d", len(got.Named()), len(w.Named()))
+		}
+		for i, n := range w.Named() {
+			if g := got.Named()[i]; g.Name != n.Name || !slices.Equal(model.F32(n.Tensor), model.F32(g.Tensor)) {
+				t.Fatalf("%s differs after the round trip (%s)", n.Name, g.Name)
+			}
+		}
+		want := "model.layers.1.mlp.experts.3.up_proj.weight"
+		if v3 {
+			want = "model.layers.1.mlp.gate.e_score_correction_bias"
+		}
+		if !slices.Contains(names(got), want) {
+			t.Errorf("%s lacks %s", c.ModelType, want)
+		}
+		raw, err := os.ReadFile(filepath.Join(dir, ConfigFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(raw, &m); err != nil {
+			t.Fatal(err)
+		}
+		if v, ok := m["q_lora_rank"]; !ok || (v == nil) == v3 {
+			t.Fatalf("config.json q_lora_rank = %v (present %v)", v, ok)
+		}
+		delete(m, "q_lora_rank")
+		if err := writeJSON(filepath.Join(dir, ConfigFile), m); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := LoadModel(dir); err == nil || !strings.Contains(err.Error(), "q_lora_rank") {
+			t.Errorf("config.json without q_lora_rank: %v", err)
+		}
 	}
 }

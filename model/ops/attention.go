@@ -14,7 +14,20 @@ import (
 type AttentionShape struct {
 	B, T   int // sequences and positions; rows are N = B·T
 	H, KVH int // query heads and key/value heads (KVH divides H)
-	D      int // head dimension
+	D      int // query/key head dimension
+	// DV is the value (and output) head dimension; 0 means D. Multi-head
+	// latent attention has DV = v_head_dim ≠ D = qk_nope + qk_rope.
+	DV int
+	// Scale multiplies the scores; 0 means 1/√D.
+	Scale float64
+}
+
+// dv is the value head dimension.
+func (s AttentionShape) dv() int {
+	if s.DV > 0 {
+		return s.DV
+	}
+	return s.D
 }
 
 // Attention is causal scaled dot-product attention (Vaswani et al. 2017,
@@ -22,15 +35,20 @@ type AttentionShape struct {
 // KVH = H). q is (N, H·D), k and v are (N, KVH·D); query head h reads
 // key/value head h / (H/KVH). For every sequence b and head h,
 //
-//	S = Q·Kᵀ/√D,  P = softmax(S masked to keys j ≤ i),  O = P·V
+//	S = Q·Kᵀ·scale,  P = softmax(S masked to keys j ≤ i),  O = P·V
 //
-// and the result is O in q's layout, (N, H·D). Scores, softmax and the
-// weighted sum run in one operation; P is kept for the backward pass.
+// with scale = 1/√D unless s.Scale is set, and the result is O, (N, H·DV)
+// (v is (N, KVH·DV); DV = D unless set). Scores, softmax and the weighted
+// sum run in one operation; P is kept for the backward pass.
 func Attention(q, k, v *G.Node, s AttentionShape) (*G.Node, error) {
-	if s.B <= 0 || s.T <= 0 || s.H <= 0 || s.KVH <= 0 || s.D <= 0 || s.H%s.KVH != 0 {
+	if s.B <= 0 || s.T <= 0 || s.H <= 0 || s.KVH <= 0 || s.D <= 0 || s.H%s.KVH != 0 || s.DV < 0 || s.Scale < 0 {
 		return nil, fmt.Errorf("attention: bad shape %+v", s)
 	}
-	return apply(&attentionOp{s: s, scale: 1 / math.Sqrt(float64(s.D))}, q, k, v)
+	scale := s.Scale
+	if scale == 0 {
+		scale = 1 / math.Sqrt(float64(s.D))
+	}
+	return apply(&attentionOp{s: s, scale: scale}, q, k, v)
 }
 
 type attentionOp struct {
@@ -53,11 +71,11 @@ func (op *attentionOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 		return nil, err
 	}
 	N := op.s.B * op.s.T
-	q, kv := tensor.Shape{N, op.s.H * op.s.D}, tensor.Shape{N, op.s.KVH * op.s.D}
-	if !s[0].Eq(q) || !s[1].Eq(kv) || !s[2].Eq(kv) {
-		return nil, fmt.Errorf("attention: q %v, k %v, v %v; want %v, %v, %v", s[0], s[1], s[2], q, kv, kv)
+	q, k, v := tensor.Shape{N, op.s.H * op.s.D}, tensor.Shape{N, op.s.KVH * op.s.D}, tensor.Shape{N, op.s.KVH * op.s.dv()}
+	if !s[0].Eq(q) || !s[1].Eq(k) || !s[2].Eq(v) {
+		return nil, fmt.Errorf("attention: q %v, k %v, v %v; want %v, %v, %v", s[0], s[1], s[2], q, k, v)
 	}
-	return q, nil
+	return tensor.Shape{N, op.s.H * op.s.dv()}, nil
 }
 func (op *attentionOp) WriteHash(h hash.Hash) {
 	fmt.Fprintf(h, "gotune.Attention{%+v,%v}", op.s, op.scale)
@@ -75,7 +93,7 @@ func (op *attentionOp) Do(in ...G.Value) (G.Value, error) {
 		ts[i] = t
 	}
 	s := op.s
-	out := op.out.get(ts[0].Dtype(), s.B*s.T, s.H*s.D)
+	out := op.out.get(ts[0].Dtype(), s.B*s.T, s.H*s.dv())
 	n := s.B * s.H * s.T * s.T
 	switch ts[0].Dtype() {
 	case tensor.Float32:
@@ -88,12 +106,20 @@ func (op *attentionOp) Do(in ...G.Value) (G.Value, error) {
 	return out, nil
 }
 
-// headOffsets locates sequence b, query head h in q/o and its key/value
-// head in k/v, with the row strides (leading dimensions) of both layouts.
-func headOffsets(s AttentionShape, b, h int) (qo, kvo, ldq, ldkv int) {
-	ldq, ldkv = s.H*s.D, s.KVH*s.D
+// headLayout locates sequence b, query head h in q and o and its
+// key/value head in k and v, with the row strides (leading dimensions).
+type headLayout struct {
+	qo, ko, vo, oo     int // offsets in q, k, v, o
+	ldq, ldk, ldv, ldo int
+}
+
+func headOffsets(s AttentionShape, b, h int) headLayout {
+	dv := s.dv()
+	l := headLayout{ldq: s.H * s.D, ldk: s.KVH * s.D, ldv: s.KVH * dv, ldo: s.H * dv}
 	kvh := h / (s.H / s.KVH)
-	return b*s.T*ldq + h*s.D, b*s.T*ldkv + kvh*s.D, ldq, ldkv
+	l.qo, l.ko = b*s.T*l.ldq+h*s.D, b*s.T*l.ldk+kvh*s.D
+	l.vo, l.oo = b*s.T*l.ldv+kvh*dv, b*s.T*l.ldo+h*dv
+	return l
 }
 
 // attentionForward computes o and keeps P; t = {q, k, v, o}.
@@ -102,18 +128,18 @@ func attentionForward[T Float](t [][]T, p []T, s AttentionShape, scale T) {
 	TT := s.T * s.T
 	for b := range s.B {
 		for h := range s.H {
-			qo, kvo, ldq, ldkv := headOffsets(s, b, h)
+			hl := headOffsets(s, b, h)
 			ph := p[(b*s.H+h)*TT : (b*s.H+h+1)*TT]
-			// S = Q·Kᵀ/√D   (T, T)
-			gemm(false, true, s.T, s.T, s.D, scale, q[qo:], ldq, k[kvo:], ldkv, 0, ph, s.T)
+			// S = Q·Kᵀ·scale   (T, T)
+			gemm(false, true, s.T, s.T, s.D, scale, q[hl.qo:], hl.ldq, k[hl.ko:], hl.ldk, 0, ph, s.T)
 			// Row i may attend to keys 0..i only.
 			parallelFor(s.T, 32, func(lo, hi int) {
 				for i := lo; i < hi; i++ {
 					softmaxRow(ph[i*s.T:(i+1)*s.T], i+1)
 				}
 			})
-			// O = P·V   (T, D)
-			gemm(false, false, s.T, s.D, s.T, 1, ph, s.T, v[kvo:], ldkv, 0, o[qo:], ldq)
+			// O = P·V   (T, DV)
+			gemm(false, false, s.T, s.dv(), s.T, 1, ph, s.T, v[hl.vo:], hl.ldv, 0, o[hl.oo:], hl.ldo)
 		}
 	}
 }
@@ -145,7 +171,7 @@ func (g *attentionGrads) output(i int) *tensor.Dense {
 // of the scores:
 //
 //	dV += Pᵀ·dO,   dP = dO·Vᵀ,   dS = P ⊙ (dP − rowsum(P ⊙ dP)),
-//	dQ = dS·K/√D,  dK += dSᵀ·Q/√D
+//	dQ = dS·K·scale,  dK += dSᵀ·Q·scale
 //
 // (sums over the query heads sharing a key/value head). Its value is a
 // placeholder; dq, dk and dv are handed out by pick nodes.
@@ -184,7 +210,7 @@ func (op *attentionGradOp) Do(in ...G.Value) (G.Value, error) {
 	g := &op.fwd.grads
 	dq := g.dq.get(dt, s.B*s.T, s.H*s.D)
 	dk := g.dk.get(dt, s.B*s.T, s.KVH*s.D)
-	dv := g.dv.get(dt, s.B*s.T, s.KVH*s.D)
+	dv := g.dv.get(dt, s.B*s.T, s.KVH*s.dv())
 	switch dt {
 	case tensor.Float32:
 		if len(op.fwd.p32) != s.B*s.H*s.T*s.T {
@@ -210,12 +236,12 @@ func attentionBackward[T Float](t [][]T, p, dp []T, s AttentionShape, scale T) {
 	TT := s.T * s.T
 	for b := range s.B {
 		for h := range s.H {
-			qo, kvo, ldq, ldkv := headOffsets(s, b, h)
+			hl := headOffsets(s, b, h)
 			ph := p[(b*s.H+h)*TT : (b*s.H+h+1)*TT]
-			// dV += Pᵀ·dO   (T, D)
-			gemm(true, false, s.T, s.D, s.T, 1, ph, s.T, do[qo:], ldq, 1, dv[kvo:], ldkv)
+			// dV += Pᵀ·dO   (T, DV)
+			gemm(true, false, s.T, s.dv(), s.T, 1, ph, s.T, do[hl.oo:], hl.ldo, 1, dv[hl.vo:], hl.ldv)
 			// dP = dO·Vᵀ   (T, T)
-			gemm(false, true, s.T, s.T, s.D, 1, do[qo:], ldq, v[kvo:], ldkv, 0, dp, s.T)
+			gemm(false, true, s.T, s.T, s.dv(), 1, do[hl.oo:], hl.ldo, v[hl.vo:], hl.ldv, 0, dp, s.T)
 			// dS = P ⊙ (dP − rowsum(P ⊙ dP)); P is 0 above the diagonal, so is dS.
 			parallelFor(s.T, 32, func(lo, hi int) {
 				for i := lo; i < hi; i++ {
@@ -230,9 +256,9 @@ func attentionBackward[T Float](t [][]T, p, dp []T, s AttentionShape, scale T) {
 					clear(dr[i+1:])
 				}
 			})
-			// dQ = dS·K/√D,  dK += dSᵀ·Q/√D   (T, D)
-			gemm(false, false, s.T, s.D, s.T, scale, dp, s.T, k[kvo:], ldkv, 0, dq[qo:], ldq)
-			gemm(true, false, s.T, s.D, s.T, scale, dp, s.T, q[qo:], ldq, 1, dk[kvo:], ldkv)
+			// dQ = dS·K·scale,  dK += dSᵀ·Q·scale   (T, D)
+			gemm(false, false, s.T, s.D, s.T, scale, dp, s.T, k[hl.ko:], hl.ldk, 0, dq[hl.qo:], hl.ldq)
+			gemm(true, false, s.T, s.D, s.T, scale, dp, s.T, q[hl.qo:], hl.ldq, 1, dk[hl.ko:], hl.ldk)
 		}
 	}
 }

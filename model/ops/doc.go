@@ -1,8 +1,12 @@
-// Package ops holds the custom gorgonia operations the LLaMA decoder is
-// built from: token embedding, RMSNorm, rotary position embedding, causal
-// grouped-query attention, SwiGLU, linear layers, the residual add, the
-// fused language-model head (lm_head + log-softmax + gather, chunked over
-// tokens) and losses written as plain Go functions.
+// Package ops holds the custom gorgonia operations the decoders are built
+// from: token embedding, RMSNorm, rotary position embedding (whole heads,
+// or the interleaved rotary part of DeepSeek's heads), causal
+// grouped-query attention (with its own value width for multi-head latent
+// attention, whose keys MLAKeys and HeadSlice assemble), SwiGLU, linear
+// layers, the residual add, the mixture of experts (MoE, routing by
+// Router, experts run on their routed tokens only), the fused
+// language-model head (lm_head + log-softmax + gather, chunked over tokens)
+// and losses written as plain Go functions.
 //
 // Every operation has a hand-written forward and backward pass (gorgonia's
 // Op + SDOp; SymDiff emits the backward as further custom nodes), works for

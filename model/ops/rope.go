@@ -21,12 +21,39 @@ import (
 // invFreq holds the D/2 inverse frequencies (already rescaled, e.g. by the
 // Llama-3 rule). The backward pass is the inverse rotation.
 func RoPE(x *G.Node, seqLen, heads int, invFreq []float64) (*G.Node, error) {
-	return apply(newRoPE(seqLen, heads, invFreq, false), x)
+	return apply(newRoPE(RoPELayout{Width: 2 * len(invFreq)}, seqLen, heads, invFreq, false), x)
+}
+
+// RoPELayout places the rotated dimensions inside each head.
+type RoPELayout struct {
+	// Width is the head's width in x; the rotated part is the 2·len(invFreq)
+	// dimensions from Offset on, the rest passes through unchanged.
+	Width, Offset int
+	// Interleaved pairs dimension 2i with 2i+1 (DeepSeek's rotary key and
+	// query parts) instead of i with i + D/2.
+	Interleaved bool
+	// Magnitude multiplies the rotated part (YaRN's cos/sin factor); 0
+	// means 1.
+	Magnitude float64
+}
+
+// RoPEPart is RoPE on part of each head of x (N, heads·Width) in the given
+// layout, times Magnitude: multi-head latent attention rotates only the qk_rope_head_dim
+// tail of each query head (DeepSeek-V2 §2.1.3, decoupled RoPE), with the
+// pairs interleaved (DeepSeek's apply_rotary_pos_emb de-interleaves, then
+// rotates halves: the same rotation of pairs (2i, 2i+1), whose layout
+// attention does not see since queries and keys share it).
+func RoPEPart(x *G.Node, seqLen, heads int, layout RoPELayout, invFreq []float64) (*G.Node, error) {
+	if layout.Offset < 0 || layout.Offset+2*len(invFreq) > layout.Width {
+		return nil, fmt.Errorf("rope: %d rotated dimensions from %d do not fit a head of %d", 2*len(invFreq), layout.Offset, layout.Width)
+	}
+	return apply(newRoPE(layout, seqLen, heads, invFreq, false), x)
 }
 
 type ropeOp struct {
 	pure
 	seqLen, heads, half int
+	layout              RoPELayout
 	invFreq             []float64
 	inverse             bool      // rotate by −θ (the backward pass)
 	cos64, sin64        []float64 // (T, D/2)
@@ -34,14 +61,19 @@ type ropeOp struct {
 	out                 buffer
 }
 
-func newRoPE(seqLen, heads int, invFreq []float64, inverse bool) *ropeOp {
+func newRoPE(layout RoPELayout, seqLen, heads int, invFreq []float64, inverse bool) *ropeOp {
 	half := len(invFreq)
-	op := &ropeOp{seqLen: seqLen, heads: heads, half: half, invFreq: invFreq, inverse: inverse,
+	op := &ropeOp{seqLen: seqLen, heads: heads, half: half, layout: layout, invFreq: invFreq, inverse: inverse,
 		cos64: make([]float64, seqLen*half), sin64: make([]float64, seqLen*half),
 		cos32: make([]float32, seqLen*half), sin32: make([]float32, seqLen*half)}
+	m := layout.Magnitude
+	if m == 0 {
+		m = 1
+	}
 	for p := range seqLen {
 		for i, f := range invFreq {
 			s, c := math.Sincos(float64(p) * f)
+			s, c = m*s, m*c // m·R(θ); its transpose is m·R(−θ)
 			if inverse {
 				s = -s
 			}
@@ -59,13 +91,13 @@ func (op *ropeOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s[0][1] != op.heads*2*op.half || s[0][0]%op.seqLen != 0 {
-		return nil, fmt.Errorf("rope: input %v is not (B·%d, %d heads × %d)", s[0], op.seqLen, op.heads, 2*op.half)
+	if s[0][1] != op.heads*op.layout.Width || s[0][0]%op.seqLen != 0 {
+		return nil, fmt.Errorf("rope: input %v is not (B·%d, %d heads × %d)", s[0], op.seqLen, op.heads, op.layout.Width)
 	}
 	return s[0].Clone(), nil
 }
 func (op *ropeOp) WriteHash(h hash.Hash) {
-	fmt.Fprintf(h, "gotune.RoPE{%d,%d,%v,%v}", op.seqLen, op.heads, op.inverse, op.invFreq)
+	fmt.Fprintf(h, "gotune.RoPE{%d,%d,%v,%+v,%v}", op.seqLen, op.heads, op.inverse, op.layout, op.invFreq)
 }
 func (op *ropeOp) Hashcode() uint32 { return hashOf(op) }
 func (op *ropeOp) String() string {
@@ -83,29 +115,38 @@ func (op *ropeOp) Do(in ...G.Value) (G.Value, error) {
 	out := op.out.get(x.Dtype(), x.Shape()...)
 	switch x.Dtype() {
 	case tensor.Float32:
-		rope(floats[float32](x, out), op.cos32, op.sin32, op.seqLen, op.heads, op.half)
+		rope(floats[float32](x, out), op.cos32, op.sin32, op.seqLen, op.heads, op.half, op.layout)
 	default:
-		rope(floats[float64](x, out), op.cos64, op.sin64, op.seqLen, op.heads, op.half)
+		rope(floats[float64](x, out), op.cos64, op.sin64, op.seqLen, op.heads, op.half, op.layout)
 	}
 	return out, nil
 }
 
 // rope applies the rotation with tables cos, sin (T, D/2); s = {x, y}.
-func rope[T Float](s [][]T, cos, sin []T, seqLen, heads, half int) {
+func rope[T Float](s [][]T, cos, sin []T, seqLen, heads, half int, layout RoPELayout) {
 	x, y := s[0], s[1]
-	width := heads * 2 * half
+	width := heads * layout.Width
 	N := len(x) / width
+	if layout.Width != 2*half {
+		copy(y, x) // the unrotated dimensions
+	}
+	// Pair i is (first + i·step, first + i·step + second).
+	step, second := 1, half
+	if layout.Interleaved {
+		step, second = 2, 1
+	}
 	parallelFor(N, 64, func(lo, hi int) {
 		for n := lo; n < hi; n++ {
 			p := n % seqLen
 			c, sn := cos[p*half:(p+1)*half], sin[p*half:(p+1)*half]
 			for h := range heads {
-				xh := x[n*width+h*2*half : n*width+(h+1)*2*half]
-				yh := y[n*width+h*2*half : n*width+(h+1)*2*half]
+				at := n*width + h*layout.Width + layout.Offset
+				xh, yh := x[at:at+2*half], y[at:at+2*half]
 				for i := range half {
-					x1, x2 := xh[i], xh[i+half]
-					yh[i] = x1*c[i] - x2*sn[i]
-					yh[i+half] = x2*c[i] + x1*sn[i]
+					i1, i2 := i*step, i*step+second
+					x1, x2 := xh[i1], xh[i2]
+					yh[i1] = x1*c[i] - x2*sn[i]
+					yh[i2] = x2*c[i] + x1*sn[i]
 				}
 			}
 		}
@@ -115,6 +156,6 @@ func rope[T Float](s [][]T, cos, sin []T, seqLen, heads, half int) {
 func (op *ropeOp) DiffWRT(int) []bool { return []bool{true} }
 func (op *ropeOp) SymDiff(_ G.Nodes, _, grad *G.Node) (G.Nodes, error) {
 	// The rotation is orthogonal: its transpose is the rotation by −θ.
-	d, err := apply(newRoPE(op.seqLen, op.heads, op.invFreq, !op.inverse), grad)
+	d, err := apply(newRoPE(op.layout, op.seqLen, op.heads, op.invFreq, !op.inverse), grad)
 	return G.Nodes{d}, err
 }

@@ -8,7 +8,11 @@ model_type qwen3 it adds what Qwen3's published definition adds: an
 RMSNorm over the head dimension of every query and key head (q_norm,
 k_norm, weights of shape (head_dim)) after the projections and before
 RoPE, with an explicit head_dim that need not be hidden_size / heads. For
-each case it writes testdata/reference/<case>/:
+model_type deepseek_v2 and deepseek_v3 it runs DeepSeek's decoder as the
+DeepSeek-V2 paper (arXiv 2405.04434, §2.1-2.2) and DeepSeek-V3 report
+(arXiv 2412.19437, §2.1) define it and DeepSeek's published modeling code
+structures it (deepseek_forward below). For each case it writes
+testdata/reference/<case>/:
 
   config.json    Hugging Face style config the Go test loads with LoadConfig
   fixture.json   batch shape, tokens, targets, loss weights, the expected
@@ -127,6 +131,251 @@ def forward(cfg, w, tokens):
     return x @ head.T
 
 
+def rotate_interleaved(x, cos, sin):
+    """DeepSeek's rotary embedding of x (B, T, heads, D): its published code
+    first de-interleaves each head, (x0, x1, x2, x3, ...) -> (x0, x2, ...,
+    x1, x3, ...), then applies rotate_half; that is a rotation of the pairs
+    (x[2i], x[2i+1]) by angle i, returned in the de-interleaved layout."""
+    B, T, Hh, D = x.shape
+    x = x.reshape(B, T, Hh, D // 2, 2).transpose(4, 3).reshape(B, T, Hh, D)
+    return rotate(x, cos, sin)
+
+
+def route(cfg, h, w, p):
+    """The MoE gate of one layer on h (N, C): returns the chosen experts
+    (N, k), their weights (N, k), the smallest gap between the k-th
+    and the (k+1)-th choice score (so that the fixture can avoid near-ties,
+    where float32 and float64 could choose differently) and the scores."""
+    E, k = cfg["n_routed_experts"], cfg["num_experts_per_tok"]
+    logits = h @ w[p + "mlp.gate.weight"].T
+    if cfg["scoring_func"] == "softmax":
+        scores = torch.softmax(logits, dim=-1)
+    else:
+        scores = torch.sigmoid(logits)
+    method = cfg["topk_method"]
+    N = h.shape[0]
+    if method == "greedy":
+        choice = scores
+    else:
+        G = cfg["n_group"]
+        if method == "noaux_tc":
+            # Selection sees score + correction bias; weights do not.
+            choice = scores + w[p + "mlp.gate.e_score_correction_bias"][None, :]
+            group_scores = choice.view(N, G, -1).topk(2, dim=-1)[0].sum(dim=-1)
+        else:  # group_limited_greedy
+            choice = scores
+            group_scores = scores.view(N, G, -1).max(dim=-1).values
+        group_idx = torch.topk(group_scores, k=cfg["topk_group"], dim=-1, sorted=False)[1]
+        group_mask = torch.zeros_like(group_scores).scatter_(1, group_idx, 1)
+        score_mask = group_mask.unsqueeze(-1).expand(N, G, E // G).reshape(N, -1)
+        choice = choice.masked_fill(~score_mask.bool(), 0.0)
+    ranked = torch.sort(choice, dim=-1, descending=True)[0]
+    gap = (ranked[:, k - 1] - ranked[:, k]).min().item() if k < E else 1.0
+    idx = torch.topk(choice, k=k, dim=-1, sorted=False)[1]
+    weight = scores.gather(1, idx)
+    if k > 1 and cfg["norm_topk_prob"]:
+        weight = weight / (weight.sum(dim=-1, keepdim=True) + 1e-20)
+        if cfg["model_type"] == "deepseek_v3":
+            weight = weight * cfg["routed_scaling_factor"]
+    else:
+        weight = weight * cfg["routed_scaling_factor"]
+    return idx, weight, gap, scores
+
+
+def yarn_mscale(scale, m):
+    return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
+
+
+def yarn_rope(s, inv, dim, base, softmax_scale):
+    """DeepSeek's YaRN (DeepseekV2YarnRotaryEmbedding and the softmax
+    correction of DeepseekV2Attention): frequencies between the beta_fast
+    and beta_slow correction dimensions blend linearly from unscaled to
+    divided by factor; cos and sin are multiplied by
+    mscale(factor, mscale) / mscale(factor, mscale_all_dim); the softmax
+    scale by mscale(factor, mscale_all_dim)^2 when mscale_all_dim is set."""
+    assert s["type"] == "yarn"
+    factor = s["factor"]
+    orig = s.get("original_max_position_embeddings", 4096)
+    beta_fast, beta_slow = s.get("beta_fast", 32), s.get("beta_slow", 1)
+    mscale, mscale_all_dim = s.get("mscale", 1), s.get("mscale_all_dim", 0)
+
+    def corr(rot):
+        return (dim * math.log(orig / (rot * 2 * math.pi))) / (2 * math.log(base))
+
+    low, high = max(math.floor(corr(beta_fast)), 0), min(math.ceil(corr(beta_slow)), dim - 1)
+    if low == high:
+        high += 0.001
+    ramp = torch.clamp((torch.arange(dim // 2, dtype=torch.float64) - low) / (high - low), 0, 1)
+    keep = 1.0 - ramp
+    inv = inv / factor * (1 - keep) + inv * keep
+    magnitude = yarn_mscale(factor, mscale) / yarn_mscale(factor, mscale_all_dim)
+    if mscale_all_dim:
+        softmax_scale = softmax_scale * yarn_mscale(factor, mscale_all_dim) ** 2
+    return inv, magnitude, softmax_scale
+
+
+# DeepSeek builds q_a_layernorm and kv_a_layernorm with the RMSNorm default
+# epsilon, not rms_norm_eps.
+MLA_NORM_EPS = 1e-6
+
+
+def seq_balance(cfg, idx, scores, B, T):
+    """DeepSeek-V2's sequence-level balance loss with alpha 1, as MoEGate
+    computes it (seq_aux): per sequence, ce_i = #choices of i / (T·k/E),
+    loss = mean over sequences of sum_i ce_i · mean_t s_{i,t}."""
+    E, k = cfg["n_routed_experts"], cfg["num_experts_per_tok"]
+    ce = torch.zeros(B, E, dtype=torch.float64)
+    ce.scatter_add_(1, idx.view(B, -1), torch.ones(B, T * k, dtype=torch.float64)).div_(T * k / E)
+    return (ce * scores.view(B, T, E).mean(dim=1)).sum(dim=1).mean().item()
+
+
+def deepseek_forward(cfg, w, tokens, gaps=None, balance=None):
+    """tokens (B, T) -> logits (B, T, V) of a DeepSeek-V2/V3 decoder.
+
+    Attention is MLA: queries from q_proj, or from q_a_proj -> q_a_layernorm
+    -> q_b_proj when q_lora_rank is set; kv_a_proj_with_mqa gives the
+    kv_lora_rank latent and one rope key shared by all heads; the latent,
+    RMS-normalised by kv_a_layernorm, goes through kv_b_proj to per-head
+    qk_nope keys and v_head_dim values; each query head is (nope, rope),
+    each key head (its nope key, the shared rope key); scores are scaled by
+    1/sqrt(qk_nope + qk_rope). The feed-forward is dense (intermediate_size)
+    before first_k_dense_replace and off the moe_layer_freq grid, else the
+    routed experts (route) plus the shared experts."""
+    B, T = tokens.shape
+    H, eps = cfg["num_attention_heads"], cfg["rms_norm_eps"]
+    dn, dr, dv, r = cfg["qk_nope_head_dim"], cfg["qk_rope_head_dim"], cfg["v_head_dim"], cfg["kv_lora_rank"]
+    pos = torch.arange(T, dtype=torch.float64)
+    inv = 1.0 / theta_of(cfg) ** (torch.arange(0, dr, 2, dtype=torch.float64) / dr)
+    softmax_scale, magnitude = (dn + dr) ** -0.5, 1.0
+    yarn = cfg.get("rope_scaling")
+    if yarn:
+        inv, magnitude, softmax_scale = yarn_rope(yarn, inv, dr, theta_of(cfg), softmax_scale)
+    angles = pos[:, None] * inv[None, :]
+    dt = w["model.embed_tokens.weight"].dtype
+    cos = (torch.cos(angles) * magnitude)[None, :, None, :].to(dt)
+    sin = (torch.sin(angles) * magnitude)[None, :, None, :].to(dt)
+    causal = torch.ones(T, T, dtype=torch.bool).tril()
+
+    def swiglu_mlp(inp, prefix):
+        gate, up = inp @ w[prefix + "gate_proj.weight"].T, inp @ w[prefix + "up_proj.weight"].T
+        return (gate * torch.sigmoid(gate) * up) @ w[prefix + "down_proj.weight"].T
+
+    x = w["model.embed_tokens.weight"][tokens]
+    for l in range(cfg["num_hidden_layers"]):
+        p = "model.layers.%d." % l
+        a = p + "self_attn."
+        h = rms_norm(x, w[p + "input_layernorm.weight"], eps)
+        if cfg["q_lora_rank"] is None:
+            q = h @ w[a + "q_proj.weight"].T
+        else:
+            q = rms_norm(h @ w[a + "q_a_proj.weight"].T, w[a + "q_a_layernorm.weight"], MLA_NORM_EPS) @ w[a + "q_b_proj.weight"].T
+        q = q.view(B, T, H, dn + dr)
+        q_nope, q_pe = q[..., :dn], q[..., dn:]
+        ckv = h @ w[a + "kv_a_proj_with_mqa.weight"].T
+        latent, k_pe = ckv[..., :r], ckv[..., r:].view(B, T, 1, dr)
+        kv = (rms_norm(latent, w[a + "kv_a_layernorm.weight"], MLA_NORM_EPS) @ w[a + "kv_b_proj.weight"].T).view(B, T, H, dn + dv)
+        k_nope, v = kv[..., :dn], kv[..., dn:]
+        q_pe, k_pe = rotate_interleaved(q_pe, cos, sin), rotate_interleaved(k_pe, cos, sin)
+        qs = torch.cat([q_nope, q_pe], dim=-1).transpose(1, 2)  # (B, H, T, dn+dr)
+        ks = torch.cat([k_nope, k_pe.expand(B, T, H, dr)], dim=-1).transpose(1, 2)
+        scores = (qs @ ks.transpose(-1, -2)) * softmax_scale
+        scores = scores.masked_fill(~causal, float("-inf"))
+        att = (torch.softmax(scores, dim=-1) @ v.transpose(1, 2)).transpose(1, 2).reshape(B, T, H * dv)
+        x = x + att @ w[a + "o_proj.weight"].T
+
+        h = rms_norm(x, w[p + "post_attention_layernorm.weight"], eps)
+        E = cfg["n_routed_experts"]
+        if E and l >= cfg["first_k_dense_replace"] and l % cfg["moe_layer_freq"] == 0:
+            flat = h.reshape(B * T, -1)
+            idx, weight, gap, scores = route(cfg, flat, w, p)
+            if gaps is not None:
+                gaps.append(gap)
+            if balance is not None:
+                balance.append(seq_balance(cfg, idx, scores, B, T))
+            y = torch.zeros_like(flat)
+            for e in range(E):
+                rows, slot = (idx == e).nonzero(as_tuple=True)
+                if len(rows):  # each expert runs on its own tokens only
+                    y[rows] += weight[rows, slot, None] * swiglu_mlp(flat[rows], p + "mlp.experts.%d." % e)
+            if cfg["n_shared_experts"]:
+                y = y + swiglu_mlp(flat, p + "mlp.shared_experts.")
+            x = x + y.view(B, T, -1)
+        else:
+            x = x + swiglu_mlp(h, p + "mlp.")
+
+    x = rms_norm(x, w["model.norm.weight"], eps)
+    head = w["model.embed_tokens.weight"] if cfg["tie_word_embeddings"] else w["lm_head.weight"]
+    return x @ head.T
+
+
+def make_deepseek_weights(cfg, gen):
+    """Named float32 DeepSeek weights, drawn as make_weights draws LLaMA's;
+    the noaux_tc correction bias ~ N(0, 0.1²)."""
+    C, H, F, V = cfg["hidden_size"], cfg["num_attention_heads"], cfg["intermediate_size"], cfg["vocab_size"]
+    dn, dr, dv, r = cfg["qk_nope_head_dim"], cfg["qk_rope_head_dim"], cfg["v_head_dim"], cfg["kv_lora_rank"]
+    rq = cfg["q_lora_rank"]
+
+    def normal(*shape, std=1.0, mean=0.0):
+        return (torch.randn(*shape, generator=gen, dtype=torch.float64) * std + mean).float()
+
+    def linear(out, inp):
+        return normal(out, inp, std=inp ** -0.5)
+
+    w = {"model.embed_tokens.weight": normal(V, C)}
+    for l in range(cfg["num_hidden_layers"]):
+        p = "model.layers.%d." % l
+        a = p + "self_attn."
+        w[p + "input_layernorm.weight"] = normal(C, std=0.1, mean=1.0)
+        if rq is None:
+            w[a + "q_proj.weight"] = linear(H * (dn + dr), C)
+        else:
+            w[a + "q_a_proj.weight"] = linear(rq, C)
+            w[a + "q_a_layernorm.weight"] = normal(rq, std=0.1, mean=1.0)
+            w[a + "q_b_proj.weight"] = linear(H * (dn + dr), rq)
+        w[a + "kv_a_proj_with_mqa.weight"] = linear(r + dr, C)
+        w[a + "kv_a_layernorm.weight"] = normal(r, std=0.1, mean=1.0)
+        w[a + "kv_b_proj.weight"] = linear(H * (dn + dv), r)
+        w[a + "o_proj.weight"] = linear(C, H * dv)
+        w[p + "post_attention_layernorm.weight"] = normal(C, std=0.1, mean=1.0)
+
+        def mlp(prefix, width):
+            w[prefix + "gate_proj.weight"] = linear(width, C)
+            w[prefix + "up_proj.weight"] = linear(width, C)
+            w[prefix + "down_proj.weight"] = linear(C, width)
+
+        E = cfg["n_routed_experts"]
+        if E and l >= cfg["first_k_dense_replace"] and l % cfg["moe_layer_freq"] == 0:
+            w[p + "mlp.gate.weight"] = linear(E, C)
+            if cfg["topk_method"] == "noaux_tc":
+                w[p + "mlp.gate.e_score_correction_bias"] = normal(E, std=0.1)
+            for e in range(E):
+                mlp(p + "mlp.experts.%d." % e, cfg["moe_intermediate_size"])
+            if cfg["n_shared_experts"]:
+                mlp(p + "mlp.shared_experts.", cfg["n_shared_experts"] * cfg["moe_intermediate_size"])
+        else:
+            mlp(p + "mlp.", F)
+    w["model.norm.weight"] = normal(C, std=0.1, mean=1.0)
+    if not cfg["tie_word_embeddings"]:
+        w["lm_head.weight"] = linear(V, C)
+    return w
+
+
+def deepseek_config(model_type, **moe):
+    cfg = {"architectures": ["DeepseekV2ForCausalLM" if model_type == "deepseek_v2" else "DeepseekV3ForCausalLM"],
+           "model_type": model_type, "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 3,
+           "num_attention_heads": 4, "num_key_value_heads": 4, "vocab_size": 64, "max_position_embeddings": 64,
+           "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "rope_scaling": None, "tie_word_embeddings": False,
+           "hidden_act": "silu", "attention_bias": False, "attention_dropout": 0.0,
+           "q_lora_rank": None, "kv_lora_rank": 16, "qk_nope_head_dim": 8, "qk_rope_head_dim": 4, "v_head_dim": 6,
+           "n_routed_experts": 8, "num_experts_per_tok": 2, "n_shared_experts": 1, "moe_intermediate_size": 12,
+           "first_k_dense_replace": 1, "moe_layer_freq": 1, "scoring_func": "softmax", "topk_method": "greedy",
+           "n_group": None, "topk_group": None, "norm_topk_prob": False, "routed_scaling_factor": 1.0,
+           "aux_loss_alpha": 0.001, "seq_aux": True, "ep_size": 1, "bos_token_id": 0, "eos_token_id": 1,
+           "use_cache": True, "torch_dtype": "float32"}
+    cfg.update(moe)
+    return cfg
+
+
 def make_weights(cfg, gen):
     """Named float32 weights with O(1) activations: linear ~ N(0, 1/in),
     embeddings ~ N(0, 1), norms ~ 1 + N(0, 0.1²), biases ~ N(0, 0.1²),
@@ -203,58 +452,109 @@ CASES = {
         batch=2, seq=10, pad=3),
 }
 
+# DeepSeek cases, seeded apart from CASES (whose seeds follow their sorted
+# order) so that adding one never changes another's fixture.
+DEEPSEEK_CASES = {
+    # DeepSeek-V2 (as V2-Lite): plain q_proj, softmax scores, greedy top-2
+    # of 8 experts, unnormalised weights scaled by 2, one shared expert,
+    # layer 0 dense; right padding.
+    "deepseek_v2_mla_moe": dict(
+        config=deepseek_config("deepseek_v2", routed_scaling_factor=2.0),
+        batch=2, seq=10, pad=3, seed=2000),
+    # DeepSeek-V3: compressed queries (q_lora_rank 12), sigmoid scores,
+    # noaux_tc: choice by score + a non-zero correction bias among the 2
+    # best of 4 groups (ranked by the sum of their two best), top-3 weights
+    # normalised then scaled by 2.5; one shared expert, layer 0 dense.
+    "deepseek_v3_mla_moe": dict(
+        config=deepseek_config("deepseek_v3", q_lora_rank=12, scoring_func="sigmoid", topk_method="noaux_tc",
+                               n_group=4, topk_group=2, num_experts_per_tok=3, norm_topk_prob=True,
+                               routed_scaling_factor=2.5, num_nextn_predict_layers=1, rope_interleave=True,
+                               architectures=["DeepseekV3ForCausalLM"]),
+        batch=2, seq=10, pad=2, seed=3000),
+    # DeepSeek-V2 with DeepSeek's YaRN on a rotary part of 8: over an
+    # original context of 2048 the correction range is dimensions 1 to 3,
+    # so the 4 frequencies are kept, kept, blended and divided by factor 4;
+    # mscale ≠ mscale_all_dim, so cos/sin are scaled as well as the
+    # softmax; top-1 routing, no shared expert.
+    "deepseek_v2_yarn": dict(
+        config=deepseek_config("deepseek_v2", qk_rope_head_dim=8, num_experts_per_tok=1, n_shared_experts=None,
+                               rope_scaling={"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 2048,
+                                             "beta_fast": 32, "beta_slow": 1, "mscale": 1.0, "mscale_all_dim": 0.8}),
+        batch=2, seq=12, pad=0, seed=4000),
+}
+
+# The smallest gap between the last chosen and the first unchosen expert's
+# choice score that a fixture may have: float32 must choose as float64.
+MIN_ROUTING_GAP = 1e-3
+
 
 def main():
     for i, (name, case) in enumerate(sorted(CASES.items())):
-        cfg = case["config"]
-        gen = torch.Generator().manual_seed(1000 + i)
-        w = make_weights(cfg, gen)
-        B, T, V = case["batch"], case["seq"], cfg["vocab_size"]
-        tokens = torch.randint(0, V, (B, T), generator=gen)
-        targets = torch.randint(0, V, (B, T), generator=gen)
-        weights = torch.ones(B, T, dtype=torch.float64)
-        if case["pad"]:
-            tokens[-1, -case["pad"]:] = 0
-            weights[-1, -case["pad"]:] = 0
-        weights[0, 0] = 0.5  # a fractional weight too
+        write_case(name, case, forward, make_weights, 1000 + i)
+    for name, case in sorted(DEEPSEEK_CASES.items()):
+        write_case(name, case, deepseek_forward, make_deepseek_weights, case["seed"])
 
+
+def write_case(name, case, forward, make_weights, seed):
+    """Builds, runs and stores one case (see the module docstring)."""
+    cfg = case["config"]
+    gen = torch.Generator().manual_seed(seed)
+    w = make_weights(cfg, gen)
+    B, T, V = case["batch"], case["seq"], cfg["vocab_size"]
+    tokens = torch.randint(0, V, (B, T), generator=gen)
+    targets = torch.randint(0, V, (B, T), generator=gen)
+    weights = torch.ones(B, T, dtype=torch.float64)
+    if case["pad"]:
+        tokens[-1, -case["pad"]:] = 0
+        weights[-1, -case["pad"]:] = 0
+    weights[0, 0] = 0.5  # a fractional weight too
+
+    balance = None
+    if forward is deepseek_forward:
+        gaps, balance = [], []
+        logits = forward(cfg, {k: v.double() for k, v in w.items()}, tokens, gaps, balance)
+        assert min(gaps) > MIN_ROUTING_GAP, "%s: routing near-tie %g; pick another seed" % (name, min(gaps))
+    else:
         logits = forward(cfg, {k: v.double() for k, v in w.items()}, tokens)  # (B, T, V)
-        logp = torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None])[..., 0]
-        loss = -(weights * logp).sum() / weights.sum()
+    logp = torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None])[..., 0]
+    loss = -(weights * logp).sum() / weights.sum()
 
-        out = os.path.join(HERE, "reference", name)
-        os.makedirs(out, exist_ok=True)
-        blob, index, offset = bytearray(), [], 0
-        for key in sorted(w):
-            t = w[key].contiguous()
-            blob += struct.pack("<%df" % t.numel(), *t.flatten().tolist())
-            index.append({"name": key, "shape": list(t.shape), "offset": offset})
-            offset += t.numel()
+    out = os.path.join(HERE, "reference", name)
+    os.makedirs(out, exist_ok=True)
+    blob, index, offset = bytearray(), [], 0
+    for key in sorted(w):
+        t = w[key].contiguous()
+        blob += struct.pack("<%df" % t.numel(), *t.flatten().tolist())
+        index.append({"name": key, "shape": list(t.shape), "offset": offset})
+        offset += t.numel()
 
-        def put(t):
-            nonlocal blob, offset
-            t = t.float().contiguous()
-            blob += struct.pack("<%df" % t.numel(), *t.flatten().tolist())
-            at = {"shape": list(t.shape), "offset": offset}
-            offset += t.numel()
-            return at
+    def put(t):
+        nonlocal blob, offset
+        t = t.float().contiguous()
+        blob += struct.pack("<%df" % t.numel(), *t.flatten().tolist())
+        at = {"shape": list(t.shape), "offset": offset}
+        offset += t.numel()
+        return at
 
-        fixture = {
-            "batch": B, "seq": T,
-            "tokens": tokens.flatten().tolist(), "targets": targets.flatten().tolist(),
-            "loss_weights": weights.flatten().tolist(),
-            "tensors": index,
-            "logits": put(logits.reshape(B * T, V)),
-            "logprobs": put(logp.reshape(B * T)),
-            "loss": loss.item(),
-        }
-        with open(os.path.join(out, "config.json"), "w") as f:
-            json.dump(cfg, f, indent=1)
-        with open(os.path.join(out, "fixture.json"), "w") as f:
-            json.dump(fixture, f, indent=1)
-        with open(os.path.join(out, "fixture.bin"), "wb") as f:
-            f.write(blob)
-        print("%s: %d floats, loss %.6f" % (name, offset, loss.item()))
+    fixture = {
+        "batch": B, "seq": T,
+        "tokens": tokens.flatten().tolist(), "targets": targets.flatten().tolist(),
+        "loss_weights": weights.flatten().tolist(),
+        "tensors": index,
+        "logits": put(logits.reshape(B * T, V)),
+        "logprobs": put(logp.reshape(B * T)),
+        "loss": loss.item(),
+    }
+    if balance:
+        # Sum over MoE layers of the sequence-level balance loss, alpha 1.
+        fixture["moe_balance"] = sum(balance)
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=1)
+    with open(os.path.join(out, "fixture.json"), "w") as f:
+        json.dump(fixture, f, indent=1)
+    with open(os.path.join(out, "fixture.bin"), "wb") as f:
+        f.write(blob)
+    print("%s: %d floats, loss %.6f" % (name, offset, loss.item()))
 
 
 if __name__ == "__main__":
