@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -21,6 +20,7 @@ import (
 	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/finetune"
+	"github.com/gotune/gotune/internal/configtest"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/model/generate"
@@ -361,57 +361,44 @@ func fillRows(r *runner, in *model.Inputs, seqs [][]int) {
 func TestValidate(t *testing.T) {
 	ok := DefaultConfig()
 	ok.Base, ok.RewardAdapter, ok.Prompts, ok.Out = "b", "r", "p", "o"
-	if err := ok.Validate(); err != nil {
-		t.Fatal(err)
+	run := func(c Config) error {
+		_, err := Run(context.Background(), c)
+		return err
 	}
-	for _, c := range []struct {
-		key  string
-		edit func(*Config)
-	}{
-		{KeyBase, func(c *Config) { c.Base = "" }},
-		{KeyRewardAdapter, func(c *Config) { c.RewardAdapter = "" }},
-		{KeyPrompts, func(c *Config) { c.Prompts = "" }},
-		{KeyOut, func(c *Config) { c.Out = "" }},
-		{KeyIterations, func(c *Config) { c.Iterations = 0 }},
-		{KeyRolloutBatch, func(c *Config) { c.RolloutBatch = -32 }},
-		{KeyRolloutBatch, func(c *Config) { c.RolloutBatch = 30; c.MiniBatches = 4 }},
-		{KeyMiniBatches, func(c *Config) { c.MiniBatches = 0 }},
-		{KeyPPOEpochs, func(c *Config) { c.Epochs = 0 }},
-		{KeyMaxNewTokens, func(c *Config) { c.MaxNewTokens = 0 }},
-		{KeyMaxPromptLength, func(c *Config) { c.MaxPromptLength = -1 }},
-		{KeyEvalMax, func(c *Config) { c.EvalMax = -1 }},
-		{KeyTemperature, func(c *Config) { c.Temperature = math.NaN() }},
-		{KeyTemperature, func(c *Config) { c.Temperature = -1 }},
-		{KeyMissingEOSPenalty, func(c *Config) { c.MissingEOSPenalty = -1 }},
-		{KeyKLEstimator, func(c *Config) { c.KLEstimator = "k2" }},
-		{KeyKLCoef, func(c *Config) { c.KLCoef = -0.1 }},
-		{KeyKLTarget, func(c *Config) { c.AdaptiveKL, c.KLTarget = true, 0 }},
-		{KeyKLHorizon, func(c *Config) { c.AdaptiveKL, c.KLHorizon = true, 0 }},
-		{KeyGamma, func(c *Config) { c.Gamma = 1.5 }},
-		{KeyLam, func(c *Config) { c.Lambda = 1.5 }},
-		{KeyLam, func(c *Config) { c.Lambda = -0.5 }},
-		{KeyClipRange, func(c *Config) { c.ClipRange = 0 }},
-		{KeyClipRangeValue, func(c *Config) { c.ClipRangeValue = 0 }},
-		{KeyVFCoef, func(c *Config) { c.VFCoef = -1 }},
-		{KeyValueHeadStd, func(c *Config) { c.ValueHeadStd = -1 }},
-		{lora.KeyR, func(c *Config) { c.LoRA.R = 0 }},
-		{lora.KeyInit, func(c *Config) { c.LoRA.Init = "xavier" }},
-		{train.KeyGradAccum, func(c *Config) { c.Train.GradAccum = 0 }},
-		{train.KeyPeakLR, func(c *Config) { c.Train.LR = 0 }},
-		{train.KeyLogEvery, func(c *Config) { c.Train.LogEvery = -1 }},
-		{train.KeyWarmup, func(c *Config) { c.Train.WarmupSteps = -1 }},
-	} {
-		cfg := ok
-		c.edit(&cfg)
-		err := cfg.Validate()
-		if err == nil || !regexp.MustCompile(`(^|[\s:(])`+regexp.QuoteMeta(c.key)+`($|[\s:)])`).MatchString(err.Error()) {
-			t.Errorf("%s: Validate gave %v, want an error naming it", c.key, err)
-			continue
-		}
-		if _, runErr := Run(context.Background(), cfg); runErr == nil || runErr.Error() != err.Error() {
-			t.Errorf("%s: Run gave %v, want Validate's %v", c.key, runErr, err)
-		}
-	}
+	configtest.Check(t, ok, Config.Validate, run, []configtest.Case[Config]{
+		{Key: KeyBase, Edit: func(c *Config) { c.Base = "" }},
+		{Key: KeyRewardAdapter, Edit: func(c *Config) { c.RewardAdapter = "" }},
+		{Key: KeyPrompts, Edit: func(c *Config) { c.Prompts = "" }},
+		{Key: KeyOut, Edit: func(c *Config) { c.Out = "" }},
+		{Key: KeyIterations, Edit: func(c *Config) { c.Iterations = 0 }},
+		{Key: KeyRolloutBatch, Edit: func(c *Config) { c.RolloutBatch = -32 }},
+		{Key: KeyRolloutBatch, Edit: func(c *Config) { c.RolloutBatch = 30; c.MiniBatches = 4 }},
+		{Key: KeyMiniBatches, Edit: func(c *Config) { c.MiniBatches = 0 }},
+		{Key: KeyPPOEpochs, Edit: func(c *Config) { c.Epochs = 0 }},
+		{Key: KeyMaxNewTokens, Edit: func(c *Config) { c.MaxNewTokens = 0 }},
+		{Key: KeyMaxPromptLength, Edit: func(c *Config) { c.MaxPromptLength = -1 }},
+		{Key: KeyEvalMax, Edit: func(c *Config) { c.EvalMax = -1 }},
+		{Key: KeyTemperature, Edit: func(c *Config) { c.Temperature = math.NaN() }},
+		{Key: KeyTemperature, Edit: func(c *Config) { c.Temperature = -1 }},
+		{Key: KeyMissingEOSPenalty, Edit: func(c *Config) { c.MissingEOSPenalty = -1 }},
+		{Key: KeyKLEstimator, Edit: func(c *Config) { c.KLEstimator = "k2" }},
+		{Key: KeyKLCoef, Edit: func(c *Config) { c.KLCoef = -0.1 }},
+		{Key: KeyKLTarget, Edit: func(c *Config) { c.AdaptiveKL, c.KLTarget = true, 0 }},
+		{Key: KeyKLHorizon, Edit: func(c *Config) { c.AdaptiveKL, c.KLHorizon = true, 0 }},
+		{Key: KeyGamma, Edit: func(c *Config) { c.Gamma = 1.5 }},
+		{Key: KeyLam, Edit: func(c *Config) { c.Lambda = 1.5 }},
+		{Key: KeyLam, Edit: func(c *Config) { c.Lambda = -0.5 }},
+		{Key: KeyClipRange, Edit: func(c *Config) { c.ClipRange = 0 }},
+		{Key: KeyClipRangeValue, Edit: func(c *Config) { c.ClipRangeValue = 0 }},
+		{Key: KeyVFCoef, Edit: func(c *Config) { c.VFCoef = -1 }},
+		{Key: KeyValueHeadStd, Edit: func(c *Config) { c.ValueHeadStd = -1 }},
+		{Key: lora.KeyR, Edit: func(c *Config) { c.LoRA.R = 0 }},
+		{Key: lora.KeyInit, Edit: func(c *Config) { c.LoRA.Init = "xavier" }},
+		{Key: train.KeyGradAccum, Edit: func(c *Config) { c.Train.GradAccum = 0 }},
+		{Key: train.KeyPeakLR, Edit: func(c *Config) { c.Train.LR = 0 }},
+		{Key: train.KeyLogEvery, Edit: func(c *Config) { c.Train.LogEvery = -1 }},
+		{Key: train.KeyWarmup, Edit: func(c *Config) { c.Train.WarmupSteps = -1 }},
+	})
 	// LogEvery 0 logs once per rollout: the loop gets Epochs × MiniBatches.
 	if got := ok.loop(); got.LogEvery != ok.Epochs*ok.MiniBatches || got.Steps != ok.Iterations*ok.Epochs*ok.MiniBatches || got.Dir != ok.Out {
 		t.Errorf("loop config: log every %d, %d steps, dir %q", got.LogEvery, got.Steps, got.Dir)

@@ -6,7 +6,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/finetune"
+	"github.com/gotune/gotune/internal/configtest"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/model/hf"
@@ -438,48 +438,31 @@ func TestConfigErrors(t *testing.T) {
 func TestValidate(t *testing.T) {
 	ok := DefaultConfig()
 	ok.Base, ok.Out, ok.Data = "base", "out", "train.arrow"
-	if err := ok.Validate(); err != nil {
-		t.Fatal(err)
+	run := func(c Config) error {
+		_, err := Run(context.Background(), c)
+		return err
 	}
-	for _, c := range []struct {
-		key  string
-		edit func(*Config)
-	}{
-		{KeyBase, func(c *Config) { c.Base = "" }},
-		{KeyOut, func(c *Config) { c.Out = "" }},
-		{KeyData, func(c *Config) { c.Data = "" }},
-		{KeyEvalFraction, func(c *Config) { c.EvalFraction = 1 }},
-		{KeyEvalFraction, func(c *Config) { c.EvalFraction = -0.1 }},
-		{KeyEvalRows, func(c *Config) { c.EvalMax = -1 }},
-		{KeyTemplate, func(c *Config) { c.Template = "vicuna" }},
-		{KeyBatchSize, func(c *Config) { c.BatchSize = 0 }},
-		{KeyBatchSize, func(c *Config) { c.BatchSize = -8 }},
-		{KeyMaxLen, func(c *Config) { c.MaxLen = -1 }},
-		{KeyBuckets, func(c *Config) { c.Buckets = []int{64, 32} }},
-		{KeyBuckets, func(c *Config) { c.Buckets = []int{0, 32} }},
-		{KeyTruncation, func(c *Config) { c.Truncation = "middle" }},
-		{lora.KeyR, func(c *Config) { c.LoRA.R = 0 }},
-		{lora.KeyAlpha, func(c *Config) { c.LoRA.Alpha = 0 }},
-		{lora.KeyTargets, func(c *Config) { c.LoRA.Targets = []string{"qkv"} }},
-		{train.KeySteps, func(c *Config) { c.Train.Steps = 0 }},
-		{train.KeyPeakLR, func(c *Config) { c.Train.LR = -1e-3 }},
-		{train.KeyLogEvery, func(c *Config) { c.Train.LogEvery = 0 }},
-	} {
-		cfg := ok
-		c.edit(&cfg)
-		err := cfg.Validate()
-		if err == nil || !namesKey(err, c.key) {
-			t.Errorf("%s: Validate gave %v, want an error naming it", c.key, err)
-		}
-		if _, runErr := Run(context.Background(), cfg); runErr == nil || runErr.Error() != err.Error() {
-			t.Errorf("%s: Run gave %v, want Validate's %v", c.key, runErr, err)
-		}
-	}
-}
-
-// namesKey reports whether err's message has key as a word of its own.
-func namesKey(err error, key string) bool {
-	return regexp.MustCompile(`(^|[\s:(])` + regexp.QuoteMeta(key) + `($|[\s:)])`).MatchString(err.Error())
+	configtest.Check(t, ok, Config.Validate, run, []configtest.Case[Config]{
+		{Key: KeyBase, Edit: func(c *Config) { c.Base = "" }},
+		{Key: KeyOut, Edit: func(c *Config) { c.Out = "" }},
+		{Key: KeyData, Edit: func(c *Config) { c.Data = "" }},
+		{Key: KeyEvalFraction, Edit: func(c *Config) { c.EvalFraction = 1 }},
+		{Key: KeyEvalFraction, Edit: func(c *Config) { c.EvalFraction = -0.1 }},
+		{Key: KeyEvalRows, Edit: func(c *Config) { c.EvalMax = -1 }},
+		{Key: KeyTemplate, Edit: func(c *Config) { c.Template = "vicuna" }},
+		{Key: KeyBatchSize, Edit: func(c *Config) { c.BatchSize = 0 }},
+		{Key: KeyBatchSize, Edit: func(c *Config) { c.BatchSize = -8 }},
+		{Key: KeyMaxLen, Edit: func(c *Config) { c.MaxLen = -1 }},
+		{Key: KeyBuckets, Edit: func(c *Config) { c.Buckets = []int{64, 32} }},
+		{Key: KeyBuckets, Edit: func(c *Config) { c.Buckets = []int{0, 32} }},
+		{Key: KeyTruncation, Edit: func(c *Config) { c.Truncation = "middle" }},
+		{Key: lora.KeyR, Edit: func(c *Config) { c.LoRA.R = 0 }},
+		{Key: lora.KeyAlpha, Edit: func(c *Config) { c.LoRA.Alpha = 0 }},
+		{Key: lora.KeyTargets, Edit: func(c *Config) { c.LoRA.Targets = []string{"qkv"} }},
+		{Key: train.KeySteps, Edit: func(c *Config) { c.Train.Steps = 0 }},
+		{Key: train.KeyPeakLR, Edit: func(c *Config) { c.Train.LR = -1e-3 }},
+		{Key: train.KeyLogEvery, Edit: func(c *Config) { c.Train.LogEvery = 0 }},
+	})
 }
 
 // TestDatasetInput trains from Arrow files, with the held-out rows split
