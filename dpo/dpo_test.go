@@ -291,11 +291,7 @@ func TestLearnsWorldPreferences(t *testing.T) {
 // Validate and by Run, naming its key.
 func TestConfigValidate(t *testing.T) {
 	good := testConfig("base", "out")
-	run := func(c Config) error {
-		_, err := Run(context.Background(), c)
-		return err
-	}
-	configtest.Check(t, good, Config.Validate, run, []configtest.Case[Config]{
+	configtest.Check(t, good, Config.Validate, configtest.StageRun(Run), []configtest.Case[Config]{
 		{Key: KeyOut, Edit: func(c *Config) { c.Out = "" }},
 		{Key: KeyBase, Edit: func(c *Config) { c.Base = "" }},
 		{Key: KeyData, Edit: func(c *Config) { c.Rows = nil }},

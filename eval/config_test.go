@@ -1,7 +1,6 @@
 package eval
 
 import (
-	"context"
 	"strings"
 	"testing"
 
@@ -21,11 +20,7 @@ func TestValidate(t *testing.T) {
 	if err := text.Validate(); err != nil {
 		t.Fatalf("default with a model and a text: %v", err)
 	}
-	run := func(c Config) error {
-		_, err := Run(context.Background(), c)
-		return err
-	}
-	configtest.Check(t, ok, Config.Validate, run, []configtest.Case[Config]{
+	configtest.Check(t, ok, Config.Validate, configtest.StageRun(Run), []configtest.Case[Config]{
 		{Key: KeyModel, Edit: func(c *Config) { c.Model = "" }},
 		{Key: KeyText, Edit: func(c *Config) { c.Data = "" }},
 		{Key: KeyText, Edit: func(c *Config) { c.Text = "corpus.txt" }},

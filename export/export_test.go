@@ -310,11 +310,7 @@ func TestExportReplacesSavedModules(t *testing.T) {
 func TestConfigValidate(t *testing.T) {
 	valid := DefaultConfig()
 	valid.Adapter, valid.Out = "adapter", "out"
-	run := func(c Config) error {
-		_, err := Run(context.Background(), c)
-		return err
-	}
-	configtest.Check(t, valid, Config.Validate, run, []configtest.Case[Config]{
+	configtest.Check(t, valid, Config.Validate, configtest.StageRun(Run), []configtest.Case[Config]{
 		{Key: KeyAdapter, Edit: func(c *Config) { c.Adapter = "" }},
 		{Key: KeyOut, Edit: func(c *Config) { c.Out = "" }},
 		{Key: KeyMaxShardSize, Edit: func(c *Config) { c.MaxShardBytes = 0 }},

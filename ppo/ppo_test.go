@@ -361,11 +361,7 @@ func fillRows(r *runner, in *model.Inputs, seqs [][]int) {
 func TestValidate(t *testing.T) {
 	ok := DefaultConfig()
 	ok.Base, ok.RewardAdapter, ok.Prompts, ok.Out = "b", "r", "p", "o"
-	run := func(c Config) error {
-		_, err := Run(context.Background(), c)
-		return err
-	}
-	configtest.Check(t, ok, Config.Validate, run, []configtest.Case[Config]{
+	configtest.Check(t, ok, Config.Validate, configtest.StageRun(Run), []configtest.Case[Config]{
 		{Key: KeyBase, Edit: func(c *Config) { c.Base = "" }},
 		{Key: KeyRewardAdapter, Edit: func(c *Config) { c.RewardAdapter = "" }},
 		{Key: KeyPrompts, Edit: func(c *Config) { c.Prompts = "" }},

@@ -1,7 +1,6 @@
 package pretrain
 
 import (
-	"context"
 	"testing"
 
 	"github.com/gotune/gotune/internal/configtest"
@@ -13,11 +12,7 @@ import (
 func TestValidate(t *testing.T) {
 	ok := DefaultConfig()
 	ok.Corpus, ok.Out = "corpus.txt", "out"
-	run := func(c Config) error {
-		_, err := Run(context.Background(), c)
-		return err
-	}
-	configtest.Check(t, ok, Config.Validate, run, []configtest.Case[Config]{
+	configtest.Check(t, ok, Config.Validate, configtest.StageRun(Run), []configtest.Case[Config]{
 		{Key: KeyOut, Edit: func(c *Config) { c.Out = "" }},
 		{Key: KeyCorpus, Edit: func(c *Config) { c.Corpus = "" }},
 		{Key: KeyPreset, Edit: func(c *Config) { c.Preset = "huge" }},

@@ -17,11 +17,7 @@ import (
 func TestValidate(t *testing.T) {
 	ok := DefaultConfig()
 	ok.Base, ok.Data, ok.Out = "base", "prefs.arrow", "out"
-	run := func(c Config) error {
-		_, err := Run(context.Background(), c)
-		return err
-	}
-	configtest.Check(t, ok, Config.Validate, run, []configtest.Case[Config]{
+	configtest.Check(t, ok, Config.Validate, configtest.StageRun(Run), []configtest.Case[Config]{
 		{Key: KeyBase, Edit: func(c *Config) { c.Base = "" }},
 		{Key: KeyData, Edit: func(c *Config) { c.Data = "" }},
 		{Key: KeyOut, Edit: func(c *Config) { c.Out = "" }},

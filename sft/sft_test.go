@@ -438,11 +438,7 @@ func TestConfigErrors(t *testing.T) {
 func TestValidate(t *testing.T) {
 	ok := DefaultConfig()
 	ok.Base, ok.Out, ok.Data = "base", "out", "train.arrow"
-	run := func(c Config) error {
-		_, err := Run(context.Background(), c)
-		return err
-	}
-	configtest.Check(t, ok, Config.Validate, run, []configtest.Case[Config]{
+	configtest.Check(t, ok, Config.Validate, configtest.StageRun(Run), []configtest.Case[Config]{
 		{Key: KeyBase, Edit: func(c *Config) { c.Base = "" }},
 		{Key: KeyOut, Edit: func(c *Config) { c.Out = "" }},
 		{Key: KeyData, Edit: func(c *Config) { c.Data = "" }},

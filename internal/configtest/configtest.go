@@ -9,6 +9,7 @@
 package configtest
 
 import (
+	"context"
 	"regexp"
 	"strings"
 	"testing"
@@ -58,4 +59,13 @@ func Check[C any](t testing.TB, valid C, validate func(C) error, run func(C) err
 // "steps" is not found in "max-steps", nor "lr" in "peak-lr".
 func NamesKey(err error, key string) bool {
 	return regexp.MustCompile(`(^|[\s:(])` + regexp.QuoteMeta(key) + `($|[\s:)])`).MatchString(err.Error())
+}
+
+// StageRun adapts a stage's Run(ctx, cfg) (result, error) to the run that
+// Check takes: it calls Run with a background context and keeps the error.
+func StageRun[C, R any](run func(context.Context, C) (R, error)) func(C) error {
+	return func(c C) error {
+		_, err := run(context.Background(), c)
+		return err
+	}
 }

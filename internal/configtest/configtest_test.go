@@ -1,6 +1,7 @@
 package configtest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"runtime"
@@ -54,11 +55,19 @@ var (
 )
 
 // TestCheckPasses: a validation that names each key, and a run that
-// returns its error, wrapped or not, pass.
+// returns its error, wrapped or not, pass; so does a stage's Run through
+// StageRun.
 func TestCheckPasses(t *testing.T) {
 	Check(t, valid, config.validate, func(c config) error { return c.validate() }, cases)
 	Check(t, valid, config.validate, func(c config) error { return fmt.Errorf("write o: %w", c.validate()) }, cases)
 	Check(t, valid, config.validate, nil, cases)
+	stage := func(ctx context.Context, c config) (int, error) {
+		if ctx == nil {
+			return 0, errors.New("no context")
+		}
+		return 1, c.validate()
+	}
+	Check(t, valid, config.validate, StageRun(stage), cases)
 }
 
 // recorder stands in for the test given to Check and keeps what it
