@@ -54,7 +54,10 @@ func TestStartFromSFT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	recs := readMetrics(t, out)
+	recs, err := train.ReadMetrics(train.MetricsFile(out))
+	if err != nil {
+		t.Fatal(err)
+	}
 	first := recs[0]
 	for _, k := range []string{"rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"} {
 		if v, ok := first[k]; !ok || v != 0 {
@@ -137,7 +140,11 @@ func TestPrecomputedReferenceMatchesLive(t *testing.T) {
 		if _, err := Run(context.Background(), cfg); err != nil {
 			t.Fatal(err)
 		}
-		return out, readMetrics(t, out)
+		recs, err := train.ReadMetrics(train.MetricsFile(out))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out, recs
 	}
 	_, live := run(false)
 	out, pre := run(true)
@@ -274,7 +281,11 @@ func TestLearnsWorldPreferences(t *testing.T) {
 	// The eval_ metrics rise over training (the first evaluation is at
 	// update 50).
 	var first, last float64
-	for _, r := range readMetrics(t, out) {
+	recs, err := train.ReadMetrics(train.MetricsFile(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
 		if v, ok := r["eval_rewards/margins"]; ok {
 			if first == 0 {
 				first = v

@@ -1,9 +1,6 @@
 package dpo
 
 import (
-	"bufio"
-	"encoding/json"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -117,26 +114,6 @@ func testConfig(base, out string) Config {
 	cfg.Train.LogEvery, cfg.Train.EvalEvery, cfg.Train.CheckpointEvery = 1, 0, 0
 	cfg.Train.Quiet = true
 	return cfg
-}
-
-// readMetrics returns the records of a metrics.jsonl file.
-func readMetrics(t testing.TB, dir string) []map[string]float64 {
-	t.Helper()
-	f, err := os.Open(filepath.Join(dir, "metrics.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []map[string]float64
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		var m map[string]float64
-		if err := json.Unmarshal(s.Bytes(), &m); err != nil {
-			t.Fatalf("metrics line %q: %v", s.Text(), err)
-		}
-		out = append(out, m)
-	}
-	return out
 }
 
 // sftBase makes the starting model of a DPO run as the pipeline does,
