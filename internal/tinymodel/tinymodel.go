@@ -1,7 +1,8 @@
 // Package tinymodel builds the random models that tests and benchmarks
 // use: the tiny preset narrowed to two layers of width 32, over a
 // byte-level tokenizer, so that a test gets a real engine in milliseconds;
-// and random weights of any named preset (the benchmarks' stories15M).
+// and random weights of any named preset (the benchmarks' stories15M);
+// and the central-difference check of a graph's gradients.
 //
 // May import: model/... (model/generate included), tokenizer/...,
 // checkpoints/..., internal/blas and internal/kernel; imported by tests
