@@ -77,12 +77,8 @@ func saveBase(t testing.TB, w *model.Weights, tok *tokenizer.Tokenizer) string {
 // worldPrefs writes n world preference pairs of a split to a file.
 func worldPrefs(t testing.TB, split world.Split, n int) string {
 	t.Helper()
-	var rows []data.Preference
-	for _, p := range world.New(3).Preferences(split, n) {
-		rows = append(rows, data.Preference{Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected})
-	}
 	path := filepath.Join(t.TempDir(), split.String()+".arrow")
-	if err := data.WritePreferences(path, rows); err != nil {
+	if err := data.WritePreferences(path, world.New(3).Preferences(split, n).Rows()); err != nil {
 		t.Fatal(err)
 	}
 	return path
@@ -93,13 +89,7 @@ func worldPrefs(t testing.TB, split world.Split, n int) string {
 // without --data.
 func useWorld(cfg *Config, n, evalN int) {
 	w := world.New(1)
-	cfg.Rows, cfg.EvalRows = nil, nil
-	for _, p := range w.Preferences(world.Train, n) {
-		cfg.Rows = append(cfg.Rows, data.Preference{Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected})
-	}
-	for _, p := range w.Preferences(world.Valid, evalN) {
-		cfg.EvalRows = append(cfg.EvalRows, data.Preference{Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected})
-	}
+	cfg.Rows, cfg.EvalRows = w.Preferences(world.Train, n).Rows(), w.Preferences(world.Valid, evalN).Rows()
 }
 
 // testConfig is a short run on the micro model.

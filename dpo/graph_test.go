@@ -18,10 +18,7 @@ import (
 // microPairs tokenizes n world pairs for the micro tokenizer.
 func microPairs(t testing.TB, n int) []*pair {
 	t.Helper()
-	var rows []data.Preference
-	for _, p := range world.New(5).Preferences(world.Train, n) {
-		rows = append(rows, data.Preference{Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected})
-	}
+	rows := world.New(5).Preferences(world.Train, n).Rows()
 	var rep data.TruncationReport
 	enc := &encoder{tok: microTokenizer(t)}
 	ps, err := encodePairs(0, rows, enc, data.BatchOptions{MaxLen: 256, PadID: enc.tok.PAD()}, &rep)

@@ -270,45 +270,32 @@ func (d *Default) baseConfig(resume bool) pretrain.Config {
 func (d *Default) runData(ctx context.Context, _ bool) error {
 	z := d.Sizes
 	w := world.New(z.WorldSeed)
-	toInstr := func(rows []world.Instruction) []data.Instruction {
-		out := make([]data.Instruction, len(rows))
-		for i, r := range rows {
-			out[i] = data.Instruction{Instruction: r.Instruction, Input: r.Input, Output: r.Output, Source: "world"}
+	// The instruction rows name the world as their source.
+	instructions := func(split world.Split, n int) []data.Instruction {
+		rows := w.Instructions(split, n).Rows()
+		for i := range rows {
+			rows[i].Source = "world"
 		}
-		return out
-	}
-	toPref := func(rows []world.Preference) []data.Preference {
-		out := make([]data.Preference, len(rows))
-		for i, r := range rows {
-			out[i] = data.Preference{Prompt: r.Prompt, Chosen: r.Chosen, Rejected: r.Rejected}
-		}
-		return out
-	}
-	toPrompt := func(rows []world.Prompt) []data.Prompt {
-		out := make([]data.Prompt, len(rows))
-		for i, r := range rows {
-			out[i] = data.Prompt{Prompt: r.Prompt}
-		}
-		return out
+		return rows
 	}
 	steps := []func() error{
 		func() error {
-			return data.WriteInstructions(d.dataPath(FileInstructions), toInstr(w.Instructions(world.Train, z.SFTRows)))
+			return data.WriteInstructions(d.dataPath(FileInstructions), instructions(world.Train, z.SFTRows))
 		},
 		func() error {
-			return data.WriteInstructions(d.dataPath(FileInstructionsEval), toInstr(w.Instructions(world.Valid, z.EvalRows)))
+			return data.WriteInstructions(d.dataPath(FileInstructionsEval), instructions(world.Valid, z.EvalRows))
 		},
 		func() error {
-			return data.WritePreferences(d.dataPath(FilePreferences), toPref(w.Preferences(world.Train, z.Pairs)))
+			return data.WritePreferences(d.dataPath(FilePreferences), w.Preferences(world.Train, z.Pairs).Rows())
 		},
 		func() error {
-			return data.WritePreferences(d.dataPath(FilePreferencesEval), toPref(w.Preferences(world.Valid, z.EvalPairs)))
+			return data.WritePreferences(d.dataPath(FilePreferencesEval), w.Preferences(world.Valid, z.EvalPairs).Rows())
 		},
 		func() error {
-			return data.WritePrompts(d.dataPath(FilePrompts), toPrompt(w.Prompts(world.Train, z.Prompts)))
+			return data.WritePrompts(d.dataPath(FilePrompts), w.Prompts(world.Train, z.Prompts).Rows())
 		},
 		func() error {
-			return data.WritePrompts(d.dataPath(FilePromptsEval), toPrompt(w.Prompts(world.Valid, z.EvalPrompts)))
+			return data.WritePrompts(d.dataPath(FilePromptsEval), w.Prompts(world.Valid, z.EvalPrompts).Rows())
 		},
 		func() error {
 			return atomicfile.Write(d.dataPath(FileSeedTasks), func(wr io.Writer) error { return world.WriteSeedTasks(wr, w.SeedTasks()) })

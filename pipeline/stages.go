@@ -129,10 +129,7 @@ func (d *Default) runPairs(ctx context.Context, _ bool) error {
 		return err
 	}
 	d.logf("  pairs: %s", rep)
-	rows := make([]data.Preference, len(prefs))
-	for i, p := range prefs {
-		rows[i] = data.Preference{Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected}
-	}
+	rows := prefs.Rows()
 	for k, i := range index {
 		rows[i] = mined[k]
 	}

@@ -20,11 +20,7 @@ var worldBaseDir = tinymodel.WorldBase()
 // writeWorldPrompts writes n prompts of the world's split to path.
 func writeWorldPrompts(t testing.TB, path string, split world.Split, n int) {
 	t.Helper()
-	var rows []data.Prompt
-	for _, p := range world.New(1).Prompts(split, n) {
-		rows = append(rows, data.Prompt{Prompt: p.Prompt})
-	}
-	if err := data.WritePrompts(path, rows); err != nil {
+	if err := data.WritePrompts(path, world.New(1).Prompts(split, n).Rows()); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -54,10 +50,7 @@ func rlhfFixture(t *testing.T) {
 		}
 		d := fixture.dir
 		fixture.prompts, fixture.evalPs = filepath.Join(d, "prompts.arrow"), filepath.Join(d, "eval_prompts.arrow")
-		var prefs []data.Preference
-		for _, p := range world.New(1).Preferences(world.Train, 1000) {
-			prefs = append(prefs, data.Preference{Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected})
-		}
+		prefs := world.New(1).Preferences(world.Train, 1000).Rows()
 		if fixture.err = data.WritePreferences(filepath.Join(d, "prefs.arrow"), prefs); fixture.err != nil {
 			return
 		}

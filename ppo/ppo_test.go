@@ -461,15 +461,9 @@ func FuzzRestore(f *testing.F) {
 // prompts in datasets: the rollouts and the held-out evaluation agree.
 func TestPromptsInMemory(t *testing.T) {
 	rlhfFixture(t)
-	rows := func(split world.Split, n int) []data.Prompt {
-		var out []data.Prompt
-		for _, p := range world.New(2).Prompts(split, n) {
-			out = append(out, data.Prompt{Prompt: p.Prompt})
-		}
-		return out
-	}
+	w := world.New(2)
 	dir := t.TempDir()
-	trainRows, evalRows := rows(world.Train, 12), rows(world.Valid, 4)
+	trainRows, evalRows := w.Prompts(world.Train, 12).Rows(), w.Prompts(world.Valid, 4).Rows()
 	trainPath, evalPath := filepath.Join(dir, "prompts.arrow"), filepath.Join(dir, "eval.arrow")
 	if err := data.WritePrompts(trainPath, trainRows); err != nil {
 		t.Fatal(err)

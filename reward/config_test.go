@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/internal/configtest"
 	"github.com/gotune/gotune/lora"
@@ -48,16 +47,10 @@ func TestValidate(t *testing.T) {
 // TestRowsInMemory trains on pairs given in memory: with held-out pairs
 // given too, and with a held-out share of the training prompts instead.
 func TestRowsInMemory(t *testing.T) {
-	rows := func(split world.Split, n int) []data.Preference {
-		var out []data.Preference
-		for _, p := range world.New(6).Preferences(split, n) {
-			out = append(out, data.Preference{Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected})
-		}
-		return out
-	}
+	w := world.New(6)
 	cfg := DefaultConfig()
 	cfg.Base, cfg.Out = worldBaseDir, filepath.Join(t.TempDir(), "given")
-	cfg.Rows, cfg.EvalRows = rows(world.Train, 12), rows(world.Valid, 4)
+	cfg.Rows, cfg.EvalRows = w.Preferences(world.Train, 12).Rows(), w.Preferences(world.Valid, 4).Rows()
 	cfg.BatchSize, cfg.Train.Steps, cfg.Train.Quiet = 2, 1, true
 	res, err := Run(context.Background(), cfg)
 	if err != nil {

@@ -166,11 +166,7 @@ func TestRewardModelLearnsWorldPreferences(t *testing.T) {
 func TestScoreAddsColumns(t *testing.T) {
 	trainedModel(t)
 	dir := t.TempDir()
-	w := world.New(3)
-	var ins []data.Instruction
-	for _, x := range w.Instructions(world.Valid, 12) {
-		ins = append(ins, data.Instruction{Instruction: x.Instruction, Input: x.Input, Output: x.Output})
-	}
+	ins := world.New(3).Instructions(world.Valid, 12).Rows()
 	insPath := filepath.Join(dir, "ins.arrow")
 	if err := data.WriteInstructions(insPath, ins); err != nil {
 		t.Fatal(err)
@@ -380,7 +376,7 @@ func TestLossGatherAndGradient(t *testing.T) {
 	enc, _ := finetune.NewSequenceEncoder(m.Tokenizer)
 	var batch []Pair
 	for i, p := range world.New(5).Preferences(world.Train, 3) {
-		pr, err := encodePair(enc, data.Preference{Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected}, i)
+		pr, err := encodePair(enc, p.Row(), i)
 		if err != nil {
 			t.Fatal(err)
 		}

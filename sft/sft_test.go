@@ -70,21 +70,12 @@ func writeBase(t testing.TB, dir string) *model.Weights {
 	return w
 }
 
-// fromWorld converts the built-in world's instruction rows.
-func fromWorld(rows []world.Instruction) []data.Instruction {
-	out := make([]data.Instruction, len(rows))
-	for i, r := range rows {
-		out[i] = data.Instruction{Instruction: r.Instruction, Input: r.Input, Output: r.Output}
-	}
-	return out
-}
-
 // useWorld trains cfg on n rows of the built-in world (seed 3) and holds
 // out cfg.EvalMax rows of its Valid split.
 func useWorld(cfg *Config, n int) {
 	w := world.New(3)
-	cfg.Rows = fromWorld(w.Instructions(world.Train, n))
-	cfg.EvalRows = fromWorld(w.Instructions(world.Valid, cfg.EvalMax))
+	cfg.Rows = w.Instructions(world.Train, n).Rows()
+	cfg.EvalRows = w.Instructions(world.Valid, cfg.EvalMax).Rows()
 }
 
 // testConfig is a short run on world rows.
@@ -212,7 +203,7 @@ func TestChatTemplates(t *testing.T) {
 }
 
 func TestSplitHeldOut(t *testing.T) {
-	rows := fromWorld(world.New(2).Instructions(world.Train, 100))
+	rows := world.New(2).Instructions(world.Train, 100).Rows()
 	tr, held := splitHeldOut(rows, 0.1, 4)
 	if len(held) != 10 || len(tr) != 90 {
 		t.Fatalf("split %d/%d, want 90/10", len(tr), len(held))
@@ -467,7 +458,7 @@ func TestDatasetInput(t *testing.T) {
 	root := t.TempDir()
 	base := filepath.Join(root, "base")
 	writeBase(t, base)
-	rows := fromWorld(world.New(9).Instructions(world.Train, 40))
+	rows := world.New(9).Instructions(world.Train, 40).Rows()
 	rows[3].System = "You are terse."
 	path := filepath.Join(root, "train.arrow")
 	if err := data.WriteInstructions(path, rows); err != nil {
