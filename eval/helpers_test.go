@@ -1,7 +1,6 @@
 package eval
 
 import (
-	"math"
 	"math/rand/v2"
 	"path/filepath"
 	"testing"
@@ -73,16 +72,7 @@ func engineNLL(t *testing.T, e *generate.Engine, ids []int, scored func(i int) b
 		if !scored(i) {
 			continue
 		}
-		row := out[0][(i-1)*V : i*V]
-		m := math.Inf(-1)
-		for _, v := range row {
-			m = math.Max(m, float64(v))
-		}
-		var z float64
-		for _, v := range row {
-			z += math.Exp(float64(v) - m)
-		}
-		sum += m + math.Log(z) - float64(row[ids[i]])
+		sum += tinymodel.NLL(out[0][(i-1)*V:i*V], ids[i])
 		n++
 	}
 	return sum, n

@@ -2,7 +2,8 @@
 // use: the tiny preset narrowed to two layers of width 32, over a
 // byte-level tokenizer, so that a test gets a real engine in milliseconds;
 // and random weights of any named preset (the benchmarks' stories15M);
-// and the central-difference check of a graph's gradients.
+// and the references tests check a model against: the float64 NLL of a
+// token and the central-difference check of a graph's gradients.
 //
 // May import: model/... (model/generate included), tokenizer/...,
 // checkpoints/..., internal/blas and internal/kernel; imported by tests
@@ -106,4 +107,19 @@ func MaxRelDiff(a, b []float32) float64 {
 		diff = math.Max(diff, math.Abs(float64(a[i]-b[i])))
 	}
 	return diff / math.Max(scale, 1e-30)
+}
+
+// NLL is −log softmax(logits)[target], computed in float64 with the
+// maximum logit subtracted first: the reference that tests check the
+// graph's and the engine's losses against.
+func NLL(logits []float32, target int) float64 {
+	m := math.Inf(-1)
+	for _, v := range logits {
+		m = math.Max(m, float64(v))
+	}
+	var z float64
+	for _, v := range logits {
+		z += math.Exp(float64(v) - m)
+	}
+	return m + math.Log(z) - float64(logits[target])
 }
