@@ -8,13 +8,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/gotune/gotune/checkpoints/safetensors"
 	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/finetune"
+	"github.com/gotune/gotune/internal/tinymodel"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/tokenizer"
@@ -24,17 +24,14 @@ import (
 // trained is a reward model trained once on default-world preferences and
 // shared by the tests that read it.
 var trained struct {
-	once                   sync.Once
-	dir, valid, train, out string
-	res                    Result
-	err                    error
+	dir               tinymodel.SharedDir
+	valid, train, out string
+	res               Result
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if trained.dir != "" {
-		os.RemoveAll(trained.dir)
-	}
+	trained.dir.Remove()
 	os.Exit(code)
 }
 
@@ -44,11 +41,7 @@ func TestMain(m *testing.M) {
 // (items that never occur in training, in any phrasing).
 func trainedModel(t *testing.T) {
 	t.Helper()
-	trained.once.Do(func() {
-		if trained.dir, trained.err = os.MkdirTemp("", "reward-test"); trained.err != nil {
-			return
-		}
-		d := trained.dir
+	trained.dir.Make(t, "reward-test", func(d string) error {
 		trained.train, trained.valid = filepath.Join(d, "train.arrow"), filepath.Join(d, "valid.arrow")
 		worldPreferences(t, trained.train, world.Train, 2000)
 		worldPreferences(t, trained.valid, world.Valid, 400)
@@ -57,11 +50,10 @@ func trainedModel(t *testing.T) {
 		cfg.Train.Steps, cfg.Train.LR, cfg.Train.Quiet = 60, 2e-3, true
 		cfg.Train.EvalEvery, cfg.Train.CheckpointEvery, cfg.Train.LogEvery = 30, 0, 10
 		trained.out = cfg.Out
-		trained.res, trained.err = Run(context.Background(), cfg)
+		var err error
+		trained.res, err = Run(context.Background(), cfg)
+		return err
 	})
-	if trained.err != nil {
-		t.Fatal(trained.err)
-	}
 }
 
 // TestRewardModelLearnsWorldPreferences: after 60 updates the reward model

@@ -2,6 +2,8 @@ package tinymodel
 
 import (
 	"math"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -22,5 +24,26 @@ func TestNLL(t *testing.T) {
 		if got := NLL(c.logits, c.target); math.Abs(got-c.want) > 1e-9*math.Max(1, c.want) {
 			t.Errorf("NLL(%v, %d) = %v, want %v", c.logits, c.target, got, c.want)
 		}
+	}
+}
+
+// TestSharedDir: the directory is built once, whoever asks, and removed.
+func TestSharedDir(t *testing.T) {
+	var d SharedDir
+	builds := 0
+	build := func(dir string) error {
+		builds++
+		return os.WriteFile(filepath.Join(dir, "model"), []byte("x"), 0o644)
+	}
+	first := d.Make(t, "shared-test", build)
+	if again := d.Make(t, "shared-test", build); again != first || builds != 1 {
+		t.Fatalf("second Make gave %s (first %s) after %d builds, want the same directory built once", again, first, builds)
+	}
+	if _, err := os.Stat(filepath.Join(first, "model")); err != nil {
+		t.Fatal(err)
+	}
+	d.Remove()
+	if _, err := os.Stat(first); !os.IsNotExist(err) {
+		t.Errorf("after Remove: %v, want the directory gone", err)
 	}
 }
