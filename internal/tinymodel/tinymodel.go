@@ -2,8 +2,9 @@
 // use: the tiny preset narrowed to two layers of width 32, over a
 // byte-level tokenizer, so that a test gets a real engine in milliseconds;
 // and random weights of any named preset (the benchmarks' stories15M);
-// and the references tests check a model against: the float64 NLL of a
-// token and the central-difference check of a graph's gradients.
+// the references tests check a model against (the float64 NLL of a token,
+// the central-difference check of a graph's gradients); and the directory
+// in which a package's tests share the models they train once.
 //
 // May import: model/... (model/generate included), tokenizer/...,
 // checkpoints/..., internal/blas and internal/kernel; imported by tests
