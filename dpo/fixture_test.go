@@ -9,8 +9,8 @@ import (
 
 	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/data/world"
+	"github.com/gotune/gotune/internal/tinymodel"
 	"github.com/gotune/gotune/model"
-	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/tokenizer"
 	"github.com/gotune/gotune/train"
 )
@@ -65,12 +65,7 @@ func microBase(t testing.TB, seed uint64) string {
 func saveBase(t testing.TB, w *model.Weights, tok *tokenizer.Tokenizer) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "base")
-	if err := hf.SaveModel(dir, w, hf.SaveOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := tok.Save(dir); err != nil {
-		t.Fatal(err)
-	}
+	tinymodel.Save(t, dir, w, tok)
 	return dir
 }
 

@@ -9,7 +9,6 @@ import (
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/model/generate"
-	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/tokenizer"
 )
 
@@ -19,12 +18,7 @@ func modelDir(t *testing.T) (string, *model.Weights, *tokenizer.Tokenizer) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "base")
 	w, tok := tinymodel.Weights(t, 5, 512, "<s>", "</s>")
-	if err := hf.SaveModel(dir, w, hf.SaveOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := tok.Save(dir); err != nil {
-		t.Fatal(err)
-	}
+	tinymodel.Save(t, dir, w, tok)
 	return dir, w, tok
 }
 

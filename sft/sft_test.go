@@ -15,9 +15,9 @@ import (
 	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/finetune"
 	"github.com/gotune/gotune/internal/configtest"
+	"github.com/gotune/gotune/internal/tinymodel"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
-	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/pretrain"
 	"github.com/gotune/gotune/tokenizer"
 	"github.com/gotune/gotune/train"
@@ -61,12 +61,7 @@ func writeBase(t testing.TB, dir string) *model.Weights {
 	for i, v := range model.F32(w.LMHead) {
 		model.F32(w.LMHead)[i] = 10 * v
 	}
-	if err := hf.SaveModel(dir, w, hf.SaveOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := tk.Save(dir); err != nil {
-		t.Fatal(err)
-	}
+	tinymodel.Save(t, dir, w, tk)
 	return w
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/model/generate"
+	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/tokenizer"
 )
 
@@ -123,4 +124,16 @@ func NLL(logits []float32, target int) float64 {
 		z += math.Exp(float64(v) - m)
 	}
 	return m + math.Log(z) - float64(logits[target])
+}
+
+// Save writes weights and their tokenizer as a Hugging Face model
+// directory, the form in which the stages and commands read a model.
+func Save(tb testing.TB, dir string, w *model.Weights, tok *tokenizer.Tokenizer) {
+	tb.Helper()
+	if err := hf.SaveModel(dir, w, hf.SaveOptions{}); err != nil {
+		tb.Fatal(err)
+	}
+	if err := tok.Save(dir); err != nil {
+		tb.Fatal(err)
+	}
 }
