@@ -20,6 +20,7 @@ import (
 	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/finetune"
 	"github.com/gotune/gotune/internal/configtest"
+	"github.com/gotune/gotune/internal/tinymodel"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/model/generate"
@@ -202,15 +203,7 @@ func TestResume(t *testing.T) {
 // logSoftmaxAt returns log softmax(logits)[id] and the entropy of the
 // distribution, in float64.
 func logSoftmaxAt(logits []float32, id int) (float64, float64) {
-	m := math.Inf(-1)
-	for _, v := range logits {
-		m = math.Max(m, float64(v))
-	}
-	var z float64
-	for _, v := range logits {
-		z += math.Exp(float64(v) - m)
-	}
-	lse := m + math.Log(z)
+	lse := tinymodel.LogSumExp(logits)
 	var h float64
 	for _, v := range logits {
 		lp := float64(v) - lse

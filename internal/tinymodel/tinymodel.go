@@ -111,10 +111,9 @@ func MaxRelDiff(a, b []float32) float64 {
 	return diff / math.Max(scale, 1e-30)
 }
 
-// NLL is −log softmax(logits)[target], computed in float64 with the
-// maximum logit subtracted first: the reference that tests check the
-// graph's and the engine's losses against.
-func NLL(logits []float32, target int) float64 {
+// LogSumExp is log Σ exp(logits), computed in float64 with the maximum
+// logit subtracted first so that no exponential overflows.
+func LogSumExp(logits []float32) float64 {
 	m := math.Inf(-1)
 	for _, v := range logits {
 		m = math.Max(m, float64(v))
@@ -123,7 +122,14 @@ func NLL(logits []float32, target int) float64 {
 	for _, v := range logits {
 		z += math.Exp(float64(v) - m)
 	}
-	return m + math.Log(z) - float64(logits[target])
+	return m + math.Log(z)
+}
+
+// NLL is −log softmax(logits)[target] = LogSumExp(logits) − logits[target]:
+// the reference that tests check the graph's and the engine's losses
+// against.
+func NLL(logits []float32, target int) float64 {
+	return LogSumExp(logits) - float64(logits[target])
 }
 
 // Save writes weights and their tokenizer as a Hugging Face model
