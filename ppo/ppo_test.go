@@ -118,22 +118,6 @@ func TestPPORaisesRewardScore(t *testing.T) {
 	}
 }
 
-// cancelAfter is a context that reports cancellation once dir's
-// metrics.jsonl holds n records (the loop checks it before each update).
-type cancelAfter struct {
-	context.Context
-	dir string
-	n   int
-}
-
-func (c cancelAfter) Err() error {
-	b, _ := os.ReadFile(train.MetricsFile(c.dir))
-	if strings.Count(string(b), "\n") >= c.n {
-		return context.Canceled
-	}
-	return nil
-}
-
 // TestResume: a run interrupted in the middle of a rollout's updates (the
 // checkpoint then holds the rollout) and resumed ends with the same policy
 // adapter and value head, bit for bit, the same adaptive β and the same
@@ -159,7 +143,7 @@ func TestResume(t *testing.T) {
 		t.Fatalf("β stayed %v: the adaptive controller is not exercised", want.KLCoef)
 	}
 	cut := config(filepath.Join(dir, "cut"))
-	if _, err := Run(cancelAfter{context.Background(), cut.Out, 2}, cut); !errors.Is(err, context.Canceled) {
+	if _, err := Run(tinymodel.CancelAfterLines{Context: context.Background(), Path: train.MetricsFile(cut.Out), N: 2}, cut); !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted run: %v", err)
 	}
 	st, err := train.LoadState(cut.Out)

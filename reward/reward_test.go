@@ -270,22 +270,6 @@ func readFloatColumn(t *testing.T, path, name string, n int) []float64 {
 	return out
 }
 
-// cancelAfter is a context that reports cancellation once dir's
-// metrics.jsonl holds n records (the loop checks it before each update).
-type cancelAfter struct {
-	context.Context
-	dir string
-	n   int
-}
-
-func (c cancelAfter) Err() error {
-	b, _ := os.ReadFile(train.MetricsFile(c.dir))
-	if strings.Count(string(b), "\n") >= c.n {
-		return context.Canceled
-	}
-	return nil
-}
-
 // TestResume: a run interrupted after 3 of 8 updates and resumed ends with
 // the same adapter, bit for bit, and the same metrics as an uninterrupted
 // run, with dropout and margins in play.
@@ -314,7 +298,7 @@ func TestResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	cut := config(filepath.Join(dir, "cut"))
-	_, err = Run(cancelAfter{context.Background(), cut.Out, 3}, cut)
+	_, err = Run(tinymodel.CancelAfterLines{Context: context.Background(), Path: train.MetricsFile(cut.Out), N: 3}, cut)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted run: %v", err)
 	}

@@ -1,6 +1,8 @@
 package tinymodel
 
 import (
+	"bytes"
+	"context"
 	"os"
 	"sync"
 	"testing"
@@ -39,4 +41,23 @@ func (d *SharedDir) Remove() {
 	if d.path != "" {
 		os.RemoveAll(d.path)
 	}
+}
+
+// CancelAfterLines is a context that reports cancellation once the file
+// at Path (a training run's metrics.jsonl) holds N lines. A training loop
+// checks its context before each update, so a run given it stops as after
+// Ctrl-C once N records are logged: how tests interrupt a run to resume it.
+type CancelAfterLines struct {
+	context.Context
+	Path string
+	N    int
+}
+
+// Err is context.Canceled once the file holds N lines, else nil.
+func (c CancelAfterLines) Err() error {
+	b, _ := os.ReadFile(c.Path)
+	if bytes.Count(b, []byte("\n")) >= c.N {
+		return context.Canceled
+	}
+	return nil
 }

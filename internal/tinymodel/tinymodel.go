@@ -3,8 +3,9 @@
 // byte-level tokenizer, so that a test gets a real engine in milliseconds;
 // and random weights of any named preset (the benchmarks' stories15M);
 // the references tests check a model against (the float64 NLL of a token,
-// the central-difference check of a graph's gradients); and the directory
-// in which a package's tests share the models they train once.
+// the central-difference check of a graph's gradients); the directory in
+// which a package's tests share the models they train once; and the
+// context with which tests interrupt a training run.
 //
 // May import: model/... (model/generate included), tokenizer/...,
 // checkpoints/..., internal/blas and internal/kernel; imported by tests

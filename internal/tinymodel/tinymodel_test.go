@@ -1,6 +1,8 @@
 package tinymodel
 
 import (
+	"context"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -45,5 +47,28 @@ func TestSharedDir(t *testing.T) {
 	d.Remove()
 	if _, err := os.Stat(first); !os.IsNotExist(err) {
 		t.Errorf("after Remove: %v, want the directory gone", err)
+	}
+}
+
+// TestCancelAfterLines: the context is cancelled from the N-th line of its
+// file on, and not before (nor while the file is missing).
+func TestCancelAfterLines(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "metrics.jsonl")
+	c := CancelAfterLines{Context: context.Background(), Path: path, N: 2}
+	for _, text := range []string{"", "{}\n", "{}\n{}"} {
+		if text != "" {
+			if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := c.Err(); err != nil {
+			t.Errorf("file %q: %v, want no cancellation", text, err)
+		}
+	}
+	if err := os.WriteFile(path, []byte("{}\n{}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Err(); !errors.Is(err, context.Canceled) {
+		t.Errorf("two lines: %v, want context.Canceled", err)
 	}
 }
