@@ -21,6 +21,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+
+	"github.com/gotune/gotune/internal/configtest"
 )
 
 type obj = map[string]any
@@ -718,36 +720,22 @@ func TestImportSkipInvalidCSV(t *testing.T) {
 // TestImportOptionsValidate: every invalid option stops the import before
 // anything is read or written, with an error naming its key.
 func TestImportOptionsValidate(t *testing.T) {
-	if err := DefaultImportOptions().Validate(); err != nil {
-		t.Fatalf("default options: %v", err)
-	}
-	cases := []struct {
-		key string
-		set func(*ImportOptions)
-	}{
-		{KeyImportKind, func(o *ImportOptions) { o.Kind = "pairs" }},
-		{KeyImportShape, func(o *ImportOptions) { o.Shape = "trl" }},
-		{KeyImportFormat, func(o *ImportOptions) { o.Format = "xml" }},
-		{KeyImportRejects, func(o *ImportOptions) { o.RejectsPath = "why.jsonl" }},
-		{KeyImportMaxRowBytes, func(o *ImportOptions) { o.MaxRowBytes = 0 }},
-		{KeyImportMaxRowBytes, func(o *ImportOptions) { o.MaxRowBytes = -1 }},
-	}
 	dir := t.TempDir()
 	in, out := filepath.Join(dir, "in.jsonl"), filepath.Join(dir, "out.arrow")
 	writeFile(t, in, []byte(`{"prompt": "p", "chosen": "c", "rejected": "r"}`))
-	for _, c := range cases {
-		o := DefaultImportOptions()
-		c.set(&o)
-		err := o.Validate()
-		if err == nil || !strings.Contains(err.Error(), c.key) {
-			t.Errorf("%+v: error %v does not name %s", o, err, c.key)
-			continue
-		}
-		if _, err := Import(in, out, o); err == nil || !strings.Contains(err.Error(), c.key) {
-			t.Errorf("%+v: import error %v does not name %s", o, err, c.key)
-		}
-		if _, err := os.Stat(out); !os.IsNotExist(err) {
+	importErr := func(o ImportOptions) error {
+		_, err := Import(in, out, o)
+		if _, statErr := os.Stat(out); !os.IsNotExist(statErr) {
 			t.Fatalf("%+v: an invalid import wrote %s", o, out)
 		}
+		return err
 	}
+	configtest.Check(t, DefaultImportOptions(), ImportOptions.Validate, importErr, []configtest.Case[ImportOptions]{
+		{Key: KeyImportKind, Edit: func(o *ImportOptions) { o.Kind = "pairs" }},
+		{Key: KeyImportShape, Edit: func(o *ImportOptions) { o.Shape = "trl" }},
+		{Key: KeyImportFormat, Edit: func(o *ImportOptions) { o.Format = "xml" }},
+		{Key: KeyImportRejects, Edit: func(o *ImportOptions) { o.RejectsPath = "why.jsonl" }},
+		{Key: KeyImportMaxRowBytes, Edit: func(o *ImportOptions) { o.MaxRowBytes = 0 }},
+		{Key: KeyImportMaxRowBytes, Edit: func(o *ImportOptions) { o.MaxRowBytes = -1 }},
+	})
 }

@@ -76,19 +76,26 @@ func hfFeatures(t *testing.T, sc *arrow.Schema) string {
 	return md.Values()[i]
 }
 
-func TestRoundTripInstructions(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "sft.arrow")
-	rows := sampleInstructions()
-	if err := WriteInstructions(path, rows); err != nil {
+// roundTrip writes rows to a file of the given name in a temporary
+// directory, reads them back, requires them unchanged and returns the path.
+func roundTrip[R any](t *testing.T, name string, rows []R, write func(string, []R) error, read func(string) ([]R, error)) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := write(path, rows); err != nil {
 		t.Fatal(err)
 	}
-	got, err := ReadInstructions(path)
+	got, err := read(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(got, rows) {
 		t.Fatalf("round trip:\n got %+v\nwant %+v", got, rows)
 	}
+	return path
+}
+
+func TestRoundTripInstructions(t *testing.T) {
+	path := roundTrip(t, "sft.arrow", sampleInstructions(), WriteInstructions, ReadInstructions)
 	want := `{"info": {"features": {"instruction": {"dtype": "string", "_type": "Value"}, ` +
 		`"input": {"dtype": "string", "_type": "Value"}, "output": {"dtype": "string", "_type": "Value"}, ` +
 		`"system": {"dtype": "string", "_type": "Value"}, "source": {"dtype": "string", "_type": "Value"}}}}`
@@ -116,18 +123,7 @@ func TestOptionalColumnsOnlyWhenUsed(t *testing.T) {
 }
 
 func TestRoundTripPreferences(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "prefs.arrow")
-	rows := samplePreferences()
-	if err := WritePreferences(path, rows); err != nil {
-		t.Fatal(err)
-	}
-	got, err := ReadPreferences(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(got, rows) {
-		t.Fatalf("round trip:\n got %+v\nwant %+v", got, rows)
-	}
+	path := roundTrip(t, "prefs.arrow", samplePreferences(), WritePreferences, ReadPreferences)
 	sc := readSchema(t, path)
 	wantCols := []string{"prompt", "chosen", "rejected", "margin", "score_chosen", "score_rejected", "ref_chosen_logps", "ref_rejected_logps"}
 	if !reflect.DeepEqual(fieldNames(sc), wantCols) {
@@ -139,18 +135,7 @@ func TestRoundTripPreferences(t *testing.T) {
 }
 
 func TestRoundTripConversationalPreferences(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "prefs.arrow")
-	rows := sampleConversational()
-	if err := WritePreferences(path, rows); err != nil {
-		t.Fatal(err)
-	}
-	got, err := ReadPreferences(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(got, rows) {
-		t.Fatalf("round trip:\n got %+v\nwant %+v", got, rows)
-	}
+	path := roundTrip(t, "prefs.arrow", sampleConversational(), WritePreferences, ReadPreferences)
 	sc := readSchema(t, path)
 	if typ := sc.Field(1).Type.String(); typ != "list<item: struct<role: utf8 nullable, content: utf8 nullable>, nullable>" {
 		t.Fatalf("chosen type %s", typ)
@@ -169,34 +154,13 @@ func TestRoundTripPrompts(t *testing.T) {
 		"conversational": {{Messages: []Message{{"user", "Hi"}}}, {Messages: []Message{{"system", "S"}, {"user", "Q"}}}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "prompts.arrow")
-			if err := WritePrompts(path, rows); err != nil {
-				t.Fatal(err)
-			}
-			got, err := ReadPrompts(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(got, rows) {
-				t.Fatalf("round trip:\n got %+v\nwant %+v", got, rows)
-			}
+			roundTrip(t, "prompts.arrow", rows, WritePrompts, ReadPrompts)
 		})
 	}
 }
 
 func TestRoundTripGeneratedInstructions(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "gen.arrow")
-	rows := sampleGenerated()
-	if err := WriteGeneratedInstructions(path, rows); err != nil {
-		t.Fatal(err)
-	}
-	got, err := ReadGeneratedInstructions(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(got, rows) {
-		t.Fatalf("round trip:\n got %+v\nwant %+v", got, rows)
-	}
+	path := roundTrip(t, "gen.arrow", sampleGenerated(), WriteGeneratedInstructions, ReadGeneratedInstructions)
 	feats := hfFeatures(t, readSchema(t, path))
 	want := `"most_similar_instructions": [{"text": {"dtype": "string", "_type": "Value"}, "score": {"dtype": "float64", "_type": "Value"}}], "avg_similarity_score": {"dtype": "float64", "_type": "Value"}}}}`
 	if !strings.HasSuffix(feats, want) {

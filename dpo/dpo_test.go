@@ -6,12 +6,12 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"testing"
 
 	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/data/world"
+	"github.com/gotune/gotune/internal/configtest"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/model/hf"
@@ -54,7 +54,10 @@ func TestStartFromSFT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	recs := readMetrics(t, out)
+	recs, err := train.ReadMetrics(train.MetricsFile(out))
+	if err != nil {
+		t.Fatal(err)
+	}
 	first := recs[0]
 	for _, k := range []string{"rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"} {
 		if v, ok := first[k]; !ok || v != 0 {
@@ -137,7 +140,11 @@ func TestPrecomputedReferenceMatchesLive(t *testing.T) {
 		if _, err := Run(context.Background(), cfg); err != nil {
 			t.Fatal(err)
 		}
-		return out, readMetrics(t, out)
+		recs, err := train.ReadMetrics(train.MetricsFile(out))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out, recs
 	}
 	_, live := run(false)
 	out, pre := run(true)
@@ -274,7 +281,11 @@ func TestLearnsWorldPreferences(t *testing.T) {
 	// The eval_ metrics rise over training (the first evaluation is at
 	// update 50).
 	var first, last float64
-	for _, r := range readMetrics(t, out) {
+	recs, err := train.ReadMetrics(train.MetricsFile(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
 		if v, ok := r["eval_rewards/margins"]; ok {
 			if first == 0 {
 				first = v
@@ -291,47 +302,29 @@ func TestLearnsWorldPreferences(t *testing.T) {
 // Validate and by Run, naming its key.
 func TestConfigValidate(t *testing.T) {
 	good := testConfig("base", "out")
-	if err := good.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []struct {
-		key string
-		mod func(*Config)
-	}{
-		{KeyOut, func(c *Config) { c.Out = "" }},
-		{KeyBase, func(c *Config) { c.Base = "" }},
-		{KeyData, func(c *Config) { c.Rows = nil }},
-		{KeyPairs, func(c *Config) { c.Pairs = 0 }},
-		{KeyPairs, func(c *Config) { c.Pairs = -2 }},
-		{KeyMaxLen, func(c *Config) { c.MaxLen = 1 }},
-		{KeyEvalFraction, func(c *Config) { c.HeldOut = 1 }},
-		{KeyEvalFraction, func(c *Config) { c.HeldOut = -0.5 }},
-		{KeyEvalPairs, func(c *Config) { c.EvalMax = -1 }},
-		{KeyBuckets, func(c *Config) { c.Buckets = []int{96, 80} }},
-		{KeyBuckets, func(c *Config) { c.Buckets = []int{32} }},
-		{KeyChatTemplate, func(c *Config) { c.ChatTemplate = "vicuna" }},
-		{KeyTruncation, func(c *Config) { c.Truncation = "middle" }},
-		{KeyBeta, func(c *Config) { c.Loss.Beta = 0 }},
-		{KeyLossType, func(c *Config) { c.Loss.Type = "kto" }},
-		{KeyRPOAlpha, func(c *Config) { c.Loss.SFTWeight = -1 }},
-		{lora.KeyR, func(c *Config) { c.LoRA.R = 0 }},
-		{lora.KeyDropout, func(c *Config) { c.LoRA.Dropout = 1 }},
-		{train.KeySteps, func(c *Config) { c.Train.Steps = 0 }},
-		{train.KeyGradAccum, func(c *Config) { c.Train.GradAccum = 0 }},
-		{train.KeyPeakLR, func(c *Config) { c.Train.LR = 0 }},
-	} {
-		cfg := good
-		cfg.Buckets = slices.Clone(good.Buckets)
-		c.mod(&cfg)
-		err := cfg.Validate()
-		if err == nil || !regexp.MustCompile(`(^|[\s:(])`+regexp.QuoteMeta(c.key)+`($|[\s:)])`).MatchString(err.Error()) {
-			t.Errorf("%s: Validate gave %v, want an error naming it", c.key, err)
-			continue
-		}
-		if _, runErr := Run(context.Background(), cfg); runErr == nil || runErr.Error() != err.Error() {
-			t.Errorf("%s: Run gave %v, want Validate's %v", c.key, runErr, err)
-		}
-	}
+	configtest.Check(t, good, Config.Validate, configtest.StageRun(Run), []configtest.Case[Config]{
+		{Key: KeyOut, Edit: func(c *Config) { c.Out = "" }},
+		{Key: KeyBase, Edit: func(c *Config) { c.Base = "" }},
+		{Key: KeyData, Edit: func(c *Config) { c.Rows = nil }},
+		{Key: KeyPairs, Edit: func(c *Config) { c.Pairs = 0 }},
+		{Key: KeyPairs, Edit: func(c *Config) { c.Pairs = -2 }},
+		{Key: KeyMaxLen, Edit: func(c *Config) { c.MaxLen = 1 }},
+		{Key: KeyEvalFraction, Edit: func(c *Config) { c.HeldOut = 1 }},
+		{Key: KeyEvalFraction, Edit: func(c *Config) { c.HeldOut = -0.5 }},
+		{Key: KeyEvalPairs, Edit: func(c *Config) { c.EvalMax = -1 }},
+		{Key: KeyBuckets, Edit: func(c *Config) { c.Buckets = []int{96, 80} }},
+		{Key: KeyBuckets, Edit: func(c *Config) { c.Buckets = []int{32} }},
+		{Key: KeyChatTemplate, Edit: func(c *Config) { c.ChatTemplate = "vicuna" }},
+		{Key: KeyTruncation, Edit: func(c *Config) { c.Truncation = "middle" }},
+		{Key: KeyBeta, Edit: func(c *Config) { c.Loss.Beta = 0 }},
+		{Key: KeyLossType, Edit: func(c *Config) { c.Loss.Type = "kto" }},
+		{Key: KeyRPOAlpha, Edit: func(c *Config) { c.Loss.SFTWeight = -1 }},
+		{Key: lora.KeyR, Edit: func(c *Config) { c.LoRA.R = 0 }},
+		{Key: lora.KeyDropout, Edit: func(c *Config) { c.LoRA.Dropout = 1 }},
+		{Key: train.KeySteps, Edit: func(c *Config) { c.Train.Steps = 0 }},
+		{Key: train.KeyGradAccum, Edit: func(c *Config) { c.Train.GradAccum = 0 }},
+		{Key: train.KeyPeakLR, Edit: func(c *Config) { c.Train.LR = 0 }},
+	})
 	if b := (Config{MaxLen: 200}).buckets(); !slices.Equal(b, []int{32, 64, 128, 200}) {
 		t.Errorf("default buckets %v", b)
 	}

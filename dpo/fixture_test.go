@@ -1,9 +1,6 @@
 package dpo
 
 import (
-	"bufio"
-	"encoding/json"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -12,8 +9,8 @@ import (
 
 	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/data/world"
+	"github.com/gotune/gotune/internal/tinymodel"
 	"github.com/gotune/gotune/model"
-	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/tokenizer"
 	"github.com/gotune/gotune/train"
 )
@@ -68,24 +65,15 @@ func microBase(t testing.TB, seed uint64) string {
 func saveBase(t testing.TB, w *model.Weights, tok *tokenizer.Tokenizer) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "base")
-	if err := hf.SaveModel(dir, w, hf.SaveOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := tok.Save(dir); err != nil {
-		t.Fatal(err)
-	}
+	tinymodel.Save(t, dir, w, tok)
 	return dir
 }
 
 // worldPrefs writes n world preference pairs of a split to a file.
 func worldPrefs(t testing.TB, split world.Split, n int) string {
 	t.Helper()
-	var rows []data.Preference
-	for _, p := range world.New(3).Preferences(split, n) {
-		rows = append(rows, data.Preference{Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected})
-	}
 	path := filepath.Join(t.TempDir(), split.String()+".arrow")
-	if err := data.WritePreferences(path, rows); err != nil {
+	if err := data.WritePreferences(path, world.New(3).Preferences(split, n).Rows()); err != nil {
 		t.Fatal(err)
 	}
 	return path
@@ -96,13 +84,7 @@ func worldPrefs(t testing.TB, split world.Split, n int) string {
 // without --data.
 func useWorld(cfg *Config, n, evalN int) {
 	w := world.New(1)
-	cfg.Rows, cfg.EvalRows = nil, nil
-	for _, p := range w.Preferences(world.Train, n) {
-		cfg.Rows = append(cfg.Rows, data.Preference{Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected})
-	}
-	for _, p := range w.Preferences(world.Valid, evalN) {
-		cfg.EvalRows = append(cfg.EvalRows, data.Preference{Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected})
-	}
+	cfg.Rows, cfg.EvalRows = w.Preferences(world.Train, n).Rows(), w.Preferences(world.Valid, evalN).Rows()
 }
 
 // testConfig is a short run on the micro model.
@@ -117,26 +99,6 @@ func testConfig(base, out string) Config {
 	cfg.Train.LogEvery, cfg.Train.EvalEvery, cfg.Train.CheckpointEvery = 1, 0, 0
 	cfg.Train.Quiet = true
 	return cfg
-}
-
-// readMetrics returns the records of a metrics.jsonl file.
-func readMetrics(t testing.TB, dir string) []map[string]float64 {
-	t.Helper()
-	f, err := os.Open(filepath.Join(dir, "metrics.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []map[string]float64
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		var m map[string]float64
-		if err := json.Unmarshal(s.Bytes(), &m); err != nil {
-			t.Fatalf("metrics line %q: %v", s.Text(), err)
-		}
-		out = append(out, m)
-	}
-	return out
 }
 
 // sftBase makes the starting model of a DPO run as the pipeline does,

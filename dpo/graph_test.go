@@ -10,6 +10,7 @@ import (
 
 	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/data/world"
+	"github.com/gotune/gotune/internal/tinymodel"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
 )
@@ -17,10 +18,7 @@ import (
 // microPairs tokenizes n world pairs for the micro tokenizer.
 func microPairs(t testing.TB, n int) []*pair {
 	t.Helper()
-	var rows []data.Preference
-	for _, p := range world.New(5).Preferences(world.Train, n) {
-		rows = append(rows, data.Preference{Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected})
-	}
+	rows := world.New(5).Preferences(world.Train, n).Rows()
 	var rep data.TruncationReport
 	enc := &encoder{tok: microTokenizer(t)}
 	ps, err := encodePairs(0, rows, enc, data.BatchOptions{MaxLen: 256, PadID: enc.tok.PAD()}, &rep)
@@ -89,50 +87,26 @@ func TestLossGradientThroughModel(t *testing.T) {
 		}
 		copy(g.In.Tokens, b.Inputs)
 		copy(g.In.Targets, b.Targets)
-		loss := lossHead(g, s)
+		params := inj.Params()
 		var wrt []*G.Node
-		for _, p := range inj.Params() {
+		for _, p := range params {
 			wrt = append(wrt, p.Node)
 		}
-		prog, err := g.Compile(loss, wrt)
-		if err != nil {
-			t.Fatal(err)
-		}
-		eval := func() float64 {
-			prog.ZeroGrad()
-			if err := prog.Run(); err != nil {
-				t.Fatal(err)
-			}
-			return loss.Value().Data().(float64)
-		}
-		l0 := eval()
-		if cfg.Type == Hinge && s.Last.Loss == 0 {
+		l0, diffs := tinymodel.CentralDifferences(t, g, lossHead(g, s), wrt, func(n int) []int { return []int{n / 3, n - 1} })
+		if cfg.Type == Hinge && l0 == 0 {
 			t.Fatalf("hinge loss is 0: the test would prove nothing")
 		}
-		var checked, nonzero int
-		for _, p := range inj.Params() {
-			grad := append([]float32(nil), prog.Grad(p.Node)...)
-			vals := p.Node.Value().Data().([]float64)
-			for _, i := range []int{len(vals) / 3, len(vals) - 1} {
-				const h = 1e-5
-				orig := vals[i]
-				vals[i] = orig + h
-				up := eval()
-				vals[i] = orig - h
-				down := eval()
-				vals[i] = orig
-				fd := (up - down) / (2 * h)
-				if math.Abs(fd-float64(grad[i])) > 1e-6+2e-3*math.Abs(fd) {
-					t.Errorf("%+v: %s[%d]: analytic %g, finite difference %g", cfg, p.Name, i, grad[i], fd)
-				}
-				checked++
-				if math.Abs(fd) > 1e-6 {
-					nonzero++
-				}
+		var nonzero int
+		for _, d := range diffs {
+			if math.Abs(d.Numeric-d.Analytic) > 1e-6+2e-3*math.Abs(d.Numeric) {
+				t.Errorf("%+v: %s[%d]: analytic %g, finite difference %g", cfg, params[d.Param].Name, d.Index, d.Analytic, d.Numeric)
+			}
+			if math.Abs(d.Numeric) > 1e-6 {
+				nonzero++
 			}
 		}
-		if nonzero < checked/2 {
-			t.Errorf("%+v: only %d of %d checked gradients are non-zero (loss %g)", cfg, nonzero, checked, l0)
+		if nonzero < len(diffs)/2 {
+			t.Errorf("%+v: only %d of %d checked gradients are non-zero (loss %g)", cfg, nonzero, len(diffs), l0)
 		}
 	}
 }

@@ -1,9 +1,10 @@
 package eval
 
 import (
-	"context"
 	"strings"
 	"testing"
+
+	"github.com/gotune/gotune/internal/configtest"
 )
 
 // TestValidate: each invalid setting is an error naming its key, and Run
@@ -19,34 +20,21 @@ func TestValidate(t *testing.T) {
 	if err := text.Validate(); err != nil {
 		t.Fatalf("default with a model and a text: %v", err)
 	}
-	for _, c := range []struct {
-		key    string
-		change func(*Config)
-	}{
-		{KeyModel, func(c *Config) { c.Model = "" }},
-		{KeyText, func(c *Config) { c.Data = "" }},
-		{KeyText, func(c *Config) { c.Text = "corpus.txt" }},
-		{KeyAdapter, func(c *Config) { c.Data, c.Text, c.Adapter = "", "corpus.txt", "adapter" }},
-		{KeyTemplate, func(c *Config) { c.Template = "vicuna" }},
-		{KeyTemplate, func(c *Config) { c.Template = "" }},
-		{KeyMaxRows, func(c *Config) { c.MaxRows = -1 }},
-		{KeyMaxRows, func(c *Config) { c.Data, c.Text, c.MaxRows = "", "corpus.txt", 5 }},
-		{KeyTokenizer, func(c *Config) { c.Tokenizer = "tok" }},
-		{KeySeqLen, func(c *Config) { c.SeqLen = -1 }},
-		{KeySeqLen, func(c *Config) { c.SeqLen = 1 }},
-		{KeyBatchSize, func(c *Config) { c.BatchSize = 0 }},
-		{KeyBatchSize, func(c *Config) { c.BatchSize = -8 }},
-	} {
-		cfg := ok
-		c.change(&cfg)
-		err := cfg.Validate()
-		if err == nil || !strings.Contains(err.Error(), c.key) {
-			t.Errorf("%+v: error %v, want one naming %s", cfg, err, c.key)
-		}
-		if _, runErr := Run(context.Background(), cfg); runErr == nil || runErr.Error() != err.Error() {
-			t.Errorf("%+v: Run says %v, want the validation error", cfg, runErr)
-		}
-	}
+	configtest.Check(t, ok, Config.Validate, configtest.StageRun(Run), []configtest.Case[Config]{
+		{Key: KeyModel, Edit: func(c *Config) { c.Model = "" }},
+		{Key: KeyText, Edit: func(c *Config) { c.Data = "" }},
+		{Key: KeyText, Edit: func(c *Config) { c.Text = "corpus.txt" }},
+		{Key: KeyAdapter, Edit: func(c *Config) { c.Data, c.Text, c.Adapter = "", "corpus.txt", "adapter" }},
+		{Key: KeyTemplate, Edit: func(c *Config) { c.Template = "vicuna" }},
+		{Key: KeyTemplate, Edit: func(c *Config) { c.Template = "" }},
+		{Key: KeyMaxRows, Edit: func(c *Config) { c.MaxRows = -1 }},
+		{Key: KeyMaxRows, Edit: func(c *Config) { c.Data, c.Text, c.MaxRows = "", "corpus.txt", 5 }},
+		{Key: KeyTokenizer, Edit: func(c *Config) { c.Tokenizer = "tok" }},
+		{Key: KeySeqLen, Edit: func(c *Config) { c.SeqLen = -1 }},
+		{Key: KeySeqLen, Edit: func(c *Config) { c.SeqLen = 1 }},
+		{Key: KeyBatchSize, Edit: func(c *Config) { c.BatchSize = 0 }},
+		{Key: KeyBatchSize, Edit: func(c *Config) { c.BatchSize = -8 }},
+	})
 }
 
 func TestMatchConfigValidate(t *testing.T) {

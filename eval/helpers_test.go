@@ -1,7 +1,6 @@
 package eval
 
 import (
-	"math"
 	"math/rand/v2"
 	"path/filepath"
 	"testing"
@@ -10,7 +9,6 @@ import (
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/model/generate"
-	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/tokenizer"
 )
 
@@ -20,12 +18,7 @@ func modelDir(t *testing.T) (string, *model.Weights, *tokenizer.Tokenizer) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "base")
 	w, tok := tinymodel.Weights(t, 5, 512, "<s>", "</s>")
-	if err := hf.SaveModel(dir, w, hf.SaveOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := tok.Save(dir); err != nil {
-		t.Fatal(err)
-	}
+	tinymodel.Save(t, dir, w, tok)
 	return dir, w, tok
 }
 
@@ -73,16 +66,7 @@ func engineNLL(t *testing.T, e *generate.Engine, ids []int, scored func(i int) b
 		if !scored(i) {
 			continue
 		}
-		row := out[0][(i-1)*V : i*V]
-		m := math.Inf(-1)
-		for _, v := range row {
-			m = math.Max(m, float64(v))
-		}
-		var z float64
-		for _, v := range row {
-			z += math.Exp(float64(v) - m)
-		}
-		sum += m + math.Log(z) - float64(row[ids[i]])
+		sum += tinymodel.NLL(out[0][(i-1)*V:i*V], ids[i])
 		n++
 	}
 	return sum, n

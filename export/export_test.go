@@ -12,6 +12,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/gotune/gotune/checkpoints/safetensors"
+	"github.com/gotune/gotune/internal/configtest"
 	"github.com/gotune/gotune/internal/tinymodel"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
@@ -30,12 +31,7 @@ func writeBase(t *testing.T, dir string, hidden int, seed uint64) *model.Weights
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := hf.SaveModel(dir, w, hf.SaveOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := tokenizer.NewByteLevel([]string{"<|bos|>", "<|eos|>", "<|pad|>", "<|unk|>"}).Save(dir); err != nil {
-		t.Fatal(err)
-	}
+	tinymodel.Save(t, dir, w, tokenizer.NewByteLevel([]string{"<|bos|>", "<|eos|>", "<|pad|>", "<|unk|>"}))
 	return w
 }
 
@@ -307,32 +303,16 @@ func TestExportReplacesSavedModules(t *testing.T) {
 // TestConfigValidate: Run refuses every invalid field, before reading
 // anything, with an error naming its key.
 func TestConfigValidate(t *testing.T) {
-	valid := func() Config {
-		c := DefaultConfig()
-		c.Adapter, c.Out = "adapter", "out"
-		return c
-	}
-	if err := valid().Validate(); err != nil {
-		t.Fatalf("default config: %v", err)
-	}
-	cases := []struct {
-		key string
-		set func(*Config)
-	}{
-		{KeyAdapter, func(c *Config) { c.Adapter = "" }},
-		{KeyOut, func(c *Config) { c.Out = "" }},
-		{KeyMaxShardSize, func(c *Config) { c.MaxShardBytes = 0 }},
-		{KeyMaxShardSize, func(c *Config) { c.MaxShardBytes = -1 }},
-		{KeyDtype, func(c *Config) { c.Dtype = "" }},
-		{KeyDtype, func(c *Config) { c.Dtype = safetensors.I64 }},
-	}
-	for _, tc := range cases {
-		c := valid()
-		tc.set(&c)
-		if _, err := Run(context.Background(), c); err == nil || !strings.Contains(err.Error(), tc.key) {
-			t.Errorf("%s: error %v does not name it", tc.key, err)
-		}
-	}
+	valid := DefaultConfig()
+	valid.Adapter, valid.Out = "adapter", "out"
+	configtest.Check(t, valid, Config.Validate, configtest.StageRun(Run), []configtest.Case[Config]{
+		{Key: KeyAdapter, Edit: func(c *Config) { c.Adapter = "" }},
+		{Key: KeyOut, Edit: func(c *Config) { c.Out = "" }},
+		{Key: KeyMaxShardSize, Edit: func(c *Config) { c.MaxShardBytes = 0 }},
+		{Key: KeyMaxShardSize, Edit: func(c *Config) { c.MaxShardBytes = -1 }},
+		{Key: KeyDtype, Edit: func(c *Config) { c.Dtype = "" }},
+		{Key: KeyDtype, Edit: func(c *Config) { c.Dtype = safetensors.I64 }},
+	})
 }
 
 func TestParseDtype(t *testing.T) {

@@ -31,12 +31,7 @@ func TestMergedExportKeepsQwen3(t *testing.T) {
 			model.F32(l.KNorm)[j] = 1 - 0.03*float32(i+j)
 		}
 	}
-	if err := hf.SaveModel(baseDir, w, hf.SaveOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := tokenizer.NewByteLevel([]string{"<|bos|>", "<|eos|>", "<|pad|>", "<|unk|>"}).Save(baseDir); err != nil {
-		t.Fatal(err)
-	}
+	tinymodel.Save(t, baseDir, w, tokenizer.NewByteLevel([]string{"<|bos|>", "<|eos|>", "<|pad|>", "<|unk|>"}))
 	a := trainedAdapter(t, w, "all-linear")
 	if err := a.Save(adapterDir, baseDir, "CAUSAL_LM", nil); err != nil {
 		t.Fatal(err)

@@ -130,16 +130,7 @@ func scoreWindows(t *testing.T, w *model.Weights, s Windows, B int) (float64, in
 			if weights[i] == 0 {
 				continue
 			}
-			row := lg[i*V : (i+1)*V]
-			m := math.Inf(-1)
-			for _, v := range row {
-				m = math.Max(m, float64(v))
-			}
-			var z float64
-			for _, v := range row {
-				z += math.Exp(float64(v) - m)
-			}
-			sum += m + math.Log(z) - float64(row[g.In.Targets[i]])
+			sum += tinymodel.NLL(lg[i*V:(i+1)*V], int(g.In.Targets[i]))
 			n++
 		}
 	}

@@ -123,38 +123,15 @@ func TestAdapterGradientsFiniteDifference(t *testing.T) {
 	for i := range g.Vector("weights") {
 		g.Vector("weights")[i] = float32(i % 3) // some tokens masked out
 	}
-	loss := g.MeanNLL(wn)
+	params := inj.Params()
 	var wrt []*G.Node
-	for _, p := range inj.Params() {
+	for _, p := range params {
 		wrt = append(wrt, p.Node)
 	}
-	prog, err := g.Compile(loss, wrt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eval := func() float64 {
-		prog.ZeroGrad()
-		if err := prog.Run(); err != nil {
-			t.Fatal(err)
-		}
-		return loss.Value().Data().(float64)
-	}
-	eval()
-	for _, p := range inj.Params() {
-		grad := append([]float32(nil), prog.Grad(p.Node)...)
-		vals := p.Node.Value().Data().([]float64)
-		for _, i := range []int{0, len(vals) / 2, len(vals) - 1} {
-			const h = 1e-5
-			orig := vals[i]
-			vals[i] = orig + h
-			up := eval()
-			vals[i] = orig - h
-			down := eval()
-			vals[i] = orig
-			fd := (up - down) / (2 * h)
-			if math.Abs(fd-float64(grad[i])) > 1e-5+1e-3*math.Abs(fd) {
-				t.Errorf("%s[%d]: analytic %g, finite difference %g", p.Name, i, grad[i], fd)
-			}
+	_, diffs := tinymodel.CentralDifferences(t, g, g.MeanNLL(wn), wrt, func(n int) []int { return []int{0, n / 2, n - 1} })
+	for _, d := range diffs {
+		if math.Abs(d.Numeric-d.Analytic) > 1e-5+1e-3*math.Abs(d.Numeric) {
+			t.Errorf("%s[%d]: analytic %g, finite difference %g", params[d.Param].Name, d.Index, d.Analytic, d.Numeric)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gotune/gotune/internal/configtest"
 	"github.com/gotune/gotune/internal/tinymodel"
 	"github.com/gotune/gotune/model/generate"
 )
@@ -152,27 +153,17 @@ func TestMineGreedy(t *testing.T) {
 // naming its key.
 func TestMineRejectsBadConfig(t *testing.T) {
 	e := tinyEngine(t)
-	if err := DefaultConfig().Validate(); err != nil {
-		t.Fatalf("default config: %v", err)
+	mine := func(c Config) error {
+		_, _, _, err := Mine(context.Background(), e, []Task{{Prompt: "p", Answer: "a"}}, c)
+		return err
 	}
-	cases := []struct {
-		key string
-		set func(*Config)
-	}{
-		{KeySamples, func(c *Config) { c.Samples = 0 }},
-		{KeyTemperature, func(c *Config) { c.Temperature = -1 }},
-		{KeyTopP, func(c *Config) { c.TopP = 0 }},
-		{KeyTopP, func(c *Config) { c.TopP = 1.01 }},
-		{KeyMaxTokens, func(c *Config) { c.MaxTokens = 0 }},
-		{KeyStop, func(c *Config) { c.Stop = []string{"\n", ""} }},
-		{"Batch", func(c *Config) { c.Batch = 0 }},
-	}
-	for _, tc := range cases {
-		cfg := DefaultConfig()
-		tc.set(&cfg)
-		_, _, _, err := Mine(context.Background(), e, []Task{{Prompt: "p", Answer: "a"}}, cfg)
-		if err == nil || !strings.Contains(err.Error(), tc.key) {
-			t.Errorf("%s: error %v does not name it", tc.key, err)
-		}
-	}
+	configtest.Check(t, DefaultConfig(), Config.Validate, mine, []configtest.Case[Config]{
+		{Key: KeySamples, Edit: func(c *Config) { c.Samples = 0 }},
+		{Key: KeyTemperature, Edit: func(c *Config) { c.Temperature = -1 }},
+		{Key: KeyTopP, Edit: func(c *Config) { c.TopP = 0 }},
+		{Key: KeyTopP, Edit: func(c *Config) { c.TopP = 1.01 }},
+		{Key: KeyMaxTokens, Edit: func(c *Config) { c.MaxTokens = 0 }},
+		{Key: KeyStop, Edit: func(c *Config) { c.Stop = []string{"\n", ""} }},
+		{Key: "Batch", Edit: func(c *Config) { c.Batch = 0 }},
+	})
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/dpo"
 	"github.com/gotune/gotune/export"
+	"github.com/gotune/gotune/finetune"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/ppo"
 	"github.com/gotune/gotune/pretrain"
@@ -187,13 +188,18 @@ type Default struct {
 func (d *Default) dataPath(name string) string { return filepath.Join(d.RunDir, "data", name) }
 func (d *Default) stageDir(name string) string { return filepath.Join(d.RunDir, name) }
 
+// adapterDir is where a stage's run leaves its adapter.
+func (d *Default) adapterDir(stage string) string { return finetune.AdapterDir(d.stageDir(stage)) }
+
+// minedPairs is the pairs stage's output, which the reward model and DPO
+// train on.
+func (d *Default) minedPairs() string { return filepath.Join(d.stageDir("pairs"), FileMinedPairs) }
+
 // Stages declares the default run: base → data → self-instruct → sft →
 // pairs → reward → dpo → ppo → export → eval.
 func (d *Default) Stages() []Stage {
 	z := d.Sizes
-	adapter := func(stage string) string { return filepath.Join(d.stageDir(stage), "adapter") }
 	dataDir := filepath.Join(d.RunDir, "data")
-	minedPairs := filepath.Join(d.stageDir("pairs"), FileMinedPairs)
 	return []Stage{
 		{
 			Name: "base", Dir: d.BaseDir, Config: struct {
@@ -221,42 +227,42 @@ func (d *Default) Stages() []Stage {
 		{
 			Name: "sft", Config: z.SFTSteps,
 			Inputs:  []string{d.BaseDir, d.dataPath(FileSFT), d.dataPath(FileInstructionsEval)},
-			Outputs: []string{adapter("sft")},
+			Outputs: []string{d.adapterDir("sft")},
 			Run:     d.runSFT,
 		},
 		{
 			Name: "pairs", Config: z.PairSamples,
-			Inputs:  []string{d.BaseDir, adapter("sft"), d.dataPath(FilePreferences)},
-			Outputs: []string{minedPairs},
+			Inputs:  []string{d.BaseDir, d.adapterDir("sft"), d.dataPath(FilePreferences)},
+			Outputs: []string{d.minedPairs()},
 			Run:     d.runPairs,
 		},
 		{
 			Name: "reward", Config: z.RewardSteps,
-			Inputs:  []string{d.BaseDir, adapter("sft"), minedPairs, d.dataPath(FilePreferencesEval)},
-			Outputs: []string{adapter("reward")},
+			Inputs:  []string{d.BaseDir, d.adapterDir("sft"), d.minedPairs(), d.dataPath(FilePreferencesEval)},
+			Outputs: []string{d.adapterDir("reward")},
 			Run:     d.runReward,
 		},
 		{
 			Name: "dpo", Config: z.DPOSteps,
-			Inputs:  []string{d.BaseDir, adapter("sft"), minedPairs, d.dataPath(FilePreferencesEval)},
-			Outputs: []string{adapter("dpo")},
+			Inputs:  []string{d.BaseDir, d.adapterDir("sft"), d.minedPairs(), d.dataPath(FilePreferencesEval)},
+			Outputs: []string{d.adapterDir("dpo")},
 			Run:     d.runDPO,
 		},
 		{
 			Name: "ppo", Config: struct{ Iterations, Rollouts int }{z.PPOIterations, z.PPORollouts},
-			Inputs:  []string{d.BaseDir, adapter("sft"), adapter("reward"), d.dataPath(FilePrompts)},
-			Outputs: []string{adapter("ppo")},
+			Inputs:  []string{d.BaseDir, d.adapterDir("sft"), d.adapterDir("reward"), d.dataPath(FilePrompts)},
+			Outputs: []string{d.adapterDir("ppo")},
 			Run:     d.runPPO,
 		},
 		{
 			Name: "export", Config: "dpo",
-			Inputs:  []string{filepath.Join(d.stageDir("dpo"), "base"), adapter("dpo")},
+			Inputs:  []string{filepath.Join(d.stageDir("dpo"), "base"), d.adapterDir("dpo")},
 			Outputs: []string{filepath.Join(d.stageDir("export"), "model", "config.json")},
 			Run:     d.runExport,
 		},
 		{
 			Name: "eval", Config: z.EvalTasks,
-			Inputs:  []string{d.BaseDir, adapter("sft"), adapter("dpo"), adapter("ppo")},
+			Inputs:  []string{d.BaseDir, d.adapterDir("sft"), d.adapterDir("dpo"), d.adapterDir("ppo")},
 			Outputs: []string{filepath.Join(d.stageDir("eval"), FileEval)},
 			Run:     d.runEval,
 		},
@@ -287,45 +293,32 @@ func (d *Default) baseConfig(resume bool) pretrain.Config {
 func (d *Default) runData(ctx context.Context, _ bool) error {
 	z := d.Sizes
 	w := world.New(z.WorldSeed)
-	toInstr := func(rows []world.Instruction) []data.Instruction {
-		out := make([]data.Instruction, len(rows))
-		for i, r := range rows {
-			out[i] = data.Instruction{Instruction: r.Instruction, Input: r.Input, Output: r.Output, Source: "world"}
+	// The instruction rows name the world as their source.
+	instructions := func(split world.Split, n int) []data.Instruction {
+		rows := w.Instructions(split, n).Rows()
+		for i := range rows {
+			rows[i].Source = "world"
 		}
-		return out
-	}
-	toPref := func(rows []world.Preference) []data.Preference {
-		out := make([]data.Preference, len(rows))
-		for i, r := range rows {
-			out[i] = data.Preference{Prompt: r.Prompt, Chosen: r.Chosen, Rejected: r.Rejected}
-		}
-		return out
-	}
-	toPrompt := func(rows []world.Prompt) []data.Prompt {
-		out := make([]data.Prompt, len(rows))
-		for i, r := range rows {
-			out[i] = data.Prompt{Prompt: r.Prompt}
-		}
-		return out
+		return rows
 	}
 	steps := []func() error{
 		func() error {
-			return data.WriteInstructions(d.dataPath(FileInstructions), toInstr(w.Instructions(world.Train, z.SFTRows)))
+			return data.WriteInstructions(d.dataPath(FileInstructions), instructions(world.Train, z.SFTRows))
 		},
 		func() error {
-			return data.WriteInstructions(d.dataPath(FileInstructionsEval), toInstr(w.Instructions(world.Valid, z.EvalRows)))
+			return data.WriteInstructions(d.dataPath(FileInstructionsEval), instructions(world.Valid, z.EvalRows))
 		},
 		func() error {
-			return data.WritePreferences(d.dataPath(FilePreferences), toPref(w.Preferences(world.Train, z.Pairs)))
+			return data.WritePreferences(d.dataPath(FilePreferences), w.Preferences(world.Train, z.Pairs).Rows())
 		},
 		func() error {
-			return data.WritePreferences(d.dataPath(FilePreferencesEval), toPref(w.Preferences(world.Valid, z.EvalPairs)))
+			return data.WritePreferences(d.dataPath(FilePreferencesEval), w.Preferences(world.Valid, z.EvalPairs).Rows())
 		},
 		func() error {
-			return data.WritePrompts(d.dataPath(FilePrompts), toPrompt(w.Prompts(world.Train, z.Prompts)))
+			return data.WritePrompts(d.dataPath(FilePrompts), w.Prompts(world.Train, z.Prompts).Rows())
 		},
 		func() error {
-			return data.WritePrompts(d.dataPath(FilePromptsEval), toPrompt(w.Prompts(world.Valid, z.EvalPrompts)))
+			return data.WritePrompts(d.dataPath(FilePromptsEval), w.Prompts(world.Valid, z.EvalPrompts).Rows())
 		},
 		func() error {
 			return atomicfile.Write(d.dataPath(FileSeedTasks), func(wr io.Writer) error { return world.WriteSeedTasks(wr, w.SeedTasks()) })
@@ -374,8 +367,8 @@ func (d *Default) runReward(ctx context.Context, resume bool) error {
 func (d *Default) rewardConfig(resume bool) reward.Config {
 	cfg := reward.DefaultConfig()
 	cfg.Base = d.BaseDir
-	cfg.SFTAdapter = filepath.Join(d.stageDir("sft"), "adapter")
-	cfg.Data = filepath.Join(d.stageDir("pairs"), FileMinedPairs)
+	cfg.SFTAdapter = d.adapterDir("sft")
+	cfg.Data = d.minedPairs()
 	cfg.EvalData = d.dataPath(FilePreferencesEval)
 	cfg.Out, cfg.Resume = d.stageDir("reward"), resume
 	cfg.Train.Steps, cfg.Train.Quiet = d.Sizes.RewardSteps, d.Quiet
@@ -391,8 +384,8 @@ func (d *Default) runDPO(ctx context.Context, resume bool) error {
 func (d *Default) dpoConfig(resume bool) dpo.Config {
 	cfg := dpo.DefaultConfig()
 	cfg.Base = d.BaseDir
-	cfg.SFTAdapter = filepath.Join(d.stageDir("sft"), "adapter")
-	cfg.Data = filepath.Join(d.stageDir("pairs"), FileMinedPairs)
+	cfg.SFTAdapter = d.adapterDir("sft")
+	cfg.Data = d.minedPairs()
 	cfg.EvalData = d.dataPath(FilePreferencesEval)
 	cfg.Out, cfg.Resume = d.stageDir("dpo"), resume
 	cfg.Train.Steps, cfg.Train.Quiet = d.Sizes.DPOSteps, d.Quiet
@@ -408,8 +401,8 @@ func (d *Default) runPPO(ctx context.Context, resume bool) error {
 func (d *Default) ppoConfig(resume bool) ppo.Config {
 	cfg := ppo.DefaultConfig()
 	cfg.Base = d.BaseDir
-	cfg.SFTAdapter = filepath.Join(d.stageDir("sft"), "adapter")
-	cfg.RewardAdapter = filepath.Join(d.stageDir("reward"), "adapter")
+	cfg.SFTAdapter = d.adapterDir("sft")
+	cfg.RewardAdapter = d.adapterDir("reward")
 	cfg.Prompts = d.dataPath(FilePrompts)
 	cfg.EvalPrompts = d.dataPath(FilePromptsEval)
 	cfg.Out, cfg.Resume = d.stageDir("ppo"), resume
@@ -422,9 +415,9 @@ func (d *Default) ppoConfig(resume bool) ppo.Config {
 func (d *Default) runExport(ctx context.Context, _ bool) error {
 	cfg := export.DefaultConfig()
 	cfg.Base = filepath.Join(d.stageDir("dpo"), "base")
-	cfg.Adapter = filepath.Join(d.stageDir("dpo"), "adapter")
+	cfg.Adapter = d.adapterDir("dpo")
 	cfg.Out = filepath.Join(d.stageDir("export"), "model")
-	cfg.AdapterOut = filepath.Join(d.stageDir("export"), "adapter")
+	cfg.AdapterOut = d.adapterDir("export")
 	_, err := export.Run(ctx, cfg)
 	return err
 }

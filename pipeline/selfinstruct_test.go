@@ -10,8 +10,8 @@ import (
 
 	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/data/world"
+	"github.com/gotune/gotune/internal/tinymodel"
 	"github.com/gotune/gotune/model"
-	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/pretrain"
 	"github.com/gotune/gotune/tokenizer"
 )
@@ -33,12 +33,7 @@ func randomBase(t *testing.T, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := hf.SaveModel(dir, w, hf.SaveOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := tok.Save(dir); err != nil {
-		t.Fatal(err)
-	}
+	tinymodel.Save(t, dir, w, tok)
 }
 
 // TestSelfInstructStartsOverForNewBase changes the base model under a

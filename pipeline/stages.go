@@ -107,7 +107,7 @@ const (
 // right keep the world's plausible wrong answer. Reward modelling and DPO
 // train on the result, so they learn from the mistakes the SFT model makes.
 func (d *Default) runPairs(ctx context.Context, _ bool) error {
-	w, tok, err := eval.LoadModel(d.BaseDir, filepath.Join(d.stageDir("sft"), "adapter"))
+	w, tok, err := eval.LoadModel(d.BaseDir, d.adapterDir("sft"))
 	if err != nil {
 		return err
 	}
@@ -129,14 +129,11 @@ func (d *Default) runPairs(ctx context.Context, _ bool) error {
 		return err
 	}
 	d.logf("  pairs: %s", rep)
-	rows := make([]data.Preference, len(prefs))
-	for i, p := range prefs {
-		rows[i] = data.Preference{Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected}
-	}
+	rows := prefs.Rows()
 	for k, i := range index {
 		rows[i] = mined[k]
 	}
-	if err := data.WritePreferences(filepath.Join(d.stageDir("pairs"), FileMinedPairs), rows); err != nil {
+	if err := data.WritePreferences(d.minedPairs(), rows); err != nil {
 		return err
 	}
 	raw, err := json.MarshalIndent(rep, "", "  ")
@@ -167,15 +164,15 @@ func familyLine(fams map[string]eval.FamilyScore) string {
 // world's Test split, decoding greedily.
 func (d *Default) runEval(ctx context.Context, _ bool) error {
 	tasks := evalTasks(world.New(d.Sizes.WorldSeed).Tasks(world.Test, d.Sizes.EvalTasks))
-	sftAdapter := filepath.Join(d.stageDir("sft"), "adapter")
+	sftAdapter := d.adapterDir("sft")
 	variants := []struct {
 		name     string
 		adapters []string // merged in order; the last is merged too
 	}{
 		{"base", nil},
 		{"sft", []string{sftAdapter}},
-		{"dpo", []string{sftAdapter, filepath.Join(d.stageDir("dpo"), "adapter")}},
-		{"ppo", []string{sftAdapter, filepath.Join(d.stageDir("ppo"), "adapter")}},
+		{"dpo", []string{sftAdapter, d.adapterDir("dpo")}},
+		{"ppo", []string{sftAdapter, d.adapterDir("ppo")}},
 	}
 	cfg := eval.MatchConfig{MaxTokens: evalMaxTokens, Stop: []string{"\n"}, Samples: EvalSamples, Temperature: EvalTemperature,
 		Seed: uint64(d.Sizes.WorldSeed), Batch: 32}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/gotune/gotune/data"
@@ -20,11 +19,7 @@ var worldBaseDir = tinymodel.WorldBase()
 // writeWorldPrompts writes n prompts of the world's split to path.
 func writeWorldPrompts(t testing.TB, path string, split world.Split, n int) {
 	t.Helper()
-	var rows []data.Prompt
-	for _, p := range world.New(1).Prompts(split, n) {
-		rows = append(rows, data.Prompt{Prompt: p.Prompt})
-	}
-	if err := data.WritePrompts(path, rows); err != nil {
+	if err := data.WritePrompts(path, world.New(1).Prompts(split, n).Rows()); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -33,33 +28,23 @@ func writeWorldPrompts(t testing.TB, path string, split world.Split, n int) {
 // (40 updates of 8 pairs on the committed base) and prompt files, made once
 // for the package's tests.
 var fixture struct {
-	once                     sync.Once
-	dir, rm, prompts, evalPs string
-	err                      error
+	dir                 tinymodel.SharedDir
+	rm, prompts, evalPs string
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if fixture.dir != "" {
-		os.RemoveAll(fixture.dir)
-	}
+	fixture.dir.Remove()
 	os.Exit(code)
 }
 
 func rlhfFixture(t *testing.T) {
 	t.Helper()
-	fixture.once.Do(func() {
-		if fixture.dir, fixture.err = os.MkdirTemp("", "ppo-test"); fixture.err != nil {
-			return
-		}
-		d := fixture.dir
+	fixture.dir.Make(t, "ppo-test", func(d string) error {
 		fixture.prompts, fixture.evalPs = filepath.Join(d, "prompts.arrow"), filepath.Join(d, "eval_prompts.arrow")
-		var prefs []data.Preference
-		for _, p := range world.New(1).Preferences(world.Train, 1000) {
-			prefs = append(prefs, data.Preference{Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected})
-		}
-		if fixture.err = data.WritePreferences(filepath.Join(d, "prefs.arrow"), prefs); fixture.err != nil {
-			return
+		prefs := world.New(1).Preferences(world.Train, 1000).Rows()
+		if err := data.WritePreferences(filepath.Join(d, "prefs.arrow"), prefs); err != nil {
+			return err
 		}
 		writeWorldPrompts(t, fixture.prompts, world.Train, 256)
 		writeWorldPrompts(t, fixture.evalPs, world.Valid, 32)
@@ -67,11 +52,8 @@ func rlhfFixture(t *testing.T) {
 		rc.Base, rc.Data, rc.HeldOut, rc.Out = worldBaseDir, filepath.Join(d, "prefs.arrow"), 0, filepath.Join(d, "rm")
 		rc.Train.Steps, rc.Train.LR, rc.Train.Quiet = 40, 2e-3, true
 		rc.Train.EvalEvery, rc.Train.CheckpointEvery, rc.Train.LogEvery = 0, 0, 10
-		var res reward.Result
-		res, fixture.err = reward.Run(context.Background(), rc)
+		res, err := reward.Run(context.Background(), rc)
 		fixture.rm = res.AdapterDir
+		return err
 	})
-	if fixture.err != nil {
-		t.Fatal(fixture.err)
-	}
 }

@@ -96,8 +96,19 @@ func TestPretrainLowersHeldOutLoss(t *testing.T) {
 	}
 	_, held := SplitHeldOut(docs, cfg.HeldOut)
 	s := finetune.Windows{Stream: finetune.Tokenize(tok, held), T: cfg.SeqLen}
-	before := scoreWindows(t, w0, s, 8)
-	after := scoreWindows(t, w, s, 8)
+	// finetune's test checks TextLoss against an independent float64
+	// scoring of the same windows.
+	before, n, err := finetune.TextLoss(context.Background(), w0, s, 8, int32(tok.PAD()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, _, err := finetune.TextLoss(context.Background(), w, s, 8, int32(tok.PAD()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != len(s.Stream)-1 {
+		t.Fatalf("scored %d targets of a %d-token stream", n, len(s.Stream))
+	}
 	t.Logf("held-out loss %.4f → %.4f (ln V = %.4f) on %d tokens; loop reported %.4f", before, after, math.Log(float64(w.Config.VocabSize)), len(s.Stream)-1, res.EvalLoss)
 	if math.Abs(before-math.Log(float64(w.Config.VocabSize))) > 0.1 {
 		t.Errorf("untrained loss %.4f is not ≈ ln V", before)
@@ -124,60 +135,6 @@ func TestPretrainLowersHeldOutLoss(t *testing.T) {
 	if last["step"] != 150 || last["eval_loss"] == 0 || last["epoch"] <= 0 {
 		t.Errorf("last metrics record %v", last)
 	}
-}
-
-// scoreWindows is an independent evaluation: full logits from the graph,
-// log-softmax and the mean NLL of every target computed here in float64.
-func scoreWindows(t *testing.T, w *model.Weights, s finetune.Windows, B int) float64 {
-	t.Helper()
-	T := s.T
-	g, err := model.Build(w, model.GraphOptions{B: B, T: T})
-	if err != nil {
-		t.Fatal(err)
-	}
-	logits := g.Logits()
-	prog, err := g.Compile(nil, nil, logits)
-	if err != nil {
-		t.Fatal(err)
-	}
-	V := w.Config.VocabSize
-	var sum float64
-	var n int
-	weights := make([]float32, B*T)
-	for k := 0; k < s.Len(); k += B {
-		rows := min(B, s.Len()-k)
-		for r := range B {
-			if r < rows {
-				s.Fill(k+r, r, g.In.Tokens, g.In.Targets, weights, 0)
-			} else {
-				s.Fill(0, r, g.In.Tokens, g.In.Targets, weights, 0)
-			}
-		}
-		if err := prog.Run(); err != nil {
-			t.Fatal(err)
-		}
-		lg := model.Value32(logits)
-		for i := range rows * T {
-			if weights[i] == 0 {
-				continue
-			}
-			row := lg[i*V : (i+1)*V]
-			m := math.Inf(-1)
-			for _, v := range row {
-				m = math.Max(m, float64(v))
-			}
-			var z float64
-			for _, v := range row {
-				z += math.Exp(float64(v) - m)
-			}
-			sum += m + math.Log(z) - float64(row[g.In.Targets[i]])
-			n++
-		}
-	}
-	if n != len(s.Stream)-1 {
-		t.Fatalf("scored %d targets of a %d-token stream", n, len(s.Stream))
-	}
-	return sum / float64(n)
 }
 
 // TestPretrainResume interrupts a run with Ctrl-C, resumes it, and

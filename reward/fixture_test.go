@@ -15,11 +15,7 @@ var worldBaseDir = tinymodel.WorldBase()
 // worldPreferences writes n preference pairs of the world's split to path.
 func worldPreferences(t testing.TB, path string, split world.Split, n int) {
 	t.Helper()
-	var rows []data.Preference
-	for _, p := range world.New(1).Preferences(split, n) {
-		rows = append(rows, data.Preference{Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected})
-	}
-	if err := data.WritePreferences(path, rows); err != nil {
+	if err := data.WritePreferences(path, world.New(1).Preferences(split, n).Rows()); err != nil {
 		t.Fatal(err)
 	}
 }

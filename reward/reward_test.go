@@ -1,22 +1,20 @@
 package reward
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/gotune/gotune/checkpoints/safetensors"
 	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/finetune"
+	"github.com/gotune/gotune/internal/tinymodel"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/tokenizer"
@@ -26,17 +24,14 @@ import (
 // trained is a reward model trained once on default-world preferences and
 // shared by the tests that read it.
 var trained struct {
-	once                   sync.Once
-	dir, valid, train, out string
-	res                    Result
-	err                    error
+	dir               tinymodel.SharedDir
+	valid, train, out string
+	res               Result
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if trained.dir != "" {
-		os.RemoveAll(trained.dir)
-	}
+	trained.dir.Remove()
 	os.Exit(code)
 }
 
@@ -46,11 +41,7 @@ func TestMain(m *testing.M) {
 // (items that never occur in training, in any phrasing).
 func trainedModel(t *testing.T) {
 	t.Helper()
-	trained.once.Do(func() {
-		if trained.dir, trained.err = os.MkdirTemp("", "reward-test"); trained.err != nil {
-			return
-		}
-		d := trained.dir
+	trained.dir.Make(t, "reward-test", func(d string) error {
 		trained.train, trained.valid = filepath.Join(d, "train.arrow"), filepath.Join(d, "valid.arrow")
 		worldPreferences(t, trained.train, world.Train, 2000)
 		worldPreferences(t, trained.valid, world.Valid, 400)
@@ -59,31 +50,10 @@ func trainedModel(t *testing.T) {
 		cfg.Train.Steps, cfg.Train.LR, cfg.Train.Quiet = 60, 2e-3, true
 		cfg.Train.EvalEvery, cfg.Train.CheckpointEvery, cfg.Train.LogEvery = 30, 0, 10
 		trained.out = cfg.Out
-		trained.res, trained.err = Run(context.Background(), cfg)
+		var err error
+		trained.res, err = Run(context.Background(), cfg)
+		return err
 	})
-	if trained.err != nil {
-		t.Fatal(trained.err)
-	}
-}
-
-// readMetrics returns the records of a metrics.jsonl.
-func readMetrics(t *testing.T, dir string) []map[string]float64 {
-	t.Helper()
-	f, err := os.Open(train.MetricsFile(dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []map[string]float64
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var rec map[string]float64
-		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, rec)
-	}
-	return out
 }
 
 // TestRewardModelLearnsWorldPreferences: after 60 updates the reward model
@@ -103,7 +73,10 @@ func TestRewardModelLearnsWorldPreferences(t *testing.T) {
 	if res.Eval.Margin <= 0 || res.Eval.MinReward >= res.Eval.MeanReward || res.Eval.MaxReward <= res.Eval.MeanReward {
 		t.Errorf("held-out metrics %+v", res.Eval)
 	}
-	recs := readMetrics(t, trained.out)
+	recs, err := train.ReadMetrics(train.MetricsFile(trained.out))
+	if err != nil {
+		t.Fatal(err)
+	}
 	var evals, trains int
 	for _, r := range recs {
 		if _, ok := r["eval_accuracy"]; ok {
@@ -185,11 +158,7 @@ func TestRewardModelLearnsWorldPreferences(t *testing.T) {
 func TestScoreAddsColumns(t *testing.T) {
 	trainedModel(t)
 	dir := t.TempDir()
-	w := world.New(3)
-	var ins []data.Instruction
-	for _, x := range w.Instructions(world.Valid, 12) {
-		ins = append(ins, data.Instruction{Instruction: x.Instruction, Input: x.Input, Output: x.Output})
-	}
+	ins := world.New(3).Instructions(world.Valid, 12).Rows()
 	insPath := filepath.Join(dir, "ins.arrow")
 	if err := data.WriteInstructions(insPath, ins); err != nil {
 		t.Fatal(err)
@@ -301,31 +270,6 @@ func readFloatColumn(t *testing.T, path, name string, n int) []float64 {
 	return out
 }
 
-// cancelAfter is a context that reports cancellation once dir's
-// metrics.jsonl holds n records (the loop checks it before each update).
-type cancelAfter struct {
-	context.Context
-	dir string
-	n   int
-}
-
-func (c cancelAfter) Err() error {
-	b, _ := os.ReadFile(train.MetricsFile(c.dir))
-	if strings.Count(string(b), "\n") >= c.n {
-		return context.Canceled
-	}
-	return nil
-}
-
-// metricLines returns metrics.jsonl's records without the timing figure.
-func metricLines(t *testing.T, dir string) []map[string]float64 {
-	recs := readMetrics(t, dir)
-	for _, r := range recs {
-		delete(r, train.KeyTokensPerSec)
-	}
-	return recs
-}
-
 // TestResume: a run interrupted after 3 of 8 updates and resumed ends with
 // the same adapter, bit for bit, and the same metrics as an uninterrupted
 // run, with dropout and margins in play.
@@ -354,7 +298,7 @@ func TestResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	cut := config(filepath.Join(dir, "cut"))
-	_, err = Run(cancelAfter{context.Background(), cut.Out, 3}, cut)
+	_, err = Run(tinymodel.CancelAfterLines{Context: context.Background(), Path: train.MetricsFile(cut.Out), N: 3}, cut)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted run: %v", err)
 	}
@@ -378,13 +322,15 @@ func TestResume(t *testing.T) {
 	if len(a) == 0 || !slices.Equal(a, b) {
 		t.Error("resumed adapter differs from the uninterrupted one")
 	}
-	ma, mb := metricLines(t, straight.Out), metricLines(t, cut.Out)
-	if len(ma) != len(mb) {
-		t.Fatalf("%d vs %d metric records", len(ma), len(mb))
+	// The records agree but for the wall-clock throughput.
+	ma, errA := train.ReadMetrics(train.MetricsFile(straight.Out))
+	mb, errB := train.ReadMetrics(train.MetricsFile(cut.Out))
+	if errA != nil || errB != nil || len(ma) != len(mb) {
+		t.Fatalf("%d vs %d metric records (%v, %v)", len(ma), len(mb), errA, errB)
 	}
 	for i := range ma {
 		for k, v := range ma[i] {
-			if mb[i][k] != v {
+			if k != train.KeyTokensPerSec && mb[i][k] != v {
 				t.Errorf("record %d, %s: resumed %v, uninterrupted %v", i, k, mb[i][k], v)
 			}
 		}
@@ -406,7 +352,7 @@ func TestLossGatherAndGradient(t *testing.T) {
 	enc, _ := finetune.NewSequenceEncoder(m.Tokenizer)
 	var batch []Pair
 	for i, p := range world.New(5).Preferences(world.Train, 3) {
-		pr, err := encodePair(enc, data.Preference{Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected}, i)
+		pr, err := encodePair(enc, p.Row(), i)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gotune/gotune/internal/configtest"
 	"github.com/gotune/gotune/internal/tinymodel"
 	"github.com/gotune/gotune/model/generate"
 )
@@ -497,30 +498,21 @@ func TestGracefulShutdown(t *testing.T) {
 // its key, and ListenAndServe an empty address.
 func TestConfigValidate(t *testing.T) {
 	e := testEngine(t)
-	if err := DefaultConfig().Validate(); err != nil {
-		t.Fatalf("default config: %v", err)
+	newErr := func(c Config) error {
+		_, err := New(e, c)
+		return err
 	}
-	cases := []struct {
-		key string
-		set func(*Config)
-	}{
-		{KeyModelName, func(c *Config) { c.ModelName = "" }},
-		{KeyMaxRequestBytes, func(c *Config) { c.MaxRequestBytes = 0 }},
-		{KeyMaxPromptTokens, func(c *Config) { c.MaxPromptTokens = -1 }},
-		{KeyMaxTokens, func(c *Config) { c.MaxTokens = 0 }},
-		{KeyDefaultMaxTokens, func(c *Config) { c.DefaultMaxTokens = -5 }},
-		{"MaxChoices", func(c *Config) { c.MaxChoices = 0 }},
-		{KeyMaxBatch, func(c *Config) { c.MaxBatch = 0 }},
-		{KeyMaxPending, func(c *Config) { c.MaxPending = -1 }},
-		{KeyShutdownTimeout, func(c *Config) { c.ShutdownTimeout = 0 }},
-	}
-	for _, tc := range cases {
-		c := DefaultConfig()
-		tc.set(&c)
-		if _, err := New(e, c); err == nil || !strings.Contains(err.Error(), tc.key) {
-			t.Errorf("%s: error %v does not name it", tc.key, err)
-		}
-	}
+	configtest.Check(t, DefaultConfig(), Config.Validate, newErr, []configtest.Case[Config]{
+		{Key: KeyModelName, Edit: func(c *Config) { c.ModelName = "" }},
+		{Key: KeyMaxRequestBytes, Edit: func(c *Config) { c.MaxRequestBytes = 0 }},
+		{Key: KeyMaxPromptTokens, Edit: func(c *Config) { c.MaxPromptTokens = -1 }},
+		{Key: KeyMaxTokens, Edit: func(c *Config) { c.MaxTokens = 0 }},
+		{Key: KeyDefaultMaxTokens, Edit: func(c *Config) { c.DefaultMaxTokens = -5 }},
+		{Key: "MaxChoices", Edit: func(c *Config) { c.MaxChoices = 0 }},
+		{Key: KeyMaxBatch, Edit: func(c *Config) { c.MaxBatch = 0 }},
+		{Key: KeyMaxPending, Edit: func(c *Config) { c.MaxPending = -1 }},
+		{Key: KeyShutdownTimeout, Edit: func(c *Config) { c.ShutdownTimeout = 0 }},
+	})
 	s, err := New(e, DefaultConfig())
 	if err != nil {
 		t.Fatal(err)

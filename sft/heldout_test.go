@@ -19,7 +19,7 @@ func TestHeldOutLossIsScoringLoss(t *testing.T) {
 	root := t.TempDir()
 	base := filepath.Join(root, "base")
 	writeBase(t, base)
-	rows := fromWorld(world.New(5).Instructions(world.Valid, 12))
+	rows := world.New(5).Instructions(world.Valid, 12).Rows()
 	evalPath := filepath.Join(root, "eval.arrow")
 	if err := data.WriteInstructions(evalPath, rows); err != nil {
 		t.Fatal(err)

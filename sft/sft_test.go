@@ -6,7 +6,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -15,9 +14,10 @@ import (
 	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/finetune"
+	"github.com/gotune/gotune/internal/configtest"
+	"github.com/gotune/gotune/internal/tinymodel"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
-	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/pretrain"
 	"github.com/gotune/gotune/tokenizer"
 	"github.com/gotune/gotune/train"
@@ -61,30 +61,16 @@ func writeBase(t testing.TB, dir string) *model.Weights {
 	for i, v := range model.F32(w.LMHead) {
 		model.F32(w.LMHead)[i] = 10 * v
 	}
-	if err := hf.SaveModel(dir, w, hf.SaveOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := tk.Save(dir); err != nil {
-		t.Fatal(err)
-	}
+	tinymodel.Save(t, dir, w, tk)
 	return w
-}
-
-// fromWorld converts the built-in world's instruction rows.
-func fromWorld(rows []world.Instruction) []data.Instruction {
-	out := make([]data.Instruction, len(rows))
-	for i, r := range rows {
-		out[i] = data.Instruction{Instruction: r.Instruction, Input: r.Input, Output: r.Output}
-	}
-	return out
 }
 
 // useWorld trains cfg on n rows of the built-in world (seed 3) and holds
 // out cfg.EvalMax rows of its Valid split.
 func useWorld(cfg *Config, n int) {
 	w := world.New(3)
-	cfg.Rows = fromWorld(w.Instructions(world.Train, n))
-	cfg.EvalRows = fromWorld(w.Instructions(world.Valid, cfg.EvalMax))
+	cfg.Rows = w.Instructions(world.Train, n).Rows()
+	cfg.EvalRows = w.Instructions(world.Valid, cfg.EvalMax).Rows()
 }
 
 // testConfig is a short run on world rows.
@@ -212,7 +198,7 @@ func TestChatTemplates(t *testing.T) {
 }
 
 func TestSplitHeldOut(t *testing.T) {
-	rows := fromWorld(world.New(2).Instructions(world.Train, 100))
+	rows := world.New(2).Instructions(world.Train, 100).Rows()
 	tr, held := splitHeldOut(rows, 0.1, 4)
 	if len(held) != 10 || len(tr) != 90 {
 		t.Fatalf("split %d/%d, want 90/10", len(tr), len(held))
@@ -438,48 +424,27 @@ func TestConfigErrors(t *testing.T) {
 func TestValidate(t *testing.T) {
 	ok := DefaultConfig()
 	ok.Base, ok.Out, ok.Data = "base", "out", "train.arrow"
-	if err := ok.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []struct {
-		key  string
-		edit func(*Config)
-	}{
-		{KeyBase, func(c *Config) { c.Base = "" }},
-		{KeyOut, func(c *Config) { c.Out = "" }},
-		{KeyData, func(c *Config) { c.Data = "" }},
-		{KeyEvalFraction, func(c *Config) { c.EvalFraction = 1 }},
-		{KeyEvalFraction, func(c *Config) { c.EvalFraction = -0.1 }},
-		{KeyEvalRows, func(c *Config) { c.EvalMax = -1 }},
-		{KeyTemplate, func(c *Config) { c.Template = "vicuna" }},
-		{KeyBatchSize, func(c *Config) { c.BatchSize = 0 }},
-		{KeyBatchSize, func(c *Config) { c.BatchSize = -8 }},
-		{KeyMaxLen, func(c *Config) { c.MaxLen = -1 }},
-		{KeyBuckets, func(c *Config) { c.Buckets = []int{64, 32} }},
-		{KeyBuckets, func(c *Config) { c.Buckets = []int{0, 32} }},
-		{KeyTruncation, func(c *Config) { c.Truncation = "middle" }},
-		{lora.KeyR, func(c *Config) { c.LoRA.R = 0 }},
-		{lora.KeyAlpha, func(c *Config) { c.LoRA.Alpha = 0 }},
-		{lora.KeyTargets, func(c *Config) { c.LoRA.Targets = []string{"qkv"} }},
-		{train.KeySteps, func(c *Config) { c.Train.Steps = 0 }},
-		{train.KeyPeakLR, func(c *Config) { c.Train.LR = -1e-3 }},
-		{train.KeyLogEvery, func(c *Config) { c.Train.LogEvery = 0 }},
-	} {
-		cfg := ok
-		c.edit(&cfg)
-		err := cfg.Validate()
-		if err == nil || !namesKey(err, c.key) {
-			t.Errorf("%s: Validate gave %v, want an error naming it", c.key, err)
-		}
-		if _, runErr := Run(context.Background(), cfg); runErr == nil || runErr.Error() != err.Error() {
-			t.Errorf("%s: Run gave %v, want Validate's %v", c.key, runErr, err)
-		}
-	}
-}
-
-// namesKey reports whether err's message has key as a word of its own.
-func namesKey(err error, key string) bool {
-	return regexp.MustCompile(`(^|[\s:(])` + regexp.QuoteMeta(key) + `($|[\s:)])`).MatchString(err.Error())
+	configtest.Check(t, ok, Config.Validate, configtest.StageRun(Run), []configtest.Case[Config]{
+		{Key: KeyBase, Edit: func(c *Config) { c.Base = "" }},
+		{Key: KeyOut, Edit: func(c *Config) { c.Out = "" }},
+		{Key: KeyData, Edit: func(c *Config) { c.Data = "" }},
+		{Key: KeyEvalFraction, Edit: func(c *Config) { c.EvalFraction = 1 }},
+		{Key: KeyEvalFraction, Edit: func(c *Config) { c.EvalFraction = -0.1 }},
+		{Key: KeyEvalRows, Edit: func(c *Config) { c.EvalMax = -1 }},
+		{Key: KeyTemplate, Edit: func(c *Config) { c.Template = "vicuna" }},
+		{Key: KeyBatchSize, Edit: func(c *Config) { c.BatchSize = 0 }},
+		{Key: KeyBatchSize, Edit: func(c *Config) { c.BatchSize = -8 }},
+		{Key: KeyMaxLen, Edit: func(c *Config) { c.MaxLen = -1 }},
+		{Key: KeyBuckets, Edit: func(c *Config) { c.Buckets = []int{64, 32} }},
+		{Key: KeyBuckets, Edit: func(c *Config) { c.Buckets = []int{0, 32} }},
+		{Key: KeyTruncation, Edit: func(c *Config) { c.Truncation = "middle" }},
+		{Key: lora.KeyR, Edit: func(c *Config) { c.LoRA.R = 0 }},
+		{Key: lora.KeyAlpha, Edit: func(c *Config) { c.LoRA.Alpha = 0 }},
+		{Key: lora.KeyTargets, Edit: func(c *Config) { c.LoRA.Targets = []string{"qkv"} }},
+		{Key: train.KeySteps, Edit: func(c *Config) { c.Train.Steps = 0 }},
+		{Key: train.KeyPeakLR, Edit: func(c *Config) { c.Train.LR = -1e-3 }},
+		{Key: train.KeyLogEvery, Edit: func(c *Config) { c.Train.LogEvery = 0 }},
+	})
 }
 
 // TestDatasetInput trains from Arrow files, with the held-out rows split
@@ -488,7 +453,7 @@ func TestDatasetInput(t *testing.T) {
 	root := t.TempDir()
 	base := filepath.Join(root, "base")
 	writeBase(t, base)
-	rows := fromWorld(world.New(9).Instructions(world.Train, 40))
+	rows := world.New(9).Instructions(world.Train, 40).Rows()
 	rows[3].System = "You are terse."
 	path := filepath.Join(root, "train.arrow")
 	if err := data.WriteInstructions(path, rows); err != nil {

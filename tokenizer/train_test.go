@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/gotune/gotune/internal/configtest"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/trained from Train")
@@ -229,31 +231,30 @@ func TestNewByteLevel(t *testing.T) {
 }
 
 func TestTrainErrors(t *testing.T) {
-	// Each invalid setting is an error naming its key.
-	if err := DefaultTrainConfig().Validate(); err != nil {
-		t.Fatalf("default config: %v", err)
-	}
+	// Each invalid setting is an error naming its key, from Train and from
+	// TrainFiles alike.
 	corpus := filepath.Join(t.TempDir(), "corpus.txt")
 	if err := os.WriteFile(corpus, []byte("abc abc"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []struct {
-		key string
-		cfg TrainConfig
-	}{
-		{KeyVocabSize, TrainConfig{VocabSize: 100}},
-		{KeyVocabSize, TrainConfig{VocabSize: -1}},
-		{KeyVocabSize, TrainConfig{VocabSize: 257, Specials: []string{"<a>", "<b>"}}},
-		{KeySpecial, TrainConfig{VocabSize: 300, Specials: []string{"<a>", "<a>"}}},
-		{KeySpecial, TrainConfig{VocabSize: 300, Specials: []string{""}}},
-	} {
-		if _, err := Train([]string{"abc"}, c.cfg.VocabSize, c.cfg.Specials); err == nil || !strings.Contains(err.Error(), c.key) {
-			t.Errorf("Train(%+v): error %v does not name %s", c.cfg, err, c.key)
-		}
-		if _, err := TrainFiles([]string{corpus}, c.cfg); err == nil || !strings.Contains(err.Error(), c.key) {
-			t.Errorf("TrainFiles(%+v): error %v does not name %s", c.cfg, err, c.key)
-		}
+	cases := []configtest.Case[TrainConfig]{
+		{Key: KeyVocabSize, Edit: func(c *TrainConfig) { c.VocabSize = 100 }},
+		{Key: KeyVocabSize, Edit: func(c *TrainConfig) { c.VocabSize = -1 }},
+		{Key: KeyVocabSize, Edit: func(c *TrainConfig) { c.VocabSize, c.Specials = 257, []string{"<a>", "<b>"} }},
+		{Key: KeySpecial, Edit: func(c *TrainConfig) { c.Specials = []string{"<a>", "<a>"} }},
+		{Key: KeySpecial, Edit: func(c *TrainConfig) { c.Specials = []string{""} }},
 	}
+	train := func(c TrainConfig) error {
+		_, err := Train([]string{"abc"}, c.VocabSize, c.Specials)
+		return err
+	}
+	trainFiles := func(c TrainConfig) error {
+		_, err := TrainFiles([]string{corpus}, c)
+		return err
+	}
+	valid := TrainConfig{VocabSize: 300}
+	configtest.Check(t, valid, TrainConfig.Validate, train, cases)
+	configtest.Check(t, valid, TrainConfig.Validate, trainFiles, cases)
 	if _, err := TrainFiles(nil, TrainConfig{VocabSize: 300}); err == nil {
 		t.Error("no files: no error")
 	}

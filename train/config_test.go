@@ -2,8 +2,9 @@ package train
 
 import (
 	"math"
-	"regexp"
 	"testing"
+
+	"github.com/gotune/gotune/internal/configtest"
 )
 
 // TestConfigValidate checks that each invalid setting is reported naming
@@ -12,39 +13,26 @@ import (
 func TestConfigValidate(t *testing.T) {
 	ok := DefaultConfig()
 	ok.Dir = "out"
-	if err := ok.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []struct {
-		key  string
-		edit func(*Config)
-	}{
-		{KeySteps, func(c *Config) { c.Steps = 0 }},
-		{KeySteps, func(c *Config) { c.Steps = -1 }},
-		{KeyGradAccum, func(c *Config) { c.GradAccum = 0 }},
-		{KeyPeakLR, func(c *Config) { c.LR = 0 }},
-		{KeyPeakLR, func(c *Config) { c.LR = -1e-3 }},
-		{KeyPeakLR, func(c *Config) { c.LR = math.Inf(1) }},
-		{KeySchedule, func(c *Config) { c.Schedule = "step" }},
-		{KeyWarmup, func(c *Config) { c.WarmupSteps = -1 }},
-		{KeyMinLRRatio, func(c *Config) { c.MinLRRatio = 1.5 }},
-		{KeyMinLRRatio, func(c *Config) { c.MinLRRatio = -0.1 }},
-		{KeyBeta1, func(c *Config) { c.Beta1 = 1 }},
-		{KeyBeta2, func(c *Config) { c.Beta2 = 0 }},
-		{KeyEps, func(c *Config) { c.Eps = 0 }},
-		{KeyWeightDecay, func(c *Config) { c.WeightDecay = -0.1 }},
-		{KeyMaxGradNorm, func(c *Config) { c.MaxGradNorm = -1 }},
-		{KeyLogEvery, func(c *Config) { c.LogEvery = 0 }},
-		{KeyEvalEvery, func(c *Config) { c.EvalEvery = -1 }},
-		{KeySaveEvery, func(c *Config) { c.CheckpointEvery = -1 }},
-	} {
-		cfg := ok
-		c.edit(&cfg)
-		err := cfg.Validate()
-		if err == nil || !regexp.MustCompile(`(^|[\s:])`+regexp.QuoteMeta(c.key)+`($|[\s:])`).MatchString(err.Error()) {
-			t.Errorf("%s: got %v, want an error naming it", c.key, err)
-		}
-	}
+	configtest.Check(t, ok, Config.Validate, nil, []configtest.Case[Config]{
+		{Key: KeySteps, Edit: func(c *Config) { c.Steps = 0 }},
+		{Key: KeySteps, Edit: func(c *Config) { c.Steps = -1 }},
+		{Key: KeyGradAccum, Edit: func(c *Config) { c.GradAccum = 0 }},
+		{Key: KeyPeakLR, Edit: func(c *Config) { c.LR = 0 }},
+		{Key: KeyPeakLR, Edit: func(c *Config) { c.LR = -1e-3 }},
+		{Key: KeyPeakLR, Edit: func(c *Config) { c.LR = math.Inf(1) }},
+		{Key: KeySchedule, Edit: func(c *Config) { c.Schedule = "step" }},
+		{Key: KeyWarmup, Edit: func(c *Config) { c.WarmupSteps = -1 }},
+		{Key: KeyMinLRRatio, Edit: func(c *Config) { c.MinLRRatio = 1.5 }},
+		{Key: KeyMinLRRatio, Edit: func(c *Config) { c.MinLRRatio = -0.1 }},
+		{Key: KeyBeta1, Edit: func(c *Config) { c.Beta1 = 1 }},
+		{Key: KeyBeta2, Edit: func(c *Config) { c.Beta2 = 0 }},
+		{Key: KeyEps, Edit: func(c *Config) { c.Eps = 0 }},
+		{Key: KeyWeightDecay, Edit: func(c *Config) { c.WeightDecay = -0.1 }},
+		{Key: KeyMaxGradNorm, Edit: func(c *Config) { c.MaxGradNorm = -1 }},
+		{Key: KeyLogEvery, Edit: func(c *Config) { c.LogEvery = 0 }},
+		{Key: KeyEvalEvery, Edit: func(c *Config) { c.EvalEvery = -1 }},
+		{Key: KeySaveEvery, Edit: func(c *Config) { c.CheckpointEvery = -1 }},
+	})
 	cfg := ok
 	cfg.Dir = ""
 	if err := cfg.Validate(); err == nil {

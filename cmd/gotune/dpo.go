@@ -79,9 +79,9 @@ func dpoWorldPairs(s string, cfg *dpo.Config) error {
 		return fmt.Errorf("%s: %s must be ≥ 0, got %d", s, keyWorldEvalPairs, held)
 	}
 	w := world.New(int64(cfgInt(s, keyWorldSeed)))
-	cfg.Rows = worldPreferences(w, world.Train, n)
+	cfg.Rows = w.Preferences(world.Train, n).Rows()
 	if cfg.EvalData == "" && held > 0 {
-		cfg.EvalRows = worldPreferences(w, world.Valid, held)
+		cfg.EvalRows = w.Preferences(world.Valid, held).Rows()
 	}
 	return nil
 }

@@ -82,6 +82,33 @@ func chatTemplate(s string) (string, error) {
 	return t, nil
 }
 
+// decoding is what generate and chat read before they decode.
+type decoding struct {
+	opt      generate.Options
+	template string
+	engine   *generate.Engine
+	tok      *tokenizer.Tokenizer
+}
+
+// openDecoding reads section s's sampling options and chat template, then
+// loads its engine, so that an invalid flag stops the command before the
+// model is loaded.
+func openDecoding(s string) (decoding, error) {
+	opt, err := samplingOptions(s)
+	if err != nil {
+		return decoding{}, err
+	}
+	template, err := chatTemplate(s)
+	if err != nil {
+		return decoding{}, err
+	}
+	e, tok, err := loadEngine(s)
+	if err != nil {
+		return decoding{}, err
+	}
+	return decoding{opt: opt, template: template, engine: e, tok: tok}, nil
+}
+
 // loadEngine loads the model, tokenizer and adapter named by section s's
 // flags.
 func loadEngine(s string) (*generate.Engine, *tokenizer.Tokenizer, error) {
@@ -188,18 +215,11 @@ the other (or as JSON lines with --json), each with seed --seed plus its index.`
 		if len(prompts) == 0 {
 			return fmt.Errorf("generate needs --%s or --%s", generateKeyPrompt, generateKeyPromptFile)
 		}
-		opt, err := samplingOptions(s)
+		dec, err := openDecoding(s)
 		if err != nil {
 			return err
 		}
-		template, err := chatTemplate(s)
-		if err != nil {
-			return err
-		}
-		e, tok, err := loadEngine(s)
-		if err != nil {
-			return err
-		}
+		opt, template, e, tok := dec.opt, dec.template, dec.engine, dec.tok
 		if template != "none" {
 			opt.StopTokens = chatStopTokens(tok)
 		}
@@ -244,18 +264,11 @@ streams back. "/reset" starts over, "/exit" or end of input quits.`,
 	Args: cobra.NoArgs,
 	RunE: func(cmd *cobra.Command, _ []string) error {
 		const s = sectionChat
-		opt, err := samplingOptions(s)
+		dec, err := openDecoding(s)
 		if err != nil {
 			return err
 		}
-		template, err := chatTemplate(s)
-		if err != nil {
-			return err
-		}
-		e, tok, err := loadEngine(s)
-		if err != nil {
-			return err
-		}
+		opt, template, e, tok := dec.opt, dec.template, dec.engine, dec.tok
 		opt.StopTokens = chatStopTokens(tok)
 		var history []chatMessage
 		if sys := cfgString(s, chatKeySystem); sys != "" {

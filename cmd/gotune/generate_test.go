@@ -11,7 +11,6 @@ import (
 	"github.com/gotune/gotune/eval"
 	"github.com/gotune/gotune/internal/tinymodel"
 	"github.com/gotune/gotune/model/generate"
-	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/tokenizer"
 )
 
@@ -20,12 +19,7 @@ func tinyModelDir(t *testing.T) (string, *generate.Engine) {
 	t.Helper()
 	dir := t.TempDir()
 	w, tok := tinymodel.Weights(t, 5, 2048, "<s>", "</s>", "<|im_start|>", "<|im_end|>")
-	if err := hf.SaveModel(dir, w, hf.SaveOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := tok.Save(dir); err != nil {
-		t.Fatal(err)
-	}
+	tinymodel.Save(t, dir, w, tok)
 	loaded, err := tokenizer.Load(dir)
 	if err != nil {
 		t.Fatal(err)

@@ -70,9 +70,9 @@ func ppoWorldPrompts(s string, cfg *ppo.Config) error {
 		return err
 	}
 	w := world.New(int64(cfgInt(s, keyWorldSeed)))
-	cfg.PromptRows = worldPrompts(w, world.Train, n)
+	cfg.PromptRows = w.Prompts(world.Train, n).Rows()
 	if cfg.EvalPrompts == "" {
-		cfg.EvalPromptRows = worldPrompts(w, world.Valid, 32)
+		cfg.EvalPromptRows = w.Prompts(world.Valid, 32).Rows()
 	}
 	return nil
 }

@@ -95,9 +95,9 @@ func rewardWorldPairs(s string, cfg *reward.Config) error {
 		return err
 	}
 	w := world.New(int64(cfgInt(s, keyWorldSeed)))
-	cfg.Rows = worldPreferences(w, world.Train, n)
+	cfg.Rows = w.Preferences(world.Train, n).Rows()
 	if cfg.EvalData == "" {
-		cfg.EvalRows = worldPreferences(w, world.Valid, max(64, n/10))
+		cfg.EvalRows = w.Preferences(world.Valid, max(64, n/10)).Rows()
 	}
 	return nil
 }

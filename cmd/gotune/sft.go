@@ -62,13 +62,13 @@ func sftWorldRows(s string, cfg *sft.Config) error {
 		return err
 	}
 	w := world.New(int64(cfgInt(s, keyWorldSeed)))
-	cfg.Rows = worldInstructions(w, world.Train, n)
+	cfg.Rows = w.Instructions(world.Train, n).Rows()
 	if cfg.EvalData == "" {
 		held := cfg.EvalMax
 		if held == 0 {
 			held = max(64, n/20)
 		}
-		cfg.EvalRows = worldInstructions(w, world.Valid, held)
+		cfg.EvalRows = w.Instructions(world.Valid, held).Rows()
 	}
 	return nil
 }

@@ -3,13 +3,13 @@ package main
 import (
 	"path/filepath"
 	"reflect"
-	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/spf13/cobra"
 
 	"github.com/gotune/gotune/dpo"
+	"github.com/gotune/gotune/internal/configtest"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/ppo"
 	"github.com/gotune/gotune/pretrain"
@@ -91,7 +91,7 @@ func TestWorldDefault(t *testing.T) {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
 			resetFlags(t, c.cmd)
 			_, err := runGotune(t, c.args...)
-			if err == nil || !regexp.MustCompile(`(^|\s)`+c.key+`\s`).MatchString(err.Error()) {
+			if err == nil || !configtest.NamesKey(err, c.key) {
 				t.Errorf("%v: %v, want an error naming %s", c.args, err, c.key)
 			}
 		})

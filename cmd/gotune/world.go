@@ -1,17 +1,13 @@
 package main
 
-import (
-	"fmt"
-
-	"github.com/gotune/gotune/data"
-	"github.com/gotune/gotune/data/world"
-)
+import "fmt"
 
 // The built-in world is the training commands' default dataset: without
 // --data (--prompts for ppo, --corpus for pretrain) a command draws its rows
 // from the world's Train split and its held-out rows from its Valid split.
-// The stages themselves only take datasets and rows; these flags and the
-// functions below are how the CLI makes the default ones.
+// The stages themselves only take datasets and rows; these flags, with the
+// world's rows converted by their Rows method, are how the CLI makes the
+// default ones.
 const (
 	keyWorldSeed      = "world-seed"
 	keyWorldRows      = "world-rows"
@@ -22,36 +18,6 @@ const (
 
 	defaultWorldSeed = 1
 )
-
-// worldInstructions converts n instruction rows of a split of the world.
-func worldInstructions(w *world.World, split world.Split, n int) []data.Instruction {
-	rows := w.Instructions(split, n)
-	out := make([]data.Instruction, len(rows))
-	for i, r := range rows {
-		out[i] = data.Instruction{Instruction: r.Instruction, Input: r.Input, Output: r.Output}
-	}
-	return out
-}
-
-// worldPreferences converts n preference pairs of a split of the world.
-func worldPreferences(w *world.World, split world.Split, n int) []data.Preference {
-	rows := w.Preferences(split, n)
-	out := make([]data.Preference, len(rows))
-	for i, r := range rows {
-		out[i] = data.Preference{Prompt: r.Prompt, Chosen: r.Chosen, Rejected: r.Rejected}
-	}
-	return out
-}
-
-// worldPrompts converts n prompts of a split of the world.
-func worldPrompts(w *world.World, split world.Split, n int) []data.Prompt {
-	rows := w.Prompts(split, n)
-	out := make([]data.Prompt, len(rows))
-	for i, r := range rows {
-		out[i] = data.Prompt{Prompt: r.Prompt}
-	}
-	return out
-}
 
 // worldCount reads the number of world rows a command draws without a
 // dataset (flag key of section s), which must be positive.

@@ -34,6 +34,7 @@ import (
 	"hash/fnv"
 	"math/bits"
 
+	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/data/verify"
 	"github.com/gotune/gotune/tokenizer"
 )
@@ -252,10 +253,21 @@ type Instruction struct {
 	Output      string `json:"output"`
 }
 
+// Row returns the instruction as a row of an instructions dataset.
+func (i Instruction) Row() data.Instruction {
+	return data.Instruction{Instruction: i.Instruction, Input: i.Input, Output: i.Output}
+}
+
+// Instructions are rows of the instructions dataset.
+type Instructions []Instruction
+
+// Rows returns the instructions as rows of an instructions dataset.
+func (s Instructions) Rows() []data.Instruction { return rows[data.Instruction](s) }
+
 // Instructions returns n SFT examples of the split, with correct outputs.
-func (w *World) Instructions(split Split, n int) []Instruction {
+func (w *World) Instructions(split Split, n int) Instructions {
 	tasks := w.draw("instructions", split, n)
-	out := make([]Instruction, len(tasks))
+	out := make(Instructions, len(tasks))
 	for i, t := range tasks {
 		out[i] = Instruction{Instruction: t.Instruction, Input: t.Input, Output: t.Answer}
 	}
@@ -272,10 +284,21 @@ type Preference struct {
 	Task     Task   `json:"-"`
 }
 
+// Row returns the pair as a row of a preferences dataset, without its task.
+func (p Preference) Row() data.Preference {
+	return data.Preference{Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected}
+}
+
+// Preferences are rows of the preferences dataset.
+type Preferences []Preference
+
+// Rows returns the pairs as rows of a preferences dataset.
+func (s Preferences) Rows() []data.Preference { return rows[data.Preference](s) }
+
 // Preferences returns n preference pairs of the split.
-func (w *World) Preferences(split Split, n int) []Preference {
+func (w *World) Preferences(split Split, n int) Preferences {
 	tasks := w.draw("preferences", split, n)
-	out := make([]Preference, len(tasks))
+	out := make(Preferences, len(tasks))
 	for i, t := range tasks {
 		out[i] = Preference{Prompt: t.Prompt(), Chosen: t.Answer, Rejected: t.Wrong, Task: t}
 	}
@@ -289,10 +312,28 @@ type Prompt struct {
 	Task   Task   `json:"-"`
 }
 
+// Row returns the prompt as a row of a prompts dataset, without its task.
+func (p Prompt) Row() data.Prompt { return data.Prompt{Prompt: p.Prompt} }
+
+// Prompts are rows of the prompts dataset.
+type Prompts []Prompt
+
+// Rows returns the prompts as rows of a prompts dataset.
+func (s Prompts) Rows() []data.Prompt { return rows[data.Prompt](s) }
+
+// rows converts rows of the world into rows of a dataset.
+func rows[R any, W interface{ Row() R }](s []W) []R {
+	out := make([]R, len(s))
+	for i, x := range s {
+		out[i] = x.Row()
+	}
+	return out
+}
+
 // Prompts returns n PPO prompts of the split.
-func (w *World) Prompts(split Split, n int) []Prompt {
+func (w *World) Prompts(split Split, n int) Prompts {
 	tasks := w.draw("prompts", split, n)
-	out := make([]Prompt, len(tasks))
+	out := make(Prompts, len(tasks))
 	for i, t := range tasks {
 		out[i] = Prompt{Prompt: t.Prompt(), Task: t}
 	}

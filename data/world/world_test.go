@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/gotune/gotune/data"
 )
 
 func TestDeterminism(t *testing.T) {
@@ -422,6 +424,29 @@ func TestDerivedData(t *testing.T) {
 	// Each kind of data draws its own items.
 	if reflect.DeepEqual(w.Tasks(Train, 30), w.draw("preferences", Train, 30)) {
 		t.Fatal("preferences repeat the tasks stream")
+	}
+}
+
+// TestRows: the world's rows become dataset rows field by field, in order.
+func TestRows(t *testing.T) {
+	w := New(4)
+	ins := w.Instructions(Train, 5)
+	prefs := w.Preferences(Train, 5)
+	prompts := w.Prompts(Train, 5)
+	insRows, prefRows, promptRows := ins.Rows(), prefs.Rows(), prompts.Rows()
+	if len(insRows) != 5 || len(prefRows) != 5 || len(promptRows) != 5 {
+		t.Fatalf("%d, %d and %d rows, want 5 of each", len(insRows), len(prefRows), len(promptRows))
+	}
+	for i := range 5 {
+		if r := insRows[i]; !reflect.DeepEqual(r, data.Instruction{Instruction: ins[i].Instruction, Input: ins[i].Input, Output: ins[i].Output}) {
+			t.Errorf("instruction %d: row %+v of %+v", i, r, ins[i])
+		}
+		if r := prefRows[i]; !reflect.DeepEqual(r, data.Preference{Prompt: prefs[i].Prompt, Chosen: prefs[i].Chosen, Rejected: prefs[i].Rejected}) {
+			t.Errorf("pair %d: row %+v of %+v", i, r, prefs[i])
+		}
+		if r := promptRows[i]; !reflect.DeepEqual(r, data.Prompt{Prompt: prompts[i].Prompt}) {
+			t.Errorf("prompt %d: row %+v of %+v", i, r, prompts[i])
+		}
 	}
 }
 

@@ -84,7 +84,7 @@ var layers = []layer{
 	},
 	{
 		name:      "test helper",
-		pkgs:      []string{"internal/tinymodel"},
+		pkgs:      []string{"internal/tinymodel", "internal/configtest"},
 		mayImport: []string{"model", "tokenizer", "format", "internal"},
 		rule:      "a test helper may import the model (model/generate included), tokenizers, file formats and internal helpers",
 	},

@@ -1,7 +1,11 @@
 // Package tinymodel builds the random models that tests and benchmarks
 // use: the tiny preset narrowed to two layers of width 32, over a
 // byte-level tokenizer, so that a test gets a real engine in milliseconds;
-// and random weights of any named preset (the benchmarks' stories15M).
+// and random weights of any named preset (the benchmarks' stories15M);
+// the references tests check a model against (the float64 NLL of a token,
+// the central-difference check of a graph's gradients); the directory in
+// which a package's tests share the models they train once; and the
+// context with which tests interrupt a training run.
 //
 // May import: model/... (model/generate included), tokenizer/...,
 // checkpoints/..., internal/blas and internal/kernel; imported by tests
@@ -16,6 +20,7 @@ import (
 
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/model/generate"
+	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/tokenizer"
 )
 
@@ -105,4 +110,37 @@ func MaxRelDiff(a, b []float32) float64 {
 		diff = math.Max(diff, math.Abs(float64(a[i]-b[i])))
 	}
 	return diff / math.Max(scale, 1e-30)
+}
+
+// LogSumExp is log Σ exp(logits), computed in float64 with the maximum
+// logit subtracted first so that no exponential overflows.
+func LogSumExp(logits []float32) float64 {
+	m := math.Inf(-1)
+	for _, v := range logits {
+		m = math.Max(m, float64(v))
+	}
+	var z float64
+	for _, v := range logits {
+		z += math.Exp(float64(v) - m)
+	}
+	return m + math.Log(z)
+}
+
+// NLL is −log softmax(logits)[target] = LogSumExp(logits) − logits[target]:
+// the reference that tests check the graph's and the engine's losses
+// against.
+func NLL(logits []float32, target int) float64 {
+	return LogSumExp(logits) - float64(logits[target])
+}
+
+// Save writes weights and their tokenizer as a Hugging Face model
+// directory, the form in which the stages and commands read a model.
+func Save(tb testing.TB, dir string, w *model.Weights, tok *tokenizer.Tokenizer) {
+	tb.Helper()
+	if err := hf.SaveModel(dir, w, hf.SaveOptions{}); err != nil {
+		tb.Fatal(err)
+	}
+	if err := tok.Save(dir); err != nil {
+		tb.Fatal(err)
+	}
 }
