@@ -8,9 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	G "gorgonia.org/gorgonia"
-	"gorgonia.org/tensor"
-
 	"github.com/gotune/gotune/internal/tinymodel"
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/model/generate"
@@ -123,63 +120,8 @@ func TestDeepSeekLoRA(t *testing.T) {
 // routed and shared experts) against central differences of the mean NLL,
 // in float64.
 func TestDeepSeekAdapterGradients(t *testing.T) {
-	w := deepseekWeights(t, 4)
-	a, err := New(w, Config{R: 2, Alpha: 4, Targets: []string{"all-linear"}, Seed: 6})
-	if err != nil {
-		t.Fatal(err)
-	}
-	randomizeB(a)
-	inj := a.Hook()
-	B, T := 2, 4
-	g, err := model.Build(w, model.GraphOptions{B: B, T: T, Hook: inj, Dtype: tensor.Float64})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range g.In.Tokens {
-		g.In.Tokens[i] = int32((i*5 + 1) % 11)
-		g.In.Targets[i] = int32((i*3 + 2) % 11)
-	}
-	wn := g.InputVector("weights", B*T)
-	for i := range g.Vector("weights") {
-		g.Vector("weights")[i] = 1
-	}
-	loss := g.MeanNLL(wn)
-	var wrt []*G.Node
-	for _, p := range inj.Params() {
-		wrt = append(wrt, p.Node)
-	}
-	if len(wrt) != 2*len(a.Modules) {
-		t.Fatalf("%d adapter tensors in the graph, want %d", len(wrt), 2*len(a.Modules))
-	}
-	prog, err := g.Compile(loss, wrt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eval := func() float64 {
-		prog.ZeroGrad()
-		if err := prog.Run(); err != nil {
-			t.Fatal(err)
-		}
-		return loss.Value().Data().(float64)
-	}
-	eval()
-	for _, p := range inj.Params() {
-		grad := append([]float32(nil), prog.Grad(p.Node)...)
-		vals := p.Node.Value().Data().([]float64)
-		for _, i := range []int{0, len(vals) / 2, len(vals) - 1} {
-			const h = 1e-5
-			orig := vals[i]
-			vals[i] = orig + h
-			up := eval()
-			vals[i] = orig - h
-			down := eval()
-			vals[i] = orig
-			fd := (up - down) / (2 * h)
-			if math.Abs(fd-float64(grad[i])) > 1e-5+1e-3*math.Abs(fd) {
-				t.Errorf("%s[%d]: analytic %g, finite difference %g", p.Name, i, grad[i], fd)
-			}
-		}
-	}
+	checkAdapterGradients(t, deepseekWeights(t, 4), Config{R: 2, Alpha: 4, Targets: []string{"all-linear"}, Seed: 6},
+		func(int) float32 { return 1 })
 }
 
 // all-linear covers a dense DeepSeek's MLA and MLP modules, and on a

@@ -103,8 +103,18 @@ func TestSwitchWithoutRebuild(t *testing.T) {
 // TestAdapterGradientsFiniteDifference checks ∂loss/∂A and ∂loss/∂B of the
 // mean NLL in float64 against central differences.
 func TestAdapterGradientsFiniteDifference(t *testing.T) {
-	w := microWeights(t)
-	a, err := New(w, Config{R: 2, Alpha: 4, Targets: []string{"q_proj", "o_proj", "up_proj"}, Seed: 6})
+	checkAdapterGradients(t, microWeights(t), Config{R: 2, Alpha: 4, Targets: []string{"q_proj", "o_proj", "up_proj"}, Seed: 6},
+		func(i int) float32 { return float32(i % 3) }) // some tokens masked out
+}
+
+// checkAdapterGradients builds a float64 graph of w with a fresh adapter
+// of cfg (B random, so that both halves have gradients), scores fixed
+// tokens with the given token weights, and checks the gradient of every
+// adapter tensor at its first, middle and last value against central
+// differences of the mean NLL.
+func checkAdapterGradients(t *testing.T, w *model.Weights, cfg Config, weight func(i int) float32) {
+	t.Helper()
+	a, err := New(w, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,9 +131,12 @@ func TestAdapterGradientsFiniteDifference(t *testing.T) {
 	}
 	wn := g.InputVector("weights", B*T)
 	for i := range g.Vector("weights") {
-		g.Vector("weights")[i] = float32(i % 3) // some tokens masked out
+		g.Vector("weights")[i] = weight(i)
 	}
 	params := inj.Params()
+	if len(params) != 2*len(a.Modules) {
+		t.Fatalf("%d adapter tensors in the graph, want %d", len(params), 2*len(a.Modules))
+	}
 	var wrt []*G.Node
 	for _, p := range params {
 		wrt = append(wrt, p.Node)
