@@ -338,4 +338,3 @@ func TestLlamaCpp(t *testing.T) {
 			name, agree, total, 100*float64(agree)/float64(total), got.DecodeTokensPerSecond)
 	}
 }
-
