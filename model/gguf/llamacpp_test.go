@@ -338,3 +338,102 @@ func TestLlamaCpp(t *testing.T) {
 			name, agree, total, 100*float64(agree)/float64(total), got.DecodeTokensPerSecond)
 	}
 }
+
+// randomLoRA returns a LoRA adapter of rank r on the attention and MLP
+// projections of w, and a copy of w with it merged (W + scale·B·A).
+func randomLoRA(t *testing.T, w *model.Weights, r int, scale float64, seed uint64) ([]LoRAModule, *model.Weights) {
+	t.Helper()
+	merged, err := model.Allocate(w.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := w.Named()
+	for i, n := range merged.Named() {
+		copy(model.F32(n.Tensor), model.F32(src[i].Tensor))
+	}
+	rng := rand.New(rand.NewPCG(seed, 1))
+	var mods []LoRAModule
+	for l := range w.Config.NumHiddenLayers {
+		for _, name := range []string{"q_proj", "k_proj", "v_proj", "down_proj"} {
+			wt, err := merged.Layers[l].Linear(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, in := wt.Shape()[0], wt.Shape()[1]
+			m := LoRAModule{Layer: l, Module: name, A: make([]float32, r*in), B: make([]float32, out*r)}
+			for i := range m.A {
+				m.A[i] = float32(rng.NormFloat64() * 0.1)
+			}
+			for i := range m.B {
+				m.B[i] = float32(rng.NormFloat64() * 0.1)
+			}
+			data := model.F32(wt)
+			for o := range out {
+				for c := range in {
+					var s float64
+					for k := range r {
+						s += float64(m.B[o*r+k]) * float64(m.A[k*in+c])
+					}
+					data[o*in+c] += float32(scale * s)
+				}
+			}
+			mods = append(mods, m)
+		}
+	}
+	return mods, merged
+}
+
+// TestLlamaCppAdapter: a base GGUF with a LoRA adapter GGUF in llama.cpp
+// decodes the same greedy tokens as the merged export in llama.cpp and as
+// gotune's engine on the merged weights (llama, whose q/k rows are
+// permuted, and qwen3, whose are not).
+func TestLlamaCppAdapter(t *testing.T) {
+	run := llamaCpp(t)
+	tok, err := tokenizer.Load(tinymodel.WorldBase())
+	if err != nil {
+		t.Fatal(err)
+	}
+	models := checkModels(t)
+	dir := t.TempDir()
+	prompt := tok.Encode("The fox", true)
+	const n, r, alpha = 32, 4, 8.0
+	var req checkRequest
+	var merged []*model.Weights
+	archs := []string{"llama", "qwen3"}
+	for _, arch := range archs {
+		w := models[arch]
+		mods, m := randomLoRA(t, w, r, alpha/r, 11)
+		basePath := filepath.Join(dir, arch+"-base.gguf")
+		adapterPath := filepath.Join(dir, arch+"-lora.gguf")
+		mergedPath := filepath.Join(dir, arch+"-merged.gguf")
+		if err := Save(basePath, w, tok, Options{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := SaveAdapter(adapterPath, w.Config, r, alpha/r, mods, ""); err != nil {
+			t.Fatal(err)
+		}
+		if err := Save(mergedPath, m, tok, Options{}); err != nil {
+			t.Fatal(err)
+		}
+		g := []greedyRequest{{Prompt: prompt, N: n}}
+		req.Models = append(req.Models,
+			modelRequest{Path: basePath, Lora: adapterPath, ContextSize: 128, Vocab: w.Config.VocabSize, Greedy: g},
+			modelRequest{Path: mergedPath, ContextSize: 128, Vocab: w.Config.VocabSize, Greedy: g})
+		merged = append(merged, m)
+	}
+	res := run(req)
+	for i, arch := range archs {
+		want, margin := gotuneGreedy(t, merged[i], tok, prompt, n)
+		withLoRA, mergedCpp := res.Models[2*i].Greedy[0], res.Models[2*i+1].Greedy[0]
+		baseOnly, _ := gotuneGreedy(t, models[arch], tok, prompt, n)
+		if slices.Equal(want, baseOnly) {
+			t.Errorf("%s: the adapter does not change the greedy tokens; the check would not see it ignored", arch)
+		}
+		if !slices.Equal(mergedCpp, want) {
+			t.Errorf("%s: llama.cpp on the merged export %v, gotune %v (margin %.3g)", arch, mergedCpp, want, margin)
+		}
+		if !slices.Equal(withLoRA, want) {
+			t.Errorf("%s: llama.cpp with the adapter GGUF %v, gotune merged %v (margin %.3g)", arch, withLoRA, want, margin)
+		}
+	}
+}
