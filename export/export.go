@@ -1,7 +1,9 @@
 // Package export folds a LoRA adapter into its base model and writes the
 // result as a Hugging Face model directory (config.json, model.safetensors
 // sharded above a size limit with its index, generation_config.json and the
-// base's tokenizer files), optionally with a copy of the adapter alone.
+// base's tokenizer files), optionally with a copy of the adapter alone; or
+// as one GGUF file for llama.cpp and Ollama (model/gguf), with an Ollama
+// Modelfile, and the adapter alone as a llama.cpp LoRA GGUF.
 //
 // The merge is lora's (lora.Adapter.Merge): W ← W + s·B·A per adapted
 // module (Hu et al. 2021, eq. 3, with s = α/r or α/√r for rsLoRA), in
@@ -32,6 +34,7 @@ import (
 	"github.com/gotune/gotune/checkpoints/safetensors"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
+	mgguf "github.com/gotune/gotune/model/gguf"
 	"github.com/gotune/gotune/model/hf"
 )
 
@@ -53,6 +56,16 @@ type Config struct {
 	MaxShardBytes int64
 	// Dtype stores the merged weights as F32 (default), F16 or BF16.
 	Dtype safetensors.Dtype
+	// Format is FormatHF (default, "" too) or FormatGGUF: Out is then one
+	// .gguf file, with an Ollama Modelfile beside it, and an adapter is
+	// optional (without one the base is converted alone).
+	Format string
+	// GGUFDtype is the tensor type of a GGUF export: f32, f16, bf16 or
+	// q8_0; empty follows Dtype.
+	GGUFDtype mgguf.Dtype
+	// AdapterGGUF, when set, receives the adapter alone as a llama.cpp
+	// LoRA adapter (.gguf), for use with the base's GGUF.
+	AdapterGGUF string
 }
 
 // DefaultConfig stores float32 weights in 5 GB shards.
@@ -80,6 +93,22 @@ var tokenizerFiles = []string{
 // naming the first that does not, and an output directory that holds
 // something other than an earlier export.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
+	switch cfg.Format {
+	case FormatGGUF:
+		return runGGUF(ctx, cfg)
+	case "", FormatHF:
+	default:
+		return nil, fmt.Errorf("export: format %q: want %s or %s", cfg.Format, FormatHF, FormatGGUF)
+	}
+	if cfg.AdapterGGUF != "" {
+		res, err := runGGUF(ctx, Config{Base: cfg.Base, Adapter: cfg.Adapter, AdapterGGUF: cfg.AdapterGGUF})
+		if err != nil {
+			return nil, err
+		}
+		if cfg.Out == "" {
+			return res, nil
+		}
+	}
 	if cfg.Adapter == "" || cfg.Out == "" {
 		return nil, errors.New("export: an adapter directory and an output directory are needed")
 	}

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 
 	"github.com/gotune/gotune/model"
+	mgguf "github.com/gotune/gotune/model/gguf"
 	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/tokenizer"
 	"github.com/gotune/gotune/train"
@@ -339,18 +340,15 @@ type EvalOptions struct {
 // is predicted once with up to T−1 tokens of context. The model
 // directory's own tokenizer is used when present.
 func Evaluate(ctx context.Context, dir, textFile string, opt EvalOptions) (*EvalResult, error) {
-	w, err := hf.LoadModel(dir)
-	if err != nil {
-		return nil, err
+	var w *model.Weights
+	var tok *tokenizer.Tokenizer
+	var err error
+	if mgguf.IsGGUF(dir) {
+		// A GGUF file carries its tokenizer.
+		w, tok, err = mgguf.Load(dir)
+	} else {
+		w, tok, err = loadModelDir(dir, opt.Tokenizer)
 	}
-	tokPath := dir
-	if _, err := os.Stat(filepath.Join(dir, tokenizer.TokenizerFile)); err != nil {
-		if opt.Tokenizer == "" {
-			return nil, fmt.Errorf("eval: %s has no %s; give a tokenizer", dir, tokenizer.TokenizerFile)
-		}
-		tokPath = opt.Tokenizer
-	}
-	tok, err := tokenizer.Load(tokPath)
 	if err != nil {
 		return nil, err
 	}
@@ -391,4 +389,23 @@ func Evaluate(ctx context.Context, dir, textFile string, opt EvalOptions) (*Eval
 		return nil, err
 	}
 	return &EvalResult{Loss: mean, Perplexity: math.Exp(mean), Tokens: n}, nil
+}
+
+// loadModelDir loads a Hugging Face model directory and its tokenizer, or
+// the tokenizer at tokPath when the directory has none.
+func loadModelDir(dir, tokPath string) (*model.Weights, *tokenizer.Tokenizer, error) {
+	w, err := hf.LoadModel(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := os.Stat(filepath.Join(dir, tokenizer.TokenizerFile)); err == nil {
+		tokPath = dir
+	} else if tokPath == "" {
+		return nil, nil, fmt.Errorf("eval: %s has no %s; give a tokenizer", dir, tokenizer.TokenizerFile)
+	}
+	tok, err := tokenizer.Load(tokPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	return w, tok, nil
 }

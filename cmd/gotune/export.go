@@ -6,6 +6,7 @@ import (
 
 	"github.com/gotune/gotune/checkpoints/safetensors"
 	"github.com/gotune/gotune/export"
+	mgguf "github.com/gotune/gotune/model/gguf"
 	"github.com/spf13/cobra"
 )
 
@@ -17,13 +18,36 @@ the merged model to --out: config.json, model.safetensors (sharded with an
 index above --max-shard-size), generation_config.json and the base's tokenizer
 files. --base defaults to the base_model_name_or_path the adapter records.
 With --adapter-out the adapter alone is copied there too. Directories are
-written under a temporary name and renamed into place.`,
+written under a temporary name and renamed into place.
+
+With --format gguf (or an --out ending in .gguf) the merged model is one
+GGUF file for llama.cpp, Ollama and LM Studio (--dtype f32, f16, bf16 or
+q8_0), with an Ollama Modelfile beside it; --base alone, without an
+adapter, converts a model directory. --adapter-gguf writes the adapter
+alone as a llama.cpp LoRA adapter, to use with the base's GGUF.`,
 	Args: cobra.NoArgs,
 	RunE: func(cmd *cobra.Command, _ []string) error {
 		const s = "export"
 		cfg := export.DefaultConfig()
 		cfg.Base, cfg.Adapter, cfg.Out, cfg.AdapterOut = cfgString(s, "base"), cfgString(s, "adapter"), cfgString(s, "out"), cfgString(s, "adapter-out")
-		if cfg.Adapter == "" || cfg.Out == "" {
+		cfg.Format, cfg.AdapterGGUF = strings.ToLower(cfgString(s, "format")), cfgString(s, "adapter-gguf")
+		if cfg.Format == "" && mgguf.IsGGUF(cfg.Out) {
+			cfg.Format = export.FormatGGUF
+		}
+		if cfg.Format == export.FormatGGUF {
+			d, err := mgguf.ParseDtype(cfgString(s, "dtype"))
+			if err != nil {
+				return fmt.Errorf("--dtype: %w", err)
+			}
+			cfg.GGUFDtype = d
+			res, err := export.Run(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "merged %d adapted modules into %s; wrote %s\n", res.Modules, res.Base, strings.Join(res.Files, ", "))
+			return nil
+		}
+		if cfg.Adapter == "" || (cfg.Out == "" && cfg.AdapterGGUF == "") {
 			return fmt.Errorf("export needs --adapter and --out")
 		}
 		size, err := export.ParseSize(cfgString(s, "max-shard-size"))
@@ -58,7 +82,9 @@ func init() {
 	f.String("out", "", "merged model directory to write")
 	f.String("adapter-out", "", "also copy the adapter alone to this directory")
 	f.String("max-shard-size", "5GB", "largest model.safetensors shard (e.g. 5GB, 200MB, 2GiB)")
-	f.String("dtype", "f32", "stored weight type: f32, f16 or bf16")
+	f.String("dtype", "f32", "stored weight type: f32, f16 or bf16 (GGUF: also q8_0)")
+	f.String("format", "", "hf (a Hugging Face directory) or gguf (one file for llama.cpp/Ollama, with a Modelfile; --base alone converts); default: gguf when --out ends in .gguf, else hf")
+	f.String("adapter-gguf", "", "also write the adapter alone as a llama.cpp LoRA adapter (.gguf)")
 	bindFlags(exportCmd, "export")
 	rootCmd.AddCommand(exportCmd)
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gotune/gotune/checkpoints/gguf"
 	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/tokenizer"
 )
 
@@ -253,6 +254,25 @@ func load(f *gguf.File) (*model.Weights, *tokenizer.Tokenizer, error) {
 	}
 	if tok.VocabSize() > c.VocabSize {
 		return nil, nil, fmt.Errorf("the tokenizer has %d tokens, the model %d embeddings", tok.VocabSize(), c.VocabSize)
+	}
+	return w, tok, nil
+}
+
+// LoadBase loads a base model given either as a Hugging Face model
+// directory (hf.LoadModel, and the tokenizer.json beside the weights) or
+// as a GGUF file (Load: weights dequantized to float32, tokenizer from the
+// metadata), so that every command accepting a base model accepts both.
+func LoadBase(path string) (*model.Weights, *tokenizer.Tokenizer, error) {
+	if IsGGUF(path) {
+		return Load(path)
+	}
+	w, err := hf.LoadModel(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	tok, err := tokenizer.Load(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	return w, tok, nil
 }

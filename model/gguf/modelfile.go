@@ -39,9 +39,9 @@ const (
 // format of the tokenizer's chat template (ChatML, Llama 3 or [INST];
 // without a chat template, the Alpaca prompt gotune's instruction tuning
 // uses), and a stop parameter for the end-of-sequence token and the
-// format's end-of-turn token. A chat template of another form is reported
-// as an error rather than guessed.
-func Modelfile(ggufPath string, tok *tokenizer.Tokenizer) (string, error) {
+// format's end-of-turn token. A chat template of another form gets no
+// TEMPLATE: Ollama then reads the file's tokenizer.chat_template.
+func Modelfile(ggufPath string, tok *tokenizer.Tokenizer) string {
 	var tmpl string
 	var stops []string
 	ct := tok.ChatTemplate
@@ -55,18 +55,21 @@ func Modelfile(ggufPath string, tok *tokenizer.Tokenizer) (string, error) {
 	case strings.Contains(ct, "[INST]"):
 		tmpl = instTemplate
 	default:
-		return "", fmt.Errorf("the chat template is not of a form with an Ollama TEMPLATE here (ChatML, Llama 3, [INST])")
+		// Another chat format: no TEMPLATE, so that Ollama derives one from
+		// the file's tokenizer.chat_template as it does for any GGUF.
 	}
 	if eos, ok := tok.Token(tok.EOS()); ok && !contains(stops, eos) {
 		stops = append(stops, eos)
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "FROM %s\n\n", ggufPath)
-	fmt.Fprintf(&b, "TEMPLATE \"\"\"%s\"\"\"\n\n", tmpl)
+	if tmpl != "" {
+		fmt.Fprintf(&b, "TEMPLATE \"\"\"%s\"\"\"\n\n", tmpl)
+	}
 	for _, s := range stops {
 		fmt.Fprintf(&b, "PARAMETER stop %q\n", s)
 	}
-	return b.String(), nil
+	return b.String()
 }
 
 func contains(xs []string, s string) bool {
