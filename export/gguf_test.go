@@ -114,4 +114,3 @@ func TestGGUFExportRefuses(t *testing.T) {
 		}
 	}
 }
-
