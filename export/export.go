@@ -56,9 +56,10 @@ type Config struct {
 	MaxShardBytes int64
 	// Dtype stores the merged weights as F32 (default), F16 or BF16.
 	Dtype safetensors.Dtype
-	// Format is FormatHF (default, "" too) or FormatGGUF: Out is then one
-	// .gguf file, with an Ollama Modelfile beside it, and an adapter is
-	// optional (without one the base is converted alone).
+	// Format is FormatHF or FormatGGUF: Out is then one .gguf file, with
+	// an Ollama Modelfile beside it, and an adapter is optional (without
+	// one the base is converted alone). Empty means FormatGGUF when Out
+	// ends in .gguf, else FormatHF.
 	Format string
 	// GGUFDtype is the tensor type of a GGUF export: f32, f16, bf16 or
 	// q8_0; empty follows Dtype.
@@ -93,7 +94,11 @@ var tokenizerFiles = []string{
 // naming the first that does not, and an output directory that holds
 // something other than an earlier export.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
-	switch cfg.Format {
+	format := cfg.Format
+	if format == "" && mgguf.IsGGUF(cfg.Out) {
+		format = FormatGGUF
+	}
+	switch format {
 	case FormatGGUF:
 		return runGGUF(ctx, cfg)
 	case "", FormatHF:
@@ -125,7 +130,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			return nil, fmt.Errorf("export: adapter %s records no base_model_name_or_path; give the base model directory", cfg.Adapter)
 		}
 		base = pc.BaseModelNameOrPath
-		if _, err := os.Stat(filepath.Join(base, hf.ConfigFile)); err != nil {
+		if _, err := os.Stat(baseMarker(base)); err != nil {
 			return nil, fmt.Errorf("export: adapter %s was trained on %s, which is not a model directory here (%v); give the base model directory", cfg.Adapter, base, err)
 		}
 	}
@@ -137,7 +142,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			return nil, err
 		}
 	}
-	w, err := hf.LoadModel(base)
+	w, baseTok, err := loadBaseHF(base)
 	if err != nil {
 		return nil, fmt.Errorf("export: base: %w", err)
 	}
@@ -161,6 +166,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	err = atomicfile.ReplaceDir(cfg.Out, func(tmp string) error {
 		if err := hf.SaveModel(tmp, w, hf.SaveOptions{Dtype: cfg.Dtype, MaxShardBytes: cfg.MaxShardBytes}); err != nil {
 			return err
+		}
+		if baseTok != nil {
+			// A GGUF base: its tokenizer comes from its metadata.
+			return baseTok.Save(tmp)
 		}
 		if err := keepBaseConfig(base, tmp, cfg.Dtype); err != nil {
 			return err

@@ -186,3 +186,23 @@ func checkGGUFOutput(path string) error {
 	}
 	return nil
 }
+
+// baseMarker is the file whose presence makes base a model: the GGUF file
+// itself, or a directory's config.json.
+func baseMarker(base string) string {
+	if mgguf.IsGGUF(base) {
+		return base
+	}
+	return filepath.Join(base, hf.ConfigFile)
+}
+
+// loadBaseHF loads the base of a Hugging Face export: a model directory,
+// or a GGUF file, whose tokenizer (rebuilt from its metadata) is returned
+// too since there are no tokenizer files to copy.
+func loadBaseHF(base string) (*model.Weights, *tokenizer.Tokenizer, error) {
+	if mgguf.IsGGUF(base) {
+		return mgguf.Load(base)
+	}
+	w, err := hf.LoadModel(base)
+	return w, nil, err
+}

@@ -10,6 +10,8 @@ import (
 	"github.com/gotune/gotune/checkpoints/gguf"
 	"github.com/gotune/gotune/internal/tinymodel"
 	mgguf "github.com/gotune/gotune/model/gguf"
+	"github.com/gotune/gotune/model/hf"
+	"github.com/gotune/gotune/tokenizer"
 )
 
 // TestGGUFExport merges an adapter into its base and writes GGUF: the
@@ -112,5 +114,55 @@ func TestGGUFExportRefuses(t *testing.T) {
 		if _, err := Run(context.Background(), tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: error %v, want it to contain %q", tc.cfg, err, tc.want)
 		}
+	}
+}
+
+// TestGGUFBase: an adapter trained on a GGUF base (its
+// base_model_name_or_path is the .gguf file) exports to a Hugging Face
+// directory and to GGUF, both with the logits of the base plus the live
+// adapter.
+func TestGGUFBase(t *testing.T) {
+	root := t.TempDir()
+	baseDir := filepath.Join(root, "base")
+	w := writeBase(t, baseDir, 32, 4)
+	tok, err := tokenizer.Load(baseDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	baseGGUF := filepath.Join(root, "base.gguf")
+	if err := mgguf.Save(baseGGUF, w, tok, mgguf.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	a := trainedAdapter(t, w, "q_proj", "k_proj", "down_proj")
+	adapterDir := filepath.Join(root, "adapter")
+	if err := a.Save(adapterDir, baseGGUF, "CAUSAL_LM", nil); err != nil {
+		t.Fatal(err)
+	}
+	want := logits(t, w, a)
+	hfOut := filepath.Join(root, "merged")
+	if _, err := Run(context.Background(), Config{Adapter: adapterDir, Out: hfOut}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := hf.LoadModel(hfOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := tinymodel.MaxRelDiff(want, logits(t, got, nil)); d > 1e-5 {
+		t.Fatalf("Hugging Face export of a GGUF base: logits differ by %.3g", d)
+	}
+	if _, err := tokenizer.Load(hfOut); err != nil {
+		t.Fatalf("the export has no tokenizer: %v", err)
+	}
+	ggufOut := filepath.Join(root, "merged.gguf")
+	// The format follows the .gguf extension.
+	if _, err := Run(context.Background(), Config{Adapter: adapterDir, Out: ggufOut}); err != nil {
+		t.Fatal(err)
+	}
+	g, _, err := mgguf.Load(ggufOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := tinymodel.MaxRelDiff(want, logits(t, g, nil)); d > 1e-5 {
+		t.Fatalf("GGUF export of a GGUF base: logits differ by %.3g", d)
 	}
 }
