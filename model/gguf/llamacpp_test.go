@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -436,4 +437,75 @@ func TestLlamaCppAdapter(t *testing.T) {
 			t.Errorf("%s: llama.cpp with the adapter GGUF %v, gotune merged %v (margin %.3g)", arch, withLoRA, want, margin)
 		}
 	}
+}
+
+// TestLlamaCppFixtureTokenizers: the GGUF tokenizer metadata of the
+// fixture tokenizers (Qwen3 and Llama-3: byte-level BPE, "qwen2" and
+// "llama-bpe"; Llama-2: SentencePiece-style BPE, "llama") makes
+// llama.cpp tokenize the fixtures' golden texts as gotune (and Hugging
+// Face, whose encodings the golden files hold) does. The models are tiny
+// random ones with the fixtures' vocabularies.
+func TestLlamaCppFixtureTokenizers(t *testing.T) {
+	run := llamaCpp(t)
+	dir := t.TempDir()
+	names := []string{"qwen3", "llama3", "llama2"}
+	toks := map[string]*tokenizer.Tokenizer{}
+	texts := map[string][]string{}
+	var req checkRequest
+	for _, name := range names {
+		fixture := filepath.Join("..", "..", "tokenizer", "testdata", name)
+		tok, err := tokenizer.Load(fixture)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := familyConfig(t, "llama", tok.VocabSize())
+		c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers, c.NumAttentionHeads, c.NumKeyValueHeads = 32, 32, 1, 2, 1
+		c.TieWordEmbeddings = true
+		w, err := model.NewRandom(c, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, name+".gguf")
+		if err := Save(path, w, tok, Options{Dtype: F16}); err != nil {
+			t.Fatal(err)
+		}
+		toks[name], texts[name] = tok, goldenTexts(t, filepath.Join(fixture, "golden.jsonl"))
+		req.Models = append(req.Models, modelRequest{Path: path, ContextSize: 64, Vocab: c.VocabSize, Prompts: texts[name]})
+	}
+	res := run(req)
+	for i, name := range names {
+		bad, skipped := 0, 0
+		for k, s := range texts[name] {
+			if promotedEOG(toks[name], s) {
+				skipped++
+				continue
+			}
+			want := toks[name].Encode(s, false)
+			if !slices.Equal(res.Models[i].Tokens[k], want) {
+				bad++
+				if bad <= 3 {
+					t.Errorf("%s: llama.cpp tokenizes %q as %v, gotune as %v", name, s, res.Models[i].Tokens[k], want)
+				}
+			}
+		}
+		t.Logf("%s: %d of %d golden texts tokenized alike (%d skipped: they spell an end-of-generation text llama.cpp makes special)",
+			name, len(texts[name])-bad-skipped, len(texts[name])-skipped, skipped)
+	}
+}
+
+// llama.cpp's vocabulary loader turns these texts into control tokens
+// (end of generation) even where the vocabulary has them as ordinary
+// tokens, as Qwen's has "</s>"; a text spelling one then tokenizes
+// differently from Hugging Face, whatever the GGUF says (llama-vocab.cpp).
+var llamaCppEOGTexts = []string{"</s>", "<|eot_id|>", "<|im_end|>", "<|endoftext|>", "<|end_of_text|>", "<end_of_turn>", "<|end|>", "<EOT>"}
+
+// promotedEOG reports a text spelling one of llamaCppEOGTexts that tok
+// holds as an ordinary (not special) token.
+func promotedEOG(tok *tokenizer.Tokenizer, s string) bool {
+	for _, e := range llamaCppEOGTexts {
+		if id, ok := tok.TokenID(e); ok && !tok.IsSpecial(id) && strings.Contains(s, e) {
+			return true
+		}
+	}
+	return false
 }
