@@ -271,6 +271,8 @@ func TestLoadRefuses(t *testing.T) {
 		{"arch", set(kv, "general.architecture", "falcon"), tensors, `general.architecture "falcon" is not implemented`},
 		{"adapter", set(kv, "general.type", "adapter"), tensors, "not a model"},
 		{"rope dims", set(kv, "llama.rope.dimension_count", uint32(8)), tensors, "partial rotary"},
+		{"sliding window", set(kv, "llama.attention.sliding_window", uint32(16)), tensors, "metadata llama.attention.sliding_window = 16 is not implemented"},
+		{"yarn", set(kv, "llama.rope.scaling.type", "yarn"), tensors, "metadata llama.rope.scaling.type = yarn is not implemented"},
 		{"extra tensor", kv, append(slices.Clone(tensors), gguf.Tensor{Name: "blk.0.extra.weight", Shape: []int{1}, Data: []float32{0}}), "tensor blk.0.extra.weight is not used"},
 		{"missing tensor", kv, tensors[1:], "tensor token_embd.weight is missing"},
 		{"pre", set(tkv, "tokenizer.ggml.pre", "tekken"), tensors, `pre-tokenizer "tekken" is not implemented`},

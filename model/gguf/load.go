@@ -123,13 +123,15 @@ func ConfigFromMetadata(f *gguf.File) (model.Config, error) {
 	if v, err := f.Int(k("rope.dimension_count")); err == nil && int(v) != headDim {
 		return c, fmt.Errorf("metadata %s %d is not the head dimension %d: partial rotary embeddings are not implemented", k("rope.dimension_count"), v, headDim)
 	}
-	for _, key := range []string{k("rope.scaling.type"), k("attention.sliding_window"), k("expert_count")} {
-		if v, ok := f.Get(key); ok {
-			if key == k("rope.scaling.type") && v == "none" {
-				continue
-			}
-			return c, fmt.Errorf("metadata %s = %v is not implemented", key, v)
+	// Loading is strict, as for config.json: an architecture key this
+	// model does not read may change the computation (sliding windows,
+	// YaRN scaling, experts, soft-capping), so it is refused.
+	for _, p := range f.KV {
+		rest, ok := strings.CutPrefix(p.Key, arch+".")
+		if !ok || archKeys[rest] || (rest == "rope.scaling.type" && p.Value == "none") {
+			continue
 		}
+		return c, fmt.Errorf("metadata %s = %v is not implemented", p.Key, p.Value)
 	}
 	if fam.ImpliedBias {
 		c.AttentionBias = true
@@ -144,6 +146,9 @@ func ConfigFromMetadata(f *gguf.File) (model.Config, error) {
 		return c, fmt.Errorf("tensor token_embd.weight has shape %v, want 2 dimensions", emb.Shape)
 	}
 	c.VocabSize = emb.Shape[0]
+	if v, err := f.Int(k("vocab_size")); err == nil && v != int64(c.VocabSize) {
+		return c, fmt.Errorf("metadata %s %d differs from the %d rows of token_embd.weight", k("vocab_size"), v, c.VocabSize)
+	}
 	_, hasOutput := f.Tensor("output.weight")
 	c.TieWordEmbeddings = !hasOutput
 	c.HiddenAct = "silu"
@@ -156,6 +161,14 @@ func ConfigFromMetadata(f *gguf.File) (model.Config, error) {
 		c.RopeScaling = s
 	}
 	return c, c.Validate()
+}
+
+// archKeys are the {arch}.* metadata keys the model reads.
+var archKeys = map[string]bool{
+	"vocab_size": true, "context_length": true, "embedding_length": true, "block_count": true,
+	"feed_forward_length": true, "attention.head_count": true, "attention.head_count_kv": true,
+	"attention.layer_norm_rms_epsilon": true, "rope.freq_base": true, "rope.dimension_count": true,
+	"attention.key_length": true, "attention.value_length": true,
 }
 
 // shortest rounds a value read from a float32 to the shortest decimal
