@@ -44,7 +44,11 @@ alone as a llama.cpp LoRA adapter, to use with the base's GGUF.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "merged %d adapted modules into %s; wrote %s\n", res.Modules, res.Base, strings.Join(res.Files, ", "))
+			if cfg.Adapter == "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "converted %s; wrote %s\n", res.Base, strings.Join(res.Files, ", "))
+			} else {
+				fmt.Fprintf(cmd.OutOrStdout(), "merged %d adapted modules into %s; wrote %s\n", res.Modules, res.Base, strings.Join(res.Files, ", "))
+			}
 			return nil
 		}
 		if cfg.Adapter == "" || (cfg.Out == "" && cfg.AdapterGGUF == "") {
