@@ -73,6 +73,10 @@ alone as a llama.cpp LoRA adapter, to use with the base's GGUF.`,
 		if err != nil {
 			return err
 		}
+		if cfg.Out == "" {
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote the adapter of %d modules as %s\n", res.Modules, cfg.AdapterGGUF)
+			return nil
+		}
 		fmt.Fprintf(cmd.OutOrStdout(), "merged %d adapted modules into %s; model in %s (%d files)\n",
 			res.Modules, res.Base, cfg.Out, len(res.Files))
 		return nil
