@@ -66,9 +66,14 @@ func randomModel(t testing.TB, modelType string, seed uint64) (*model.Weights, *
 // tokenizer and every weight come back exactly, so the logits equal the
 // original's (within 1e-6).
 func TestRoundTripF32(t *testing.T) {
-	for _, mt := range []string{"llama", "mistral", "qwen2", "qwen3"} {
+	for _, mt := range []string{"llama", "llama3-scaled", "mistral", "qwen2", "qwen3"} {
 		t.Run(mt, func(t *testing.T) {
-			w, tok := randomModel(t, mt, 7)
+			w, tok := randomModel(t, strings.TrimSuffix(mt, "3-scaled"), 7)
+			if mt == "llama3-scaled" {
+				// Llama-3.1's RoPE scaling travels as rope_freqs.weight.
+				w.Config.RopeTheta = 500000
+				w.Config.RopeScaling = &model.RopeScaling{RopeType: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 8192}
+			}
 			path := filepath.Join(t.TempDir(), "m.gguf")
 			if err := Save(path, w, tok, Options{Dtype: F32}); err != nil {
 				t.Fatal(err)

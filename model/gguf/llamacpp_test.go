@@ -202,9 +202,10 @@ func gotuneProbs(t *testing.T, w *model.Weights, tok *tokenizer.Tokenizer, promp
 }
 
 // checkModels are the llama.cpp test models: the world-pretrained base
-// (llama, the project's trained BPE tokenizer) and the same weights as
-// qwen2 (with q/k/v biases) and qwen3 (with q/k norms), whose logits are
-// far enough from ties for greedy decoding to be compared token for token.
+// (llama, the project's trained BPE tokenizer), the same with Llama-3.1's
+// RoPE scaling, and the same weights as qwen2 (with q/k/v biases) and
+// qwen3 (with q/k norms), whose logits are far enough from ties for greedy
+// decoding to be compared token for token.
 func checkModels(t *testing.T) map[string]*model.Weights {
 	t.Helper()
 	base, err := hf.LoadModel(tinymodel.WorldBase())
@@ -212,6 +213,16 @@ func checkModels(t *testing.T) map[string]*model.Weights {
 		t.Fatal(err)
 	}
 	out := map[string]*model.Weights{"llama": base}
+	// The same weights with Llama-3.1's RoPE scaling rule (written as
+	// rope_freqs.weight), its original context shrunk to 64 positions so
+	// that the rescaled frequencies change the logits within the test's
+	// context.
+	scaled, err := hf.LoadModel(tinymodel.WorldBase())
+	if err != nil {
+		t.Fatal(err)
+	}
+	scaled.Config.RopeScaling = &model.RopeScaling{RopeType: "llama3", Factor: 4, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 64}
+	out["llama-rope-scaled"] = scaled
 	r := rand.New(rand.NewPCG(5, 6))
 	for _, mt := range []string{"qwen2", "qwen3"} {
 		c := base.Config
@@ -276,7 +287,7 @@ func TestLlamaCpp(t *testing.T) {
 		dtype Dtype
 	}
 	var jobs []job
-	for _, arch := range []string{"llama", "qwen2", "qwen3"} {
+	for _, arch := range []string{"llama", "llama-rope-scaled", "qwen2", "qwen3"} {
 		w := models[arch]
 		for _, d := range []Dtype{F32, F16, Q8_0} {
 			path := filepath.Join(dir, fmt.Sprintf("%s-%s.gguf", arch, d))
