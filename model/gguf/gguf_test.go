@@ -320,3 +320,26 @@ func TestModelfile(t *testing.T) {
 		t.Errorf("Modelfile of an unknown chat template:\n%s", mf)
 	}
 }
+
+// TestExpectedTensors: the shapes checked before allocating are those
+// model.Allocate lays out, for every family.
+func TestExpectedTensors(t *testing.T) {
+	for _, mt := range []string{"llama", "qwen2", "qwen3"} {
+		w, _ := randomModel(t, mt, 1)
+		var got []string
+		for _, e := range expectedTensors(w.Config) {
+			got = append(got, fmt.Sprint(e.name, e.shape))
+		}
+		var want []string
+		for _, n := range w.Named() {
+			name, err := tensorName(n.Name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, fmt.Sprint(name, []int(n.Tensor.Shape())))
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: expected tensors\n%v\nAllocate lays out\n%v", mt, got, want)
+		}
+	}
+}

@@ -90,6 +90,11 @@ func ConfigFromMetadata(f *gguf.File) (model.Config, error) {
 		}
 		*p.dst = int(v)
 	}
+	// Each block has several tensors: a block count beyond the number of
+	// tensors is wrong before any shape is looked at.
+	if c.NumHiddenLayers > len(f.Tensors) {
+		return c, fmt.Errorf("metadata %s %d: the file holds only %d tensors", k("block_count"), c.NumHiddenLayers, len(f.Tensors))
+	}
 	if c.NumKeyValueHeads == 0 {
 		c.NumKeyValueHeads = c.NumAttentionHeads
 	}
@@ -218,6 +223,19 @@ func load(f *gguf.File) (*model.Weights, *tokenizer.Tokenizer, error) {
 	if tok.EOS() >= 0 {
 		c.EOSTokenID = tok.EOS()
 	}
+	// Every tensor the config needs must be in the file with its shape
+	// before anything is allocated: the config comes from metadata, and
+	// the tensor infos were checked against the file's size, so this
+	// bounds the allocation by the file.
+	for _, e := range expectedTensors(c) {
+		info, ok := f.Tensor(e.name)
+		if !ok {
+			return nil, nil, fmt.Errorf("tensor %s is missing", e.name)
+		}
+		if !slices.Equal(info.Shape, e.shape) {
+			return nil, nil, fmt.Errorf("tensor %s has shape %v, the config needs %v", e.name, info.Shape, e.shape)
+		}
+	}
 	w, err := model.Allocate(c)
 	if err != nil {
 		return nil, nil, err
@@ -288,4 +306,47 @@ func LoadBase(path string) (*model.Weights, *tokenizer.Tokenizer, error) {
 		return nil, nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	return w, tok, nil
+}
+
+type tensorShape struct {
+	name  string
+	shape []int
+}
+
+// expectedTensors lists the GGUF tensors a config needs, with their shapes
+// (as model.Allocate lays them out), without allocating them.
+func expectedTensors(c model.Config) []tensorShape {
+	C, F, V, D := c.HiddenSize, c.IntermediateSize, c.VocabSize, c.HeadDim()
+	H, KVH := c.NumAttentionHeads, c.KVHeads()
+	out := []tensorShape{{"token_embd.weight", []int{V, C}}}
+	for i := range c.NumHiddenLayers {
+		p := fmt.Sprintf("blk.%d.", i)
+		out = append(out,
+			tensorShape{p + "attn_norm.weight", []int{C}},
+			tensorShape{p + "attn_q.weight", []int{H * D, C}},
+			tensorShape{p + "attn_k.weight", []int{KVH * D, C}},
+			tensorShape{p + "attn_v.weight", []int{KVH * D, C}})
+		if c.AttentionBias {
+			out = append(out,
+				tensorShape{p + "attn_q.bias", []int{H * D}},
+				tensorShape{p + "attn_k.bias", []int{KVH * D}},
+				tensorShape{p + "attn_v.bias", []int{KVH * D}})
+		}
+		if c.QKNorm() {
+			out = append(out,
+				tensorShape{p + "attn_q_norm.weight", []int{D}},
+				tensorShape{p + "attn_k_norm.weight", []int{D}})
+		}
+		out = append(out,
+			tensorShape{p + "attn_output.weight", []int{C, H * D}},
+			tensorShape{p + "ffn_norm.weight", []int{C}},
+			tensorShape{p + "ffn_gate.weight", []int{F, C}},
+			tensorShape{p + "ffn_up.weight", []int{F, C}},
+			tensorShape{p + "ffn_down.weight", []int{C, F}})
+	}
+	out = append(out, tensorShape{"output_norm.weight", []int{C}})
+	if !c.TieWordEmbeddings {
+		out = append(out, tensorShape{"output.weight", []int{V, C}})
+	}
+	return out
 }
