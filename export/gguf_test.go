@@ -166,3 +166,29 @@ func TestGGUFBase(t *testing.T) {
 		t.Fatalf("GGUF export of a GGUF base: logits differ by %.3g", d)
 	}
 }
+
+// TestAdapterGGUFBesideHF: --adapter-gguf with a Hugging Face export
+// writes both.
+func TestAdapterGGUFBesideHF(t *testing.T) {
+	root := t.TempDir()
+	baseDir, adapterDir := filepath.Join(root, "base"), filepath.Join(root, "adapter")
+	w := writeBase(t, baseDir, 16, 1)
+	if err := trainedAdapter(t, w, "q_proj").Save(adapterDir, baseDir, "CAUSAL_LM", nil); err != nil {
+		t.Fatal(err)
+	}
+	out, lora := filepath.Join(root, "merged"), filepath.Join(root, "lora.gguf")
+	if _, err := Run(context.Background(), Config{Adapter: adapterDir, Out: out, AdapterGGUF: lora}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hf.LoadModel(out); err != nil {
+		t.Fatal(err)
+	}
+	f, err := gguf.Open(lora)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, ok := f.Tensor("blk.1.attn_q.weight.lora_b"); !ok || len(f.Tensors) != 4 {
+		t.Fatalf("adapter GGUF holds %d tensors", len(f.Tensors))
+	}
+}

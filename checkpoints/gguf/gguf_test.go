@@ -236,3 +236,29 @@ func FuzzRead(f *testing.F) {
 		}
 	})
 }
+
+// TestAlignment: a general.alignment of 64 places the data section and
+// every tensor on multiples of 64.
+func TestAlignment(t *testing.T) {
+	var buf bytes.Buffer
+	tensors := []Tensor{{Name: "a", Shape: []int{3}, Data: []float32{1, 2, 3}}, {Name: "b", Shape: []int{5}, Data: []float32{4, 5, 6, 7, 8}}}
+	if err := Write(&buf, []KV{{KeyAlignment, uint32(64)}}, tensors); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Read(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Alignment != 64 || f.DataOffset%64 != 0 {
+		t.Fatalf("alignment %d, data at %d", f.Alignment, f.DataOffset)
+	}
+	for _, ti := range f.Tensors {
+		if ti.Offset%64 != 0 {
+			t.Fatalf("tensor %s at offset %d", ti.Name, ti.Offset)
+		}
+	}
+	got, err := f.ReadFloat32("b")
+	if err != nil || !slices.Equal(got, tensors[1].Data) {
+		t.Fatalf("tensor b: %v %v", got, err)
+	}
+}
