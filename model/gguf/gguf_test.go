@@ -277,7 +277,7 @@ func TestLoadRefuses(t *testing.T) {
 		{"adapter", set(kv, "general.type", "adapter"), tensors, "not a model"},
 		{"rope dims", set(kv, "llama.rope.dimension_count", uint32(8)), tensors, "partial rotary"},
 		{"block count", set(kv, "llama.block_count", uint32(1_000_000)), tensors, "metadata llama.block_count 1000000: the file holds only"},
-		{"width", set(kv, "llama.feed_forward_length", uint32(1 << 20)), tensors, "tensor blk.0.ffn_gate.weight has shape [96 64], the config needs [1048576 64]"},
+		{"width", set(kv, "llama.feed_forward_length", uint32(1<<20)), tensors, "tensor blk.0.ffn_gate.weight has shape [96 64], the config needs [1048576 64]"},
 		{"sliding window", set(kv, "llama.attention.sliding_window", uint32(16)), tensors, "metadata llama.attention.sliding_window = 16 is not implemented"},
 		{"yarn", set(kv, "llama.rope.scaling.type", "yarn"), tensors, "metadata llama.rope.scaling.type = yarn is not implemented"},
 		{"extra tensor", kv, append(slices.Clone(tensors), gguf.Tensor{Name: "blk.0.extra.weight", Shape: []int{1}, Data: []float32{0}}), "tensor blk.0.extra.weight is not used"},
