@@ -34,6 +34,7 @@ func TestGGUFExportAndGenerate(t *testing.T) {
 		f.Value.(pflag.SliceValue).Replace(nil)
 		f.Changed = false
 	}
+	resetPrompts() // left set by earlier tests too
 	t.Cleanup(resetPrompts)
 	t.Cleanup(func() {
 		for _, name := range []string{"base", "out", "dtype"} {
