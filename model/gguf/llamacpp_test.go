@@ -276,8 +276,7 @@ func TestLlamaCpp(t *testing.T) {
 	// Largest |Δp| over the vocabulary allowed, by export type. Even the
 	// F32 export is not bit-exact: llama.cpp keeps its KV cache in F16 by
 	// default (measured: up to 1.4e-4 for F32, 3e-4 for F16, 1.4e-3 for
-	// BF16, 1.2e-2 for
-	// Q8_0 on these models).
+	// BF16, 1.2e-2 for Q8_0 on these models).
 	tolerance := map[Dtype]float64{F32: 5e-4, F16: 5e-3, BF16: 5e-3, Q8_0: 3e-2}
 	prompts := []string{"The fox", "### Instruction:\nWhere is the fox?\n\n### Response:\n"}
 	const n = 32
