@@ -55,6 +55,7 @@ var typeNames = map[Type]string{
 	29: "IQ1_M", 30: "BF16", 34: "TQ1_0", 35: "TQ2_0", 39: "MXFP4",
 }
 
+// String is the type's ggml name (F32, Q8_0, Q4_K, …), or its number.
 func (t Type) String() string {
 	if n, ok := typeNames[t]; ok {
 		return n
