@@ -46,6 +46,12 @@ func llamaCppB(t testing.TB) func(req checkRequest) checkResponse {
 	if _, err := exec.LookPath("node"); err != nil {
 		missing("node is not installed")
 	}
+	// node-llama-cpp 3.21.1 needs node 20 or later.
+	if v, err := exec.Command("node", "-p", "process.versions.node").Output(); err != nil {
+		missing(fmt.Sprintf("node does not run: %v", err))
+	} else if major, _, _ := strings.Cut(strings.TrimSpace(string(v)), "."); len(major) < 2 || major < "20" {
+		missing(fmt.Sprintf("node %s is older than 20", strings.TrimSpace(string(v))))
+	}
 	if _, err := os.Stat(filepath.Join(checkerDir, "node_modules", "node-llama-cpp", "package.json")); err != nil {
 		missing("node-llama-cpp is not installed")
 	}
