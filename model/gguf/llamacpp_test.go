@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -49,7 +50,7 @@ func llamaCppB(t testing.TB) func(req checkRequest) checkResponse {
 	// node-llama-cpp 3.21.1 needs node 20 or later.
 	if v, err := exec.Command("node", "-p", "process.versions.node").Output(); err != nil {
 		missing(fmt.Sprintf("node does not run: %v", err))
-	} else if major, _, _ := strings.Cut(strings.TrimSpace(string(v)), "."); len(major) < 2 || major < "20" {
+	} else if major, _, _ := strings.Cut(strings.TrimSpace(string(v)), "."); atoi(major) < 20 {
 		missing(fmt.Sprintf("node %s is older than 20", strings.TrimSpace(string(v))))
 	}
 	if _, err := os.Stat(filepath.Join(checkerDir, "node_modules", "node-llama-cpp", "package.json")); err != nil {
@@ -88,6 +89,14 @@ func llamaCppB(t testing.TB) func(req checkRequest) checkResponse {
 		}
 		return res
 	}
+}
+
+func atoi(s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return -1
+	}
+	return n
 }
 
 type greedyRequest struct {
