@@ -90,9 +90,10 @@ var tokenizerFiles = []string{
 }
 
 // Run merges cfg.Adapter into its base and writes cfg.Out (and
-// cfg.AdapterOut). It refuses an adapter whose tensors do not fit the base,
-// naming the first that does not, and an output directory that holds
-// something other than an earlier export.
+// cfg.AdapterOut, cfg.AdapterGGUF) in cfg.Format. It refuses an adapter
+// whose tensors do not fit the base, naming the first that does not, and an
+// output that holds something other than an earlier export. The base may
+// be a Hugging Face directory or a GGUF file.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	format := cfg.Format
 	if format == "" && mgguf.IsGGUF(cfg.Out) {
