@@ -218,9 +218,9 @@ func gotuneProbs(t *testing.T, w *model.Weights, tok *tokenizer.Tokenizer, promp
 
 // checkModels are the llama.cpp test models: the world-pretrained base
 // (llama, the project's trained BPE tokenizer), the same with Llama-3.1's
-// RoPE scaling, and the same weights as qwen2 (with q/k/v biases) and
-// qwen3 (with q/k norms), whose logits are far enough from ties for greedy
-// decoding to be compared token for token.
+// RoPE scaling, and the same weights as qwen2 (with q/k/v biases and an
+// untied output head) and qwen3 (with q/k norms), whose logits are far
+// enough from ties for greedy decoding to be compared token for token.
 func checkModels(t *testing.T) map[string]*model.Weights {
 	t.Helper()
 	base, err := hf.LoadModel(tinymodel.WorldBase())
@@ -249,6 +249,11 @@ func checkModels(t *testing.T) map[string]*model.Weights {
 		if mt == "qwen3" {
 			c.HeadDimOverride = c.HeadDim()
 		}
+		if mt == "qwen2" {
+			// An output head of its own (output.weight), equal to the
+			// embeddings plus a little noise.
+			c.TieWordEmbeddings = false
+		}
 		w, err := model.Allocate(c)
 		if err != nil {
 			t.Fatal(err)
@@ -260,6 +265,12 @@ func checkModels(t *testing.T) map[string]*model.Weights {
 		for _, n := range w.Named() {
 			if src, ok := byName[n.Name]; ok {
 				copy(model.F32(n.Tensor), src)
+				continue
+			}
+			if n.Name == "lm_head.weight" {
+				for i, v := range byName["model.embed_tokens.weight"] {
+					model.F32(n.Tensor)[i] = v + 0.002*float32(r.NormFloat64())
+				}
 				continue
 			}
 			for i := range model.F32(n.Tensor) { // biases and q/k norms
