@@ -9,6 +9,8 @@ import (
 
 	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/finetune"
+	"github.com/gotune/gotune/model"
+	mgguf "github.com/gotune/gotune/model/gguf"
 	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/tokenizer"
 )
@@ -24,26 +26,47 @@ type LossResult struct {
 	Truncation data.TruncationReport `json:"-"`
 }
 
+// loadTextModel loads cfg.Model: a GGUF file with the tokenizer of its
+// metadata, or a Hugging Face directory with its own tokenizer.json, else
+// cfg.Tokenizer's.
+func loadTextModel(cfg Config) (*model.Weights, *tokenizer.Tokenizer, error) {
+	if mgguf.IsGGUF(cfg.Model) {
+		if cfg.Tokenizer != "" {
+			return nil, nil, fmt.Errorf("eval: %s: a GGUF file carries its tokenizer; %s does not apply", cfg.Model, KeyTokenizer)
+		}
+		w, tok, err := mgguf.Load(cfg.Model)
+		if err != nil {
+			return nil, nil, fmt.Errorf("eval: %w", err)
+		}
+		return w, tok, nil
+	}
+	w, err := hf.LoadModel(cfg.Model)
+	if err != nil {
+		return nil, nil, fmt.Errorf("eval: %w", err)
+	}
+	tokPath := cfg.Model
+	if _, err := os.Stat(filepath.Join(cfg.Model, tokenizer.TokenizerFile)); err != nil {
+		if cfg.Tokenizer == "" {
+			return nil, nil, fmt.Errorf("eval: %s has no %s; give a tokenizer (%s)", cfg.Model, tokenizer.TokenizerFile, KeyTokenizer)
+		}
+		tokPath = cfg.Tokenizer
+	}
+	tok, err := tokenizer.Load(tokPath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("eval: %w", err)
+	}
+	return w, tok, nil
+}
+
 // textLoss scores cfg.Model on the text cfg.Text: documents encoded with
 // special tokens, ended with EOS and concatenated; the stream is scored in
 // windows of T tokens that overlap by one, so every token after the first
 // is predicted once with up to T−1 tokens of context. The model
 // directory's own tokenizer is used when present.
 func textLoss(ctx context.Context, cfg Config) (*LossResult, error) {
-	w, err := hf.LoadModel(cfg.Model)
+	w, tok, err := loadTextModel(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("eval: %w", err)
-	}
-	tokPath := cfg.Model
-	if _, err := os.Stat(filepath.Join(cfg.Model, tokenizer.TokenizerFile)); err != nil {
-		if cfg.Tokenizer == "" {
-			return nil, fmt.Errorf("eval: %s has no %s; give a tokenizer (%s)", cfg.Model, tokenizer.TokenizerFile, KeyTokenizer)
-		}
-		tokPath = cfg.Tokenizer
-	}
-	tok, err := tokenizer.Load(tokPath)
-	if err != nil {
-		return nil, fmt.Errorf("eval: %w", err)
+		return nil, err
 	}
 	if tok.VocabSize() > w.Config.VocabSize {
 		return nil, fmt.Errorf("eval: the tokenizer has %d tokens, the model only %d", tok.VocabSize(), w.Config.VocabSize)

@@ -12,6 +12,7 @@ import (
 	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/finetune"
 	"github.com/gotune/gotune/model/generate"
+	mgguf "github.com/gotune/gotune/model/gguf"
 	"github.com/gotune/gotune/tokenizer"
 )
 
@@ -144,6 +145,22 @@ func TestRunText(t *testing.T) {
 	if got.Tokens != len(stream)-1 || n != got.Tokens || got.Rows != 0 || math.Abs(got.Loss-want) > 1e-4*want ||
 		math.Abs(got.Perplexity-math.Exp(got.Loss)) > 1e-9*got.Perplexity {
 		t.Errorf("text: %+v; want %d tokens, loss %.6f (engine)", got, len(stream)-1, want)
+	}
+
+	// The same model as a GGUF file (F32) scores the same, with the
+	// tokenizer of its metadata; a tokenizer given beside it is refused.
+	ggufPath := filepath.Join(t.TempDir(), "model.gguf")
+	if err := mgguf.Save(ggufPath, w, tok, mgguf.Options{Dtype: mgguf.F32}); err != nil {
+		t.Fatal(err)
+	}
+	fromGGUF := cfg
+	fromGGUF.Model = ggufPath
+	if g, err := Run(context.Background(), fromGGUF); err != nil || g.Tokens != got.Tokens || math.Abs(g.Loss-got.Loss) > 1e-6*got.Loss {
+		t.Errorf("GGUF: %+v, %v; want %+v", g, err, got)
+	}
+	fromGGUF.Tokenizer = base
+	if _, err := Run(context.Background(), fromGGUF); err == nil || !strings.Contains(err.Error(), KeyTokenizer) {
+		t.Errorf("GGUF with a tokenizer given: %v", err)
 	}
 
 	// Without a tokenizer in the directory one must be given.

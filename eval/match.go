@@ -9,21 +9,18 @@ import (
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/model/generate"
-	"github.com/gotune/gotune/model/hf"
+	mgguf "github.com/gotune/gotune/model/gguf"
 	"github.com/gotune/gotune/tokenizer"
 )
 
-// LoadModel loads a Hugging Face model directory with its tokenizer and
-// merges the adapters (PEFT directories) into the weights, in order: the
-// model as a stage that trained on top of the others left it.
+// LoadModel loads a base model (a Hugging Face model directory or a GGUF
+// file, mgguf.LoadBase) with its tokenizer and merges the adapters (PEFT
+// directories) into the weights, in order: the model as a stage that
+// trained on top of the others left it.
 func LoadModel(base string, adapters ...string) (*model.Weights, *tokenizer.Tokenizer, error) {
-	w, err := hf.LoadModel(base)
+	w, tok, err := mgguf.LoadBase(base)
 	if err != nil {
 		return nil, nil, err
-	}
-	tok, err := tokenizer.Load(base)
-	if err != nil {
-		return nil, nil, fmt.Errorf("load %s: %w", base, err)
 	}
 	if err := lora.MergeDirs(w, adapters...); err != nil {
 		return nil, nil, err

@@ -1,7 +1,9 @@
 // Package export folds a LoRA adapter into its base model and writes the
 // result as a Hugging Face model directory (config.json, model.safetensors
 // sharded above a size limit with its index, generation_config.json and the
-// base's tokenizer files), optionally with a copy of the adapter alone.
+// base's tokenizer files), optionally with a copy of the adapter alone; or
+// as one GGUF file for llama.cpp and Ollama (model/gguf), with an Ollama
+// Modelfile, and the adapter alone as a llama.cpp LoRA GGUF.
 //
 // The merge is lora's (lora.Adapter.Merge): W ← W + s·B·A per adapted
 // module (Hu et al. 2021, eq. 3, with s = α/r or α/√r for rsLoRA), in
@@ -32,6 +34,7 @@ import (
 	"github.com/gotune/gotune/checkpoints/safetensors"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
+	mgguf "github.com/gotune/gotune/model/gguf"
 	"github.com/gotune/gotune/model/hf"
 )
 
@@ -45,6 +48,8 @@ const (
 	KeyAdapterOut   = "adapter-out"
 	KeyMaxShardSize = "max-shard-size"
 	KeyDtype        = "dtype"
+	KeyFormat       = "format"
+	KeyAdapterGGUF  = "adapter-gguf"
 )
 
 // Config is one export. Start from DefaultConfig; Run refuses a Config that
@@ -65,6 +70,17 @@ type Config struct {
 	MaxShardBytes int64
 	// Dtype stores the merged weights as F32, F16 or BF16.
 	Dtype safetensors.Dtype
+	// Format is FormatHF or FormatGGUF: Out is then one .gguf file, with
+	// an Ollama Modelfile beside it, and an adapter is optional (without
+	// one the base is converted alone). Empty means FormatGGUF when Out
+	// ends in .gguf, else FormatHF.
+	Format string
+	// GGUFDtype is the tensor type of a GGUF export: f32, f16, bf16 or
+	// q8_0; empty follows Dtype.
+	GGUFDtype mgguf.Dtype
+	// AdapterGGUF, when set, receives the adapter alone as a llama.cpp
+	// LoRA adapter (.gguf), for use with the base's GGUF.
+	AdapterGGUF string
 }
 
 // DefaultConfig stores float32 weights in 5 GB shards
@@ -118,10 +134,31 @@ var tokenizerFiles = []string{
 }
 
 // Run merges cfg.Adapter into its base and writes cfg.Out (and
-// cfg.AdapterOut). It refuses an adapter whose tensors do not fit the base,
-// naming the first that does not, and an output directory that holds
-// something other than an earlier export.
+// cfg.AdapterOut, cfg.AdapterGGUF) in cfg.Format. It refuses an adapter
+// whose tensors do not fit the base, naming the first that does not, and an
+// output that holds something other than an earlier export. The base may
+// be a Hugging Face directory or a GGUF file.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
+	format := cfg.Format
+	if format == "" && mgguf.IsGGUF(cfg.Out) {
+		format = FormatGGUF
+	}
+	switch format {
+	case FormatGGUF:
+		return runGGUF(ctx, cfg)
+	case "", FormatHF:
+	default:
+		return nil, fmt.Errorf("export: %s %q: want %s or %s", KeyFormat, cfg.Format, FormatHF, FormatGGUF)
+	}
+	if cfg.AdapterGGUF != "" {
+		res, err := runGGUF(ctx, Config{Base: cfg.Base, Adapter: cfg.Adapter, AdapterGGUF: cfg.AdapterGGUF})
+		if err != nil {
+			return nil, err
+		}
+		if cfg.Out == "" {
+			return res, nil
+		}
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -135,7 +172,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			return nil, fmt.Errorf("export: adapter %s records no base_model_name_or_path; give the base model directory", cfg.Adapter)
 		}
 		base = pc.BaseModelNameOrPath
-		if _, err := os.Stat(filepath.Join(base, hf.ConfigFile)); err != nil {
+		if _, err := os.Stat(baseMarker(base)); err != nil {
 			return nil, fmt.Errorf("export: adapter %s was trained on %s, which is not a model directory here (%v); give the base model directory", cfg.Adapter, base, err)
 		}
 	}
@@ -147,7 +184,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			return nil, err
 		}
 	}
-	w, err := hf.LoadModel(base)
+	w, baseTok, err := loadBaseHF(base)
 	if err != nil {
 		return nil, fmt.Errorf("export: base: %w", err)
 	}
@@ -171,6 +208,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	err = atomicfile.ReplaceDir(cfg.Out, func(tmp string) error {
 		if err := hf.SaveModel(tmp, w, hf.SaveOptions{Dtype: cfg.Dtype, MaxShardBytes: cfg.MaxShardBytes}); err != nil {
 			return err
+		}
+		if baseTok != nil {
+			// A GGUF base: its tokenizer comes from its metadata.
+			return baseTok.Save(tmp)
 		}
 		if err := keepBaseConfig(base, tmp, cfg.Dtype); err != nil {
 			return err

@@ -30,7 +30,7 @@ import (
 
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
-	"github.com/gotune/gotune/model/hf"
+	mgguf "github.com/gotune/gotune/model/gguf"
 	"github.com/gotune/gotune/tokenizer"
 	"github.com/gotune/gotune/train"
 )
@@ -51,15 +51,13 @@ type Model struct {
 }
 
 // Open loads a Hugging Face model directory (weights, config.json and
-// tokenizer.json). The model has no adapter until NewAdapter or LoadAdapter.
+// tokenizer.json) or a GGUF file (weights dequantized to float32, the
+// tokenizer rebuilt from its metadata). The model has no adapter until
+// NewAdapter or LoadAdapter.
 func Open(baseDir string) (*Model, error) {
-	w, err := hf.LoadModel(baseDir)
+	w, tok, err := mgguf.LoadBase(baseDir)
 	if err != nil {
 		return nil, err
-	}
-	tok, err := tokenizer.Load(baseDir)
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", baseDir, err)
 	}
 	if tok.VocabSize() > w.Config.VocabSize {
 		return nil, fmt.Errorf("open %s: tokenizer has %d tokens but the model's vocabulary is %d", baseDir, tok.VocabSize(), w.Config.VocabSize)

@@ -32,6 +32,13 @@
 // tokens, then merges) and writes, through Save, a tokenizer.json that
 // Hugging Face tools read. NewByteLevel is the same with no merges.
 //
+// # Other formats
+//
+// Spec describes a BPE tokenizer in the terms other file formats store it
+// (GGUF's tokenizer.ggml.* metadata: vocabulary, merges, the pre-tokenizer
+// by name, special tokens), and FromSpec rebuilds the tokenizer from such
+// a description.
+//
 // # Prompts and chats
 //
 // EncodePromptCompletion (with FormatAlpaca for Stanford Alpaca's prompts)

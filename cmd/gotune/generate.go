@@ -11,7 +11,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gotune/gotune/lora"
+	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/model/generate"
+	mgguf "github.com/gotune/gotune/model/gguf"
 	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/tokenizer"
 )
@@ -116,17 +118,22 @@ func loadEngine(s string) (*generate.Engine, *tokenizer.Tokenizer, error) {
 	if dir == "" {
 		return nil, nil, fmt.Errorf("%s needs --%s", s, engineKeyModel)
 	}
-	w, err := hf.LoadModel(dir)
-	if err != nil {
-		return nil, nil, err
-	}
+	var w *model.Weights
+	var tok *tokenizer.Tokenizer
+	var err error
 	tokPath := cfgString(s, engineKeyTokenizer)
-	if tokPath == "" {
+	if mgguf.IsGGUF(dir) {
+		w, tok, err = mgguf.Load(dir) // the tokenizer is in the file's metadata
+	} else if w, err = hf.LoadModel(dir); tokPath == "" {
 		tokPath = dir
 	}
-	tok, err := tokenizer.Load(tokPath)
 	if err != nil {
 		return nil, nil, err
+	}
+	if tokPath != "" {
+		if tok, err = tokenizer.Load(tokPath); err != nil {
+			return nil, nil, err
+		}
 	}
 	var ad *lora.Adapter
 	if a := cfgString(s, engineKeyAdapter); a != "" {

@@ -54,7 +54,7 @@ var layers = []layer{
 	},
 	{
 		name:      "model",
-		pkgs:      []string{"model", "model/ops", "model/ops/internal/vec", "model/hf", "model/generate"},
+		pkgs:      []string{"model", "model/ops", "model/ops/internal/vec", "model/hf", "model/gguf", "model/generate"},
 		mayImport: []string{"model", "tokenizer", "format", "internal"},
 		rule:      "the model imports no data, no shared fine-tuning layer (finetune, train, lora), no stage and no application",
 	},
@@ -72,7 +72,7 @@ var layers = []layer{
 	},
 	{
 		name:      "format",
-		pkgs:      []string{"checkpoints", "checkpoints/safetensors", "checkpoints/atomicfile"},
+		pkgs:      []string{"checkpoints", "checkpoints/safetensors", "checkpoints/atomicfile", "checkpoints/gguf"},
 		mayImport: []string{"format", "internal"},
 		rule:      "file formats know tensors and bytes: they import neither model nor data nor tokenizer nor anything above",
 	},

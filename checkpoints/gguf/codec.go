@@ -1,0 +1,85 @@
+package gguf
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	"github.com/gotune/gotune/checkpoints/safetensors"
+)
+
+// encode appends the values x stored as type t to dst.
+func encode(dst []byte, t Type, x []float32) ([]byte, error) {
+	switch t {
+	case F32:
+		for _, v := range x {
+			dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(v))
+		}
+	case F16:
+		for _, v := range x {
+			dst = binary.LittleEndian.AppendUint16(dst, safetensors.F32ToF16(v))
+		}
+	case BF16:
+		for _, v := range x {
+			dst = binary.LittleEndian.AppendUint16(dst, safetensors.F32ToBF16(v))
+		}
+	case Q8_0:
+		if len(x)%q8Block != 0 {
+			return nil, fmt.Errorf("%d values are not whole Q8_0 blocks of %d", len(x), q8Block)
+		}
+		for b := 0; b < len(x); b += q8Block {
+			dst = appendQ8Block(dst, x[b:b+q8Block])
+		}
+	default:
+		return nil, fmt.Errorf("tensor type %s is not supported for writing (want F32, F16, BF16 or Q8_0)", t)
+	}
+	return dst, nil
+}
+
+// appendQ8Block quantizes 32 values as ggml's quantize_row_q8_0_ref does:
+// d = max|x|/127, q = round(x/d) (half away from zero), d stored as f16.
+func appendQ8Block(dst []byte, x []float32) []byte {
+	var amax float32
+	for _, v := range x {
+		amax = max(amax, float32(math.Abs(float64(v))))
+	}
+	d := amax / 127
+	var id float32
+	if d != 0 {
+		id = 1 / d
+	}
+	dst = binary.LittleEndian.AppendUint16(dst, safetensors.F32ToF16(d))
+	for _, v := range x {
+		dst = append(dst, byte(int8(math.Round(float64(v*id)))))
+	}
+	return dst
+}
+
+// decode widens the bytes src of type t into dst (len(dst) values).
+func decode(dst []float32, t Type, src []byte) error {
+	switch t {
+	case F32:
+		for i := range dst {
+			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(src[4*i:]))
+		}
+	case F16:
+		for i := range dst {
+			dst[i] = safetensors.F16ToF32(binary.LittleEndian.Uint16(src[2*i:]))
+		}
+	case BF16:
+		for i := range dst {
+			dst[i] = safetensors.BF16ToF32(binary.LittleEndian.Uint16(src[2*i:]))
+		}
+	case Q8_0:
+		for b := 0; b < len(dst)/q8Block; b++ {
+			blk := src[b*q8BlockBytes:]
+			d := safetensors.F16ToF32(binary.LittleEndian.Uint16(blk))
+			for j := range q8Block {
+				dst[b*q8Block+j] = d * float32(int8(blk[2+j]))
+			}
+		}
+	default:
+		return fmt.Errorf("tensor type %s is not supported (want F32, F16, BF16 or Q8_0)", t)
+	}
+	return nil
+}
