@@ -256,7 +256,20 @@ func TestDeepSeekGraphLoadAndBias(t *testing.T) {
 	if math.Abs(sum-1) > 1e-12 || load[0].CV < 0 {
 		t.Errorf("fractions %v sum to %v, CV %v", load[0].Fractions, sum, load[0].CV)
 	}
+	if want := 2 * 5 * w.Config.NumExpertsPerTok; load[0].Slots != want {
+		t.Errorf("%d slots counted, want B·T·K = %d", load[0].Slots, want)
+	}
 	t.Logf("layer 1 load %.3f, CV %.3f", load[0].Fractions, load[0].CV)
+	g.ResetExpertLoad()
+	if load := g.ExpertLoad(); load != nil {
+		t.Errorf("after ResetExpertLoad the graph reports %+v", load)
+	}
+	if err := p.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if again := g.ExpertLoad(); len(again) != 1 || !slices.Equal(again[0].Fractions, load[0].Fractions) {
+		t.Errorf("the load after a reset and the same run is %+v, want %+v", again, load)
+	}
 }
 
 // Expert module names parse as PEFT writes them, and nothing else does.
