@@ -48,7 +48,7 @@ const (
 type Config struct {
 	Corpus    string        // corpus file (see finetune.ReadCorpus); ignored when Docs is set
 	Docs      []string      // documents given directly
-	Preset    string        // model size (model.Preset): tiny, stories15M, small
+	Preset    string        // model size (model.Preset, model.PresetNames)
 	Model     *model.Config // an architecture to use instead of Preset (its vocabulary becomes the tokenizer's)
 	Tokenizer string        // tokenizer.json or a directory holding one; "" trains a byte-level BPE on the corpus
 	VocabSize int           // vocabulary of a trained tokenizer (0: the preset's)
