@@ -23,8 +23,10 @@ const (
 	metricLoadMax    = "moe/load_max/layer_%d"
 )
 
-// MetricLoadCV and MetricLoadMax are the names of layer l's load metrics.
-func MetricLoadCV(l int) string  { return fmt.Sprintf(metricLoadCV, l) }
+// MetricLoadCV is the name of layer l's load coefficient of variation.
+func MetricLoadCV(l int) string { return fmt.Sprintf(metricLoadCV, l) }
+
+// MetricLoadMax is the name of layer l's largest expert fraction.
 func MetricLoadMax(l int) string { return fmt.Sprintf(metricLoadMax, l) }
 
 // HasMoE reports whether a model has a routed mixture-of-experts layer.
