@@ -67,6 +67,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := m.SetMoEAuxLoss(cfg.Train.MoEAuxLossAlpha); err != nil {
+		return nil, fmt.Errorf("dpo: %w", err)
+	}
 	tr := newTrainer(m, cfg.Loss, cfg.Pairs, buckets)
 	tr.live = !cfg.PrecomputeRef && cfg.Loss.typ() != SimPO
 	if cfg.PrecomputeRef && cfg.Loss.typ() != SimPO {
@@ -84,7 +87,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		Config:   cfg.Train,
 		Params:   m.Params(),
 		ZeroGrad: m.ZeroGrad,
-		Step: func(ctx context.Context, step, micro int) (train.Metrics, error) {
+		Step: m.LogMoE(func(ctx context.Context, step, micro int) (train.Metrics, error) {
 			// Dropout masks are a function of the update and micro-batch,
 			// so a resumed run draws the ones an uninterrupted run would.
 			m.Adapter.SeedDropout(cfg.Train.Seed, uint64(step)*uint64(cfg.Train.GradAccum)+uint64(micro))
@@ -92,7 +95,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 				testHookStep(step, micro)
 			}
 			return tr.step(ctx)
-		},
+		}),
 		Hooks: train.Hooks{
 			State:     tr.order.state,
 			Restore:   tr.order.restore,

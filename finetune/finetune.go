@@ -12,7 +12,8 @@
 // sequences (Encoder, InstructionEncoder), text corpora read, packed into a
 // token stream and cut into windows (ReadCorpus, Tokenize, Windows), and the
 // token-loss programs that train and score on them (TokenLoss, WindowLoss,
-// TextLoss, MeanLoss).
+// TextLoss, MeanLoss), and the training of mixture-of-experts models: the
+// optional expert balance loss and the expert load each step logs (LogMoE).
 //
 // May import: the rest of the shared fine-tuning layer (finetune, train,
 // lora), model/..., tokenizer/..., data/..., checkpoints/..., internal/blas
@@ -48,6 +49,7 @@ type Model struct {
 	programs map[string]*Program
 	order    []*Program
 	sums     map[string][]float32
+	moeAlpha float64 // weight of the expert balance loss in trainable programs (SetMoEAuxLoss)
 }
 
 // Open loads a Hugging Face model directory (weights, config.json and
@@ -146,8 +148,10 @@ type Program struct {
 	// Extra are the nodes of Model.Extra in this graph.
 	Extra map[string]*gorgonia.Node
 
-	inj    *lora.Injection
-	params []lora.Param
+	inj       *lora.Injection
+	params    []lora.Param
+	trainable bool
+	balance   *gorgonia.Node // the expert balance term added to Loss for training; nil when off
 }
 
 // Run executes the program (forward, plus backward when it has a loss).
@@ -159,7 +163,8 @@ type BuildFunc func(g *model.Graph, extra map[string]*gorgonia.Node) (loss *gorg
 
 // Program returns the program named name for batches of B×T tokens,
 // building and compiling it the first time. With train set, the program
-// differentiates its loss with respect to the adapter and the extra tensors.
+// differentiates its loss with respect to the adapter and the extra
+// tensors, plus the expert balance loss when SetMoEAuxLoss set a weight.
 func (m *Model) Program(name string, B, T int, trainable bool, build BuildFunc) (*Program, error) {
 	key := fmt.Sprintf("%s/%dx%d/%v", name, B, T, trainable)
 	if p, ok := m.programs[key]; ok {
@@ -185,11 +190,16 @@ func (m *Model) Program(name string, B, T int, trainable bool, build BuildFunc) 
 	if err != nil {
 		return nil, fmt.Errorf("program %s: %w", key, err)
 	}
-	p := &Program{Name: key, Graph: g, Loss: loss, Out: outs, Extra: extra, inj: inj}
+	p := &Program{Name: key, Graph: g, Loss: loss, Out: outs, Extra: extra, inj: inj, trainable: trainable}
 	var wrt []*gorgonia.Node
 	if trainable {
 		if loss == nil {
 			return nil, fmt.Errorf("program %s: a trainable program needs a loss", key)
+		}
+		// The gradients descend the loss plus the balance term; Loss
+		// stays the stage's own loss, and LogMoE reports the term.
+		if loss, p.balance, err = WithBalanceLoss(g, loss, m.moeAlpha); err != nil {
+			return nil, fmt.Errorf("program %s: %w", key, err)
 		}
 		if inj != nil {
 			p.params = inj.Params()

@@ -285,9 +285,16 @@ func LoadConfig(path string) (Config, error) {
 	return c, nil
 }
 
+// PresetNames are the names Preset knows.
+var PresetNames = []string{"tiny", "stories15M", "stories15M-moe", "small"}
+
 // Preset returns a named size: "tiny" (the embedded default, trains on two
 // cores in minutes), "stories15M" and "small" (the benchmark shapes of
-// perf/ANCHORS.md). vocab overrides the vocabulary size when > 0.
+// perf/ANCHORS.md), and "stories15M-moe", a DeepSeek-V2 model with
+// stories15M's width, depth, vocabulary and active feed-forward width
+// (the cost of mixture-of-experts and latent attention per active
+// parameter, beside stories15M). vocab overrides the vocabulary size when
+// > 0.
 func Preset(name string, vocab int) (Config, error) {
 	c := Config{
 		Architectures: []string{"LlamaForCausalLM"}, ModelType: "llama", HiddenAct: "silu",
@@ -302,12 +309,26 @@ func Preset(name string, vocab int) (Config, error) {
 		c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers = 288, 768, 6
 		c.NumAttentionHeads, c.NumKeyValueHeads = 6, 6
 		c.VocabSize, c.MaxPositionEmbeddings = 32000, 256
+	case "stories15M-moe":
+		// DeepSeek-V2-Lite's design scaled to stories15M: the first layer
+		// dense (intermediate 768), then 16 routed experts of width 192,
+		// 2 chosen per token, plus 2 shared ones, so that a token passes
+		// through 4·192 = 768 feed-forward units as in stories15M; MLA with
+		// a 72-wide latent (a quarter of the width, as V2-Lite's 512 of
+		// 2048) and q/k heads of 32 + 16 rope = 48, stories15M's head width.
+		c.Architectures, c.ModelType = []string{"DeepseekV2ForCausalLM"}, deepseekV2
+		c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers, c.NumAttentionHeads = 288, 768, 6, 6
+		c.VocabSize, c.MaxPositionEmbeddings = 32000, 256
+		c.DeepSeek = &DeepSeek{KVLoraRank: 72, QKNopeHeadDim: 32, QKRopeHeadDim: 16, VHeadDim: 48,
+			NRoutedExperts: 16, NumExpertsPerTok: 2, NSharedExperts: 2, MoeIntermediateSize: 192,
+			FirstKDenseReplace: 1, MoeLayerFreq: 1, ScoringFunc: ScoringSoftmax, TopkMethod: TopkGreedy,
+			RoutedScalingFactor: 1}
 	case "small":
 		c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers = 768, 2048, 12
 		c.NumAttentionHeads, c.NumKeyValueHeads = 12, 4
 		c.VocabSize, c.MaxPositionEmbeddings = 32000, 512
 	default:
-		return Config{}, fmt.Errorf("unknown model preset %q (want tiny, stories15M or small)", name)
+		return Config{}, fmt.Errorf("unknown model preset %q (want one of %s)", name, strings.Join(PresetNames, ", "))
 	}
 	if vocab > 0 {
 		c.VocabSize = vocab

@@ -256,7 +256,20 @@ func TestDeepSeekGraphLoadAndBias(t *testing.T) {
 	if math.Abs(sum-1) > 1e-12 || load[0].CV < 0 {
 		t.Errorf("fractions %v sum to %v, CV %v", load[0].Fractions, sum, load[0].CV)
 	}
+	if want := 2 * 5 * w.Config.NumExpertsPerTok; load[0].Slots != want {
+		t.Errorf("%d slots counted, want B·T·K = %d", load[0].Slots, want)
+	}
 	t.Logf("layer 1 load %.3f, CV %.3f", load[0].Fractions, load[0].CV)
+	g.ResetExpertLoad()
+	if load := g.ExpertLoad(); load != nil {
+		t.Errorf("after ResetExpertLoad the graph reports %+v", load)
+	}
+	if err := p.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if again := g.ExpertLoad(); len(again) != 1 || !slices.Equal(again[0].Fractions, load[0].Fractions) {
+		t.Errorf("the load after a reset and the same run is %+v, want %+v", again, load)
+	}
 }
 
 // Expert module names parse as PEFT writes them, and nothing else does.
@@ -367,4 +380,42 @@ func TestDeepSeekTrainsFloat32(t *testing.T) {
 		t.Fatalf("loss %v → %v after 30 steps", first, last)
 	}
 	t.Logf("loss %.4f → %.4f", first, last)
+}
+
+// The stories15M-moe preset is a valid DeepSeek-V2 model with stories15M's
+// active size: the same width, depth, vocabulary and head width, and each
+// token's feed-forward width (routed experts chosen + shared) that of
+// stories15M's dense layers.
+func TestStories15MMoEPreset(t *testing.T) {
+	dense, err := Preset("stories15M", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Preset("stories15M-moe", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Family(); err != nil {
+		t.Fatal(err)
+	}
+	d := c.DeepSeek
+	if !c.MLA() || !c.IsMoELayer(1) || c.IsMoELayer(0) {
+		t.Fatalf("preset %+v: want MLA, a dense first layer, then MoE", d)
+	}
+	if c.HiddenSize != dense.HiddenSize || c.NumHiddenLayers != dense.NumHiddenLayers || c.VocabSize != dense.VocabSize ||
+		d.QKNopeHeadDim+d.QKRopeHeadDim != dense.HeadDim() {
+		t.Errorf("preset shape %+v differs from stories15M's", c)
+	}
+	if active := (d.NumExpertsPerTok + d.NSharedExperts) * d.MoeIntermediateSize; active != dense.IntermediateSize {
+		t.Errorf("active feed-forward width %d, stories15M's %d", active, dense.IntermediateSize)
+	}
+	if _, err := NewRandom(c, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Preset("nonesuch", 0); err == nil || !strings.Contains(err.Error(), "stories15M-moe") {
+		t.Errorf("unknown preset: %v, want the known names listed", err)
+	}
 }

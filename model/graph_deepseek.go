@@ -114,11 +114,25 @@ func (g *Graph) moe(h *gorgonia.Node, l int, p func(string) *gorgonia.Node, line
 // LayerLoad is one mixture-of-experts layer's expert load in the last run:
 // the fraction of routed token slots each expert received (Fractions, E,
 // summing to 1) and their coefficient of variation (standard deviation /
-// mean; 0 when perfectly balanced).
+// mean; 0 when perfectly balanced). Slots is the number of routed token
+// slots counted (tokens × experts per token), the weight of this load when
+// loads of several runs are pooled.
 type LayerLoad struct {
 	Layer     int
 	Fractions []float64
 	CV        float64
+	Slots     int
+}
+
+// ResetExpertLoad forgets the expert load of the last run, so that
+// ExpertLoad reports nothing until the graph runs again: how a caller
+// tells the graphs that ran in a training step from those that did not.
+func (g *Graph) ResetExpertLoad() {
+	for _, ld := range g.loads {
+		if ld != nil {
+			ld.Counts, ld.Tokens = ld.Counts[:0], 0
+		}
+	}
 }
 
 // ExpertLoad reports the expert load of every mixture-of-experts layer in
@@ -147,7 +161,7 @@ func (g *Graph) ExpertLoad() []LayerLoad {
 		if mean > 0 {
 			cv = math.Sqrt(sq/float64(len(fr))) / mean
 		}
-		out = append(out, LayerLoad{Layer: l, Fractions: fr, CV: cv})
+		out = append(out, LayerLoad{Layer: l, Fractions: fr, CV: cv, Slots: total})
 	}
 	return out
 }

@@ -295,6 +295,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	if err := policy.SetMoEAuxLoss(cfg.Train.MoEAuxLossAlpha); err != nil {
+		return Result{}, fmt.Errorf("ppo: %w", err)
+	}
 	rm := finetune.New(cfg.Base, policy.Weights, policy.Tokenizer) // the same weights, no copy
 	if !cfg.rewardSharesWeights() {
 		if rm, err = openModel(cfg.Base, cfg.RewardSFTAdapter); err != nil {
@@ -359,7 +362,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		Config:   cfg.Train,
 		Params:   policy.Params(),
 		ZeroGrad: policy.ZeroGrad,
-		Step: func(ctx context.Context, step, micro int) (train.Metrics, error) {
+		Step: policy.LogMoE(func(ctx context.Context, step, micro int) (train.Metrics, error) {
 			iter := step / per
 			if r.roll == nil || r.roll.Iteration != iter {
 				idx := order.Batch(iter, cfg.RolloutBatch)
@@ -374,7 +377,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			}
 			within := step % per
 			return r.update(within/cfg.MiniBatches, within%cfg.MiniBatches, micro, step)
-		},
+		}),
 		Hooks: train.Hooks{
 			State: func() (json.RawMessage, error) {
 				return r.state(r.loop.StepsDone()%per == 0)

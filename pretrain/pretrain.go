@@ -48,7 +48,7 @@ const (
 type Config struct {
 	Corpus    string        // corpus file (see finetune.ReadCorpus); ignored when Docs is set
 	Docs      []string      // documents given directly
-	Preset    string        // model size (model.Preset): tiny, stories15M, small
+	Preset    string        // model size (model.Preset, model.PresetNames)
 	Model     *model.Config // an architecture to use instead of Preset (its vocabulary becomes the tokenizer's)
 	Tokenizer string        // tokenizer.json or a directory holding one; "" trains a byte-level BPE on the corpus
 	VocabSize int           // vocabulary of a trained tokenizer (0: the preset's)
@@ -201,7 +201,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	held := finetune.Windows{Stream: finetune.Tokenize(tok, heldDocs), T: cfg.SeqLen}
 
-	tr, err := newTrainer(w, cfg.BatchSize, cfg.SeqLen, int32(tok.PAD()))
+	if err := finetune.CheckMoEAuxLoss(&mc, cfg.Train.MoEAuxLossAlpha); err != nil {
+		return nil, fmt.Errorf("pretrain: %w", err)
+	}
+	tr, err := newTrainer(w, cfg.BatchSize, cfg.SeqLen, int32(tok.PAD()), cfg.Train.MoEAuxLossAlpha)
 	if err != nil {
 		return nil, fmt.Errorf("pretrain: %w", err)
 	}
@@ -210,9 +213,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		Config:   cfg.Train,
 		Params:   tr.params(),
 		ZeroGrad: tr.prog.ZeroGrad,
-		Step: func(ctx context.Context, step, micro int) (train.Metrics, error) {
+		Step: finetune.LogMoE(func(ctx context.Context, step, micro int) (train.Metrics, error) {
 			return tr.step(stream, order)
-		},
+		}, func() []finetune.TrainGraph { return []finetune.TrainGraph{{Graph: tr.g, Balance: tr.balance}} }),
 		Hooks: train.Hooks{
 			State:   order.MarshalState,
 			Restore: order.RestoreState,
@@ -261,6 +264,7 @@ type trainer struct {
 	w       *model.Weights
 	g       *model.Graph
 	loss    *gorgonia.Node
+	balance *gorgonia.Node // the expert balance term added to loss for training; nil when off
 	prog    *model.Program
 	eval    *model.Program
 	weights []float32 // per-token loss weights bound to the graph
@@ -269,7 +273,7 @@ type trainer struct {
 	B, T    int
 }
 
-func newTrainer(w *model.Weights, B, T int, pad int32) (*trainer, error) {
+func newTrainer(w *model.Weights, B, T int, pad int32, moeAlpha float64) (*trainer, error) {
 	g, err := model.Build(w, model.GraphOptions{B: B, T: T, Trainable: func(string) bool { return true }})
 	if err != nil {
 		return nil, err
@@ -286,7 +290,12 @@ func newTrainer(w *model.Weights, B, T int, pad int32) (*trainer, error) {
 		}
 		tr.nodes = append(tr.nodes, node)
 	}
-	if tr.prog, err = g.Compile(loss, tr.nodes, loss); err != nil {
+	total, balance, err := finetune.WithBalanceLoss(g, loss, moeAlpha)
+	if err != nil {
+		return nil, err
+	}
+	tr.balance = balance
+	if tr.prog, err = g.Compile(total, tr.nodes, loss); err != nil {
 		return nil, err
 	}
 	if tr.eval, err = g.Compile(nil, nil, loss); err != nil {

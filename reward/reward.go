@@ -173,6 +173,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return res, fmt.Errorf("reward: %w", err)
 	}
 	m.Extra[finetune.ScoreHead] = newHead(m.Weights.Config.HiddenSize, cfg.HeadStd, cfg.HeadSeed)
+	if err := m.SetMoEAuxLoss(cfg.Train.MoEAuxLossAlpha); err != nil {
+		return res, fmt.Errorf("reward: %w", err)
+	}
 	tr, err := newTrainer(m, cfg.Loss, cfg.BatchSize, ds.T)
 	if err != nil {
 		return res, err
@@ -187,7 +190,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		Config:   cfg.Train,
 		Params:   m.Params(),
 		ZeroGrad: m.ZeroGrad,
-		Step: func(ctx context.Context, step, micro int) (train.Metrics, error) {
+		Step: m.LogMoE(func(ctx context.Context, step, micro int) (train.Metrics, error) {
 			// Dropout masks are a function of the micro-batch's number, so
 			// a resumed run draws the ones an uninterrupted run would.
 			m.Adapter.SeedDropout(cfg.Train.Seed, uint64(step*cfg.Train.GradAccum+micro)+1)
@@ -197,7 +200,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 				batch[i] = ds.train[order.Next()]
 			}
 			return tr.step(batch, ds.margins)
-		},
+		}),
 		Hooks: train.Hooks{
 			State:   order.State,
 			Restore: order.Restore,

@@ -1,6 +1,7 @@
 package sft
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -63,9 +64,25 @@ func runSteps(b *testing.B, step func() error) {
 // with LoRA r = 8 on q, k, v, o: forward, backward through the frozen base
 // to the adapters only, AdamW on the adapter matrices.
 func BenchmarkLoRASFTStories15M(b *testing.B) {
+	benchLoRASFT(b, "stories15M", []string{"q_proj", "k_proj", "v_proj", "o_proj"})
+}
+
+// BenchmarkLoRASFTStories15MMoE is the same update on the stories15M-moe
+// preset (DeepSeek-V2: latent attention, 16 routed experts of which 2 run
+// per token, 2 shared), the same active size, with LoRA r = 8 on its
+// attention projections (q_proj, kv_a_proj_with_mqa, kv_b_proj, o_proj).
+// It also reports the active parameters per token (the embedding lookup
+// excluded, routed experts counted for the share a token runs), the
+// denominator of MoE's cost per active parameter.
+func BenchmarkLoRASFTStories15MMoE(b *testing.B) {
+	benchLoRASFT(b, "stories15M-moe", []string{"q_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj"})
+}
+
+func benchLoRASFT(b *testing.B, preset string, targets []string) {
 	benchutil.ResetPeakRSS()
-	m := finetune.New("", tinymodel.Preset(b, "stories15M", 1), tokenizer.NewByteLevel(nil))
-	if err := m.NewAdapter(lora.Config{R: 8, Alpha: 16, Targets: []string{"q_proj", "k_proj", "v_proj", "o_proj"}, Seed: 1}); err != nil {
+	w := tinymodel.Preset(b, preset, 1)
+	m := finetune.New("", w, tokenizer.NewByteLevel(nil))
+	if err := m.NewAdapter(lora.Config{R: 8, Alpha: 16, Targets: targets, Seed: 1}); err != nil {
 		b.Fatal(err)
 	}
 	p, err := m.Program("sft", benchB, benchT, true, finetune.TokenLoss)
@@ -94,6 +111,29 @@ func BenchmarkLoRASFTStories15M(b *testing.B) {
 		m.ZeroGrad()
 		return nil
 	})
+	b.ReportMetric(activeParams(w)/1e6, "active-Mparams")
+}
+
+// activeParams counts the weights a token's forward pass multiplies with:
+// every tensor but the embedding table (a lookup), routed experts weighted
+// by the share of them a token runs (num_experts_per_tok of
+// n_routed_experts).
+func activeParams(w *model.Weights) float64 {
+	var n float64
+	for _, t := range w.Named() {
+		size := float64(t.Tensor.Shape().TotalSize())
+		switch {
+		case strings.HasSuffix(t.Name, "embed_tokens.weight"):
+			continue
+		case strings.Contains(t.Name, ".mlp.experts."):
+			size *= float64(w.Config.NumExpertsPerTok) / float64(w.Config.NRoutedExperts)
+		}
+		n += size
+	}
+	if w.Config.TieWordEmbeddings {
+		n += float64(w.Embed.Shape().TotalSize()) // the head multiplies with it
+	}
+	return n
 }
 
 // BenchmarkFullFTStories15M is the same step with every weight trainable

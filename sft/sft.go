@@ -182,6 +182,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
 	}
+	if err := m.SetMoEAuxLoss(cfg.Train.MoEAuxLossAlpha); err != nil {
+		return nil, fmt.Errorf("sft: %w", err)
+	}
 	enc, err := finetune.NewInstructionEncoder(m.Tokenizer, cfg.Template, cfg.TrainOnInputs)
 	if err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
@@ -251,7 +254,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		Config:   cfg.Train,
 		Params:   params,
 		ZeroGrad: m.ZeroGrad,
-		Step: func(ctx context.Context, step, micro int) (train.Metrics, error) {
+		Step: m.LogMoE(func(ctx context.Context, step, micro int) (train.Metrics, error) {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
@@ -260,7 +263,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 				cfg.afterStep(step, micro)
 			}
 			return met, err
-		},
+		}),
 		Hooks: train.Hooks{
 			State:   cur.marshal,
 			Restore: cur.restore,

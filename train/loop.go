@@ -80,6 +80,12 @@ type Config struct {
 	WeightDecay float64 // AdamW λ (decoupled)
 	MaxGradNorm float64 // clip the global gradient norm to this; 0 = off
 	Seed        uint64  // seeds Loop.Rand
+	// MoEAuxLossAlpha weights DeepSeek-V2's expert balance loss added to
+	// the training loss of a mixture-of-experts model (0: off). The loop
+	// does not read it: finetune adds the term to the programs it builds
+	// (finetune.Model.SetMoEAuxLoss). Omitted from JSON when 0, so that
+	// configurations without it keep their fingerprints.
+	MoEAuxLossAlpha float64 `json:",omitempty"`
 
 	Dir             string // metrics.jsonl and the state/ checkpoint go here
 	LogEvery        int    // log every this many updates (and the last)
@@ -124,6 +130,8 @@ const (
 	KeyBeta1       = "beta1"
 	KeyBeta2       = "beta2"
 	KeyEps         = "eps"
+	// KeyMoEAuxLossAlpha is the weight of the expert balance loss.
+	KeyMoEAuxLossAlpha = "moe-aux-loss-alpha"
 )
 
 // The learning-rate schedules (Config.Schedule).
@@ -160,6 +168,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%s must be ≥ 0, got %g", KeyWeightDecay, c.WeightDecay)
 	case !(c.MaxGradNorm >= 0):
 		return fmt.Errorf("%s must be ≥ 0 (0: no clipping), got %g", KeyMaxGradNorm, c.MaxGradNorm)
+	case !(c.MoEAuxLossAlpha >= 0) || math.IsInf(c.MoEAuxLossAlpha, 0):
+		return fmt.Errorf("%s must be a finite number ≥ 0 (0: off), got %g", KeyMoEAuxLossAlpha, c.MoEAuxLossAlpha)
 	case c.LogEvery <= 0:
 		return fmt.Errorf("%s must be positive, got %d", KeyLogEvery, c.LogEvery)
 	case c.EvalEvery < 0:

@@ -3,8 +3,10 @@ package main
 import (
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/gotune/gotune/data/world"
+	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/pretrain"
 	"github.com/spf13/cobra"
 )
@@ -48,7 +50,7 @@ func init() {
 	f.String(pretrain.KeyCorpus, "", "corpus file: .jsonl with a \"text\" field per line, or plain text")
 	f.Int(keyWorldDocs, 0, "use this many documents of the built-in world's corpus instead of --corpus")
 	f.Int(keyWorldSeed, defaultWorldSeed, "seed of the built-in world")
-	f.String(pretrain.KeyPreset, d.Preset, "model size: tiny, stories15M or small")
+	f.String(pretrain.KeyPreset, d.Preset, "model size: "+strings.Join(model.PresetNames, ", "))
 	f.String(pretrain.KeyTokenizer, "", "tokenizer.json or a directory holding one (default: train a BPE tokenizer on the corpus)")
 	f.Int(pretrain.KeyVocabSize, d.VocabSize, "vocabulary of a trained tokenizer (default: the preset's)")
 	f.Int(pretrain.KeySeqLen, d.SeqLen, "tokens per sequence")

@@ -50,6 +50,7 @@ func addTrainFlags(f *pflag.FlagSet, d train.Config, u loopFlagUsage) {
 	f.Int(train.KeyEvalEvery, d.EvalEvery, "evaluate every N updates (and at the end)")
 	f.Int(train.KeySaveEvery, d.CheckpointEvery, "checkpoint every N updates (and at the end)")
 	f.Bool(train.KeyQuiet, d.Quiet, "no progress bar")
+	f.Float64(train.KeyMoEAuxLossAlpha, d.MoEAuxLossAlpha, "weight of DeepSeek-V2's expert balance loss for mixture-of-experts models (0: off)")
 }
 
 // addFineTuneFlags declares the adapter and the loop flags of a fine-tuning
@@ -80,7 +81,7 @@ func readTrainFlags(s string, t *train.Config) {
 	t.WeightDecay, t.MaxGradNorm = cfgFloat(s, train.KeyWeightDecay), cfgFloat(s, train.KeyMaxGradNorm)
 	t.Seed, t.LogEvery = uint64(cfgInt(s, train.KeySeed)), cfgInt(s, train.KeyLogEvery)
 	t.EvalEvery, t.CheckpointEvery = cfgInt(s, train.KeyEvalEvery), cfgInt(s, train.KeySaveEvery)
-	t.Quiet = cfgBool(s, train.KeyQuiet)
+	t.Quiet, t.MoEAuxLossAlpha = cfgBool(s, train.KeyQuiet), cfgFloat(s, train.KeyMoEAuxLossAlpha)
 }
 
 // readFineTuneFlags sets l and t from the flags of addFineTuneFlags.

@@ -30,6 +30,7 @@ func TestFineTuneFlagDefaults(t *testing.T) {
 		tc.Steps, tc.GradAccum, tc.LR, tc.WarmupSteps, tc.Schedule = -7, -7, -7, -7, "x"
 		tc.MinLRRatio, tc.WeightDecay, tc.MaxGradNorm, tc.Seed = -7, -7, -7, 77
 		tc.LogEvery, tc.EvalEvery, tc.CheckpointEvery, tc.Quiet = -7, -7, -7, true
+		tc.MoEAuxLossAlpha = -7
 	}
 	for _, c := range []struct {
 		section string

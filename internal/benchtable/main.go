@@ -22,31 +22,43 @@ import (
 )
 
 // anchor is one reference figure and the benchmark metric compared with it.
+// A row whose reference is another gotune benchmark of the same run (vs)
+// has no fixed figure; a row with neither shows its figure alone.
 type anchor struct {
 	bench  string  // benchmark name prefix (without the -N suffix)
 	unit   string  // the metric unit reported by the benchmark
 	what   string  // the workload in words
-	ref    float64 // under the default (Haswell) kernels
+	ref    float64 // under the default (Haswell) kernels; 0: none
 	refBy  string
 	higher bool    // a higher figure is better
 	refSKX float64 // under OpenBLAS's SkylakeX kernels; 0: the same as ref
+	vs     string  // a benchmark of this run whose figure in unit is the reference
 }
 
 // anchors are the figures of shared/perf/ANCHORS.md (stories15M shape, 2
 // threads). Where ANCHORS gives a SkylakeX range, refSKX is its upper end.
 var anchors = []anchor{
-	{"BenchmarkStories15MFullFT", "tok/s", "full fine-tune step, 8×256", 598, "PyTorch", true, 838},
-	{"BenchmarkStories15MFullFT", "peakRSS-MiB", "full fine-tune peak RSS", 1960 / 1.048576, "PyTorch", false, 1980 / 1.048576},
-	{"BenchmarkStories15MFrozenBase", "tok/s", "frozen base, q/k/v/o trainable, 8×256", 715, "PyTorch LoRA", true, 1064},
-	{"BenchmarkStories15MForward", "tok/s", "forward only, 8×256", 3100, "PyTorch prefill (SkylakeX)", true, 3200},
-	{"BenchmarkLoRASFTStories15M", "tok/s", "LoRA SFT step r=8 q,k,v,o, 8×256", 715, "PyTorch", true, 1064},
-	{"BenchmarkLoRASFTStories15M", "peakRSS-MiB", "LoRA SFT peak RSS", 1850 / 1.048576, "PyTorch", false, 0},
-	{"BenchmarkFullFTStories15M", "tok/s", "full fine-tune step (sft package), 8×256", 598, "PyTorch", true, 838},
-	{"BenchmarkDPOStories15M", "pairs/s", "DPO step, 4 pairs × 256", 0.9, "PyTorch", true, 1.7},
-	{"BenchmarkDecodeStories15M/batch1", "decode-tok/s", "greedy decode, batch 1, 128 after 32", 184, "PyTorch", true, 239},
-	{"BenchmarkDecodeStories15M/batch1", "decode-tok/s", "greedy decode, batch 1, 128 after 32", 445, "llama.cpp f32", true, 0},
-	{"BenchmarkDecodeStories15M/batch8", "decode-tok/s", "decode, batch 8 (tokens of all rows)", 445, "llama.cpp f32 batch 1", true, 0},
-	{"BenchmarkEncode", "MB/s", "tokenizer encode", 2, "target", true, 0},
+	{"BenchmarkStories15MFullFT", "tok/s", "full fine-tune step, 8×256", 598, "PyTorch", true, 838, ""},
+	{"BenchmarkStories15MFullFT", "peakRSS-MiB", "full fine-tune peak RSS", 1960 / 1.048576, "PyTorch", false, 1980 / 1.048576, ""},
+	{"BenchmarkStories15MFrozenBase", "tok/s", "frozen base, q/k/v/o trainable, 8×256", 715, "PyTorch LoRA", true, 1064, ""},
+	{"BenchmarkStories15MForward", "tok/s", "forward only, 8×256", 3100, "PyTorch prefill (SkylakeX)", true, 3200, ""},
+	{"BenchmarkLoRASFTStories15M", "tok/s", "LoRA SFT step r=8 q,k,v,o, 8×256", 715, "PyTorch", true, 1064, ""},
+	{"BenchmarkLoRASFTStories15M", "peakRSS-MiB", "LoRA SFT peak RSS", 1850 / 1.048576, "PyTorch", false, 0, ""},
+	{"BenchmarkFullFTStories15M", "tok/s", "full fine-tune step (sft package), 8×256", 598, "PyTorch", true, 838, ""},
+	{"BenchmarkDPOStories15M", "pairs/s", "DPO step, 4 pairs × 256", 0.9, "PyTorch", true, 1.7, ""},
+	{"BenchmarkDecodeStories15M/batch1", "decode-tok/s", "greedy decode, batch 1, 128 after 32", 184, "PyTorch", true, 239, ""},
+	{"BenchmarkDecodeStories15M/batch1", "decode-tok/s", "greedy decode, batch 1, 128 after 32", 445, "llama.cpp f32", true, 0, ""},
+	{"BenchmarkDecodeStories15M/batch8", "decode-tok/s", "decode, batch 8 (tokens of all rows)", 445, "llama.cpp f32 batch 1", true, 0, ""},
+	{"BenchmarkEncode", "MB/s", "tokenizer encode", 2, "target", true, 0, ""},
+	// The mixture-of-experts preset of the same active size, against the
+	// dense rows of the same run (no external reference figure).
+	{"BenchmarkLoRASFTStories15MMoE", "tok/s", "LoRA SFT step, stories15M-moe (MLA + MoE)", 0, "", true, 0, "BenchmarkLoRASFTStories15M"},
+	{"BenchmarkLoRASFTStories15MMoE", "active-Mparams", "active parameters per token, stories15M-moe", 0, "", true, 0, "BenchmarkLoRASFTStories15M"},
+	{"BenchmarkLoRASFTStories15MMoE", "peakRSS-MiB", "LoRA SFT peak RSS, stories15M-moe", 0, "", false, 0, "BenchmarkLoRASFTStories15M"},
+	{"BenchmarkDecodeStories15MMoE/batch1", "decode-tok/s", "greedy decode, batch 1, stories15M-moe", 0, "", true, 0, "BenchmarkDecodeStories15M/batch1"},
+	{"BenchmarkDecodeStories15MMoE/batch8", "decode-tok/s", "decode, batch 8, stories15M-moe", 0, "", true, 0, "BenchmarkDecodeStories15M/batch8"},
+	{"BenchmarkDecodeStories15M/batch1", "KV-bytes/tok", "KV cache per token, stories15M", 0, "", false, 0, ""},
+	{"BenchmarkDecodeStories15MMoE/batch1", "KV-bytes/tok", "KV cache per token, stories15M-moe (MLA latent)", 0, "", false, 0, "BenchmarkDecodeStories15M/batch1"},
 }
 
 var line = regexp.MustCompile(`^(Benchmark\S+?)(-\d+)?\s+\d+\s+(.*)$`)
@@ -81,21 +93,15 @@ func parse(r io.Reader, w io.Writer) (map[string]map[string]float64, error) {
 }
 
 // table writes one row per anchor whose benchmark ran, against the
-// SkylakeX figures when skx is set.
+// SkylakeX figures when skx is set. A row without a reference figure (no
+// fixed figure, and its vs benchmark absent from the run or none) shows
+// "—" for the reference and the ratio.
 func table(w io.Writer, results map[string]map[string]float64, skx bool) int {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "workload\tgotune\tunit\treference\tby\tratio\t")
 	rows := 0
 	for _, a := range anchors {
-		var v float64
-		found := false
-		for name, vals := range results {
-			if name == a.bench || strings.HasPrefix(name, a.bench+"/") {
-				if x, ok := vals[a.unit]; ok {
-					v, found = x, true
-				}
-			}
-		}
+		v, found := lookup(results, a.bench, a.unit)
 		if !found {
 			continue
 		}
@@ -105,6 +111,20 @@ func table(w io.Writer, results map[string]map[string]float64, skx bool) int {
 			if !strings.Contains(by, "SkylakeX") {
 				by += " (SkylakeX)"
 			}
+		}
+		if a.vs != "" {
+			ref, by = 0, "gotune "+strings.TrimPrefix(a.vs, "Benchmark")
+			if x, ok := lookup(results, a.vs, a.unit); ok {
+				ref = x
+			}
+		}
+		if ref == 0 {
+			if by == "" {
+				by = "—"
+			}
+			fmt.Fprintf(tw, "%s\t%.4g\t%s\t—\t%s\t—\t\n", a.what, v, a.unit, by)
+			rows++
+			continue
 		}
 		ratio := v / ref
 		note := "×"
@@ -116,6 +136,19 @@ func table(w io.Writer, results map[string]map[string]float64, skx bool) int {
 	}
 	tw.Flush()
 	return rows
+}
+
+// lookup finds the figure in unit of benchmark bench (or of one of its
+// sub-benchmarks).
+func lookup(results map[string]map[string]float64, bench, unit string) (float64, bool) {
+	for name, vals := range results {
+		if name == bench || strings.HasPrefix(name, bench+"/") {
+			if x, ok := vals[unit]; ok {
+				return x, true
+			}
+		}
+	}
+	return 0, false
 }
 
 func main() {

@@ -40,3 +40,46 @@ PASS
 		}
 	}
 }
+
+// Rows compared with another benchmark of the same run take its figure as
+// the reference; a row whose reference did not run, or that has none,
+// shows "—" instead of a ratio.
+func TestSameRunRows(t *testing.T) {
+	in := `BenchmarkLoRASFTStories15M-2   	       1	 1 ns/op	      1000 tok/s	  24.00 active-Mparams
+BenchmarkLoRASFTStories15MMoE-2   	       1	 1 ns/op	      500.0 tok/s	  22.00 active-Mparams
+BenchmarkDecodeStories15M/batch1-2   	       1	 1 ns/op	      400.0 decode-tok/s	 13824 KV-bytes/tok
+BenchmarkDecodeStories15MMoE/batch1-2   	       1	 1 ns/op	      300.0 decode-tok/s	 2112 KV-bytes/tok
+BenchmarkDecodeStories15MMoE/batch8-2   	       1	 1 ns/op	      900.0 decode-tok/s	 2112 KV-bytes/tok
+`
+	res, err := parse(strings.NewReader(in), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	table(&out, res, false)
+	text := out.String()
+	for _, want := range []string{
+		"0.50×",                   // MoE LoRA SFT tok/s over dense
+		"0.92×",                   // active parameters 22/24
+		"0.75×",                   // decode batch 1
+		"0.15× (lower is better)", // KV bytes 2112/13824
+		"gotune LoRASFTStories15M",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("table lacks %q:\n%s", want, text)
+		}
+	}
+	noRatio := 0
+	for _, l := range strings.Split(text, "\n") {
+		f := strings.Fields(l)
+		if len(f) > 0 && f[len(f)-1] == "—" {
+			noRatio++
+			if !strings.Contains(l, "KV cache per token, stories15M ") && !strings.Contains(l, "decode, batch 8, stories15M-moe") {
+				t.Errorf("unexpected row without a ratio: %q", l)
+			}
+		}
+	}
+	if noRatio != 2 {
+		t.Errorf("%d rows without a ratio, want 2 (dense KV bytes, MoE batch 8 without the dense run):\n%s", noRatio, text)
+	}
+}

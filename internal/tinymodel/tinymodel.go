@@ -1,11 +1,12 @@
 // Package tinymodel builds the random models that tests and benchmarks
 // use: the tiny preset narrowed to two layers of width 32, over a
 // byte-level tokenizer, so that a test gets a real engine in milliseconds;
-// and random weights of any named preset (the benchmarks' stories15M);
-// the references tests check a model against (the float64 NLL of a token,
-// the central-difference check of a graph's gradients); the directory in
-// which a package's tests share the models they train once; and the
-// context with which tests interrupt a training run.
+// a DeepSeek model of the same width; random weights of any named preset
+// (the benchmarks' stories15M); the references tests check a model against
+// (the float64 NLL of a token, the central-difference check of a graph's
+// gradients); the directory in which a package's tests share the models
+// they train once; and the context with which tests interrupt a training
+// run.
 //
 // May import: model/... (model/generate included), tokenizer/...,
 // checkpoints/..., internal/blas and internal/kernel; imported by tests
@@ -38,6 +39,42 @@ func Weights(tb testing.TB, seed uint64, maxPos int, specials ...string) (*model
 	w, err := model.NewRandom(c, seed)
 	if err != nil {
 		tb.Fatal(err)
+	}
+	return w, tok
+}
+
+// DeepSeek returns random weights of a tiny DeepSeek model (width 32, a
+// dense first layer and MoEs of 4 experts, top 2, one shared expert, in
+// the other two, over a byte-level tokenizer holding specials): with v3
+// false a deepseek_v2 (plain q_proj, softmax greedy routing), with v3 true
+// a deepseek_v3 (compressed queries, sigmoid noaux_tc routing over 2
+// groups with a non-zero correction bias).
+func DeepSeek(tb testing.TB, v3 bool, seed uint64, maxPos int, specials ...string) (*model.Weights, *tokenizer.Tokenizer) {
+	tb.Helper()
+	tok := tokenizer.NewByteLevel(specials)
+	c := model.Config{Architectures: []string{"DeepseekV2ForCausalLM"}, ModelType: "deepseek_v2",
+		HiddenSize: 32, IntermediateSize: 64, NumHiddenLayers: 3, NumAttentionHeads: 4,
+		VocabSize: tok.VocabSize(), MaxPositionEmbeddings: maxPos, RMSNormEps: 1e-6, HiddenAct: "silu", RopeTheta: 10000,
+		DeepSeek: &model.DeepSeek{KVLoraRank: 16, QKNopeHeadDim: 8, QKRopeHeadDim: 4, VHeadDim: 8,
+			NRoutedExperts: 4, NumExpertsPerTok: 2, NSharedExperts: 1, MoeIntermediateSize: 16,
+			FirstKDenseReplace: 1, MoeLayerFreq: 1, ScoringFunc: model.ScoringSoftmax, TopkMethod: model.TopkGreedy,
+			RoutedScalingFactor: 1}}
+	if v3 {
+		rank := 16
+		c.Architectures, c.ModelType = []string{"DeepseekV3ForCausalLM"}, "deepseek_v3"
+		c.QLoraRank, c.ScoringFunc, c.TopkMethod, c.NGroup, c.TopkGroup = &rank, model.ScoringSigmoid, model.TopkNoAuxTC, 2, 1
+		c.NormTopkProb, c.RoutedScalingFactor = true, 2.5
+	}
+	w, err := model.NewRandom(c, seed)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, l := range w.Layers {
+		if l.RouterBias != nil {
+			for i, v := range model.F32(l.RouterBias) {
+				model.F32(l.RouterBias)[i] = v + 0.01*float32(i%3-1)
+			}
+		}
 	}
 	return w, tok
 }

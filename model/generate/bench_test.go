@@ -25,11 +25,20 @@ const (
 // prompt on random stories15M weights, at batch 1 and batch 8. It reports
 // decode-tok/s (new tokens per second of decoding, prefill excluded, as
 // llama-bench's tg figure), e2e-tok/s (prefill included) and the ratios to
-// the anchors, and decode-tok/cpu-s (per second of process CPU time, which
-// other work on the machine does not dilute). Run with -tags openblas for
-// the BLAS build.
-func BenchmarkDecodeStories15M(b *testing.B) {
-	c, err := model.Preset("stories15M", 0)
+// the anchors, decode-tok/cpu-s (per second of process CPU time, which
+// other work on the machine does not dilute) and the KV cache's bytes per
+// token. Run with -tags openblas for the BLAS build.
+func BenchmarkDecodeStories15M(b *testing.B) { benchDecode(b, "stories15M", true) }
+
+// BenchmarkDecodeStories15MMoE is the same decoding on the stories15M-moe
+// preset (DeepSeek-V2 latent attention and mixture of experts, stories15M's
+// active size), whose cache holds the latent and the rope key per layer.
+func BenchmarkDecodeStories15MMoE(b *testing.B) { benchDecode(b, "stories15M-moe", false) }
+
+// benchDecode decodes on a preset; anchors adds the ratios to the dense
+// stories15M reference figures.
+func benchDecode(b *testing.B, preset string, anchors bool) {
+	c, err := model.Preset(preset, 0)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -42,7 +51,9 @@ func BenchmarkDecodeStories15M(b *testing.B) {
 		b.Fatal(err)
 	}
 	const promptLen, newTokens = 32, 128
-	b.Logf("backend %s; anchors (batch 1): llama.cpp f32 %d tok/s, PyTorch %d tok/s", blas.Backend(), anchorLlamaCppTokS, anchorPyTorchTokS)
+	if anchors {
+		b.Logf("backend %s; anchors (batch 1): llama.cpp f32 %d tok/s, PyTorch %d tok/s", blas.Backend(), anchorLlamaCppTokS, anchorPyTorchTokS)
+	}
 	for _, B := range []int{1, 8} {
 		b.Run(fmt.Sprintf("batch%d", B), func(b *testing.B) {
 			r := rand.New(rand.NewPCG(1, uint64(B)))
@@ -88,8 +99,11 @@ func BenchmarkDecodeStories15M(b *testing.B) {
 			// when other work shares the cores (×2 for both cores busy).
 			b.ReportMetric(float64(B*(newTokens-1))/(cpuTotal-cpuPrefill).Seconds()*float64(b.N), "decode-tok/cpu-s")
 			b.ReportMetric(float64(B*newTokens)/total.Seconds()*float64(b.N), "e2e-tok/s")
-			b.ReportMetric(decode/anchorLlamaCppTokS, "x-llama.cpp")
-			b.ReportMetric(decode/anchorPyTorchTokS, "x-pytorch")
+			b.ReportMetric(float64(e.CacheBytesPerToken()), "KV-bytes/tok")
+			if anchors {
+				b.ReportMetric(decode/anchorLlamaCppTokS, "x-llama.cpp")
+				b.ReportMetric(decode/anchorPyTorchTokS, "x-pytorch")
+			}
 		})
 	}
 }
