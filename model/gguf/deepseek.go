@@ -36,6 +36,12 @@ import (
 //
 // What llama.cpp computes differently from DeepSeek's modeling code is
 // refused on export (deepseekExportable) and on import (deepseekConfig).
+// Two differences remain that no setting decides: llama.cpp masks the
+// experts of dropped groups with −∞ where DeepSeek's code sets their
+// choice scores to 0, which chooses alike whenever the kept groups hold
+// num_experts_per_tok experts of positive choice score (sigmoid score plus
+// correction bias); and it keeps a normalising sum of at least 2⁻¹⁴ where
+// DeepSeek's adds 1e-20.
 const deepseekArch = "deepseek2"
 
 // mlaNormEps is the epsilon of DeepSeek's q_a_layernorm and
@@ -363,7 +369,7 @@ var deepseekKeys = map[string]bool{
 	"expert_count": true, "expert_used_count": true, "expert_weights_scale": true, "expert_weights_norm": true,
 	"expert_gating_func": true, "expert_group_count": true, "expert_group_used_count": true,
 	"rope.scaling.type": true, "rope.scaling.factor": true, "rope.scaling.original_context_length": true,
-	"rope.scaling.yarn_log_multiplier": true,
+	"rope.scaling.yarn_log_multiplier": true, "rope.scaling.yarn_beta_fast": true, "rope.scaling.yarn_beta_slow": true,
 }
 
 // deepseekConfig rebuilds a DeepSeek config from deepseek2 metadata:
@@ -540,7 +546,7 @@ func deepseekYaRN(f *gguf.File) (*model.RopeScaling, error) {
 	k := func(key string) string { return deepseekArch + "." + key }
 	typ, err := f.String(k("rope.scaling.type"))
 	if gguf.IsMissing(err) || (err == nil && typ == "none") {
-		for _, key := range []string{"rope.scaling.factor", "rope.scaling.original_context_length", "rope.scaling.yarn_log_multiplier"} {
+		for _, key := range []string{"rope.scaling.factor", "rope.scaling.original_context_length", "rope.scaling.yarn_log_multiplier", "rope.scaling.yarn_beta_fast", "rope.scaling.yarn_beta_slow"} {
 			if _, ok := f.Get(k(key)); ok {
 				return nil, fmt.Errorf("metadata %s without %s yarn is not implemented", k(key), k("rope.scaling.type"))
 			}
@@ -567,6 +573,19 @@ func deepseekYaRN(f *gguf.File) (*model.RopeScaling, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	// llama.cpp's converter writes DeepSeek's beta_fast and beta_slow,
+	// which its deepseek2 does not read (it uses 32 and 1): other values
+	// are a YaRN llama.cpp does not compute.
+	for _, b := range []struct {
+		key  string
+		want float64
+	}{{"rope.scaling.yarn_beta_fast", 32}, {"rope.scaling.yarn_beta_slow", 1}} {
+		if v, err := f.Float(k(b.key)); err == nil && v != b.want {
+			return nil, fmt.Errorf("metadata %s %g: llama.cpp's deepseek2 uses %g; not implemented", k(b.key), v, b.want)
+		} else if err != nil && !gguf.IsMissing(err) {
+			return nil, err
+		}
 	}
 	factor = shortest(factor)
 	if !(factor > 1) || orig <= 0 || orig > 1<<31-1 || !(logMul > 0) {

@@ -354,6 +354,10 @@ func TestDeepSeekLoadRefuses(t *testing.T) {
 		{"softmax groups", set("deepseek2.expert_gating_func", uint32(1)), tensors, "expert_group_count 4 with softmax gating"},
 		{"unknown key", set("deepseek2.attention.temperature_scale", float32(0.1)), tensors, "metadata deepseek2.attention.temperature_scale = 0.1 is not implemented"},
 		{"yarn without log multiplier", set("deepseek2.rope.scaling.type", "yarn"), tensors, "rope.scaling.factor"},
+		{"yarn beta", append(set("deepseek2.rope.scaling.type", "yarn"),
+			gguf.KV{Key: "deepseek2.rope.scaling.factor", Value: float32(4)}, gguf.KV{Key: "deepseek2.rope.scaling.original_context_length", Value: uint32(32)},
+			gguf.KV{Key: "deepseek2.rope.scaling.yarn_log_multiplier", Value: float32(0.1)}, gguf.KV{Key: "deepseek2.rope.scaling.yarn_beta_fast", Value: float32(16)}),
+			tensors, "metadata deepseek2.rope.scaling.yarn_beta_fast 16: llama.cpp's deepseek2 uses 32"},
 		{"missing bias", kv, without("blk.1.exp_probs_b.bias"), "tensor blk.1.exp_probs_b.bias is missing"},
 		{"extra tensor", kv, append(slices.Clone(tensors), gguf.Tensor{Name: "blk.0.attn_kv_b.weight", Shape: []int{1}, Data: []float32{0}}), "tensor blk.0.attn_kv_b.weight is not used by architecture deepseek2"},
 		{"expert shape", set("deepseek2.expert_feed_forward_length", uint32(16)), tensors, "tensor blk.1.ffn_gate_exps.weight has shape [8 32 64], the config needs [8 16 64]"},
@@ -365,6 +369,25 @@ func TestDeepSeekLoadRefuses(t *testing.T) {
 		if _, _, err := Load(path); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want it to contain %q", tc.name, err, tc.want)
 		}
+	}
+	// The beta keys llama.cpp's converter writes load when they are the
+	// values llama.cpp's deepseek2 uses.
+	y := randomDeepSeek(t, "deepseek_v3-yarn", tok.VocabSize(), 1)
+	ykv, err := Metadata(y, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ykv = append(ykv, gguf.KV{Key: "deepseek2.rope.scaling.yarn_beta_fast", Value: float32(32)}, gguf.KV{Key: "deepseek2.rope.scaling.yarn_beta_slow", Value: float32(1)})
+	ytensors, err := Tensors(y, F32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "yarn.gguf")
+	if err := gguf.WriteFile(path, append(ykv, tkv...), ytensors); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := Load(path); err != nil || got.Config.Scaling().Kind() != "yarn" {
+		t.Errorf("YaRN with llama.cpp's betas: %v", err)
 	}
 }
 
@@ -467,7 +490,8 @@ func routingMargin(t *testing.T, w *model.Weights, tokens []int) float64 {
 // TestLlamaCppDeepSeek loads DeepSeek exports in llama.cpp: deepseek_v2
 // (plain q_proj, softmax greedy routing; with an output head and with tied
 // embeddings), deepseek_v3 (compressed queries, sigmoid noaux_tc grouped
-// routing with its correction bias) and deepseek_v3 with YaRN, random with decisive logits and routing (checked:
+// routing with its correction bias), deepseek_v3 with YaRN and a DeepSeek
+// without experts, random with decisive logits and routing (checked:
 // greedy margins and routing margins, so that both choose the same tokens
 // and experts), with the project's tokenizer. 32 greedy tokens of the F32
 // export equal gotune's engine's; the next-token probabilities of every
@@ -485,10 +509,10 @@ func TestLlamaCppDeepSeek(t *testing.T) {
 	tolerance := map[Dtype]float64{F32: 1e-4, F16: 5e-4, BF16: 5e-3, Q8_0: 1e-2}
 	prompts := []string{"The fox", "### Instruction:\nWhere is the fox?\n\n### Response:\n"}
 	const n = 32
-	variants := []string{"deepseek_v2", "deepseek_v2-tied", "deepseek_v3", "deepseek_v3-yarn"}
+	variants := []string{"deepseek_v2", "deepseek_v2-tied", "deepseek_v3", "deepseek_v3-yarn", "deepseek_v2-dense"}
 	// Seeds whose greedy decoding and routing stay 1e-3 or more from a
 	// tie on these prompts (checked below).
-	seeds := map[string]uint64{"deepseek_v2": 9, "deepseek_v2-tied": 19, "deepseek_v3": 6, "deepseek_v3-yarn": 8}
+	seeds := map[string]uint64{"deepseek_v2": 9, "deepseek_v2-tied": 19, "deepseek_v3": 6, "deepseek_v3-yarn": 8, "deepseek_v2-dense": 3}
 	models := map[string]*model.Weights{}
 	dir := t.TempDir()
 	var req checkRequest
@@ -531,7 +555,9 @@ func TestLlamaCppDeepSeek(t *testing.T) {
 				if !slices.Equal(got.Greedy[k], want) {
 					t.Errorf("%s: %q: llama.cpp greedy %v, gotune %v", name, p, got.Greedy[k], want)
 				}
-				t.Logf("%s: %q: routing margin %.3g", name, p, route)
+				if w.Config.NRoutedExperts > 0 {
+					t.Logf("%s: %q: routing margin %.3g", name, p, route)
+				}
 			}
 			for s := range want {
 				total++
