@@ -3,6 +3,7 @@ package gguf
 import (
 	"fmt"
 	"math"
+	"strings"
 
 	"gorgonia.org/tensor"
 
@@ -191,18 +192,12 @@ func deepseekTensors(w *model.Weights, dtype Dtype) []gguf.Tensor {
 	var out []gguf.Tensor
 	for _, t := range deepseekLayout(w.Config, w) {
 		typ := tensorTypeFor(dtype, t.shape)
-		if isRouter(t.name) {
+		if strings.HasSuffix(t.name, ".ffn_gate_inp.weight") {
 			typ = gguf.F32 // llama.cpp's converter never quantizes the router
 		}
 		out = append(out, gguf.Tensor{Name: t.name, Shape: t.shape, Type: typ, Data: t.get()})
 	}
 	return out
-}
-
-func isRouter(name string) bool {
-	var l int
-	n, _ := fmt.Sscanf(name, "blk.%d.ffn_gate_inp.weight", &l)
-	return n == 1 && name == fmt.Sprintf("blk.%d.ffn_gate_inp.weight", l)
 }
 
 // yarnOf returns DeepSeek's YaRN settings with the defaults of
@@ -296,9 +291,11 @@ func deepseekMetadata(c model.Config) []gguf.KV {
 	if d.QLoraRank != nil {
 		qRank = *d.QLoraRank
 	}
-	dense := c.NumHiddenLayers
+	// Shared experts belong to the mixture-of-experts layers: a model
+	// without routed experts has none.
+	dense, shared := c.NumHiddenLayers, 0
 	if d.NRoutedExperts > 0 {
-		dense = min(d.FirstKDenseReplace, c.NumHiddenLayers)
+		dense, shared = min(d.FirstKDenseReplace, c.NumHiddenLayers), d.NSharedExperts
 	}
 	// llama.cpp requires the key even without experts (the converter then
 	// writes intermediate_size).
@@ -326,7 +323,7 @@ func deepseekMetadata(c model.Config) []gguf.KV {
 		{Key: k("attention.value_length_mla"), Value: u(d.VHeadDim)},
 		{Key: k("leading_dense_block_count"), Value: u(dense)},
 		{Key: k("expert_feed_forward_length"), Value: u(ffExp)},
-		{Key: k("expert_shared_count"), Value: u(d.NSharedExperts)},
+		{Key: k("expert_shared_count"), Value: u(shared)},
 	}
 	if d.NRoutedExperts > 0 {
 		gating := uint32(gatingSoftmax)
@@ -377,12 +374,14 @@ var deepseekKeys = map[string]bool{
 // correction bias required), softmax or none deepseek_v2 (greedy). What
 // the metadata cannot say comes back as DeepSeek's defaults: head_dim is
 // not set, num_key_value_heads is num_attention_heads, moe_layer_freq 1,
-// and a model without experts is deepseek_v2. Settings llama.cpp computes
+// and a model without experts is deepseek_v2 with greedy softmax routing
+// fields, first_k_dense_replace its layer count and no shared experts
+// (none of which it computes with). Settings llama.cpp computes
 // unlike DeepSeek's code are refused, as on export.
 func deepseekConfig(f *gguf.File) (model.Config, error) {
 	k := func(key string) string { return deepseekArch + "." + key }
 	for _, p := range f.KV {
-		if rest, ok := cutArch(p.Key, deepseekArch); ok && !deepseekKeys[rest] {
+		if rest, ok := strings.CutPrefix(p.Key, deepseekArch+"."); ok && !deepseekKeys[rest] {
 			return model.Config{}, fmt.Errorf("metadata %s = %v is not implemented", p.Key, p.Value)
 		}
 	}
@@ -397,6 +396,9 @@ func deepseekConfig(f *gguf.File) (model.Config, error) {
 			return err
 		}
 		if v < 0 || (v == 0 && !allowZero) || v > 1<<31-1 {
+			if allowZero {
+				return fmt.Errorf("metadata %s: %d must not be negative", k(key), v)
+			}
 			return fmt.Errorf("metadata %s: %d must be positive", k(key), v)
 		}
 		*dst = int(v)
@@ -485,8 +487,8 @@ func deepseekConfig(f *gguf.File) (model.Config, error) {
 		case gatingSigmoid:
 			c.ModelType = "deepseek_v3"
 			d.ScoringFunc, d.TopkMethod = model.ScoringSigmoid, model.TopkNoAuxTC
-			if d.NGroup == 0 {
-				d.NGroup, d.TopkGroup = 1, 1
+			if d.NGroup <= 1 && d.TopkGroup == 0 {
+				d.NGroup, d.TopkGroup = 1, 1 // no groups: llama.cpp groups only more than one
 			}
 			if d.TopkGroup == 0 {
 				return c, fmt.Errorf("metadata %s is missing beside %s", k("expert_group_used_count"), k("expert_group_count"))
@@ -619,13 +621,6 @@ func tokenShapes(f *gguf.File, c *model.Config) error {
 	c.HiddenAct = "silu"
 	c.TorchDtype = "float32"
 	return nil
-}
-
-func cutArch(key, arch string) (string, bool) {
-	if len(key) > len(arch) && key[:len(arch)+1] == arch+"." {
-		return key[len(arch)+1:], true
-	}
-	return "", false
 }
 
 // loadDeepSeek reads the tensors of a deepseek2 file into w (allocated for
