@@ -442,6 +442,7 @@ func routingMargin(t *testing.T, w *model.Weights, tokens []int) float64 {
 			}
 		}
 		z, s, choice := make([]float64, E), make([]float64, E), make([]float64, E)
+		counts := make([]float64, E)
 		for n := range tokens {
 			for e := range E {
 				var dot float64
@@ -454,6 +455,9 @@ func routingMargin(t *testing.T, w *model.Weights, tokens []int) float64 {
 			idx, wts := make([]int, K), make([]float64, K)
 			var sc ops.RouteScratch
 			rt.Route(z, bias, s, idx, wts, &sc)
+			for _, e := range idx {
+				counts[e]++
+			}
 			copy(choice, s)
 			for e := range bias {
 				choice[e] += bias[e]
@@ -482,6 +486,22 @@ func routingMargin(t *testing.T, w *model.Weights, tokens []int) float64 {
 			sorted := slices.Clone(choice)
 			slices.Sort(sorted)
 			margin = math.Min(margin, sorted[E-K]-sorted[E-K-1])
+		}
+		// The routing recomputed from the captured inputs is the graph's.
+		found := false
+		for _, ld := range g.ExpertLoad() {
+			if ld.Layer != l {
+				continue
+			}
+			found = true
+			for e, fr := range ld.Fractions {
+				if want := counts[e] / float64(len(tokens)*K); math.Abs(fr-want) > 1e-12 {
+					t.Fatalf("layer %d: expert %d took %.4g of the slots in the graph, %.4g recomputed", l, e, fr, want)
+				}
+			}
+		}
+		if !found {
+			t.Fatalf("layer %d: the graph reports no expert load", l)
 		}
 	}
 	return margin
