@@ -24,7 +24,8 @@ import (
 // deepseek_v3 in DeepSeek-V3's (compressed queries, sigmoid noaux_tc
 // routing over 4 groups keeping 2, normalised and scaled weights); "-yarn"
 // adds DeepSeek's YaRN with a short original context, "-tied" ties the
-// output head to the embeddings, "-dense" has no experts. The first layer
+// output head to the embeddings, "-ungrouped" has one expert group,
+// "-dense" has no experts. The first layer
 // is dense.
 // Widths are multiples of 32 where llama.cpp's Q8_0 needs whole blocks.
 func testDeepSeekConfig(t testing.TB, variant string, vocab int) model.Config {
@@ -56,6 +57,8 @@ func testDeepSeekConfig(t testing.TB, variant string, vocab int) model.Config {
 	case "yarn":
 		m, m2 := 0.707, 0.707
 		c.RopeScaling = &model.RopeScaling{Type: "yarn", Factor: 4, OriginalMaxPositionEmbeddings: 32, MScale: &m, MScaleAllDim: &m2}
+	case "ungrouped":
+		d.NGroup, d.TopkGroup = 1, 1
 	case "dense":
 		d.NRoutedExperts, d.NumExpertsPerTok, d.NSharedExperts, d.NGroup, d.TopkGroup = 0, 0, 0, 0, 0
 		d.ScoringFunc, d.TopkMethod, d.NormTopkProb, d.RoutedScalingFactor = model.ScoringSoftmax, model.TopkGreedy, false, 1
@@ -108,7 +111,7 @@ func byteTok() *tokenizer.Tokenizer { return tokenizer.NewByteLevel([]string{"<|
 // the config equal but for what the deepseek2 metadata cannot hold.
 func TestDeepSeekRoundTripF32(t *testing.T) {
 	tok := byteTok()
-	for _, v := range []string{"deepseek_v2", "deepseek_v2-tied", "deepseek_v3", "deepseek_v3-yarn", "deepseek_v2-dense"} {
+	for _, v := range []string{"deepseek_v2", "deepseek_v2-tied", "deepseek_v3", "deepseek_v3-yarn", "deepseek_v3-ungrouped", "deepseek_v2-dense"} {
 		t.Run(v, func(t *testing.T) {
 			w := randomDeepSeek(t, v, tok.VocabSize()+3, 7)
 			path := filepath.Join(t.TempDir(), "m.gguf")
@@ -510,8 +513,8 @@ func routingMargin(t *testing.T, w *model.Weights, tokens []int) float64 {
 // TestLlamaCppDeepSeek loads DeepSeek exports in llama.cpp: deepseek_v2
 // (plain q_proj, softmax greedy routing; with an output head and with tied
 // embeddings), deepseek_v3 (compressed queries, sigmoid noaux_tc grouped
-// routing with its correction bias), deepseek_v3 with YaRN and a DeepSeek
-// without experts, random with decisive logits and routing (checked:
+// routing with its correction bias; also with YaRN, and with one expert
+// group) and a DeepSeek without experts, random with decisive logits and routing (checked:
 // greedy margins and routing margins, so that both choose the same tokens
 // and experts), with the project's tokenizer. 32 greedy tokens of the F32
 // export equal gotune's engine's; the next-token probabilities of every
@@ -529,10 +532,10 @@ func TestLlamaCppDeepSeek(t *testing.T) {
 	tolerance := map[Dtype]float64{F32: 1e-4, F16: 5e-4, BF16: 5e-3, Q8_0: 1e-2}
 	prompts := []string{"The fox", "### Instruction:\nWhere is the fox?\n\n### Response:\n"}
 	const n = 32
-	variants := []string{"deepseek_v2", "deepseek_v2-tied", "deepseek_v3", "deepseek_v3-yarn", "deepseek_v2-dense"}
+	variants := []string{"deepseek_v2", "deepseek_v2-tied", "deepseek_v3", "deepseek_v3-yarn", "deepseek_v3-ungrouped", "deepseek_v2-dense"}
 	// Seeds whose greedy decoding and routing stay 1e-3 or more from a
 	// tie on these prompts (checked below).
-	seeds := map[string]uint64{"deepseek_v2": 9, "deepseek_v2-tied": 19, "deepseek_v3": 6, "deepseek_v3-yarn": 8, "deepseek_v2-dense": 3}
+	seeds := map[string]uint64{"deepseek_v2": 9, "deepseek_v2-tied": 19, "deepseek_v3": 6, "deepseek_v3-yarn": 8, "deepseek_v3-ungrouped": 2, "deepseek_v2-dense": 3}
 	models := map[string]*model.Weights{}
 	dir := t.TempDir()
 	var req checkRequest
