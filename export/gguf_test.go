@@ -9,6 +9,7 @@ import (
 
 	"github.com/gotune/gotune/checkpoints/gguf"
 	"github.com/gotune/gotune/internal/tinymodel"
+	"github.com/gotune/gotune/model"
 	mgguf "github.com/gotune/gotune/model/gguf"
 	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/tokenizer"
@@ -194,5 +195,50 @@ func TestAdapterGGUFBesideHF(t *testing.T) {
 	defer f.Close()
 	if _, ok := f.Tensor("blk.1.attn_q.weight.lora_b"); !ok || len(f.Tensors) != 4 {
 		t.Fatalf("adapter GGUF holds %d tensors", len(f.Tensors))
+	}
+}
+
+// TestGGUFExportDeepSeek merges an adapter on every linear module
+// (attention, shared and routed experts) into a DeepSeek-V3 base and
+// writes llama.cpp's deepseek2 GGUF: it loads back with the logits of the
+// base plus the live adapter. The adapter alone is not written as GGUF,
+// and the error says so.
+func TestGGUFExportDeepSeek(t *testing.T) {
+	root := t.TempDir()
+	baseDir, adapterDir := filepath.Join(root, "base"), filepath.Join(root, "adapter")
+	q := 16
+	c := model.Config{Architectures: []string{"DeepseekV3ForCausalLM"}, ModelType: "deepseek_v3", HiddenSize: 32,
+		IntermediateSize: 48, NumHiddenLayers: 2, NumAttentionHeads: 2, NumKeyValueHeads: 2, VocabSize: 260,
+		MaxPositionEmbeddings: 32, RMSNormEps: 1e-6, HiddenAct: "silu", RopeTheta: 10000,
+		DeepSeek: &model.DeepSeek{QLoraRank: &q, KVLoraRank: 16, QKNopeHeadDim: 8, QKRopeHeadDim: 4, VHeadDim: 8,
+			NRoutedExperts: 4, NumExpertsPerTok: 2, NSharedExperts: 1, MoeIntermediateSize: 16, FirstKDenseReplace: 1,
+			MoeLayerFreq: 1, ScoringFunc: model.ScoringSigmoid, TopkMethod: model.TopkNoAuxTC, NGroup: 2, TopkGroup: 1,
+			NormTopkProb: true, RoutedScalingFactor: 2.5}}
+	w, err := model.NewRandom(c, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tinymodel.Save(t, baseDir, w, tokenizer.NewByteLevel([]string{"<|bos|>", "<|eos|>", "<|pad|>", "<|unk|>"}))
+	a := trainedAdapter(t, w, "all-linear")
+	if err := a.Save(adapterDir, baseDir, "CAUSAL_LM", nil); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(root, "merged.gguf")
+	if _, err := Run(context.Background(), Config{Adapter: adapterDir, Out: out, Format: FormatGGUF}); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := mgguf.Load(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if arch := got.Config.ModelType; arch != "deepseek_v3" {
+		t.Fatalf("model_type %s after the round trip", arch)
+	}
+	if d := tinymodel.MaxRelDiff(logits(t, w, a), logits(t, got, nil)); d > 1e-5 {
+		t.Fatalf("the GGUF export's logits differ from base + adapter by %.3g of their scale", d)
+	}
+	_, err = Run(context.Background(), Config{Adapter: adapterDir, AdapterGGUF: filepath.Join(root, "lora.gguf"), Format: FormatGGUF})
+	if err == nil || !strings.Contains(err.Error(), "LoRA adapters of model_type deepseek_v3 are not written as GGUF") {
+		t.Fatalf("DeepSeek adapter GGUF: error %v", err)
 	}
 }

@@ -36,6 +36,15 @@ func SaveAdapter(path string, base model.Config, r int, scale float64, modules [
 	if err != nil {
 		return fmt.Errorf("gguf adapter %s: %w", path, err)
 	}
+	if base.MLA() {
+		// llama.cpp's deepseek2 multiplies by attn_q, attn_q_a, attn_q_b
+		// and attn_kv_a_mqa without applying adapters (plain ggml_mul_mat
+		// in src/models/deepseek2.cpp), stores kv_b_proj split per head
+		// into attn_k_b (transposed) and attn_v_b, and stacks the routed
+		// experts into 3-D tensors: most updates would be ignored or are
+		// no longer a pair of matrices per tensor.
+		return fmt.Errorf("gguf adapter %s: LoRA adapters of model_type %s are not written as GGUF (llama.cpp applies none to the query and kv_a projections, splits kv_b_proj per head and stacks the experts); export the merged model instead", path, base.ModelType)
+	}
 	if r <= 0 || scale == 0 || math.IsNaN(scale) || math.IsInf(scale, 0) {
 		return fmt.Errorf("gguf adapter %s: rank %d and scale %g must be positive and finite", path, r, scale)
 	}

@@ -25,24 +25,18 @@ func FuzzLoad(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		kv, err := Metadata(w, Options{})
-		if err != nil {
-			f.Fatal(err)
-		}
-		tkv, err := TokenizerMetadata(tok, w.Config.VocabSize)
-		if err != nil {
-			f.Fatal(err)
-		}
-		tensors, err := Tensors(w, Q8_0)
-		if err != nil {
-			f.Fatal(err)
-		}
-		var buf bytes.Buffer
-		if err := gguf.Write(&buf, append(kv, tkv...), tensors); err != nil {
-			f.Fatal(err)
-		}
-		f.Add(buf.Bytes())
+		f.Add(fuzzSeed(f, w, tok))
 	}
+	// A small DeepSeek-V3 (deepseek2: split attn_k_b/attn_v_b, stacked
+	// experts, groups, YaRN).
+	tok := tokenizer.NewByteLevel([]string{"<|bos|>", "<|eos|>"})
+	c := testDeepSeekConfig(f, "deepseek_v3-yarn", tok.VocabSize())
+	c.HiddenSize, c.NumHiddenLayers, c.NumAttentionHeads, c.IntermediateSize = 32, 2, 2, 32
+	w, err := model.NewRandom(c, 1)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(fuzzSeed(f, w, tok))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		g, err := gguf.Read(bytes.NewReader(data), int64(len(data)))
 		if err != nil {
@@ -52,4 +46,26 @@ func FuzzLoad(f *testing.F) {
 			t.Fatal("load returned no error and no model")
 		}
 	})
+}
+
+// fuzzSeed is the Q8_0 GGUF file of w.
+func fuzzSeed(f *testing.F, w *model.Weights, tok *tokenizer.Tokenizer) []byte {
+	f.Helper()
+	kv, err := Metadata(w, Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	tkv, err := TokenizerMetadata(tok, w.Config.VocabSize)
+	if err != nil {
+		f.Fatal(err)
+	}
+	tensors, err := Tensors(w, Q8_0)
+	if err != nil {
+		f.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := gguf.Write(&buf, append(kv, tkv...), tensors); err != nil {
+		f.Fatal(err)
+	}
+	return buf.Bytes()
 }

@@ -52,12 +52,15 @@ func ConfigFromMetadata(f *gguf.File) (model.Config, error) {
 	if t, err := f.String("general.type"); err == nil && t != "model" {
 		return model.Config{}, fmt.Errorf("metadata general.type is %q: not a model (a LoRA adapter is loaded with its base)", t)
 	}
+	if arch == deepseekArch {
+		return deepseekConfig(f)
+	}
 	var c model.Config
 	switch arch {
 	case "llama", "qwen2", "qwen3":
 		c.ModelType = arch
 	default:
-		return c, fmt.Errorf("metadata general.architecture %q is not implemented (want llama, qwen2 or qwen3)", arch)
+		return c, fmt.Errorf("metadata general.architecture %q is not implemented (want llama, qwen2, qwen3 or deepseek2)", arch)
 	}
 	fam, err := model.LookupFamily(c.ModelType)
 	if err != nil {
@@ -143,21 +146,9 @@ func ConfigFromMetadata(f *gguf.File) (model.Config, error) {
 	} else if _, ok := f.Tensor("blk.0.attn_q.bias"); ok {
 		c.AttentionBias = true
 	}
-	emb, ok := f.Tensor("token_embd.weight")
-	if !ok {
-		return c, fmt.Errorf("tensor token_embd.weight is missing")
+	if err := tokenShapes(f, &c); err != nil {
+		return c, err
 	}
-	if len(emb.Shape) != 2 {
-		return c, fmt.Errorf("tensor token_embd.weight has shape %v, want 2 dimensions", emb.Shape)
-	}
-	c.VocabSize = emb.Shape[0]
-	if v, err := f.Int(k("vocab_size")); err == nil && v != int64(c.VocabSize) {
-		return c, fmt.Errorf("metadata %s %d differs from the %d rows of token_embd.weight", k("vocab_size"), v, c.VocabSize)
-	}
-	_, hasOutput := f.Tensor("output.weight")
-	c.TieWordEmbeddings = !hasOutput
-	c.HiddenAct = "silu"
-	c.TorchDtype = "float32"
 	if rf, ok := f.Tensor("rope_freqs.weight"); ok {
 		s, err := llama3Scaling(f, rf, c)
 		if err != nil {
@@ -240,28 +231,54 @@ func load(f *gguf.File) (*model.Weights, *tokenizer.Tokenizer, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	arch, used := c.ModelType, map[string]bool{}
+	if c.MLA() {
+		arch = deepseekArch
+		err = loadDeepSeek(f, w, used)
+	} else {
+		used["rope_freqs.weight"] = c.RopeScaling != nil
+		err = loadNamed(f, w, used)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, t := range f.Tensors {
+		if !used[t.Name] {
+			return nil, nil, fmt.Errorf("tensor %s is not used by architecture %s", t.Name, arch)
+		}
+	}
+	if tok.VocabSize() > c.VocabSize {
+		return nil, nil, fmt.Errorf("the tokenizer has %d tokens, the model %d embeddings", tok.VocabSize(), c.VocabSize)
+	}
+	return w, tok, nil
+}
+
+// loadNamed reads the tensors of a llama, qwen2 or qwen3 file into w
+// (allocated for its config), checking each for NaN and ±Inf and putting
+// q/k rows back in Hugging Face's order, and marks them used.
+func loadNamed(f *gguf.File, w *model.Weights, used map[string]bool) error {
+	c := w.Config
 	arch := c.ModelType
-	used := map[string]bool{"rope_freqs.weight": c.RopeScaling != nil}
 	for _, n := range w.Named() {
 		name, err := tensorName(n.Name)
 		if err != nil {
-			return nil, nil, err
+			return err
 		}
 		info, ok := f.Tensor(name)
 		if !ok {
-			return nil, nil, fmt.Errorf("tensor %s is missing", name)
+			return fmt.Errorf("tensor %s is missing", name)
 		}
 		want := []int(n.Tensor.Shape())
 		if !slices.Equal(info.Shape, want) {
-			return nil, nil, fmt.Errorf("tensor %s has shape %v, the config needs %v", name, info.Shape, want)
+			return fmt.Errorf("tensor %s has shape %v, the config needs %v", name, info.Shape, want)
 		}
 		data := model.F32(n.Tensor)
 		if err := f.ReadInto(name, data); err != nil {
-			return nil, nil, err
+			return err
 		}
 		for i, v := range data {
 			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-				return nil, nil, fmt.Errorf("tensor %s holds %v at index %d", name, v, i)
+				return fmt.Errorf("tensor %s holds %v at index %d", name, v, i)
 			}
 		}
 		if permutes(arch) {
@@ -278,15 +295,7 @@ func load(f *gguf.File) (*model.Weights, *tokenizer.Tokenizer, error) {
 		}
 		used[name] = true
 	}
-	for _, t := range f.Tensors {
-		if !used[t.Name] {
-			return nil, nil, fmt.Errorf("tensor %s is not used by architecture %s", t.Name, arch)
-		}
-	}
-	if tok.VocabSize() > c.VocabSize {
-		return nil, nil, fmt.Errorf("the tokenizer has %d tokens, the model %d embeddings", tok.VocabSize(), c.VocabSize)
-	}
-	return w, tok, nil
+	return nil
 }
 
 // LoadBase loads a base model given either as a Hugging Face model
@@ -316,6 +325,13 @@ type tensorShape struct {
 // expectedTensors lists the GGUF tensors a config needs, with their shapes
 // (as model.Allocate lays them out), without allocating them.
 func expectedTensors(c model.Config) []tensorShape {
+	if c.MLA() {
+		var out []tensorShape
+		for _, t := range deepseekLayout(c, nil) {
+			out = append(out, tensorShape{t.name, t.shape})
+		}
+		return out
+	}
 	C, F, V, D := c.HiddenSize, c.IntermediateSize, c.VocabSize, c.HeadDim()
 	H, KVH := c.NumAttentionHeads, c.KVHeads()
 	out := []tensorShape{{"token_embd.weight", []int{V, C}}}

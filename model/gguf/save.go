@@ -12,7 +12,11 @@
 // RoPE layout (the two halves of each head rotate together) to the
 // interleaved pairs of llama.cpp's RoPE (convert_hf_to_gguf.py's
 // LlamaModel.permute); qwen2 and qwen3 use llama.cpp's NEOX RoPE, which is
-// rotate-half, so their rows are kept.
+// rotate-half, so their rows are kept. deepseek_v2 and deepseek_v3 are
+// written as "deepseek2" (deepseek.go: multi-head latent attention with
+// kv_b_proj split per head, stacked experts, and the settings llama.cpp
+// computes unlike DeepSeek's code refused); LoRA adapters of DeepSeek
+// models are not written as GGUF.
 //
 // May import: model/..., tokenizer/..., checkpoints/..., internal/blas and
 // internal/kernel; never data/..., finetune, train, lora, a stage or an
@@ -92,8 +96,10 @@ func archOf(modelType string) (string, error) {
 		return "llama", nil
 	case "qwen2", "qwen3":
 		return modelType, nil
+	case "deepseek_v2", "deepseek_v3":
+		return deepseekArch, nil
 	}
-	return "", fmt.Errorf("model_type %q has no GGUF architecture here (want llama, mistral, qwen2 or qwen3)", modelType)
+	return "", fmt.Errorf("model_type %q has no GGUF architecture here (want llama, mistral, qwen2, qwen3, deepseek_v2 or deepseek_v3)", modelType)
 }
 
 // permutes reports whether arch stores q/k rows in llama.cpp's interleaved
@@ -185,6 +191,12 @@ func Tensors(w *model.Weights, dtype Dtype) ([]gguf.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
+	if c.MLA() {
+		if err := deepseekExportable(c); err != nil {
+			return nil, err
+		}
+		return deepseekTensors(w, dtype), nil
+	}
 	var out []gguf.Tensor
 	for _, n := range w.Named() {
 		name, err := tensorName(n.Name)
@@ -253,13 +265,21 @@ func Metadata(w *model.Weights, opt Options) ([]gguf.KV, error) {
 	if c.SlidingWindow != nil && (c.UseSlidingWindow || c.ModelType == "mistral") && *c.SlidingWindow < c.MaxPositionEmbeddings {
 		return nil, fmt.Errorf("sliding_window %d is not written to GGUF", *c.SlidingWindow)
 	}
-	k := func(key string) string { return arch + "." + key }
 	kv := []gguf.KV{
 		{Key: "general.architecture", Value: arch},
 		{Key: "general.type", Value: "model"},
 		{Key: "general.name", Value: name},
 		{Key: "general.file_type", Value: opt.Dtype.fileType()},
 		{Key: "general.quantization_version", Value: uint32(2)},
+	}
+	if c.MLA() {
+		if err := deepseekExportable(c); err != nil {
+			return nil, err
+		}
+		return append(kv, deepseekMetadata(c)...), nil
+	}
+	k := func(key string) string { return arch + "." + key }
+	kv = append(kv, []gguf.KV{
 		{Key: k("vocab_size"), Value: uint32(c.VocabSize)},
 		{Key: k("context_length"), Value: uint32(c.MaxPositionEmbeddings)},
 		{Key: k("embedding_length"), Value: uint32(c.HiddenSize)},
@@ -270,7 +290,7 @@ func Metadata(w *model.Weights, opt Options) ([]gguf.KV, error) {
 		{Key: k("attention.layer_norm_rms_epsilon"), Value: float32(c.RMSNormEps)},
 		{Key: k("rope.freq_base"), Value: float32(c.Theta())},
 		{Key: k("rope.dimension_count"), Value: uint32(c.HeadDim())},
-	}
+	}...)
 	if c.HeadDimOverride > 0 || c.QKNorm() {
 		kv = append(kv,
 			gguf.KV{Key: k("attention.key_length"), Value: uint32(c.HeadDim())},
