@@ -16,9 +16,11 @@ import (
 
 	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/data/world"
+	"github.com/gotune/gotune/finetune"
 	"github.com/gotune/gotune/internal/configtest"
 	"github.com/gotune/gotune/internal/tinymodel"
 	"github.com/gotune/gotune/lora"
+	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/train"
 )
 
@@ -325,5 +327,46 @@ func TestResume(t *testing.T) {
 	last := ma[len(ma)-1]
 	if _, ok := last["eval_reward"]; !ok {
 		t.Errorf("the held-out record lacks eval_reward: %v", last)
+	}
+}
+
+// TestRewardModel: a reward adapter (LoRA and a score head, as gotune
+// reward saves it) on the policy's own weights scores the completions;
+// the scores differ between completions and reach rewards/model/*.
+func TestRewardModel(t *testing.T) {
+	dir := t.TempDir()
+	m, err := finetune.Open(tinymodel.WorldBase())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.NewAdapter(lora.DefaultConfig()); err != nil {
+		t.Fatal(err)
+	}
+	head := model.NewTensor(1, m.Weights.Config.HiddenSize)
+	for i, w := 0, model.F32(head); i < len(w); i++ {
+		w[i] = float32(i%7) - 3
+	}
+	m.Extra[finetune.ScoreHead] = head
+	rm := filepath.Join(dir, "rm")
+	if err := m.SaveAdapter(rm, finetune.RewardTaskType); err != nil {
+		t.Fatal(err)
+	}
+	cfg := worldConfig(filepath.Join(dir, "grpo"))
+	cfg.RewardFuncs, cfg.RewardWeights, cfg.RewardAdapter = []string{RewardModel, RewardWorld}, nil, rm
+	cfg.Iterations, cfg.NumIterations, cfg.Beta, cfg.EvalRows = 1, 1, 0, nil
+	res, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := res.Batches[0]
+	if b["rewards/model/std"] == 0 || math.IsNaN(b["rewards/model/mean"]) {
+		t.Errorf("reward model scores: mean %v, std %v; want differing scores", b["rewards/model/mean"], b["rewards/model/std"])
+	}
+	if got, want := b["reward"], b["rewards/model/mean"]+b["rewards/world/mean"]; math.Abs(got-want) > 1e-9 {
+		t.Errorf("reward %v, want the sum of the functions' means %v", got, want)
+	}
+	cfg.RewardAdapter, cfg.Out = filepath.Join(dir, "missing"), filepath.Join(dir, "grpo2")
+	if _, err := Run(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), KeyRewardAdapter) {
+		t.Errorf("a missing reward adapter: %v", err)
 	}
 }
