@@ -305,12 +305,12 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if limit <= 0 {
 		return Result{}, fmt.Errorf("grpo: %s %d leaves no room for a prompt in the model's %d positions", KeyMaxCompletionLength, cfg.MaxCompletionLength, maxPos)
 	}
-	train_, err := loadPrompts(cfg.Rows, cfg.Data, "the training rows", policy, limit)
+	trainSet, err := loadPrompts(cfg.Rows, cfg.Data, "the training rows", policy, limit)
 	if err != nil {
 		return Result{}, err
 	}
-	res := Result{Prompts: len(train_.items), Dropped: train_.dropped, Steps: cfg.Train.Steps, AdapterDir: finetune.AdapterDir(cfg.Out)}
-	longest := train_.longest
+	res := Result{Prompts: len(trainSet.items), Dropped: trainSet.dropped, Steps: cfg.Train.Steps, AdapterDir: finetune.AdapterDir(cfg.Out)}
+	longest := trainSet.longest
 	var held prompts
 	if cfg.EvalRows != nil || cfg.EvalData != "" {
 		if held, err = loadPrompts(cfg.EvalRows, cfg.EvalData, "the held-out rows", policy, limit); err != nil {
@@ -336,7 +336,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	order := &finetune.PromptOrder{N: len(train_.items), Seed: cfg.Train.Seed}
+	order := &finetune.PromptOrder{N: len(trainSet.items), Seed: cfg.Train.Seed}
 	P := cfg.GenerationBatchSize / cfg.NumGenerations
 	loop := &train.Loop{
 		Config:   cfg.Train,
@@ -348,7 +348,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 				idx := order.Batch(iter, P)
 				ps := make([]prompt, len(idx))
 				for i, k := range idx {
-					ps[i] = train_.items[k]
+					ps[i] = trainSet.items[k]
 				}
 				start := time.Now()
 				if err := r.generate(ctx, iter, ps); err != nil {
@@ -363,7 +363,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		Hooks: train.Hooks{
 			State:   func() (json.RawMessage, error) { return r.state(r.loop.StepsDone()%mu == 0) },
 			Restore: r.restore,
-			Epoch:   func() float64 { return float64(r.loop.StepsDone()/mu*P) / float64(len(train_.items)) },
+			Epoch:   func() float64 { return float64(r.loop.StepsDone()/mu*P) / float64(len(trainSet.items)) },
 			SaveFiles: func(dir string) error {
 				return saveAdapter(dir, policy)
 			},
