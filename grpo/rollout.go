@@ -183,7 +183,7 @@ func (r *runner) completions(ctx context.Context, iter int, ps []prompt, G int, 
 func (r *runner) rewards(ctx context.Context, ss []Sample, stats map[string]float64) ([]float64, error) {
 	scores, errs, err := scoreAll(ctx, r.funcs, ss, r.cfg.RewardErrors)
 	if err != nil {
-		return nil, fmt.Errorf("grpo: %w", err)
+		return nil, err
 	}
 	for k, f := range r.funcs {
 		var m, ss2 float64
