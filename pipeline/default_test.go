@@ -58,7 +58,7 @@ func TestDefaultRunConfigs(t *testing.T) {
 	g := grpo.DefaultConfig()
 	g.Base, g.SFTAdapter, g.Out = "base", sftAdapter, filepath.Join("run", "grpo")
 	g.Rows, g.EvalRows = worldRows(world.New(1).Prompts(world.Train, 400)), worldRows(world.New(1).Prompts(world.Valid, 32))
-	g.RewardFuncs, g.Iterations, g.Train.Quiet = []string{grpo.RewardWorld}, 40, true
+	g.RewardFuncs, g.Iterations, g.Train.Quiet = []string{grpo.RewardWorld}, 200, true
 	check(t, "grpo", d.grpoConfig(false), g, g.Validate)
 	if len(g.Rows) != 400 || g.Rows[0].Output == "" || g.Rows[0].Instruction == "" {
 		t.Errorf("grpo rows: %d, the first %+v", len(g.Rows), g.Rows[0])
