@@ -53,6 +53,7 @@ const (
 	KeyRewardWeights       = "reward-weights"
 	KeyRewardCommand       = "reward-command"
 	KeyRewardTimeout       = "reward-timeout"
+	KeyRewardURL           = "reward-url"
 	KeyRewardAdapter       = "reward-adapter"
 	KeyRewardSFTAdapter    = "reward-sft-adapter"
 	KeyRewardErrors        = "reward-errors"
@@ -98,7 +99,8 @@ type Config struct {
 	RewardFuncs   []string  // reward functions, of RewardNames (reward_funcs)
 	RewardWeights []float64 // one weight per reward function (reward_weights; nil: all 1)
 	RewardCommand string    // command line of RewardCommand, split on white space
-	RewardTimeout float64   // seconds a reward command may take per generation batch
+	RewardURL     string    // endpoint of RewardHTTP
+	RewardTimeout float64   // seconds a reward command or endpoint may take per generation batch
 	// RewardAdapter is the reward model of RewardModel (from gotune reward);
 	// RewardSFTAdapter is the SFT adapter it was trained on (SameAsPolicy,
 	// NoSFT or a directory), as in ppo.
@@ -200,7 +202,9 @@ func (c Config) Validate() error {
 	switch {
 	case slices.Contains(c.RewardFuncs, RewardCommand) && strings.TrimSpace(c.RewardCommand) == "":
 		return fmt.Errorf("grpo: %s is not set, and %s names %q", KeyRewardCommand, KeyRewardFuncs, RewardCommand)
-	case slices.Contains(c.RewardFuncs, RewardCommand) && !(c.RewardTimeout > 0):
+	case slices.Contains(c.RewardFuncs, RewardHTTP) && !strings.HasPrefix(c.RewardURL, "http://") && !strings.HasPrefix(c.RewardURL, "https://"):
+		return fmt.Errorf("grpo: %s must be an http:// or https:// URL, and %s names %q; got %q", KeyRewardURL, KeyRewardFuncs, RewardHTTP, c.RewardURL)
+	case (slices.Contains(c.RewardFuncs, RewardCommand) || slices.Contains(c.RewardFuncs, RewardHTTP)) && !(c.RewardTimeout > 0):
 		return fmt.Errorf("grpo: %s must be positive (seconds), got %v", KeyRewardTimeout, c.RewardTimeout)
 	case slices.Contains(c.RewardFuncs, RewardModel) && c.RewardAdapter == "":
 		return fmt.Errorf("grpo: %s is not set, and %s names %q", KeyRewardAdapter, KeyRewardFuncs, RewardModel)
@@ -431,6 +435,8 @@ func rewardFuncs(cfg Config, policy *finetune.Model, T int) ([]rewardFunc, error
 			out = append(out, rowFunc(name, formatReward))
 		case RewardCommand:
 			out = append(out, commandReward(strings.Fields(cfg.RewardCommand), time.Duration(cfg.RewardTimeout*float64(time.Second))))
+		case RewardHTTP:
+			out = append(out, httpReward(cfg.RewardURL, time.Duration(cfg.RewardTimeout*float64(time.Second))))
 		case RewardModel:
 			rm := finetune.New(cfg.Base, policy.Weights, policy.Tokenizer) // the same weights, no copy
 			if !cfg.rewardSharesWeights() {

@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"net/http"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -36,13 +38,17 @@ const (
 	// JSON object per completion on its standard input (CommandInput), one
 	// number per line on its standard output, in the same order.
 	RewardCommand = "command"
+	// RewardHTTP posts the generation batch to reward-url as a JSON array
+	// of CommandInput objects and reads a JSON array of as many numbers
+	// back, in the same order.
+	RewardHTTP = "http"
 	// RewardModel is a reward model trained by gotune reward, read at the
 	// completion's last token.
 	RewardModel = "model"
 )
 
 // RewardNames are the accepted reward functions.
-var RewardNames = []string{RewardWorld, RewardExact, RewardFormat, RewardCommand, RewardModel}
+var RewardNames = []string{RewardWorld, RewardExact, RewardFormat, RewardCommand, RewardHTTP, RewardModel}
 
 // What to do with a reward that fails (a command that crashes, times out,
 // prints something that is not a number): the values of reward-errors.
@@ -133,7 +139,8 @@ func formatReward(s Sample) (float64, error) {
 }
 
 // CommandInput is the JSON object a reward command reads for each
-// completion, one per line.
+// completion, one per line, and a reward endpoint for each completion, in
+// an array.
 type CommandInput struct {
 	Row         int    `json:"row"` // 1-based row of the prompts' dataset
 	Instruction string `json:"instruction"`
@@ -202,6 +209,60 @@ func commandReward(argv []string, timeout time.Duration) rewardFunc {
 			if first == nil {
 				first = fmt.Errorf("reward command %q printed %d scores for %d completions; none for %s", strings.Join(argv, " "), n, len(ss), ss[n].describe())
 			}
+		}
+		return scores, first
+	}}
+}
+
+// httpReward posts the samples to url and reads one score per sample.
+func httpReward(url string, timeout time.Duration) rewardFunc {
+	return rewardFunc{RewardHTTP, func(ctx context.Context, ss []Sample) ([]float64, error) {
+		in := make([]CommandInput, len(ss))
+		for i, s := range ss {
+			in[i] = CommandInput{Row: s.Row + 1, Instruction: s.Instruction, Input: s.Input,
+				Answer: s.Answer, Prompt: s.Prompt, Completion: s.Completion}
+		}
+		body, err := json.Marshal(in)
+		if err != nil {
+			return nil, err
+		}
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+		if err != nil {
+			return nil, fmt.Errorf("reward endpoint %s: %w", url, err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return nil, fmt.Errorf("reward endpoint %s on %d completions, the first %s: %w", url, len(ss), ss[0].describe(), err)
+		}
+		defer resp.Body.Close()
+		raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+		if err != nil {
+			return nil, fmt.Errorf("reward endpoint %s: reading its answer: %w", url, err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("reward endpoint %s answered %s on %d completions, the first %s: %s", url, resp.Status, len(ss), ss[0].describe(), clip(strings.TrimSpace(string(raw)), 400))
+		}
+		var out []*float64 // null marks a completion the endpoint could not score
+		if err := json.Unmarshal(raw, &out); err != nil {
+			return nil, fmt.Errorf("reward endpoint %s: its answer is not a JSON array of numbers: %w", url, err)
+		}
+		if len(out) != len(ss) {
+			return nil, fmt.Errorf("reward endpoint %s answered %d scores for %d completions, the first %s", url, len(out), len(ss), ss[0].describe())
+		}
+		scores := make([]float64, len(ss))
+		var first error
+		for i, v := range out {
+			if v == nil {
+				scores[i] = math.NaN()
+				if first == nil {
+					first = fmt.Errorf("reward endpoint %s gave no score for %s", url, ss[i].describe())
+				}
+				continue
+			}
+			scores[i] = *v
 		}
 		return scores, first
 	}}

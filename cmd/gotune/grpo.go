@@ -22,8 +22,9 @@ the instructions dataset --data (or of the built-in world), samples
 group), scores them with --reward-funcs (world: the built-in world's exact
 checker; exact: the row's output column; format: one line ended by EOS;
 command: --reward-command, one JSON object per completion on its stdin and
-one score per line on its stdout; model: a reward model from "gotune
-reward"), weighted by --reward-weights, turns each group's rewards into
+one score per line on its stdout; http: --reward-url, a JSON array of
+those objects posted, a JSON array of scores back; model: a reward model
+from "gotune reward"), weighted by --reward-weights, turns each group's rewards into
 advantages (--advantage-estimator grpo or rloo, --scale-rewards group, batch
 or none), and makes --num-iterations clipped updates (--epsilon,
 --epsilon-high, --loss-type grpo, dapo or dr_grpo) with an optional k3 KL
@@ -47,6 +48,7 @@ resumable checkpoint in state/.`,
 		cfg.Epsilon, cfg.EpsilonHigh, cfg.Beta = cfgFloat(s, grpo.KeyEpsilon), cfgFloat(s, grpo.KeyEpsilonHigh), cfgFloat(s, grpo.KeyBeta)
 		cfg.RewardFuncs = cfgStringSlice(s, grpo.KeyRewardFuncs)
 		cfg.RewardCommand, cfg.RewardTimeout = cfgString(s, grpo.KeyRewardCommand), cfgFloat(s, grpo.KeyRewardTimeout)
+		cfg.RewardURL = cfgString(s, grpo.KeyRewardURL)
 		cfg.RewardAdapter, cfg.RewardSFTAdapter = cfgString(s, grpo.KeyRewardAdapter), cfgString(s, grpo.KeyRewardSFTAdapter)
 		cfg.RewardErrors, cfg.Resume = cfgString(s, grpo.KeyRewardErrors), cfgBool(s, grpo.KeyResume)
 		var err error
@@ -139,10 +141,11 @@ func init() {
 	f.Float64(grpo.KeyEpsilon, d.Epsilon, "lower clip ε of the probability ratio")
 	f.Float64(grpo.KeyEpsilonHigh, d.EpsilonHigh, "upper clip ε (DAPO's clip-higher; 0: --epsilon)")
 	f.Float64(grpo.KeyBeta, d.Beta, "coefficient of the k3 KL penalty to the reference (0: none, no reference pass)")
-	f.StringSlice(grpo.KeyRewardFuncs, nil, "reward functions: world, exact, format, command, model (default: world with the built-in world, exact with --data)")
+	f.StringSlice(grpo.KeyRewardFuncs, nil, "reward functions: world, exact, format, command, http, model (default: world with the built-in world, exact with --data)")
 	f.StringSlice(grpo.KeyRewardWeights, nil, "one weight per reward function (default: all 1)")
 	f.String(grpo.KeyRewardCommand, "", "command of the command reward: JSON lines in, one score per line out")
-	f.Float64(grpo.KeyRewardTimeout, d.RewardTimeout, "seconds the reward command may take per generation batch")
+	f.String(grpo.KeyRewardURL, "", "endpoint of the http reward: a JSON array of completions posted, a JSON array of scores back")
+	f.Float64(grpo.KeyRewardTimeout, d.RewardTimeout, "seconds the reward command or endpoint may take per generation batch")
 	f.String(grpo.KeyRewardAdapter, "", "reward model adapter (from gotune reward) of the model reward")
 	f.String(grpo.KeyRewardSFTAdapter, grpo.SameAsPolicy, `SFT adapter the reward model was trained on: "" for the policy's own (weights shared), "none" for the plain base`)
 	f.String(grpo.KeyRewardErrors, d.RewardErrors, "a failing reward: stop (name the prompt and completion) or zero (score 0, count in rewards/<name>/errors)")
