@@ -5,8 +5,10 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/dpo"
+	"github.com/gotune/gotune/grpo"
 	"github.com/gotune/gotune/ppo"
 	"github.com/gotune/gotune/pretrain"
 	"github.com/gotune/gotune/reward"
@@ -52,6 +54,24 @@ func TestDefaultRunConfigs(t *testing.T) {
 	o.Prompts, o.EvalPrompts = filepath.Join("run", "data", FilePrompts), filepath.Join("run", "data", FilePromptsEval)
 	o.Iterations, o.RolloutBatch, o.Train.Quiet, o.Train.LR = 24, 64, true, 5e-4
 	check(t, "ppo", d.ppoConfig(false), o, o.Validate)
+
+	g := grpo.DefaultConfig()
+	g.Base, g.SFTAdapter, g.Out = "base", sftAdapter, filepath.Join("run", "grpo")
+	g.Rows, g.EvalRows = worldRows(world.New(1).Prompts(world.Train, 400)), worldRows(world.New(1).Prompts(world.Valid, 32))
+	g.RewardFuncs, g.Iterations, g.Train.Quiet = []string{grpo.RewardWorld}, 200, true
+	check(t, "grpo", d.grpoConfig(false), g, g.Validate)
+	if len(g.Rows) != 400 || g.Rows[0].Output == "" || g.Rows[0].Instruction == "" {
+		t.Errorf("grpo rows: %d, the first %+v", len(g.Rows), g.Rows[0])
+	}
+}
+
+// worldRows are prompts' tasks as instruction rows with their answers.
+func worldRows(ps world.Prompts) []data.Instruction {
+	out := make([]data.Instruction, len(ps))
+	for i, p := range ps {
+		out[i] = data.Instruction{Instruction: p.Task.Instruction, Input: p.Task.Input, Output: p.Task.Answer}
+	}
+	return out
 }
 
 func check(t *testing.T, stage string, got, want any, validate func() error) {

@@ -43,7 +43,7 @@ func reliabilitySizes() Sizes {
 		WorldSeed: 1, BaseDocs: 300, BaseSteps: 3,
 		SFTRows: 32, EvalRows: 8, Pairs: 24, EvalPairs: 8, Prompts: 8, EvalPrompts: 4, EvalTasks: 8,
 		SelfInstructBatches: 1,
-		SFTSteps:            3, RewardSteps: 3, DPOSteps: 3, PPOIterations: 1,
+		SFTSteps:            3, RewardSteps: 3, DPOSteps: 3, PPOIterations: 1, GRPOIterations: 1,
 		PPORollouts: 8, PairSamples: 2,
 	}
 }
@@ -253,13 +253,14 @@ var finalOutputs = []string{
 	"reward/adapter/adapter_model.safetensors",
 	"dpo/adapter/adapter_model.safetensors",
 	"ppo/adapter/adapter_model.safetensors", "ppo/" + "value_head.safetensors",
+	"grpo/adapter/adapter_model.safetensors",
 	"export/model/model.safetensors",
 	"eval/" + FileEval,
 }
 
 // loggedStages keep a metrics.jsonl whose records a resumed run must
 // reproduce, throughput aside.
-var loggedStages = []string{"base", "sft", "reward", "dpo", "ppo"}
+var loggedStages = []string{"base", "sft", "reward", "dpo", "ppo", "grpo"}
 
 func outputPath(spec childSpec, rel string) string {
 	if rest, ok := strings.CutPrefix(rel, "base/"); ok {
@@ -494,8 +495,8 @@ func checkPairsAndEval(t *testing.T, spec childSpec) {
 	if err := json.Unmarshal(raw, &scores); err != nil {
 		t.Fatal(err)
 	}
-	if len(scores) != 4 {
-		t.Fatalf("eval scored %d models, want base, sft, dpo and ppo", len(scores))
+	if len(scores) != 5 {
+		t.Fatalf("eval scored %d models, want base, sft, dpo, ppo and grpo", len(scores))
 	}
 	for _, s := range scores {
 		sum := 0

@@ -28,6 +28,7 @@ var PlottedMetrics = []string{
 	"rewards/margins", "rewards/accuracies",
 	"accuracy", "margin",
 	"objective/kl", "objective/scores", "objective/rlhf_reward",
+	"reward", "kl",
 }
 
 // Series is one metric of one stage over steps.

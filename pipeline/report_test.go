@@ -108,13 +108,15 @@ func TestSummarize(t *testing.T) {
 		"DPO reward accuracy":         {"—", "dpo has no"},
 		"PPO mean reward":             {"—", "ppo has no"},
 		"DPO reward margin":           {"—", "dpo has no"},
+		"GRPO mean reward":            {"—", "grpo has no reward"},
+		"GRPO groups without signal":  {"—", "grpo has no frac_reward_zero_std"},
 	} {
 		r, ok := rows[label]
 		if !ok || r.Value != want[0] || !strings.Contains(r.Note, want[1]) {
 			t.Errorf("row %q = %+v, want value %s and a note containing %q", label, r, want[0], want[1])
 		}
 	}
-	if len(rows) != 12 {
-		t.Errorf("%d rows, want 12: %+v", len(rows), rows)
+	if len(rows) != 14 {
+		t.Errorf("%d rows, want 14: %+v", len(rows), rows)
 	}
 }

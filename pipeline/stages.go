@@ -160,7 +160,7 @@ func familyLine(fams map[string]eval.FamilyScore) string {
 	return b.String()
 }
 
-// runEval scores the base, SFT, DPO and PPO models by exact match on the
+// runEval scores the base, SFT, DPO, PPO and GRPO models by exact match on the
 // world's Test split, decoding greedily.
 func (d *Default) runEval(ctx context.Context, _ bool) error {
 	tasks := evalTasks(world.New(d.Sizes.WorldSeed).Tasks(world.Test, d.Sizes.EvalTasks))
@@ -173,6 +173,7 @@ func (d *Default) runEval(ctx context.Context, _ bool) error {
 		{"sft", []string{sftAdapter}},
 		{"dpo", []string{sftAdapter, d.adapterDir("dpo")}},
 		{"ppo", []string{sftAdapter, d.adapterDir("ppo")}},
+		{"grpo", []string{sftAdapter, d.adapterDir("grpo")}},
 	}
 	cfg := eval.MatchConfig{MaxTokens: evalMaxTokens, Stop: []string{"\n"}, Samples: EvalSamples, Temperature: EvalTemperature,
 		Seed: uint64(d.Sizes.WorldSeed), Batch: 32}

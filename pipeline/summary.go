@@ -71,11 +71,13 @@ func Summarize(runDir string) []Summary {
 	metric("dpo", "eval_rewards/margins", "DPO reward margin", "held-out pairs")
 	metric("ppo", "objective/scores", "PPO mean reward", "reward-model score of rollouts")
 	metric("ppo", "objective/kl", "PPO KL to reference", "per response")
+	metric("grpo", "reward", "GRPO mean reward", "world checker on sampled completions")
+	metric("grpo", "frac_reward_zero_std", "GRPO groups without signal", "share of groups whose completions are all right or all wrong")
 	return rows
 }
 
-// pairedRows compare, task by task, SFT with the base model and DPO and PPO
-// with SFT (the model each starts from): the change in greedy exact match,
+// pairedRows compare, task by task, SFT with the base model and DPO, PPO
+// and GRPO with SFT (the model each starts from): the change in greedy exact match,
 // how many tasks went from wrong to right and back, and the two-sided
 // p-value of McNemar's exact test on those discordant tasks (eval.Compare).
 func pairedRows(scores []eval.Score) []Summary {
@@ -84,7 +86,7 @@ func pairedRows(scores []eval.Score) []Summary {
 		by[s.Model] = s
 	}
 	var rows []Summary
-	for _, c := range [][2]string{{"sft", "base"}, {"dpo", "sft"}, {"ppo", "sft"}} {
+	for _, c := range [][2]string{{"sft", "base"}, {"dpo", "sft"}, {"ppo", "sft"}, {"grpo", "sft"}} {
 		p, err := eval.Compare(by[c[0]].Right, by[c[1]].Right)
 		if err != nil {
 			continue // a model is missing, or scored on other tasks

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"path/filepath"
 
 	"github.com/gotune/gotune/checkpoints/safetensors"
@@ -357,7 +356,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	order := &promptOrder{N: len(prompts), Seed: cfg.Train.Seed}
+	order := &finetune.PromptOrder{N: len(prompts), Seed: cfg.Train.Seed}
 	loop := &train.Loop{
 		Config:   cfg.Train,
 		Params:   policy.Params(),
@@ -484,30 +483,6 @@ func loadPrompts(src promptSource, enc *finetune.SequenceEncoder, limit int) (ou
 		return nil, dropped, 0, fmt.Errorf("ppo: no prompts left in %s (%d longer than %d tokens)", path, dropped, limit)
 	}
 	return out, dropped, longest, nil
-}
-
-// promptOrder deals prompts to rollouts: the prompts in a fresh seeded
-// permutation every epoch, one after another, so rollout i takes positions
-// [i·B, (i+1)·B) of that endless sequence. It is a function of the
-// rollout's number, so it needs no saved state.
-type promptOrder struct {
-	N     int
-	Seed  uint64
-	perm  []int
-	epoch int
-}
-
-// Batch returns the prompt indices of rollout iter.
-func (o *promptOrder) Batch(iter, B int) []int {
-	out := make([]int, B)
-	for i := range out {
-		p := iter*B + i
-		if e := p / o.N; o.perm == nil || e != o.epoch {
-			o.perm, o.epoch = rand.New(rand.NewPCG(o.Seed, 0x9e3779b9+uint64(e))).Perm(o.N), e
-		}
-		out[i] = o.perm[p%o.N]
-	}
-	return out
 }
 
 // engine returns the generation engine over the policy's weights, reading

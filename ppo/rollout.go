@@ -126,15 +126,6 @@ func newHead(C int, std float64, seed uint64) *tensor.Dense {
 	return t
 }
 
-// sampleSeed gives response i of rollout iter its own sampling seed
-// (SplitMix64 finalizer over the run's seed and the pair).
-func sampleSeed(seed uint64, iter, i int) uint64 {
-	z := seed + 0x9e3779b97f4a7c15*uint64(iter+1) + 0xbf58476d1ce4e5b9*uint64(i+1)
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
-	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
-	return z ^ (z >> 31)
-}
-
 // sample generates one response per prompt with the live policy (greedy
 // when greedy is set, else at the configured temperature), then computes
 // the policy's log-probabilities, values and entropies, the reference
@@ -144,7 +135,7 @@ func (r *runner) sample(ctx context.Context, prompts [][]int, iter int, greedy b
 	B := len(prompts)
 	reqs := make([]generate.Request, B)
 	for i, p := range prompts {
-		o := generate.Options{MaxTokens: r.R, Temperature: r.cfg.Temperature, Seed: sampleSeed(r.cfg.Train.Seed, iter, i)}
+		o := generate.Options{MaxTokens: r.R, Temperature: r.cfg.Temperature, Seed: finetune.SampleSeed(r.cfg.Train.Seed, iter, i)}
 		if greedy {
 			o.Temperature = 0
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gotune/gotune/dpo"
+	"github.com/gotune/gotune/grpo"
 	"github.com/gotune/gotune/internal/configtest"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/ppo"
@@ -43,6 +44,7 @@ func TestFineTuneFlagDefaults(t *testing.T) {
 		{"dpo", dpoCmd, dpo.DefaultConfig().LoRA, dpo.DefaultConfig().Train, false},
 		{"reward", rewardCmd, reward.DefaultConfig().LoRA, reward.DefaultConfig().Train, false},
 		{"ppo", ppoCmd, ppo.DefaultConfig().LoRA, ppo.DefaultConfig().Train, true},
+		{"grpo", grpoCmd, grpo.DefaultConfig().LoRA, grpo.DefaultConfig().Train, true},
 	} {
 		var l lora.Config
 		tc := c.train
@@ -88,6 +90,7 @@ func TestWorldDefault(t *testing.T) {
 		{dpoCmd, []string{"dpo", "--" + keyWorldEvalPairs, "-1"}, keyWorldEvalPairs},
 		{rewardCmd, []string{"reward", "--" + keyWorldPairs, "0"}, keyWorldPairs},
 		{ppoCmd, []string{"ppo", "--" + keyWorldPrompts, "0"}, keyWorldPrompts},
+		{grpoCmd, []string{"grpo", "--" + keyWorldPrompts, "0"}, keyWorldPrompts},
 	} {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
 			resetFlags(t, c.cmd)
@@ -118,7 +121,7 @@ func TestLoRAInitFlag(t *testing.T) {
 	for _, c := range []struct {
 		cmd  *cobra.Command
 		name string
-	}{{sftCmd, "sft"}, {dpoCmd, "dpo"}, {rewardCmd, "reward"}, {ppoCmd, "ppo"}} {
+	}{{sftCmd, "sft"}, {dpoCmd, "dpo"}, {rewardCmd, "reward"}, {ppoCmd, "ppo"}, {grpoCmd, "grpo"}} {
 		resetFlags(t, c.cmd)
 		args := []string{c.name, "--" + lora.KeyInit, "xavier", "--out", filepath.Join(t.TempDir(), "out")}
 		if c.name == "dpo" {

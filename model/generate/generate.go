@@ -264,13 +264,25 @@ func (e *Engine) Generate(ctx context.Context, reqs []Request) ([]Result, error)
 		}
 		seqs[i] = s
 	}
-	states := make([]*State, len(seqs))
 	feeds := make([][]int, len(seqs))
 	for i, s := range seqs {
-		states[i] = s.st
 		feeds[i] = s.req.Prompt
 	}
-	for {
+	return e.decode(ctx, seqs, feeds)
+}
+
+// decode feeds every sequence its feed (nil for one already done), samples
+// and pushes the next tokens, and repeats until all are done.
+func (e *Engine) decode(ctx context.Context, seqs []*seq, feeds [][]int) ([]Result, error) {
+	states := make([]*State, len(seqs))
+	active := 0
+	for i, s := range seqs {
+		states[i] = s.st
+		if feeds[i] != nil {
+			active++
+		}
+	}
+	for active > 0 {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -278,7 +290,7 @@ func (e *Engine) Generate(ctx context.Context, reqs []Request) ([]Result, error)
 		if err != nil {
 			return nil, err
 		}
-		active := 0
+		active = 0
 		for i, s := range seqs {
 			if logits[i] == nil {
 				continue
@@ -291,9 +303,6 @@ func (e *Engine) Generate(ctx context.Context, reqs []Request) ([]Result, error)
 			}
 			feeds[i] = s.next()
 			active++
-		}
-		if active == 0 {
-			break
 		}
 	}
 	out := make([]Result, len(seqs))

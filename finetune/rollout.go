@@ -1,0 +1,38 @@
+package finetune
+
+import "math/rand/v2"
+
+// PromptOrder deals prompts to the rollouts of an RL stage (PPO, GRPO):
+// the prompts in a fresh seeded permutation every epoch, one after another,
+// so rollout i takes positions [i·B, (i+1)·B) of that endless sequence. It
+// is a function of the rollout's number, so it needs no saved state to
+// resume.
+type PromptOrder struct {
+	N     int
+	Seed  uint64
+	perm  []int
+	epoch int
+}
+
+// Batch returns the prompt indices of rollout iter.
+func (o *PromptOrder) Batch(iter, B int) []int {
+	out := make([]int, B)
+	for i := range out {
+		p := iter*B + i
+		if e := p / o.N; o.perm == nil || e != o.epoch {
+			o.perm, o.epoch = rand.New(rand.NewPCG(o.Seed, 0x9e3779b9+uint64(e))).Perm(o.N), e
+		}
+		out[i] = o.perm[p%o.N]
+	}
+	return out
+}
+
+// SampleSeed gives response i of rollout iter its own sampling seed
+// (SplitMix64 finalizer over the run's seed and the pair), so that a
+// resumed run samples exactly what an uninterrupted one would.
+func SampleSeed(seed uint64, iter, i int) uint64 {
+	z := seed + 0x9e3779b97f4a7c15*uint64(iter+1) + 0xbf58476d1ce4e5b9*uint64(i+1)
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	return z ^ (z >> 31)
+}
