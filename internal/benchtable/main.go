@@ -59,6 +59,17 @@ var anchors = []anchor{
 	{"BenchmarkDecodeStories15MMoE/batch8", "decode-tok/s", "decode, batch 8, stories15M-moe", 0, "", true, 0, "BenchmarkDecodeStories15M/batch8"},
 	{"BenchmarkDecodeStories15M/batch1", "KV-bytes/tok", "KV cache per token, stories15M", 0, "", false, 0, ""},
 	{"BenchmarkDecodeStories15MMoE/batch1", "KV-bytes/tok", "KV cache per token, stories15M-moe (MLA latent)", 0, "", false, 0, "BenchmarkDecodeStories15M/batch1"},
+	// The GGUF export decoded by llama.cpp (node-llama-cpp) and by gotune
+	// in the same run; the last row is their ratio.
+	{"BenchmarkLlamaCppDecodeStories15M", "gotune-decode-tok/s", "greedy decode of the GGUF export's model, gotune", 0, "", true, 0, ""},
+	{"BenchmarkLlamaCppDecodeStories15M", "llamacpp-decode-tok/s", "greedy decode of the GGUF export, llama.cpp 1 thread", 0, "", true, 0, ""},
+	{"BenchmarkLlamaCppDecodeStories15M", "llamacpp-2threads-decode-tok/s", "greedy decode of the GGUF export, llama.cpp 2 threads", 0, "", true, 0, ""},
+	{"BenchmarkLlamaCppDecodeStories15M", "gotune/llamacpp", "gotune over llama.cpp (1 thread), same run", 0, "", true, 0, ""},
+	// The RL stages' rollouts and updates, GRPO beside PPO in the same run.
+	{"BenchmarkPPORolloutStories15M", "gen-tok/s", "PPO rollout, 8 responses ≤ 32 tokens after 64", 0, "", true, 0, ""},
+	{"BenchmarkGRPORolloutStories15M", "gen-tok/s", "GRPO rollout, 2 prompts × 4, ≤ 32 tokens after 64", 0, "", true, 0, "BenchmarkPPORolloutStories15M"},
+	{"BenchmarkPPOUpdateStories15M", "tok/s", "PPO update, 8 × 96 tokens", 0, "", true, 0, ""},
+	{"BenchmarkGRPOUpdateStories15M", "tok/s", "GRPO update, 8 × 96 tokens", 0, "", true, 0, "BenchmarkPPOUpdateStories15M"},
 }
 
 var line = regexp.MustCompile(`^(Benchmark\S+?)(-\d+)?\s+\d+\s+(.*)$`)
