@@ -2,18 +2,14 @@ package ppo
 
 import (
 	"context"
-	"math"
 	"path/filepath"
 	"testing"
 
 	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/data/world"
-	"github.com/gotune/gotune/finetune"
-	"github.com/gotune/gotune/model"
-	"github.com/gotune/gotune/model/hf"
+	"github.com/gotune/gotune/internal/stagetest"
 	"github.com/gotune/gotune/reward"
 	"github.com/gotune/gotune/tokenizer"
-	"github.com/gotune/gotune/train"
 )
 
 // PPO of a DeepSeek policy logs its MoE layer's expert load at every
@@ -25,25 +21,8 @@ func TestPPOLogsExpertLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := model.Config{Architectures: []string{"DeepseekV2ForCausalLM"}, ModelType: "deepseek_v2", HiddenSize: 32,
-		IntermediateSize: 64, NumHiddenLayers: 2, NumAttentionHeads: 2, VocabSize: tok.VocabSize(),
-		MaxPositionEmbeddings: 256, RMSNormEps: 1e-6, HiddenAct: "silu", RopeTheta: 10000,
-		BOSTokenID: tok.BOS(), EOSTokenID: tok.EOS(),
-		DeepSeek: &model.DeepSeek{KVLoraRank: 16, QKNopeHeadDim: 8, QKRopeHeadDim: 8, VHeadDim: 16,
-			NRoutedExperts: 4, NumExpertsPerTok: 2, NSharedExperts: 1, MoeIntermediateSize: 32,
-			FirstKDenseReplace: 1, MoeLayerFreq: 1, ScoringFunc: model.ScoringSoftmax, TopkMethod: model.TopkGreedy,
-			RoutedScalingFactor: 1}}
-	w, err := model.NewRandom(c, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
 	base := filepath.Join(dir, "base")
-	if err := hf.SaveModel(base, w, hf.SaveOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := tok.Save(base); err != nil {
-		t.Fatal(err)
-	}
+	stagetest.SaveDeepSeek(t, base, tok, 3)
 	var prefs []data.Preference
 	for _, p := range world.New(1).Preferences(world.Train, 8) {
 		prefs = append(prefs, data.Preference{Prompt: p.Prompt, Chosen: p.Chosen, Rejected: p.Rejected})
@@ -62,7 +41,7 @@ func TestPPOLogsExpertLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	run := func(name string, alpha float64) []map[string]float64 {
+	stagetest.CheckExpertLogging(t, func(name string, alpha float64) string {
 		cfg := DefaultConfig()
 		cfg.Base, cfg.RewardAdapter, cfg.Prompts, cfg.Out = base, rm.AdapterDir, prompts, filepath.Join(dir, name)
 		cfg.Iterations, cfg.RolloutBatch, cfg.MiniBatches, cfg.Epochs, cfg.MaxNewTokens = 2, 4, 1, 1, 4
@@ -71,26 +50,6 @@ func TestPPOLogsExpertLoad(t *testing.T) {
 		if _, err := Run(context.Background(), cfg); err != nil {
 			t.Fatal(err)
 		}
-		recs, err := train.ReadMetrics(train.MetricsFile(cfg.Out))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return recs
-	}
-	off, on := run("off", 0), run("on", 0.1)
-	for _, r := range append(off, on...) {
-		if _, ok := r["loss"]; !ok {
-			continue
-		}
-		if _, ok := r[finetune.MetricLoadCV(1)]; !ok {
-			t.Errorf("an update lacks %s: %v", finetune.MetricLoadCV(1), r)
-		}
-	}
-	aux := on[0][finetune.MetricMoEAuxLoss]
-	if _, ok := off[0][finetune.MetricMoEAuxLoss]; ok || !(aux > 0) {
-		t.Fatalf("%s: %v with alpha 0.1, present with alpha 0: %v", finetune.MetricMoEAuxLoss, aux, ok)
-	}
-	if math.Abs(on[0]["loss"]-off[0]["loss"]-aux) > 1e-6 {
-		t.Errorf("first update: loss %v with the term %v, %v without", on[0]["loss"], aux, off[0]["loss"])
-	}
+		return cfg.Out
+	}, 1, -1, 1e-6)
 }

@@ -88,6 +88,12 @@ var layers = []layer{
 		mayImport: []string{"model", "tokenizer", "format", "internal"},
 		rule:      "a test helper may import the model (model/generate included), tokenizers, file formats and internal helpers",
 	},
+	{
+		name:      "stage test helper",
+		pkgs:      []string{"internal/stagetest"},
+		mayImport: []string{"shared", "model", "tokenizer", "format", "internal", "test helper"},
+		rule:      "the stages' test helper may import the shared fine-tuning layer and below, never a stage",
+	},
 }
 
 // TestLayers fails for every import of the module's non-test files that its
