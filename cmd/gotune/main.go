@@ -38,6 +38,9 @@ var rootCmd = &cobra.Command{
 	SilenceUsage:  true,
 	SilenceErrors: true,
 	PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+		if err := checkRanks(cmd); err != nil {
+			return err
+		}
 		if err := loadConfig(cmd); err != nil {
 			return err
 		}

@@ -245,3 +245,20 @@ func killRank(t *testing.T, pid, rank int) int {
 	}
 	return 0
 }
+
+// TestMPIRefusesOtherCommands: a command that does not run data-parallel
+// is refused on 2 ranks, naming itself, before it writes anything.
+func TestMPIRefusesOtherCommands(t *testing.T) {
+	mpitest.Mpirun(t)
+	bin := buildGotune(t)
+	out := filepath.Join(t.TempDir(), "ppo")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd, log := run(t, ctx, bin, 2, "ppo", "--base", tinymodel.WorldBase(), "--out", out)
+	if err := cmd.Run(); err == nil || !strings.Contains(log.String(), "gotune ppo does not run data-parallel") {
+		t.Fatalf("gotune ppo on 2 ranks: %v\n%s", err, log)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("gotune ppo on 2 ranks created %s (%v)", out, err)
+	}
+}
