@@ -69,7 +69,9 @@ type Hooks struct {
 	// Skip moves the stage's data past micro-batch micro of update step
 	// without computing it: on more than one rank, each rank computes its
 	// share of an update's micro-batches and skips the others' (see Comm).
-	// A loop on several ranks without Skip is an error.
+	// It must advance all that Step would, so a Step that draws from
+	// Loop.Rand cannot run on several ranks. A loop on several ranks
+	// without Skip is an error.
 	Skip func(step, micro int) error
 }
 
@@ -516,10 +518,19 @@ func (l *Loop) interrupted(ctx context.Context, start snapshot) error {
 
 // interruptedWith is interrupted returning cause; only rank 0 writes.
 func (l *Loop) interruptedWith(cause error, start snapshot) error {
+	var err error
 	if l.saved != l.step && l.rank == 0 {
-		if err := l.writeCheckpoint(start); err != nil {
-			return errors.Join(cause, err)
+		err = l.writeCheckpoint(start)
+	}
+	if l.size > 1 {
+		// The other ranks wait for rank 0's checkpoint: the job ends as
+		// soon as any rank exits.
+		if berr := l.comm.Bcast(make([]byte, 1), 0); berr != nil {
+			err = errors.Join(err, fmt.Errorf("train: waiting for rank 0's checkpoint: %w", berr))
 		}
+	}
+	if err != nil {
+		return errors.Join(cause, err)
 	}
 	return cause
 }
