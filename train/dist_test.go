@@ -255,3 +255,32 @@ func TestDataParallelRefusals(t *testing.T) {
 		t.Errorf("grad-accum 1 on 2 ranks: %v, want an error naming %s", err, KeyGradAccum)
 	}
 }
+
+// TestDataParallelAnnounces: rank 0 of a loop on several ranks that is not
+// quiet says how the ranks share the work and the bytes of its allreduce
+// (4 per trainable value: linreg's 4 weights and bias), the others nothing.
+func TestDataParallelAnnounces(t *testing.T) {
+	g := newLocalGroup(2)
+	var outs [2]strings.Builder
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for r := range 2 {
+		m := newLinreg(64, 4, 4)
+		l := newLoop(m, filepath.Join(t.TempDir(), "run"), func(c *Config) { dpConfig(c); c.Steps = 1; c.Quiet = false; c.Progress = &outs[r] })
+		l.Comm = localComm{g: g, rank: r}
+		l.Hooks.Skip = func(int, int) error { return nil }
+		if got := l.AllreduceBytes(); got != 20 {
+			t.Errorf("AllreduceBytes = %d, want 20", got)
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[r] = l.Run(context.Background()) }()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	want := "train: 2 ranks share each update's 4 micro-batches; 20 bytes allreduced per update\n"
+	if outs[0].String() != want || outs[1].String() != "" {
+		t.Errorf("rank 0 wrote %q, rank 1 %q; want %q and nothing", outs[0].String(), outs[1].String(), want)
+	}
+}

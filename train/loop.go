@@ -372,6 +372,13 @@ func (l *Loop) Run(ctx context.Context) error {
 		l.log = ml
 		defer func() { ml.Close(); l.log = nil }()
 	}
+	if lead && l.size > 1 && !l.Quiet {
+		out := l.Progress
+		if out == nil {
+			out = os.Stderr
+		}
+		fmt.Fprintf(out, "train: %d ranks share each update's %d micro-batches; %d bytes allreduced per update\n", l.size, l.GradAccum, l.AllreduceBytes())
+	}
 	barCfg := l.Config
 	barCfg.Quiet = barCfg.Quiet || !lead
 	bar := newProgress(barCfg, l.step)
