@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,19 +28,46 @@ import (
 	"github.com/gotune/gotune/train"
 )
 
+// built is the gotune binary the MPI tests share, built once.
+var built struct {
+	sync.Mutex
+	bin string
+	dir string
+}
+
+// TestMain removes the shared binary after the tests.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
+}
+
 // buildGotune builds this command with MPI (and OpenBLAS when the test
-// binary has it) into a temporary directory.
+// binary has it) once, into a temporary directory.
 func buildGotune(t *testing.T) string {
 	t.Helper()
+	built.Lock()
+	defer built.Unlock()
+	if built.bin != "" {
+		return built.bin
+	}
 	tags := "mpi"
 	if blas.Backend() == "openblas" {
 		tags += " openblas"
 	}
-	bin := filepath.Join(t.TempDir(), "gotune")
+	dir, err := os.MkdirTemp("", "gotune-mpi-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	built.dir = dir
+	bin := filepath.Join(dir, "gotune")
 	out, err := exec.Command("go", "build", "-tags", tags, "-o", bin, ".").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go build -tags %q: %v\n%s", tags, err, out)
 	}
+	built.bin = bin
 	return bin
 }
 
