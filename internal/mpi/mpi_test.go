@@ -2,6 +2,7 @@ package mpi
 
 import (
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -52,5 +53,25 @@ func TestLaunched(t *testing.T) {
 		if ok, n := Launched(); ok != c.ok || n != c.size {
 			t.Errorf("%s=%q: Launched() = %v, %d; want %v, %d", LaunchedEnv, c.env, ok, n, c.ok, c.size)
 		}
+	}
+}
+
+// TestInitWithoutMPI: a binary built without MPI but started by mpirun on
+// several ranks refuses to run (each rank would train alone), and runs on
+// one rank when mpirun starts just one.
+func TestInitWithoutMPI(t *testing.T) {
+	if BuiltIn() {
+		t.Skip("built with MPI")
+	}
+	defer func() { inited = false }()
+	t.Setenv(LaunchedEnv, "2")
+	inited = false
+	if _, err := Init(); err == nil || !strings.Contains(err.Error(), "-tags mpi") {
+		t.Errorf("Init on 2 ranks without MPI: %v, want an error naming -tags mpi", err)
+	}
+	t.Setenv(LaunchedEnv, "1")
+	inited = false
+	if w, err := Init(); err != nil || w.Size() != 1 {
+		t.Errorf("Init on 1 rank without MPI: size %d, %v", w.Size(), err)
 	}
 }
