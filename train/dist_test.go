@@ -205,7 +205,8 @@ func TestDataParallelMatchesSingleProcess(t *testing.T) {
 }
 
 // TestDataParallelResume interrupts a 2-rank run on one rank, resumes it
-// on 2 ranks and requires the uninterrupted single-process run.
+// on 4 ranks (a checkpoint does not depend on the number of ranks) and
+// requires the uninterrupted single-process run.
 func TestDataParallelResume(t *testing.T) {
 	single := t.TempDir()
 	m := newLinreg(64, 4, 4)
@@ -229,7 +230,7 @@ func TestDataParallelResume(t *testing.T) {
 	if st.Step != 6 {
 		t.Fatalf("the interrupted run's checkpoint is at update %d, want 6", st.Step)
 	}
-	errs, models := runRanks(t, 2, dir, true, 0)
+	errs, models := runRanks(t, 4, dir, true, 0)
 	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
 	}
