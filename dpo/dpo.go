@@ -47,6 +47,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	// Under mpirun only rank 0 writes to Out (see train.Comm).
+	out, cleanup, err := train.RankDir(cfg.Out)
+	if err != nil {
+		return nil, fmt.Errorf("dpo: %w", err)
+	}
+	defer cleanup()
+	cfg.Out = out
 	cfg.Train.Dir = cfg.Out
 	resuming := cfg.Resume && train.HasCheckpoint(cfg.Out)
 	if !resuming && train.HasCheckpoint(cfg.Out) {
@@ -97,9 +104,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			return tr.step(ctx)
 		}),
 		Hooks: train.Hooks{
-			State:     tr.order.state,
-			Restore:   tr.order.restore,
-			Epoch:     tr.order.epoch,
+			State:   tr.order.state,
+			Restore: tr.order.restore,
+			Epoch:   tr.order.epoch,
+			// Another rank's micro-batch: take its pairs off the order unseen.
+			Skip:      func(step, micro int) error { tr.order.take(tr.P); return nil },
 			SaveFiles: func(dir string) error { return m.SaveAdapter(dir, TaskType) },
 		},
 	}

@@ -122,6 +122,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	// Under mpirun only rank 0 writes to Out (see train.Comm).
+	out, cleanup, err := train.RankDir(cfg.Out)
+	if err != nil {
+		return nil, fmt.Errorf("pretrain: %w", err)
+	}
+	defer cleanup()
+	cfg.Out = out
 	cfg.Train.Dir = cfg.Out
 	resuming := cfg.Resume && train.HasCheckpoint(cfg.Out)
 	if !resuming && train.HasCheckpoint(cfg.Out) {
@@ -142,7 +149,6 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	// The tokenizer: the run's own when resuming, else the given one, else
 	// one trained on the training documents.
 	var tok *tokenizer.Tokenizer
-	var err error
 	switch {
 	case resuming:
 		tok, err = tokenizer.Load(cfg.Out)
@@ -220,6 +226,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			State:   order.MarshalState,
 			Restore: order.RestoreState,
 			Epoch:   order.Progress,
+			// Another rank's micro-batch: take its windows off the order unseen.
+			Skip: func(step, micro int) error {
+				for range tr.B {
+					order.Next()
+				}
+				return nil
+			},
 			// Each checkpoint is also a loadable model directory.
 			SaveFiles: func(dir string) error { return saveModel(dir, w, tok) },
 		},

@@ -145,6 +145,13 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return Result{}, err
 	}
+	// Under mpirun only rank 0 writes to Out (see train.Comm).
+	out, cleanup, err := train.RankDir(cfg.Out)
+	if err != nil {
+		return Result{}, fmt.Errorf("reward: %w", err)
+	}
+	defer cleanup()
+	cfg.Out = out
 	cfg.Train.Dir = cfg.Out
 	resuming := cfg.Resume && train.HasCheckpoint(cfg.Out)
 	if !resuming && train.HasCheckpoint(cfg.Out) {
@@ -205,6 +212,13 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			State:   order.State,
 			Restore: order.Restore,
 			Epoch:   order.Progress,
+			// Another rank's micro-batch: take its pairs off the order unseen.
+			Skip: func(step, micro int) error {
+				for range cfg.BatchSize {
+					order.Next()
+				}
+				return nil
+			},
 			// Each checkpoint holds a loadable adapter too.
 			SaveFiles: func(dir string) error { return m.SaveAdapter(filepath.Join(dir, "adapter"), finetune.RewardTaskType) },
 		},

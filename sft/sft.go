@@ -172,6 +172,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	// Under mpirun only rank 0 writes to Out (see train.Comm).
+	out, cleanup, err := train.RankDir(cfg.Out)
+	if err != nil {
+		return nil, fmt.Errorf("sft: %w", err)
+	}
+	defer cleanup()
+	cfg.Out = out
 	cfg.Train.Dir = cfg.Out
 	resuming := cfg.Resume && train.HasCheckpoint(cfg.Out)
 	if !resuming && train.HasCheckpoint(cfg.Out) {
@@ -268,6 +275,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			State:   cur.marshal,
 			Restore: cur.restore,
 			Epoch:   cur.progress,
+			// Another rank's micro-batch: take it off the cursor unseen.
+			Skip: func(step, micro int) error { cur.next(); return nil },
 			SaveFiles: func(dir string) error {
 				return m.SaveAdapter(finetune.AdapterDir(dir), TaskType)
 			},

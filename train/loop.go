@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/gotune/gotune/internal/mpi"
 )
 
 // Metric names written to metrics.jsonl (Hugging Face / TRL names).
@@ -64,6 +66,13 @@ type Hooks struct {
 	// Epoch reports the fractional number of passes over the data, logged
 	// as "epoch" when set.
 	Epoch func() float64
+	// Skip moves the stage's data past micro-batch micro of update step
+	// without computing it: on more than one rank, each rank computes its
+	// share of an update's micro-batches and skips the others' (see Comm).
+	// It must advance all that Step would, so a Step that draws from
+	// Loop.Rand cannot run on several ranks. A loop on several ranks
+	// without Skip is an error.
+	Skip func(step, micro int) error
 }
 
 // Config holds the loop's hyperparameters and where it writes.
@@ -195,9 +204,16 @@ type Loop struct {
 	ZeroGrad func()                                     // clears the accumulated gradients
 	Eval     func(ctx context.Context) (Metrics, error) // optional held-out evaluation, logged with an "eval_" prefix
 	Hooks
+	// Comm is the job's communicator; nil is internal/mpi's World, which
+	// is one rank unless the binary has MPI and was started by mpirun.
+	Comm Comm
 
 	ready  bool
-	step   int // updates completed
+	comm   Comm
+	rank   int
+	size   int
+	flat   []float32 // the gradients of all parameters, allreduced
+	step   int       // updates completed
 	opt    *AdamW
 	pcg    *rand.PCG
 	rng    *rand.Rand
@@ -244,6 +260,19 @@ func (l *Loop) init() error {
 			return fmt.Errorf("train: parameter %s has shape %v but %d values", p.Name, p.Shape, len(p.Value))
 		}
 		sizes[i] = len(p.Value)
+	}
+	l.comm = l.Comm
+	if l.comm == nil {
+		l.comm = mpi.World()
+	}
+	l.rank, l.size = l.comm.Rank(), l.comm.Size()
+	if l.size > 1 {
+		if l.Hooks.Skip == nil {
+			return fmt.Errorf("train: %d ranks run, but this stage does not run data-parallel (Hooks.Skip is not set)", l.size)
+		}
+		if l.GradAccum < l.size {
+			return fmt.Errorf("train: %s is %d, fewer than the %d ranks; the ranks share an update's micro-batches, so each needs at least one (raise %s to a multiple of %d)", KeyGradAccum, l.GradAccum, l.size, KeyGradAccum, l.size)
+		}
 	}
 	l.opt = NewAdamW(l.Beta1, l.Beta2, l.Eps, l.WeightDecay, sizes)
 	l.pcg = rand.NewPCG(l.Seed, 0x5851f42d4c957f2d)
@@ -319,23 +348,40 @@ func (l *Loop) Run(ctx context.Context) error {
 	if err := l.init(); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(l.Dir, 0o755); err != nil {
-		return fmt.Errorf("train: %w", err)
-	}
-	if l.step == 0 && l.saved < 0 {
-		// A fresh run: lines left by an earlier attempt that never reached
-		// a checkpoint are not part of this run.
-		if err := truncateMetrics(MetricsFile(l.Dir), 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if l.size > 1 {
+		if err := l.syncFromRoot(); err != nil {
 			return err
 		}
 	}
-	ml, err := openMetricsLog(MetricsFile(l.Dir))
-	if err != nil {
-		return err
+	lead := l.rank == 0 // writes metrics, progress and checkpoints
+	if lead {
+		if err := os.MkdirAll(l.Dir, 0o755); err != nil {
+			return fmt.Errorf("train: %w", err)
+		}
+		if l.step == 0 && l.saved < 0 {
+			// A fresh run: lines left by an earlier attempt that never reached
+			// a checkpoint are not part of this run.
+			if err := truncateMetrics(MetricsFile(l.Dir), 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+		ml, err := openMetricsLog(MetricsFile(l.Dir))
+		if err != nil {
+			return err
+		}
+		l.log = ml
+		defer func() { ml.Close(); l.log = nil }()
 	}
-	l.log = ml
-	defer func() { ml.Close(); l.log = nil }()
-	bar := newProgress(l.Config, l.step)
+	if lead && l.size > 1 && !l.Quiet {
+		out := l.Progress
+		if out == nil {
+			out = os.Stderr
+		}
+		fmt.Fprintf(out, "train: %d ranks share each update's %d micro-batches; %d bytes allreduced per update\n", l.size, l.GradAccum, l.AllreduceBytes())
+	}
+	barCfg := l.Config
+	barCfg.Quiet = barCfg.Quiet || !lead
+	bar := newProgress(barCfg, l.step)
 	defer bar.finish()
 
 	grads := make([][]float32, len(l.Params))
@@ -352,17 +398,34 @@ func (l *Loop) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if ctx.Err() != nil {
+		// On several ranks an interruption is agreed on after the
+		// micro-batches (reduceMetrics), so that no rank is left waiting
+		// in a collective call.
+		if ctx.Err() != nil && l.size == 1 {
 			return l.interrupted(ctx, start)
 		}
 		t0 := time.Now()
 		sum := Metrics{}
+		stopped := false
 		for micro := range l.GradAccum {
+			if l.size > 1 && micro%l.size != l.rank {
+				if err := l.Hooks.Skip(l.step, micro); err != nil {
+					return fmt.Errorf("train: update %d, skipping micro-batch %d: %w", l.step+1, micro, err)
+				}
+				continue
+			}
+			if stopped {
+				continue
+			}
 			m, err := l.Step(ctx, l.step, micro)
 			if err != nil {
 				l.ZeroGrad()
 				if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-					return l.interrupted(ctx, start)
+					if l.size == 1 {
+						return l.interrupted(ctx, start)
+					}
+					stopped = true
+					continue
 				}
 				return fmt.Errorf("train: update %d, micro-batch %d: %w", l.step+1, micro, err)
 			}
@@ -371,6 +434,20 @@ func (l *Loop) Run(ctx context.Context) error {
 			}
 			for k, v := range m {
 				sum[k] += v
+			}
+		}
+		if l.size > 1 {
+			stop, err := l.reduceMetrics(sum, stopped || ctx.Err() != nil)
+			if err != nil {
+				return err
+			}
+			if stop {
+				l.ZeroGrad()
+				err := ctx.Err()
+				if err == nil {
+					err = ErrPeerInterrupted
+				}
+				return l.interruptedWith(err, start)
 			}
 		}
 		step := Metrics{}
@@ -390,6 +467,11 @@ func (l *Loop) Run(ctx context.Context) error {
 			grads[i] = p.Grad()
 			if len(grads[i]) != len(p.Value) {
 				return fmt.Errorf("train: parameter %s: gradient has %d values, want %d", p.Name, len(grads[i]), len(p.Value))
+			}
+		}
+		if l.size > 1 {
+			if err := l.reduceGrads(grads); err != nil {
+				return err
 			}
 		}
 		if l.GradAccum > 1 {
@@ -438,12 +520,26 @@ func (l *Loop) Run(ctx context.Context) error {
 // that was cut off (parameters and moments are untouched until an update
 // completes) and returns the context's error.
 func (l *Loop) interrupted(ctx context.Context, start snapshot) error {
-	if l.saved != l.step {
-		if err := l.writeCheckpoint(start); err != nil {
-			return errors.Join(ctx.Err(), err)
+	return l.interruptedWith(ctx.Err(), start)
+}
+
+// interruptedWith is interrupted returning cause; only rank 0 writes.
+func (l *Loop) interruptedWith(cause error, start snapshot) error {
+	var err error
+	if l.saved != l.step && l.rank == 0 {
+		err = l.writeCheckpoint(start)
+	}
+	if l.size > 1 {
+		// The other ranks wait for rank 0's checkpoint: the job ends as
+		// soon as any rank exits.
+		if berr := l.comm.Bcast(make([]byte, 1), 0); berr != nil {
+			err = errors.Join(err, fmt.Errorf("train: waiting for rank 0's checkpoint: %w", berr))
 		}
 	}
-	return ctx.Err()
+	if err != nil {
+		return errors.Join(cause, err)
+	}
+	return cause
 }
 
 func (l *Loop) interruptedAfterStep(ctx context.Context) error {
@@ -491,11 +587,17 @@ func (l *Loop) writeRecord(rec map[string]float64) error {
 	if len(l.tail) > maxTail {
 		l.tail = l.tail[len(l.tail)-maxTail:]
 	}
+	if l.log == nil { // not rank 0
+		return nil
+	}
 	return l.log.Write(rec)
 }
 
 // checkpointNow writes a checkpoint of the current (between updates) state.
 func (l *Loop) checkpointNow() error {
+	if l.rank != 0 {
+		return nil
+	}
 	s, err := l.snap()
 	if err != nil {
 		return err

@@ -15,8 +15,8 @@
 //	err := l.Run(ctx)
 //
 // May import: the rest of the shared fine-tuning layer (finetune, train,
-// lora), model/..., tokenizer/..., data/..., checkpoints/..., internal/blas
-// and internal/kernel; never a stage, the pipeline, serve or cmd.
+// lora), model/..., tokenizer/..., data/..., checkpoints/..., internal/blas,
+// internal/kernel and internal/mpi; never a stage, the pipeline, serve or cmd.
 package train
 
 import (

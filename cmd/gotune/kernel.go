@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gotune/gotune/internal/blas"
+	"github.com/gotune/gotune/internal/mpi"
 )
 
 // noReexecEnv, when set, keeps gotune from restarting itself for the BLAS
@@ -36,7 +37,7 @@ func reexecForKernels() {
 
 var envCmd = &cobra.Command{
 	Use:   "env",
-	Short: "Print the build and machine facts that decide gotune's speed (BLAS backend and kernels, cores)",
+	Short: "Print the build and machine facts that decide gotune's speed (BLAS backend and kernels, cores, MPI ranks)",
 	Args:  cobra.NoArgs,
 	RunE: func(cmd *cobra.Command, args []string) error {
 		out := cmd.OutOrStdout()
@@ -44,6 +45,7 @@ var envCmd = &cobra.Command{
 		fmt.Fprintf(out, "cores:       %d (GOMAXPROCS)\n", runtime.GOMAXPROCS(0))
 		fmt.Fprintf(out, "blas:        %s\n", blas.Backend())
 		fmt.Fprintf(out, "kernels:     %s\n", blas.Kernel())
+		fmt.Fprintf(out, "mpi:         %s\n", mpiLine())
 		for _, v := range []string{"OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS"} {
 			if s := os.Getenv(v); s != "" {
 				fmt.Fprintf(out, "%s=%s\n", v, s)
@@ -54,3 +56,16 @@ var envCmd = &cobra.Command{
 }
 
 func init() { rootCmd.AddCommand(envCmd) }
+
+// mpiLine says whether MPI is built in and how many ranks run.
+func mpiLine() string {
+	w := mpi.World()
+	switch {
+	case !mpi.BuiltIn():
+		return "not built in (build with -tags mpi); 1 rank"
+	case w.MPI():
+		return fmt.Sprintf("built in; %d ranks (this is rank %d)", w.Size(), w.Rank())
+	default:
+		return "built in; 1 rank (not started by mpirun)"
+	}
+}

@@ -9,7 +9,7 @@
 //
 // May import: pipeline, serve, every stage, the shared fine-tuning layer
 // (finetune, train, lora), model/..., tokenizer/..., data/...,
-// checkpoints/..., internal/blas and internal/kernel.
+// checkpoints/..., internal/blas, internal/kernel and internal/mpi.
 package main
 
 import (
@@ -22,6 +22,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/gotune/gotune/internal/mpi"
 )
 
 // Keys of the root command's persistent flags, which every command has.
@@ -36,6 +38,9 @@ var rootCmd = &cobra.Command{
 	SilenceUsage:  true,
 	SilenceErrors: true,
 	PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+		if err := checkRanks(cmd); err != nil {
+			return err
+		}
 		if err := loadConfig(cmd); err != nil {
 			return err
 		}
@@ -88,18 +93,44 @@ func stopProfile() error {
 
 func main() {
 	reexecForKernels()
+	world, err := mpi.Init()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gotune:", err)
+		os.Exit(1)
+	}
+	if world.Rank() > 0 {
+		// Only rank 0 reports; the other ranks print nothing but errors.
+		if null, err := os.Open(os.DevNull); err == nil {
+			os.Stdout = null
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := rootCmd.ExecuteContext(ctx)
+	err = rootCmd.ExecuteContext(ctx)
 	if perr := stopProfile(); perr != nil && err == nil { // also after a failed or interrupted command
 		err = perr
 	}
+	prefix := "gotune:"
+	if world.Size() > 1 {
+		prefix = fmt.Sprintf("gotune: rank %d of %d:", world.Rank(), world.Size())
+	}
 	if err != nil {
+		code := 1
 		if errors.Is(err, context.Canceled) {
-			fmt.Fprintln(os.Stderr, "gotune: interrupted")
-			os.Exit(130)
+			fmt.Fprintln(os.Stderr, prefix, "interrupted")
+			code = 130
+		} else {
+			fmt.Fprintln(os.Stderr, prefix, err)
 		}
-		fmt.Fprintln(os.Stderr, "gotune:", err)
+		if world.Size() > 1 {
+			// A rank that fails alone would leave the others waiting in a
+			// collective call: end the whole job.
+			world.Abort(code)
+		}
+		os.Exit(code)
+	}
+	if err := world.Finalize(); err != nil {
+		fmt.Fprintln(os.Stderr, prefix, err)
 		os.Exit(1)
 	}
 }

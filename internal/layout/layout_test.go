@@ -78,13 +78,13 @@ var layers = []layer{
 	},
 	{
 		name:      "internal",
-		pkgs:      []string{"internal/blas", "internal/kernel", "internal/benchutil", "internal/benchtable", "internal/layout"},
+		pkgs:      []string{"internal/blas", "internal/kernel", "internal/benchutil", "internal/benchtable", "internal/layout", "internal/mpi"},
 		mayImport: []string{"internal"},
 		rule:      "internal helpers import nothing of the module's upper layers",
 	},
 	{
 		name:      "test helper",
-		pkgs:      []string{"internal/tinymodel", "internal/configtest"},
+		pkgs:      []string{"internal/tinymodel", "internal/configtest", "internal/mpi/mpitest"},
 		mayImport: []string{"model", "tokenizer", "format", "internal"},
 		rule:      "a test helper may import the model (model/generate included), tokenizers, file formats and internal helpers",
 	},

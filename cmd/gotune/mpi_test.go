@@ -1,0 +1,326 @@
+//go:build mpi && cgo
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gotune/gotune/checkpoints/safetensors"
+	"github.com/gotune/gotune/dpo"
+	"github.com/gotune/gotune/finetune"
+	"github.com/gotune/gotune/internal/blas"
+	"github.com/gotune/gotune/internal/mpi/mpitest"
+	"github.com/gotune/gotune/internal/tinymodel"
+	"github.com/gotune/gotune/pretrain"
+	"github.com/gotune/gotune/reward"
+	"github.com/gotune/gotune/sft"
+	"github.com/gotune/gotune/train"
+)
+
+// built is the gotune binary the MPI tests share, built once.
+var built struct {
+	sync.Mutex
+	bin string
+	dir string
+}
+
+// TestMain removes the shared binary after the tests.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
+}
+
+// buildGotune builds this command with MPI (and OpenBLAS when the test
+// binary has it) once, into a temporary directory.
+func buildGotune(t *testing.T) string {
+	t.Helper()
+	built.Lock()
+	defer built.Unlock()
+	if built.bin != "" {
+		return built.bin
+	}
+	tags := "mpi"
+	if blas.Backend() == "openblas" {
+		tags += " openblas"
+	}
+	dir, err := os.MkdirTemp("", "gotune-mpi-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	built.dir = dir
+	bin := filepath.Join(dir, "gotune")
+	out, err := exec.Command("go", "build", "-tags", tags, "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build -tags %q: %v\n%s", tags, err, out)
+	}
+	built.bin = bin
+	return bin
+}
+
+// stageArgs are the arguments of a short run of stage on the tiny world
+// base: 4 micro-batches per update, so that 1, 2 and 4 ranks share the
+// same global batch.
+func stageArgs(stage, out string, steps int) []string {
+	args := []string{stage, "--" + sft.KeyOut, out,
+		"--" + train.KeySteps, strconv.Itoa(steps), "--" + train.KeyGradAccum, "4", "--" + train.KeyLogEvery, "1",
+		"--" + train.KeyEvalEvery, "3", "--" + train.KeySaveEvery, "2", "--" + train.KeyQuiet}
+	if stage == "pretrain" {
+		return append(args, "--"+pretrain.KeyPreset, "tiny", "--"+pretrain.KeyTokenizer, tinymodel.WorldBase(),
+			"--"+keyWorldDocs, "100", "--"+pretrain.KeySeqLen, "32", "--"+pretrain.KeyBatchSize, "2")
+	}
+	args = append(args, "--"+sft.KeyBase, tinymodel.WorldBase())
+	switch stage {
+	case "reward":
+		return append(args, "--"+reward.KeyBatchSize, "2", "--"+keyWorldPairs, "64")
+	case "sft":
+		return append(args, "--"+sft.KeyBatchSize, "2", "--"+keyWorldRows, "64", "--"+sft.KeyEvalRows, "8")
+	case "dpo":
+		return append(args, "--"+dpo.KeyPairs, "2", "--"+keyWorldPairs, "64", "--"+keyWorldEvalPairs, "8", "--"+dpo.KeyMaxLen, "64", "--"+dpo.KeyBuckets, "32,64")
+	}
+	panic(stage)
+}
+
+// run starts bin on n ranks (n = 0: plainly) and returns its output.
+func run(t *testing.T, ctx context.Context, bin string, n int, args ...string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	var cmd *exec.Cmd
+	if n == 0 {
+		cmd = exec.CommandContext(ctx, bin, args...)
+	} else {
+		cmd = exec.CommandContext(ctx, mpitest.Mpirun(t), append(append(mpitest.MpirunArgs(n), bin), args...)...)
+	}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	return cmd, &out
+}
+
+func mustRun(t *testing.T, bin string, n int, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd, out := run(t, ctx, bin, n, args...)
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%d ranks: gotune %s: %v\n%s", n, strings.Join(args, " "), err, out)
+	}
+	return out.String()
+}
+
+func relClose(a, b, scale, tol float64) bool {
+	return math.Abs(a-b) <= tol*math.Max(scale, math.Max(math.Abs(a), math.Abs(b)))
+}
+
+// sameOutputs requires got's metrics (every record and key but the speed)
+// and final adapter to match want's within tol relative; an adapter
+// value is compared relative to the largest of its tensor, since LoRA's B
+// starts at zero.
+func sameOutputs(t *testing.T, what, want, got string, tol float64) {
+	t.Helper()
+	wr, err := train.ReadMetrics(train.MetricsFile(want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gr, err := train.ReadMetrics(train.MetricsFile(got))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(gr) != len(wr) || len(wr) < 4 {
+		t.Fatalf("%s: %d metrics records, the single process %d", what, len(gr), len(wr))
+	}
+	for i := range wr {
+		// DPO's rewards are β·(log π − log π_ref): differences of nearly
+		// equal log-probabilities, whose rounding is relative to the
+		// log-probabilities (β ≤ 1), not to the small difference.
+		logps := 0.0
+		for k, v := range wr[i] {
+			if strings.Contains(k, "logps/") {
+				logps = math.Max(logps, math.Abs(v))
+			}
+		}
+		for k, v := range wr[i] {
+			if k == train.KeyTokensPerSec {
+				continue
+			}
+			scale := 0.0
+			if strings.Contains(k, "rewards/") {
+				scale = logps
+			}
+			g, ok := gr[i][k]
+			if !ok || !relClose(v, g, scale, tol) {
+				t.Errorf("%s: record %d %s = %v, the single process %v", what, i, k, g, v)
+			}
+		}
+	}
+	// The trained tensors: pretrain's model, the other stages' adapter.
+	file := func(dir string) string {
+		if _, err := os.Stat(finetune.AdapterDir(dir)); err != nil {
+			return filepath.Join(dir, "model.safetensors")
+		}
+		return filepath.Join(finetune.AdapterDir(dir), "adapter_model.safetensors")
+	}
+	wt, _, err := safetensors.ReadFile(file(want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gt, _, err := safetensors.ReadFile(file(got))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(gt) != len(wt) {
+		t.Fatalf("%s: %d adapter tensors, the single process %d", what, len(gt), len(wt))
+	}
+	for i, w := range wt {
+		scale := 0.0
+		for _, v := range w.Data {
+			scale = math.Max(scale, math.Abs(float64(v)))
+		}
+		if gt[i].Name != w.Name || len(gt[i].Data) != len(w.Data) {
+			t.Fatalf("%s: adapter tensor %d is %s of %d values, the single process's %s of %d", what, i, gt[i].Name, len(gt[i].Data), w.Name, len(w.Data))
+		}
+		for j, v := range w.Data {
+			if !relClose(float64(v), float64(gt[i].Data[j]), scale, tol) {
+				t.Errorf("%s: adapter %s[%d] = %v, the single process %v", what, w.Name, j, gt[i].Data[j], v)
+				break
+			}
+		}
+	}
+}
+
+// TestMPIMatchesSingleProcess runs gotune sft and dpo on 2 and 4 ranks
+// (4 oversubscribing this machine), reward and pretrain on 2, and requires
+// the losses of every update and the final adapter (pretrain: model) of
+// the single process with the same global batch.
+func TestMPIMatchesSingleProcess(t *testing.T) {
+	mpitest.Mpirun(t)
+	bin := buildGotune(t)
+	// The reward model's margin is a difference of nearly equal scores,
+	// and its adapter's small values move by Adam's normalised steps, which
+	// carry a rounding difference of a near-zero gradient whole: 1e-4.
+	for _, c := range []struct {
+		stage string
+		ranks []int
+		tol   float64
+	}{{"sft", []int{2, 4}, 1e-5}, {"dpo", []int{2, 4}, 1e-5}, {"reward", []int{2}, 1e-4}, {"pretrain", []int{2}, 1e-5}} {
+		stage := c.stage
+		single := filepath.Join(t.TempDir(), "single")
+		mustRun(t, bin, 0, stageArgs(stage, single, 6)...)
+		for _, n := range c.ranks {
+			dir := filepath.Join(t.TempDir(), fmt.Sprintf("np%d", n))
+			out := mustRun(t, bin, n, stageArgs(stage, dir, 6)...)
+			if c := strings.Count(out, " in "+dir); c != 1 {
+				t.Errorf("%s on %d ranks: %d ranks printed a summary, want rank 0 alone:\n%s", stage, n, c, out)
+			}
+			sameOutputs(t, fmt.Sprintf("%s on %d ranks", stage, n), single, dir, c.tol)
+		}
+	}
+}
+
+// TestMPIKilledRankStopsAndResumes kills rank 1 of a 2-rank sft run after
+// its first checkpoint: the job must stop with an error naming the rank,
+// not hang, and resuming it on 2 ranks must end where the uninterrupted
+// single process does.
+func TestMPIKilledRankStopsAndResumes(t *testing.T) {
+	mpitest.Mpirun(t)
+	bin := buildGotune(t)
+	const steps = 100
+	single := filepath.Join(t.TempDir(), "single")
+	mustRun(t, bin, 0, stageArgs("sft", single, steps)...)
+
+	dir := filepath.Join(t.TempDir(), "np2")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd, out := run(t, ctx, bin, 2, stageArgs("sft", dir, steps)...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	killed := 0
+	var err error
+wait:
+	for {
+		select {
+		case err = <-done:
+			break wait
+		case <-time.After(2 * time.Millisecond):
+			if killed == 0 && train.HasCheckpoint(dir) {
+				killed = killRank(t, cmd.Process.Pid, 1)
+			}
+		}
+	}
+	if killed == 0 {
+		t.Fatalf("the job ended before rank 1 could be killed (%v):\n%s", err, out)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("the job did not stop within 2 minutes of rank 1 being killed:\n%s", out)
+	}
+	if err == nil {
+		t.Fatalf("the job succeeded although rank 1 (pid %d) was killed:\n%s", killed, out)
+	}
+	if !strings.Contains(out.String(), "rank 1") {
+		t.Errorf("the job's error does not name rank 1:\n%s", out)
+	}
+	mustRun(t, bin, 2, append(stageArgs("sft", dir, steps), "--"+sft.KeyResume)...)
+	sameOutputs(t, "sft on 2 ranks, killed and resumed", single, dir, 1e-5)
+}
+
+// killRank kills the process of the given rank among the descendants of
+// mpirun (pid), found by Open MPI's OMPI_COMM_WORLD_RANK in its
+// environment, and returns its pid (0 when it is not running yet).
+func killRank(t *testing.T, pid, rank int) int {
+	t.Helper()
+	want := []byte("OMPI_COMM_WORLD_RANK=" + strconv.Itoa(rank) + "\x00")
+	queue := []int{pid}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", p))
+		for _, f := range tasks {
+			raw, _ := os.ReadFile(f)
+			for _, s := range strings.Fields(string(raw)) {
+				c, err := strconv.Atoi(s)
+				if err != nil {
+					continue
+				}
+				env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", c))
+				if bytes.Contains(env, want) {
+					if proc, err := os.FindProcess(c); err == nil && proc.Kill() == nil {
+						return c
+					}
+				}
+				queue = append(queue, c)
+			}
+		}
+	}
+	return 0
+}
+
+// TestMPIRefusesOtherCommands: a command that does not run data-parallel
+// is refused on 2 ranks, naming itself, before it writes anything.
+func TestMPIRefusesOtherCommands(t *testing.T) {
+	mpitest.Mpirun(t)
+	bin := buildGotune(t)
+	out := filepath.Join(t.TempDir(), "ppo")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd, log := run(t, ctx, bin, 2, "ppo", "--base", tinymodel.WorldBase(), "--out", out)
+	if err := cmd.Run(); err == nil || !strings.Contains(log.String(), "gotune ppo does not run data-parallel") {
+		t.Fatalf("gotune ppo on 2 ranks: %v\n%s", err, log)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("gotune ppo on 2 ranks created %s (%v)", out, err)
+	}
+}
