@@ -3,6 +3,7 @@ package finetune
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 
 	"gorgonia.org/gorgonia"
 
@@ -118,4 +119,53 @@ func (s *Scorer) Score(ctx context.Context, seqs [][]int) ([]float64, error) {
 		}
 	}
 	return out, nil
+}
+
+// SameAsPolicy is the value of an RL stage's reward-sft-adapter meaning
+// that the reward model was trained on the policy's starting model (its
+// SFT adapter merged); NoSFT means the plain base.
+const (
+	SameAsPolicy = ""
+	NoSFT        = "none"
+)
+
+// OpenPolicyBase opens the base with an SFT adapter merged ("" or NoSFT
+// for none): the starting weights of an RL policy or of its reward model.
+func OpenPolicyBase(base, sftAdapter string) (*Model, error) {
+	if sftAdapter == NoSFT {
+		sftAdapter = ""
+	}
+	return OpenMerged(base, sftAdapter)
+}
+
+// RewardSharesWeights reports whether a reward model trained on the base
+// with rewardSFT (SameAsPolicy, NoSFT or an adapter directory) was trained
+// on the policy's starting weights, the base with policySFT merged, so that
+// it can read the policy's weights in place.
+func RewardSharesWeights(policySFT, rewardSFT string) bool {
+	switch rewardSFT {
+	case SameAsPolicy:
+		return true
+	case NoSFT:
+		return policySFT == ""
+	}
+	return policySFT != "" && filepath.Clean(rewardSFT) == filepath.Clean(policySFT)
+}
+
+// OpenRewardModel returns the reward model of an RL stage: the reward
+// adapter (LoRA and score head) at adapterDir on the base it was trained on
+// (see RewardSharesWeights), which is the policy's own weights, shared
+// without a copy, when it can be.
+func OpenRewardModel(policy *Model, base, policySFT, rewardSFT, adapterDir string) (*Model, error) {
+	rm := New(base, policy.Weights, policy.Tokenizer)
+	if !RewardSharesWeights(policySFT, rewardSFT) {
+		var err error
+		if rm, err = OpenPolicyBase(base, rewardSFT); err != nil {
+			return nil, fmt.Errorf("reward model base: %w", err)
+		}
+	}
+	if err := LoadRewardModel(rm, adapterDir); err != nil {
+		return nil, err
+	}
+	return rm, nil
 }

@@ -99,3 +99,21 @@ func TestLoadRewardModel(t *testing.T) {
 		}
 	}
 }
+
+// A reward model shares the policy's weights exactly when it was trained
+// on the same starting model: the same SFT adapter (paths compared
+// cleaned), or both on the plain base.
+func TestRewardSharesWeights(t *testing.T) {
+	for _, c := range []struct {
+		sft, rmSFT string
+		share      bool
+	}{
+		{"", SameAsPolicy, true}, {"sft/adapter", SameAsPolicy, true}, {"", NoSFT, true},
+		{"sft/adapter", NoSFT, false}, {"sft/adapter", "sft/adapter/", true}, {"sft/adapter", "other", false},
+		{"", "other", false},
+	} {
+		if got := RewardSharesWeights(c.sft, c.rmSFT); got != c.share {
+			t.Errorf("policy SFT %q, reward SFT %q: shares %v, want %v", c.sft, c.rmSFT, got, c.share)
+		}
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -16,13 +15,13 @@ import (
 	"github.com/gotune/gotune/train"
 )
 
-// SameAsPolicy is the RewardSFTAdapter value meaning that the reward model
-// was trained on the policy's starting model (its SFT adapter merged).
-const SameAsPolicy = ""
-
-// NoSFT is the RewardSFTAdapter value meaning that the reward model was
-// trained on the plain base.
-const NoSFT = "none"
+// SameAsPolicy and NoSFT are the RewardSFTAdapter values meaning that the
+// reward model was trained on the policy's starting model or on the plain
+// base (finetune's, shared by the RL stages).
+const (
+	SameAsPolicy = finetune.SameAsPolicy
+	NoSFT        = finetune.NoSFT
+)
 
 // Keys of Config: the flags of `gotune grpo` and the keys under `grpo:` in
 // a --config file (TRL's GRPOConfig names with dashes where one exists).
@@ -249,18 +248,6 @@ func (c Config) weights() []float64 {
 	return w
 }
 
-// rewardSharesWeights reports whether the reward model was trained on the
-// policy's starting weights, so that it can read them in place.
-func (c Config) rewardSharesWeights() bool {
-	switch c.RewardSFTAdapter {
-	case SameAsPolicy:
-		return true
-	case NoSFT:
-		return c.SFTAdapter == ""
-	}
-	return c.SFTAdapter != "" && filepath.Clean(c.RewardSFTAdapter) == filepath.Clean(c.SFTAdapter)
-}
-
 // Result summarises a finished run.
 type Result struct {
 	Prompts, EvalPrompts int                  // prompts used
@@ -297,7 +284,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if !resuming && train.HasCheckpoint(cfg.Out) {
 		return Result{}, fmt.Errorf("grpo: %s holds a training checkpoint; resume it or choose another output directory", cfg.Out)
 	}
-	policy, err := openModel(cfg.Base, cfg.SFTAdapter)
+	policy, err := finetune.OpenPolicyBase(cfg.Base, cfg.SFTAdapter)
 	if err != nil {
 		return Result{}, fmt.Errorf("grpo: %w", err)
 	}
@@ -412,15 +399,6 @@ func saveAdapter(dir string, policy *finetune.Model) error {
 	return nil
 }
 
-// openModel opens the base and merges an SFT adapter into it ("" or NoSFT
-// for none).
-func openModel(base, sft string) (*finetune.Model, error) {
-	if sft == NoSFT {
-		sft = ""
-	}
-	return finetune.OpenMerged(base, sft)
-}
-
 // rewardFuncs builds the configured reward functions; the reward model
 // reads the policy's weights in place when it was trained on them.
 func rewardFuncs(cfg Config, policy *finetune.Model, T int) ([]rewardFunc, error) {
@@ -438,14 +416,8 @@ func rewardFuncs(cfg Config, policy *finetune.Model, T int) ([]rewardFunc, error
 		case RewardHTTP:
 			out = append(out, httpReward(cfg.RewardURL, time.Duration(cfg.RewardTimeout*float64(time.Second))))
 		case RewardModel:
-			rm := finetune.New(cfg.Base, policy.Weights, policy.Tokenizer) // the same weights, no copy
-			if !cfg.rewardSharesWeights() {
-				var err error
-				if rm, err = openModel(cfg.Base, cfg.RewardSFTAdapter); err != nil {
-					return nil, fmt.Errorf("grpo: %s: %w", KeyRewardSFTAdapter, err)
-				}
-			}
-			if err := finetune.LoadRewardModel(rm, cfg.RewardAdapter); err != nil {
+			rm, err := finetune.OpenRewardModel(policy, cfg.Base, cfg.SFTAdapter, cfg.RewardSFTAdapter, cfg.RewardAdapter)
+			if err != nil {
 				return nil, fmt.Errorf("grpo: %s: %w", KeyRewardAdapter, err)
 			}
 			s, err := finetune.NewScorer(rm, min(cfg.GenerationBatchSize, 8), T)

@@ -32,13 +32,13 @@ const ValueHeadName = "value"
 // not to use the policy, so it stays out of the PEFT adapter.
 const ValueHeadFile = "value_head.safetensors"
 
-// SameAsPolicy is the RewardSFTAdapter value meaning that the reward model
-// was trained on the policy's starting model (its SFT adapter merged).
-const SameAsPolicy = ""
-
-// NoSFT is the RewardSFTAdapter value meaning that the reward model was
-// trained on the plain base.
-const NoSFT = "none"
+// SameAsPolicy and NoSFT are the RewardSFTAdapter values meaning that the
+// reward model was trained on the policy's starting model or on the plain
+// base (finetune's, shared by the RL stages).
+const (
+	SameAsPolicy = finetune.SameAsPolicy
+	NoSFT        = finetune.NoSFT
+)
 
 // Keys of Config: the flags of `gotune ppo` and the keys under `ppo:` in a
 // --config file. The adapter's and the loop's settings have lora's and
@@ -228,19 +228,6 @@ func (c Config) loop() train.Config {
 	return t
 }
 
-// rewardSharesWeights reports whether the reward model was trained on the
-// policy's starting weights (the base with the same SFT adapter merged, or
-// both without one), so that it can read them in place.
-func (c Config) rewardSharesWeights() bool {
-	switch c.RewardSFTAdapter {
-	case SameAsPolicy:
-		return true
-	case NoSFT:
-		return c.SFTAdapter == ""
-	}
-	return c.SFTAdapter != "" && filepath.Clean(c.RewardSFTAdapter) == filepath.Clean(c.SFTAdapter)
-}
-
 // updatesPerRollout is the number of optimizer updates made on one rollout.
 func (c Config) updatesPerRollout() int { return c.Epochs * c.MiniBatches }
 
@@ -256,15 +243,6 @@ type Result struct {
 	AdapterDir           string         // the policy adapter (it applies on top of the base with SFTAdapter merged)
 	ValueHead            string         // the value head file
 	Rollouts             []RolloutStats // objective/* of every rollout made by this call (not those before a resume)
-}
-
-// openModel opens the base and merges an SFT adapter into it ("" or NoSFT
-// for none).
-func openModel(base, sft string) (*finetune.Model, error) {
-	if sft == NoSFT {
-		sft = ""
-	}
-	return finetune.OpenMerged(base, sft)
 }
 
 // Run trains the policy with PPO (Schulman et al. 2017) against the reward
@@ -290,20 +268,15 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, fmt.Errorf("ppo: %s holds a training checkpoint; resume it or choose another output directory", cfg.Out)
 	}
 
-	policy, err := openModel(cfg.Base, cfg.SFTAdapter)
+	policy, err := finetune.OpenPolicyBase(cfg.Base, cfg.SFTAdapter)
 	if err != nil {
 		return Result{}, err
 	}
 	if err := policy.SetMoEAuxLoss(cfg.Train.MoEAuxLossAlpha); err != nil {
 		return Result{}, fmt.Errorf("ppo: %w", err)
 	}
-	rm := finetune.New(cfg.Base, policy.Weights, policy.Tokenizer) // the same weights, no copy
-	if !cfg.rewardSharesWeights() {
-		if rm, err = openModel(cfg.Base, cfg.RewardSFTAdapter); err != nil {
-			return Result{}, fmt.Errorf("ppo: reward model: %w", err)
-		}
-	}
-	if err := finetune.LoadRewardModel(rm, cfg.RewardAdapter); err != nil {
+	rm, err := finetune.OpenRewardModel(policy, cfg.Base, cfg.SFTAdapter, cfg.RewardSFTAdapter, cfg.RewardAdapter)
+	if err != nil {
 		return Result{}, fmt.Errorf("ppo: %w", err)
 	}
 	enc, err := finetune.NewSequenceEncoder(policy.Tokenizer)

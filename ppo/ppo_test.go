@@ -203,7 +203,7 @@ func logSoftmaxAt(logits []float32, id int) (float64, float64) {
 // head applied to the hidden state before the token.
 func TestRolloutLayout(t *testing.T) {
 	rlhfFixture(t)
-	policy, err := openModel(worldBaseDir, "")
+	policy, err := finetune.OpenPolicyBase(worldBaseDir, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,22 +357,6 @@ func TestValidate(t *testing.T) {
 	// LogEvery 0 logs once per rollout: the loop gets Epochs × MiniBatches.
 	if got := ok.loop(); got.LogEvery != ok.Epochs*ok.MiniBatches || got.Steps != ok.Iterations*ok.Epochs*ok.MiniBatches || got.Dir != ok.Out {
 		t.Errorf("loop config: log every %d, %d steps, dir %q", got.LogEvery, got.Steps, got.Dir)
-	}
-}
-
-func TestRewardSharesWeights(t *testing.T) {
-	for _, c := range []struct {
-		sft, rmSFT string
-		share      bool
-	}{
-		{"", SameAsPolicy, true}, {"sft/adapter", SameAsPolicy, true}, {"", NoSFT, true},
-		{"sft/adapter", NoSFT, false}, {"sft/adapter", "sft/adapter/", true}, {"sft/adapter", "other", false},
-		{"", "other", false},
-	} {
-		cfg := Config{SFTAdapter: c.sft, RewardSFTAdapter: c.rmSFT}
-		if got := cfg.rewardSharesWeights(); got != c.share {
-			t.Errorf("policy SFT %q, reward SFT %q: shares %v, want %v", c.sft, c.rmSFT, got, c.share)
-		}
 	}
 }
 
