@@ -2,8 +2,6 @@ package eval
 
 import (
 	"context"
-	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -11,71 +9,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/internal/tinymodel"
 	"github.com/gotune/gotune/model/hf"
 )
-
-// referenceFixture is what model/testdata/gen_reference.py writes for one
-// family: a config.json, the float32 tensors of a random checkpoint in
-// fixture.bin, the token ids of a batch and PyTorch's (float64) logits on
-// them.
-type referenceFixture struct {
-	Batch, Seq  int
-	Tokens      []int32
-	LossWeights []float64 `json:"loss_weights"`
-	Tensors     []struct {
-		Name   string
-		Shape  []int
-		Offset int
-	}
-	Logits struct {
-		Shape  []int
-		Offset int
-	}
-	floats []float32
-}
-
-// loadReference reads a fixture and its weights.
-func loadReference(t *testing.T, dir string) (*referenceFixture, *model.Weights) {
-	t.Helper()
-	cfg, err := model.LoadConfig(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := os.ReadFile(filepath.Join(dir, "fixture.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var f referenceFixture
-	if err := json.Unmarshal(raw, &f); err != nil {
-		t.Fatalf("%s: %v", dir, err)
-	}
-	bin, err := os.ReadFile(filepath.Join(dir, "fixture.bin"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.floats = make([]float32, len(bin)/4)
-	for i := range f.floats {
-		f.floats[i] = math.Float32frombits(binary.LittleEndian.Uint32(bin[4*i:]))
-	}
-	w, err := model.Allocate(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	offsets := map[string]int{}
-	for _, tn := range f.Tensors {
-		offsets[tn.Name] = tn.Offset
-	}
-	for _, p := range w.Named() {
-		off, ok := offsets[p.Name]
-		n := p.Tensor.Shape().TotalSize()
-		if !ok || off+n > len(f.floats) {
-			t.Fatalf("%s: fixture lacks %s", dir, p.Name)
-		}
-		copy(model.F32(p.Tensor), f.floats[off:off+n])
-	}
-	return &f, w
-}
 
 // charTokenizer is a tokenizer.json whose vocabulary is one character per
 // id (U+4E00 + id) and nothing else: no merges, no special tokens, so a
@@ -107,7 +43,7 @@ func TestEvalEqualsReference(t *testing.T) {
 	}
 	for _, dir := range dirs {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
-			f, w := loadReference(t, dir)
+			f, w := tinymodel.Reference(t, dir)
 			V := w.Config.VocabSize
 			mdir := filepath.Join(t.TempDir(), "model")
 			if err := hf.SaveModel(mdir, w, hf.SaveOptions{}); err != nil {
@@ -116,7 +52,7 @@ func TestEvalEqualsReference(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(mdir, "tokenizer.json"), charTokenizer(V), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			logits := f.floats[f.Logits.Offset : f.Logits.Offset+f.Batch*f.Seq*V]
+			logits := f.Logits[:f.Batch*f.Seq*V]
 			for r := range f.Batch {
 				n := 0 // the row's real tokens: those with a scored target
 				for n < f.Seq && f.LossWeights[r*f.Seq+n] > 0 {

@@ -1,101 +1,37 @@
 package model
 
 import (
-	"encoding/binary"
-	"encoding/json"
-	"fmt"
+	"github.com/gotune/gotune/internal/reference"
 	"math"
-	"os"
 	"path/filepath"
 	"testing"
 
 	"gorgonia.org/gorgonia"
 )
 
-// fixture is one case written by testdata/gen_reference.py.
-type fixture struct {
-	Batch, Seq  int
-	Tokens      []int32
-	Targets     []int32
-	LossWeights []float64 `json:"loss_weights"`
-	Tensors     []struct {
-		Name   string
-		Shape  []int
-		Offset int
-	}
-	Logits, Logprobs struct {
-		Shape  []int
-		Offset int
-	}
-	Loss float64
-	// MoEBalance is the sequence-level balance loss (alpha 1) summed over
-	// the mixture-of-experts layers; absent without experts.
-	MoEBalance *float64 `json:"moe_balance"`
-
-	floats []float32 // fixture.bin
-}
-
-func (f *fixture) slice(offset int, shape []int) ([]float32, error) {
-	n := 1
-	for _, s := range shape {
-		n *= s
-	}
-	if offset < 0 || offset+n > len(f.floats) {
-		return nil, fmt.Errorf("array at %d of %d floats is outside fixture.bin (%d floats)", offset, n, len(f.floats))
-	}
-	return f.floats[offset : offset+n], nil
-}
-
 // loadFixture reads a reference case and its checkpoint.
-func loadFixture(t *testing.T, dir string) (*fixture, *Weights) {
+func loadFixture(t *testing.T, dir string) (*reference.Case, *Weights) {
 	t.Helper()
 	cfg, err := LoadConfig(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := os.ReadFile(filepath.Join(dir, "fixture.json"))
+	f, err := reference.Load(dir)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var f fixture
-	if err := json.Unmarshal(raw, &f); err != nil {
-		t.Fatalf("%s: %v", dir, err)
-	}
-	bin, err := os.ReadFile(filepath.Join(dir, "fixture.bin"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.floats = make([]float32, len(bin)/4)
-	for i := range f.floats {
-		f.floats[i] = math.Float32frombits(binary.LittleEndian.Uint32(bin[4*i:]))
 	}
 	w, err := Allocate(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	byName := map[string][]float32{}
-	for _, tn := range f.Tensors {
-		d, err := f.slice(tn.Offset, tn.Shape)
-		if err != nil {
-			t.Fatalf("%s: %s: %v", dir, tn.Name, err)
-		}
-		byName[tn.Name] = d
-	}
+	params := map[string][]float32{}
 	for _, p := range w.Named() {
-		d, ok := byName[p.Name]
-		if !ok {
-			t.Fatalf("%s: fixture lacks %s", dir, p.Name)
-		}
-		if len(d) != p.Tensor.Shape().TotalSize() {
-			t.Fatalf("%s: %s has %d values, model wants %v", dir, p.Name, len(d), p.Tensor.Shape())
-		}
-		copy(F32(p.Tensor), d)
-		delete(byName, p.Name)
+		params[p.Name] = F32(p.Tensor)
 	}
-	for name := range byName {
-		t.Fatalf("%s: the model has no parameter %s", dir, name)
+	if err := f.Fill(params); err != nil {
+		t.Fatal(err)
 	}
-	return &f, w
+	return f, w
 }
 
 // TestReferenceLogits compares logits, target log-probs and the mean NLL
@@ -141,16 +77,8 @@ func TestReferenceLogits(t *testing.T) {
 			if err := p.Run(); err != nil {
 				t.Fatal(err)
 			}
-			wantLogits, err := f.slice(f.Logits.Offset, f.Logits.Shape)
-			if err != nil {
-				t.Fatal(err)
-			}
-			wantLogp, err := f.slice(f.Logprobs.Offset, f.Logprobs.Shape)
-			if err != nil {
-				t.Fatal(err)
-			}
-			compareRel(t, "logits", Value32(logits), wantLogits, 1e-4)
-			compareRel(t, "target log-probs", Value32(logp), wantLogp, 1e-4)
+			compareRel(t, "logits", Value32(logits), f.Logits, 1e-4)
+			compareRel(t, "target log-probs", Value32(logp), f.Logprobs, 1e-4)
 			got := float64(Value32(loss)[0])
 			if math.Abs(got-f.Loss) > 1e-4*math.Abs(f.Loss) {
 				t.Errorf("mean NLL %.7f, reference %.7f", got, f.Loss)

@@ -14,6 +14,7 @@
 package tinymodel
 
 import (
+	"github.com/gotune/gotune/internal/reference"
 	"math"
 	"path/filepath"
 	"runtime"
@@ -180,4 +181,31 @@ func Save(tb testing.TB, dir string, w *model.Weights, tok *tokenizer.Tokenizer)
 	if err := tok.Save(dir); err != nil {
 		tb.Fatal(err)
 	}
+}
+
+// Reference reads a case of model/testdata/reference (written by
+// gen_reference.py from an independent float64 PyTorch forward pass) and
+// the weights of its checkpoint.
+func Reference(tb testing.TB, dir string) (*reference.Case, *model.Weights) {
+	tb.Helper()
+	cfg, err := model.LoadConfig(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f, err := reference.Load(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w, err := model.Allocate(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	params := map[string][]float32{}
+	for _, p := range w.Named() {
+		params[p.Name] = model.F32(p.Tensor)
+	}
+	if err := f.Fill(params); err != nil {
+		tb.Fatal(err)
+	}
+	return f, w
 }

@@ -2,91 +2,40 @@ package generate
 
 import (
 	"context"
-	"encoding/binary"
-	"encoding/json"
 	"math"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 
+	"github.com/gotune/gotune/internal/reference"
 	"github.com/gotune/gotune/model"
 )
 
-// refFixture is one case of model/testdata/reference, written by
-// model/testdata/gen_reference.py from an independent float64 PyTorch
-// forward pass: the checkpoint, the batch and the expected logits.
-type refFixture struct {
-	Batch, Seq int
-	Tokens     []int32
-	Tensors    []struct {
-		Name   string
-		Shape  []int
-		Offset int
-	}
-	Logits struct {
-		Shape  []int
-		Offset int
-	}
-	floats []float32
-}
-
-// loadRefFixture reads a reference case into weights.
-func loadRefFixture(t *testing.T, dir string) (*refFixture, *model.Weights) {
+// loadRefFixture reads a reference case and its checkpoint (tinymodel's
+// Reference does the same, but tinymodel imports this package).
+func loadRefFixture(t *testing.T, dir string) (*reference.Case, *model.Weights) {
 	t.Helper()
 	cfg, err := model.LoadConfig(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := os.ReadFile(filepath.Join(dir, "fixture.json"))
+	f, err := reference.Load(dir)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var f refFixture
-	if err := json.Unmarshal(raw, &f); err != nil {
-		t.Fatalf("%s: %v", dir, err)
-	}
-	bin, err := os.ReadFile(filepath.Join(dir, "fixture.bin"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.floats = make([]float32, len(bin)/4)
-	for i := range f.floats {
-		f.floats[i] = math.Float32frombits(binary.LittleEndian.Uint32(bin[4*i:]))
 	}
 	w, err := model.Allocate(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	byName := map[string][]float32{}
-	for _, tn := range f.Tensors {
-		byName[tn.Name] = f.slice(t, tn.Offset, tn.Shape)
-	}
+	params := map[string][]float32{}
 	for _, p := range w.Named() {
-		d, ok := byName[p.Name]
-		if !ok || len(d) != p.Tensor.Shape().TotalSize() {
-			t.Fatalf("%s: fixture lacks %s of shape %v", dir, p.Name, p.Tensor.Shape())
-		}
-		copy(model.F32(p.Tensor), d)
-		delete(byName, p.Name)
+		params[p.Name] = model.F32(p.Tensor)
 	}
-	for name := range byName {
-		t.Fatalf("%s: the model has no parameter %s", dir, name)
+	if err := f.Fill(params); err != nil {
+		t.Fatal(err)
 	}
-	return &f, w
-}
-
-func (f *refFixture) slice(t *testing.T, offset int, shape []int) []float32 {
-	t.Helper()
-	n := 1
-	for _, s := range shape {
-		n *= s
-	}
-	if offset < 0 || offset+n > len(f.floats) {
-		t.Fatalf("array at %d of %d floats is outside fixture.bin (%d floats)", offset, n, len(f.floats))
-	}
-	return f.floats[offset : offset+n]
+	return f, w
 }
 
 // The engine's logits over each fixture row equal the PyTorch reference
@@ -102,7 +51,7 @@ func TestEngineMatchesFixtures(t *testing.T) {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			f, w := loadRefFixture(t, dir)
 			V := w.Config.VocabSize
-			want := f.slice(t, f.Logits.Offset, f.Logits.Shape) // (B·T, V)
+			want := f.Logits // (B·T, V)
 			e, err := New(w, nil)
 			if err != nil {
 				t.Fatal(err)
