@@ -1,6 +1,9 @@
 package finetune
 
-import "math/rand/v2"
+import (
+	"fmt"
+	"math/rand/v2"
+)
 
 // PromptOrder deals prompts to the rollouts of an RL stage (PPO, GRPO):
 // the prompts in a fresh seeded permutation every epoch, one after another,
@@ -35,4 +38,26 @@ func SampleSeed(seed uint64, iter, i int) uint64 {
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
 	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
 	return z ^ (z >> 31)
+}
+
+// CheckSequences validates the sequences of a rollout read back from a
+// checkpoint (a file, so untrusted): each is a prompt of promptLen[i] ≥ 1
+// tokens followed by a response of lengths[i] tokens, 1…R, at most T in
+// all, with every id inside a vocabulary of vocab tokens.
+func CheckSequences(seqs [][]int, promptLen, lengths []int, R, T, vocab int) error {
+	if len(promptLen) != len(seqs) || len(lengths) != len(seqs) {
+		return fmt.Errorf("%d sequences with %d prompt and %d response lengths", len(seqs), len(promptLen), len(lengths))
+	}
+	for i, seq := range seqs {
+		p, n := promptLen[i], lengths[i]
+		if p < 1 || n < 1 || n > R || p+n != len(seq) || len(seq) > T {
+			return fmt.Errorf("sequence %d: prompt %d + response %d tokens vs %d (T %d)", i, p, n, len(seq), T)
+		}
+		for _, id := range seq {
+			if id < 0 || id >= vocab {
+				return fmt.Errorf("sequence %d: token id %d outside the vocabulary", i, id)
+			}
+		}
+	}
+	return nil
 }

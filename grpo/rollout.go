@@ -418,16 +418,5 @@ func (r *runner) checkBatch(b *genBatch) error {
 	if (b.Ref != nil) != (r.cfg.Beta > 0) || b.Ref != nil && len(b.Ref) != B*r.R {
 		return fmt.Errorf("%d reference log-probs for %s %v", len(b.Ref), KeyBeta, r.cfg.Beta)
 	}
-	for i, seq := range b.Seqs {
-		p, n := b.PromptLen[i], b.Lengths[i]
-		if p < 1 || n < 1 || n > r.R || p+n != len(seq) || len(seq) > r.T {
-			return fmt.Errorf("sequence %d: prompt %d + completion %d tokens vs %d (T %d)", i, p, n, len(seq), r.T)
-		}
-		for _, id := range seq {
-			if id < 0 || id >= r.vocab {
-				return fmt.Errorf("sequence %d: token id %d outside the vocabulary", i, id)
-			}
-		}
-	}
-	return nil
+	return finetune.CheckSequences(b.Seqs, b.PromptLen, b.Lengths, r.R, r.T, r.vocab)
 }
