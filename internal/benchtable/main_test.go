@@ -83,3 +83,24 @@ BenchmarkDecodeStories15MMoE/batch8-2   	       1	 1 ns/op	      900.0 decode-to
 		t.Errorf("%d rows without a ratio, want 2 (dense KV bytes, MoE batch 8 without the dense run):\n%s", noRatio, text)
 	}
 }
+
+// A row of a benchmark with sub-benchmarks reads the same one every time:
+// the benchmark itself when it reports the unit, else the first
+// sub-benchmark by name (map order must not choose).
+func TestLookupIsDeterministic(t *testing.T) {
+	results := map[string]map[string]float64{
+		"BenchmarkX/b": {"u": 2}, "BenchmarkX/a": {"u": 1}, "BenchmarkX/c": {"v": 9},
+		"BenchmarkY": {"u": 5}, "BenchmarkY/a": {"u": 6},
+	}
+	for range 20 {
+		if x, ok := lookup(results, "BenchmarkX", "u"); !ok || x != 1 {
+			t.Fatalf("BenchmarkX: %v %v, want the first sub-benchmark's 1", x, ok)
+		}
+		if x, _ := lookup(results, "BenchmarkY", "u"); x != 5 {
+			t.Fatalf("BenchmarkY: %v, want its own 5", x)
+		}
+	}
+	if _, ok := lookup(results, "BenchmarkX", "w"); ok {
+		t.Fatal("a unit no benchmark reports was found")
+	}
+}
