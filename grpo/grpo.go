@@ -288,6 +288,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("grpo: %w", err)
 	}
+	if err := policy.SetMoEAuxLoss(cfg.Train.MoEAuxLossAlpha); err != nil {
+		return Result{}, fmt.Errorf("grpo: %w", err)
+	}
 	maxPos := policy.Weights.Config.MaxPositionEmbeddings
 	limit := cfg.MaxPromptLength
 	if maxPos > 0 && (limit == 0 || limit > maxPos-cfg.MaxCompletionLength) {
@@ -333,7 +336,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		Config:   cfg.Train,
 		Params:   policy.Params(),
 		ZeroGrad: policy.ZeroGrad,
-		Step: func(ctx context.Context, step, micro int) (train.Metrics, error) {
+		Step: policy.LogMoE(func(ctx context.Context, step, micro int) (train.Metrics, error) {
 			iter := step / mu
 			if r.batch == nil || r.batch.Iteration != iter {
 				idx := order.Batch(iter, P)
@@ -350,7 +353,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 				res.Batches = append(res.Batches, r.batch.Stats)
 			}
 			return r.update(micro, step)
-		},
+		}),
 		Hooks: train.Hooks{
 			State:   func() (json.RawMessage, error) { return r.state(r.loop.StepsDone()%mu == 0) },
 			Restore: r.restore,

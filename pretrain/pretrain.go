@@ -215,13 +215,17 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("pretrain: %w", err)
 	}
 	order := &Order{Seed: cfg.Train.Seed, N: stream.Full()}
+	step := train.StepFunc(func(ctx context.Context, step, micro int) (train.Metrics, error) {
+		return tr.step(stream, order)
+	})
+	if finetune.HasMoE(&mc) { // a dense model's steps need no expert bookkeeping
+		step = finetune.LogMoE(step, func() []finetune.TrainGraph { return []finetune.TrainGraph{{Graph: tr.g, Balance: tr.balance}} })
+	}
 	loop := &train.Loop{
 		Config:   cfg.Train,
 		Params:   tr.params(),
 		ZeroGrad: tr.prog.ZeroGrad,
-		Step: finetune.LogMoE(func(ctx context.Context, step, micro int) (train.Metrics, error) {
-			return tr.step(stream, order)
-		}, func() []finetune.TrainGraph { return []finetune.TrainGraph{{Graph: tr.g, Balance: tr.balance}} }),
+		Step:     step,
 		Hooks: train.Hooks{
 			State:   order.MarshalState,
 			Restore: order.RestoreState,
