@@ -207,6 +207,13 @@ func (c Config) Validate() error {
 		return fmt.Errorf("grpo: %s must be positive (seconds), got %v", KeyRewardTimeout, c.RewardTimeout)
 	case slices.Contains(c.RewardFuncs, RewardModel) && c.RewardAdapter == "":
 		return fmt.Errorf("grpo: %s is not set, and %s names %q", KeyRewardAdapter, KeyRewardFuncs, RewardModel)
+	// A setting of a reward function that does not run would be ignored.
+	case c.RewardCommand != "" && !slices.Contains(c.RewardFuncs, RewardCommand):
+		return fmt.Errorf("grpo: %s is set, but %s does not name %q", KeyRewardCommand, KeyRewardFuncs, RewardCommand)
+	case c.RewardURL != "" && !slices.Contains(c.RewardFuncs, RewardHTTP):
+		return fmt.Errorf("grpo: %s is set, but %s does not name %q", KeyRewardURL, KeyRewardFuncs, RewardHTTP)
+	case (c.RewardAdapter != "" || c.RewardSFTAdapter != SameAsPolicy) && !slices.Contains(c.RewardFuncs, RewardModel):
+		return fmt.Errorf("grpo: %s or %s is set, but %s does not name %q", KeyRewardAdapter, KeyRewardSFTAdapter, KeyRewardFuncs, RewardModel)
 	}
 	if err := c.LoRA.Validate(); err != nil {
 		return fmt.Errorf("grpo: %w", err)
