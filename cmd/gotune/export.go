@@ -38,6 +38,9 @@ alone as a llama.cpp LoRA adapter, to use with the base's GGUF.`,
 			c.Format = export.FormatGGUF
 		}
 		if c.Format == export.FormatGGUF {
+			if cfg.IsSet(configKey(s, export.KeyMaxShardSize)) {
+				return fmt.Errorf("export: %s applies to Hugging Face directories; a GGUF export is one file", export.KeyMaxShardSize)
+			}
 			d, err := mgguf.ParseDtype(cfgString(s, export.KeyDtype))
 			if err != nil {
 				return fmt.Errorf("export: %s: %w", export.KeyDtype, err)

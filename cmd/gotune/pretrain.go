@@ -31,7 +31,11 @@ and the resumable checkpoint in state/.`,
 		cfg.Out, cfg.Resume = cfgString(s, pretrain.KeyOut), cfgBool(s, pretrain.KeyResume)
 		cfg.ModelSeed = uint64(cfgInt(s, pretrain.KeyModelSeed))
 		readTrainFlags(s, &cfg.Train)
-		if n := cfgInt(s, keyWorldDocs); n > 0 {
+		n := cfgInt(s, keyWorldDocs)
+		if n < 0 {
+			return fmt.Errorf("pretrain: %s must be ≥ 0 (0: --%s), got %d", keyWorldDocs, pretrain.KeyCorpus, n)
+		}
+		if n > 0 {
 			cfg.Docs = world.New(int64(cfgInt(s, keyWorldSeed))).Corpus(n)
 		}
 		res, err := pretrain.Run(cmd.Context(), cfg)

@@ -65,6 +65,8 @@ func TestInvalidFlagsNameTheirKey(t *testing.T) {
 
 		{exportCmd, "dtype", []string{"export", "--adapter", noModel, "--out", out, "--dtype", "f64"}},
 		{exportCmd, "max-shard-size", []string{"export", "--adapter", noModel, "--out", out, "--max-shard-size", "0"}},
+		{exportCmd, "max-shard-size", []string{"export", "--base", noModel, "--out", out + ".gguf", "--max-shard-size", "2GB"}},
+		{pretrainCmd, "world-docs", []string{"pretrain", "--world-docs", "-1", "--out", out}},
 
 		{pipelineCmd, "run", []string{"pipeline", "--run", "", "--stages", "base"}},
 		{pipelineCmd, "base", []string{"pipeline", "--run", filepath.Join(dir, "run"), "--base", "", "--stages", "base"}},
