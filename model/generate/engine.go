@@ -255,6 +255,17 @@ type workspace struct {
 	outRows                []int
 	qa, kva, kvb           []float32 // MLA: compressed queries, kv_a output, kv_b with its adapter merged
 	logitsE, ex, eo        []float32 // MoE: router logits, an expert's rows in and out
+	moe                    moeScratch
+}
+
+// moeScratch is the routing state of one MoE layer's forward, reused by
+// the next so that decoding allocates nothing per token.
+type moeScratch struct {
+	z, s, bias, wts []float64 // a row's router logits and scores, the correction bias, the chosen weights
+	idx             []int     // chosen experts, (N·K)
+	rows            [][]int   // per expert: the n·K + j slots routed to it
+	route           ops.RouteScratch
+	names           [][3]string // per expert: its adapter module names
 }
 
 type row struct {

@@ -5,7 +5,6 @@ import (
 
 	"github.com/gotune/gotune/internal/blas"
 	"github.com/gotune/gotune/model"
-	"github.com/gotune/gotune/model/ops"
 )
 
 // mlaNormEps is the epsilon of MLA's q_a_layernorm and kv_a_layernorm (the
@@ -204,25 +203,40 @@ func (e *Engine) moe(l int, ly *model.Layer) error {
 	N, C, E, K := len(ws.rows), e.C, rt.Experts, rt.TopK
 	ws.logitsE = grow(ws.logitsE, N*E)
 	matmulT(ws.logitsE, ws.xb, model.F32(ly.Router), N, C, E)
+	m := &ws.moe
 	var bias []float64
 	if ly.RouterBias != nil {
-		bias = make([]float64, E)
+		m.bias = grow64(m.bias, E)
 		for i, v := range model.F32(ly.RouterBias) {
-			bias[i] = float64(v)
+			m.bias[i] = float64(v)
 		}
+		bias = m.bias
 	}
-	z, s := make([]float64, E), make([]float64, E)
-	idx, wts := make([]int, N*K), make([]float64, N*K)
-	rows := make([][]int, E) // per expert: n·K + j
-	var sc ops.RouteScratch
+	m.z, m.s = grow64(m.z, E), grow64(m.s, E)
+	m.wts = grow64(m.wts, N*K)
+	if cap(m.idx) < N*K {
+		m.idx = make([]int, N*K)
+	}
+	idx, wts := m.idx[:N*K], m.wts
+	if len(m.rows) < E {
+		m.rows = make([][]int, E)
+	}
+	rows := m.rows[:E]
+	for ex := range rows {
+		rows[ex] = rows[ex][:0]
+	}
 	for n := range N {
 		for i, v := range ws.logitsE[n*E : (n+1)*E] {
-			z[i] = float64(v)
+			m.z[i] = float64(v)
 		}
-		rt.Route(z, bias, s, idx[n*K:(n+1)*K], wts[n*K:(n+1)*K], &sc)
+		rt.Route(m.z, bias, m.s, idx[n*K:(n+1)*K], wts[n*K:(n+1)*K], &m.route)
 		for j, ex := range idx[n*K : (n+1)*K] {
 			rows[ex] = append(rows[ex], n*K+j)
 		}
+	}
+	for len(m.names) < E {
+		q := fmt.Sprintf("experts.%d.", len(m.names))
+		m.names = append(m.names, [3]string{q + "gate_proj", q + "up_proj", q + "down_proj"})
 	}
 	clear(ws.o[:N*C])
 	for ex, slots := range rows {
@@ -240,18 +254,18 @@ func (e *Engine) moe(l int, ly *model.Layer) error {
 			n := sl / K
 			copy(ws.ex[i*C:(i+1)*C], ws.xb[n*C:(n+1)*C])
 		}
-		q := fmt.Sprintf("experts.%d.", ex)
+		names := m.names[ex]
 		matmulT(ws.hb, ws.ex, model.F32(xw.Gate), mr, C, F)
-		if err := e.lowRank(ws.hb, ws.ex, l, q+"gate_proj", mr, C, F); err != nil {
+		if err := e.lowRank(ws.hb, ws.ex, l, names[0], mr, C, F); err != nil {
 			return err
 		}
 		matmulT(ws.hb2, ws.ex, model.F32(xw.Up), mr, C, F)
-		if err := e.lowRank(ws.hb2, ws.ex, l, q+"up_proj", mr, C, F); err != nil {
+		if err := e.lowRank(ws.hb2, ws.ex, l, names[1], mr, C, F); err != nil {
 			return err
 		}
 		swiglu(ws.hb, ws.hb2)
 		matmulT(ws.eo, ws.hb, model.F32(xw.Down), mr, F, C)
-		if err := e.lowRank(ws.eo, ws.hb, l, q+"down_proj", mr, F, C); err != nil {
+		if err := e.lowRank(ws.eo, ws.hb, l, names[2], mr, F, C); err != nil {
 			return err
 		}
 		for i, sl := range slots {
@@ -280,4 +294,12 @@ func (e *Engine) moe(l int, ly *model.Layer) error {
 		addTo(ws.o[:N*C], ws.eo)
 	}
 	return nil
+}
+
+// grow64 is grow for float64 buffers.
+func grow64(b []float64, n int) []float64 {
+	if cap(b) < n {
+		return make([]float64, n)
+	}
+	return b[:n]
 }

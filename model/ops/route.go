@@ -51,6 +51,7 @@ func (r Router) Validate() error {
 // RouteScratch is the per-token scratch of Route (reused across calls).
 type RouteScratch struct {
 	choice, group []float64
+	keep          []int
 }
 
 // Route chooses one token's experts from its logits z (E). It writes the
@@ -107,7 +108,10 @@ func (r Router) Route(z, bias, s []float64, idx []int, w []float64, sc *RouteScr
 				}
 			}
 		}
-		keep := make([]int, r.TopKGroups)
+		if cap(sc.keep) < r.TopKGroups {
+			sc.keep = make([]int, r.TopKGroups)
+		}
+		keep := sc.keep[:r.TopKGroups]
 		topK(g, keep)
 		for gi := range g {
 			kept := false
