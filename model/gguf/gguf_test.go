@@ -276,6 +276,8 @@ func TestLoadRefuses(t *testing.T) {
 		{"arch", set(kv, "general.architecture", "falcon"), tensors, `general.architecture "falcon" is not implemented`},
 		{"adapter", set(kv, "general.type", "adapter"), tensors, "not a model"},
 		{"rope dims", set(kv, "llama.rope.dimension_count", uint32(8)), tensors, "partial rotary"},
+		{"rope dims type", set(kv, "llama.rope.dimension_count", "eight"), tensors, "llama.rope.dimension_count"},
+		{"value width", set(kv, "llama.attention.value_length", uint32(4)), tensors, "metadata llama.attention.value_length 4 differs from the head dimension"},
 		{"block count", set(kv, "llama.block_count", uint32(1_000_000)), tensors, "metadata llama.block_count 1000000: the file holds only"},
 		{"width", set(kv, "llama.feed_forward_length", uint32(1<<20)), tensors, "tensor blk.0.ffn_gate.weight has shape [96 64], the config needs [1048576 64]"},
 		{"sliding window", set(kv, "llama.attention.sliding_window", uint32(16)), tensors, "metadata llama.attention.sliding_window = 16 is not implemented"},

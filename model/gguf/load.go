@@ -115,9 +115,6 @@ func ConfigFromMetadata(f *gguf.File) (model.Config, error) {
 	}
 	headDim := c.HiddenSize / c.NumAttentionHeads
 	if v, err := f.Int(k("attention.key_length")); err == nil {
-		if vl, err := f.Int(k("attention.value_length")); err == nil && vl != v {
-			return c, fmt.Errorf("metadata %s %d differs from %s %d: not implemented", k("attention.value_length"), vl, k("attention.key_length"), v)
-		}
 		if v <= 0 || v > 1<<20 {
 			return c, fmt.Errorf("metadata %s: %d out of range", k("attention.key_length"), v)
 		}
@@ -128,8 +125,17 @@ func ConfigFromMetadata(f *gguf.File) (model.Config, error) {
 	} else if !gguf.IsMissing(err) {
 		return c, err
 	}
+	// The value width must be the key width (head_dim): separate widths are
+	// not implemented for these architectures.
+	if vl, err := f.Int(k("attention.value_length")); err == nil && int(vl) != headDim {
+		return c, fmt.Errorf("metadata %s %d differs from the head dimension %d: not implemented", k("attention.value_length"), vl, headDim)
+	} else if err != nil && !gguf.IsMissing(err) {
+		return c, err
+	}
 	if v, err := f.Int(k("rope.dimension_count")); err == nil && int(v) != headDim {
 		return c, fmt.Errorf("metadata %s %d is not the head dimension %d: partial rotary embeddings are not implemented", k("rope.dimension_count"), v, headDim)
+	} else if err != nil && !gguf.IsMissing(err) {
+		return c, err
 	}
 	// Loading is strict, as for config.json: an architecture key this
 	// model does not read may change the computation (sliding windows,
