@@ -26,12 +26,14 @@ const (
 	KeySeed                  = "seed"
 	KeySimilarityThreshold   = "similarity-threshold"
 	KeyVerify                = "verify"
+	KeyRequireVerified       = "require-verified"
 	KeyMaxBatches            = "max-batches"
 
 	KeyTeacherURL         = "teacher-url"
 	KeyTeacherModel       = "teacher-model"
 	KeyTeacherAPIKeyEnv   = "teacher-api-key-env"
 	KeyTeacherChat        = "teacher-chat"
+	KeyTeacherTemplate    = "teacher-template"
 	KeyTeacherTimeout     = "teacher-timeout"
 	KeyTeacherRetries     = "teacher-retries"
 	KeyTeacherConcurrency = "teacher-concurrency"
@@ -55,6 +57,7 @@ type Config struct {
 	SimilarityThreshold   float64       // keep only if max ROUGE-L F ≤ this, in [0, 1]
 	Blocklist             []string      // instructions naming one of these words are dropped (empty: none)
 	Verifier              Verifier      // optional extra check
+	RequireVerified       bool          // drop tasks the Verifier cannot check (ErrUnverifiable)
 	MaxBatches            int           // stop after this many batches in total, kept or not (0: no limit)
 	MaxIdleBatches        int           // fail after this many batches in a row keep nothing
 	SaveInterval          time.Duration // rewrite the Arrow output at most this often (always at the end)
@@ -105,6 +108,16 @@ func (c Config) Validate() error {
 		if f.v <= 0 {
 			return fmt.Errorf("self-instruct: %s must be positive, got %d", f.key, f.v)
 		}
+	}
+	// A reply continues at task NumPromptInstructions+1 and is cut at the
+	// stop sequence "\n{NumTasksPerPrompt}"; with fewer tasks asked, the
+	// cut falls inside the first new task and no reply can parse.
+	if c.NumTasksPerPrompt < c.NumPromptInstructions+2 {
+		return fmt.Errorf("self-instruct: %s (%d) must exceed %s (%d) by at least 2: replies are cut where task %d would begin",
+			KeyNumTasks, c.NumTasksPerPrompt, KeyNumPromptInstructions, c.NumPromptInstructions, c.NumTasksPerPrompt)
+	}
+	if c.RequireVerified && c.Verifier == nil {
+		return fmt.Errorf("self-instruct: %s needs a verifier", KeyRequireVerified)
 	}
 	if len(c.SeedTasks) < c.NumPromptInstructions {
 		return fmt.Errorf("self-instruct: %s: %d seed tasks, fewer than the %d shown per prompt",

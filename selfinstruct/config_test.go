@@ -32,6 +32,8 @@ func TestConfigValidate(t *testing.T) {
 		{Key: KeyRequestBatchSize, Edit: func(c *Config) { c.RequestBatchSize = 0 }},
 		{Key: KeyNumTasks, Edit: func(c *Config) { c.NumTasksPerPrompt = 0 }},
 		{Key: KeyMaxTokens, Edit: func(c *Config) { c.MaxTokens = -3 }},
+		{Key: KeyNumTasks, Edit: func(c *Config) { c.NumPromptInstructions, c.NumTasksPerPrompt = 3, 4 }},
+		{Key: KeyRequireVerified, Edit: func(c *Config) { c.RequireVerified, c.Verifier = true, nil }},
 		{Key: KeySeedTasks, Edit: func(c *Config) { c.SeedTasks = c.SeedTasks[:2] }},
 		{Key: KeySeedTasks, Edit: func(c *Config) { c.SeedTasks = nil }},
 		{Key: KeySeedTasks, Edit: func(c *Config) { c.SeedTasks = append(c.SeedTasks, SeedTask{ID: "bare", Instruction: "x"}) }},

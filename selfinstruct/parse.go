@@ -23,6 +23,9 @@ const (
 	ReasonNonASCII  = "non_ascii"   // starts with a non-ASCII character
 	ReasonSimilar   = "similar"     // ROUGE-L above the threshold against a kept instruction
 	ReasonVerifier  = "verifier"    // the verifier hook refused it
+	// ReasonUnverifiable: the verifier could not check it, and
+	// Config.RequireVerified keeps only checked tasks.
+	ReasonUnverifiable = "unverifiable"
 )
 
 // NoInput is how the prompt writes an empty input.
@@ -43,7 +46,7 @@ func EncodePrompt(header string, examples []GeneratedTask) string {
 	b.WriteString(header)
 	b.WriteString("\n")
 	for i, t := range examples {
-		inst := strings.TrimRight(strings.TrimSpace(spaceRuns.ReplaceAllString(t.Instruction, " ")), ":")
+		inst := oneLine(t.Instruction)
 		in := t.Input
 		if in == "" {
 			in = NoInput

@@ -40,11 +40,81 @@ type Report struct {
 	Batches  int            // batches done, earlier runs included
 	Requests int            // prompts sent, earlier runs included
 	Rejected map[string]int // by reason, earlier runs included
+	// Verified counts the kept tasks whose output the verifier confirmed;
+	// Unverified those it could not check (kept without RequireVerified).
+	// Both are 0 without a verifier.
+	Verified, Unverified int
+	// SeedRougeL is the distribution, over the kept tasks, of each task's
+	// highest ROUGE-L F against the seed instructions: how far the new
+	// tasks are from what the teacher was shown.
+	SeedRougeL Distribution
 }
 
 // String is a one-line summary.
 func (r Report) String() string {
-	return fmt.Sprintf("kept %d (%d resumed) after %d batches, %d requests; rejected %s", r.Kept, r.Resumed, r.Batches, r.Requests, formatCounts(r.Rejected))
+	s := fmt.Sprintf("kept %d (%d resumed) after %d batches, %d requests; rejected %s", r.Kept, r.Resumed, r.Batches, r.Requests, formatCounts(r.Rejected))
+	if r.Verified+r.Unverified > 0 {
+		s += fmt.Sprintf("; verified %d of %d kept", r.Verified, r.Kept)
+	}
+	if r.Kept > 0 {
+		s += "; ROUGE-L against the seeds " + r.SeedRougeL.String()
+	}
+	return s
+}
+
+// Distribution summarises a sample of scores.
+type Distribution struct {
+	N                                int
+	Mean, Min, P10, Median, P90, Max float64
+}
+
+// Summarize computes the distribution of xs (nearest-rank percentiles).
+func Summarize(xs []float64) Distribution {
+	if len(xs) == 0 {
+		return Distribution{}
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	var sum float64
+	for _, x := range s {
+		sum += x
+	}
+	at := func(q float64) float64 { return s[min(len(s)-1, int(q*float64(len(s))))] }
+	return Distribution{N: len(s), Mean: sum / float64(len(s)), Min: s[0], P10: at(0.1), Median: at(0.5), P90: at(0.9), Max: s[len(s)-1]}
+}
+
+// String is "median m (p10 a, p90 b, max c)".
+func (d Distribution) String() string {
+	return fmt.Sprintf("median %.2f (p10 %.2f, p90 %.2f, max %.2f)", d.Median, d.P10, d.P90, d.Max)
+}
+
+// seedRougeL is each row's highest ROUGE-L F against the seeds.
+func seedRougeL(seeds []SeedTask, rows []stateRow) []float64 {
+	var p pool
+	for _, s := range seeds {
+		p.add(s.Instruction)
+	}
+	out := make([]float64, len(rows))
+	for i, r := range rows {
+		out[i] = slices.Max(append(p.scores(Tokenize(r.Instruction)), 0))
+	}
+	return out
+}
+
+// finish fills the report's totals from the kept rows.
+func (r *Report) finish(seeds []SeedTask, rows []stateRow, batches int, verifier bool) {
+	r.Kept, r.Batches = len(rows), batches
+	r.Verified, r.Unverified = 0, 0
+	if verifier {
+		for _, row := range rows {
+			if row.Verified {
+				r.Verified++
+			} else {
+				r.Unverified++
+			}
+		}
+	}
+	r.SeedRougeL = Summarize(seedRougeL(seeds, rows))
 }
 
 func formatCounts(m map[string]int) string {
@@ -140,7 +210,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 
 	filter := NewFilter(cfg.Blocklist)
 	header := strings.ReplaceAll(cfg.PromptHeader, "{num_tasks}", fmt.Sprint(cfg.NumTasksPerPrompt))
-	stop := []string{fmt.Sprintf("\n%d", cfg.NumTasksPerPrompt), fmt.Sprintf("%d.", cfg.NumTasksPerPrompt)}
+	stop := StopSequences(cfg.NumTasksPerPrompt)
 
 	var bar *progressbar.ProgressBar
 	if cfg.Progress != nil {
@@ -196,9 +266,17 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 					rejected[reason]++
 					continue
 				}
+				verified := false
 				if cfg.Verifier != nil {
-					if err := cfg.Verifier(t); err != nil {
+					err := cfg.Verifier(t)
+					switch {
+					case err == nil:
+						verified = true
+					case !errors.Is(err, ErrUnverifiable):
 						rejected[ReasonVerifier]++
+						continue
+					case cfg.RequireVerified:
+						rejected[ReasonUnverifiable]++
 						continue
 					}
 				}
@@ -207,6 +285,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 					rejected[ReasonSimilar]++
 					continue
 				}
+				row.Verified = verified
 				kept = append(kept, row)
 				p.add(t.Instruction)
 			}
@@ -227,7 +306,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		if len(kept) == 0 {
 			idle++
 			if idle >= cfg.MaxIdleBatches {
-				rep.Kept, rep.Batches = len(rows), batch
+				rep.finish(cfg.SeedTasks, rows, batch, cfg.Verifier != nil)
 				if err := save(); err != nil {
 					return rep, err
 				}
@@ -245,8 +324,17 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if bar != nil {
 		bar.Finish()
 	}
-	rep.Kept, rep.Batches = len(rows), batch
+	rep.finish(cfg.SeedTasks, rows, batch, cfg.Verifier != nil)
 	return rep, save()
+}
+
+// StopSequences end a reply where task numTasks would begin. Alpaca stops
+// at "\n{numTasks}" and "{numTasks}.", which also cut a reply inside any
+// output that starts with that number or ends a sentence with it ("20.");
+// these match only a block boundary: the "###" separator or a new
+// instruction line.
+func StopSequences(numTasks int) []string {
+	return []string{fmt.Sprintf("###\n%d.", numTasks), fmt.Sprintf("\n%d. Instruction:", numTasks)}
 }
 
 // similarity scores t's instruction against the pool: the ten most

@@ -86,9 +86,14 @@ func TestRunKeepsAndRejects(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Two batches of two prompts, one row kept per prompt.
+	// The kept tasks are of no family the verifier knows.
 	want := Report{Kept: 4, Batches: 2, Requests: 4, Rejected: map[string]int{
 		ReasonSimilar: 4, ReasonBlocklist: 4, ReasonTooShort: 4, ReasonVerifier: 4, ReasonMalformed: 4,
-	}}
+	}, Unverified: 4}
+	if rep.SeedRougeL.N != 4 || rep.SeedRougeL.Max > 0.7 || rep.SeedRougeL.Min > rep.SeedRougeL.Median {
+		t.Errorf("ROUGE-L against the seeds: %+v", rep.SeedRougeL)
+	}
+	rep.SeedRougeL = Distribution{}
 	if !reflect.DeepEqual(rep, want) {
 		t.Fatalf("report %+v\nwant   %+v", rep, want)
 	}
@@ -146,6 +151,57 @@ func TestRunKeepsAndRejects(t *testing.T) {
 	}
 	if rep.Kept != 4 || rep.Batches != 1 || rep.Rejected[ReasonVerifier] != 0 {
 		t.Fatalf("without verifier: %+v", rep)
+	}
+}
+
+// funcTeacher replies to every prompt with the same text.
+type funcTeacher string
+
+func (f funcTeacher) Complete(_ context.Context, prompts []string, _ Params) ([]Completion, error) {
+	out := make([]Completion, len(prompts))
+	for i := range out {
+		out[i] = Completion{Text: string(f)}
+	}
+	return out, nil
+}
+
+// TestRunCountsVerified: a task the verifier confirms is kept and counted
+// as verified, one it cannot check is kept as unverified, or dropped with
+// RequireVerified, and one it refutes is dropped.
+func TestRunCountsVerified(t *testing.T) {
+	reply := funcTeacher(" Find the sum of the numbers.\n4. Input:\n1, 2, 3.5\n4. Output:\n6.5\n" +
+		"###\n5. Instruction: Write a haiku about autumn leaves in the park.\n5. Input:\n<noinput>\n5. Output:\nLeaves drift and settle\n" +
+		"###\n6. Instruction: Find the product of the numbers.\n6. Input:\n2, 3\n6. Output:\n7\n")
+	for _, require := range []bool{false, true} {
+		cfg := testConfig(t, t.TempDir(), reply, 10)
+		cfg.MaxBatches, cfg.RequestBatchSize, cfg.RequireVerified = 1, 1, require
+		rep, err := Run(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := Report{Kept: 2, Batches: 1, Requests: 1, Verified: 1, Unverified: 1, Rejected: map[string]int{ReasonVerifier: 1}}
+		if require {
+			want = Report{Kept: 1, Batches: 1, Requests: 1, Verified: 1, Rejected: map[string]int{ReasonVerifier: 1, ReasonUnverifiable: 1}}
+		}
+		rep.SeedRougeL = Distribution{}
+		if !reflect.DeepEqual(rep, want) {
+			t.Errorf("require verified %v: report %+v\nwant %+v", require, rep, want)
+		}
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	d := Summarize([]float64{0.5, 0.1, 0.3, 0.2, 0.4, 0.6, 0.7, 0.8, 0.9, 1.0})
+	want := Distribution{N: 10, Mean: 0.55, Min: 0.1, P10: 0.2, Median: 0.6, P90: 1.0, Max: 1.0}
+	if abs(d.Mean-want.Mean) > 1e-12 {
+		t.Errorf("mean %g, want %g", d.Mean, want.Mean)
+	}
+	d.Mean = want.Mean
+	if d != want {
+		t.Errorf("%+v, want %+v", d, want)
+	}
+	if (Summarize(nil) != Distribution{}) {
+		t.Error("empty sample: non-zero distribution")
 	}
 }
 

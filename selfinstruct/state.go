@@ -29,6 +29,8 @@ type stateRow struct {
 	Output        string        `json:"output"`
 	MostSimilar   []similarJSON `json:"most_similar_instructions"`
 	AvgSimilarity float64       `json:"avg_similarity_score"`
+	// Verified is set when the verifier confirmed the task's output.
+	Verified bool `json:"verified,omitempty"`
 }
 
 type similarJSON struct {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gotune/gotune/model/generate"
+	"github.com/gotune/gotune/tokenizer"
 )
 
 // Params are the sampling settings of one batch of prompts.
@@ -221,6 +222,13 @@ func (t *HTTPTeacher) post(ctx context.Context, url string, body []byte) (Comple
 // batch decoded together.
 type LocalTeacher struct {
 	Engine *generate.Engine // its tokenizer must be set
+	// Template is how a prompt reaches the model: "" continues the raw
+	// text after BOS, as a completion endpoint does (Alpaca's teacher); a
+	// template name (tokenizer.TemplateAlpaca, TemplateChatML, …) sends it
+	// as one user message and continues after the generation prompt, as a
+	// chat endpoint does, for a model fine-tuned to follow instructions
+	// (TeacherDemonstrations).
+	Template string
 }
 
 // Complete implements Teacher.
@@ -231,7 +239,23 @@ func (t LocalTeacher) Complete(ctx context.Context, prompts []string, p Params) 
 	}
 	reqs := make([]generate.Request, len(prompts))
 	for i, s := range prompts {
-		reqs[i] = generate.Request{Prompt: tok.Encode(s, true), Options: generate.Options{
+		ids := tok.Encode(s, true)
+		if t.Template != "" {
+			chat, ok := tok.(interface {
+				RenderChat(template string, messages []tokenizer.Message, addGenerationPrompt bool) (string, error)
+			})
+			if !ok {
+				return nil, fmt.Errorf("local teacher: template %q: the engine's tokenizer renders no chat templates", t.Template)
+			}
+			text, err := chat.RenderChat(t.Template, []tokenizer.Message{{Role: "user", Content: s}}, true)
+			if err != nil {
+				return nil, fmt.Errorf("local teacher: %w", err)
+			}
+			// Only the Alpaca layout leaves BOS to the encoder; chat
+			// templates write their own opening tokens.
+			ids = tok.Encode(text, t.Template == tokenizer.TemplateAlpaca)
+		}
+		reqs[i] = generate.Request{Prompt: ids, Options: generate.Options{
 			MaxTokens: p.MaxTokens, Temperature: p.Temperature, TopP: p.TopP, Stop: p.Stop, Seed: p.Seed + uint64(i),
 		}}
 	}

@@ -38,19 +38,27 @@ func TestDefaultSeedsVerify(t *testing.T) {
 	}
 }
 
-// KnownTasks passes what verify.Task cannot judge and drops what it finds
-// wrong.
+// KnownTasks confirms a right answer, calls unverifiable what verify.Task
+// cannot judge, and refutes what it finds wrong.
 func TestKnownTasksAdapter(t *testing.T) {
+	const ok, unverifiable, wrong = 0, 1, 2
 	for _, c := range []struct {
 		task GeneratedTask
-		ok   bool
+		want int
 	}{
-		{GeneratedTask{"Write a haiku about autumn leaves.", "", "Leaves drift and settle"}, true},
-		{GeneratedTask{"Find the sum of the numbers.", "1, 2, 3.5", "6.5"}, true},
-		{GeneratedTask{"Find the sum of the numbers.", "1, 2, 3.5", "7"}, false},
+		{GeneratedTask{"Write a haiku about autumn leaves.", "", "Leaves drift and settle"}, unverifiable},
+		{GeneratedTask{"Find the sum of the numbers.", "1, 2, 3.5", "6.5"}, ok},
+		{GeneratedTask{"Find the sum of the numbers.", "1, 2, 3.5", "7"}, wrong},
 	} {
-		if err := KnownTasks(c.task); (err == nil) != c.ok {
-			t.Errorf("%+v: error %v, want ok=%v", c.task, err, c.ok)
+		err := KnownTasks(c.task)
+		got := ok
+		if errors.Is(err, ErrUnverifiable) {
+			got = unverifiable
+		} else if err != nil {
+			got = wrong
+		}
+		if got != c.want {
+			t.Errorf("%+v: error %v, want outcome %d", c.task, err, c.want)
 		}
 	}
 }

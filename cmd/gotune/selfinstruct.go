@@ -3,9 +3,12 @@ package main
 import (
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/gotune/gotune/finetune"
 	"github.com/gotune/gotune/selfinstruct"
 )
 
@@ -56,7 +59,17 @@ from the environment variable named by --teacher-api-key-env) or a local model
 		if cfgBool(s, selfinstruct.KeyVerify) {
 			c.Verifier = selfinstruct.KnownTasks
 		}
+		c.RequireVerified = cfgBool(s, selfinstruct.KeyRequireVerified)
+		template := cfgString(s, selfinstruct.KeyTeacherTemplate)
+		if template == "none" {
+			template = ""
+		} else if !slices.Contains(finetune.InstructionTemplates, template) {
+			return fmt.Errorf("--%s %q: want none or one of %s", selfinstruct.KeyTeacherTemplate, template, strings.Join(finetune.InstructionTemplates, ", "))
+		}
 		switch url := cfgString(s, selfinstruct.KeyTeacherURL); {
+		case url != "" && template != "":
+			return fmt.Errorf("--%s applies to a local teacher (--%s); an HTTP teacher's server applies its own template (--%s)",
+				selfinstruct.KeyTeacherTemplate, engineKeyModel, selfinstruct.KeyTeacherChat)
 		case url != "":
 			t := selfinstruct.DefaultHTTPTeacher()
 			t.BaseURL, t.Model = url, cfgString(s, selfinstruct.KeyTeacherModel)
@@ -71,7 +84,7 @@ from the environment variable named by --teacher-api-key-env) or a local model
 			if err != nil {
 				return err
 			}
-			c.Teacher = selfinstruct.LocalTeacher{Engine: e}
+			c.Teacher = selfinstruct.LocalTeacher{Engine: e, Template: template}
 		default:
 			return fmt.Errorf("self-instruct needs a teacher: --%s or --%s", selfinstruct.KeyTeacherURL, engineKeyModel)
 		}
@@ -98,11 +111,13 @@ func init() {
 	f.Uint64(selfinstruct.KeySeed, d.Seed, "seed of prompt sampling and the teacher's sampling")
 	f.Float64(selfinstruct.KeySimilarityThreshold, d.SimilarityThreshold, "drop instructions whose ROUGE-L F against a kept one exceeds this")
 	f.Bool(selfinstruct.KeyVerify, false, "drop tasks of a known family (arithmetic, sorting, counting, …) whose output is wrong")
+	f.Bool(selfinstruct.KeyRequireVerified, false, "with --verify, keep only tasks whose output was recomputed (drop tasks of unknown families)")
 	f.Int(selfinstruct.KeyMaxBatches, d.MaxBatches, "stop after this many batches (0: no limit)")
 	f.String(selfinstruct.KeyTeacherURL, "", "OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1")
 	f.String(selfinstruct.KeyTeacherModel, "", "model name sent to the teacher")
 	f.String(selfinstruct.KeyTeacherAPIKeyEnv, "OPENAI_API_KEY", "environment variable holding the teacher's API key")
 	f.Bool(selfinstruct.KeyTeacherChat, dt.Chat, "use /chat/completions instead of /completions")
+	f.String(selfinstruct.KeyTeacherTemplate, "none", "local teacher (--model): none (continue the raw prompt) or the template that sends it as a user message: "+strings.Join(finetune.InstructionTemplates, ", "))
 	f.Duration(selfinstruct.KeyTeacherTimeout, dt.Timeout, "per-request timeout")
 	f.Int(selfinstruct.KeyTeacherRetries, dt.Retries, "retries per request (with exponential backoff; 0: none)")
 	f.Int(selfinstruct.KeyTeacherConcurrency, dt.Concurrency, "requests in flight (0: the whole batch)")

@@ -58,6 +58,9 @@ func TestInvalidFlagsNameTheirKey(t *testing.T) {
 		{selfInstructCmd, "top-p", []string{"self-instruct", "--output", out, "--teacher-url", "http://127.0.0.1:1/v1", "--top-p", "0"}},
 		{selfInstructCmd, "num-tasks", []string{"self-instruct", "--output", out, "--teacher-url", "http://127.0.0.1:1/v1", "--num-tasks", "0"}},
 		{selfInstructCmd, "max-batches", []string{"self-instruct", "--output", out, "--teacher-url", "http://127.0.0.1:1/v1", "--max-batches", "-1"}},
+		{selfInstructCmd, "teacher-template", []string{"self-instruct", "--output", out, "--teacher-url", "http://127.0.0.1:1/v1", "--teacher-template", "alpaca"}},
+		{selfInstructCmd, "teacher-template", []string{"self-instruct", "--output", out, "--model", noModel, "--teacher-template", "vicuna"}},
+		{selfInstructCmd, "require-verified", []string{"self-instruct", "--output", out, "--teacher-url", "http://127.0.0.1:1/v1", "--require-verified"}},
 
 		{pairsCmd, "samples", []string{"pairs", "--model", noModel, "--data", in, "--out", out, "--samples", "0"}},
 		{pairsCmd, "top-p", []string{"pairs", "--model", noModel, "--data", in, "--out", out, "--top-p", "0"}},
