@@ -52,7 +52,8 @@ type Sizes struct {
 	EvalPrompts int `flag:"eval-prompts" help:"held-out PPO prompts"`
 	EvalTasks   int `flag:"eval-tasks" help:"held-out tasks scored by exact match per model"`
 
-	SelfInstructBatches int `flag:"self-instruct-batches" help:"self-instruct batches asked of the base model"`
+	TeacherSteps        int `flag:"teacher-steps" help:"SFT updates of the self-instruct teacher adapter"`
+	SelfInstructBatches int `flag:"self-instruct-batches" help:"self-instruct batches of prompts asked of the teacher"`
 
 	SFTSteps      int `flag:"sft-steps" help:"SFT updates"`
 	RewardSteps   int `flag:"reward-steps" help:"reward-model updates"`
@@ -95,8 +96,8 @@ func DefaultSizes() Sizes {
 	return Sizes{
 		WorldSeed: 1, BaseDocs: 20000, BaseSteps: 1800,
 		SFTRows: 2000, EvalRows: 200, Pairs: 1500, EvalPairs: 200, Prompts: 400, EvalPrompts: 32, EvalTasks: 600,
-		SelfInstructBatches: 2,
-		SFTSteps:            40, RewardSteps: 450, DPOSteps: 120, PPOIterations: 24,
+		TeacherSteps: 60, SelfInstructBatches: 25,
+		SFTSteps: 40, RewardSteps: 450, DPOSteps: 120, PPOIterations: 24,
 		PPORollouts: 64, PairSamples: 4, GRPOIterations: 200,
 	}
 }
@@ -198,8 +199,8 @@ func (d *Default) adapterDir(stage string) string { return finetune.AdapterDir(d
 // train on.
 func (d *Default) minedPairs() string { return filepath.Join(d.stageDir("pairs"), FileMinedPairs) }
 
-// Stages declares the default run: base → data → self-instruct → sft →
-// pairs → reward → dpo → ppo → grpo → export → eval.
+// Stages declares the default run: base → data → teacher → self-instruct
+// → seed-sft → sft → pairs → reward → dpo → ppo → grpo → export → eval.
 func (d *Default) Stages() []Stage {
 	z := d.Sizes
 	dataDir := filepath.Join(d.RunDir, "data")
@@ -222,10 +223,22 @@ func (d *Default) Stages() []Stage {
 			Run:     d.runData,
 		},
 		{
+			Name: "teacher", Config: z.TeacherSteps,
+			Inputs:  []string{d.BaseDir, d.dataPath(FileInstructions), d.dataPath(FileInstructionsEval)},
+			Outputs: []string{d.adapterDir("teacher")},
+			Run:     d.runTeacher,
+		},
+		{
 			Name: "self-instruct", Config: z.SelfInstructBatches,
-			Inputs:  []string{d.BaseDir, d.dataPath(FileSeedTasks), d.dataPath(FileInstructions)},
-			Outputs: []string{d.dataPath(FileSFT)},
+			Inputs:  []string{d.BaseDir, d.adapterDir("teacher"), d.dataPath(FileSeedTasks), d.dataPath(FileInstructions)},
+			Outputs: []string{d.dataPath(FileSFT), d.dataPath(FileGenerated), filepath.Join(d.stageDir("self-instruct"), FileSelfInstructReport)},
 			Run:     d.runSelfInstruct,
+		},
+		{
+			Name: "seed-sft", Config: z.SFTSteps,
+			Inputs:  []string{d.BaseDir, d.dataPath(FileSeedTasks), d.dataPath(FileGenerated), d.dataPath(FileInstructionsEval)},
+			Outputs: []string{d.seedAdapter(false), d.seedAdapter(true)},
+			Run:     d.runSeedSFT,
 		},
 		{
 			Name: "sft", Config: z.SFTSteps,
@@ -274,7 +287,8 @@ func (d *Default) Stages() []Stage {
 		},
 		{
 			Name: "eval", Config: z.EvalTasks,
-			Inputs:  []string{d.BaseDir, d.adapterDir("sft"), d.adapterDir("dpo"), d.adapterDir("ppo"), d.adapterDir("grpo")},
+			Inputs: []string{d.BaseDir, d.adapterDir("sft"), d.adapterDir("dpo"), d.adapterDir("ppo"), d.adapterDir("grpo"),
+				d.seedAdapter(false), d.seedAdapter(true)},
 			Outputs: []string{filepath.Join(d.stageDir("eval"), FileEval)},
 			Run:     d.runEval,
 		},
@@ -477,8 +491,8 @@ func QuickSizes() Sizes {
 	return Sizes{
 		WorldSeed: 1, BaseDocs: 600, BaseSteps: 20,
 		SFTRows: 64, EvalRows: 16, Pairs: 48, EvalPairs: 16, Prompts: 16, EvalPrompts: 4, EvalTasks: 24,
-		SelfInstructBatches: 1,
-		SFTSteps:            4, RewardSteps: 4, DPOSteps: 4, PPOIterations: 1,
+		TeacherSteps: 2, SelfInstructBatches: 1,
+		SFTSteps: 4, RewardSteps: 4, DPOSteps: 4, PPOIterations: 1,
 		PPORollouts: 32, PairSamples: 2, GRPOIterations: 1,
 	}
 }

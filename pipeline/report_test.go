@@ -88,7 +88,11 @@ func TestSummarize(t *testing.T) {
 	write("eval/"+FileEval, `[{"model":"base","correct":3,"total":10,"accuracy":0.3,"sampled":{"samples":4,"temperature":1,"correct":8,"total":40,"accuracy":0.2},
   "right":[true,true,true,false,false,false,false,false,false,false]},
 {"model":"sft","correct":5,"total":10,"accuracy":0.5,"sampled":{"samples":4,"temperature":1,"correct":18,"total":40,"accuracy":0.45},
-  "right":[true,true,false,true,true,true,false,false,false,false]}]`)
+  "right":[true,true,false,true,true,true,false,false,false,false]},
+{"model":"seeds","correct":2,"total":10,"accuracy":0.2,"right":[true,true,false,false,false,false,false,false,false,false]},
+{"model":"seeds+self-instruct","correct":4,"total":10,"accuracy":0.4,"right":[true,false,true,true,true,false,false,false,false,false]}]`)
+	write("self-instruct/"+FileSelfInstructReport, `{"Kept":7,"Requests":8,"Batches":1,"Rejected":{"verifier":5,"unverifiable":3,"similar":6,"malformed":1,"truncated":2},
+  "Verified":7,"SeedRougeL":{"N":7,"Mean":0.4,"Min":0.2,"P10":0.25,"Median":0.41,"P90":0.6,"Max":0.66}}`)
 	write("pairs/"+FilePairsReport, `{"tasks":20,"samples":80,"wrong":30,"pairs":12,"all_correct":8,"empty":0}`)
 	write("sft/metrics.jsonl", "{\"step\":5,\"eval_loss\":1.5}\n{\"step\":10,\"eval_loss\":1.25}\n")
 
@@ -97,26 +101,30 @@ func TestSummarize(t *testing.T) {
 		rows[r.Label] = r
 	}
 	for label, want := range map[string][2]string{
-		"exact match, base":           {"0.300", "3/10 held-out tasks, greedy"},
-		"exact match, sft":            {"0.500", "5/10"},
-		"exact match sampled, sft":    {"0.450", "18/40 answers, 4 per task at temperature 1"},
-		"SFT model's mistakes paired": {"12", "of 20 training tasks; 37.5% of 80 sampled answers wrong"},
-		"SFT held-out loss":           {"1.250", "first 1.500 at step 5, last at step 10"},
-		"reward model accuracy":       {"—", "reward has no eval_accuracy"},
-		"exact match sampled, base":   {"0.200", "8/40"},
-		"PPO KL to reference":         {"—", "ppo has no objective/kl"},
-		"DPO reward accuracy":         {"—", "dpo has no"},
-		"PPO mean reward":             {"—", "ppo has no"},
-		"DPO reward margin":           {"—", "dpo has no"},
-		"GRPO mean reward":            {"—", "grpo has no reward"},
-		"GRPO groups without signal":  {"—", "grpo has no frac_reward_zero_std"},
+		"exact match, base":                    {"0.300", "3/10 held-out tasks, greedy"},
+		"exact match, sft":                     {"0.500", "5/10"},
+		"exact match sampled, sft":             {"0.450", "18/40 answers, 4 per task at temperature 1"},
+		"SFT model's mistakes paired":          {"12", "of 20 training tasks; 37.5% of 80 sampled answers wrong"},
+		"SFT held-out loss":                    {"1.250", "first 1.500 at step 5, last at step 10"},
+		"reward model accuracy":                {"—", "reward has no eval_accuracy"},
+		"exact match sampled, base":            {"0.200", "8/40"},
+		"PPO KL to reference":                  {"—", "ppo has no objective/kl"},
+		"DPO reward accuracy":                  {"—", "dpo has no"},
+		"PPO mean reward":                      {"—", "ppo has no"},
+		"DPO reward margin":                    {"—", "dpo has no"},
+		"GRPO mean reward":                     {"—", "grpo has no reward"},
+		"GRPO groups without signal":           {"—", "grpo has no frac_reward_zero_std"},
+		"exact match, seeds":                   {"0.200", "2/10"},
+		"exact match, seeds+self-instruct":     {"0.400", "4/10"},
+		"seeds+self-instruct vs seeds, greedy": {"+0.200", "3 tasks fixed, 1 broken"},
+		"self-instruct tasks kept":             {"7", "of 24 blocks written in 8 prompts; 5 wrong answers, 3 not world tasks, 6 too similar (ROUGE-L > 0.7), 3 malformed; ROUGE-L to the seeds median 0.41 (p10 0.25, p90 0.60, max 0.66)"},
 	} {
 		r, ok := rows[label]
 		if !ok || r.Value != want[0] || !strings.Contains(r.Note, want[1]) {
 			t.Errorf("row %q = %+v, want value %s and a note containing %q", label, r, want[0], want[1])
 		}
 	}
-	if len(rows) != 14 {
-		t.Errorf("%d rows, want 14: %+v", len(rows), rows)
+	if len(rows) != 18 {
+		t.Errorf("%d rows, want 18: %+v", len(rows), rows)
 	}
 }

@@ -3,10 +3,7 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -16,82 +13,18 @@ import (
 	"github.com/gotune/gotune/eval"
 	"github.com/gotune/gotune/model/generate"
 	"github.com/gotune/gotune/onpolicy"
-	"github.com/gotune/gotune/selfinstruct"
 )
 
 // FileEval is the eval stage's result file.
 const FileEval = "eval.json"
 
-// worldVerifier keeps a generated task only when it is a task of the
-// built-in world and its output is the right answer: the default run's
-// self-instruct data is verified, never taken on trust.
-func worldVerifier(t selfinstruct.GeneratedTask) error {
-	task, ok := world.Solve(t.Instruction, t.Input)
-	if !ok {
-		return errors.New("not a task of the built-in world")
-	}
-	if !world.Check(task, t.Output) {
-		return errors.New("wrong answer")
-	}
-	return nil
-}
-
-// runSelfInstruct asks the base model for new tasks in Alpaca's
-// self-instruct format, keeps the verified ones, and writes the SFT dataset:
-// the world's instructions plus what was kept.
-//
-// The generated tasks and selfinstruct's resume state live in data/, not in
-// the stage's own directory, which the runner clears when the stage's key
-// changes; so a run that does not resume removes them itself, or it would
-// continue what another base model generated.
-func (d *Default) runSelfInstruct(ctx context.Context, resume bool) error {
-	if !resume {
-		for _, p := range []string{d.dataPath(FileGenerated), d.dataPath(FileGenerated) + ".state.jsonl"} {
-			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("self-instruct: clear earlier output: %w", err)
-			}
-		}
-	}
-	w, tok, err := eval.LoadModel(d.BaseDir)
-	if err != nil {
-		return err
-	}
-	engine, err := generate.New(w, tok)
-	if err != nil {
-		return err
-	}
-	seeds, err := selfinstruct.LoadSeedTasks(d.dataPath(FileSeedTasks))
-	if err != nil {
-		return err
-	}
-	cfg := selfinstruct.DefaultConfig()
-	cfg.Teacher, cfg.SeedTasks = selfinstruct.LocalTeacher{Engine: engine}, seeds
-	cfg.Output, cfg.NumInstructions, cfg.MaxTokens = d.dataPath(FileGenerated), 50, 96
-	// The tiny default model has 256 positions: a short header, two
-	// examples and three new tasks per prompt fit in them.
-	cfg.PromptHeader, cfg.NumPromptInstructions, cfg.NumTasksPerPrompt = "Come up with {num_tasks} new tasks like these.\n\n", 2, 3
-	cfg.Temperature, cfg.Seed, cfg.Verifier = 0.7, uint64(d.Sizes.WorldSeed), worldVerifier
-	cfg.MaxBatches, cfg.MaxIdleBatches = d.Sizes.SelfInstructBatches, d.Sizes.SelfInstructBatches+1
-	rep, err := selfinstruct.Run(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	d.logf("  self-instruct: %s", rep)
-	rows, err := data.ReadInstructions(d.dataPath(FileInstructions))
-	if err != nil {
-		return err
-	}
-	if _, err := os.Stat(cfg.Output); err == nil {
-		gen, err := data.ReadGeneratedInstructions(cfg.Output)
-		if err != nil {
-			return err
-		}
-		for _, g := range gen {
-			rows = append(rows, g.Instruction)
-		}
-	}
-	return data.WriteInstructions(d.dataPath(FileSFT), rows)
-}
+// Names in the eval stage's results of the seed-sft stage's two models:
+// SFT on the seed tasks alone, and on the seeds plus the kept
+// self-instruct tasks.
+const (
+	ModelSeeds             = "seeds"
+	ModelSeedsSelfInstruct = "seeds+self-instruct"
+)
 
 // Files of the pairs stage, under <run>/pairs: the preference dataset and
 // its onpolicy.Report as JSON.
@@ -174,6 +107,8 @@ func (d *Default) runEval(ctx context.Context, _ bool) error {
 		{"dpo", []string{sftAdapter, d.adapterDir("dpo")}},
 		{"ppo", []string{sftAdapter, d.adapterDir("ppo")}},
 		{"grpo", []string{sftAdapter, d.adapterDir("grpo")}},
+		{ModelSeeds, []string{d.seedAdapter(false)}},
+		{ModelSeedsSelfInstruct, []string{d.seedAdapter(true)}},
 	}
 	cfg := eval.MatchConfig{MaxTokens: evalMaxTokens, Stop: []string{"\n"}, Samples: EvalSamples, Temperature: EvalTemperature,
 		Seed: uint64(d.Sizes.WorldSeed), Batch: 32}

@@ -204,3 +204,73 @@ func TestRunWithHTTPTeacher(t *testing.T) {
 		t.Fatalf("%d rows, report says %d", len(rows), rep.Kept)
 	}
 }
+
+// A teacher whose server answers garbage: a 200 reply that is not a
+// completion, or one without choices, is retried like a network error;
+// when every attempt fails the run stops with an error naming the batch and
+// the reply, and what earlier batches kept is on disk and resumes.
+func TestRunWithGarbageTeacher(t *testing.T) {
+	e := tinyEngine(t)
+	s, err := serve.New(e, serve.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.RunScheduler(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	var mu sync.Mutex
+	garbage := 0 // replies left to spoil
+	requests := 0
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		requests++
+		spoil := garbage > 0
+		if spoil {
+			garbage--
+		}
+		n := requests
+		mu.Unlock()
+		if spoil {
+			if n%2 == 0 {
+				fmt.Fprint(w, `{"choices": []}`)
+			} else {
+				fmt.Fprint(w, "<html>upstream hiccup</html>")
+			}
+			return
+		}
+		s.Handler().ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+
+	teacher := DefaultHTTPTeacher()
+	teacher.BaseURL, teacher.Retries, teacher.Backoff = front.URL+"/v1", 2, time.Millisecond
+	cfg := DefaultConfig()
+	cfg.Teacher, cfg.Output = &teacher, t.TempDir()+"/gen.arrow"
+	cfg.NumInstructions, cfg.RequestBatchSize, cfg.MaxBatches, cfg.MaxTokens, cfg.Seed = 5, 1, 3, 16, 1
+
+	// Two spoilt replies, then good ones: the retries absorb them.
+	garbage = 2
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("two garbage replies within the retries: %v", err)
+	}
+	if rep.Batches != 3 || requests != 5 {
+		t.Fatalf("report %+v after %d requests; want 3 batches in 5 requests", rep, requests)
+	}
+	// Garbage on every attempt of batch 3 (a new run of 4 batches): the run
+	// fails naming it, after the three batches of the first run resumed.
+	garbage, requests = 3, 0
+	cfg.MaxBatches = 4
+	_, err = Run(context.Background(), cfg)
+	if err == nil || !strings.Contains(err.Error(), "self-instruct batch 3") || !strings.Contains(err.Error(), "attempt 3") ||
+		!(strings.Contains(err.Error(), "reply is not a completion") || strings.Contains(err.Error(), "no choices")) {
+		t.Fatalf("garbage on every attempt: %v", err)
+	}
+	if requests != 3 {
+		t.Errorf("%d requests, want 3 attempts of the one new batch", requests)
+	}
+}
