@@ -41,8 +41,9 @@ const (
 type Sizes struct {
 	WorldSeed int64 `flag:"world-seed" help:"seed of the built-in world"`
 
-	BaseDocs  int `flag:"base-docs" help:"pretraining documents of the base model"`
-	BaseSteps int `flag:"base-steps" help:"pretraining updates of the base model"`
+	BaseDocs      int `flag:"base-docs" help:"pretraining documents of the base model"`
+	BaseTaskLists int `flag:"base-task-lists" help:"task lists (self-instruct's format) among the base model's pretraining documents"`
+	BaseSteps     int `flag:"base-steps" help:"pretraining updates of the base model"`
 
 	SFTRows     int `flag:"sft-rows" help:"instruction rows for SFT"`
 	EvalRows    int `flag:"eval-rows" help:"held-out instruction rows (SFT eval loss)"`
@@ -52,7 +53,6 @@ type Sizes struct {
 	EvalPrompts int `flag:"eval-prompts" help:"held-out PPO prompts"`
 	EvalTasks   int `flag:"eval-tasks" help:"held-out tasks scored by exact match per model"`
 
-	TeacherSteps        int `flag:"teacher-steps" help:"SFT updates of the self-instruct teacher adapter"`
 	SelfInstructBatches int `flag:"self-instruct-batches" help:"self-instruct batches of prompts asked of the teacher"`
 
 	SFTSteps      int `flag:"sft-steps" help:"SFT updates"`
@@ -94,10 +94,10 @@ func (z Sizes) Validate() error {
 // in held-out exact match is measurable.
 func DefaultSizes() Sizes {
 	return Sizes{
-		WorldSeed: 1, BaseDocs: 20000, BaseSteps: 1800,
+		WorldSeed: 1, BaseDocs: 20000, BaseTaskLists: 2000, BaseSteps: 1800,
 		SFTRows: 2000, EvalRows: 200, Pairs: 1500, EvalPairs: 200, Prompts: 400, EvalPrompts: 32, EvalTasks: 600,
-		TeacherSteps: 60, SelfInstructBatches: 25,
-		SFTSteps: 40, RewardSteps: 450, DPOSteps: 120, PPOIterations: 24,
+		SelfInstructBatches: 25,
+		SFTSteps:            40, RewardSteps: 450, DPOSteps: 120, PPOIterations: 24,
 		PPORollouts: 64, PairSamples: 4, GRPOIterations: 200,
 	}
 }
@@ -199,18 +199,18 @@ func (d *Default) adapterDir(stage string) string { return finetune.AdapterDir(d
 // train on.
 func (d *Default) minedPairs() string { return filepath.Join(d.stageDir("pairs"), FileMinedPairs) }
 
-// Stages declares the default run: base → data → teacher → self-instruct
-// → seed-sft → sft → pairs → reward → dpo → ppo → grpo → export → eval.
+// Stages declares the default run: base → data → self-instruct → seed-sft
+// → sft → pairs → reward → dpo → ppo → grpo → export → eval.
 func (d *Default) Stages() []Stage {
 	z := d.Sizes
 	dataDir := filepath.Join(d.RunDir, "data")
 	return []Stage{
 		{
 			Name: "base", Dir: d.BaseDir, Config: struct {
-				Docs, Steps  int
-				Seed         int64
-				WorldVersion int
-			}{z.BaseDocs, z.BaseSteps, z.WorldSeed, world.Version},
+				Docs, TaskLists, Steps int
+				Seed                   int64
+				WorldVersion           int
+			}{z.BaseDocs, z.BaseTaskLists, z.BaseSteps, z.WorldSeed, world.Version},
 			Outputs: []string{filepath.Join(d.BaseDir, "config.json"), filepath.Join(d.BaseDir, "tokenizer.json")},
 			Run:     d.runBase,
 		},
@@ -223,14 +223,8 @@ func (d *Default) Stages() []Stage {
 			Run:     d.runData,
 		},
 		{
-			Name: "teacher", Config: z.TeacherSteps,
-			Inputs:  []string{d.BaseDir, d.dataPath(FileInstructions), d.dataPath(FileInstructionsEval)},
-			Outputs: []string{d.adapterDir("teacher")},
-			Run:     d.runTeacher,
-		},
-		{
 			Name: "self-instruct", Config: z.SelfInstructBatches,
-			Inputs:  []string{d.BaseDir, d.adapterDir("teacher"), d.dataPath(FileSeedTasks), d.dataPath(FileInstructions)},
+			Inputs:  []string{d.BaseDir, d.dataPath(FileSeedTasks), d.dataPath(FileInstructions)},
 			Outputs: []string{d.dataPath(FileSFT), d.dataPath(FileGenerated), filepath.Join(d.stageDir("self-instruct"), FileSelfInstructReport)},
 			Run:     d.runSelfInstruct,
 		},
@@ -309,11 +303,32 @@ func (d *Default) runBase(ctx context.Context, resume bool) error {
 
 func (d *Default) baseConfig(resume bool) pretrain.Config {
 	cfg := pretrain.DefaultConfig()
-	cfg.Docs = world.New(d.Sizes.WorldSeed).Corpus(d.Sizes.BaseDocs)
+	cfg.Docs = baseCorpus(world.New(d.Sizes.WorldSeed), d.Sizes.BaseDocs, d.Sizes.BaseTaskLists)
 	cfg.Out, cfg.Resume = d.BaseDir, resume
 	cfg.Train.Steps, cfg.Train.Quiet = d.Sizes.BaseSteps, d.Quiet
 	DefaultRun().apply(&cfg)
 	return cfg
+}
+
+// baseCorpus is the base model's pretraining corpus: the world's corpus
+// with its task lists spread evenly through it, so that they fall in the
+// training and the held-out windows alike. The task lists make the base
+// model the self-instruct stage's teacher.
+func baseCorpus(w *world.World, docs, lists int) []string {
+	corpus, tl := w.Corpus(docs), w.TaskLists(lists)
+	out := make([]string, 0, docs+lists)
+	for i, j := 0, 0; i < len(corpus) || j < len(tl); {
+		// Next is whichever keeps the lists' share of the output nearest
+		// to their share of the whole.
+		if j < len(tl) && (i == len(corpus) || (j+1)*len(corpus) <= (i+1)*len(tl)) {
+			out = append(out, tl[j])
+			j++
+		} else {
+			out = append(out, corpus[i])
+			i++
+		}
+	}
+	return out
 }
 
 func (d *Default) runData(ctx context.Context, _ bool) error {
@@ -489,10 +504,10 @@ func (d *Default) logf(format string, args ...any) {
 // QuickSizes are a smoke run of every stage in about a minute.
 func QuickSizes() Sizes {
 	return Sizes{
-		WorldSeed: 1, BaseDocs: 600, BaseSteps: 20,
+		WorldSeed: 1, BaseDocs: 600, BaseTaskLists: 60, BaseSteps: 20,
 		SFTRows: 64, EvalRows: 16, Pairs: 48, EvalPairs: 16, Prompts: 16, EvalPrompts: 4, EvalTasks: 24,
-		TeacherSteps: 2, SelfInstructBatches: 1,
-		SFTSteps: 4, RewardSteps: 4, DPOSteps: 4, PPOIterations: 1,
+		SelfInstructBatches: 1,
+		SFTSteps:            4, RewardSteps: 4, DPOSteps: 4, PPOIterations: 1,
 		PPORollouts: 32, PairSamples: 2, GRPOIterations: 1,
 	}
 }

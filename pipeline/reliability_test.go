@@ -40,10 +40,10 @@ import (
 // interrupted, as pretraining does for runs of fewer than 100 updates.
 func reliabilitySizes() Sizes {
 	return Sizes{
-		WorldSeed: 1, BaseDocs: 300, BaseSteps: 3,
+		WorldSeed: 1, BaseDocs: 300, BaseTaskLists: 30, BaseSteps: 3,
 		SFTRows: 32, EvalRows: 8, Pairs: 24, EvalPairs: 8, Prompts: 8, EvalPrompts: 4, EvalTasks: 8,
-		TeacherSteps: 2, SelfInstructBatches: 1,
-		SFTSteps: 3, RewardSteps: 3, DPOSteps: 3, PPOIterations: 1, GRPOIterations: 1,
+		SelfInstructBatches: 1,
+		SFTSteps:            3, RewardSteps: 3, DPOSteps: 3, PPOIterations: 1, GRPOIterations: 1,
 		PPORollouts: 8, PairSamples: 2,
 	}
 }

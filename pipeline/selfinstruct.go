@@ -17,32 +17,25 @@ import (
 	"github.com/gotune/gotune/model/generate"
 	"github.com/gotune/gotune/selfinstruct"
 	"github.com/gotune/gotune/sft"
-	"github.com/gotune/gotune/tokenizer"
 )
 
-// The self-instruct part of the default run. The tiny base model has read
-// solved tasks but never a list of new tasks, so it cannot be Alpaca's
-// teacher as it is: the teacher stage fine-tunes an adapter on
-// demonstrations of the generation format made from the world's training
-// tasks (selfinstruct.TeacherDemonstrations), and self-instruct samples
-// from the base with that adapter, asking with the seed tasks. What it
-// writes is parsed, filtered, verified by the world's checker and
+// The self-instruct part of the default run. The base model's pretraining
+// corpus holds task lists in the format of Alpaca's self-instruct prompts
+// (world.TaskLists), so the base model is the teacher, asked as Alpaca
+// asks its teacher: a header, two seed tasks, and the start of task 3.
+// What it writes is parsed, filtered, verified by the world's checker and
 // deduplicated by ROUGE-L like any teacher's reply. The seed-sft stage then
 // measures what the kept tasks are worth: SFT on the seed tasks alone
 // against SFT on the seeds plus the kept tasks, at equal updates, both
 // scored by the eval stage.
 
 // Self-instruct prompts of the default run: the tiny model has 256
-// positions, which hold the Alpaca wrapper, a short header, two example
-// tasks and three new ones (tasks 3 to 5; the reply stops where task 6
-// would begin).
+// positions, which hold the header, two example tasks and two new ones
+// (tasks 3 and 4; a reply stops where task 5 would begin).
 const (
-	teacherHeader      = "Come up with {num_tasks} new tasks like these.\n\n"
 	teacherExamples    = 2
-	teacherTasks       = 6
-	teacherRows        = 2000 // demonstrations, each a prompt and its three new tasks
-	teacherEvalRows    = 64
-	teacherMaxTokens   = 128
+	teacherTasks       = 5
+	teacherMaxTokens   = 96
 	teacherTemperature = 0.7
 	teacherBatch       = 8 // prompts per self-instruct batch
 )
@@ -66,54 +59,9 @@ func worldVerifier(t selfinstruct.GeneratedTask) error {
 	return nil
 }
 
-// asTasks are instruction rows as self-instruct's tasks.
-func asTasks(rows []data.Instruction) []selfinstruct.GeneratedTask {
-	out := make([]selfinstruct.GeneratedTask, len(rows))
-	for i, r := range rows {
-		out[i] = selfinstruct.GeneratedTask{Instruction: r.Instruction, Input: r.Input, Output: r.Output}
-	}
-	return out
-}
-
-// runTeacher fine-tunes the teacher adapter on demonstrations of the
-// generation format: prompts showing two of the world's training tasks,
-// answered with three more; held out, demonstrations made from the
-// validation tasks.
-func (d *Default) runTeacher(ctx context.Context, resume bool) error {
-	train, err := data.ReadInstructions(d.dataPath(FileInstructions))
-	if err != nil {
-		return err
-	}
-	valid, err := data.ReadInstructions(d.dataPath(FileInstructionsEval))
-	if err != nil {
-		return err
-	}
-	seed := uint64(d.Sizes.WorldSeed)
-	rows, err := selfinstruct.TeacherDemonstrations(teacherHeader, asTasks(train), teacherExamples, teacherTasks, teacherRows, seed)
-	if err != nil {
-		return err
-	}
-	evalRows, err := selfinstruct.TeacherDemonstrations(teacherHeader, asTasks(valid), teacherExamples, teacherTasks, teacherEvalRows, seed+1)
-	if err != nil {
-		return err
-	}
-	cfg := sft.DefaultConfig()
-	cfg.Base, cfg.Rows, cfg.EvalRows = d.BaseDir, rows, evalRows
-	cfg.Out, cfg.Resume = d.stageDir("teacher"), resume
-	cfg.Train.Steps, cfg.Train.Quiet = d.Sizes.TeacherSteps, d.Quiet
-	DefaultRun().apply(&cfg)
-	res, err := sft.Run(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("teacher: %w", err)
-	}
-	d.logf("  teacher: held-out loss %.4f → %.4f", res.BaseEvalLoss, res.EvalLoss)
-	return nil
-}
-
-// runSelfInstruct asks the teacher (the base model with the teacher
-// adapter, each prompt sent as an Alpaca instruction) for new tasks in
-// Alpaca's self-instruct format, keeps the verified ones, and writes the
-// SFT dataset: the world's instructions plus what was kept.
+// runSelfInstruct asks the base model for new tasks in Alpaca's
+// self-instruct format, keeps the verified ones, and writes the SFT
+// dataset: the world's instructions plus what was kept.
 //
 // The generated tasks and selfinstruct's resume state live in data/, not in
 // the stage's own directory, which the runner clears when the stage's key
@@ -127,7 +75,7 @@ func (d *Default) runSelfInstruct(ctx context.Context, resume bool) error {
 			}
 		}
 	}
-	w, tok, err := eval.LoadModel(d.BaseDir, d.adapterDir("teacher"))
+	w, tok, err := eval.LoadModel(d.BaseDir)
 	if err != nil {
 		return err
 	}
@@ -140,9 +88,9 @@ func (d *Default) runSelfInstruct(ctx context.Context, resume bool) error {
 		return err
 	}
 	cfg := selfinstruct.DefaultConfig()
-	cfg.Teacher = selfinstruct.LocalTeacher{Engine: engine, Template: tokenizer.TemplateAlpaca}
+	cfg.Teacher = selfinstruct.LocalTeacher{Engine: engine}
 	cfg.SeedTasks, cfg.Output = seeds, d.dataPath(FileGenerated)
-	cfg.PromptHeader, cfg.NumPromptInstructions, cfg.NumTasksPerPrompt = teacherHeader, teacherExamples, teacherTasks
+	cfg.PromptHeader, cfg.NumPromptInstructions, cfg.NumTasksPerPrompt = world.TaskListHeader, teacherExamples, teacherTasks
 	cfg.MaxTokens, cfg.Temperature, cfg.RequestBatchSize = teacherMaxTokens, teacherTemperature, teacherBatch
 	cfg.Seed, cfg.Verifier, cfg.RequireVerified = uint64(d.Sizes.WorldSeed), worldVerifier, true
 	b := d.Sizes.SelfInstructBatches

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/gotune/gotune/data"
 )
 
 // GeneratedTask is one task the teacher wrote.
@@ -29,35 +31,21 @@ const (
 )
 
 // NoInput is how the prompt writes an empty input.
-const NoInput = "<noinput>"
+const NoInput = data.NoInput
 
 // EncodePrompt builds a generation prompt as Alpaca's encode_prompt does:
-// the header, then each example task as a "###"-separated block
-//
-//	N. Instruction: …
-//	N. Input:
-//	…            (<noinput> when empty)
-//	N. Output:
-//	…
-//
+// the header, then each example task as a data.TaskBlock numbered from 1,
 // and finally "###\n{k+1}. Instruction:" for the teacher to continue.
 func EncodePrompt(header string, examples []GeneratedTask) string {
 	var b strings.Builder
 	b.WriteString(header)
 	b.WriteString("\n")
 	for i, t := range examples {
-		inst := oneLine(t.Instruction)
-		in := t.Input
-		if in == "" {
-			in = NoInput
-		}
-		fmt.Fprintf(&b, "###\n%d. Instruction: %s\n%d. Input:\n%s\n%d. Output:\n%s\n", i+1, inst, i+1, in, i+1, t.Output)
+		b.WriteString(data.TaskBlock(i+1, t.Instruction, t.Input, t.Output))
 	}
 	fmt.Fprintf(&b, "###\n%d. Instruction:", len(examples)+1)
 	return b.String()
 }
-
-var spaceRuns = regexp.MustCompile(`\s+`)
 
 // blockPattern splits block n on "n. Instruction:", "n. Input:" and
 // "n. Output:". Like Alpaca's pattern it is not anchored, so "14. Input:"

@@ -14,6 +14,7 @@ import (
 	"github.com/gotune/gotune/internal/tinymodel"
 	"github.com/gotune/gotune/model/generate"
 	"github.com/gotune/gotune/serve"
+	"github.com/gotune/gotune/tokenizer"
 )
 
 // tinyEngine is a small random model over a byte-level tokenizer, with a
@@ -272,5 +273,37 @@ func TestRunWithGarbageTeacher(t *testing.T) {
 	}
 	if requests != 3 {
 		t.Errorf("%d requests, want 3 attempts of the one new batch", requests)
+	}
+}
+
+// A local teacher with a template sends the prompt as one user message:
+// with Alpaca's, the model continues the Alpaca prompt of the text, as a
+// model fine-tuned on instructions expects; an unknown template is an
+// error naming it.
+func TestLocalTeacherTemplate(t *testing.T) {
+	e := tinyEngine(t)
+	ctx := context.Background()
+	p := Params{MaxTokens: 12, Temperature: 0.9, TopP: 1, Seed: 5}
+	got, err := LocalTeacher{Engine: e, Template: tokenizer.TemplateAlpaca}.Complete(ctx, []string{"List tasks."}, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := e.Generate(ctx, []generate.Request{{Prompt: e.Tokenizer().Encode(tokenizer.FormatAlpaca("List tasks.", ""), true),
+		Options: generate.Options{MaxTokens: 12, Temperature: 0.9, TopP: 1, Seed: 5}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].Text != want[0].Text {
+		t.Errorf("alpaca template: %q, engine on the Alpaca prompt %q", got[0].Text, want[0].Text)
+	}
+	raw, err := LocalTeacher{Engine: e}.Complete(ctx, []string{"List tasks."}, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw[0].Text == got[0].Text {
+		t.Errorf("the template changed nothing: %q", raw[0].Text)
+	}
+	if _, err := (LocalTeacher{Engine: e, Template: "vicuna"}).Complete(ctx, []string{"x"}, p); err == nil || !strings.Contains(err.Error(), "vicuna") {
+		t.Errorf("unknown template: %v", err)
 	}
 }

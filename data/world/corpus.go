@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/gotune/gotune/data"
 )
 
 // Corpus returns n pretraining documents drawn from the Train split only:
@@ -117,4 +119,36 @@ func fact(it item, r *rng) string {
 		)
 	}
 	panic("world: unknown family " + string(it.fam))
+}
+
+// TaskListHeader opens every task list of TaskLists; self-instruct prompts
+// that ask a model pretrained on them for new tasks open with it too.
+// "{num_tasks}" stands for the number of tasks in the list.
+const TaskListHeader = "A list of {num_tasks} tasks, each with its input and output.\n\n"
+
+// TaskLists returns n pretraining documents, each a numbered list of three
+// to five solved tasks of the Train split (of families drawn at random,
+// with their right answers) in the format of Stanford Alpaca's
+// self-instruct prompts: TaskListHeader, a blank line, then one
+// data.TaskBlock per task. A model pretrained on them can be Alpaca's
+// teacher: shown the first tasks of such a list, it writes more.
+func (w *World) TaskLists(n int) []string {
+	if n < 0 {
+		panic(fmt.Sprintf("world: task lists: negative count %d", n))
+	}
+	fams := w.families()
+	r := w.rng("tasklists", Train)
+	docs := make([]string, n)
+	for i := range docs {
+		k := 3 + r.intn(3)
+		var b strings.Builder
+		b.WriteString(strings.ReplaceAll(TaskListHeader, "{num_tasks}", strconv.Itoa(k)))
+		b.WriteString("\n")
+		for j := 1; j <= k; j++ {
+			t := w.sample(r, fams[r.intn(len(fams))], Train, nil)
+			b.WriteString(data.TaskBlock(j, t.Instruction, t.Input, t.Answer))
+		}
+		docs[i] = b.String()
+	}
+	return docs
 }
