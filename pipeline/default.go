@@ -25,15 +25,16 @@ import (
 
 // Dataset files the data stage writes under <run>/data.
 const (
-	FileInstructions     = "instructions.arrow"
-	FileInstructionsEval = "instructions_eval.arrow"
-	FilePreferences      = "preferences.arrow"
-	FilePreferencesEval  = "preferences_eval.arrow"
-	FilePrompts          = "prompts.arrow"
-	FilePromptsEval      = "prompts_eval.arrow"
-	FileSeedTasks        = "seed_tasks.jsonl"
-	FileGenerated        = "generated.arrow"
-	FileSFT              = "sft.arrow"
+	FileInstructions      = "instructions.arrow"
+	FileInstructionsEval  = "instructions_eval.arrow"
+	FilePreferences       = "preferences.arrow"
+	FilePreferencesEval   = "preferences_eval.arrow"
+	FilePrompts           = "prompts.arrow"
+	FilePromptsEval       = "prompts_eval.arrow"
+	FileSeedTasks         = "seed_tasks.jsonl"
+	FileGenerated         = "generated.arrow"
+	FileGeneratedNoRougeL = "generated_no_rouge.arrow"
+	FileSFT               = "sft.arrow"
 )
 
 // Sizes are the amounts of data and training of the default run. The
@@ -224,14 +225,16 @@ func (d *Default) Stages() []Stage {
 		},
 		{
 			Name: "self-instruct", Config: z.SelfInstructBatches,
-			Inputs:  []string{d.BaseDir, d.dataPath(FileSeedTasks), d.dataPath(FileInstructions)},
-			Outputs: []string{d.dataPath(FileSFT), d.dataPath(FileGenerated), filepath.Join(d.stageDir("self-instruct"), FileSelfInstructReport)},
-			Run:     d.runSelfInstruct,
+			Inputs: []string{d.BaseDir, d.dataPath(FileSeedTasks), d.dataPath(FileInstructions)},
+			Outputs: []string{d.dataPath(FileSFT), d.dataPath(FileGenerated), d.dataPath(FileGeneratedNoRougeL),
+				filepath.Join(d.stageDir("self-instruct"), FileSelfInstructReport)},
+			Run: d.runSelfInstruct,
 		},
 		{
 			Name: "seed-sft", Config: z.SFTSteps,
-			Inputs:  []string{d.BaseDir, d.dataPath(FileSeedTasks), d.dataPath(FileGenerated), d.dataPath(FileInstructionsEval)},
-			Outputs: []string{d.seedAdapter(false), d.seedAdapter(true)},
+			Inputs: []string{d.BaseDir, d.dataPath(FileSeedTasks), d.dataPath(FileGenerated), d.dataPath(FileGeneratedNoRougeL),
+				d.dataPath(FileInstructionsEval)},
+			Outputs: []string{d.seedAdapter(ModelSeeds), d.seedAdapter(ModelSeedsSelfInstruct), d.seedAdapter(ModelSeedsNoRougeL)},
 			Run:     d.runSeedSFT,
 		},
 		{
@@ -282,7 +285,7 @@ func (d *Default) Stages() []Stage {
 		{
 			Name: "eval", Config: z.EvalTasks,
 			Inputs: []string{d.BaseDir, d.adapterDir("sft"), d.adapterDir("dpo"), d.adapterDir("ppo"), d.adapterDir("grpo"),
-				d.seedAdapter(false), d.seedAdapter(true)},
+				d.seedAdapter(ModelSeeds), d.seedAdapter(ModelSeedsSelfInstruct), d.seedAdapter(ModelSeedsNoRougeL)},
 			Outputs: []string{filepath.Join(d.stageDir("eval"), FileEval)},
 			Run:     d.runEval,
 		},

@@ -91,8 +91,9 @@ func TestSummarize(t *testing.T) {
   "right":[true,true,false,true,true,true,false,false,false,false]},
 {"model":"seeds","correct":2,"total":10,"accuracy":0.2,"right":[true,true,false,false,false,false,false,false,false,false]},
 {"model":"seeds+self-instruct","correct":4,"total":10,"accuracy":0.4,"right":[true,false,true,true,true,false,false,false,false,false]}]`)
-	write("self-instruct/"+FileSelfInstructReport, `{"Kept":7,"Requests":8,"Batches":1,"Rejected":{"verifier":5,"unverifiable":3,"similar":6,"malformed":1,"truncated":2},
-  "Verified":7,"SeedRougeL":{"N":7,"Mean":0.4,"Min":0.2,"P10":0.25,"Median":0.41,"P90":0.6,"Max":0.66}}`)
+	write("self-instruct/"+FileSelfInstructReport, `{"RougeL": {"Kept":7,"Requests":8,"Batches":1,"Rejected":{"verifier":5,"unverifiable":3,"similar":6,"malformed":1,"truncated":2},
+  "Verified":7,"SeedRougeL":{"N":7,"Mean":0.4,"Min":0.2,"P10":0.25,"Median":0.41,"P90":0.6,"Max":0.66}},
+  "NoRougeL": {"Kept":12,"Requests":8,"Batches":1,"Rejected":{"verifier":5,"unverifiable":3,"duplicate":1,"malformed":1,"truncated":2},"Verified":12}}`)
 	write("pairs/"+FilePairsReport, `{"tasks":20,"samples":80,"wrong":30,"pairs":12,"all_correct":8,"empty":0}`)
 	write("sft/metrics.jsonl", "{\"step\":5,\"eval_loss\":1.5}\n{\"step\":10,\"eval_loss\":1.25}\n")
 
@@ -117,14 +118,15 @@ func TestSummarize(t *testing.T) {
 		"exact match, seeds":                   {"0.200", "2/10"},
 		"exact match, seeds+self-instruct":     {"0.400", "4/10"},
 		"seeds+self-instruct vs seeds, greedy": {"+0.200", "3 tasks fixed, 1 broken"},
-		"self-instruct tasks kept":             {"7", "of 24 blocks written in 8 prompts; 5 wrong answers, 3 not world tasks, 6 too similar (ROUGE-L > 0.7), 3 malformed; ROUGE-L to the seeds median 0.41 (p10 0.25, p90 0.60, max 0.66)"},
+		"self-instruct tasks kept":             {"7", "of 24 tasks written in 8 prompts; dropped: 5 wrong answers, 3 not world tasks, 0 repeats, 6 too similar (ROUGE-L > 0.7), 3 malformed; ROUGE-L to the seeds median 0.41 (p10 0.25, p90 0.60, max 0.66)"},
+		"same, no ROUGE-L filter":              {"12", "of 24 tasks written in 8 prompts; dropped: 5 wrong answers, 3 not world tasks, 1 repeats, 0 too similar"},
 	} {
 		r, ok := rows[label]
 		if !ok || r.Value != want[0] || !strings.Contains(r.Note, want[1]) {
 			t.Errorf("row %q = %+v, want value %s and a note containing %q", label, r, want[0], want[1])
 		}
 	}
-	if len(rows) != 18 {
-		t.Errorf("%d rows, want 18: %+v", len(rows), rows)
+	if len(rows) != 19 {
+		t.Errorf("%d rows, want 19: %+v", len(rows), rows)
 	}
 }

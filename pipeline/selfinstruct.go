@@ -40,9 +40,16 @@ const (
 	teacherBatch       = 8 // prompts per self-instruct batch
 )
 
-// FileSelfInstructReport is the self-instruct stage's selfinstruct.Report,
+// FileSelfInstructReport is the self-instruct stage's SelfInstructReports,
 // as JSON, in its stage directory.
 const FileSelfInstructReport = "report.json"
+
+// SelfInstructReports are the self-instruct stage's two runs on the same
+// teacher replies (the same prompts and seeds): with Alpaca's ROUGE-L
+// filter, and without it (every verified task that is not a duplicate).
+type SelfInstructReports struct {
+	RougeL, NoRougeL selfinstruct.Report
+}
 
 // worldVerifier confirms a generated task of the built-in world whose
 // output is the right answer, refutes a wrong one, and cannot check
@@ -60,8 +67,12 @@ func worldVerifier(t selfinstruct.GeneratedTask) error {
 }
 
 // runSelfInstruct asks the base model for new tasks in Alpaca's
-// self-instruct format, keeps the verified ones, and writes the SFT
-// dataset: the world's instructions plus what was kept.
+// self-instruct format and keeps the verified ones twice over: once with
+// Alpaca's ROUGE-L filter (threshold 0.7), written to FileGenerated, and
+// once without it, written to FileGeneratedNoRougeL; the replies are the
+// same, since prompts and seeds depend only on the batch. It writes the
+// SFT dataset: the world's instructions plus the tasks Alpaca's filter
+// kept.
 //
 // The generated tasks and selfinstruct's resume state live in data/, not in
 // the stage's own directory, which the runner clears when the stage's key
@@ -69,9 +80,11 @@ func worldVerifier(t selfinstruct.GeneratedTask) error {
 // continue what another teacher generated.
 func (d *Default) runSelfInstruct(ctx context.Context, resume bool) error {
 	if !resume {
-		for _, p := range []string{d.dataPath(FileGenerated), d.dataPath(FileGenerated) + ".state.jsonl"} {
-			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("self-instruct: clear earlier output: %w", err)
+		for _, f := range []string{FileGenerated, FileGeneratedNoRougeL} {
+			for _, p := range []string{d.dataPath(f), d.dataPath(f) + ".state.jsonl"} {
+				if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return fmt.Errorf("self-instruct: clear earlier output: %w", err)
+				}
 			}
 		}
 	}
@@ -87,20 +100,27 @@ func (d *Default) runSelfInstruct(ctx context.Context, resume bool) error {
 	if err != nil {
 		return err
 	}
-	cfg := selfinstruct.DefaultConfig()
-	cfg.Teacher = selfinstruct.LocalTeacher{Engine: engine}
-	cfg.SeedTasks, cfg.Output = seeds, d.dataPath(FileGenerated)
-	cfg.PromptHeader, cfg.NumPromptInstructions, cfg.NumTasksPerPrompt = world.TaskListHeader, teacherExamples, teacherTasks
-	cfg.MaxTokens, cfg.Temperature, cfg.RequestBatchSize = teacherMaxTokens, teacherTemperature, teacherBatch
-	cfg.Seed, cfg.Verifier, cfg.RequireVerified = uint64(d.Sizes.WorldSeed), worldVerifier, true
-	b := d.Sizes.SelfInstructBatches
-	cfg.NumInstructions, cfg.MaxBatches, cfg.MaxIdleBatches = b*teacherBatch*(teacherTasks-teacherExamples-1), b, b+1
-	rep, err := selfinstruct.Run(ctx, cfg)
-	if err != nil {
+	run := func(output string, threshold float64) (selfinstruct.Report, error) {
+		cfg := selfinstruct.DefaultConfig()
+		cfg.Teacher = selfinstruct.LocalTeacher{Engine: engine}
+		cfg.SeedTasks, cfg.Output, cfg.SimilarityThreshold = seeds, output, threshold
+		cfg.PromptHeader, cfg.NumPromptInstructions, cfg.NumTasksPerPrompt = world.TaskListHeader, teacherExamples, teacherTasks
+		cfg.MaxTokens, cfg.Temperature, cfg.RequestBatchSize = teacherMaxTokens, teacherTemperature, teacherBatch
+		cfg.Seed, cfg.Verifier, cfg.RequireVerified = uint64(d.Sizes.WorldSeed), worldVerifier, true
+		b := d.Sizes.SelfInstructBatches
+		cfg.NumInstructions, cfg.MaxBatches, cfg.MaxIdleBatches = b*teacherBatch*(teacherTasks-teacherExamples-1), b, b+1
+		return selfinstruct.Run(ctx, cfg)
+	}
+	var reps SelfInstructReports
+	if reps.RougeL, err = run(d.dataPath(FileGenerated), selfinstruct.DefaultConfig().SimilarityThreshold); err != nil {
 		return err
 	}
-	d.logf("  self-instruct: %s", rep)
-	raw, err := json.MarshalIndent(rep, "", "  ")
+	d.logf("  self-instruct: %s", reps.RougeL)
+	if reps.NoRougeL, err = run(d.dataPath(FileGeneratedNoRougeL), 1); err != nil {
+		return err
+	}
+	d.logf("  self-instruct without the ROUGE-L filter: %s", reps.NoRougeL)
+	raw, err := json.MarshalIndent(reps, "", "  ")
 	if err != nil {
 		return err
 	}
@@ -111,7 +131,7 @@ func (d *Default) runSelfInstruct(ctx context.Context, resume bool) error {
 	if err != nil {
 		return err
 	}
-	gen, err := readGenerated(cfg.Output)
+	gen, err := readGenerated(d.dataPath(FileGenerated))
 	if err != nil {
 		return err
 	}
@@ -131,20 +151,31 @@ func readGenerated(path string) ([]data.Instruction, error) {
 	return rows, nil
 }
 
-// seedAdapter is the adapter of the seed-sft stage trained on the seed
-// tasks alone, or with the self-instruct tasks added.
-func (d *Default) seedAdapter(withGenerated bool) string {
-	arm := "seeds"
-	if withGenerated {
-		arm = "seeds+self-instruct"
-	}
-	return finetune.AdapterDir(filepath.Join(d.stageDir("seed-sft"), arm))
+// Arms of the seed-sft stage: SFT on the seed tasks alone, on the seeds
+// plus the tasks Alpaca's filter kept, and on the seeds plus every
+// verified task. Each arm's name is its model's name in the eval stage.
+const (
+	ModelSeeds             = "seeds"
+	ModelSeedsSelfInstruct = "seeds+self-instruct"
+	ModelSeedsNoRougeL     = "seeds+self-instruct-no-rouge"
+)
+
+// seedArms are the seed-sft arms with the generated file each adds to the
+// seeds ("" for none).
+var seedArms = []struct{ model, generated string }{
+	{ModelSeeds, ""},
+	{ModelSeedsSelfInstruct, FileGenerated},
+	{ModelSeedsNoRougeL, FileGeneratedNoRougeL},
 }
 
-// runSeedSFT trains the two arms of the self-instruct comparison from the
-// base model with the SFT stage's settings and number of updates: one on
-// the seed tasks' instances alone, one on those plus every kept
-// self-instruct task. The eval stage scores both on the held-out tasks.
+// seedAdapter is the adapter of a seed-sft arm.
+func (d *Default) seedAdapter(model string) string {
+	return finetune.AdapterDir(filepath.Join(d.stageDir("seed-sft"), model))
+}
+
+// runSeedSFT trains the arms of the self-instruct comparison from the base
+// model with the SFT stage's settings and number of updates. The eval
+// stage scores them on the held-out tasks.
 func (d *Default) runSeedSFT(ctx context.Context, resume bool) error {
 	seeds, err := selfinstruct.LoadSeedTasks(d.dataPath(FileSeedTasks))
 	if err != nil {
@@ -156,22 +187,23 @@ func (d *Default) runSeedSFT(ctx context.Context, resume bool) error {
 			seedRows = append(seedRows, data.Instruction{Instruction: s.Instruction, Input: in.Input, Output: in.Output, Source: "seed"})
 		}
 	}
-	gen, err := readGenerated(d.dataPath(FileGenerated))
-	if err != nil {
-		return err
-	}
-	for _, arm := range []struct {
-		generated bool
-		rows      []data.Instruction
-	}{{false, seedRows}, {true, append(seedRows[:len(seedRows):len(seedRows)], gen...)}} {
+	for _, arm := range seedArms {
+		rows := seedRows[:len(seedRows):len(seedRows)]
+		if arm.generated != "" {
+			gen, err := readGenerated(d.dataPath(arm.generated))
+			if err != nil {
+				return err
+			}
+			rows = append(rows, gen...)
+		}
 		cfg := d.sftConfig(resume)
-		cfg.Data, cfg.Rows = "", arm.rows
-		cfg.Out = filepath.Dir(d.seedAdapter(arm.generated))
+		cfg.Data, cfg.Rows = "", rows
+		cfg.Out = filepath.Dir(d.seedAdapter(arm.model))
 		res, err := sft.Run(ctx, cfg)
 		if err != nil {
-			return fmt.Errorf("seed-sft on %d rows: %w", len(arm.rows), err)
+			return fmt.Errorf("seed-sft %s: %w", arm.model, err)
 		}
-		d.logf("  seed-sft: %d rows (%d self-instruct): held-out loss %.4f → %.4f", len(arm.rows), len(arm.rows)-len(seedRows), res.BaseEvalLoss, res.EvalLoss)
+		d.logf("  seed-sft %s: %d rows: held-out loss %.4f → %.4f", arm.model, len(rows), res.BaseEvalLoss, res.EvalLoss)
 	}
 	return nil
 }

@@ -18,14 +18,6 @@ import (
 // FileEval is the eval stage's result file.
 const FileEval = "eval.json"
 
-// Names in the eval stage's results of the seed-sft stage's two models:
-// SFT on the seed tasks alone, and on the seeds plus the kept
-// self-instruct tasks.
-const (
-	ModelSeeds             = "seeds"
-	ModelSeedsSelfInstruct = "seeds+self-instruct"
-)
-
 // Files of the pairs stage, under <run>/pairs: the preference dataset and
 // its onpolicy.Report as JSON.
 const (
@@ -107,8 +99,12 @@ func (d *Default) runEval(ctx context.Context, _ bool) error {
 		{"dpo", []string{sftAdapter, d.adapterDir("dpo")}},
 		{"ppo", []string{sftAdapter, d.adapterDir("ppo")}},
 		{"grpo", []string{sftAdapter, d.adapterDir("grpo")}},
-		{ModelSeeds, []string{d.seedAdapter(false)}},
-		{ModelSeedsSelfInstruct, []string{d.seedAdapter(true)}},
+	}
+	for _, arm := range seedArms {
+		variants = append(variants, struct {
+			name     string
+			adapters []string
+		}{arm.model, []string{d.seedAdapter(arm.model)}})
 	}
 	cfg := eval.MatchConfig{MaxTokens: evalMaxTokens, Stop: []string{"\n"}, Samples: EvalSamples, Temperature: EvalTemperature,
 		Seed: uint64(d.Sizes.WorldSeed), Batch: 32}

@@ -57,7 +57,7 @@ func Summarize(runDir string) []Summary {
 		rows = append(rows, Summary{Label: label, Value: fmt.Sprintf("%.3f", last),
 			Note: fmt.Sprintf("%s; first %.3f at step %g, last at step %g", note, first, s.Steps[0], s.Steps[len(s.Steps)-1])})
 	}
-	rows = append(rows, selfInstructRow(runDir))
+	rows = append(rows, selfInstructRows(runDir)...)
 	metric("sft", "eval_loss", "SFT held-out loss", "completion tokens")
 	if raw, err := os.ReadFile(filepath.Join(runDir, "pairs", FilePairsReport)); err == nil {
 		var rep onpolicy.Report
@@ -88,7 +88,8 @@ func pairedRows(scores []eval.Score) []Summary {
 		by[s.Model] = s
 	}
 	var rows []Summary
-	for _, c := range [][2]string{{"sft", "base"}, {"dpo", "sft"}, {"ppo", "sft"}, {"grpo", "sft"}, {ModelSeedsSelfInstruct, ModelSeeds}} {
+	for _, c := range [][2]string{{"sft", "base"}, {"dpo", "sft"}, {"ppo", "sft"}, {"grpo", "sft"},
+		{ModelSeedsSelfInstruct, ModelSeeds}, {ModelSeedsNoRougeL, ModelSeeds}} {
 		p, err := eval.Compare(by[c[0]].Right, by[c[1]].Right)
 		if err != nil {
 			continue // a model is missing, or scored on other tasks
@@ -102,26 +103,31 @@ func pairedRows(scores []eval.Score) []Summary {
 	return rows
 }
 
-// selfInstructRow is the self-instruct stage's outcome: tasks kept of
-// those the teacher wrote, why the others were dropped, and how far the
-// kept instructions are from the seeds.
-func selfInstructRow(runDir string) Summary {
+// selfInstructRows are the self-instruct stage's outcome, with and
+// without Alpaca's ROUGE-L filter: tasks kept of those the teacher wrote,
+// why the others were dropped, and how far the kept instructions are from
+// the seeds.
+func selfInstructRows(runDir string) []Summary {
 	raw, err := os.ReadFile(filepath.Join(runDir, "self-instruct", FileSelfInstructReport))
-	var rep selfinstruct.Report
-	if err != nil || json.Unmarshal(raw, &rep) != nil {
-		return Summary{Label: "self-instruct tasks kept", Value: "—", Note: "self-instruct stage has not run"}
+	var reps SelfInstructReports
+	if err != nil || json.Unmarshal(raw, &reps) != nil {
+		return []Summary{{Label: "self-instruct tasks kept", Value: "—", Note: "self-instruct stage has not run"}}
 	}
-	written := rep.Kept
-	for _, n := range rep.Rejected {
-		written += n
+	row := func(label string, rep selfinstruct.Report) Summary {
+		written := rep.Kept
+		for _, n := range rep.Rejected {
+			written += n
+		}
+		note := fmt.Sprintf("of %d tasks written in %d prompts; dropped: %d wrong answers, %d not world tasks, %d repeats, %d too similar (ROUGE-L > 0.7), %d malformed",
+			written, rep.Requests, rep.Rejected[selfinstruct.ReasonVerifier], rep.Rejected[selfinstruct.ReasonUnverifiable],
+			rep.Rejected[selfinstruct.ReasonDuplicate], rep.Rejected[selfinstruct.ReasonSimilar],
+			rep.Rejected[selfinstruct.ReasonMalformed]+rep.Rejected[selfinstruct.ReasonTruncated])
+		if rep.Kept > 0 {
+			note += "; ROUGE-L to the seeds " + rep.SeedRougeL.String()
+		}
+		return Summary{Label: label, Value: fmt.Sprint(rep.Kept), Note: note}
 	}
-	note := fmt.Sprintf("of %d blocks written in %d prompts; %d wrong answers, %d not world tasks, %d too similar (ROUGE-L > 0.7), %d malformed",
-		written, rep.Requests, rep.Rejected[selfinstruct.ReasonVerifier], rep.Rejected[selfinstruct.ReasonUnverifiable],
-		rep.Rejected[selfinstruct.ReasonSimilar], rep.Rejected[selfinstruct.ReasonMalformed]+rep.Rejected[selfinstruct.ReasonTruncated])
-	if rep.Kept > 0 {
-		note += "; ROUGE-L to the seeds " + rep.SeedRougeL.String()
-	}
-	return Summary{Label: "self-instruct tasks kept", Value: fmt.Sprint(rep.Kept), Note: note}
+	return []Summary{row("self-instruct tasks kept", reps.RougeL), row("same, no ROUGE-L filter", reps.NoRougeL)}
 }
 
 func series(runDir, stage, key string) (*Series, bool) {

@@ -24,6 +24,7 @@ const (
 	ReasonPunct     = "punctuation" // starts with ASCII punctuation
 	ReasonNonASCII  = "non_ascii"   // starts with a non-ASCII character
 	ReasonSimilar   = "similar"     // ROUGE-L above the threshold against a kept instruction
+	ReasonDuplicate = "duplicate"   // the instruction and input of a seed or kept task
 	ReasonVerifier  = "verifier"    // the verifier hook refused it
 	// ReasonUnverifiable: the verifier could not check it, and
 	// Config.RequireVerified keeps only checked tasks.

@@ -191,14 +191,21 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	defer st.Close()
 
 	var p pool
+	// seen holds every task's instruction and input, seeds included: the
+	// same task is never kept twice, whatever the similarity threshold.
+	seen := map[[2]string]bool{}
 	for _, s := range cfg.SeedTasks {
 		p.add(s.Instruction)
+		for _, in := range s.Instances {
+			seen[[2]string{s.Instruction, in.Input}] = true
+		}
 	}
 	var rows []stateRow
 	for _, b := range done {
 		for _, r := range b.Rows {
 			rows = append(rows, r)
 			p.add(r.Instruction)
+			seen[[2]string{r.Instruction, r.Input}] = true
 		}
 		for k, v := range b.Rejected {
 			rep.Rejected[k] += v
@@ -280,12 +287,17 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 						continue
 					}
 				}
+				if seen[[2]string{t.Instruction, t.Input}] {
+					rejected[ReasonDuplicate]++
+					continue
+				}
 				row, ok := similarity(&p, t, cfg.SimilarityThreshold)
 				if !ok {
 					rejected[ReasonSimilar]++
 					continue
 				}
 				row.Verified = verified
+				seen[[2]string{t.Instruction, t.Input}] = true
 				kept = append(kept, row)
 				p.add(t.Instruction)
 			}

@@ -462,3 +462,30 @@ func FuzzReadState(f *testing.F) {
 		}
 	})
 }
+
+// With the similarity filter off (threshold 1), a task is still never kept
+// twice: a copy of a seed's task, or of a task kept before, is a duplicate;
+// the same instruction with another input is not.
+func TestRunDropsDuplicates(t *testing.T) {
+	seed := DefaultSeedTasks()[1]
+	reply := funcTeacher(fmt.Sprintf(" %s\n4. Input:\n%s\n4. Output:\n%s\n", seed.Instruction, orNoInput(seed.Instances[0].Input), seed.Instances[0].Output) +
+		"###\n5. Instruction: Write a haiku about autumn leaves in the park.\n5. Input:\n<noinput>\n5. Output:\nLeaves drift\n" +
+		"###\n6. Instruction: Write a haiku about autumn leaves in the park.\n6. Input:\n<noinput>\n6. Output:\nOther leaves\n" +
+		"###\n7. Instruction: Write a haiku about autumn leaves in the park.\n7. Input:\nmaple\n7. Output:\nRed leaves\n")
+	cfg := testConfig(t, t.TempDir(), reply, 10)
+	cfg.MaxBatches, cfg.RequestBatchSize, cfg.SimilarityThreshold, cfg.Verifier = 1, 1, 1, nil
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Kept != 2 || rep.Rejected[ReasonDuplicate] != 2 || len(rep.Rejected) != 1 {
+		t.Fatalf("report %+v; want 2 kept, 2 duplicates", rep)
+	}
+}
+
+func orNoInput(s string) string {
+	if s == "" {
+		return NoInput
+	}
+	return s
+}
