@@ -19,6 +19,7 @@ import (
 	"github.com/gotune/gotune/checkpoints/safetensors"
 	"github.com/gotune/gotune/dpo"
 	"github.com/gotune/gotune/finetune"
+	"github.com/gotune/gotune/grpo"
 	"github.com/gotune/gotune/internal/blas"
 	"github.com/gotune/gotune/internal/mpi/mpitest"
 	"github.com/gotune/gotune/internal/tinymodel"
@@ -90,6 +91,14 @@ func stageArgs(stage, out string, steps int) []string {
 		return append(args, "--"+sft.KeyBatchSize, "2", "--"+keyWorldRows, "64", "--"+sft.KeyEvalRows, "8")
 	case "dpo":
 		return append(args, "--"+dpo.KeyPairs, "2", "--"+keyWorldPairs, "64", "--"+keyWorldEvalPairs, "8", "--"+dpo.KeyMaxLen, "64", "--"+dpo.KeyBuckets, "32,64")
+	case "grpo":
+		// Two updates per generation batch and β > 0: the old and the
+		// reference log-probabilities are shared among the ranks too.
+		return append(args[:3], "--"+grpo.KeyIterations, strconv.Itoa(steps/2), "--"+grpo.KeyNumIterations, "2",
+			"--"+train.KeyGradAccum, "4", "--"+train.KeyLogEvery, "1", "--"+train.KeyEvalEvery, "2", "--"+train.KeySaveEvery, "2", "--"+train.KeyQuiet,
+			"--"+grpo.KeyBase, tinymodel.WorldBase(), "--"+grpo.KeyNumGenerations, "2", "--"+grpo.KeyGenerationBatchSize, "8",
+			"--"+grpo.KeyBeta, "0.1", "--"+keyWorldPrompts, "32", "--"+grpo.KeyEvalMax, "5", "--"+grpo.KeyMaxCompletionLength, "6",
+			"--"+grpo.KeyRewardFuncs, "world,format") // format's rewards differ within groups: non-zero advantages
 	}
 	panic(stage)
 }
@@ -200,20 +209,24 @@ func sameOutputs(t *testing.T, what, want, got string, tol float64) {
 }
 
 // TestMPIMatchesSingleProcess runs gotune sft and dpo on 2 and 4 ranks
-// (4 oversubscribing this machine), reward and pretrain on 2, and requires
-// the losses of every update and the final adapter (pretrain: model) of
-// the single process with the same global batch.
+// (4 oversubscribing this machine), reward and pretrain on 2, grpo on 2
+// and 3 (3 ranks share 4 prompts unevenly), and requires the losses of
+// every update (grpo: its rewards and held-out rewards too, the ranks
+// sampling the same completions as one process) and the final adapter
+// (pretrain: model) of the single process with the same global batch.
 func TestMPIMatchesSingleProcess(t *testing.T) {
 	mpitest.Mpirun(t)
 	bin := buildGotune(t)
 	// The reward model's margin is a difference of nearly equal scores,
 	// and its adapter's small values move by Adam's normalised steps, which
 	// carry a rounding difference of a near-zero gradient whole: 1e-4.
+	// GRPO's loss and KL are sums of nearly cancelling terms (ratios near 1
+	// times advantages of both signs): 1e-4 as well.
 	for _, c := range []struct {
 		stage string
 		ranks []int
 		tol   float64
-	}{{"sft", []int{2, 4}, 1e-5}, {"dpo", []int{2, 4}, 1e-5}, {"reward", []int{2}, 1e-4}, {"pretrain", []int{2}, 1e-5}} {
+	}{{"sft", []int{2, 4}, 1e-5}, {"dpo", []int{2, 4}, 1e-5}, {"reward", []int{2}, 1e-4}, {"pretrain", []int{2}, 1e-5}, {"grpo", []int{2, 3}, 1e-4}} {
 		stage := c.stage
 		single := filepath.Join(t.TempDir(), "single")
 		mustRun(t, bin, 0, stageArgs(stage, single, 6)...)
@@ -313,14 +326,14 @@ func killRank(t *testing.T, pid, rank int) int {
 func TestMPIRefusesOtherCommands(t *testing.T) {
 	mpitest.Mpirun(t)
 	bin := buildGotune(t)
-	out := filepath.Join(t.TempDir(), "ppo")
+	out := filepath.Join(t.TempDir(), "merged")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd, log := run(t, ctx, bin, 2, "ppo", "--base", tinymodel.WorldBase(), "--out", out)
-	if err := cmd.Run(); err == nil || !strings.Contains(log.String(), "gotune ppo does not run data-parallel") {
-		t.Fatalf("gotune ppo on 2 ranks: %v\n%s", err, log)
+	cmd, log := run(t, ctx, bin, 2, "export", "--base", tinymodel.WorldBase(), "--adapter", t.TempDir(), "--out", out)
+	if err := cmd.Run(); err == nil || !strings.Contains(log.String(), "gotune export does not run data-parallel") {
+		t.Fatalf("gotune export on 2 ranks: %v\n%s", err, log)
 	}
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
-		t.Errorf("gotune ppo on 2 ranks created %s (%v)", out, err)
+		t.Errorf("gotune export on 2 ranks created %s (%v)", out, err)
 	}
 }
