@@ -5,8 +5,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"math"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +22,7 @@ import (
 	"time"
 
 	"github.com/gotune/gotune/checkpoints/safetensors"
+	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/dpo"
 	"github.com/gotune/gotune/finetune"
 	"github.com/gotune/gotune/grpo"
@@ -26,6 +32,7 @@ import (
 	"github.com/gotune/gotune/ppo"
 	"github.com/gotune/gotune/pretrain"
 	"github.com/gotune/gotune/reward"
+	"github.com/gotune/gotune/selfinstruct"
 	"github.com/gotune/gotune/sft"
 	"github.com/gotune/gotune/train"
 )
@@ -342,6 +349,79 @@ func killRank(t *testing.T, pid, rank int) int {
 		}
 	}
 	return 0
+}
+
+// TestMPISelfInstructMatchesSingleProcess runs gotune self-instruct with
+// an OpenAI-compatible teacher served by this test, whose replies are a
+// function of the prompt and the seed of each request (three parseable
+// tasks of words drawn from them), on 1, 2 and 3 ranks: the ranks share
+// every batch's requests, and the dataset and state written must be the
+// single process's byte for byte.
+func TestMPISelfInstructMatchesSingleProcess(t *testing.T) {
+	mpitest.Mpirun(t)
+	bin := buildGotune(t)
+	words := strings.Fields("apple river stone cloud quiet green seven tiger paper window silver garden bright yellow ocean forest mountain candle winter summer honest gentle rapid narrow ancient modern humble brave clever distant")
+	teacher := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Prompt string `json:"prompt"`
+			Seed   uint64 `json:"seed"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		h := fnv.New64a()
+		h.Write([]byte(req.Prompt))
+		rng := rand.New(rand.NewPCG(req.Seed, h.Sum64()))
+		var b strings.Builder
+		for i := range 3 {
+			n := 4 + i // blocks continue the prompt's three examples
+			if i > 0 {
+				fmt.Fprintf(&b, "###\n%d. Instruction:", n)
+			}
+			pick := make([]string, 6)
+			for j := range pick {
+				pick[j] = words[rng.IntN(len(words))]
+			}
+			fmt.Fprintf(&b, " Describe %s.\n%d. Input:\n<noinput>\n%d. Output:\n%s\n", strings.Join(pick, " "), n, n, pick[0])
+		}
+		json.NewEncoder(w).Encode(map[string]any{"choices": []map[string]any{{"text": b.String(), "finish_reason": "stop"}}})
+	}))
+	defer teacher.Close()
+	args := func(out string) []string {
+		return []string{"self-instruct", "--" + selfinstruct.KeyTeacherURL, teacher.URL, "--" + selfinstruct.KeyOutput, out,
+			"--" + selfinstruct.KeyRequestBatchSize, "5", "--" + selfinstruct.KeyMaxBatches, "3", "--" + selfinstruct.KeyNumInstructions, "1000"}
+	}
+	dir := t.TempDir()
+	single := filepath.Join(dir, "single.arrow")
+	mustRun(t, bin, 0, args(single)...)
+	rows, err := data.ReadGeneratedInstructions(single)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) < 10 {
+		t.Fatalf("the single process kept %d instructions of 45; the test's teacher should make most of them pass", len(rows))
+	}
+	for _, n := range []int{2, 3} {
+		out := filepath.Join(dir, fmt.Sprintf("np%d.arrow", n))
+		log := mustRun(t, bin, n, args(out)...)
+		if c := strings.Count(log, "self-instruct: kept"); c != 1 {
+			t.Errorf("%d ranks: %d summaries, want rank 0's alone:\n%s", n, c, log)
+		}
+		for _, suffix := range []string{"", ".state.jsonl"} {
+			want, err := os.ReadFile(single + suffix)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(out + suffix)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("%d ranks: %s differs from the single process's", n, out+suffix)
+			}
+		}
+	}
 }
 
 // TestMPIRefusesOtherCommands: a command that does not run data-parallel
