@@ -3,7 +3,6 @@ package selfinstruct
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/gob"
 	"errors"
 	"fmt"
@@ -83,18 +82,13 @@ func serveTeacher(ctx context.Context, comm train.Comm, t Teacher) error {
 	}
 }
 
-// bcastGob sends v from rank 0 to the others (recvGob): its length, then
-// its gob encoding.
+// bcastGob sends v from rank 0 to the others (recvGob), gob-encoded.
 func bcastGob(comm train.Comm, v any) error {
 	var buf bytes.Buffer
 	if err := gob.NewEncoder(&buf).Encode(v); err != nil {
 		return fmt.Errorf("self-instruct: encoding a request: %w", err)
 	}
-	n := binary.LittleEndian.AppendUint64(nil, uint64(buf.Len()))
-	if err := comm.Bcast(n, 0); err != nil {
-		return fmt.Errorf("self-instruct: broadcasting a request: %w", err)
-	}
-	if err := comm.Bcast(buf.Bytes(), 0); err != nil {
+	if _, err := train.BcastFromRoot(comm, buf.Bytes()); err != nil {
 		return fmt.Errorf("self-instruct: broadcasting a request: %w", err)
 	}
 	return nil
@@ -102,19 +96,11 @@ func bcastGob(comm train.Comm, v any) error {
 
 // recvGob receives what rank 0 sends with bcastGob.
 func recvGob(comm train.Comm, v any) error {
-	n := make([]byte, 8)
-	if err := comm.Bcast(n, 0); err != nil {
-		return fmt.Errorf("self-instruct: rank %d: waiting for rank 0's request: %w", comm.Rank(), err)
+	raw, err := train.BcastFromRoot(comm, nil)
+	if err != nil {
+		return fmt.Errorf("self-instruct: waiting for rank 0's request: %w", err)
 	}
-	size := binary.LittleEndian.Uint64(n)
-	if size > 1<<31 {
-		return fmt.Errorf("self-instruct: rank %d: rank 0's request has %d bytes", comm.Rank(), size)
-	}
-	buf := make([]byte, size)
-	if err := comm.Bcast(buf, 0); err != nil {
-		return fmt.Errorf("self-instruct: rank %d: waiting for rank 0's request: %w", comm.Rank(), err)
-	}
-	if err := gob.NewDecoder(bytes.NewReader(buf)).Decode(v); err != nil {
+	if err := gob.NewDecoder(bytes.NewReader(raw)).Decode(v); err != nil {
 		return fmt.Errorf("self-instruct: rank %d: rank 0's request: %w", comm.Rank(), err)
 	}
 	return nil

@@ -128,6 +128,35 @@ func ShareWork[T any](ctx context.Context, comm Comm, n int, work func(lo, hi in
 	return all, nil
 }
 
+// BcastFromRoot gives every rank of comm rank 0's blob (the other ranks'
+// argument is ignored): its length, then its bytes (MPI_Bcast).
+func BcastFromRoot(comm Comm, blob []byte) ([]byte, error) {
+	if comm == nil {
+		comm = World()
+	}
+	if comm.Size() == 1 {
+		return blob, nil
+	}
+	n := make([]byte, 8)
+	if comm.Rank() == 0 {
+		binary.LittleEndian.PutUint64(n, uint64(len(blob)))
+	}
+	if err := comm.Bcast(n, 0); err != nil {
+		return nil, fmt.Errorf("train: rank %d: broadcast from rank 0: %w", comm.Rank(), err)
+	}
+	size := binary.LittleEndian.Uint64(n)
+	if size > math.MaxInt32 {
+		return nil, fmt.Errorf("train: rank %d: rank 0 broadcasts %d bytes, more than one call takes", comm.Rank(), size)
+	}
+	if comm.Rank() != 0 {
+		blob = make([]byte, size)
+	}
+	if err := comm.Bcast(blob, 0); err != nil {
+		return nil, fmt.Errorf("train: rank %d: broadcast from rank 0: %w", comm.Rank(), err)
+	}
+	return blob, nil
+}
+
 // agreeStop tells every rank whether any rank was interrupted (a
 // collective call: every rank of the loop makes it at the same point).
 func (l *Loop) agreeStop(ctx context.Context) (bool, error) {
