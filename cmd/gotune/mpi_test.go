@@ -191,7 +191,14 @@ func sameOutputs(t *testing.T, what, want, got string, tol, floor float64) {
 			}
 		}
 	}
-	// The trained tensors: pretrain's model, the other stages' adapter.
+	sameTensors(t, what, want, got, tol)
+}
+
+// sameTensors requires the trained tensors in got (pretrain's model, the
+// other stages' adapter) to match want's within tol relative to the
+// largest value of each tensor.
+func sameTensors(t *testing.T, what, want, got string, tol float64) {
+	t.Helper()
 	file := func(dir string) string {
 		if _, err := os.Stat(finetune.AdapterDir(dir)); err != nil {
 			return filepath.Join(dir, "model.safetensors")
@@ -318,6 +325,42 @@ wait:
 	}
 	mustRun(t, bin, 2, append(stageArgs("sft", dir, steps), "--"+sft.KeyResume)...)
 	sameOutputs(t, "sft on 2 ranks, killed and resumed", single, dir, 1e-5, 0)
+}
+
+// TestMPIPretrainResumeSharesTokenizer pretrains with a tokenizer trained
+// by the run on 2 ranks, stopped after 2 updates and resumed to 4: rank 0
+// alone trains (and on resume reads) the tokenizer and sends it to rank 1,
+// and the model and tokenizer equal the uninterrupted single process's.
+func TestMPIPretrainResumeSharesTokenizer(t *testing.T) {
+	mpitest.Mpirun(t)
+	bin := buildGotune(t)
+	args := func(out string, steps int) []string {
+		return []string{"pretrain", "--" + pretrain.KeyOut, out, "--" + pretrain.KeyPreset, "tiny", "--" + keyWorldDocs, "100",
+			"--" + pretrain.KeySeqLen, "32", "--" + pretrain.KeyBatchSize, "2", "--" + pretrain.KeyVocabSize, "300",
+			"--" + train.KeyGradAccum, "4", "--" + train.KeySteps, strconv.Itoa(steps), "--" + train.KeySaveEvery, "2", "--" + train.KeyQuiet}
+	}
+	single := filepath.Join(t.TempDir(), "single")
+	mustRun(t, bin, 0, args(single, 4)...)
+	dir := filepath.Join(t.TempDir(), "np2")
+	mustRun(t, bin, 2, args(dir, 2)...)
+	// A resumed run reads its own tokenizer whatever --vocab-size says; a
+	// rank that trained one of its own would build another model.
+	resume := append(args(dir, 4), "--"+pretrain.KeyResume, "--"+pretrain.KeyVocabSize, "280")
+	mustRun(t, bin, 2, resume...)
+	for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
+		want, err := os.ReadFile(filepath.Join(single, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s on 2 ranks, resumed, differs from the single process's", f)
+		}
+	}
+	sameTensors(t, "pretrain on 2 ranks, resumed", single, dir, 1e-5)
 }
 
 // killRank kills the process of the given rank among the descendants of
