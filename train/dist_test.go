@@ -375,3 +375,57 @@ func TestShareWork(t *testing.T) {
 		}
 	}
 }
+
+// TestDataParallelInterruptedEvaluation interrupts one rank of three
+// during the evaluation after update 5: every rank stops there together
+// (none waits for the others in the next update), with an error wrapping
+// context.Canceled, and rank 0 checkpoints update 5.
+func TestDataParallelInterruptedEvaluation(t *testing.T) {
+	const n = 3
+	dir := t.TempDir()
+	g := newLocalGroup(n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for r := range n {
+		m := newLinreg(64, 4, 4)
+		d := dir
+		if r > 0 {
+			d = filepath.Join(t.TempDir(), "rank")
+		}
+		l := newLoop(m, d, dpConfig)
+		l.Comm = localComm{g: g, rank: r}
+		l.Hooks.Skip = func(step, micro int) error {
+			m.cursor = (m.cursor + m.batch) % len(m.x)
+			return nil
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		if r == n-1 {
+			l.Eval = func(ctx context.Context) (Metrics, error) {
+				cancel()
+				return nil, fmt.Errorf("evaluating: %w", ctx.Err())
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer cancel()
+			errs[r] = l.Run(ctx)
+		}()
+	}
+	wg.Wait()
+	for r, err := range errs {
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("rank %d: %v, want an interruption", r, err)
+		}
+	}
+	if !errors.Is(errs[0], ErrPeerInterrupted) {
+		t.Errorf("rank 0: %v, want %v", errs[0], ErrPeerInterrupted)
+	}
+	st, err := LoadState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Step != 5 {
+		t.Fatalf("the checkpoint is at update %d, want 5 (the evaluation's)", st.Step)
+	}
+}
