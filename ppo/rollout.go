@@ -140,15 +140,21 @@ func newHead(C int, std float64, seed uint64) *tensor.Dense {
 func (r *runner) sample(ctx context.Context, prompts [][]int, iter int, greedy bool) (*samples, error) {
 	B := len(prompts)
 	groups, err := train.ShareWork(ctx, r.comm, (B+r.Bm-1)/r.Bm, func(lo, hi int) ([]sampleGroup, error) {
+		if lo == hi {
+			return []sampleGroup{}, nil
+		}
+		// One call for the rank's whole part, generated together; its
+		// forward groups start at a multiple of Bm, as one process's do.
+		first, last := lo*r.Bm, min(hi*r.Bm, B)
+		s, err := r.sampleLocal(ctx, prompts[first:last], first, iter, greedy)
+		if err != nil {
+			return nil, err
+		}
 		out := make([]sampleGroup, 0, hi-lo)
-		for g := lo; g < hi; g++ {
-			first := g * r.Bm
-			s, err := r.sampleLocal(ctx, prompts[first:min(first+r.Bm, B)], first, iter, greedy)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, sampleGroup{Seqs: s.seqs, PromptLen: s.promptLen, Length: s.length, HasEOS: s.hasEOS,
-				Logp: s.logp, Ref: s.ref, Values: s.values, Entropy: s.entropy, Scores: s.scores})
+		for a := 0; a < last-first; a += r.Bm {
+			b := min(a+r.Bm, last-first)
+			out = append(out, sampleGroup{Seqs: s.seqs[a:b], PromptLen: s.promptLen[a:b], Length: s.length[a:b], HasEOS: s.hasEOS[a:b],
+				Logp: s.logp[a*r.R : b*r.R], Ref: s.ref[a*r.R : b*r.R], Values: s.values[a*r.R : b*r.R], Entropy: s.entropy[a:b], Scores: s.scores[a:b]})
 		}
 		return out, nil
 	})
