@@ -13,7 +13,11 @@
 //     with McNemar's exact test) and the standard error of a rate
 //     (StdErr).
 //
-// May import: finetune, lora, model (and model/generate, model/hf),
+// Under mpirun the ranks share the windows, rows and tasks and gather the
+// results (train.ShareWork): every rank gets one process's figures, and
+// the command prints them on rank 0.
+//
+// May import: finetune, lora, train, model (and model/generate, model/hf),
 // tokenizer, data, data/verify.
 package eval
 

@@ -11,6 +11,7 @@ import (
 	"github.com/gotune/gotune/model/generate"
 	mgguf "github.com/gotune/gotune/model/gguf"
 	"github.com/gotune/gotune/tokenizer"
+	"github.com/gotune/gotune/train"
 )
 
 // LoadModel loads a base model (a Hugging Face model directory or a GGUF
@@ -148,27 +149,43 @@ func ExactMatch(ctx context.Context, e *generate.Engine, tok *tokenizer.Tokenize
 	for i := range tasks {
 		prompts[i] = tok.EncodePromptCompletion(tasks[i].Prompt, "", true, false).IDs
 	}
-	// answer returns copies answers per task, task by task.
+	// answer returns copies answers per task, task by task. Under mpirun
+	// the ranks share the tasks (train.ShareWork); an answer's seed follows
+	// its place, and the engine answers a request alike in any batch, so
+	// any number of ranks gives one process's answers.
 	answer := func(copies int, temperature float64) ([]string, error) {
-		reqs := make([]generate.Request, 0, len(tasks)*copies)
-		for i := range tasks {
-			for k := range copies {
-				reqs = append(reqs, generate.Request{Prompt: prompts[i], Options: generate.Options{
-					MaxTokens: cfg.MaxTokens, Stop: cfg.Stop, Temperature: temperature,
-					Seed: cfg.Seed + uint64(i*copies+k),
-				}})
+		per, err := train.ShareWork(ctx, nil, len(tasks), func(first, last int) ([][]string, error) {
+			reqs := make([]generate.Request, 0, (last-first)*copies)
+			for i := first; i < last; i++ {
+				for k := range copies {
+					reqs = append(reqs, generate.Request{Prompt: prompts[i], Options: generate.Options{
+						MaxTokens: cfg.MaxTokens, Stop: cfg.Stop, Temperature: temperature,
+						Seed: cfg.Seed + uint64(i*copies+k),
+					}})
+				}
 			}
+			out := make([][]string, last-first)
+			for lo := 0; lo < len(reqs); lo += cfg.Batch {
+				hi := min(lo+cfg.Batch, len(reqs))
+				res, err := e.Generate(ctx, reqs[lo:hi])
+				if err != nil {
+					return nil, fmt.Errorf("eval: answers %d–%d: %w", first*copies+lo, first*copies+hi-1, err)
+				}
+				for j, r := range res {
+					out[(lo+j)/copies] = append(out[(lo+j)/copies], r.Text)
+				}
+			}
+			return out, nil
+		})
+		if err != nil {
+			return nil, err
 		}
-		answers := make([]string, 0, len(reqs))
-		for lo := 0; lo < len(reqs); lo += cfg.Batch {
-			hi := min(lo+cfg.Batch, len(reqs))
-			res, err := e.Generate(ctx, reqs[lo:hi])
-			if err != nil {
-				return nil, fmt.Errorf("eval: answers %d–%d: %w", lo, hi-1, err)
+		answers := make([]string, 0, len(tasks)*copies)
+		for i, a := range per {
+			if len(a) != copies {
+				return nil, fmt.Errorf("eval: task %d has %d answers, want %d", i, len(a), copies)
 			}
-			for _, r := range res {
-				answers = append(answers, r.Text)
-			}
+			answers = append(answers, a...)
 		}
 		return answers, nil
 	}

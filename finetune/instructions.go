@@ -10,6 +10,7 @@ import (
 	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/tokenizer"
+	"github.com/gotune/gotune/train"
 )
 
 // InstructionTemplates are the layouts an instruction row can be rendered
@@ -168,24 +169,40 @@ func (m *Model) MeanLoss(ctx context.Context, name string, batches []data.Batch)
 	if m.Adapter != nil {
 		m.Adapter.SetDropoutActive(false)
 	}
+	// Under mpirun the ranks share the batches and sum the gathered losses
+	// in batch order, as one process does.
+	parts, err := train.ShareWork(ctx, nil, len(batches), func(lo, hi int) ([]lossSum, error) {
+		out := make([]lossSum, 0, hi-lo)
+		for _, b := range batches[lo:hi] {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			p, err := m.Program(name, b.B, b.T, false, TokenLoss)
+			if err != nil {
+				return nil, err
+			}
+			n := LoadBatch(p, b)
+			if err := p.Run(); err != nil {
+				return nil, err
+			}
+			out = append(out, lossSum{Sum: float64(model.Value32(p.Loss)[0]) * n, N: n})
+		}
+		return out, nil
+	})
+	if err != nil {
+		return 0, err
+	}
 	var sum, count float64
-	for _, b := range batches {
-		if err := ctx.Err(); err != nil {
-			return 0, err
-		}
-		p, err := m.Program(name, b.B, b.T, false, TokenLoss)
-		if err != nil {
-			return 0, err
-		}
-		n := LoadBatch(p, b)
-		if err := p.Run(); err != nil {
-			return 0, err
-		}
-		sum += float64(model.Value32(p.Loss)[0]) * n
-		count += n
+	for _, p := range parts {
+		sum += p.Sum
+		count += p.N
 	}
 	if count == 0 {
 		return math.NaN(), nil
 	}
 	return sum / count, nil
 }
+
+// lossSum is one forward pass's summed token loss and its weight (tokens),
+// what a rank sends the others.
+type lossSum struct{ Sum, N float64 }

@@ -20,6 +20,7 @@ import (
 	"gorgonia.org/gorgonia"
 
 	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/train"
 )
 
 // Encoder is what Tokenize needs of a tokenizer
@@ -204,27 +205,39 @@ func WindowLoss(ctx context.Context, g *model.Graph, run func() error, loss *gor
 	if maxWindows > 0 {
 		n = min(n, maxWindows)
 	}
+	// Under mpirun the ranks share the forward passes and sum the gathered
+	// losses in pass order, as one process does.
+	parts, err := train.ShareWork(ctx, nil, (n+g.B-1)/g.B, func(lo, hi int) ([]lossSum, error) {
+		out := make([]lossSum, 0, hi-lo)
+		for k := lo * g.B; k < min(hi*g.B, n); k += g.B {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			batch := 0
+			for r := range g.B {
+				if k+r < n {
+					batch += s.Fill(k+r, r, g.In.Tokens, g.In.Targets, weights, pad)
+				} else {
+					s.Fill(0, r, g.In.Tokens, g.In.Targets, weights, pad)
+					clear(weights[r*g.T : (r+1)*g.T])
+				}
+			}
+			if err := run(); err != nil {
+				return nil, err
+			}
+			// The loss is the mean over the batch's weighted tokens.
+			out = append(out, lossSum{Sum: float64(model.Value32(loss)[0]) * float64(batch), N: float64(batch)})
+		}
+		return out, nil
+	})
+	if err != nil {
+		return 0, 0, err
+	}
 	var sum float64
 	var count int
-	for k := 0; k < n; k += g.B {
-		if err := ctx.Err(); err != nil {
-			return 0, 0, err
-		}
-		batch := 0
-		for r := range g.B {
-			if k+r < n {
-				batch += s.Fill(k+r, r, g.In.Tokens, g.In.Targets, weights, pad)
-			} else {
-				s.Fill(0, r, g.In.Tokens, g.In.Targets, weights, pad)
-				clear(weights[r*g.T : (r+1)*g.T])
-			}
-		}
-		if err := run(); err != nil {
-			return 0, 0, err
-		}
-		// The loss is the mean over the batch's weighted tokens.
-		sum += float64(model.Value32(loss)[0]) * float64(batch)
-		count += batch
+	for _, p := range parts {
+		sum += p.Sum
+		count += int(p.N)
 	}
 	if count == 0 {
 		return math.NaN(), 0, nil

@@ -281,10 +281,24 @@ type Result struct {
 // Log-probabilities are the model's own (temperature 1, no top-p), as the
 // training graph computes them; a Temperature other than 1 or a TopP
 // below 1 therefore samples slightly off-policy, as in ppo.
+//
+// Under mpirun the ranks share every generation batch's prompts and
+// held-out rows (each samples and scores its contiguous part, then all
+// gather the results), the log-probabilities of its micro-batches, and
+// then its updates' micro-batches, as sft does (train.Comm). A
+// completion's seed depends on its place in the batch, not on the rank, so
+// N ranks sample the same completions as one process.
 func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return Result{}, err
 	}
+	// Under mpirun only rank 0 writes to Out (see train.Comm).
+	out, cleanup, err := train.RankDir(cfg.Out)
+	if err != nil {
+		return Result{}, fmt.Errorf("grpo: %w", err)
+	}
+	defer cleanup()
+	cfg.Out = out
 	mu := cfg.NumIterations
 	cfg.Train = cfg.loop()
 	resuming := cfg.Resume && train.HasCheckpoint(cfg.Out)
@@ -362,6 +376,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			return r.update(micro, step)
 		}),
 		Hooks: train.Hooks{
+			// The ranks share each generation batch's prompts (runner.sample)
+			// and then its micro-batches; no data position moves.
+			Skip:    func(step, micro int) error { return nil },
 			State:   func() (json.RawMessage, error) { return r.state(r.loop.StepsDone()%mu == 0) },
 			Restore: r.restore,
 			Epoch:   func() float64 { return float64(r.loop.StepsDone()/mu*P) / float64(len(trainSet.items)) },
@@ -370,7 +387,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			},
 		},
 	}
-	r.loop = loop
+	r.loop, r.comm = loop, loop.Communicator()
 	if len(held.items) > 0 {
 		loop.Eval = func(ctx context.Context) (train.Metrics, error) {
 			m, err := r.evaluate(ctx, held.items)

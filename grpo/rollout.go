@@ -103,6 +103,7 @@ type runner struct {
 	batch   *genBatch
 	raw     json.RawMessage
 	loop    *train.Loop
+	comm    train.Comm // the ranks that share the sampling
 	Bm, T   int
 	R       int
 	pad     int32
@@ -138,13 +139,14 @@ func newRunner(cfg Config, policy *finetune.Model, funcs []rewardFunc, T int) (*
 }
 
 // completions samples G completions of every prompt (greedy: one), with
-// the live policy.
-func (r *runner) completions(ctx context.Context, iter int, ps []prompt, G int, greedy bool) ([]Sample, error) {
+// the live policy; ps[0] is prompt first of the batch, whose place seeds
+// the sampling.
+func (r *runner) completions(ctx context.Context, iter int, ps []prompt, first, G int, greedy bool) ([]Sample, error) {
 	reqs := make([]generate.Request, 0, len(ps)*G)
 	for _, p := range ps {
 		for range G {
 			o := generate.Options{MaxTokens: r.R, Temperature: r.cfg.Temperature, TopP: r.cfg.TopP,
-				Seed: finetune.SampleSeed(r.cfg.Train.Seed, iter, len(reqs))}
+				Seed: finetune.SampleSeed(r.cfg.Train.Seed, iter, first*G+len(reqs))}
 			if greedy {
 				o.Temperature, o.TopP = 0, 0
 			}
@@ -178,13 +180,73 @@ func (r *runner) completions(ctx context.Context, iter int, ps []prompt, G int, 
 	return ss, nil
 }
 
-// rewards scores samples with every reward function and returns the
-// combined rewards with the rewards/<name>/… metrics.
-func (r *runner) rewards(ctx context.Context, ss []Sample, stats map[string]float64) ([]float64, error) {
-	scores, errs, err := scoreAll(ctx, r.funcs, ss, r.cfg.RewardErrors)
+// group is one prompt's samples with their scores, what a rank sends the
+// others.
+type group struct {
+	Samples []Sample
+	Scores  [][]float64 // by reward function, then sample
+	Errs    []int       // by reward function: the rank's samples scored 0 after an error (on its first group)
+}
+
+// sample samples G completions of every prompt of ps (greedy: one) and
+// scores them with every reward function. The ranks share the prompts
+// (train.ShareWork): each samples and scores its contiguous part, and all
+// get every group in order. Seeds follow a completion's place in ps, so
+// any number of ranks samples what one process does.
+func (r *runner) sample(ctx context.Context, iter int, ps []prompt, G int, greedy bool) (ss []Sample, scores [][]float64, errs []int, err error) {
+	gs, err := train.ShareWork(ctx, r.comm, len(ps), func(lo, hi int) ([]group, error) {
+		if lo == hi {
+			return []group{}, nil
+		}
+		ss, err := r.completions(ctx, iter, ps[lo:hi], lo, G, greedy)
+		if err != nil {
+			return nil, err
+		}
+		scores, errs, err := scoreAll(ctx, r.funcs, ss, r.cfg.RewardErrors)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			if iter < 0 {
+				return nil, fmt.Errorf("grpo: held-out rows: %w", err)
+			}
+			return nil, fmt.Errorf("grpo: generation batch %d: %w", iter, err)
+		}
+		out := make([]group, hi-lo)
+		for i := range out {
+			out[i] = group{Samples: ss[i*G : (i+1)*G], Scores: make([][]float64, len(scores))}
+			for k := range scores {
+				out[i].Scores[k] = scores[k][i*G : (i+1)*G]
+			}
+		}
+		out[0].Errs = errs
+		return out, nil
+	})
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
+	scores, errs = make([][]float64, len(r.funcs)), make([]int, len(r.funcs))
+	for _, g := range gs {
+		if len(g.Samples) != G || len(g.Scores) != len(r.funcs) {
+			return nil, nil, nil, fmt.Errorf("a rank sent a group of %d samples with %d reward functions' scores, want %d and %d", len(g.Samples), len(g.Scores), G, len(r.funcs))
+		}
+		ss = append(ss, g.Samples...)
+		for k := range r.funcs {
+			if len(g.Scores[k]) != G {
+				return nil, nil, nil, fmt.Errorf("a rank sent %d scores of reward function %s for a group of %d", len(g.Scores[k]), r.funcs[k].name, G)
+			}
+			scores[k] = append(scores[k], g.Scores[k]...)
+			if k < len(g.Errs) {
+				errs[k] += g.Errs[k]
+			}
+		}
+	}
+	return ss, scores, errs, nil
+}
+
+// rewards combines the samples' scores into rewards and adds the
+// rewards/<name>/… metrics to stats.
+func (r *runner) rewards(ss []Sample, scores [][]float64, errs []int, stats map[string]float64) ([]float64, error) {
 	for k, f := range r.funcs {
 		var m, ss2 float64
 		for _, v := range scores[k] {
@@ -207,12 +269,12 @@ func (r *runner) rewards(ctx context.Context, ss []Sample, stats map[string]floa
 // against.
 func (r *runner) generate(ctx context.Context, iter int, ps []prompt) error {
 	G := r.cfg.NumGenerations
-	ss, err := r.completions(ctx, iter, ps, G, false)
+	ss, scores, errs, err := r.sample(ctx, iter, ps, G, false)
 	if err != nil {
 		return err
 	}
 	stats := map[string]float64{}
-	rw, err := r.rewards(ctx, ss, stats)
+	rw, err := r.rewards(ss, scores, errs, stats)
 	if err != nil {
 		return fmt.Errorf("grpo: generation batch %d: %w", iter, err)
 	}
@@ -260,25 +322,53 @@ func (r *runner) generate(ctx context.Context, iter int, ps []prompt) error {
 // logProbs returns the current model's log-probability of every completion
 // token of the batch, (B·R).
 func (r *runner) logProbs(ctx context.Context, b *genBatch) ([]float64, error) {
+	// The ranks share the forward passes (train.ShareWork), each a chunk of
+	// Bm rows as one process runs it, so the values are the same.
+	B := len(b.Seqs)
+	chunks := (B + r.Bm - 1) / r.Bm
+	parts, err := train.ShareWork(ctx, r.comm, chunks, func(lo, hi int) ([][]float64, error) {
+		out := make([][]float64, 0, hi-lo)
+		for c := lo; c < hi; c++ {
+			lp, err := r.chunkLogProbs(ctx, b, c*r.Bm)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, lp)
+		}
+		return out, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]float64, 0, B*r.R)
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	if len(out) != B*r.R {
+		return nil, fmt.Errorf("grpo: %d log-probs gathered for %d sequences of %d tokens", len(out), B, r.R)
+	}
+	return out, nil
+}
+
+// chunkLogProbs is logProbs of the Bm rows from k on, (rows·R).
+func (r *runner) chunkLogProbs(ctx context.Context, b *genBatch, k int) ([]float64, error) {
 	in := r.fwd.Graph.In
 	B := len(b.Seqs)
-	out := make([]float64, B*r.R)
-	for k := 0; k < B; k += r.Bm {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		for i := range r.Bm {
-			finetune.FillRow(in, r.T, i, b.Seqs[min(k+i, B-1)], r.pad)
-		}
-		if err := r.fwd.Run(); err != nil {
-			return nil, fmt.Errorf("grpo: forward: %w", err)
-		}
-		lp := model.Value32(r.fwd.Out[0])
-		for i := 0; i < r.Bm && k+i < B; i++ {
-			row := k + i
-			for j := range b.Lengths[row] {
-				out[row*r.R+j] = float64(lp[i*r.T+b.PromptLen[row]-1+j])
-			}
+	out := make([]float64, min(r.Bm, B-k)*r.R)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	for i := range r.Bm {
+		finetune.FillRow(in, r.T, i, b.Seqs[min(k+i, B-1)], r.pad)
+	}
+	if err := r.fwd.Run(); err != nil {
+		return nil, fmt.Errorf("grpo: forward: %w", err)
+	}
+	lp := model.Value32(r.fwd.Out[0])
+	for i := 0; i < r.Bm && k+i < B; i++ {
+		row := k + i
+		for j := range b.Lengths[row] {
+			out[i*r.R+j] = float64(lp[i*r.T+b.PromptLen[row]-1+j])
 		}
 	}
 	return out, nil
@@ -343,12 +433,12 @@ func (r *runner) update(micro, step int) (train.Metrics, error) {
 // evaluate generates one greedy completion per held-out prompt and returns
 // the reward functions' means (logged as eval_reward, eval_rewards/…).
 func (r *runner) evaluate(ctx context.Context, ps []prompt) (train.Metrics, error) {
-	ss, err := r.completions(ctx, -1, ps, 1, true)
+	ss, scores, errs, err := r.sample(ctx, -1, ps, 1, true)
 	if err != nil {
 		return nil, err
 	}
 	stats := map[string]float64{}
-	rw, err := r.rewards(ctx, ss, stats)
+	rw, err := r.rewards(ss, scores, errs, stats)
 	if err != nil {
 		return nil, fmt.Errorf("grpo: held-out rows: %w", err)
 	}

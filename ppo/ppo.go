@@ -261,6 +261,13 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return Result{}, err
 	}
+	// Under mpirun only rank 0 writes to Out (see train.Comm).
+	out, cleanup, err := train.RankDir(cfg.Out)
+	if err != nil {
+		return Result{}, fmt.Errorf("ppo: %w", err)
+	}
+	defer cleanup()
+	cfg.Out = out
 	per := cfg.updatesPerRollout()
 	cfg.Train = cfg.loop()
 	resuming := cfg.Resume && train.HasCheckpoint(cfg.Out)
@@ -351,6 +358,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			return r.update(within/cfg.MiniBatches, within%cfg.MiniBatches, micro, step)
 		}),
 		Hooks: train.Hooks{
+			// The ranks share each rollout's prompts (runner.sample) and then
+			// its updates' micro-batches; no data position moves.
+			Skip: func(step, micro int) error { return nil },
 			State: func() (json.RawMessage, error) {
 				return r.state(r.loop.StepsDone()%per == 0)
 			},
@@ -361,7 +371,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			},
 		},
 	}
-	r.loop = loop
+	r.loop, r.comm = loop, loop.Communicator()
 	if len(evalPrompts) > 0 {
 		loop.Eval = func(ctx context.Context) (train.Metrics, error) {
 			s, err := r.evaluate(ctx, evalPrompts)

@@ -64,6 +64,7 @@ type runner struct {
 	roll     *rolloutBuf
 	rollJSON json.RawMessage
 	loop     *train.Loop
+	comm     train.Comm // the ranks that share the sampling
 	Bm, T, R int
 	pad      int32
 	eos      int
@@ -131,11 +132,68 @@ func newHead(C int, std float64, seed uint64) *tensor.Dense {
 // the policy's log-probabilities, values and entropies, the reference
 // policy's log-probabilities (the adapter switched off) and the reward
 // model's scores.
+//
+// Under mpirun the ranks share the prompts in groups of Bm, the forward
+// passes' groups (train.ShareWork), and gather the samples: a response's
+// seed is its prompt's place in prompts, so any number of ranks samples
+// what one process does.
 func (r *runner) sample(ctx context.Context, prompts [][]int, iter int, greedy bool) (*samples, error) {
+	B := len(prompts)
+	groups, err := train.ShareWork(ctx, r.comm, (B+r.Bm-1)/r.Bm, func(lo, hi int) ([]sampleGroup, error) {
+		if lo == hi {
+			return []sampleGroup{}, nil
+		}
+		// One call for the rank's whole part, generated together; its
+		// forward groups start at a multiple of Bm, as one process's do.
+		first, last := lo*r.Bm, min(hi*r.Bm, B)
+		s, err := r.sampleLocal(ctx, prompts[first:last], first, iter, greedy)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]sampleGroup, 0, hi-lo)
+		for a := 0; a < last-first; a += r.Bm {
+			b := min(a+r.Bm, last-first)
+			out = append(out, sampleGroup{Seqs: s.seqs[a:b], PromptLen: s.promptLen[a:b], Length: s.length[a:b], HasEOS: s.hasEOS[a:b],
+				Logp: s.logp[a*r.R : b*r.R], Ref: s.ref[a*r.R : b*r.R], Values: s.values[a*r.R : b*r.R], Entropy: s.entropy[a:b], Scores: s.scores[a:b]})
+		}
+		return out, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s := &samples{}
+	for _, g := range groups {
+		n := len(g.Seqs)
+		if len(g.PromptLen) != n || len(g.Length) != n || len(g.HasEOS) != n || len(g.Entropy) != n || len(g.Scores) != n ||
+			len(g.Logp) != n*r.R || len(g.Ref) != n*r.R || len(g.Values) != n*r.R {
+			return nil, fmt.Errorf("ppo: rollout %d: a rank sent an inconsistent group of %d samples", iter, n)
+		}
+		s.seqs, s.promptLen, s.length = append(s.seqs, g.Seqs...), append(s.promptLen, g.PromptLen...), append(s.length, g.Length...)
+		s.hasEOS, s.entropy, s.scores = append(s.hasEOS, g.HasEOS...), append(s.entropy, g.Entropy...), append(s.scores, g.Scores...)
+		s.logp, s.ref, s.values = append(s.logp, g.Logp...), append(s.ref, g.Ref...), append(s.values, g.Values...)
+	}
+	if len(s.seqs) != B {
+		return nil, fmt.Errorf("ppo: rollout %d: %d samples gathered for %d prompts", iter, len(s.seqs), B)
+	}
+	return s, nil
+}
+
+// sampleGroup is samples of up to Bm prompts, what a rank sends the others.
+type sampleGroup struct {
+	Seqs              [][]int
+	PromptLen, Length []int
+	HasEOS            []bool
+	Logp, Ref, Values []float64
+	Entropy, Scores   []float64
+}
+
+// sampleLocal is sample on prompts alone, prompts[0] being prompt first of
+// the rollout.
+func (r *runner) sampleLocal(ctx context.Context, prompts [][]int, first, iter int, greedy bool) (*samples, error) {
 	B := len(prompts)
 	reqs := make([]generate.Request, B)
 	for i, p := range prompts {
-		o := generate.Options{MaxTokens: r.R, Temperature: r.cfg.Temperature, Seed: finetune.SampleSeed(r.cfg.Train.Seed, iter, i)}
+		o := generate.Options{MaxTokens: r.R, Temperature: r.cfg.Temperature, Seed: finetune.SampleSeed(r.cfg.Train.Seed, iter, first+i)}
 		if greedy {
 			o.Temperature = 0
 		}
@@ -160,7 +218,7 @@ func (r *runner) sample(ctx context.Context, prompts [][]int, iter int, greedy b
 			s.hasEOS[i] = true
 		}
 		if len(resp) == 0 || len(resp) > r.R {
-			return nil, fmt.Errorf("ppo: rollout %d: response %d has %d tokens, want 1…%d", iter, i, len(resp), r.R)
+			return nil, fmt.Errorf("ppo: rollout %d: response %d has %d tokens, want 1…%d", iter, first+i, len(resp), r.R)
 		}
 		s.seqs[i] = append(append(make([]int, 0, len(prompts[i])+len(resp)), prompts[i]...), resp...)
 		s.promptLen[i], s.length[i] = len(prompts[i]), len(resp)

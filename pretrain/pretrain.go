@@ -10,11 +10,14 @@
 package pretrain
 
 import (
+	"bytes"
 	"context"
+	"encoding/gob"
 	"errors"
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 
 	"github.com/gotune/gotune/finetune"
 	"github.com/gotune/gotune/model"
@@ -147,9 +150,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 
 	// The tokenizer: the run's own when resuming, else the given one, else
-	// one trained on the training documents.
+	// one trained on the training documents. Under mpirun rank 0 alone
+	// makes it (only its Out holds the run's own) and sends it to the
+	// others.
 	var tok *tokenizer.Tokenizer
+	comm := train.World()
 	switch {
+	case comm.Rank() != 0:
 	case resuming:
 		tok, err = tokenizer.Load(cfg.Out)
 	case cfg.Tokenizer != "":
@@ -170,6 +177,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("pretrain: %w", err)
+	}
+	if comm.Size() > 1 {
+		if tok, err = shareTokenizer(comm, tok); err != nil {
+			return nil, fmt.Errorf("pretrain: %w", err)
+		}
 	}
 
 	var mc model.Config
@@ -353,4 +365,44 @@ func (tr *trainer) step(s finetune.Windows, o *Order) (train.Metrics, error) {
 // (all when max is 0) and the number of targets scored.
 func (tr *trainer) evaluate(ctx context.Context, s finetune.Windows, maxWindows int) (float64, int, error) {
 	return finetune.WindowLoss(ctx, tr.g, tr.eval.Run, tr.loss, s, maxWindows, tr.pad)
+}
+
+// shareTokenizer gives every rank rank 0's tokenizer: its tokenizer.json
+// and tokenizer_config.json as Save writes them, broadcast.
+func shareTokenizer(comm train.Comm, tok *tokenizer.Tokenizer) (*tokenizer.Tokenizer, error) {
+	var files [2][]byte
+	if comm.Rank() == 0 {
+		dir, err := os.MkdirTemp("", "gotune-tokenizer-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		if err := tok.Save(dir); err != nil {
+			return nil, err
+		}
+		for i, name := range []string{tokenizer.TokenizerFile, tokenizer.ConfigFile} {
+			if files[i], err = os.ReadFile(filepath.Join(dir, name)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(files); err != nil {
+		return nil, fmt.Errorf("rank 0's tokenizer: %w", err)
+	}
+	raw, err := train.BcastFromRoot(comm, buf.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("rank 0's tokenizer: %w", err)
+	}
+	if comm.Rank() == 0 {
+		return tok, nil
+	}
+	if err := gob.NewDecoder(bytes.NewReader(raw)).Decode(&files); err != nil {
+		return nil, fmt.Errorf("rank %d: rank 0's tokenizer: %w", comm.Rank(), err)
+	}
+	t, err := tokenizer.Parse(files[0], files[1])
+	if err != nil {
+		return nil, fmt.Errorf("rank %d: rank 0's tokenizer: %w", comm.Rank(), err)
+	}
+	return t, nil
 }

@@ -7,7 +7,8 @@
 // F-measure against every instruction kept so far (seeds included) is at
 // most 0.7. The result is an Arrow generated-instructions dataset with each
 // row's most similar instructions and mean similarity. Runs are resumable:
-// a state file records every finished batch.
+// a state file records every finished batch. Under mpirun the ranks share
+// each batch's prompts (see sharedTeacher).
 //
 // May import: finetune, train, lora, model/..., tokenizer/..., data/...,
 // checkpoints/..., internal/blas and internal/kernel; never another stage,
@@ -29,8 +30,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gotune/gotune/data"
 	"github.com/schollz/progressbar/v3"
+
+	"github.com/gotune/gotune/data"
+	"github.com/gotune/gotune/train"
 )
 
 // Report summarises a run.
@@ -183,6 +186,25 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if err := cfg.Validate(); err != nil {
 		return Report{}, err
 	}
+	// Under mpirun the ranks share the teacher's work (see sharedTeacher);
+	// rank 0 alone runs the loop and writes.
+	if comm := train.World(); comm.Size() > 1 {
+		if comm.Rank() != 0 {
+			return Report{}, serveTeacher(ctx, comm, cfg.Teacher)
+		}
+		st := &sharedTeacher{t: cfg.Teacher, comm: comm}
+		cfg.Teacher = st
+		rep, err := run(ctx, cfg)
+		if cerr := st.close(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+		return rep, err
+	}
+	return run(ctx, cfg)
+}
+
+// run is Run on one rank, or on rank 0 with a sharedTeacher.
+func run(ctx context.Context, cfg Config) (Report, error) {
 	rep := Report{Rejected: map[string]int{}}
 	st, done, err := openState(cfg.Output+".state.jsonl", stateHeader{Version: stateVersion, SeedSHA256: seedHash(cfg.SeedTasks)})
 	if err != nil {

@@ -1,9 +1,12 @@
 package train
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/gob"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"math"
@@ -37,6 +40,149 @@ type Comm interface {
 	AllreduceFloat32(buf []float32) error // in-place element-wise sum over the ranks
 	AllreduceFloat64(buf []float64) error
 	Bcast(buf []byte, root int) error // root's buf into every rank's
+	// AllgatherBytes gives every rank the buffers of all ranks, by rank.
+	AllgatherBytes(mine []byte) ([][]byte, error)
+}
+
+// World is the job's communicator (internal/mpi's World): one rank
+// without MPI or when not started by mpirun.
+func World() Comm { return mpi.World() }
+
+// Share is the part [lo, hi) of n items that rank takes when size ranks
+// share them: contiguous runs in rank order, the first n%size ranks one
+// item more, so that concatenating the ranks' parts in rank order gives
+// the n items in order.
+func Share(n, rank, size int) (lo, hi int) {
+	q, r := n/size, n%size
+	lo = rank*q + min(rank, r)
+	hi = lo + q
+	if rank < r {
+		hi++
+	}
+	return lo, hi
+}
+
+// ShareWork runs the data-parallel part of a sampling stage (generation,
+// scoring, evaluation): every rank of comm calls it with the same n, runs
+// work on its Share of the n items and gets the n results of all ranks in
+// order, as one process running work(0, n) would. Results travel encoded
+// with encoding/gob, which keeps float64 values (NaN included) exact.
+//
+// A rank whose work is interrupted (its error wraps ctx's) still takes
+// part in the collective calls: every rank then returns an error wrapping
+// context.Canceled — ctx.Err() where ctx was cancelled, ErrPeerInterrupted
+// on the others — so that all leave together and none is left waiting. Any
+// other error is returned at once; the command then ends the whole job
+// (mpi.Comm.Abort).
+func ShareWork[T any](ctx context.Context, comm Comm, n int, work func(lo, hi int) ([]T, error)) ([]T, error) {
+	if comm == nil {
+		comm = World()
+	}
+	size := comm.Size()
+	lo, hi := Share(n, comm.Rank(), size)
+	mine, err := work(lo, hi)
+	stopped := false
+	if err != nil {
+		if ctx.Err() == nil || !errors.Is(err, ctx.Err()) || size == 1 {
+			return nil, err
+		}
+		stopped = true
+	} else if len(mine) != hi-lo {
+		return nil, fmt.Errorf("train: rank %d made %d results for items %d…%d", comm.Rank(), len(mine), lo, hi-1)
+	}
+	if size == 1 {
+		return mine, nil
+	}
+	flag := []float64{0}
+	if stopped || ctx.Err() != nil {
+		flag[0] = 1
+	}
+	if err := comm.AllreduceFloat64(flag); err != nil {
+		return nil, fmt.Errorf("train: rank %d: %w", comm.Rank(), err)
+	}
+	if flag[0] > 0 {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, ErrPeerInterrupted
+	}
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(mine); err != nil {
+		return nil, fmt.Errorf("train: rank %d: encoding its results: %w", comm.Rank(), err)
+	}
+	parts, err := comm.AllgatherBytes(buf.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("train: rank %d: gathering results: %w", comm.Rank(), err)
+	}
+	all := make([]T, 0, n)
+	for r, p := range parts {
+		var got []T
+		if err := gob.NewDecoder(bytes.NewReader(p)).Decode(&got); err != nil {
+			return nil, fmt.Errorf("train: rank %d: decoding rank %d's results: %w", comm.Rank(), r, err)
+		}
+		if l, h := Share(n, r, size); len(got) != h-l {
+			return nil, fmt.Errorf("train: rank %d sent %d results for items %d…%d", r, len(got), l, h-1)
+		}
+		all = append(all, got...)
+	}
+	return all, nil
+}
+
+// BcastFromRoot gives every rank of comm rank 0's blob (the other ranks'
+// argument is ignored): its length, then its bytes (MPI_Bcast).
+func BcastFromRoot(comm Comm, blob []byte) ([]byte, error) {
+	if comm == nil {
+		comm = World()
+	}
+	if comm.Size() == 1 {
+		return blob, nil
+	}
+	n := make([]byte, 8)
+	if comm.Rank() == 0 {
+		binary.LittleEndian.PutUint64(n, uint64(len(blob)))
+	}
+	if err := comm.Bcast(n, 0); err != nil {
+		return nil, fmt.Errorf("train: rank %d: broadcast from rank 0: %w", comm.Rank(), err)
+	}
+	size := binary.LittleEndian.Uint64(n)
+	if size > math.MaxInt32 {
+		return nil, fmt.Errorf("train: rank %d: rank 0 broadcasts %d bytes, more than one call takes", comm.Rank(), size)
+	}
+	if comm.Rank() != 0 {
+		blob = make([]byte, size)
+	}
+	if err := comm.Bcast(blob, 0); err != nil {
+		return nil, fmt.Errorf("train: rank %d: broadcast from rank 0: %w", comm.Rank(), err)
+	}
+	return blob, nil
+}
+
+// agreeStop tells every rank whether any rank was interrupted (a
+// collective call: every rank of the loop makes it at the same point).
+func (l *Loop) agreeStop(ctx context.Context) (bool, error) {
+	if l.size == 1 {
+		return false, nil // one rank stops where its own error says
+	}
+	flag := []float64{0}
+	if ctx.Err() != nil {
+		flag[0] = 1
+	}
+	if err := l.comm.AllreduceFloat64(flag); err != nil {
+		return false, fmt.Errorf("train: after update %d: %w", l.step, err)
+	}
+	return flag[0] > 0, nil
+}
+
+// Communicator is the loop's communicator (Config's Comm, or World), valid
+// once Run or Resume has started.
+func (l *Loop) Communicator() Comm {
+	if l.comm != nil {
+		return l.comm
+	}
+	if l.Comm != nil {
+		return l.Comm
+	}
+	return World()
 }
 
 // RankDir returns the directory a stage writes its outputs to on this

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,13 +15,14 @@ import (
 // localGroup runs the collectives of n ranks that are goroutines of one
 // process, so that the data-parallel loop is tested without MPI.
 type localGroup struct {
-	n       int
-	mu      sync.Mutex
-	cond    *sync.Cond
-	arrived int
-	gen     int
-	bufs    []any
-	err     error
+	n        int
+	mu       sync.Mutex
+	cond     *sync.Cond
+	arrived  int
+	gen      int
+	bufs     []any
+	err      error
+	gathered [][]byte // the last allgather's buffers, by rank
 }
 
 func newLocalGroup(n int) *localGroup {
@@ -37,7 +39,7 @@ type localComm struct {
 
 // collective waits until every rank has deposited its buffer, then runs
 // combine (once, on the last rank to arrive) over all of them.
-func (c localComm) collective(buf any, combine func(bufs []any) error) error {
+func (c localComm) collective(buf any, combine func(bufs []any) error, read ...func()) error {
 	g := c.g
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -53,6 +55,11 @@ func (c localComm) collective(buf any, combine func(bufs []any) error) error {
 		for gen == g.gen {
 			g.cond.Wait()
 		}
+	}
+	// Under the lock: the next collective cannot combine before this rank
+	// arrives at it.
+	for _, f := range read {
+		f()
 	}
 	return g.err
 }
@@ -93,6 +100,19 @@ func (c localComm) Bcast(buf []byte, root int) error {
 		}
 		return nil
 	})
+}
+
+func (c localComm) AllgatherBytes(mine []byte) ([][]byte, error) {
+	var out [][]byte
+	err := c.collective(slices.Clone(mine), func(bufs []any) error {
+		g := make([][]byte, len(bufs))
+		for r, b := range bufs {
+			g[r] = b.([]byte)
+		}
+		c.g.gathered = g
+		return nil
+	}, func() { out = c.g.gathered })
+	return out, err
 }
 
 // dpConfig is the configuration the data-parallel tests share: four
@@ -283,5 +303,129 @@ func TestDataParallelAnnounces(t *testing.T) {
 	want := "train: 2 ranks share each update's 4 micro-batches; 20 bytes allreduced per update\n"
 	if outs[0].String() != want || outs[1].String() != "" {
 		t.Errorf("rank 0 wrote %q, rank 1 %q; want %q and nothing", outs[0].String(), outs[1].String(), want)
+	}
+}
+
+// TestShare: the ranks' parts cover the items once, in order, as evenly
+// as they can.
+func TestShare(t *testing.T) {
+	for _, c := range []struct{ n, size int }{{7, 3}, {2, 4}, {8, 2}, {0, 3}, {5, 1}} {
+		next := 0
+		for r := range c.size {
+			lo, hi := Share(c.n, r, c.size)
+			if lo != next || hi < lo || hi-lo > c.n/c.size+1 || hi-lo < c.n/c.size {
+				t.Fatalf("Share(%d, %d, %d) = %d, %d after %d", c.n, r, c.size, lo, hi, next)
+			}
+			next = hi
+		}
+		if next != c.n {
+			t.Fatalf("the %d ranks' parts of %d items end at %d", c.size, c.n, next)
+		}
+	}
+}
+
+// TestShareWork: ranks on goroutines each work on their share and all get
+// every result in order; an interrupted rank makes every rank stop with an
+// error wrapping context.Canceled, none waiting.
+func TestShareWork(t *testing.T) {
+	const n, size = 7, 3
+	for _, cancelRank := range []int{-1, 1} {
+		g := newLocalGroup(size)
+		got := make([][]float64, size)
+		errs := make([]error, size)
+		var wg sync.WaitGroup
+		for r := range size {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				got[r], errs[r] = ShareWork(ctx, localComm{g: g, rank: r}, n, func(lo, hi int) ([]float64, error) {
+					if r == cancelRank {
+						cancel()
+						return nil, fmt.Errorf("sampling: %w", ctx.Err())
+					}
+					out := []float64{}
+					for i := lo; i < hi; i++ {
+						out = append(out, float64(i)*1.5)
+					}
+					if r == 0 && lo < hi {
+						out[0] = math.NaN() // travels exactly
+					}
+					return out, nil
+				})
+			}()
+		}
+		wg.Wait()
+		for r := range size {
+			if cancelRank >= 0 {
+				if !errors.Is(errs[r], context.Canceled) {
+					t.Errorf("rank %d, rank %d interrupted: error %v, want one wrapping context.Canceled", r, cancelRank, errs[r])
+				}
+				continue
+			}
+			if errs[r] != nil || len(got[r]) != n || !math.IsNaN(got[r][0]) {
+				t.Fatalf("rank %d: %v, %v", r, got[r], errs[r])
+			}
+			for i := 1; i < n; i++ {
+				if got[r][i] != float64(i)*1.5 {
+					t.Fatalf("rank %d: result %d = %v, want %v", r, i, got[r][i], float64(i)*1.5)
+				}
+			}
+		}
+	}
+}
+
+// TestDataParallelInterruptedEvaluation interrupts one rank of three
+// during the evaluation after update 5: every rank stops there together
+// (none waits for the others in the next update), with an error wrapping
+// context.Canceled, and rank 0 checkpoints update 5.
+func TestDataParallelInterruptedEvaluation(t *testing.T) {
+	const n = 3
+	dir := t.TempDir()
+	g := newLocalGroup(n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for r := range n {
+		m := newLinreg(64, 4, 4)
+		d := dir
+		if r > 0 {
+			d = filepath.Join(t.TempDir(), "rank")
+		}
+		l := newLoop(m, d, dpConfig)
+		l.Comm = localComm{g: g, rank: r}
+		l.Hooks.Skip = func(step, micro int) error {
+			m.cursor = (m.cursor + m.batch) % len(m.x)
+			return nil
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		if r == n-1 {
+			l.Eval = func(ctx context.Context) (Metrics, error) {
+				cancel()
+				return nil, fmt.Errorf("evaluating: %w", ctx.Err())
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer cancel()
+			errs[r] = l.Run(ctx)
+		}()
+	}
+	wg.Wait()
+	for r, err := range errs {
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("rank %d: %v, want an interruption", r, err)
+		}
+	}
+	if !errors.Is(errs[0], ErrPeerInterrupted) {
+		t.Errorf("rank 0: %v, want %v", errs[0], ErrPeerInterrupted)
+	}
+	st, err := LoadState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Step != 5 {
+		t.Fatalf("the checkpoint is at update %d, want 5 (the evaluation's)", st.Step)
 	}
 }

@@ -420,7 +420,7 @@ func (l *Loop) Run(ctx context.Context) error {
 			m, err := l.Step(ctx, l.step, micro)
 			if err != nil {
 				l.ZeroGrad()
-				if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+				if ctx.Err() != nil && errors.Is(err, ctx.Err()) || l.size > 1 && errors.Is(err, ErrPeerInterrupted) {
 					if l.size == 1 {
 						return l.interrupted(ctx, start)
 					}
@@ -500,11 +500,23 @@ func (l *Loop) Run(ctx context.Context) error {
 			l.acc = newInterval()
 		}
 		if l.Eval != nil && ((l.EvalEvery > 0 && l.step%l.EvalEvery == 0) || last) {
-			if err := l.evaluate(ctx); err != nil {
-				if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-					return l.interruptedAfterStep(ctx)
-				}
+			err := l.evaluate(ctx)
+			if err != nil && !(ctx.Err() != nil && errors.Is(err, ctx.Err()) || l.size > 1 && errors.Is(err, ErrPeerInterrupted)) {
 				return err
+			}
+			// The ranks agree on an interruption during the evaluation, so
+			// that all of them stop here (and none waits for the others in
+			// the next update).
+			stop, aerr := l.agreeStop(ctx)
+			if aerr != nil {
+				return aerr
+			}
+			if stop || err != nil {
+				cause := ctx.Err()
+				if cause == nil {
+					cause = ErrPeerInterrupted
+				}
+				return l.interruptedAfterStep(cause)
 			}
 		}
 		if (l.CheckpointEvery > 0 && l.step%l.CheckpointEvery == 0) || last {
@@ -542,12 +554,12 @@ func (l *Loop) interruptedWith(cause error, start snapshot) error {
 	return cause
 }
 
-func (l *Loop) interruptedAfterStep(ctx context.Context) error {
+func (l *Loop) interruptedAfterStep(cause error) error {
 	start, err := l.snap()
 	if err != nil {
-		return errors.Join(ctx.Err(), err)
+		return errors.Join(cause, err)
 	}
-	return l.interrupted(ctx, start)
+	return l.interruptedWith(cause, start)
 }
 
 func (l *Loop) nonFinite(what string, v float64) error {

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gotune/gotune/finetune"
+	"github.com/gotune/gotune/internal/mpi"
 	"github.com/gotune/gotune/selfinstruct"
 )
 
@@ -89,7 +90,9 @@ from the environment variable named by --teacher-api-key-env) or a local model
 			return fmt.Errorf("self-instruct needs a teacher: --%s or --%s", selfinstruct.KeyTeacherURL, engineKeyModel)
 		}
 		rep, err := selfinstruct.Run(cmd.Context(), c)
-		fmt.Fprintf(os.Stderr, "self-instruct: %s\n", rep)
+		if mpi.World().Rank() == 0 { // the other ranks only serve the teacher
+			fmt.Fprintf(os.Stderr, "self-instruct: %s\n", rep)
+		}
 		return err
 	},
 }

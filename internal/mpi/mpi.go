@@ -1,7 +1,7 @@
 // Package mpi is a thin binding of the MPI C API (Open MPI's libmpi) for
 // data-parallel training: the ranks of the world communicator, in-place sum
-// allreduce of float32 and float64 buffers, broadcast of bytes, abort and
-// finalize. It is built over cgo only with the build tag "mpi"; without the
+// allreduce of float32 and float64 buffers, broadcast and allgather of
+// bytes, abort and finalize. It is built over cgo only with the build tag "mpi"; without the
 // tag, or when the process was not started by mpirun, World is one rank
 // (rank 0), an allreduce leaves its buffer as it is and a broadcast does
 // nothing, so a plain build stays pure Go and runs single-process.
@@ -132,6 +132,18 @@ func (c *Comm) Bcast(buf []byte, root int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return bcast(buf, root)
+}
+
+// AllgatherBytes gives every rank the buffers of all ranks, indexed by
+// rank (MPI_Allgather of the lengths, then MPI_Allgatherv, MPI_BYTE); the
+// ranks' buffers may differ in length. On one rank it returns mine alone.
+func (c *Comm) AllgatherBytes(mine []byte) ([][]byte, error) {
+	if c.single {
+		return [][]byte{mine}, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return allgatherBytes(mine, c.size)
 }
 
 // Abort ends every rank of the job with the exit code (MPI_Abort); without

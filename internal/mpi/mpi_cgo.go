@@ -30,6 +30,12 @@ static int gotune_allreduce_double(double *buf, int n) {
 static int gotune_bcast(void *buf, int n, int root) {
 	return MPI_Bcast(buf, n, MPI_BYTE, root, MPI_COMM_WORLD);
 }
+static int gotune_allgather_int64(long long mine, long long *all) {
+	return MPI_Allgather(&mine, 1, MPI_LONG_LONG, all, 1, MPI_LONG_LONG, MPI_COMM_WORLD);
+}
+static int gotune_allgatherv_bytes(void *mine, int n, void *all, int *counts, int *displs) {
+	return MPI_Allgatherv(mine, n, MPI_BYTE, all, counts, displs, MPI_BYTE, MPI_COMM_WORLD);
+}
 static void gotune_abort(int code) { MPI_Abort(MPI_COMM_WORLD, code); }
 static int gotune_finalize(void) { return MPI_Finalize(); }
 static int gotune_thread_serialized(void) { return MPI_THREAD_SERIALIZED; }
@@ -109,6 +115,37 @@ func bcast(buf []byte, root int) error {
 		buf = buf[n:]
 	}
 	return nil
+}
+
+func allgatherBytes(mine []byte, size int) ([][]byte, error) {
+	lens := make([]C.longlong, size)
+	if rc := C.gotune_allgather_int64(C.longlong(len(mine)), &lens[0]); rc != C.MPI_SUCCESS {
+		return nil, mpiError("MPI_Allgather", rc)
+	}
+	counts, displs := make([]C.int, size), make([]C.int, size)
+	total := int64(0)
+	for r, n := range lens {
+		if total+int64(n) > maxCount {
+			return nil, fmt.Errorf("mpi: allgather of %d bytes exceeds one MPI call's %d", total+int64(n), maxCount)
+		}
+		counts[r], displs[r] = C.int(n), C.int(total)
+		total += int64(n)
+	}
+	// Go memory without Go pointers may be passed to C for the call.
+	all := make([]byte, total+1)
+	src := unsafe.Pointer(&all[total]) // any valid address for an empty buffer
+	if len(mine) > 0 {
+		src = unsafe.Pointer(&mine[0])
+	}
+	if rc := C.gotune_allgatherv_bytes(src, C.int(len(mine)), unsafe.Pointer(&all[0]), &counts[0], &displs[0]); rc != C.MPI_SUCCESS {
+		return nil, mpiError("MPI_Allgatherv", rc)
+	}
+	out := make([][]byte, size)
+	for r := range out {
+		lo, hi := int(displs[r]), int(displs[r])+int(counts[r])
+		out[r] = all[lo:hi:hi]
+	}
+	return out, nil
 }
 
 func abort(code int) { C.gotune_abort(C.int(code)) }

@@ -35,6 +35,9 @@ func TestSingleRank(t *testing.T) {
 	if err := w.Bcast(b, 0); err != nil || string(b) != "abc" {
 		t.Fatalf("Bcast = %q, %v", b, err)
 	}
+	if g, err := w.AllgatherBytes(b); err != nil || len(g) != 1 || string(g[0]) != "abc" {
+		t.Fatalf("AllgatherBytes = %q, %v; want [abc]", g, err)
+	}
 	if err := w.Bcast(b, 1); err == nil {
 		t.Fatal("Bcast from root 1 of a one-rank world succeeded")
 	}

@@ -62,6 +62,15 @@ func TestRankChild(t *testing.T) {
 	if err := w.Bcast(b, 2); err != nil || string(b) != "from 2" {
 		t.Fatalf("rank %d: broadcast %q, %v; want \"from 2\"", r, b, err)
 	}
+	g, err := w.AllgatherBytes([]byte(strings.Repeat("x", r)))
+	if err != nil || len(g) != 3 {
+		t.Fatalf("rank %d: allgather %q, %v", r, g, err)
+	}
+	for k, b := range g {
+		if string(b) != strings.Repeat("x", k) {
+			t.Fatalf("rank %d: allgather gives rank %d's %q, want %d bytes x", r, k, b, k)
+		}
+	}
 	if err := w.Finalize(); err != nil {
 		t.Fatal(err)
 	}
