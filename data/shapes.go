@@ -53,7 +53,7 @@ var Shapes = []string{ShapeAlpaca, ShapeMessages, ShapeShareGPT, ShapeSelfInstru
 var shapeKind = map[string]Kind{
 	ShapeAlpaca: KindInstructions, ShapeMessages: KindInstructions, ShapeShareGPT: KindInstructions,
 	ShapeSelfInstruct: KindGeneratedInstructions,
-	ShapeTRLStandard: KindPreferences, ShapeTRLImplicit: KindPreferences,
+	ShapeTRLStandard:  KindPreferences, ShapeTRLImplicit: KindPreferences,
 	ShapeTRLConversational: KindPreferences, ShapeTRLConversationalImplicit: KindPreferences,
 	ShapeHHRLHF: KindPreferences, ShapeUltraFeedback: KindPreferences,
 	ShapePrompts: KindPrompts, ShapePromptsConversational: KindPrompts,
