@@ -151,7 +151,7 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.Packing && c.Buckets != nil {
-		return fmt.Errorf("sft: %s %v is set with %s, whose rows all have %s tokens", KeyBuckets, c.Buckets, KeyPacking, KeyMaxLen)
+		return fmt.Errorf("sft: %s %v cannot be set with %s: packed rows all have %s tokens", KeyBuckets, c.Buckets, KeyPacking, KeyMaxLen)
 	}
 	if c.Packing && c.Train.MoEAuxLossAlpha > 0 {
 		// The balance loss is per sequence: a packed row would mix its
