@@ -13,6 +13,11 @@
 // Rows are rendered by a template (Alpaca, or a chat template of the
 // tokenizer), truncated to MaxLen, grouped by length into batches of a few
 // fixed shapes (one compiled program per shape) and shuffled per epoch.
+// A conversational row (messages) is rendered whole, and the loss covers
+// every assistant turn with its end-of-turn token, as TRL's
+// assistant_only_loss does. With Packing, rows are packed into rows of
+// MaxLen tokens, each document attending only to itself, with positions
+// restarting at 0 (padding-free packing).
 // Every EvalEvery updates the held-out loss and perplexity (exp of the
 // loss) are logged as eval_loss and eval_perplexity. Checkpoints hold the
 // adapter, the optimizer and the data position, so an interrupted run
