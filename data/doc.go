@@ -15,7 +15,8 @@
 //
 // # Kinds
 //
-//   - instructions: instruction, input, output (+ system, source)
+//   - instructions: instruction, input, output (+ system, source), or a
+//     whole conversation as messages, a list of {role, content} (+ source)
 //   - generated_instructions: the above + most_similar_instructions, avg_similarity_score
 //   - preferences: prompt, chosen, rejected as text, or as lists of
 //     {role, content} messages (+ margin, score_chosen, score_rejected,

@@ -122,6 +122,10 @@ func ImportContext(ctx context.Context, in, out string, opts ImportOptions) (rep
 	switch rep.Shape {
 	case ShapeAlpaca:
 		err = runImport(im, out, instructionColumns(), convertAlpaca)
+	case ShapeMessages:
+		err = runImport(im, out, conversationColumns(), convertMessages)
+	case ShapeShareGPT:
+		err = runImport(im, out, conversationColumns(), convertShareGPT)
 	case ShapeSelfInstruct:
 		err = runImport(im, out, generatedColumns(), convertSelfInstruct)
 	case ShapeTRLStandard:

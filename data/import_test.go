@@ -230,6 +230,27 @@ func shapeCases() []shapeCase {
 			},
 		},
 		{
+			name: "messages", shape: ShapeMessages, kind: KindInstructions,
+			rows: []obj{
+				{"messages": msgs("system", "Be terse.", "user", "2+2?", "assistant", "4", "user", "And 3+3?", "assistant", "6")},
+				{"messages": msgs("user", "Hi", "assistant", "Hello!")},
+			},
+			want: []Instruction{
+				{Messages: []Message{{"system", "Be terse."}, {"user", "2+2?"}, {"assistant", "4"}, {"user", "And 3+3?"}, {"assistant", "6"}}},
+				{Messages: []Message{{"user", "Hi"}, {"assistant", "Hello!"}}},
+			},
+		},
+		{
+			name: "sharegpt", shape: ShapeShareGPT, kind: KindInstructions,
+			rows: []obj{
+				{"id": "x1", "conversations": []any{obj{"from": "system", "value": "Be terse."}, obj{"from": "human", "value": "2+2?"},
+					obj{"from": "gpt", "value": "4"}, obj{"from": "human", "value": "And 3+3?"}, obj{"from": "gpt", "value": "6"}}},
+			},
+			want: []Instruction{
+				{Messages: []Message{{"system", "Be terse."}, {"user", "2+2?"}, {"assistant", "4"}, {"user", "And 3+3?"}, {"assistant", "6"}}},
+			},
+		},
+		{
 			name: "trl-standard", shape: ShapeTRLStandard, kind: KindPreferences, plain: true,
 			rows: []obj{
 				{"prompt": "The sky is", "chosen": " blue.", "rejected": " green.", "score_chosen": 9.0, "score_rejected": 1.0},
@@ -529,7 +550,7 @@ func TestImportErrors(t *testing.T) {
 		{"csv column map", "bad.csv", "prompt,chosen,rejected\np,c,r\n", ImportOptions{MaxRowBytes: DefaultMaxRowBytes, ColumnMap: map[string]string{"prompt": "question"}},
 			`import DIR/bad.csv: column map prompt=question: no column "question" (columns: prompt, chosen, rejected)`},
 		{"column map target", "bad.jsonl", good, ImportOptions{MaxRowBytes: DefaultMaxRowBytes, ColumnMap: map[string]string{"promt": "question"}},
-			`import DIR/bad.jsonl: column map promt=question: unknown gotune column "promt" (known: instruction, input, output, system, source, most_similar_instructions, avg_similarity_score, prompt, chosen, rejected, margin, score_chosen, score_rejected, ref_chosen_logps, ref_rejected_logps)`},
+			`import DIR/bad.jsonl: column map promt=question: unknown gotune column "promt" (known: instruction, input, output, system, source, most_similar_instructions, avg_similarity_score, prompt, chosen, rejected, margin, score_chosen, score_rejected, ref_chosen_logps, ref_rejected_logps, messages, conversations)`},
 		{"empty parquet", "bad.parquet", "", DefaultImportOptions(), "PARQUET"},
 		{"unknown columns", "bad.jsonl", `{"text": "hello"}`, DefaultImportOptions(),
 			`import DIR/bad.jsonl: cannot tell the dataset kind from the columns text; set the kind or a column map`},
@@ -537,6 +558,21 @@ func TestImportErrors(t *testing.T) {
 			`import DIR/bad.jsonl: no rows`},
 		{"unknown format", "bad.txt", "hello", DefaultImportOptions(),
 			`import DIR/bad.txt: cannot tell the file format; name it with --format (jsonl, json, csv, tsv, parquet, arrow)`},
+		{"messages unknown role", "bad.jsonl", `{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}` + "\n" +
+			`{"messages": [{"role": "user", "content": "q"}, {"role": "bot", "content": "a"}]}`, DefaultImportOptions(),
+			`bad.jsonl: row 2, column "messages": message 2: unknown role "bot" (want system, user or assistant)`},
+		{"messages empty content", "bad.jsonl", `{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": " "}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}`, DefaultImportOptions(),
+			`bad.jsonl: row 1, column "messages": message 2 (assistant): empty content`},
+		{"messages last turn", "bad.jsonl", `{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}, {"role": "user", "content": "more?"}]}`, DefaultImportOptions(),
+			`bad.jsonl: row 1, column "messages": the conversation ends with a user turn, not an assistant turn`},
+		{"messages late system", "bad.jsonl", `{"messages": [{"role": "user", "content": "q"}, {"role": "system", "content": "s"}, {"role": "assistant", "content": "a"}]}`, DefaultImportOptions(),
+			`bad.jsonl: row 1, column "messages": message 2: a system turn may only come first`},
+		{"messages no user", "bad.jsonl", `{"messages": [{"role": "system", "content": "s"}, {"role": "assistant", "content": "a"}]}`, DefaultImportOptions(),
+			`bad.jsonl: row 1, column "messages": no user turn`},
+		{"sharegpt unknown from", "bad.jsonl", `{"conversations": [{"from": "human", "value": "q"}, {"from": "function_call", "value": "a"}]}`, DefaultImportOptions(),
+			`bad.jsonl: row 1, column "conversations": turn 2: unknown from "function_call" (want human, gpt or system)`},
+		{"sharegpt value", "bad.jsonl", `{"conversations": [{"from": "human", "value": "q"}, {"from": "gpt"}]}`, DefaultImportOptions(),
+			`bad.jsonl: row 1, column "conversations": turn 2: value missing or not text`},
 		{"alpaca missing output", "bad.jsonl", `{"instruction": "i", "input": "", "output": "o"}` + "\n" + `{"instruction": "i", "input": "x"}`, DefaultImportOptions(),
 			`bad.jsonl: row 2, column "output": missing`},
 		{"alpaca input type", "bad.jsonl", `{"instruction": "i", "input": ["x"], "output": "o"}`, DefaultImportOptions(),

@@ -25,13 +25,19 @@ const (
 	ColScoreRejected    = "score_rejected"
 	ColRefChosenLogps   = "ref_chosen_logps"
 	ColRefRejectedLogps = "ref_rejected_logps"
+	// ColMessages holds a whole conversation, a list of {role, content}
+	// (TRL's conversational SFT format).
+	ColMessages = "messages"
+	// ColConversations holds a ShareGPT conversation, a list of
+	// {from, value}; import maps it onto ColMessages.
+	ColConversations = "conversations"
 )
 
 // knownColumns are the column names of every schema, the targets a column
 // map may name.
 var knownColumns = []string{ColInstruction, ColInput, ColOutput, ColSystem, ColSource, ColMostSimilar,
 	ColAvgSimilarity, ColPrompt, ColChosen, ColRejected, ColMargin, ColScoreChosen, ColScoreRejected,
-	ColRefChosenLogps, ColRefRejectedLogps}
+	ColRefChosenLogps, ColRefRejectedLogps, ColMessages, ColConversations}
 
 // ---- instructions ----------------------------------------------------------
 
@@ -45,18 +51,49 @@ func instructionColumns() []column[Instruction] {
 	}
 }
 
+// conversationColumns are the columns of a conversational instructions
+// dataset: the whole conversation in messages (system prompts included),
+// and an optional source.
+func conversationColumns() []column[Instruction] {
+	return []column[Instruction]{
+		{name: ColMessages, typ: colMessages, messages: func(r *Instruction) []Message { return r.Messages }},
+		{name: ColSource, typ: colText, optional: true, text: func(r *Instruction) string { return r.Source }},
+	}
+}
+
 // WriteInstructions writes rows as an instructions dataset (Arrow IPC
-// stream with `datasets` metadata), atomically. The system and source
-// columns are written only when some row has them.
+// stream with `datasets` metadata), atomically: Alpaca columns, or a
+// messages column when the rows are conversations (a file holds one form;
+// mixing them is an error naming the first row that differs). The system
+// and source columns are written only when some row has them.
 func WriteInstructions(path string, rows []Instruction) error {
+	conv := len(rows) > 0 && rows[0].Conversational()
+	for i := range rows {
+		if rows[i].Conversational() != conv {
+			return fmt.Errorf("write %s: row %d is %s but row 0 is not: a file holds one form", path, i, formName(!conv))
+		}
+	}
+	if conv {
+		return writeRows(path, conversationColumns(), rows)
+	}
 	return writeRows(path, instructionColumns(), rows)
 }
 
-// instructionReader binds the columns of an instructions schema.
-type instructionReader struct{ instruction, input, output, system, source int }
+// instructionReader binds the columns of an instructions schema; messages
+// is ≥ 0 for a conversational file.
+type instructionReader struct{ instruction, input, output, system, source, messages int }
 
 func bindInstructions(path string, sc *arrow.Schema) (r instructionReader, err error) {
 	s := schemaColumns{path, sc}
+	r.messages = -1
+	if len(sc.FieldIndices(ColMessages)) > 0 && len(sc.FieldIndices(ColInstruction)) == 0 {
+		if r.messages, err = s.find(ColMessages, wantMessages, true); err != nil {
+			return r, err
+		}
+		r.instruction, r.input, r.output, r.system = -1, -1, -1, -1
+		r.source, err = s.find(ColSource, wantText, false)
+		return r, err
+	}
 	if r.instruction, err = s.find(ColInstruction, wantText, true); err != nil {
 		return r, err
 	}
@@ -74,15 +111,21 @@ func bindInstructions(path string, sc *arrow.Schema) (r instructionReader, err e
 }
 
 func (b instructionReader) batch(rec arrow.RecordBatch) func(i int) Instruction {
+	source := textAt(rec, b.source)
+	if b.messages >= 0 {
+		msgs := messagesAt(rec, b.messages)
+		return func(i int) Instruction { return Instruction{Messages: msgs(i), Source: source(i)} }
+	}
 	instruction, input, output := textAt(rec, b.instruction), textAt(rec, b.input), textAt(rec, b.output)
-	system, source := textAt(rec, b.system), textAt(rec, b.source)
+	system := textAt(rec, b.system)
 	return func(i int) Instruction {
 		return Instruction{Instruction: instruction(i), Input: input(i), Output: output(i), System: system(i), Source: source(i)}
 	}
 }
 
 // StreamInstructions calls fn with every row of an instructions dataset
-// (row counts from 0), one record batch in memory at a time.
+// (row counts from 0), one record batch in memory at a time. Rows of a
+// conversational file have Messages set.
 func StreamInstructions(path string, fn func(row int, r Instruction) error) error {
 	return streamRows(path, bindInstructions, instructionReader.batch, fn)
 }
@@ -392,7 +435,7 @@ func DetectKind(sc *arrow.Schema) (Kind, error) {
 		return KindPreferences, nil
 	case has(ColInstruction) && has(ColOutput) && has(ColMostSimilar):
 		return KindGeneratedInstructions, nil
-	case has(ColInstruction) && has(ColOutput):
+	case has(ColInstruction) && has(ColOutput), has(ColMessages):
 		return KindInstructions, nil
 	case has(ColPrompt):
 		return KindPrompts, nil

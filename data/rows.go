@@ -43,14 +43,29 @@ type Message struct {
 	Content string `json:"content"`
 }
 
-// Instruction is one supervised fine-tuning row (Alpaca shape).
+// Instruction is one supervised fine-tuning row: Alpaca-shaped
+// (Instruction, Input, Output, System), or a whole conversation in
+// Messages (system, user and assistant turns ending with an assistant
+// turn; the other text fields empty). A file holds one form.
 type Instruction struct {
 	Instruction string
 	Input       string // may be empty
 	Output      string
 	System      string // optional system prompt
 	Source      string // optional provenance
+
+	Messages []Message // a conversational row
 }
+
+// Conversational reports whether r is a conversation (Messages).
+func (r *Instruction) Conversational() bool { return r.Messages != nil }
+
+// Message roles of conversational instruction rows.
+const (
+	RoleSystem    = "system"
+	RoleUser      = "user"
+	RoleAssistant = "assistant"
+)
 
 // Similar is one neighbour of a generated instruction with its ROUGE-L score.
 type Similar struct {

@@ -13,6 +13,12 @@ import (
 const (
 	// ShapeAlpaca: instruction, input, output (Stanford Alpaca).
 	ShapeAlpaca = "alpaca"
+	// ShapeMessages: a messages column of {role, content} conversations
+	// (TRL's conversational SFT format).
+	ShapeMessages = "messages"
+	// ShapeShareGPT: a conversations column of {from, value} turns, from
+	// human, gpt or system (mapped to user, assistant and system).
+	ShapeShareGPT = "sharegpt"
 	// ShapeSelfInstruct: Alpaca plus most_similar_instructions and
 	// avg_similarity_score (self-instruct's output).
 	ShapeSelfInstruct = "self-instruct"
@@ -39,14 +45,15 @@ const (
 )
 
 // Shapes lists every shape Import knows.
-var Shapes = []string{ShapeAlpaca, ShapeSelfInstruct, ShapeTRLStandard, ShapeTRLImplicit,
+var Shapes = []string{ShapeAlpaca, ShapeMessages, ShapeShareGPT, ShapeSelfInstruct, ShapeTRLStandard, ShapeTRLImplicit,
 	ShapeTRLConversational, ShapeTRLConversationalImplicit, ShapeHHRLHF, ShapeUltraFeedback,
 	ShapePrompts, ShapePromptsConversational}
 
 // shapeKind is the kind each shape imports into.
 var shapeKind = map[string]Kind{
-	ShapeAlpaca: KindInstructions, ShapeSelfInstruct: KindGeneratedInstructions,
-	ShapeTRLStandard: KindPreferences, ShapeTRLImplicit: KindPreferences,
+	ShapeAlpaca: KindInstructions, ShapeMessages: KindInstructions, ShapeShareGPT: KindInstructions,
+	ShapeSelfInstruct: KindGeneratedInstructions,
+	ShapeTRLStandard:  KindPreferences, ShapeTRLImplicit: KindPreferences,
 	ShapeTRLConversational: KindPreferences, ShapeTRLConversationalImplicit: KindPreferences,
 	ShapeHHRLHF: KindPreferences, ShapeUltraFeedback: KindPreferences,
 	ShapePrompts: KindPrompts, ShapePromptsConversational: KindPrompts,
@@ -55,6 +62,8 @@ var shapeKind = map[string]Kind{
 // shapeColumns lists the input columns each shape requires.
 var shapeColumns = map[string][]string{
 	ShapeAlpaca:                    {ColInstruction, ColOutput},
+	ShapeMessages:                  {ColMessages},
+	ShapeShareGPT:                  {ColConversations},
 	ShapeSelfInstruct:              {ColInstruction, ColOutput},
 	ShapeTRLStandard:               {ColPrompt, ColChosen, ColRejected},
 	ShapeTRLImplicit:               {ColChosen, ColRejected},
@@ -501,6 +510,106 @@ func convertHHRLHF(f fields) (Preference, *reasonError) {
 	return p, f.scores(&p)
 }
 
+// ---- conversations ------------------------------------------------------------
+
+// shareGPTRoles maps ShareGPT's speakers onto chat roles.
+var shareGPTRoles = map[string]string{
+	"human": RoleUser, "user": RoleUser, "gpt": RoleAssistant, "assistant": RoleAssistant, "system": RoleSystem,
+}
+
+// convertMessages reads a TRL conversational SFT row.
+func convertMessages(f fields) (Instruction, *reasonError) {
+	msgs, err := f.messages(ColMessages)
+	if err != nil {
+		return Instruction{}, err
+	}
+	if err := checkConversation(ColMessages, msgs, "role"); err != nil {
+		return Instruction{}, err
+	}
+	src, err := f.text(ColSource, false)
+	return Instruction{Messages: msgs, Source: src}, err
+}
+
+// convertShareGPT reads a ShareGPT row: conversations of {from, value}.
+func convertShareGPT(f fields) (Instruction, *reasonError) {
+	const col = ColConversations
+	v, ok := f.m[col]
+	switch {
+	case !ok:
+		return Instruction{}, rowProblem(col, ReasonMissing, "")
+	case v == nil:
+		return Instruction{}, rowProblem(col, ReasonNull, "null, want a list of turns")
+	}
+	list, ok := v.([]any)
+	if !ok {
+		return Instruction{}, rowProblem(col, ReasonWrongType, "wrong type %s, want a list of turns", jsonTypeName(v))
+	}
+	if len(list) == 0 {
+		return Instruction{}, rowProblem(col, ReasonEmpty, "empty list of turns")
+	}
+	msgs := make([]Message, len(list))
+	for i, item := range list {
+		m, ok := item.(map[string]any)
+		if !ok {
+			return Instruction{}, rowProblem(col, ReasonBadMessages, "turn %d: wrong type %s, want an object with from and value", i+1, jsonTypeName(item))
+		}
+		from, ok := m["from"].(string)
+		if !ok {
+			return Instruction{}, rowProblem(col, ReasonBadMessages, "turn %d: from missing or not text", i+1)
+		}
+		role, known := shareGPTRoles[from]
+		if !known {
+			return Instruction{}, rowProblem(col, ReasonBadMessages, "turn %d: unknown from %q (want human, gpt or system)", i+1, from)
+		}
+		value, ok := m["value"].(string)
+		if !ok {
+			return Instruction{}, rowProblem(col, ReasonBadMessages, "turn %d: value missing or not text", i+1)
+		}
+		if !utf8.ValidString(value) {
+			return Instruction{}, rowProblem(col, ReasonInvalidUTF8, "turn %d: invalid UTF-8", i+1)
+		}
+		msgs[i] = Message{Role: role, Content: value}
+	}
+	if err := checkConversation(col, msgs, "from"); err != nil {
+		return Instruction{}, err
+	}
+	src, err := f.text(ColSource, false)
+	return Instruction{Messages: msgs, Source: src}, err
+}
+
+// checkConversation applies the rules every SFT conversation follows, as
+// TRL's SFTTrainer expects them: roles system, user and assistant only, a
+// system turn only first, no empty turn, at least one user turn, and the
+// last turn the assistant's (whose reply the model learns). Whether user
+// and assistant must alternate is the chat template's rule: templates that
+// require it raise their own error when the row is rendered.
+func checkConversation(col string, msgs []Message, roleKey string) *reasonError {
+	users := 0
+	for i, m := range msgs {
+		switch m.Role {
+		case RoleSystem:
+			if i > 0 {
+				return rowProblem(col, ReasonBadMessages, "message %d: a system turn may only come first", i+1)
+			}
+		case RoleUser:
+			users++
+		case RoleAssistant:
+		default:
+			return rowProblem(col, ReasonBadMessages, "message %d: unknown %s %q (want system, user or assistant)", i+1, roleKey, m.Role)
+		}
+		if strings.TrimSpace(m.Content) == "" {
+			return rowProblem(col, ReasonEmpty, "message %d (%s): empty content", i+1, m.Role)
+		}
+	}
+	if users == 0 {
+		return rowProblem(col, ReasonBadMessages, "no user turn")
+	}
+	if last := msgs[len(msgs)-1]; last.Role != RoleAssistant {
+		return rowProblem(col, ReasonBadMessages, "the conversation ends with a %s turn, not an assistant turn", last.Role)
+	}
+	return nil
+}
+
 // ---- prompts --------------------------------------------------------------------
 
 func convertPrompt(f fields) (Prompt, *reasonError) {
@@ -525,7 +634,7 @@ func detectShape(kind Kind, cols map[string]bool, first func(col string) any) (s
 			kind = KindPreferences
 		case has(ColInstruction) && (has(ColMostSimilar) || has(ColAvgSimilarity)):
 			kind = KindGeneratedInstructions
-		case has(ColInstruction) || has(ColOutput):
+		case has(ColInstruction) || has(ColOutput) || has(ColMessages) || has(ColConversations):
 			kind = KindInstructions
 		case has(ColPrompt):
 			kind = KindPrompts
@@ -535,6 +644,12 @@ func detectShape(kind Kind, cols map[string]bool, first func(col string) any) (s
 	}
 	switch kind {
 	case KindInstructions:
+		switch {
+		case has(ColMessages) && !has(ColInstruction):
+			return ShapeMessages, nil
+		case has(ColConversations) && !has(ColInstruction):
+			return ShapeShareGPT, nil
+		}
 		return ShapeAlpaca, nil
 	case KindGeneratedInstructions:
 		return ShapeSelfInstruct, nil

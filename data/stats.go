@@ -139,6 +139,19 @@ func ComputeStats(path string, opts StatsOptions) (*Stats, error) {
 	switch kind {
 	case KindInstructions, KindGeneratedInstructions:
 		err = StreamInstructions(path, func(_ int, r Instruction) error {
+			if r.Conversational() {
+				// The completion is every assistant turn; the prompt the rest.
+				var prompt, completion []Message
+				for _, m := range r.Messages {
+					if m.Role == RoleAssistant {
+						completion = append(completion, m)
+					} else {
+						prompt = append(prompt, m)
+					}
+				}
+				measure(JoinContents(prompt), JoinContents(completion))
+				return nil
+			}
 			measure(joinNonEmpty(r.System, r.Instruction, r.Input), r.Output)
 			return nil
 		})

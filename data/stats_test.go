@@ -65,6 +65,35 @@ func TestComputeStatsPreferencesBytes(t *testing.T) {
 	}
 }
 
+// TestComputeStatsConversations measures a conversational instructions
+// dataset: the assistant turns are the completion, the rest the prompt;
+// a file holds one form.
+func TestComputeStatsConversations(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "chat.arrow")
+	rows := []Instruction{
+		{Messages: []Message{{"system", "Be kind."}, {"user", "Hi"}, {"assistant", "Hello"}, {"user", "Bye"}, {"assistant", "Bye!"}}},
+		{Messages: []Message{{"user", "2+2?"}, {"assistant", "4"}}},
+	}
+	if err := WriteInstructions(path, rows); err != nil {
+		t.Fatal(err)
+	}
+	back, err := ReadInstructions(path)
+	if err != nil || !reflect.DeepEqual(back, rows) {
+		t.Fatalf("read back %+v, %v", back, err)
+	}
+	st, err := ComputeStats(path, StatsOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Kind != KindInstructions || st.Rows != 2 || st.Prompt.Max != len("Be kind.\nHi\nBye") || st.Completion.Max != len("Hello\nBye!") || st.Completion.Min != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	mixed := append(rows, Instruction{Instruction: "i", Output: "o"})
+	if err := WriteInstructions(path, mixed); err == nil || !strings.Contains(err.Error(), "row 2") {
+		t.Errorf("mixed forms: %v", err)
+	}
+}
+
 func TestHead(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "prefs.arrow")
 	if err := WritePreferences(path, samplePreferences()); err != nil {

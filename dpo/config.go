@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/gotune/gotune/data"
+	"github.com/gotune/gotune/finetune"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/tokenizer"
 	"github.com/gotune/gotune/train"
@@ -87,7 +88,8 @@ type Config struct {
 	Truncation string
 	// ChatTemplate renders conversational rows: tokenizer.TemplateChatML,
 	// TemplateLlama3, TemplateAlpaca or TemplateJinja (the tokenizer's
-	// chat_template). "" is the tokenizer's chat_template.
+	// chat_template). "" (or finetune.TemplateAuto) is SFT's default: the
+	// tokenizer's chat_template, else Alpaca's prompt.
 	ChatTemplate string
 	// Buckets are the allowed row lengths T, ascending; a batch takes the
 	// smallest that holds its longest row. Empty: powers of two from 32
@@ -149,7 +151,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("dpo: %s %q is unknown (want %s or %s)", KeyTruncation, c.Truncation, data.TruncateKeepStart, data.TruncateKeepEnd)
 	}
 	switch c.ChatTemplate {
-	case "", tokenizer.TemplateChatML, tokenizer.TemplateLlama3, tokenizer.TemplateAlpaca, tokenizer.TemplateJinja:
+	case "", finetune.TemplateAuto, tokenizer.TemplateChatML, tokenizer.TemplateLlama3, tokenizer.TemplateAlpaca, tokenizer.TemplateJinja:
 	default:
 		return fmt.Errorf("dpo: %s %q is unknown (want %s, %s, %s or %s)", KeyChatTemplate, c.ChatTemplate,
 			tokenizer.TemplateChatML, tokenizer.TemplateLlama3, tokenizer.TemplateAlpaca, tokenizer.TemplateJinja)

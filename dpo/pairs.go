@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/gotune/gotune/data"
+	"github.com/gotune/gotune/finetune"
 	"github.com/gotune/gotune/tokenizer"
 )
 
@@ -108,16 +109,13 @@ func (e *encoder) encode(p data.Preference) (chosen, rejected data.Example, err 
 }
 
 // chatTemplate is the template for conversational rows: the one named, else
-// the tokenizer's own chat_template.
+// (auto) the one SFT renders with by default: the tokenizer's own
+// chat_template, or Alpaca's prompt when it has none.
 func (e *encoder) chatTemplate() (string, error) {
-	switch {
-	case e.template != "":
+	if e.template != "" && e.template != finetune.TemplateAuto {
 		return e.template, nil
-	case e.tok.ChatTemplate != "":
-		return tokenizer.TemplateJinja, nil
 	}
-	return "", fmt.Errorf("conversational rows need a chat template: the tokenizer has no chat_template; name one (%s, %s, %s)",
-		tokenizer.TemplateChatML, tokenizer.TemplateLlama3, tokenizer.TemplateAlpaca)
+	return finetune.ResolveTemplate(e.tok, finetune.TemplateAuto), nil
 }
 
 func messages(ms []data.Message) []tokenizer.Message {

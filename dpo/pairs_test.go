@@ -119,10 +119,24 @@ func TestEncodeConversational(t *testing.T) {
 		checkRow(t, enc, r, ptext+"40<|im_end|>\n", "40<|im_end|>", false, false)
 	}
 
+	// Without a chat_template, auto renders as SFT does: Alpaca, one
+	// document per exchange, the loss on the answer only.
 	plain := *microTokenizer(t)
 	plain.ChatTemplate = ""
-	if _, _, err := (&encoder{tok: &plain}).encode(p); err == nil || !strings.Contains(err.Error(), "chat template") {
-		t.Errorf("conversational rows without a chat template: %v", err)
+	enc := &encoder{tok: &plain}
+	c, _, err := enc.encode(p)
+	if err != nil {
+		t.Fatalf("conversational rows without a chat template: %v", err)
+	}
+	want, err := plain.EncodeChat(tokenizer.TemplateAlpaca, messages(append(slices.Clone(p.PromptMessages), p.ChosenMessages...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(c.IDs, want.IDs) {
+		t.Errorf("auto without a chat_template: %v, want the alpaca rendering %v", c.IDs, want.IDs)
+	}
+	if got := plain.Turns(tokenizer.Encoded{IDs: c.IDs, Mask: c.Mask}); len(got) != 1 || !strings.HasPrefix(got[0], "41") {
+		t.Errorf("auto without a chat_template: loss on %q, want the answer only", got)
 	}
 	// A template that does not extend the prompt with the answer is refused.
 	odd := *microTokenizer(t)

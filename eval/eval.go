@@ -28,7 +28,6 @@ import (
 	"strings"
 
 	"github.com/gotune/gotune/finetune"
-	"github.com/gotune/gotune/tokenizer"
 )
 
 // Keys of Config: the flags of `gotune eval` and the keys under `eval:` in
@@ -62,7 +61,8 @@ type Config struct {
 	Data string
 	// Adapter is a PEFT LoRA adapter applied to the model (with Data only).
 	Adapter string
-	// Template renders Data's rows: alpaca, chatml, llama3 or jinja
+	// Template renders Data's rows: auto (the tokenizer's chat_template,
+	// else alpaca, as SFT's default), alpaca, chatml, llama3 or jinja
 	// (finetune.InstructionTemplates).
 	Template string
 	// MaxRows caps the rows of Data scored (0: all).
@@ -77,10 +77,10 @@ type Config struct {
 	BatchSize int
 }
 
-// DefaultConfig renders rows with the Alpaca template and scores 8 windows
-// or rows per forward pass.
+// DefaultConfig renders rows as SFT does by default (the tokenizer's chat
+// template, else Alpaca's) and scores 8 windows or rows per forward pass.
 func DefaultConfig() Config {
-	return Config{Template: tokenizer.TemplateAlpaca, BatchSize: 8}
+	return Config{Template: finetune.TemplateAuto, BatchSize: 8}
 }
 
 // Validate reports the first invalid field, naming its key.

@@ -16,7 +16,8 @@ import (
 // prompt and the completion are encoded separately, so a sequence built
 // from generated completion ids (PPO rollouts) is laid out exactly like one
 // built from text. Conversational rows are rendered with the tokenizer's
-// chat template, as transformers' apply_chat_template does.
+// chat template, as transformers' apply_chat_template does, or, when it
+// has none, with the Alpaca template (TemplateAuto, as SFT renders them).
 type SequenceEncoder struct {
 	Tok  *tokenizer.Tokenizer
 	tmpl *jinja.Template
@@ -46,7 +47,8 @@ func (e *SequenceEncoder) Prompt(text string, msgs []data.Message) ([]int, error
 	if err != nil {
 		return nil, err
 	}
-	return e.Tok.Encode(s, false), nil
+	// A chat template writes its BOS itself; Alpaca's starts after BOS.
+	return e.Tok.Encode(s, e.tmpl == nil), nil
 }
 
 // Completion returns the ids of a completion of a prompt, ended with EOS:
@@ -76,10 +78,14 @@ func (e *SequenceEncoder) Completion(text string, promptMsgs, msgs []data.Messag
 	return ids, nil
 }
 
-// render applies the chat template to msgs.
+// render applies the chat template (else the Alpaca template) to msgs.
 func (e *SequenceEncoder) render(msgs []data.Message, generationPrompt bool) (string, error) {
 	if e.tmpl == nil {
-		return "", errors.New("conversational rows need a tokenizer with a chat template")
+		conv := make([]tokenizer.Message, len(msgs))
+		for i, m := range msgs {
+			conv[i] = tokenizer.Message{Role: m.Role, Content: m.Content}
+		}
+		return e.Tok.RenderChat(tokenizer.TemplateAlpaca, conv, generationPrompt)
 	}
 	list := make([]any, len(msgs))
 	for i, m := range msgs {

@@ -166,11 +166,26 @@ type BuildFunc func(g *model.Graph, extra map[string]*gorgonia.Node) (loss *gorg
 // differentiates its loss with respect to the adapter and the extra
 // tensors, plus the expert balance loss when SetMoEAuxLoss set a weight.
 func (m *Model) Program(name string, B, T int, trainable bool, build BuildFunc) (*Program, error) {
+	return m.program(name, B, T, trainable, false, build)
+}
+
+// PackedProgram is Program for packed batches (data.BatchOptions.Pack):
+// its graph reads each token's position and segment (model.GraphOptions.
+// Packed), so the documents packed into one row are computed as if each
+// were alone.
+func (m *Model) PackedProgram(name string, B, T int, trainable bool, build BuildFunc) (*Program, error) {
+	return m.program(name, B, T, trainable, true, build)
+}
+
+func (m *Model) program(name string, B, T int, trainable, packed bool, build BuildFunc) (*Program, error) {
 	key := fmt.Sprintf("%s/%dx%d/%v", name, B, T, trainable)
+	if packed {
+		key += "/packed"
+	}
 	if p, ok := m.programs[key]; ok {
 		return p, nil
 	}
-	opt := model.GraphOptions{B: B, T: T}
+	opt := model.GraphOptions{B: B, T: T, Packed: packed}
 	var inj *lora.Injection
 	if m.Adapter != nil {
 		inj = m.Adapter.Hook()

@@ -13,11 +13,29 @@ import (
 	"github.com/gotune/gotune/train"
 )
 
+// TemplateAuto names the tokenizer's own chat_template (TemplateJinja)
+// when it has one, else Stanford Alpaca's prompt: what TRL's SFTTrainer
+// does with a model that has a chat template.
+const TemplateAuto = "auto"
+
 // InstructionTemplates are the layouts an instruction row can be rendered
 // in: Stanford Alpaca's prompt followed directly by the output and EOS,
 // or a chat template (ChatML, Llama-3, or the tokenizer's own Jinja
-// chat_template).
-var InstructionTemplates = []string{tokenizer.TemplateAlpaca, tokenizer.TemplateChatML, tokenizer.TemplateLlama3, tokenizer.TemplateJinja}
+// chat_template), or TemplateAuto.
+var InstructionTemplates = []string{TemplateAuto, tokenizer.TemplateAlpaca, tokenizer.TemplateChatML, tokenizer.TemplateLlama3, tokenizer.TemplateJinja}
+
+// ResolveTemplate returns the template that name stands for with tok:
+// TemplateAuto becomes TemplateJinja when tok has a chat_template, else
+// TemplateAlpaca; other names are returned as they are.
+func ResolveTemplate(tok *tokenizer.Tokenizer, name string) string {
+	if name != TemplateAuto {
+		return name
+	}
+	if tok.ChatTemplate != "" {
+		return tokenizer.TemplateJinja
+	}
+	return tokenizer.TemplateAlpaca
+}
 
 // InstructionEncoder turns instruction rows into token ids with a
 // completion mask: how SFT trains on them and how eval scores them.
@@ -28,12 +46,14 @@ type InstructionEncoder struct {
 }
 
 // NewInstructionEncoder checks that the tokenizer can render the template
-// (one of InstructionTemplates). With trainOnInputs every token is marked
-// as completion.
+// (one of InstructionTemplates; TemplateAuto is resolved here, see
+// ResolveTemplate). With trainOnInputs every token is marked as
+// completion.
 func NewInstructionEncoder(tok *tokenizer.Tokenizer, template string, trainOnInputs bool) (*InstructionEncoder, error) {
 	if !slices.Contains(InstructionTemplates, template) {
 		return nil, fmt.Errorf("unknown template %q (want one of %s)", template, strings.Join(InstructionTemplates, ", "))
 	}
+	template = ResolveTemplate(tok, template)
 	if template == tokenizer.TemplateAlpaca && tok.EOS() < 0 {
 		return nil, fmt.Errorf("the tokenizer has no EOS token, which ends every Alpaca completion")
 	}
@@ -42,6 +62,10 @@ func NewInstructionEncoder(tok *tokenizer.Tokenizer, template string, trainOnInp
 	}
 	return &InstructionEncoder{tok: tok, template: template, trainOnInputs: trainOnInputs}, nil
 }
+
+// Template is the template the encoder renders with (TemplateAuto
+// resolved).
+func (e *InstructionEncoder) Template() string { return e.template }
 
 // Encode renders one row.
 //
@@ -57,7 +81,15 @@ func NewInstructionEncoder(tok *tokenizer.Tokenizer, template string, trainOnInp
 // any) as a system message, the instruction (and input, after a blank
 // line) as the user message, the output as the assistant's reply, whose
 // text and end-of-turn token are the completion.
+//
+// A conversational row (Messages) is rendered whole by the template, and
+// every assistant turn's text and end-of-turn token are the completion
+// (tokenizer.EncodeChat), as TRL's assistant_only_loss takes them; the
+// Alpaca template takes one user turn and its reply only.
 func (e *InstructionEncoder) Encode(r data.Instruction) (data.Example, error) {
+	if r.Conversational() {
+		return e.encodeConversation(r.Messages)
+	}
 	if r.Output == "" {
 		return data.Example{}, fmt.Errorf("empty output")
 	}
@@ -82,6 +114,26 @@ func (e *InstructionEncoder) Encode(r data.Instruction) (data.Example, error) {
 		if enc, err = e.tok.EncodeChat(e.template, msgs); err != nil {
 			return data.Example{}, err
 		}
+	}
+	if e.trainOnInputs {
+		for i := range enc.Mask {
+			enc.Mask[i] = true
+		}
+	}
+	return data.Example{IDs: enc.IDs, Mask: enc.Mask}, nil
+}
+
+func (e *InstructionEncoder) encodeConversation(msgs []data.Message) (data.Example, error) {
+	if len(msgs) == 0 || msgs[len(msgs)-1].Role != data.RoleAssistant {
+		return data.Example{}, fmt.Errorf("column %q: the conversation does not end with an assistant turn", data.ColMessages)
+	}
+	conv := make([]tokenizer.Message, len(msgs))
+	for i, m := range msgs {
+		conv[i] = tokenizer.Message{Role: m.Role, Content: m.Content}
+	}
+	enc, err := e.tok.EncodeChat(e.template, conv)
+	if err != nil {
+		return data.Example{}, fmt.Errorf("column %q: %w", data.ColMessages, err)
 	}
 	if e.trainOnInputs {
 		for i := range enc.Mask {
@@ -147,11 +199,26 @@ func ScoringBatchOptions(batchSize, maxLen int, truncation string, mc model.Conf
 }
 
 // LoadBatch copies a batch into the inputs of a program built with
-// TokenLoss and returns the weight of the tokens it scores.
+// TokenLoss and returns the weight of the tokens it scores. A packed
+// program (PackedProgram) also takes the batch's positions and segments;
+// an unpacked batch loads into it as one document per row. It panics when
+// a packed batch is loaded into an unpacked program, which would let its
+// documents attend to each other.
 func LoadBatch(p *Program, b data.Batch) float64 {
 	g := p.Graph
 	copy(g.In.Tokens, b.Inputs)
 	copy(g.In.Targets, b.Targets)
+	switch {
+	case g.In.Segments != nil && b.Segments != nil:
+		copy(g.In.Positions, b.Positions)
+		copy(g.In.Segments, b.Segments)
+	case g.In.Segments != nil:
+		for i := range g.In.Positions {
+			g.In.Positions[i], g.In.Segments[i] = int32(i%b.T), 1
+		}
+	case b.Segments != nil:
+		panic(fmt.Sprintf("finetune: packed batch loaded into the unpacked program %s", p.Name))
+	}
 	copy(g.Vector(WeightsInput), b.Weights)
 	var n float64
 	for _, v := range b.Weights {

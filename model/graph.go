@@ -23,6 +23,12 @@ func init() {
 type Inputs struct {
 	Tokens  []int32 // (B·T) token ids, row-major, right-padded
 	Targets []int32 // (B·T) next-token ids (any valid id where the loss weight is 0)
+
+	// Packed graphs only (GraphOptions.Packed; nil otherwise): each
+	// token's position within its own document, and its document's
+	// 1-based segment number (0 on padding), as data.Batch lays them out.
+	Positions []int32 // (B·T)
+	Segments  []int32 // (B·T)
 }
 
 // LinearHook adds a term to a linear module's output while the graph is
@@ -49,6 +55,10 @@ type GraphOptions struct {
 	Trainable func(hfName string) bool // base weights that may get gradients (nil: none)
 	Hook      LinearHook               // nil: the plain model
 	Dtype     tensor.Dtype             // Float32 (default) or Float64 (gradient checks)
+	// Packed rows hold several documents each (padding-free packing):
+	// RoPE takes Inputs.Positions and attention is blocked between
+	// Inputs.Segments, so every document is computed as if alone.
+	Packed bool
 }
 
 // Graph is the decoder of one batch shape as a gorgonia expression graph.
@@ -133,6 +143,9 @@ func Build(w *Weights, opt GraphOptions) (g *Graph, err error) {
 		stats:   ops.TokenStats{MeanLogit: make([]float32, N), Entropy: make([]float32, N)},
 		vectors: map[string]*hostVector{}, lossGrads: map[*gorgonia.Node]gradSet{},
 	}
+	if opt.Packed {
+		g.In.Positions, g.In.Segments = make([]int32, N), make([]int32, N)
+	}
 	for _, p := range w.Named() {
 		n := g.param(p.Name, p.Tensor)
 		if opt.Trainable != nil && opt.Trainable(p.Name) && !SelectionOnly(p.Name) {
@@ -174,7 +187,7 @@ func (g *Graph) decoder(hook LinearHook) *gorgonia.Node {
 	c := g.Config
 	H, KVH, D := c.NumAttentionHeads, c.KVHeads(), c.HeadDim()
 	invFreq := c.InvFreq()
-	attn := ops.AttentionShape{B: g.B, T: g.T, H: H, KVH: KVH, D: D}
+	attn := ops.AttentionShape{B: g.B, T: g.T, H: H, KVH: KVH, D: D, Segments: g.In.Segments}
 	g.loads = make([]*ops.ExpertLoad, c.NumHiddenLayers)
 
 	x := must(ops.Embedding(g.Params["model.embed_tokens.weight"], g.In.Tokens)) // (N, C)
@@ -206,8 +219,9 @@ func (g *Graph) decoder(hook LinearHook) *gorgonia.Node {
 				q = must(ops.HeadRMSNorm(q, p("self_attn.q_norm.weight"), c.RMSNormEps, H))
 				k = must(ops.HeadRMSNorm(k, p("self_attn.k_norm.weight"), c.RMSNormEps, KVH))
 			}
-			q = must(ops.RoPE(q, g.T, H, invFreq))
-			k = must(ops.RoPE(k, g.T, KVH, invFreq))
+			rope := ops.RoPELayout{Width: 2 * len(invFreq), Positions: g.In.Positions}
+			q = must(ops.RoPEPart(q, g.T, H, rope, invFreq))
+			k = must(ops.RoPEPart(k, g.T, KVH, rope, invFreq))
 			a = must(ops.Attention(q, k, v, attn)) // (N, H·D)
 		}
 		x = must(ops.Add(x, linear(a, "o_proj", "self_attn.", false))) // (N, C)

@@ -61,16 +61,16 @@ func (g *Graph) mla(h *gorgonia.Node, p func(string) *gorgonia.Node, linear func
 		q = linear(qa, "q_b_proj", "self_attn.", false)
 	}
 	mag := c.RopeMagnitude()
-	q = must(ops.RoPEPart(q, g.T, H, ops.RoPELayout{Width: dn + dr, Offset: dn, Interleaved: true, Magnitude: mag}, invFreq))
+	q = must(ops.RoPEPart(q, g.T, H, ops.RoPELayout{Width: dn + dr, Offset: dn, Interleaved: true, Magnitude: mag, Positions: g.In.Positions}, invFreq))
 	kva := linear(h, "kv_a_proj_with_mqa", "self_attn.", false) // (N, Rkv + Dr)
 	latent := must(ops.HeadSlice(kva, 1, r+dr, 0, r))
 	kr := must(ops.HeadSlice(kva, 1, r+dr, r, r+dr))
-	kr = must(ops.RoPEPart(kr, g.T, 1, ops.RoPELayout{Width: dr, Interleaved: true, Magnitude: mag}, invFreq))
+	kr = must(ops.RoPEPart(kr, g.T, 1, ops.RoPELayout{Width: dr, Interleaved: true, Magnitude: mag, Positions: g.In.Positions}, invFreq))
 	latent = must(ops.RMSNorm(latent, p("self_attn.kv_a_layernorm.weight"), mlaNormEps))
 	kv := linear(latent, "kv_b_proj", "self_attn.", false) // (N, H·(Dn+Dv))
 	k := must(ops.MLAKeys(kv, kr, H, dn, dv))              // (N, H·(Dn+Dr))
 	v := must(ops.HeadSlice(kv, H, dn+dv, dn, dn+dv))      // (N, H·Dv)
-	shape := ops.AttentionShape{B: g.B, T: g.T, H: H, KVH: H, D: dn + dr, DV: dv, Scale: c.MLASoftmaxScale()}
+	shape := ops.AttentionShape{B: g.B, T: g.T, H: H, KVH: H, D: dn + dr, DV: dv, Scale: c.MLASoftmaxScale(), Segments: g.In.Segments}
 	return must(ops.Attention(q, k, v, shape))
 }
 

@@ -427,9 +427,15 @@ func TestEncoder(t *testing.T) {
 	if prompt[0] != tok.BOS() || !slices.Equal(p.Chosen, append(append(slices.Clone(prompt), tok.Encode("5", false)...), tok.EOS())) {
 		t.Errorf("chosen %v", p.Chosen)
 	}
+	// Without a chat_template a conversation renders as SFT renders it by
+	// default: with the Alpaca template, after BOS.
 	msgs := []data.Message{{Role: "user", Content: "Add 2 and 3."}}
-	if _, err := enc.Prompt("", msgs); err == nil || !strings.Contains(err.Error(), "chat template") {
-		t.Errorf("conversation without a template: %v", err)
+	if ids, err := enc.Prompt("", msgs); err != nil || !slices.Equal(ids, tok.Encode(tokenizer.FormatAlpaca("Add 2 and 3.", ""), true)) {
+		t.Errorf("conversation without a template: %v, %v", ids, err)
+	}
+	ids, err := enc.Completion("", msgs, []data.Message{{Role: "assistant", Content: "5"}})
+	if err != nil || !slices.Equal(ids, append(tok.Encode("5", false), tok.EOS())) {
+		t.Errorf("completion without a template: %v, %v", ids, err)
 	}
 	tok.ChatTemplate = "{{ bos_token }}{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"
 	enc, err = finetune.NewSequenceEncoder(tok)

@@ -74,8 +74,11 @@ func (c *cursor) restore(raw json.RawMessage) error {
 
 // shapes lists the sequence lengths T that batches of these examples can
 // take: the bucket of each example's length (a batch takes the bucket of
-// its longest row), ascending.
+// its longest row), ascending; MaxLen alone when packed.
 func shapes(examples []data.Example, opts data.BatchOptions) []int {
+	if opts.Pack {
+		return []int{opts.MaxLen}
+	}
 	seen := map[int]bool{}
 	var out []int
 	for _, ex := range examples {

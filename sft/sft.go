@@ -13,6 +13,11 @@
 // Rows are rendered by a template (Alpaca, or a chat template of the
 // tokenizer), truncated to MaxLen, grouped by length into batches of a few
 // fixed shapes (one compiled program per shape) and shuffled per epoch.
+// A conversational row (messages) is rendered whole, and the loss covers
+// every assistant turn with its end-of-turn token, as TRL's
+// assistant_only_loss does. With Packing, rows are packed into rows of
+// MaxLen tokens, each document attending only to itself, with positions
+// restarting at 0 (padding-free packing).
 // Every EvalEvery updates the held-out loss and perplexity (exp of the
 // loss) are logged as eval_loss and eval_perplexity. Checkpoints hold the
 // adapter, the optimizer and the data position, so an interrupted run
@@ -58,6 +63,7 @@ const (
 	KeyMaxLen        = "max-len"
 	KeyBuckets       = "buckets"
 	KeyTruncation    = "truncation"
+	KeyPacking       = "packing"
 	KeyOut           = "out"
 	KeyResume        = "resume"
 )
@@ -79,13 +85,19 @@ type Config struct {
 	EvalFraction float64
 	EvalMax      int // held-out rows scored at most (0: all)
 
-	Template      string // alpaca, chatml, llama3 or jinja (the tokenizer's chat_template)
+	Template      string // auto (the tokenizer's chat_template, else alpaca), alpaca, chatml, llama3 or jinja
 	TrainOnInputs bool   // take the loss on prompt tokens too
 
 	BatchSize  int    // rows per micro-batch
 	MaxLen     int    // tokens per row at most (0: min(512, the model's positions))
 	Buckets    []int  // allowed batch lengths T, ascending (nil: 64, 128, 256, 512 up to MaxLen, and MaxLen)
 	Truncation string // data.TruncateKeepStart (the default, also "") or data.TruncateKeepEnd
+
+	// Packing concatenates training rows into rows of MaxLen tokens
+	// (padding-free packing: each row's positions restart at 0 and
+	// attention is blocked between rows, so every row's loss is what it
+	// is alone); held-out rows are scored unpacked.
+	Packing bool
 
 	LoRA lora.Config
 
@@ -100,7 +112,8 @@ type Config struct {
 }
 
 // DefaultConfig is the embedded default: LoRA r = 8, α = 16 on q, k, v, o
-// (no dropout, as PEFT's default) with the Alpaca template, batches of 8,
+// (no dropout, as PEFT's default) with the tokenizer's chat template, or
+// the Alpaca template when it has none, batches of 8,
 // 300 updates at a peak learning rate of 3·10⁻³ (cosine decay to a tenth
 // after 20 warmup updates; the best of 10⁻³, 3·10⁻³ and 10⁻² for the tiny
 // default base; models of billions of parameters want 10⁻⁴ to 3·10⁻⁴),
@@ -110,7 +123,7 @@ func DefaultConfig() Config {
 	tc.Steps, tc.LR, tc.WarmupSteps, tc.MinLRRatio = 300, 3e-3, 20, 0.1
 	tc.LogEvery, tc.EvalEvery, tc.CheckpointEvery = 10, 50, 50
 	return Config{
-		EvalFraction: 0.05, EvalMax: 256, Template: TemplateAlpaca,
+		EvalFraction: 0.05, EvalMax: 256, Template: TemplateAuto,
 		BatchSize: 8, Truncation: data.TruncateKeepStart, LoRA: lora.DefaultConfig(), Train: tc,
 	}
 }
@@ -141,6 +154,14 @@ func (c Config) Validate() error {
 		if b <= 0 || (i > 0 && b <= c.Buckets[i-1]) {
 			return fmt.Errorf("sft: %s %v must be positive and ascending", KeyBuckets, c.Buckets)
 		}
+	}
+	if c.Packing && c.Buckets != nil {
+		return fmt.Errorf("sft: %s %v cannot be set with %s: packed rows all have %s tokens", KeyBuckets, c.Buckets, KeyPacking, KeyMaxLen)
+	}
+	if c.Packing && c.Train.MoEAuxLossAlpha > 0 {
+		// The balance loss is per sequence: a packed row would mix its
+		// documents' expert loads.
+		return fmt.Errorf("sft: %s is not implemented with %s: its sequence-level balance loss would span packed rows", KeyPacking, train.KeyMoEAuxLossAlpha)
 	}
 	if err := c.LoRA.Validate(); err != nil {
 		return fmt.Errorf("sft: %w", err)
@@ -223,7 +244,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("sft: no training row is left after fitting to %d tokens (%s)", opts.MaxLen, report)
 	}
 	evalOpts := opts
-	evalOpts.Shuffle = false
+	evalOpts.Shuffle, evalOpts.Pack = false, false
+	if cfg.Packing {
+		evalOpts.Buckets = finetune.LengthBuckets(opts.MaxLen)
+	}
 	evalBatcher, _, err := data.NewBatcher(evalEx, evalOpts)
 	if err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
@@ -239,7 +263,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	// a fresh and in a resumed run.
 	res := &Result{TrainRows: len(trainRows), EvalRows: len(evalRows), Truncation: report,
 		BaseEvalLoss: math.NaN(), EvalLoss: math.NaN(), EvalPerplexity: math.NaN()}
-	if res.Shapes, err = tr.build(cfg.BatchSize, shapes(trainEx, opts), evalShapes(evalBatches)); err != nil {
+	if res.Shapes, err = tr.build(cfg.BatchSize, shapes(trainEx, opts), evalShapes(evalBatches), cfg.Packing); err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
 	}
 	params := m.Params()
@@ -375,7 +399,8 @@ func splitHeldOut(rows []data.Instruction, fraction float64, seed uint64) (train
 }
 
 // batchOptions are the scoring batches of finetune.ScoringBatchOptions,
-// with the configured buckets when given, shuffled by the training seed.
+// with the configured buckets when given, shuffled by the training seed;
+// packed into rows of MaxLen tokens with Packing.
 func batchOptions(cfg Config, mc model.Config, pad int) (data.BatchOptions, error) {
 	opts, err := finetune.ScoringBatchOptions(cfg.BatchSize, cfg.MaxLen, cfg.Truncation, mc, pad)
 	if err != nil {
@@ -383,6 +408,9 @@ func batchOptions(cfg Config, mc model.Config, pad int) (data.BatchOptions, erro
 	}
 	if cfg.Buckets != nil {
 		opts.Buckets = slices.Clone(cfg.Buckets)
+	}
+	if cfg.Packing {
+		opts.Pack, opts.Buckets = true, nil
 	}
 	opts.Seed, opts.Shuffle = int64(cfg.Train.Seed), true
 	return opts, opts.Validate()
@@ -412,12 +440,17 @@ type trainer struct {
 	eval  map[int]*finetune.Program
 }
 
-// build compiles the training programs of trainShapes and the evaluation
-// programs of evalShapes, in ascending order, and returns every length.
-func (tr *trainer) build(B int, trainShapes, evalShapes []int) ([]int, error) {
+// build compiles the training programs of trainShapes (packed ones with
+// packed) and the evaluation programs of evalShapes, in ascending order,
+// and returns every length.
+func (tr *trainer) build(B int, trainShapes, evalShapes []int, packed bool) ([]int, error) {
 	tr.train, tr.eval = map[int]*finetune.Program{}, map[int]*finetune.Program{}
+	program := tr.m.Program
+	if packed {
+		program = tr.m.PackedProgram
+	}
 	for _, T := range trainShapes {
-		p, err := tr.m.Program("sft", B, T, true, finetune.TokenLoss)
+		p, err := program("sft", B, T, true, finetune.TokenLoss)
 		if err != nil {
 			return nil, err
 		}

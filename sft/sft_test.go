@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -204,15 +205,16 @@ func TestSplitHeldOut(t *testing.T) {
 		t.Fatalf("split %d/%d, want 90/10", len(tr), len(held))
 	}
 	tr2, held2 := splitHeldOut(rows, 0.1, 4)
-	if !slices.Equal(held, held2) || !slices.Equal(tr, tr2) {
+	same := func(a, b data.Instruction) bool { return reflect.DeepEqual(a, b) }
+	if !slices.EqualFunc(held, held2, same) || !slices.EqualFunc(tr, tr2, same) {
 		t.Error("the split is not a function of the seed")
 	}
 	_, held3 := splitHeldOut(rows, 0.1, 5)
-	if slices.Equal(held, held3) {
+	if slices.EqualFunc(held, held3, same) {
 		t.Error("another seed gave the same held-out rows")
 	}
 	for _, h := range held {
-		if slices.Contains(tr, h) {
+		if slices.ContainsFunc(tr, func(r data.Instruction) bool { return same(r, h) }) {
 			t.Errorf("row %v is on both sides", h)
 		}
 	}
@@ -438,6 +440,8 @@ func TestValidate(t *testing.T) {
 		{Key: KeyBuckets, Edit: func(c *Config) { c.Buckets = []int{64, 32} }},
 		{Key: KeyBuckets, Edit: func(c *Config) { c.Buckets = []int{0, 32} }},
 		{Key: KeyTruncation, Edit: func(c *Config) { c.Truncation = "middle" }},
+		{Key: KeyPacking, Edit: func(c *Config) { c.Packing, c.Buckets = true, []int{64} }},
+		{Key: KeyPacking, Edit: func(c *Config) { c.Packing, c.Train.MoEAuxLossAlpha = true, 0.01 }},
 		{Key: lora.KeyR, Edit: func(c *Config) { c.LoRA.R = 0 }},
 		{Key: lora.KeyAlpha, Edit: func(c *Config) { c.LoRA.Alpha = 0 }},
 		{Key: lora.KeyTargets, Edit: func(c *Config) { c.LoRA.Targets = []string{"qkv"} }},

@@ -8,6 +8,9 @@ import (
 // Templates render an instruction row into prompt and completion
 // (finetune.InstructionEncoder).
 const (
+	// TemplateAuto is the tokenizer's chat_template (TemplateJinja) when
+	// it has one, else TemplateAlpaca.
+	TemplateAuto = finetune.TemplateAuto
 	// TemplateAlpaca is Stanford Alpaca's prompt followed directly by the
 	// output and EOS, the layout the built-in world's pretraining corpus
 	// uses for solved tasks.

@@ -100,7 +100,7 @@ func (t *Tokenizer) encodeMasked(text string, spans []span, addBOS bool) Encoded
 
 // Chat template names for RenderChat and EncodeChat.
 const (
-	TemplateAlpaca = "alpaca" // Stanford Alpaca's prompt; one user turn and its reply
+	TemplateAlpaca = "alpaca" // Stanford Alpaca's prompt and reply, one document per exchange
 	TemplateChatML = "chatml" // <|im_start|>role\n...<|im_end|>\n (Qwen)
 	TemplateLlama3 = "llama3" // <|start_header_id|>role<|end_header_id|>\n\n...<|eot_id|>
 	TemplateJinja  = "jinja"  // the chat_template of tokenizer_config.json
@@ -140,27 +140,41 @@ func (t *Tokenizer) renderChat(template string, messages []Message, gen bool) (s
 	var spans []span
 	switch template {
 	case TemplateAlpaca:
-		var user, reply []string
-		for i, m := range messages {
-			switch m.Role {
-			case "user":
-				user = append(user, m.Content)
-			case "assistant":
-				if len(user) != len(reply)+1 {
-					return "", nil, fmt.Errorf("alpaca template: message %d: an assistant reply must follow a user message", i)
-				}
-				reply = append(reply, m.Content)
-			default:
-				return "", nil, fmt.Errorf("alpaca template: message %d: role %q (want user or assistant)", i, m.Role)
+		// Each exchange is one Alpaca document (prompt, reply, EOS);
+		// the documents follow each other as the pretraining corpus
+		// packs them, every one after the first opened by BOS (the
+		// first's BOS is added outside the text). A system message
+		// opens the first prompt as its own paragraph.
+		system, turns := "", messages
+		if len(turns) > 0 && turns[0].Role == "system" {
+			system, turns = turns[0].Content, turns[1:]
+		}
+		if len(turns) == 0 {
+			return "", nil, fmt.Errorf("alpaca template: no user message")
+		}
+		for i, m := range turns {
+			want := "user"
+			if i%2 == 1 {
+				want = "assistant"
 			}
-		}
-		if len(user) != 1 {
-			return "", nil, fmt.Errorf("alpaca template: want one user message, got %d", len(user))
-		}
-		b.WriteString(FormatAlpaca(user[0], ""))
-		if len(reply) == 1 {
+			if m.Role != want {
+				return "", nil, fmt.Errorf("alpaca template: message %d: role %q, want %s (an optional system message, then user and assistant alternating)", i+len(messages)-len(turns), m.Role, want)
+			}
+			if want == "user" {
+				if i > 0 {
+					if bos, ok := t.Token(t.bos); ok {
+						b.WriteString(bos)
+					}
+				}
+				prompt := FormatAlpaca(m.Content, "")
+				if i == 0 && system != "" {
+					prompt = system + "\n\n" + prompt
+				}
+				b.WriteString(prompt)
+				continue
+			}
 			start := b.Len()
-			b.WriteString(reply[0])
+			b.WriteString(m.Content)
 			if eos, ok := t.Token(t.eos); ok {
 				b.WriteString(eos)
 			}

@@ -220,11 +220,35 @@ func TestEncodeChatAlpaca(t *testing.T) {
 	if !slices.Equal(e.IDs, want.IDs) || !slices.Equal(e.Mask, want.Mask) {
 		t.Errorf("EncodeChat(alpaca) = %v %v\nEncodePromptCompletion = %v %v", e.IDs, e.Mask, want.IDs, want.Mask)
 	}
-	if _, err := tok.EncodeChat(TemplateAlpaca, []Message{{"system", "x"}, {"user", "y"}}); err == nil {
-		t.Error("alpaca with a system message: no error")
+	// Several exchanges are one Alpaca document each, BOS…EOS, as the
+	// pretraining corpus packs documents; a system message opens the
+	// first prompt; the loss covers every reply and its EOS.
+	conv := []Message{{"system", "Be kind."}, {"user", "Say hi."}, {"assistant", "Hi there"}, {"user", "Say bye."}, {"assistant", "Bye"}}
+	e, err = tok.EncodeChat(TemplateAlpaca, conv)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := tok.EncodeChat(TemplateAlpaca, []Message{{"user", "a"}, {"assistant", "b"}, {"user", "c"}}); err == nil {
-		t.Error("alpaca with two user messages: no error")
+	first := tok.EncodePromptCompletion("Be kind.\n\n"+FormatAlpaca("Say hi.", ""), "Hi there", true, true)
+	second := tok.EncodePromptCompletion(FormatAlpaca("Say bye.", ""), "Bye", true, true)
+	if ids := append(slices.Clone(first.IDs), second.IDs...); !slices.Equal(e.IDs, ids) {
+		t.Errorf("two exchanges: %v, want the two documents %v", e.IDs, ids)
+	}
+	if got := tok.Turns(e); !slices.Equal(got, []string{"Hi there</s>", "Bye</s>"}) {
+		t.Errorf("two exchanges: loss on %q", got)
+	}
+	gen, err := tok.RenderChat(TemplateAlpaca, conv[:4], true)
+	if err != nil || !strings.HasSuffix(gen, "</s><s>"+FormatAlpaca("Say bye.", "")) {
+		t.Errorf("generation prompt %q, %v", gen, err)
+	}
+	for _, bad := range [][]Message{
+		{{"user", "a"}, {"user", "b"}},
+		{{"assistant", "a"}},
+		{{"user", "a"}, {"system", "s"}, {"assistant", "b"}},
+		{{"system", "s"}},
+	} {
+		if _, err := tok.EncodeChat(TemplateAlpaca, bad); err == nil {
+			t.Errorf("alpaca accepted %v", bad)
+		}
 	}
 }
 

@@ -112,7 +112,7 @@ func init() {
 	f.Int(dpo.KeyMaxLen, d.MaxLen, "tokens per row (prompt + completion) at most")
 	f.StringSlice(dpo.KeyBuckets, nil, "allowed batch lengths, ascending (default: 32,64,… up to --max-len)")
 	f.String(dpo.KeyTruncation, d.Truncation, "how long rows are cut: keep_start or keep_end")
-	f.String(dpo.KeyChatTemplate, "", "template of conversational rows: chatml, llama3, alpaca or jinja (default: the tokenizer's)")
+	f.String(dpo.KeyChatTemplate, "", "template of conversational rows: auto, chatml, llama3, alpaca or jinja (default auto, as sft: the tokenizer's chat_template, else alpaca)")
 	addFineTuneFlags(f, d.LoRA, d.Train, loopFlagUsage{steps: usageSteps, logEvery: usageLogEvery,
 		seed: "seed of the data order, held-out split, adapter init and dropout"})
 	f.String(dpo.KeyOut, "runs/default/dpo", "output directory")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gotune/gotune/finetune"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/model/generate"
@@ -57,7 +58,7 @@ func samplingFlags(cmd *cobra.Command, d generate.Options, template string) {
 	f.Float64(generate.KeyRepetitionPenalty, d.RepetitionPenalty, "CTRL repetition penalty (1: off)")
 	f.StringSlice(generate.KeyStop, d.Stop, "stop strings (repeatable)")
 	f.Uint64(generate.KeySeed, d.Seed, "sampling seed")
-	f.String(chatKeyTemplate, template, "prompt format: none, alpaca, chatml, llama3 or jinja (the tokenizer's chat_template)")
+	f.String(chatKeyTemplate, template, "prompt format: none, auto (the tokenizer's chat_template, else alpaca: as sft's default), alpaca, chatml, llama3 or jinja (the tokenizer's chat_template)")
 }
 
 // samplingOptions reads section s's sampling flags, every one of which
@@ -108,6 +109,9 @@ func openDecoding(s string) (decoding, error) {
 	if err != nil {
 		return decoding{}, err
 	}
+	// auto renders as SFT trained: the model's own chat template, else
+	// Alpaca's.
+	template = finetune.ResolveTemplate(tok, template)
 	return decoding{opt: opt, template: template, engine: e, tok: tok}, nil
 }
 
@@ -334,7 +338,7 @@ func init() {
 
 	d.MaxTokens = 512
 	modelFlags(chatCmd)
-	samplingFlags(chatCmd, d, "chatml")
+	samplingFlags(chatCmd, d, finetune.TemplateAuto)
 	chatCmd.Flags().String(chatKeySystem, "", "system message opening the conversation")
 	bindFlags(chatCmd, sectionChat)
 	rootCmd.AddCommand(chatCmd)

@@ -61,17 +61,33 @@ func TestGenerateAndChatCommands(t *testing.T) {
 		}
 	}
 
-	// Chat: two turns, the second sees the first in a ChatML prompt.
-	rootCmd.SetIn(strings.NewReader("hi\nagain\n/exit\n"))
+	// The default, auto, is the template SFT trains with by default: the
+	// model's chat_template, else (here) Alpaca's prompt.
+	rootCmd.SetIn(strings.NewReader("hi\n/exit\n"))
 	defer rootCmd.SetIn(nil)
 	out, err = runGotune(t, "chat", "--model", dir, "--max-tokens", "5", "--temperature", "0", "--system", "Be kind.")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := e.Generate(context.Background(), []generate.Request{{Prompt: tok.Encode("Be kind.\n\n"+tokenizer.FormatAlpaca("hi", ""), true),
+		Options: generate.Options{MaxTokens: 5, StopTokens: []int{mustID(t, tok.(*tokenizer.Tokenizer), "<|im_end|>")}, TopP: 1, RepetitionPenalty: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out, "> "+first[0].Text+"\n") {
+		t.Fatalf("chat reply %q with the alpaca prompt, want it to start with %q", out, first[0].Text)
+	}
+
+	// Chat: two turns, the second sees the first in a ChatML prompt.
+	rootCmd.SetIn(strings.NewReader("hi\nagain\n/exit\n"))
+	out, err = runGotune(t, "chat", "--model", dir, "--max-tokens", "5", "--temperature", "0", "--system", "Be kind.", "--chat-template", "chatml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if strings.Count(out, "> ") < 3 {
 		t.Fatalf("chat transcript %q", out)
 	}
-	first, err := e.Generate(context.Background(), []generate.Request{{Prompt: tok.Encode(
+	first, err = e.Generate(context.Background(), []generate.Request{{Prompt: tok.Encode(
 		"<|im_start|>system\nBe kind.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n", false),
 		Options: generate.Options{MaxTokens: 5, StopTokens: []int{mustID(t, tok.(*tokenizer.Tokenizer), "<|im_end|>")}, TopP: 1, RepetitionPenalty: 1}}})
 	if err != nil {

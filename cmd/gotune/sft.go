@@ -15,7 +15,8 @@ var sftCmd = &cobra.Command{
 	Long: `Train a LoRA adapter on a frozen base model (--base, a Hugging Face model
 directory) with the causal language-modelling loss of the completion tokens
 (--train-on-inputs adds the prompt tokens). Rows come from --data (an
-instructions Arrow dataset: instruction, input, output, optional system) or,
+instructions Arrow dataset: instruction, input, output, optional system; or
+conversations in a messages column, loss on every assistant turn) or,
 without it, from --world-rows rows of the built-in world. Held-out loss and
 perplexity are logged every --eval-every updates on --eval-data, else on the
 world's validation items, else on an --eval-fraction of the training rows.
@@ -29,7 +30,7 @@ resumable checkpoint in state/.`,
 		cfg.EvalFraction, cfg.EvalMax = cfgFloat(s, sft.KeyEvalFraction), cfgInt(s, sft.KeyEvalRows)
 		cfg.Template, cfg.TrainOnInputs = cfgString(s, sft.KeyTemplate), cfgBool(s, sft.KeyTrainOnInputs)
 		cfg.BatchSize, cfg.MaxLen, cfg.Truncation = cfgInt(s, sft.KeyBatchSize), cfgInt(s, sft.KeyMaxLen), cfgString(s, sft.KeyTruncation)
-		cfg.Resume = cfgBool(s, sft.KeyResume)
+		cfg.Resume, cfg.Packing = cfgBool(s, sft.KeyResume), cfgBool(s, sft.KeyPacking)
 		if b := cfgStringSlice(s, sft.KeyBuckets); len(b) > 0 {
 			buckets, err := parseInts(b)
 			if err != nil {
@@ -98,12 +99,13 @@ func init() {
 	f.String(sft.KeyEvalData, "", "held-out instructions dataset (.arrow)")
 	f.Float64(sft.KeyEvalFraction, d.EvalFraction, "fraction of --data held out when --eval-data is not given")
 	f.Int(sft.KeyEvalRows, d.EvalMax, "held-out rows scored at most (0: all)")
-	f.String(sft.KeyTemplate, d.Template, "prompt template: "+strings.Join(sft.Templates, ", "))
+	f.String(sft.KeyTemplate, d.Template, "prompt template: "+strings.Join(sft.Templates, ", ")+" (auto: the tokenizer's chat_template, else alpaca)")
 	f.Bool(sft.KeyTrainOnInputs, d.TrainOnInputs, "take the loss on prompt tokens too")
 	f.Int(sft.KeyBatchSize, d.BatchSize, "rows per micro-batch")
 	f.Int(sft.KeyMaxLen, d.MaxLen, "tokens per row at most (0: min(512, the model's positions))")
 	f.StringSlice(sft.KeyBuckets, nil, "allowed batch lengths, ascending (default: 64,128,256,512 up to --max-len)")
 	f.String(sft.KeyTruncation, d.Truncation, "how long rows are cut: keep_start or keep_end")
+	f.Bool(sft.KeyPacking, d.Packing, "pack training rows into rows of --max-len tokens, each attending only to itself")
 	addFineTuneFlags(f, d.LoRA, d.Train, loopFlagUsage{steps: usageSteps, logEvery: usageLogEvery,
 		seed: "seed of the data order, held-out split, adapter init and dropout"})
 	f.String(sft.KeyOut, "runs/default/sft", "output directory")

@@ -61,6 +61,11 @@ var anchors = []anchor{
 	{"BenchmarkDecodeStories15MMoE/batch8", "decode-tok/s", "decode, batch 8, stories15M-moe", 0, "", true, 0, "BenchmarkDecodeStories15M/batch8"},
 	{"BenchmarkDecodeStories15M/batch1", "KV-bytes/tok", "KV cache per token, stories15M", 0, "", false, 0, ""},
 	{"BenchmarkDecodeStories15MMoE/batch1", "KV-bytes/tok", "KV cache per token, stories15M-moe (MLA latent)", 0, "", false, 0, "BenchmarkDecodeStories15M/batch1"},
+	// SFT on length-skewed rows, packed against padded to length buckets
+	// in the same run: dataset tokens per second, padding not counted.
+	{"BenchmarkSFTPackingStories15M/padded", "real-tok/s", "LoRA SFT epoch, 128 length-skewed rows, padded to buckets", 0, "", true, 0, ""},
+	{"BenchmarkSFTPackingStories15M/packed", "real-tok/s", "the same rows packed (--packing), 8×256", 0, "", true, 0, "BenchmarkSFTPackingStories15M/padded"},
+	{"BenchmarkSFTPackingStories15M/packed", "real-tok/cpu-s", "the same rows packed, per CPU-second", 0, "", true, 0, "BenchmarkSFTPackingStories15M/padded"},
 	// The GGUF export decoded by llama.cpp (node-llama-cpp) and by gotune
 	// in the same run; the last row is their ratio.
 	{"BenchmarkLlamaCppDecodeStories15M", "gotune-decode-tok/s", "greedy decode of the GGUF export's model, gotune", 0, "", true, 0, ""},

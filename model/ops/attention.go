@@ -20,6 +20,19 @@ type AttentionShape struct {
 	DV int
 	// Scale multiplies the scores; 0 means 1/√D.
 	Scale float64
+	// Segments, when set, is a (B·T) host buffer read at every run that
+	// splits each sequence into packed documents: a 1-based segment
+	// number per position, each segment a contiguous run (padding, 0,
+	// forms its own). Query i then attends only to keys j ≤ i of its own
+	// segment (a block-diagonal causal mask), so documents packed into one
+	// row see nothing of each other (padding-free packing).
+	Segments []int32
+}
+
+// hashKey is the shape without the segments buffer (whose values change
+// from run to run).
+func (s AttentionShape) hashKey() string {
+	return fmt.Sprintf("{B:%d T:%d H:%d KVH:%d D:%d DV:%d Scale:%v Segmented:%v}", s.B, s.T, s.H, s.KVH, s.D, s.DV, s.Scale, s.Segments != nil)
 }
 
 // dv is the value head dimension.
@@ -42,7 +55,10 @@ func (s AttentionShape) dv() int {
 // sum run in one operation; P is kept for the backward pass.
 func Attention(q, k, v *G.Node, s AttentionShape) (*G.Node, error) {
 	if s.B <= 0 || s.T <= 0 || s.H <= 0 || s.KVH <= 0 || s.D <= 0 || s.H%s.KVH != 0 || s.DV < 0 || s.Scale < 0 {
-		return nil, fmt.Errorf("attention: bad shape %+v", s)
+		return nil, fmt.Errorf("attention: bad shape %s", s.hashKey())
+	}
+	if s.Segments != nil && len(s.Segments) != s.B*s.T {
+		return nil, fmt.Errorf("attention: %d segment numbers for %d×%d positions", len(s.Segments), s.B, s.T)
 	}
 	scale := s.Scale
 	if scale == 0 {
@@ -53,12 +69,33 @@ func Attention(q, k, v *G.Node, s AttentionShape) (*G.Node, error) {
 
 type attentionOp struct {
 	pure
-	s     AttentionShape
-	scale float64
-	p32   []float32 // (B, H, T, T) probabilities of the last forward pass
-	p64   []float64
-	out   buffer
-	grads attentionGrads // filled by the backward pass
+	s      AttentionShape
+	scale  float64
+	p32    []float32 // (B, H, T, T) probabilities of the last forward pass
+	p64    []float64
+	out    buffer
+	grads  attentionGrads // filled by the backward pass
+	starts []int          // (B·T) first key each query may see; nil without segments
+}
+
+// segmentStarts returns, for every position of a segmented shape, the first
+// position of its segment within its sequence (nil without segments).
+func segmentStarts(buf []int, s AttentionShape) []int {
+	if s.Segments == nil {
+		return nil
+	}
+	buf = growInts(buf, s.B*s.T)
+	for b := range s.B {
+		seg := s.Segments[b*s.T : (b+1)*s.T]
+		start := 0
+		for i := range seg {
+			if i > 0 && seg[i] != seg[i-1] {
+				start = i
+			}
+			buf[b*s.T+i] = start
+		}
+	}
+	return buf
 }
 
 func (op *attentionOp) Arity() int { return 3 }
@@ -78,7 +115,7 @@ func (op *attentionOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 	return tensor.Shape{N, op.s.H * op.s.dv()}, nil
 }
 func (op *attentionOp) WriteHash(h hash.Hash) {
-	fmt.Fprintf(h, "gotune.Attention{%+v,%v}", op.s, op.scale)
+	fmt.Fprintf(h, "gotune.Attention{%s,%v}", op.s.hashKey(), op.scale)
 }
 func (op *attentionOp) Hashcode() uint32 { return hashOf(op) }
 func (op *attentionOp) String() string   { return "Attention" }
@@ -95,13 +132,14 @@ func (op *attentionOp) Do(in ...G.Value) (G.Value, error) {
 	s := op.s
 	out := op.out.get(ts[0].Dtype(), s.B*s.T, s.H*s.dv())
 	n := s.B * s.H * s.T * s.T
+	op.starts = segmentStarts(op.starts, s)
 	switch ts[0].Dtype() {
 	case tensor.Float32:
 		op.p32 = grow(op.p32, n)
-		attentionForward(floats[float32](ts[0], ts[1], ts[2], out), op.p32, s, float32(op.scale))
+		attentionForward(floats[float32](ts[0], ts[1], ts[2], out), op.p32, s, op.starts, float32(op.scale))
 	default:
 		op.p64 = grow(op.p64, n)
-		attentionForward(floats[float64](ts[0], ts[1], ts[2], out), op.p64, s, op.scale)
+		attentionForward(floats[float64](ts[0], ts[1], ts[2], out), op.p64, s, op.starts, op.scale)
 	}
 	return out, nil
 }
@@ -122,8 +160,10 @@ func headOffsets(s AttentionShape, b, h int) headLayout {
 	return l
 }
 
-// attentionForward computes o and keeps P; t = {q, k, v, o}.
-func attentionForward[T Float](t [][]T, p []T, s AttentionShape, scale T) {
+// attentionForward computes o and keeps P; t = {q, k, v, o}. With starts
+// (segmented attention), row i of sequence b attends to keys
+// starts[b·T+i]..i only.
+func attentionForward[T Float](t [][]T, p []T, s AttentionShape, starts []int, scale T) {
 	q, k, v, o := t[0], t[1], t[2], t[3]
 	TT := s.T * s.T
 	for b := range s.B {
@@ -132,10 +172,17 @@ func attentionForward[T Float](t [][]T, p []T, s AttentionShape, scale T) {
 			ph := p[(b*s.H+h)*TT : (b*s.H+h+1)*TT]
 			// S = Q·Kᵀ·scale   (T, T)
 			gemm(false, true, s.T, s.T, s.D, scale, q[hl.qo:], hl.ldq, k[hl.ko:], hl.ldk, 0, ph, s.T)
-			// Row i may attend to keys 0..i only.
+			// Row i may attend to keys 0..i only (from its segment's
+			// first key on when segmented); P is 0 elsewhere, which the
+			// backward pass relies on.
 			parallelFor(s.T, 32, func(lo, hi int) {
 				for i := lo; i < hi; i++ {
-					softmaxRow(ph[i*s.T:(i+1)*s.T], i+1)
+					from := 0
+					if starts != nil {
+						from = starts[b*s.T+i]
+						clear(ph[i*s.T : i*s.T+from])
+					}
+					softmaxRow(ph[i*s.T+from:(i+1)*s.T], i+1-from)
 				}
 			})
 			// O = P·V   (T, DV)
@@ -192,7 +239,7 @@ func (op *attentionGradOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 	return tensor.Shape{1}, nil
 }
 func (op *attentionGradOp) WriteHash(h hash.Hash) {
-	fmt.Fprintf(h, "gotune.AttentionGrad{%+v,%v}", op.fwd.s, op.fwd.scale)
+	fmt.Fprintf(h, "gotune.AttentionGrad{%s,%v}", op.fwd.s.hashKey(), op.fwd.scale)
 }
 func (op *attentionGradOp) Hashcode() uint32 { return hashOf(op) }
 func (op *attentionGradOp) String() string   { return "AttentionGrad" }
@@ -242,7 +289,8 @@ func attentionBackward[T Float](t [][]T, p, dp []T, s AttentionShape, scale T) {
 			gemm(true, false, s.T, s.dv(), s.T, 1, ph, s.T, do[hl.oo:], hl.ldo, 1, dv[hl.vo:], hl.ldv)
 			// dP = dO·Vᵀ   (T, T)
 			gemm(false, true, s.T, s.T, s.dv(), 1, do[hl.oo:], hl.ldo, v[hl.vo:], hl.ldv, 0, dp, s.T)
-			// dS = P ⊙ (dP − rowsum(P ⊙ dP)); P is 0 above the diagonal, so is dS.
+			// dS = P ⊙ (dP − rowsum(P ⊙ dP)); P is 0 above the diagonal
+			// (and before a segment's start), so is dS.
 			parallelFor(s.T, 32, func(lo, hi int) {
 				for i := lo; i < hi; i++ {
 					pr, dr := ph[i*s.T:i*s.T+i+1], dp[i*s.T:(i+1)*s.T]

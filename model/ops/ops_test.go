@@ -595,3 +595,81 @@ func TestGemmSplit(t *testing.T) {
 		}
 	}
 }
+
+// packedSegments are the segment numbers of two rows of 8 positions:
+// documents of 3, 4 and 1 tokens, and of 5 tokens followed by 3 of
+// padding (segment 0).
+var packedSegments = []int32{1, 1, 1, 2, 2, 2, 2, 3, 1, 1, 1, 1, 1, 0, 0, 0}
+
+func TestSegmentedAttentionGradient(t *testing.T) {
+	s := AttentionShape{B: 2, T: 8, H: 4, KVH: 2, D: 3, Segments: packedSegments}
+	r := rand.New(rand.NewPCG(2, 9))
+	N := s.B * s.T
+	checkOp(t, opCase{"segmented attention", []*tensor.Dense{
+		randTensor(r, 1, N, s.H*s.D), randTensor(r, 1, N, s.KVH*s.D), randTensor(r, 1, N, s.KVH*s.D),
+	}, func(in []*G.Node) (*G.Node, error) { return Attention(in[0], in[1], in[2], s) }})
+}
+
+func TestRoPEPositionsGradient(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 13))
+	inv := []float64{1, 0.1, 0.01}
+	pos := []int32{0, 1, 2, 0, 1, 2, 3, 0, 0, 1, 2, 3, 4, 0, 0, 0}
+	checkOp(t, opCase{"rope positions", []*tensor.Dense{randTensor(r, 1, 16, 2*6)}, func(in []*G.Node) (*G.Node, error) {
+		return RoPEPart(in[0], 8, 2, RoPELayout{Width: 6, Positions: pos}, inv)
+	}})
+}
+
+// TestPackedAttentionMatchesSeparate checks that RoPE at restarted
+// positions followed by segmented attention gives every packed document
+// exactly the outputs it has alone in a sequence of its own.
+func TestPackedAttentionMatchesSeparate(t *testing.T) {
+	const H, KVH, D, T = 2, 1, 4, 8
+	inv := []float64{1, 0.05}
+	r := rand.New(rand.NewPCG(5, 5))
+	q, k, v := randTensor(r, 1, 2*T, H*D), randTensor(r, 1, 2*T, KVH*D), randTensor(r, 1, 2*T, KVH*D)
+	pos := make([]int32, 2*T)
+	for i := range pos {
+		if i%T > 0 && packedSegments[i] == packedSegments[i-1] {
+			pos[i] = pos[i-1] + 1
+		}
+	}
+	// run is rope(q), rope(k) at positions (nil: n mod rows) and attention
+	// of rows rows of x[from:from+n·rows].
+	run := func(from, n, rows int, positions, segments []int32) []float64 {
+		g := G.NewGraph()
+		slice := func(x *tensor.Dense, w int, name string) *G.Node {
+			d := x.Data().([]float64)[from*w : (from+n*rows)*w]
+			val := tensor.New(tensor.WithShape(n*rows, w), tensor.WithBacking(append([]float64(nil), d...)))
+			return G.NewMatrix(g, tensor.Float64, G.WithShape(n*rows, w), G.WithName(name), G.WithValue(val))
+		}
+		qn, kn, vn := slice(q, H*D, "q"), slice(k, KVH*D, "k"), slice(v, KVH*D, "v")
+		qr, err := RoPEPart(qn, n, H, RoPELayout{Width: D, Positions: positions}, inv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kr, err := RoPEPart(kn, n, KVH, RoPELayout{Width: D, Positions: positions}, inv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := Attention(qr, kr, vn, AttentionShape{B: rows, T: n, H: H, KVH: KVH, D: D, Segments: segments})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := G.NewTapeMachine(g).RunAll(); err != nil {
+			t.Fatal(err)
+		}
+		return append([]float64(nil), o.Value().Data().([]float64)...)
+	}
+	packed := run(0, T, 2, pos, packedSegments)
+	for _, doc := range []struct{ from, n int }{{0, 3}, {3, 4}, {7, 1}, {8, 5}} {
+		alone := run(doc.from, doc.n, 1, nil, nil)
+		for i, want := range alone {
+			if got := packed[doc.from*H*D+i]; math.Abs(got-want) > 1e-12 {
+				t.Fatalf("document at %d, output %d: packed %g, alone %g", doc.from, i, got, want)
+			}
+		}
+	}
+	if _, err := Attention(nil, nil, nil, AttentionShape{B: 1, T: 4, H: 1, KVH: 1, D: 1, Segments: []int32{1}}); err == nil {
+		t.Error("accepted 1 segment number for 4 positions")
+	}
+}

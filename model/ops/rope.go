@@ -35,6 +35,15 @@ type RoPELayout struct {
 	// Magnitude multiplies the rotated part (YaRN's cos/sin factor); 0
 	// means 1.
 	Magnitude float64
+	// Positions, when set, is an (N) host buffer read at every run that
+	// gives each row's position (each in [0, seqLen)) instead of n mod
+	// seqLen: packed documents restart at 0.
+	Positions []int32
+}
+
+// hashKey is the layout without the positions buffer.
+func (l RoPELayout) hashKey() string {
+	return fmt.Sprintf("{%d,%d,%v,%v,%v}", l.Width, l.Offset, l.Interleaved, l.Magnitude, l.Positions != nil)
 }
 
 // RoPEPart is RoPE on part of each head of x (N, heads·Width) in the given
@@ -97,7 +106,7 @@ func (op *ropeOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
 	return s[0].Clone(), nil
 }
 func (op *ropeOp) WriteHash(h hash.Hash) {
-	fmt.Fprintf(h, "gotune.RoPE{%d,%d,%v,%+v,%v}", op.seqLen, op.heads, op.inverse, op.layout, op.invFreq)
+	fmt.Fprintf(h, "gotune.RoPE{%d,%d,%v,%s,%v}", op.seqLen, op.heads, op.inverse, op.layout.hashKey(), op.invFreq)
 }
 func (op *ropeOp) Hashcode() uint32 { return hashOf(op) }
 func (op *ropeOp) String() string {
@@ -111,6 +120,16 @@ func (op *ropeOp) Do(in ...G.Value) (G.Value, error) {
 	x, err := dense(in[0], "rope x")
 	if err != nil {
 		return nil, err
+	}
+	if pos := op.layout.Positions; pos != nil {
+		if len(pos) != x.Shape()[0] {
+			return nil, fmt.Errorf("rope: %d positions for %d rows", len(pos), x.Shape()[0])
+		}
+		for n, p := range pos {
+			if p < 0 || int(p) >= op.seqLen {
+				return nil, fmt.Errorf("rope: row %d has position %d outside [0, %d)", n, p, op.seqLen)
+			}
+		}
 	}
 	out := op.out.get(x.Dtype(), x.Shape()...)
 	switch x.Dtype() {
@@ -138,6 +157,9 @@ func rope[T Float](s [][]T, cos, sin []T, seqLen, heads, half int, layout RoPELa
 	parallelFor(N, 64, func(lo, hi int) {
 		for n := lo; n < hi; n++ {
 			p := n % seqLen
+			if layout.Positions != nil {
+				p = int(layout.Positions[n])
+			}
 			c, sn := cos[p*half:(p+1)*half], sin[p*half:(p+1)*half]
 			for h := range heads {
 				at := n*width + h*layout.Width + layout.Offset
