@@ -25,7 +25,7 @@ func TestDefaultRunConfigs(t *testing.T) {
 	mined := filepath.Join("run", "pairs", FileMinedPairs)
 
 	base := pretrain.DefaultConfig()
-	base.Docs = world.New(1).Corpus(20000)
+	base.Docs = baseCorpus(world.New(1), 20000, 2000) // TestBaseCorpusInterleaves checks the mixing
 	base.Preset, base.Out, base.Resume = "tiny", "base", true
 	base.Train.Steps, base.Train.Quiet = 1800, true
 	check(t, "base", d.baseConfig(true), base, base.Validate)

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -495,8 +496,12 @@ func checkPairsAndEval(t *testing.T, spec childSpec) {
 	if err := json.Unmarshal(raw, &scores); err != nil {
 		t.Fatal(err)
 	}
-	if len(scores) != 5 {
-		t.Fatalf("eval scored %d models, want base, sft, dpo, ppo and grpo", len(scores))
+	var models []string
+	for _, s := range scores {
+		models = append(models, s.Model)
+	}
+	if want := []string{"base", "sft", "dpo", "ppo", "grpo", ModelSeeds, ModelSeedsSelfInstruct, ModelSeedsNoRougeL}; !slices.Equal(models, want) {
+		t.Fatalf("eval scored %v, want %v", models, want)
 	}
 	for _, s := range scores {
 		sum := 0
