@@ -356,7 +356,9 @@ func run(ctx context.Context, cfg Config) (Report, error) {
 		}
 	}
 	if bar != nil {
-		bar.Finish()
+		// Exit, not Finish: a run that ends at MaxBatches short of
+		// NumInstructions shows what it kept, not a full bar.
+		bar.Exit()
 	}
 	rep.finish(cfg.SeedTasks, rows, batch, cfg.Verifier != nil)
 	return rep, save()
