@@ -134,13 +134,11 @@ func TestHTTPTeacherAgainstServe(t *testing.T) {
 	}
 }
 
-// A busy server answers 429 with Retry-After; the teacher waits as long
-// as it says and retries. A handler in front of our server answers the
-// first request so, deterministically (the server's own 429 is tested in
-// serve), and passes the rest on.
-func TestHTTPTeacherRetriesWhenBusy(t *testing.T) {
-	e := tinyEngine(t)
-	s, err := serve.New(e, serve.DefaultConfig())
+// scheduledServer is our server over a tiny engine, its scheduler running
+// until the test ends, for tests that put a handler in front of it.
+func scheduledServer(t *testing.T) *serve.Server {
+	t.Helper()
+	s, err := serve.New(tinyEngine(t), serve.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,6 +149,15 @@ func TestHTTPTeacherRetriesWhenBusy(t *testing.T) {
 		cancel()
 		<-done
 	})
+	return s
+}
+
+// A busy server answers 429 with Retry-After; the teacher waits as long
+// as it says and retries. A handler in front of our server answers the
+// first request so, deterministically (the server's own 429 is tested in
+// serve), and passes the rest on.
+func TestHTTPTeacherRetriesWhenBusy(t *testing.T) {
+	s := scheduledServer(t)
 	var mu sync.Mutex
 	var arrivals []time.Time
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -211,18 +218,7 @@ func TestRunWithHTTPTeacher(t *testing.T) {
 // when every attempt fails the run stops with an error naming the batch and
 // the reply, and what earlier batches kept is on disk and resumes.
 func TestRunWithGarbageTeacher(t *testing.T) {
-	e := tinyEngine(t)
-	s, err := serve.New(e, serve.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.RunScheduler(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	s := scheduledServer(t)
 	var mu sync.Mutex
 	garbage := 0 // replies left to spoil
 	requests := 0
