@@ -39,11 +39,9 @@ func fillBatch(g *model.Graph, weights []float32) {
 	}
 }
 
-// runSteps times b.N training steps (forward, backward, AdamW update)
-// after one warm-up step and reports tokens/s, tokens per CPU-second (all
-// threads together: a figure that holds on a machine shared with other
-// work, where wall time does not) and the peak RSS.
-func runSteps(b *testing.B, step func() error) {
+// timeSteps runs step once to warm up, then b.N times, and returns the
+// wall time and the CPU-seconds (all threads) of the b.N runs.
+func timeSteps(b *testing.B, step func() error) (time.Duration, float64) {
 	if err := step(); err != nil {
 		b.Fatal(err)
 	}
@@ -56,6 +54,15 @@ func runSteps(b *testing.B, step func() error) {
 	}
 	elapsed, cpu := time.Since(t0), benchutil.CPUSeconds()-c0
 	b.StopTimer()
+	return elapsed, cpu
+}
+
+// runSteps times b.N training steps (forward, backward, AdamW update)
+// after one warm-up step and reports tokens/s, tokens per CPU-second (all
+// threads together: a figure that holds on a machine shared with other
+// work, where wall time does not) and the peak RSS.
+func runSteps(b *testing.B, step func() error) {
+	elapsed, cpu := timeSteps(b, step)
 	tokens := float64(benchB * benchT * b.N)
 	b.ReportMetric(tokens/elapsed.Seconds(), "tok/s")
 	b.ReportMetric(tokens/cpu, "tok/cpu-s")
@@ -265,18 +272,7 @@ func BenchmarkSFTPackingStories15M(b *testing.B) {
 				}
 				return nil
 			}
-			if err := epoch(); err != nil {
-				b.Fatal(err)
-			}
-			b.ResetTimer()
-			t0, c0 := time.Now(), benchutil.CPUSeconds()
-			for range b.N {
-				if err := epoch(); err != nil {
-					b.Fatal(err)
-				}
-			}
-			elapsed, cpu := time.Since(t0), benchutil.CPUSeconds()-c0
-			b.StopTimer()
+			elapsed, cpu := timeSteps(b, epoch)
 			b.ReportMetric(real*float64(b.N)/elapsed.Seconds(), "real-tok/s")
 			b.ReportMetric(real*float64(b.N)/cpu, "real-tok/cpu-s")
 			b.ReportMetric(1-real/slots, "pad-fraction")
