@@ -35,6 +35,7 @@ const (
 	FileGenerated         = "generated.arrow"
 	FileGeneratedNoRougeL = "generated_no_rouge.arrow"
 	FileSFT               = "sft.arrow"
+	FileSFTChat           = "sft_chat.arrow" // multi-turn conversations, trained on beside FileSFT
 )
 
 // Sizes are the amounts of data and training of the default run. The
@@ -47,6 +48,7 @@ type Sizes struct {
 	BaseSteps     int `flag:"base-steps" help:"pretraining updates of the base model"`
 
 	SFTRows     int `flag:"sft-rows" help:"instruction rows for SFT"`
+	SFTChatRows int `flag:"sft-chat-rows" help:"multi-turn conversations for SFT, beside the instruction rows"`
 	EvalRows    int `flag:"eval-rows" help:"held-out instruction rows (SFT eval loss)"`
 	Pairs       int `flag:"pairs" help:"preference pairs for reward and DPO"`
 	EvalPairs   int `flag:"eval-pairs" help:"held-out preference pairs"`
@@ -96,7 +98,7 @@ func (z Sizes) Validate() error {
 func DefaultSizes() Sizes {
 	return Sizes{
 		WorldSeed: 1, BaseDocs: 20000, BaseTaskLists: 2000, BaseSteps: 1800,
-		SFTRows: 2000, EvalRows: 200, Pairs: 1500, EvalPairs: 200, Prompts: 400, EvalPrompts: 32, EvalTasks: 600,
+		SFTRows: 2000, SFTChatRows: 200, EvalRows: 200, Pairs: 1500, EvalPairs: 200, Prompts: 400, EvalPrompts: 32, EvalTasks: 600,
 		SelfInstructBatches: 25,
 		SFTSteps:            40, RewardSteps: 450, DPOSteps: 120, PPOIterations: 24,
 		PPORollouts: 64, PairSamples: 4, GRPOIterations: 200,
@@ -220,7 +222,7 @@ func (d *Default) Stages() []Stage {
 				Sizes
 				WorldVersion int
 			}{z, world.Version},
-			Outputs: []string{d.dataPath(FileInstructions), d.dataPath(FilePreferences), d.dataPath(FilePrompts), d.dataPath(FileSeedTasks)},
+			Outputs: []string{d.dataPath(FileInstructions), d.dataPath(FileSFTChat), d.dataPath(FilePreferences), d.dataPath(FilePrompts), d.dataPath(FileSeedTasks)},
 			Run:     d.runData,
 		},
 		{
@@ -239,7 +241,7 @@ func (d *Default) Stages() []Stage {
 		},
 		{
 			Name: "sft", Config: z.SFTSteps,
-			Inputs:  []string{d.BaseDir, d.dataPath(FileSFT), d.dataPath(FileInstructionsEval)},
+			Inputs:  []string{d.BaseDir, d.dataPath(FileSFT), d.dataPath(FileSFTChat), d.dataPath(FileInstructionsEval)},
 			Outputs: []string{d.adapterDir("sft")},
 			Run:     d.runSFT,
 		},
@@ -353,6 +355,13 @@ func (d *Default) runData(ctx context.Context, _ bool) error {
 			return data.WriteInstructions(d.dataPath(FileInstructionsEval), instructions(world.Valid, z.EvalRows))
 		},
 		func() error {
+			convs := w.Conversations(world.Train, z.SFTChatRows)
+			for i := range convs {
+				convs[i].Source = "world"
+			}
+			return data.WriteInstructions(d.dataPath(FileSFTChat), convs)
+		},
+		func() error {
 			return data.WritePreferences(d.dataPath(FilePreferences), w.Preferences(world.Train, z.Pairs).Rows())
 		},
 		func() error {
@@ -379,8 +388,21 @@ func (d *Default) runData(ctx context.Context, _ bool) error {
 	return nil
 }
 
+// runSFT trains on the instruction rows (the world's and self-instruct's)
+// and, after them, the multi-turn conversations: a dataset file holds one
+// form, so the two are read and joined here.
 func (d *Default) runSFT(ctx context.Context, resume bool) error {
-	res, err := sft.Run(ctx, d.sftConfig(resume))
+	cfg := d.sftConfig(resume)
+	rows, err := data.ReadInstructions(cfg.Data)
+	if err != nil {
+		return err
+	}
+	chat, err := data.ReadInstructions(d.dataPath(FileSFTChat))
+	if err != nil {
+		return err
+	}
+	cfg.Data, cfg.Rows = "", append(rows, chat...)
+	res, err := sft.Run(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -508,7 +530,7 @@ func (d *Default) logf(format string, args ...any) {
 func QuickSizes() Sizes {
 	return Sizes{
 		WorldSeed: 1, BaseDocs: 600, BaseTaskLists: 60, BaseSteps: 20,
-		SFTRows: 64, EvalRows: 16, Pairs: 48, EvalPairs: 16, Prompts: 16, EvalPrompts: 4, EvalTasks: 24,
+		SFTRows: 64, SFTChatRows: 8, EvalRows: 16, Pairs: 48, EvalPairs: 16, Prompts: 16, EvalPrompts: 4, EvalTasks: 24,
 		SelfInstructBatches: 1,
 		SFTSteps:            4, RewardSteps: 4, DPOSteps: 4, PPOIterations: 1,
 		PPORollouts: 32, PairSamples: 2, GRPOIterations: 1,

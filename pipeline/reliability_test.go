@@ -42,7 +42,7 @@ import (
 func reliabilitySizes() Sizes {
 	return Sizes{
 		WorldSeed: 1, BaseDocs: 300, BaseTaskLists: 30, BaseSteps: 3,
-		SFTRows: 32, EvalRows: 8, Pairs: 24, EvalPairs: 8, Prompts: 8, EvalPrompts: 4, EvalTasks: 8,
+		SFTRows: 32, SFTChatRows: 4, EvalRows: 8, Pairs: 24, EvalPairs: 8, Prompts: 8, EvalPrompts: 4, EvalTasks: 8,
 		SelfInstructBatches: 1,
 		SFTSteps:            3, RewardSteps: 3, DPOSteps: 3, PPOIterations: 1, GRPOIterations: 1,
 		PPORollouts: 8, PairSamples: 2,

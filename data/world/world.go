@@ -274,6 +274,44 @@ func (w *World) Instructions(split Split, n int) Instructions {
 	return out
 }
 
+// Conversations returns n multi-turn SFT conversations of the split: each
+// two or three user turns, a task whose instruction stands alone (no
+// input: a chat message has no Alpaca input section), each answered right
+// by the assistant. Families whose phrasings all need an input (sorting)
+// do not appear.
+func (w *World) Conversations(split Split, n int) []data.Instruction {
+	if n < 0 {
+		panic(fmt.Sprintf("world: conversations: negative count %d", n))
+	}
+	var fams []Family
+	for _, f := range w.families() {
+		for _, tpl := range familyOf(f).templates {
+			if tpl.input == "" {
+				fams = append(fams, f)
+				break
+			}
+		}
+	}
+	if len(fams) == 0 {
+		panic("world: conversations: no family has a phrasing without input")
+	}
+	r := w.rng("conversations", split)
+	out := make([]data.Instruction, n)
+	for i := range out {
+		turns := 2 + r.intn(2)
+		msgs := make([]data.Message, 0, 2*turns)
+		for range turns {
+			t := w.sample(r, fams[r.intn(len(fams))], split, nil)
+			for t.Input != "" {
+				t = w.sample(r, t.Family, split, nil)
+			}
+			msgs = append(msgs, data.Message{Role: data.RoleUser, Content: t.Instruction}, data.Message{Role: data.RoleAssistant, Content: t.Answer})
+		}
+		out[i] = data.Instruction{Messages: msgs}
+	}
+	return out
+}
+
 // Preference is one row of the preferences dataset: the Alpaca prompt, the
 // correct completion and a plausible wrong one (TRL's standard format, where
 // prompt + chosen is the full chosen text).

@@ -604,3 +604,39 @@ func BenchmarkTasksTest(b *testing.B) {
 		w.Tasks(Test, 600)
 	}
 }
+
+// Conversations are two or three exchanges of Train tasks without input,
+// each answered right, deterministic for a seed.
+func TestConversations(t *testing.T) {
+	w := New(4)
+	convs := w.Conversations(Train, 300)
+	if !reflect.DeepEqual(convs, New(4).Conversations(Train, 300)) {
+		t.Fatal("same seed, different conversations")
+	}
+	fams := map[Family]int{}
+	turns := map[int]int{}
+	for i, c := range convs {
+		if !c.Conversational() || c.Instruction != "" || c.Output != "" {
+			t.Fatalf("conversation %d: %+v", i, c)
+		}
+		n := len(c.Messages) / 2
+		turns[n]++
+		if len(c.Messages)%2 != 0 || n < 2 || n > 3 {
+			t.Fatalf("conversation %d: %d messages", i, len(c.Messages))
+		}
+		for k := 0; k < len(c.Messages); k += 2 {
+			u, a := c.Messages[k], c.Messages[k+1]
+			if u.Role != data.RoleUser || a.Role != data.RoleAssistant {
+				t.Fatalf("conversation %d: roles %q, %q", i, u.Role, a.Role)
+			}
+			task, ok := Solve(u.Content, "")
+			if !ok || task.Split() != Train || !Check(task, a.Content) {
+				t.Fatalf("conversation %d turn %d: %q → %q is not a right answer to a Train task", i, k/2, u.Content, a.Content)
+			}
+			fams[task.Family]++
+		}
+	}
+	if fams[Sort] != 0 || len(fams) != len(Families())-1 || turns[2] == 0 || turns[3] == 0 {
+		t.Errorf("families %v, turns %v", fams, turns)
+	}
+}
