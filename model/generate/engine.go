@@ -188,8 +188,8 @@ func (e *Engine) MaxPositions() int { return e.maxPos }
 type State struct {
 	k, v      [][]float32 // per layer (n, KVH·D), capacity grown on demand
 	n         int
-	recurrent bool // constant-size running sums (engine_linear.go), not a cache
-	mark uint64 // the forward call that last fed it, to catch a state fed twice
+	recurrent bool   // constant-size running sums (engine_linear.go), not a cache
+	mark      uint64 // the forward call that last fed it, to catch a state fed twice
 }
 
 // NewState returns an empty sequence state.
