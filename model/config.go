@@ -404,3 +404,33 @@ func Preset(name string, vocab int) (Config, error) {
 	}
 	return c, nil
 }
+
+// WithAttention returns c (a softmax-attention llama config, such as a
+// Preset) with gotune's attention option name at the same parameter count:
+// "softmax" changes nothing; "linear" keeps every weight (linear attention
+// has the same projections); "gau" makes every layer one Gated Attention
+// Unit with the paper's shared width s = 128 (at most C/2) and chunk
+// C = 256 (Hua et al. 2022, §4), and the expansion width E (a multiple of
+// 8) that gives each unit the parameters of the attention + MLP pair it
+// replaces: 3·C·E + C·s ≈ the pair's. The depth stays the same (the paper
+// stacks twice as many GAUs at e = 2; this keeps layers comparable).
+func WithAttention(c Config, name string) (Config, error) {
+	if c.ModelType != "llama" || c.MLA() || c.Attention != "" && c.Attention != AttentionSoftmax {
+		return Config{}, fmt.Errorf("gotune_attention applies to a softmax-attention llama model, not model_type %s (attention %q)", c.ModelType, c.Attention)
+	}
+	switch name {
+	case "", AttentionSoftmax:
+		return c, nil
+	case AttentionLinear:
+		c.Attention = AttentionLinear
+	case AttentionGAU:
+		C := c.HiddenSize
+		pair := C*c.NumAttentionHeads*c.HeadDim()*2 + 2*C*c.KVHeads()*c.HeadDim() + 3*C*c.IntermediateSize
+		s := min(128, C/2) &^ 1
+		e := (pair - C*s) / (3 * C)
+		c.Attention, c.GAUSharedDim, c.GAUChunk, c.IntermediateSize = AttentionGAU, s, 256, max(8, e/8*8)
+	default:
+		return Config{}, fmt.Errorf("gotune_attention %q is not implemented (want one of %s)", name, strings.Join(AttentionNames, ", "))
+	}
+	return c, c.Validate()
+}

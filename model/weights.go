@@ -304,6 +304,9 @@ func (l *Layer) Linear(module string) (*tensor.Dense, error) {
 	t, err := l.linear(module)
 	if err == nil && t == nil {
 		err = fmt.Errorf("linear module %q does not exist in this layer", module)
+		if l.Wu != nil {
+			err = fmt.Errorf("linear module %q does not exist in a Gated Attention Unit layer (it has %s)", module, strings.Join(GAUModules, ", "))
+		}
 	}
 	return t, err
 }

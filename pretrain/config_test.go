@@ -16,6 +16,8 @@ func TestValidate(t *testing.T) {
 		{Key: KeyOut, Edit: func(c *Config) { c.Out = "" }},
 		{Key: KeyCorpus, Edit: func(c *Config) { c.Corpus = "" }},
 		{Key: KeyPreset, Edit: func(c *Config) { c.Preset = "huge" }},
+		{Key: KeyAttention, Edit: func(c *Config) { c.Attention = "performer" }},
+		{Key: KeyAttention, Edit: func(c *Config) { c.Preset, c.Attention = "stories15M-moe", "linear" }},
 		{Key: KeyVocabSize, Edit: func(c *Config) { c.VocabSize = -1 }},
 		{Key: KeySeqLen, Edit: func(c *Config) { c.SeqLen = 1 }},
 		{Key: KeyBatchSize, Edit: func(c *Config) { c.BatchSize = 0 }},
