@@ -64,6 +64,8 @@ type gauState[T Float] struct {
 	a              []T // (N, E) attention output before gating
 	cos, sin       []T // (T, S/2)
 	ok             bool
+
+	dA, dqq, dkq, dql, dkl []T // backward scratch, reused across steps
 }
 
 func (op *gauOp) Arity() int { return 5 }
@@ -114,6 +116,15 @@ func siluGradT[T Float](x T) T {
 	return sg * (1 + x*(1-sg))
 }
 
+// allChunks lists the row ranges [lo, hi) of every chunk of every sequence.
+func (s GAUShape) allChunks() [][2]int {
+	var out [][2]int
+	for b := range s.B {
+		s.chunks(b, func(_, lo, hi int) { out = append(out, [2]int{lo, hi}) })
+	}
+	return out
+}
+
 // chunks calls fn for each chunk [lo, hi) of sequence b's rows.
 func (s GAUShape) chunks(b int, fn func(c, lo, hi int)) {
 	for c, lo := 0, 0; lo < s.T; c, lo = c+1, lo+s.Chunk {
@@ -158,27 +169,34 @@ func gauForward[T Float](t [][]T, st *gauState[T], s GAUShape, invFreq []float64
 		}
 	})
 	inv := 1 / T(s.Chunk)
+	// Quadratic part, chunks in parallel: A = W·V, W = relu(q·kᵀ/C)²
+	// causal inside the chunk.
+	chunks := s.allChunks()
+	parallelFor(len(chunks), 1, func(lo, hi int) {
+		W := make([]T, s.Chunk*s.Chunk)
+		for _, ch := range chunks[lo:hi] {
+			r0, cl := ch[0], ch[1]-ch[0]
+			gemm(false, true, cl, cl, S, inv, st.qq[r0*S:], S, st.kq[r0*S:], S, 0, W, cl)
+			for i := range cl {
+				row := W[i*cl : (i+1)*cl]
+				for j := range row {
+					if j > i || row[j] < 0 {
+						row[j] = 0
+					} else {
+						row[j] *= row[j]
+					}
+				}
+			}
+			gemm(false, false, cl, E, cl, 1, W, cl, st.v[r0*E:], E, 0, st.a[r0*E:], E)
+		}
+	})
+	// Linear part, chunks in order per sequence: A += q'·M/C, M += k'ᵀ·V.
 	parallelFor(s.B, 1, func(lo, hi int) {
 		M := make([]T, S*E)
-		W := make([]T, s.Chunk*s.Chunk)
 		for b := lo; b < hi; b++ {
 			clear(M)
 			s.chunks(b, func(_, r0, r1 int) {
 				cl := r1 - r0
-				// W = relu(q·kᵀ/C)², causal inside the chunk.
-				gemm(false, true, cl, cl, S, inv, st.qq[r0*S:], S, st.kq[r0*S:], S, 0, W, cl)
-				for i := range cl {
-					row := W[i*cl : (i+1)*cl]
-					for j := range row {
-						if j > i || row[j] < 0 {
-							row[j] = 0
-						} else {
-							row[j] *= row[j]
-						}
-					}
-				}
-				// A = W·V + q'·M/C, then M += k'ᵀ·V.
-				gemm(false, false, cl, E, cl, 1, W, cl, st.v[r0*E:], E, 0, st.a[r0*E:], E)
 				gemm(false, false, cl, E, S, inv, st.ql[r0*S:], S, M, E, 1, st.a[r0*E:], E)
 				gemm(true, false, S, E, cl, 1, st.kl[r0*S:], S, st.v[r0*E:], E, 1, M, E)
 			})
@@ -293,47 +311,54 @@ func gauBackward[T Float](t [][]T, st *gauState[T], s GAUShape) {
 	dOut, du, dv, dz, dgamma, dbeta := t[4], t[5], t[6], t[7], t[8], t[9]
 	N, E, S, half := s.B*s.T, s.E, s.S, s.S/2
 	inv := 1 / T(s.Chunk)
-	dA := make([]T, N*E)
+	st.dA, st.dqq, st.dkq = grow(st.dA, N*E), grow(st.dqq, N*S), grow(st.dkq, N*S)
+	st.dql, st.dkl = grow(st.dql, N*S), grow(st.dkl, N*S)
+	dA, dqq, dkq, dql, dkl := st.dA, st.dqq, st.dkq, st.dql, st.dkl
 	for j := range dA {
 		dA[j] = dOut[j] * st.u[j]
 		du[j] = dOut[j] * st.a[j] // times φ′(u), applied below
 	}
-	dqq, dkq, dql, dkl := make([]T, N*S), make([]T, N*S), make([]T, N*S), make([]T, N*S)
-	clear(dv) // dV (of φ(v)) first
-	parallelFor(s.B, 1, func(lo, hi int) {
-		M := make([]T, S*E)
+	// Quadratic part, chunks in parallel (each writes its own rows).
+	chunks := s.allChunks()
+	parallelFor(len(chunks), 1, func(lo, hi int) {
 		X := make([]T, s.Chunk*s.Chunk)
 		W := make([]T, s.Chunk*s.Chunk)
+		for _, ch := range chunks[lo:hi] {
+			r0, cl := ch[0], ch[1]-ch[0]
+			gemm(false, true, cl, cl, S, inv, st.qq[r0*S:], S, st.kq[r0*S:], S, 0, X, cl)
+			for i := range cl {
+				for j := range cl {
+					x := X[i*cl+j]
+					if j > i || x < 0 {
+						X[i*cl+j], W[i*cl+j] = 0, 0
+					} else {
+						W[i*cl+j] = x * x
+					}
+				}
+			}
+			// dV = Wᵀ dA;  dW = dA Vᵀ;  dX = dW ⊙ 2 relu(X) (in W's place).
+			gemm(true, false, cl, E, cl, 1, W, cl, dA[r0*E:], E, 0, dv[r0*E:], E)
+			gemm(false, true, cl, cl, E, 1, dA[r0*E:], E, st.v[r0*E:], E, 0, W, cl)
+			for j := range cl * cl {
+				W[j] *= 2 * X[j] // X is 0 where masked or negative
+			}
+			gemm(false, false, cl, S, cl, inv, W, cl, st.kq[r0*S:], S, 0, dqq[r0*S:], S)
+			gemm(true, false, cl, S, cl, inv, W, cl, st.qq[r0*S:], S, 0, dkq[r0*S:], S)
+		}
+	})
+	// Linear part, per sequence: forward over chunks for dq' = dA Mᵀ / C,
+	// then backward over chunks with Gm = Σ_{later chunks} q'ᵀ dA / C.
+	parallelFor(s.B, 1, func(lo, hi int) {
+		M := make([]T, S*E)
 		for b := lo; b < hi; b++ {
 			clear(M)
 			var starts [][2]int
 			s.chunks(b, func(_, r0, r1 int) {
 				starts = append(starts, [2]int{r0, r1})
 				cl := r1 - r0
-				gemm(false, true, cl, cl, S, inv, st.qq[r0*S:], S, st.kq[r0*S:], S, 0, X, cl)
-				for i := range cl {
-					for j := range cl {
-						x := X[i*cl+j]
-						if j > i || x < 0 {
-							X[i*cl+j], W[i*cl+j] = 0, 0
-						} else {
-							W[i*cl+j] = x * x
-						}
-					}
-				}
-				// dV += Wᵀ dA;  dW = dA Vᵀ;  dX = dW ⊙ 2 relu(X) (in W's place).
-				gemm(true, false, cl, E, cl, 1, W, cl, dA[r0*E:], E, 1, dv[r0*E:], E)
-				gemm(false, true, cl, cl, E, 1, dA[r0*E:], E, st.v[r0*E:], E, 0, W, cl)
-				for j := range cl * cl {
-					W[j] *= 2 * X[j] // X is 0 where masked or negative
-				}
-				gemm(false, false, cl, S, cl, inv, W, cl, st.kq[r0*S:], S, 0, dqq[r0*S:], S)
-				gemm(true, false, cl, S, cl, inv, W, cl, st.qq[r0*S:], S, 0, dkq[r0*S:], S)
-				// dq' = dA Mᵀ / C, then M += k'ᵀ V.
 				gemm(false, true, cl, S, E, inv, dA[r0*E:], E, M, E, 0, dql[r0*S:], S)
 				gemm(true, false, S, E, cl, 1, st.kl[r0*S:], S, st.v[r0*E:], E, 1, M, E)
 			})
-			// Backward over chunks: Gm = Σ_{later chunks} q'ᵀ dA / C (in M's place).
 			Gm := M
 			clear(Gm)
 			for c := len(starts) - 1; c >= 0; c-- {
