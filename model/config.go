@@ -1,6 +1,8 @@
 // Package model is the decoder of the registered architecture families
 // (family.go: LLaMA, Mistral, Qwen2, Qwen3, and DeepSeek-V2/V3 with
-// multi-head latent attention and mixture-of-experts layers, deepseek.go):
+// multi-head latent attention and mixture-of-experts layers, deepseek.go;
+// and, for the llama models gotune pretrains, its own linear-time
+// attention options, Config.Attention):
 // its configuration (read from and written to Hugging Face config.json),
 // its weights and the training graph built on gorgonia. Its subpackages hold the graph's
 // operations (ops), Hugging Face model directories (hf) and fast KV-cache

@@ -11,7 +11,10 @@
 // per head before RoPE (Qwen3Attention's q_norm and k_norm); for DeepSeek
 // (V2, V3) attention is multi-head latent attention, computed in the latent
 // space with a cache of latents and rope keys, and the feed-forward of MoE
-// layers is routed experts plus shared experts (engine_deepseek.go).
+// layers is routed experts plus shared experts (engine_deepseek.go); with
+// gotune's linear-time attention (causal linear attention, Gated Attention
+// Units) a sequence's state is a set of running sums of constant size
+// instead of a cache (engine_linear.go).
 // Dimension letters follow the model package:
 // C hidden, F MLP hidden, V vocabulary, L layers, H heads, KVH key/value
 // heads, D head dimension, N rows (tokens) in one forward call.
