@@ -22,6 +22,9 @@ func TestPretrainAttentionOption(t *testing.T) {
 			cfg := microConfig(filepath.Join(t.TempDir(), att), docs)
 			cfg.Model, cfg.Preset, cfg.Attention = nil, "tiny", att
 			cfg.BatchSize, cfg.Train.Steps, cfg.Train.WarmupSteps = 4, 30, 3
+			if att == model.AttentionGAU {
+				cfg.GAUChunk = 8 // the 32-token windows span four chunks
+			}
 			res, err := Run(context.Background(), cfg)
 			if err != nil {
 				t.Fatal(err)
@@ -30,8 +33,8 @@ func TestPretrainAttentionOption(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if w.Config.Attention != att {
-				t.Fatalf("config.json says gotune_attention %q", w.Config.Attention)
+			if w.Config.Attention != att || w.Config.GAUChunk != cfg.GAUChunk {
+				t.Fatalf("config.json says gotune_attention %q, chunk %d", w.Config.Attention, w.Config.GAUChunk)
 			}
 			soft, err := model.Preset("tiny", w.Config.VocabSize)
 			if err != nil {

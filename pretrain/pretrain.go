@@ -43,6 +43,7 @@ const (
 	KeyResume      = "resume"
 	KeyModelSeed   = "model-seed"
 	KeyAttention   = "attention"
+	KeyGAUChunk    = "gau-chunk"
 )
 
 // Config is a pretraining run.
@@ -61,6 +62,7 @@ type Config struct {
 	Resume    bool          // continue from the checkpoint in Out
 	ModelSeed uint64        // initial weights
 	Attention string        // gotune's attention option for a preset: "" or softmax, linear, gau (model.WithAttention)
+	GAUChunk  int           // GAU's chunk length C (0: model.WithAttention's 256); Attention gau only
 	Train     train.Config
 }
 
@@ -106,6 +108,9 @@ func (c Config) Validate() error {
 		}
 	} else if c.Attention != "" {
 		return fmt.Errorf("pretrain: %s applies to a preset; the given architecture sets gotune_attention itself", KeyAttention)
+	}
+	if c.GAUChunk < 0 || c.GAUChunk > 0 && c.Attention != model.AttentionGAU {
+		return fmt.Errorf("pretrain: %s %d: want ≥ 0, and only with %s %s", KeyGAUChunk, c.GAUChunk, KeyAttention, model.AttentionGAU)
 	}
 	t := c.Train
 	t.Dir = c.Out
@@ -188,6 +193,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("pretrain: %w", err)
 	} else if mc, err = model.WithAttention(mc, cfg.Attention); err != nil {
 		return nil, fmt.Errorf("pretrain: %s: %w", KeyAttention, err)
+	} else if cfg.GAUChunk > 0 {
+		mc.GAUChunk = cfg.GAUChunk
 	}
 	if cfg.SeqLen > mc.MaxPositionEmbeddings {
 		return nil, fmt.Errorf("pretrain: sequence length %d exceeds the model's %d positions", cfg.SeqLen, mc.MaxPositionEmbeddings)
