@@ -97,50 +97,77 @@ func eluPlus1Grad[T Float](x T) T {
 	return T(math.Exp(float64(x)))
 }
 
+// linChunk is the block length of the chunked kernels: inside a block the
+// masked (L×L) products run as matrix products, across blocks the running
+// sums carry the past (the same sums as position by position).
+const linChunk = 64
+
+// phiRows writes φ of rows [r0, r0+n) of x's head block (width D at
+// column off, row stride ld) into dst (n×D), and φ′ into grad when given.
+func phiRows[T Float](dst, grad, x []T, r0, n, off, ld, D int) {
+	for i := range n {
+		row := x[(r0+i)*ld+off : (r0+i)*ld+off+D]
+		for d, v := range row {
+			dst[i*D+d] = eluPlus1(v)
+			if grad != nil {
+				grad[i*D+d] = eluPlus1Grad(v)
+			}
+		}
+	}
+}
+
 // linAttnForward computes o and the denominators; t = {q, k, v, o}. Work
 // is split over (sequence, key/value head) pairs, each with its own
-// running state S (D×D) and z (D).
+// running state S (D×D) and z (D), in blocks of linChunk positions: with
+// A = φ(Q), B = φ(K) of the block and P = A Bᵀ masked to j ≤ i,
+//
+//	num = P V + A S,   den = rowsum(P) + A z,   then S += Bᵀ V, z += colsum(B).
 func linAttnForward[T Float](t [][]T, den []T, s AttentionShape) {
 	q, k, v, o := t[0], t[1], t[2], t[3]
 	D, group := s.D, s.H/s.KVH
 	ldq, ldk := s.H*D, s.KVH*D
 	parallelFor(s.B*s.KVH, 1, func(lo, hi int) {
-		S, z, a := make([]T, D*D), make([]T, D), make([]T, D)
+		L := linChunk
+		S, z := make([]T, D*D), make([]T, D)
+		A, Bk, P := make([]T, L*D), make([]T, L*D), make([]T, L*L)
 		for bk := lo; bk < hi; bk++ {
 			b, kvh := bk/s.KVH, bk%s.KVH
 			clear(S)
 			clear(z)
-			for i := range s.T {
-				n := b*s.T + i
-				kr, vr := k[n*ldk+kvh*D:n*ldk+(kvh+1)*D], v[n*ldk+kvh*D:n*ldk+(kvh+1)*D]
-				// S += φ(k_i) v_iᵀ,  z += φ(k_i)
-				for d, x := range kr {
-					f := eluPlus1(x)
-					z[d] += f
-					row := S[d*D : (d+1)*D]
-					for e, vv := range vr {
-						row[e] += f * vv
-					}
-				}
+			for c0 := 0; c0 < s.T; c0 += L {
+				n, r0 := min(L, s.T-c0), b*s.T+c0
+				phiRows(Bk, nil, k, r0, n, kvh*D, ldk, D)
+				vb := v[r0*ldk+kvh*D:]
 				for h := kvh * group; h < (kvh+1)*group; h++ {
-					qr, or := q[n*ldq+h*D:n*ldq+(h+1)*D], o[n*ldq+h*D:n*ldq+(h+1)*D]
-					clear(or)
-					var dn T
-					for d, x := range qr {
-						f := eluPlus1(x)
-						a[d] = f
-						dn += f * z[d]
+					phiRows(A, nil, q, r0, n, h*D, ldq, D)
+					gemm(false, true, n, n, D, 1, A, D, Bk, D, 0, P, n)
+					ob := o[r0*ldq+h*D:]
+					for i := range n {
+						clear(P[i*n+i+1 : (i+1)*n])
+						var dn T
+						for _, p := range P[i*n : i*n+i+1] {
+							dn += p
+						}
+						for d, a := range A[i*D : (i+1)*D] {
+							dn += a * z[d]
+						}
+						den[(b*s.H+h)*s.T+c0+i] = dn
 					}
-					for d, f := range a {
-						row := S[d*D : (d+1)*D]
-						for e, sv := range row {
-							or[e] += f * sv
+					gemm(false, false, n, D, n, 1, P, n, vb, ldk, 0, ob, ldq)
+					gemm(false, false, n, D, D, 1, A, D, S, D, 1, ob, ldq)
+					for i := range n {
+						inv := 1 / den[(b*s.H+h)*s.T+c0+i]
+						row := ob[i*ldq : i*ldq+D]
+						for e := range row {
+							row[e] *= inv
 						}
 					}
-					for e := range or {
-						or[e] /= dn
+				}
+				gemm(true, false, D, D, n, 1, Bk, D, vb, ldk, 1, S, D)
+				for i := range n {
+					for d, f := range Bk[i*D : (i+1)*D] {
+						z[d] += f
 					}
-					den[(b*s.H+h)*s.T+i] = dn
 				}
 			}
 		}
@@ -222,84 +249,114 @@ func (op *linAttnGradOp) Do(in ...G.Value) (G.Value, error) {
 	return placeholder(&op.placeholder, dt), nil
 }
 
-// linAttnBackward fills dq, dk, dv; t = {q, k, v, o, dO, dq, dk, dv}.
+// linAttnBackward fills dq, dk, dv; t = {q, k, v, o, dO, dq, dk, dv}. In
+// blocks as the forward pass, with dN = dO / den and dd = −rowsum(dO ⊙ O)
+// / den per row, dP = (dN Vᵀ + dd 1ᵀ) masked to j ≤ i:
+//
+//	forward over blocks:   dA = dP B + dN Sᵀ + dd zᵀ
+//	backward over blocks:  dB = dPᵀ A + V Rᵀ + 1 rᵀ,   dV = Pᵀ dN + B R,
+//	                       then R += Aᵀ dN, r += Aᵀ dd
+//
+// (R, r the running sums of later blocks), and dq = dA ⊙ φ′(q),
+// dk = dB ⊙ φ′(k).
 func linAttnBackward[T Float](t [][]T, den []T, s AttentionShape) {
 	q, k, v, o, do, dq, dk, dv := t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7]
 	D, group := s.D, s.H/s.KVH
 	ldq, ldk := s.H*D, s.KVH*D
 	parallelFor(s.B*s.KVH, 1, func(lo, hi int) {
-		S, z, dn := make([]T, D*D), make([]T, D), make([]T, D)
+		L := linChunk
+		S, z := make([]T, D*D), make([]T, D)
+		A, Ag, Bk, Bg := make([]T, L*D), make([]T, L*D), make([]T, L*D), make([]T, L*D)
+		P, dP, dN, dd := make([]T, L*L), make([]T, L*L), make([]T, L*D), make([]T, L)
+		dA, dB := make([]T, L*D), make([]T, L*D)
+		// grads fills dN, dd and dP (masked) of head h for the block at
+		// rows r0.. (n rows), and A, Ag (φ and φ′ of its queries).
+		grads := func(b, h, c0, r0, n int, vb []T) {
+			phiRows(A, Ag, q, r0, n, h*D, ldq, D)
+			for i := range n {
+				dnm := den[(b*s.H+h)*s.T+c0+i]
+				gr, or := do[(r0+i)*ldq+h*D:(r0+i)*ldq+(h+1)*D], o[(r0+i)*ldq+h*D:(r0+i)*ldq+(h+1)*D]
+				var g T
+				for e, x := range gr {
+					dN[i*D+e] = x / dnm
+					g += x * or[e]
+				}
+				dd[i] = -g / dnm
+			}
+			gemm(false, true, n, n, D, 1, dN, D, vb, ldk, 0, dP, n)
+			for i := range n {
+				row := dP[i*n : (i+1)*n]
+				for j := range i + 1 {
+					row[j] += dd[i]
+				}
+				clear(row[i+1:])
+			}
+		}
 		for bk := lo; bk < hi; bk++ {
 			b, kvh := bk/s.KVH, bk%s.KVH
-			// dn_i and dd_i of query head h at row n.
-			grads := func(n, h int) T {
-				i := n - b*s.T
-				d := den[(b*s.H+h)*s.T+i]
-				gr, or := do[n*ldq+h*D:n*ldq+(h+1)*D], o[n*ldq+h*D:n*ldq+(h+1)*D]
-				var go_ T
-				for e, g := range gr {
-					dn[e] = g / d
-					go_ += g * or[e]
-				}
-				return -go_ / d
-			}
-			// Forward sweep: dq.
+			// Forward over blocks: dq.
 			clear(S)
 			clear(z)
-			for i := range s.T {
-				n := b*s.T + i
-				kr, vr := k[n*ldk+kvh*D:n*ldk+(kvh+1)*D], v[n*ldk+kvh*D:n*ldk+(kvh+1)*D]
-				for d, x := range kr {
-					f := eluPlus1(x)
-					z[d] += f
-					row := S[d*D : (d+1)*D]
-					for e, vv := range vr {
-						row[e] += f * vv
+			for c0 := 0; c0 < s.T; c0 += L {
+				n, r0 := min(L, s.T-c0), b*s.T+c0
+				phiRows(Bk, nil, k, r0, n, kvh*D, ldk, D)
+				vb := v[r0*ldk+kvh*D:]
+				for h := kvh * group; h < (kvh+1)*group; h++ {
+					grads(b, h, c0, r0, n, vb)
+					gemm(false, false, n, D, n, 1, dP, n, Bk, D, 0, dA, D)
+					gemm(false, true, n, D, D, 1, dN, D, S, D, 1, dA, D)
+					for i := range n {
+						dqr := dq[(r0+i)*ldq+h*D : (r0+i)*ldq+(h+1)*D]
+						for d := range D {
+							dqr[d] = (dA[i*D+d] + dd[i]*z[d]) * Ag[i*D+d]
+						}
 					}
 				}
-				for h := kvh * group; h < (kvh+1)*group; h++ {
-					dd := grads(n, h)
-					qr, dqr := q[n*ldq+h*D:n*ldq+(h+1)*D], dq[n*ldq+h*D:n*ldq+(h+1)*D]
-					for d, x := range qr {
-						row := S[d*D : (d+1)*D]
-						da := z[d] * dd
-						for e, sv := range row {
-							da += sv * dn[e]
-						}
-						dqr[d] = da * eluPlus1Grad(x)
+				gemm(true, false, D, D, n, 1, Bk, D, vb, ldk, 1, S, D)
+				for i := range n {
+					for d, f := range Bk[i*D : (i+1)*D] {
+						z[d] += f
 					}
 				}
 			}
-			// Backward sweep: dk, dv from R (reusing S) and r (reusing z).
+			// Backward over blocks: dk, dv, with R, r in S, z's place.
 			R, r := S, z
 			clear(R)
 			clear(r)
-			for i := s.T - 1; i >= 0; i-- {
-				n := b*s.T + i
+			last := (s.T - 1) / L * L
+			for c0 := last; c0 >= 0; c0 -= L {
+				n, r0 := min(L, s.T-c0), b*s.T+c0
+				phiRows(Bk, Bg, k, r0, n, kvh*D, ldk, D)
+				vb := v[r0*ldk+kvh*D:]
+				dkb, dvb := dk[r0*ldk+kvh*D:], dv[r0*ldk+kvh*D:]
+				// Terms of later blocks: dB = V Rᵀ + 1 rᵀ, dV = B R.
+				gemm(false, true, n, D, D, 1, vb, ldk, R, D, 0, dB, D)
+				for i := range n {
+					for d := range D {
+						dB[i*D+d] += r[d]
+					}
+				}
+				gemm(false, false, n, D, D, 1, Bk, D, R, D, 0, dvb, ldk)
 				for h := kvh * group; h < (kvh+1)*group; h++ {
-					dd := grads(n, h)
-					qr := q[n*ldq+h*D : n*ldq+(h+1)*D]
-					for d, x := range qr {
-						a := eluPlus1(x)
-						r[d] += a * dd
-						row := R[d*D : (d+1)*D]
-						for e, g := range dn {
-							row[e] += a * g
+					grads(b, h, c0, r0, n, vb)
+					gemm(false, true, n, n, D, 1, A, D, Bk, D, 0, P, n)
+					for i := range n {
+						clear(P[i*n+i+1 : (i+1)*n])
+					}
+					gemm(true, false, n, D, n, 1, dP, n, A, D, 1, dB, D)
+					gemm(true, false, n, D, n, 1, P, n, dN, D, 1, dvb, ldk)
+					gemm(true, false, D, D, n, 1, A, D, dN, D, 1, R, D)
+					for i := range n {
+						for d, a := range A[i*D : (i+1)*D] {
+							r[d] += a * dd[i]
 						}
 					}
 				}
-				kr, vr := k[n*ldk+kvh*D:n*ldk+(kvh+1)*D], v[n*ldk+kvh*D:n*ldk+(kvh+1)*D]
-				dkr, dvr := dk[n*ldk+kvh*D:n*ldk+(kvh+1)*D], dv[n*ldk+kvh*D:n*ldk+(kvh+1)*D]
-				clear(dvr)
-				for d, x := range kr {
-					f := eluPlus1(x)
-					row := R[d*D : (d+1)*D]
-					db := r[d]
-					for e, rv := range row {
-						db += rv * vr[e]
-						dvr[e] += rv * f
+				for i := range n {
+					dkr := dkb[i*ldk : i*ldk+D]
+					for d := range D {
+						dkr[d] = dB[i*D+d] * Bg[i*D+d]
 					}
-					dkr[d] = db * eluPlus1Grad(x)
 				}
 			}
 		}

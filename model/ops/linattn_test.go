@@ -11,7 +11,8 @@ import (
 )
 
 func TestLinearAttentionGradient(t *testing.T) {
-	for _, s := range []AttentionShape{{B: 2, T: 5, H: 2, KVH: 2, D: 3}, {B: 1, T: 6, H: 4, KVH: 2, D: 2}} {
+	// The last case spans two blocks of the chunked kernels (linChunk).
+	for _, s := range []AttentionShape{{B: 2, T: 5, H: 2, KVH: 2, D: 3}, {B: 1, T: 6, H: 4, KVH: 2, D: 2}, {B: 1, T: linChunk + 7, H: 2, KVH: 1, D: 2}} {
 		r := rand.New(rand.NewPCG(5, uint64(s.H)))
 		N := s.B * s.T
 		checkOp(t, opCase{fmt.Sprintf("linear attention %+v", s), []*tensor.Dense{
@@ -41,7 +42,7 @@ func runForward(t *testing.T, inputs []*tensor.Dense, build func(in []*G.Node) (
 // The causal cumulative-sum form equals the explicit masked quadratic form
 // of Katharopoulos et al. eq. 4: V'_i = Σ_{j≤i} φ(q_i)·φ(k_j) v_j / Σ_{j≤i} φ(q_i)·φ(k_j).
 func TestLinearAttentionMatchesQuadraticForm(t *testing.T) {
-	s := AttentionShape{B: 2, T: 9, H: 4, KVH: 2, D: 5}
+	s := AttentionShape{B: 2, T: 2*linChunk + 9, H: 4, KVH: 2, D: 5} // three blocks
 	r := rand.New(rand.NewPCG(6, 6))
 	N := s.B * s.T
 	q, k, v := randTensor(r, 1, N, s.H*s.D), randTensor(r, 1, N, s.KVH*s.D), randTensor(r, 1, N, s.KVH*s.D)
