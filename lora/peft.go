@@ -132,7 +132,7 @@ func ReadConfig(dir string) (PEFTConfig, error) {
 
 // loraKey matches PEFT's LoRA tensor names, with or without the
 // ".default" adapter name and with either model prefix.
-var loraKey = regexp.MustCompile(`^base_model\.model\.(?:model\.)?layers\.(\d+)\.(self_attn|mlp)\.((?:experts\.\d+\.|shared_experts\.)?(?:q_proj|q_a_proj|q_b_proj|kv_a_proj_with_mqa|kv_b_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj))\.lora_([AB])(?:\.default)?\.weight$`)
+var loraKey = regexp.MustCompile(`^base_model\.model\.(?:model\.)?layers\.(\d+)\.(self_attn|mlp)\.((?:experts\.\d+\.|shared_experts\.)?(?:q_proj|q_a_proj|q_b_proj|kv_a_proj_with_mqa|kv_b_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj|u_proj|z_proj))\.lora_([AB])(?:\.default)?\.weight$`)
 
 var extraKey = regexp.MustCompile(`^base_model\.model\.([A-Za-z0-9_.]+?)(?:\.modules_to_save\.default)?\.weight$`)
 

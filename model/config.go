@@ -1,6 +1,8 @@
 // Package model is the decoder of the registered architecture families
 // (family.go: LLaMA, Mistral, Qwen2, Qwen3, and DeepSeek-V2/V3 with
-// multi-head latent attention and mixture-of-experts layers, deepseek.go):
+// multi-head latent attention and mixture-of-experts layers, deepseek.go;
+// and, for the llama models gotune pretrains, its own linear-time
+// attention options, Config.Attention):
 // its configuration (read from and written to Hugging Face config.json),
 // its weights and the training graph built on gorgonia. Its subpackages hold the graph's
 // operations (ops), Hugging Face model directories (hf) and fast KV-cache
@@ -77,6 +79,18 @@ type Config struct {
 	BOSTokenID            any          `json:"bos_token_id,omitempty"`
 	EOSTokenID            any          `json:"eos_token_id,omitempty"`
 	TorchDtype            string       `json:"torch_dtype,omitempty"`
+	// Attention is gotune's own attention option, config.json key
+	// "gotune_attention" (the llama family of models gotune pretrains
+	// only; no Hugging Face checkpoint has it): "" or "softmax" (the
+	// default), "linear" (AttentionLinear) or "gau" (AttentionGAU).
+	Attention string `json:"gotune_attention,omitempty"`
+	// GAUSharedDim is the Gated Attention Unit's shared width s
+	// ("gotune_gau_shared_dim"; the expansion width e·d is
+	// intermediate_size). GAU only.
+	GAUSharedDim int `json:"gotune_gau_shared_dim,omitempty"`
+	// GAUChunk is the chunk length C of GAU's mixed form, and its 1/n
+	// attention scaling ("gotune_gau_chunk"). GAU only.
+	GAUChunk int `json:"gotune_gau_chunk,omitempty"`
 	// DeepSeek holds the MLA and mixture-of-experts keys of the DeepSeek
 	// families (flattened into config.json); nil for the others.
 	*DeepSeek
@@ -157,6 +171,60 @@ func (c *Config) InvFreq() []float64 {
 	return inv
 }
 
+// The values of Config.Attention.
+const (
+	AttentionSoftmax = "softmax"
+	// AttentionLinear is causal linear attention (Katharopoulos et al.
+	// 2020) with φ = elu + 1 and no positional encoding, in place of
+	// softmax attention; the rest of the layer is unchanged.
+	AttentionLinear = "linear"
+	// AttentionGAU makes every layer one Gated Attention Unit (Hua et al.
+	// 2022) in place of attention + MLP: u_proj, v_proj (E = intermediate
+	// size), z_proj (s = GAUSharedDim), o_proj, and per-dimension scales
+	// and offsets, in the mixed chunked form with chunk GAUChunk.
+	AttentionGAU = "gau"
+)
+
+// AttentionNames are the values gotune_attention accepts.
+var AttentionNames = []string{AttentionSoftmax, AttentionLinear, AttentionGAU}
+
+// LinearAttention reports causal linear attention (Attention "linear").
+func (c *Config) LinearAttention() bool { return c.Attention == AttentionLinear }
+
+// GAU reports Gated Attention Unit layers (Attention "gau").
+func (c *Config) GAU() bool { return c.Attention == AttentionGAU }
+
+// validateAttention checks gotune's attention option and its parameters.
+func (c *Config) validateAttention() error {
+	switch c.Attention {
+	case "", AttentionSoftmax, AttentionLinear:
+		if c.GAUSharedDim != 0 || c.GAUChunk != 0 {
+			return fmt.Errorf("gotune_gau_shared_dim and gotune_gau_chunk apply to gotune_attention %q only (it is %q)", AttentionGAU, c.Attention)
+		}
+	case AttentionGAU:
+		switch {
+		case c.GAUSharedDim <= 0 || c.GAUSharedDim%2 != 0:
+			return fmt.Errorf("gotune_gau_shared_dim %d must be positive and even (RoPE rotates pairs)", c.GAUSharedDim)
+		case c.GAUChunk <= 0:
+			return fmt.Errorf("gotune_gau_chunk %d must be positive", c.GAUChunk)
+		case c.AttentionBias:
+			return fmt.Errorf("attention_bias is not implemented with gotune_attention %q", AttentionGAU)
+		}
+	default:
+		return fmt.Errorf("gotune_attention %q is not implemented (want one of %s)", c.Attention, strings.Join(AttentionNames, ", "))
+	}
+	return nil
+}
+
+// GAUInvFreq are the s/2 RoPE inverse frequencies of GAU's shared width.
+func (c *Config) GAUInvFreq() []float64 {
+	inv := make([]float64, c.GAUSharedDim/2)
+	for i := range inv {
+		inv[i] = 1 / math.Pow(c.Theta(), float64(2*i)/float64(c.GAUSharedDim))
+	}
+	return inv
+}
+
 // Family is the registered architecture family of the config's model_type.
 func (c *Config) Family() (*Family, error) { return LookupFamily(c.ModelType) }
 
@@ -183,6 +251,9 @@ func (c *Config) Validate() error {
 		}
 	} else if c.DeepSeek != nil {
 		return fmt.Errorf("model_type %s has no multi-head latent attention or mixture of experts (keys %s)", c.ModelType, strings.Join(deepseekKeys, ", "))
+	}
+	if err := c.validateAttention(); err != nil {
+		return err
 	}
 	if fam.ImpliedBias && !c.AttentionBias {
 		return fmt.Errorf("model_type %s always has q/k/v biases, but attention_bias is false", c.ModelType)
@@ -334,4 +405,34 @@ func Preset(name string, vocab int) (Config, error) {
 		c.VocabSize = vocab
 	}
 	return c, nil
+}
+
+// WithAttention returns c (a softmax-attention llama config, such as a
+// Preset) with gotune's attention option name at the same parameter count:
+// "softmax" changes nothing; "linear" keeps every weight (linear attention
+// has the same projections); "gau" makes every layer one Gated Attention
+// Unit with the paper's shared width s = 128 (at most C/2) and chunk
+// C = 256 (Hua et al. 2022, §4), and the expansion width E (a multiple of
+// 8) that gives each unit the parameters of the attention + MLP pair it
+// replaces: 3·C·E + C·s ≈ the pair's. The depth stays the same (the paper
+// stacks twice as many GAUs at e = 2; this keeps layers comparable).
+func WithAttention(c Config, name string) (Config, error) {
+	if c.ModelType != "llama" || c.MLA() || c.Attention != "" && c.Attention != AttentionSoftmax {
+		return Config{}, fmt.Errorf("gotune_attention applies to a softmax-attention llama model, not model_type %s (attention %q)", c.ModelType, c.Attention)
+	}
+	switch name {
+	case "", AttentionSoftmax:
+		return c, nil
+	case AttentionLinear:
+		c.Attention = AttentionLinear
+	case AttentionGAU:
+		C := c.HiddenSize
+		pair := C*c.NumAttentionHeads*c.HeadDim()*2 + 2*C*c.KVHeads()*c.HeadDim() + 3*C*c.IntermediateSize
+		s := min(128, C/2) &^ 1
+		e := (pair - C*s) / (3 * C)
+		c.Attention, c.GAUSharedDim, c.GAUChunk, c.IntermediateSize = AttentionGAU, s, 256, max(8, e/8*8)
+	default:
+		return Config{}, fmt.Errorf("gotune_attention %q is not implemented (want one of %s)", name, strings.Join(AttentionNames, ", "))
+	}
+	return c, c.Validate()
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -135,4 +136,35 @@ func FuzzLoadConfig(f *testing.F) {
 			}
 		}
 	})
+}
+
+// gotune_attention: only the llama family accepts it; bad values and GAU
+// parameters without GAU are refused by name.
+func TestAttentionOption(t *testing.T) {
+	const base = `"hidden_size":32,"intermediate_size":64,"num_hidden_layers":2,"num_attention_heads":4,"vocab_size":64`
+	for _, ok := range []string{`"gotune_attention":"softmax"`, `"gotune_attention":"linear"`,
+		`"gotune_attention":"gau","gotune_gau_shared_dim":8,"gotune_gau_chunk":16`} {
+		c, err := LoadConfig(writeConfig(t, `{"model_type":"llama",`+base+`,`+ok+`}`))
+		if err != nil {
+			t.Errorf("%s: %v", ok, err)
+			continue
+		}
+		// It round-trips through SaveModel's keys.
+		if err := c.Validate(); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+	for bad, want := range map[string]string{
+		`{"model_type":"qwen2",` + base + `,"gotune_attention":"linear"}`:                                             "gotune_attention",
+		`{"model_type":"mistral","num_key_value_heads":4,"sliding_window":null,` + base + `,"gotune_gau_chunk":4}`:    "gotune_gau_chunk",
+		`{"model_type":"llama",` + base + `,"gotune_attention":"performer"}`:                                          "gotune_attention",
+		`{"model_type":"llama",` + base + `,"gotune_attention":"linear","gotune_gau_chunk":4}`:                        "gotune_gau_chunk",
+		`{"model_type":"llama",` + base + `,"gotune_attention":"gau","gotune_gau_shared_dim":7,"gotune_gau_chunk":4}`: "gotune_gau_shared_dim",
+		`{"model_type":"llama",` + base + `,"gotune_attention":"gau","gotune_gau_shared_dim":8}`:                      "gotune_gau_chunk",
+	} {
+		_, err := LoadConfig(writeConfig(t, bad))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want one naming %s", bad, err, want)
+		}
+	}
 }

@@ -84,6 +84,11 @@ var families = map[string]*Family{
 			// Slicing the projections into pretraining_tp pieces computes
 			// the same sums (Hugging Face keeps it for bit-exactness only).
 			"pretraining_tp": nil,
+			// gotune's own attention options (values checked by
+			// Config.Validate); only models gotune pretrains have them.
+			"gotune_attention":      nil,
+			"gotune_gau_shared_dim": nil,
+			"gotune_gau_chunk":      nil,
 		},
 	},
 	"mistral": {
@@ -149,6 +154,9 @@ var notImplemented = map[string]string{
 	"sliding_window":          "sliding-window attention",
 	"quantization_config":     "quantized weights",
 	"auto_map":                "a model defined by custom code",
+	"gotune_attention":        "gotune's linear-time attention options (model_type llama only)",
+	"gotune_gau_shared_dim":   "gotune's Gated Attention Unit (model_type llama only)",
+	"gotune_gau_chunk":        "gotune's Gated Attention Unit (model_type llama only)",
 }
 
 // LookupFamily returns the registered family of a model_type.

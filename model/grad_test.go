@@ -29,6 +29,27 @@ func qwen3Micro(tied bool) Config {
 	return c
 }
 
+// linearMicro is microConfig with causal linear attention.
+func linearMicro() Config {
+	c := microConfig(false, true, nil)
+	c.Attention = AttentionLinear
+	return c
+}
+
+// gauMicro is microConfig as Gated Attention Units (expansion 12, shared
+// width 4), in chunks of 2 so that the five positions span three chunks.
+func gauMicro() Config {
+	c := microConfig(false, false, nil)
+	c.Attention, c.GAUSharedDim, c.GAUChunk = AttentionGAU, 4, 2
+	return c
+}
+
+func gauMicroTied() Config {
+	c := gauMicro()
+	c.TieWordEmbeddings = true
+	return c
+}
+
 // deepseekMicro is the smallest DeepSeek config with every feature: MLA
 // (a plain q_proj for v2, compressed queries for v3), a dense first layer
 // and a MoE layer of 4 experts (top 2) with a shared expert; v2 routes by
@@ -145,6 +166,9 @@ func TestModelGradient(t *testing.T) {
 		{"deepseek_v2+yarn/logprobs", deepseekYarn(), "logprobs", 2},
 		{"deepseek_v2/meannll+balance", deepseekMicro(false, false), "meannll+balance", 2},
 		{"deepseek_v3/meannll+balance", deepseekMicro(true, false), "meannll+balance", 1},
+		{"linear-attention/meannll", linearMicro(), "meannll", 1},
+		{"gau/meannll", gauMicro(), "meannll", 1},
+		{"gau+tied/logits", gauMicroTied(), "logits", 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := scrambled(t, tc.cfg, tc.seed)

@@ -120,6 +120,11 @@ func Build(w *Weights, opt GraphOptions) (g *Graph, err error) {
 			return nil, fmt.Errorf("build graph: layer %d has q/k norms %v/%v, model_type %s uses them: %v", i, l.QNorm != nil, l.KNorm != nil, c.ModelType, c.QKNorm())
 		}
 	}
+	if opt.Packed && (c.LinearAttention() || c.GAU()) {
+		// Their running sums cross document boundaries: there is no
+		// block-diagonal form to pack with.
+		return nil, fmt.Errorf("build graph: packed rows with gotune_attention %q: only softmax and latent attention block attention between documents", c.Attention)
+	}
 	if opt.Dtype == (tensor.Dtype{}) {
 		opt.Dtype = tensor.Float32
 	}
@@ -181,8 +186,9 @@ func (g *Graph) param(name string, t *tensor.Dense) *gorgonia.Node {
 // decoder builds embedding → L pre-norm blocks → final norm.
 // Attention follows Hugging Face's LlamaAttention, with Qwen3Attention's
 // per-head q/k RMSNorm where the family has it, or DeepSeek's multi-head
-// latent attention (mla); the feed-forward is a SwiGLU MLP or DeepSeek's
-// mixture of experts (moe).
+// latent attention (mla), or gotune's causal linear attention; the
+// feed-forward is a SwiGLU MLP or DeepSeek's mixture of experts (moe).
+// Under gotune_attention "gau" each block is one Gated Attention Unit.
 func (g *Graph) decoder(hook LinearHook) *gorgonia.Node {
 	c := g.Config
 	H, KVH, D := c.NumAttentionHeads, c.KVHeads(), c.HeadDim()
@@ -207,6 +213,17 @@ func (g *Graph) decoder(hook LinearHook) *gorgonia.Node {
 
 		// Attention block: x + o_proj(attn(rope(q), rope(k), v)), pre-norm.
 		h := must(ops.RMSNorm(x, p("input_layernorm.weight"), c.RMSNormEps)) // (N, C)
+		if c.GAU() {
+			// One Gated Attention Unit replaces attention and MLP:
+			// x + o_proj(silu(u) ⊙ A·silu(v)), pre-norm (Hua et al. 2022).
+			u := linear(h, "u_proj", "self_attn.", false) // (N, E)
+			v := linear(h, "v_proj", "self_attn.", false) // (N, E)
+			z := linear(h, "z_proj", "self_attn.", false) // (N, s)
+			a := must(ops.GAU(u, v, z, p("self_attn.qk_gamma"), p("self_attn.qk_beta"),
+				ops.GAUShape{B: g.B, T: g.T, E: c.IntermediateSize, S: c.GAUSharedDim, Chunk: c.GAUChunk}, c.GAUInvFreq()))
+			x = must(ops.Add(x, linear(a, "o_proj", "self_attn.", false)))
+			continue
+		}
 		var a *gorgonia.Node
 		if c.MLA() {
 			a = g.mla(h, p, linear, invFreq) // (N, H·Dv)
@@ -219,10 +236,15 @@ func (g *Graph) decoder(hook LinearHook) *gorgonia.Node {
 				q = must(ops.HeadRMSNorm(q, p("self_attn.q_norm.weight"), c.RMSNormEps, H))
 				k = must(ops.HeadRMSNorm(k, p("self_attn.k_norm.weight"), c.RMSNormEps, KVH))
 			}
-			rope := ops.RoPELayout{Width: 2 * len(invFreq), Positions: g.In.Positions}
-			q = must(ops.RoPEPart(q, g.T, H, rope, invFreq))
-			k = must(ops.RoPEPart(k, g.T, KVH, rope, invFreq))
-			a = must(ops.Attention(q, k, v, attn)) // (N, H·D)
+			if c.LinearAttention() {
+				// No RoPE: positions enter only through causality.
+				a = must(ops.LinearAttention(q, k, v, attn)) // (N, H·D)
+			} else {
+				rope := ops.RoPELayout{Width: 2 * len(invFreq), Positions: g.In.Positions}
+				q = must(ops.RoPEPart(q, g.T, H, rope, invFreq))
+				k = must(ops.RoPEPart(k, g.T, KVH, rope, invFreq))
+				a = must(ops.Attention(q, k, v, attn)) // (N, H·D)
+			}
 		}
 		x = must(ops.Add(x, linear(a, "o_proj", "self_attn.", false))) // (N, C)
 

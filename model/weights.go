@@ -36,6 +36,14 @@ type Layer struct {
 	Up         *tensor.Dense // (F, C)
 	Down       *tensor.Dense // (C, F)
 
+	// Gated Attention Unit (Config.GAU; Hua et al. 2022): Wv (E, C) and
+	// Wo (C, E) with Wu, Wz, QKGamma and QKBeta; Wq, Wk, MLPNorm and the
+	// MLP are nil.
+	Wu      *tensor.Dense // self_attn.u_proj (E, C)
+	Wz      *tensor.Dense // self_attn.z_proj (s, C)
+	QKGamma *tensor.Dense // self_attn.qk_gamma (4·s): scales of the quad query, quad key, linear query, linear key
+	QKBeta  *tensor.Dense // self_attn.qk_beta (4·s): their offsets
+
 	// Multi-head latent attention (DeepSeek-V2 §2.1.2–2.1.3).
 	QA      *tensor.Dense // q_a_proj (Rq, C)
 	QANorm  *tensor.Dense // q_a_layernorm (Rq)
@@ -102,6 +110,14 @@ func Allocate(c Config) (*Weights, error) {
 	w := &Weights{Config: c, Embed: NewTensor(V, C), Norm: ones(C)}
 	expert := func(fe int) Expert { return Expert{NewTensor(fe, C), NewTensor(fe, C), NewTensor(C, fe)} }
 	for i := range c.NumHiddenLayers {
+		if c.GAU() {
+			// Scales start at 1 and offsets at 0 (queries and keys equal
+			// to Z), so that ReLU² attention is live from the first step.
+			S := c.GAUSharedDim
+			w.Layers = append(w.Layers, Layer{AttnNorm: ones(C), Wu: NewTensor(F, C), Wv: NewTensor(F, C),
+				Wz: NewTensor(S, C), Wo: NewTensor(C, F), QKGamma: ones(4 * S), QKBeta: NewTensor(4 * S)})
+			continue
+		}
 		l := Layer{AttnNorm: ones(C), MLPNorm: ones(C)}
 		if c.MLA() {
 			d := c.DeepSeek
@@ -189,6 +205,17 @@ func (w *Weights) Named() []Named {
 	for i, l := range w.Layers {
 		p := fmt.Sprintf("model.layers.%d.", i)
 		out = append(out, Named{p + "input_layernorm.weight", l.AttnNorm})
+		if l.Wu != nil {
+			out = append(out,
+				Named{p + "self_attn.u_proj.weight", l.Wu},
+				Named{p + "self_attn.v_proj.weight", l.Wv},
+				Named{p + "self_attn.z_proj.weight", l.Wz},
+				Named{p + "self_attn.qk_gamma", l.QKGamma},
+				Named{p + "self_attn.qk_beta", l.QKBeta},
+				Named{p + "self_attn.o_proj.weight", l.Wo},
+			)
+			continue
+		}
 		if l.Wq != nil {
 			out = append(out, Named{p + "self_attn.q_proj.weight", l.Wq})
 		}
@@ -277,6 +304,9 @@ func (l *Layer) Linear(module string) (*tensor.Dense, error) {
 	t, err := l.linear(module)
 	if err == nil && t == nil {
 		err = fmt.Errorf("linear module %q does not exist in this layer", module)
+		if l.Wu != nil {
+			err = fmt.Errorf("linear module %q does not exist in a Gated Attention Unit layer (it has %s)", module, strings.Join(GAUModules, ", "))
+		}
 	}
 	return t, err
 }
@@ -304,6 +334,10 @@ func (l *Layer) linear(module string) (*tensor.Dense, error) {
 		return l.KVA, nil
 	case "kv_b_proj":
 		return l.KVB, nil
+	case "u_proj":
+		return l.Wu, nil
+	case "z_proj":
+		return l.Wz, nil
 	case "q_proj":
 		return l.Wq, nil
 	case "k_proj":
@@ -331,8 +365,12 @@ var LinearModules = []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj"
 // q_a_proj and q_b_proj otherwise.
 var MLAModules = []string{"q_proj", "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj"}
 
-// ModuleNames are all linear module names of every family, in HF order.
-var ModuleNames = []string{"q_proj", "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+// GAUModules are the linear modules of a Gated Attention Unit layer.
+var GAUModules = []string{"u_proj", "v_proj", "z_proj", "o_proj"}
+
+// ModuleNames are all linear module names of every family, in HF order
+// (then the Gated Attention Unit's own).
+var ModuleNames = []string{"q_proj", "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "u_proj", "z_proj"}
 
 // ExpertModule parses the module name of an expert's projection,
 // "experts.E.gate_proj" (expert E) or "shared_experts.gate_proj" (expert
@@ -385,11 +423,15 @@ func (c *Config) LayerModules(l int, target string) []string {
 }
 
 // AllLinearModules are the target names that PEFT's "all-linear" amounts
-// to (every linear module but the output head): LinearModules, or under
+// to (every linear module but the output head): LinearModules, GAUModules
+// for Gated Attention Unit layers, or under
 // MLA the MLA modules the layers have and gate_proj, up_proj, down_proj
 // (which LayerModules expands to the experts' in mixture-of-experts
 // layers).
 func (c *Config) AllLinearModules() []string {
+	if c.GAU() {
+		return slices.Clone(GAUModules)
+	}
 	if !c.MLA() {
 		return slices.Clone(LinearModules)
 	}

@@ -45,6 +45,8 @@ const (
 	KeyOut         = "out"
 	KeyResume      = "resume"
 	KeyModelSeed   = "model-seed"
+	KeyAttention   = "attention"
+	KeyGAUChunk    = "gau-chunk"
 )
 
 // Config is a pretraining run.
@@ -62,6 +64,8 @@ type Config struct {
 	Out       string        // model directory written (metrics.jsonl and state/ go there too)
 	Resume    bool          // continue from the checkpoint in Out
 	ModelSeed uint64        // initial weights
+	Attention string        // gotune's attention option for a preset: "" or softmax, linear, gau (model.WithAttention)
+	GAUChunk  int           // GAU's chunk length C (0: model.WithAttention's 256); Attention gau only
 	Train     train.Config
 }
 
@@ -98,9 +102,18 @@ func (c Config) Validate() error {
 		return fmt.Errorf("pretrain: %s must be ≥ 0 (0: all), got %d", KeyEvalWindows, c.EvalMax)
 	}
 	if c.Model == nil {
-		if _, err := model.Preset(c.Preset, 0); err != nil {
+		pc, err := model.Preset(c.Preset, 0)
+		if err != nil {
 			return fmt.Errorf("pretrain: %s: %w", KeyPreset, err)
 		}
+		if _, err := model.WithAttention(pc, c.Attention); err != nil {
+			return fmt.Errorf("pretrain: %s: %w", KeyAttention, err)
+		}
+	} else if c.Attention != "" {
+		return fmt.Errorf("pretrain: %s applies to a preset; the given architecture sets gotune_attention itself", KeyAttention)
+	}
+	if c.GAUChunk < 0 || c.GAUChunk > 0 && c.Attention != model.AttentionGAU {
+		return fmt.Errorf("pretrain: %s %d: want ≥ 0, and only with %s %s", KeyGAUChunk, c.GAUChunk, KeyAttention, model.AttentionGAU)
 	}
 	t := c.Train
 	t.Dir = c.Out
@@ -190,6 +203,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		mc.VocabSize = tok.VocabSize()
 	} else if mc, err = model.Preset(cfg.Preset, tok.VocabSize()); err != nil {
 		return nil, fmt.Errorf("pretrain: %w", err)
+	} else if mc, err = model.WithAttention(mc, cfg.Attention); err != nil {
+		return nil, fmt.Errorf("pretrain: %s: %w", KeyAttention, err)
+	} else if cfg.GAUChunk > 0 {
+		mc.GAUChunk = cfg.GAUChunk
 	}
 	if cfg.SeqLen > mc.MaxPositionEmbeddings {
 		return nil, fmt.Errorf("pretrain: sequence length %d exceeds the model's %d positions", cfg.SeqLen, mc.MaxPositionEmbeddings)

@@ -11,7 +11,10 @@
 // per head before RoPE (Qwen3Attention's q_norm and k_norm); for DeepSeek
 // (V2, V3) attention is multi-head latent attention, computed in the latent
 // space with a cache of latents and rope keys, and the feed-forward of MoE
-// layers is routed experts plus shared experts (engine_deepseek.go).
+// layers is routed experts plus shared experts (engine_deepseek.go); with
+// gotune's linear-time attention (causal linear attention, Gated Attention
+// Units) a sequence's state is a set of running sums of constant size
+// instead of a cache (engine_linear.go).
 // Dimension letters follow the model package:
 // C hidden, F MLP hidden, V vocabulary, L layers, H heads, KVH key/value
 // heads, D head dimension, N rows (tokens) in one forward call.
@@ -53,6 +56,8 @@ type Engine struct {
 
 	invFreq []float64
 	mla     *mlaDims   // DeepSeek's multi-head latent attention; nil otherwise
+	linAttn bool       // causal linear attention (engine_linear.go)
+	gau     *gauDims   // Gated Attention Unit layers; nil otherwise
 	router  ops.Router // DeepSeek's mixture-of-experts gate (MoE layers)
 
 	mu      sync.Mutex
@@ -91,6 +96,10 @@ func New(w *model.Weights, tok Tokenizer) (*Engine, error) {
 		}
 		e.D = 0 // no plain heads
 	}
+	e.linAttn = c.LinearAttention()
+	if c.GAU() {
+		e.gau = &gauDims{E: c.IntermediateSize, S: c.GAUSharedDim, Chunk: c.GAUChunk, invFreq: c.GAUInvFreq()}
+	}
 	if err := e.checkShapes(); err != nil {
 		return nil, fmt.Errorf("generate: %w", err)
 	}
@@ -110,6 +119,10 @@ func (e *Engine) checkShapes() error {
 	checks := []shape{{"embed_tokens", w.Embed, V * C}, {"lm_head", w.LMHead, V * C}, {"norm", w.Norm, C}}
 	for i, l := range w.Layers {
 		p := fmt.Sprintf("layer %d ", i)
+		if e.gau != nil {
+			checks = append(checks, e.gauShapes(p, &l)...)
+			continue
+		}
 		checks = append(checks,
 			shape{p + "input_layernorm", l.AttnNorm, C}, shape{p + "post_attention_layernorm", l.MLPNorm, C})
 		if e.mla != nil {
@@ -176,14 +189,15 @@ func (e *Engine) MaxPositions() int { return e.maxPos }
 // rope key (n, qk_rope_head_dim): the per-head keys and values are never
 // stored (DeepSeek-V2 §2.1.2).
 type State struct {
-	k, v [][]float32 // per layer (n, KVH·D), capacity grown on demand
-	n    int
-	mark uint64 // the forward call that last fed it, to catch a state fed twice
+	k, v      [][]float32 // per layer (n, KVH·D), capacity grown on demand
+	n         int
+	recurrent bool   // constant-size running sums (engine_linear.go), not a cache
+	mark      uint64 // the forward call that last fed it, to catch a state fed twice
 }
 
 // NewState returns an empty sequence state.
 func (e *Engine) NewState() *State {
-	return &State{k: make([][]float32, e.L), v: make([][]float32, e.L)}
+	return &State{k: make([][]float32, e.L), v: make([][]float32, e.L), recurrent: e.recurrent()}
 }
 
 // Len is the number of positions held.
@@ -193,10 +207,14 @@ func (s *State) Len() int { return s.n }
 func (s *State) Reset() { s.n = 0 }
 
 // Truncate drops positions from n on (n ≤ Len), e.g. to rewind a shared
-// prompt prefix.
+// prompt prefix. The constant-size state of linear-time attention
+// (engine_linear.go) can only be truncated to 0 or its length.
 func (s *State) Truncate(n int) {
 	if n < 0 || n > s.n {
 		panic(fmt.Sprintf("generate: truncate state of length %d to %d", s.n, n))
+	}
+	if s.recurrent && n != 0 && n != s.n {
+		panic(errTruncate(s.n, n))
 	}
 	s.n = n
 }
@@ -256,6 +274,8 @@ type workspace struct {
 	qa, kva, kvb           []float32 // MLA: compressed queries, kv_a output, kv_b with its adapter merged
 	logitsE, ex, eo        []float32 // MoE: router logits, an expert's rows in and out
 	moe                    moeScratch
+	segs                   [][2]int  // linear-time attention: each state's rows
+	gz, gqk, gcos, gsin    []float32 // GAU: Z, its four scaled copies, rotation tables
 }
 
 // moeScratch is the routing state of one MoE layer's forward, reused by
@@ -352,10 +372,21 @@ func (e *Engine) forward(states []*State, feeds [][]int, all bool) ([][]float32,
 	if e.mla != nil {
 		kw, vw = e.mla.R, e.mla.Dr
 	}
+	if e.recurrent() {
+		kw, vw = e.stateWidths()
+	}
 	for i, f := range feeds {
-		if len(f) > 0 {
+		if len(f) == 0 {
+			continue
+		}
+		if e.recurrent() {
+			states[i].reserveRecurrent(kw, vw)
+		} else {
 			states[i].reserve(states[i].n+len(f), kw, vw)
 		}
+	}
+	if e.gau != nil {
+		e.gauRope()
 	}
 
 	ws.x = grow(ws.x, N*C)
@@ -383,9 +414,20 @@ func (e *Engine) forward(states []*State, feeds [][]int, all bool) ([][]float32,
 		ly := &e.w.Layers[l]
 		// Attention block: x += o_proj(attn(rope(q), rope(k), v)).
 		rmsNorm(xb, x, model.F32(ly.AttnNorm), N, C, e.eps)
+		if e.gau != nil {
+			// One Gated Attention Unit replaces attention and MLP.
+			if err := e.gauLayer(l, ly); err != nil {
+				return nil, err
+			}
+			addTo(x, ws.o)
+			continue
+		}
 		attend := e.gqaAttention
-		if e.mla != nil {
+		switch {
+		case e.mla != nil:
 			attend = e.mlaAttention
+		case e.linAttn:
+			attend = e.linearAttention
 		}
 		if err := attend(l, ly); err != nil {
 			return nil, err

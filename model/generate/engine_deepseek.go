@@ -60,8 +60,12 @@ func (e *Engine) moeShapes(p string, l *model.Layer) []shape {
 // 2·KVH·D float32 per layer for grouped-query attention, and
 // kv_lora_rank + qk_rope_head_dim under multi-head latent attention, which
 // caches the latent and the shared rope key instead of per-head keys and
-// values.
+// values; 0 under linear-time attention, whose state has a constant size
+// (StateBytes).
 func (e *Engine) CacheBytesPerToken() int {
+	if e.recurrent() {
+		return 0 // a constant-size state (StateBytes)
+	}
 	per := 2 * e.KVH * e.D
 	if e.mla != nil {
 		per = e.mla.R + e.mla.Dr

@@ -347,3 +347,23 @@ func TestExpectedTensors(t *testing.T) {
 		}
 	}
 }
+
+// gotune's linear-time attention options have no GGUF architecture: the
+// export is refused, naming the key, instead of writing tensors llama.cpp
+// would run as softmax attention.
+func TestLinearTimeAttentionExportRefused(t *testing.T) {
+	for _, att := range []string{model.AttentionLinear, model.AttentionGAU} {
+		c := model.Config{ModelType: "llama", HiddenSize: 16, IntermediateSize: 32, NumHiddenLayers: 1,
+			NumAttentionHeads: 2, VocabSize: 32, MaxPositionEmbeddings: 16, RMSNormEps: 1e-5, HiddenAct: "silu", Attention: att}
+		if att == model.AttentionGAU {
+			c.GAUSharedDim, c.GAUChunk = 4, 4
+		}
+		w, err := model.NewRandom(c, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Tensors(w, F32); err == nil || !strings.Contains(err.Error(), "gotune_attention") {
+			t.Errorf("%s: export error %v, want one naming gotune_attention", att, err)
+		}
+	}
+}

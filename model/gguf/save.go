@@ -191,6 +191,10 @@ func Tensors(w *model.Weights, dtype Dtype) ([]gguf.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
+	if c.Attention != "" && c.Attention != model.AttentionSoftmax {
+		// llama.cpp would run these tensors as softmax attention.
+		return nil, fmt.Errorf("gguf: gotune_attention %q has no GGUF architecture (llama.cpp runs softmax attention only)", c.Attention)
+	}
 	if c.MLA() {
 		if err := deepseekExportable(c); err != nil {
 			return nil, err

@@ -11,7 +11,16 @@ RoPE, with an explicit head_dim that need not be hidden_size / heads. For
 model_type deepseek_v2 and deepseek_v3 it runs DeepSeek's decoder as the
 DeepSeek-V2 paper (arXiv 2405.04434, §2.1-2.2) and DeepSeek-V3 report
 (arXiv 2412.19437, §2.1) define it and DeepSeek's published modeling code
-structures it (deepseek_forward below). For each case it writes
+structures it (deepseek_forward below). For gotune's own attention
+options (config key gotune_attention) it runs, from the papers: causal
+linear attention (Katharopoulos et al. 2020, "Transformers are RNNs",
+eq. 6, phi = elu + 1, written as the masked quadratic form, no RoPE) in
+place of softmax attention, and the Gated Attention Unit (Hua et al.
+2022, "Transformer Quality in Linear Time", eq. 1-5 and the mixed chunk
+form of its code 8: relu(q k / C)^2 inside a chunk, with RoPE, and the
+linear kernel q' k' / C across chunks, by an exclusive cumulative sum of
+per-chunk k'^T v) in place of attention + MLP (gau_forward below). For
+each case it writes
 testdata/reference/<case>/:
 
   config.json    Hugging Face style config the Go test loads with LoadConfig
@@ -112,13 +121,18 @@ def forward(cfg, w, tokens):
         if qk_norm:  # per head, over D, before RoPE
             q = rms_norm(q, w[p + "self_attn.q_norm.weight"], eps)
             k = rms_norm(k, w[p + "self_attn.k_norm.weight"], eps)
-        q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+        linear = cfg.get("gotune_attention") == "linear"
+        if not linear:  # linear attention has no positional encoding
+            q, k = rotate(q, cos, sin), rotate(k, cos, sin)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, T, D)
         k = k.repeat_interleave(H // KVH, dim=1)
         v = v.repeat_interleave(H // KVH, dim=1)
-        scores = (q @ k.transpose(-1, -2)) / math.sqrt(D)
-        scores = scores.masked_fill(~causal, float("-inf"))
-        att = torch.softmax(scores, dim=-1) @ v  # (B, H, T, D)
+        if linear:
+            att = linear_attention(q, k, v, causal)
+        else:
+            scores = (q @ k.transpose(-1, -2)) / math.sqrt(D)
+            scores = scores.masked_fill(~causal, float("-inf"))
+            att = torch.softmax(scores, dim=-1) @ v  # (B, H, T, D)
         att = att.transpose(1, 2).reshape(B, T, H * D)
         x = x + lin(att, "self_attn.o_proj")
 
@@ -126,6 +140,62 @@ def forward(cfg, w, tokens):
         gate, up = lin(h, "mlp.gate_proj"), lin(h, "mlp.up_proj")
         x = x + lin(gate * torch.sigmoid(gate) * up, "mlp.down_proj")
 
+    x = rms_norm(x, w["model.norm.weight"], eps)
+    head = w["model.embed_tokens.weight"] if cfg["tie_word_embeddings"] else w["lm_head.weight"]
+    return x @ head.T
+
+
+def phi(x):
+    """The feature map of Katharopoulos et al. eq. 7: elu(x) + 1."""
+    return torch.nn.functional.elu(x) + 1
+
+
+def linear_attention(q, k, v, causal):
+    """q, k, v (B, heads, T, D): eq. 6 as its explicit masked quadratic form,
+    V'_i = sum_{j<=i} phi(q_i).phi(k_j) v_j / sum_{j<=i} phi(q_i).phi(k_j)."""
+    sim = (phi(q) @ phi(k).transpose(-1, -2)) * causal  # (B, H, T, T)
+    return (sim @ v) / sim.sum(-1, keepdim=True)
+
+
+def gau_forward(cfg, w, tokens):
+    """Gated Attention Unit layers (no MLP): per layer, with silu as phi,
+    U = phi(h Wu), V = phi(h Wv), Z = phi(h Wz), Q_j = Z * gamma_j + beta_j;
+    the mixed chunk form: chunks of C positions, quadratic part
+    relu(RoPE(Q_0) RoPE(Q_1)^T / C)^2 masked causally inside the chunk,
+    linear part Q_2 (sum over earlier chunks of Q_3^T V) / C; out = U * A,
+    x += out Wo."""
+    B, T = tokens.shape
+    C, S, n = cfg["hidden_size"], cfg["gotune_gau_shared_dim"], cfg["gotune_gau_chunk"]
+    eps = cfg["rms_norm_eps"]
+    inv = 1.0 / theta_of(cfg) ** (torch.arange(0, S, 2, dtype=torch.float64) / S)
+    angles = torch.arange(T, dtype=torch.float64)[:, None] * inv[None, :]
+    cos, sin = torch.cos(angles)[None], torch.sin(angles)[None]  # (1, T, S/2)
+    silu = torch.nn.functional.silu
+    G = -(-T // n)  # chunks; pad T to G*n with positions that read nothing
+    pad = G * n - T
+    x = w["model.embed_tokens.weight"][tokens]
+    for l in range(cfg["num_hidden_layers"]):
+        p = "model.layers.%d.self_attn." % l
+        h = rms_norm(x, w["model.layers.%d.input_layernorm.weight" % l], eps)
+        u = silu(h @ w[p + "u_proj.weight"].T)
+        v = silu(h @ w[p + "v_proj.weight"].T)
+        z = silu(h @ w[p + "z_proj.weight"].T)
+        qk = z[:, :, None, :] * w[p + "qk_gamma"].view(4, S) + w[p + "qk_beta"].view(4, S)  # (B, T, 4, S)
+        quad_q, quad_k = rotate(qk[:, :, 0], cos, sin), rotate(qk[:, :, 1], cos, sin)
+        lin_q, lin_k = qk[:, :, 2], qk[:, :, 3]
+
+        def chunked(t):  # (B, T, d) -> (B, G, n, d)
+            return torch.nn.functional.pad(t, (0, 0, 0, pad)).view(B, G, n, t.shape[-1])
+
+        quad_q, quad_k, lin_q, lin_k, vg = map(chunked, (quad_q, quad_k, lin_q, lin_k, v))
+        causal = torch.ones(n, n, dtype=torch.bool).tril()
+        kernel = torch.relu(quad_q @ quad_k.transpose(-1, -2) / n) ** 2 * causal  # (B, G, n, n)
+        quadratic = kernel @ vg
+        lin_kv = lin_k.transpose(-1, -2) @ vg / n  # (B, G, S, E) per chunk
+        lin_kv = torch.cumsum(lin_kv, dim=1) - lin_kv  # exclusive: earlier chunks only
+        linear = lin_q @ lin_kv
+        a = (quadratic + linear).reshape(B, G * n, -1)[:, :T]
+        x = x + (u * a) @ w[p + "o_proj.weight"].T
     x = rms_norm(x, w["model.norm.weight"], eps)
     head = w["model.embed_tokens.weight"] if cfg["tie_word_embeddings"] else w["lm_head.weight"]
     return x @ head.T
@@ -483,6 +553,53 @@ DEEPSEEK_CASES = {
         batch=2, seq=12, pad=0, seed=4000),
 }
 
+# gotune's own attention options, seeded apart from the others.
+LINEAR_TIME_CASES = {
+    # Causal linear attention with grouped KV heads, untied head, padding.
+    "llama_linear_attention": dict(
+        config={"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 32,
+                "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+                "num_key_value_heads": 2, "vocab_size": 64, "max_position_embeddings": 64,
+                "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": False,
+                "hidden_act": "silu", "gotune_attention": "linear"},
+        batch=2, seq=12, pad=3, seed=5000, forward=forward, weights=make_weights),
+    # Gated Attention Unit: expansion 64 = 2 x 32, shared width 16, chunk 5,
+    # so that 13 positions make two whole chunks and a partial one.
+    "llama_gau": dict(
+        config={"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 32,
+                "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 1,
+                "num_key_value_heads": 1, "vocab_size": 64, "max_position_embeddings": 64,
+                "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": True,
+                "hidden_act": "silu", "gotune_attention": "gau", "gotune_gau_shared_dim": 16,
+                "gotune_gau_chunk": 5},
+        batch=2, seq=13, pad=2, seed=6000, forward=gau_forward, weights=None),
+}
+
+
+def make_gau_weights(cfg, gen):
+    """GAU layers: u/v (E, C), z (S, C), o (C, E) ~ N(0, 1/in); scales
+    1 + N(0, 0.3^2), offsets N(0, 0.3^2)."""
+    C, E, V, S = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"], cfg["gotune_gau_shared_dim"]
+
+    def normal(*shape, std=1.0, mean=0.0):
+        return (torch.randn(*shape, generator=gen, dtype=torch.float64) * std + mean).float()
+
+    w = {"model.embed_tokens.weight": normal(V, C)}
+    for l in range(cfg["num_hidden_layers"]):
+        p = "model.layers.%d." % l
+        w[p + "input_layernorm.weight"] = normal(C, std=0.1, mean=1.0)
+        w[p + "self_attn.u_proj.weight"] = normal(E, C, std=C ** -0.5)
+        w[p + "self_attn.v_proj.weight"] = normal(E, C, std=C ** -0.5)
+        w[p + "self_attn.z_proj.weight"] = normal(S, C, std=C ** -0.5)
+        w[p + "self_attn.qk_gamma"] = normal(4 * S, std=0.3, mean=1.0)
+        w[p + "self_attn.qk_beta"] = normal(4 * S, std=0.3)
+        w[p + "self_attn.o_proj.weight"] = normal(C, E, std=E ** -0.5)
+    w["model.norm.weight"] = normal(C, std=0.1, mean=1.0)
+    if not cfg["tie_word_embeddings"]:
+        w["lm_head.weight"] = normal(V, C, std=C ** -0.5)
+    return w
+
+
 # The smallest gap between the last chosen and the first unchosen expert's
 # choice score that a fixture may have: float32 must choose as float64.
 MIN_ROUTING_GAP = 1e-3
@@ -493,6 +610,8 @@ def main():
         write_case(name, case, forward, make_weights, 1000 + i)
     for name, case in sorted(DEEPSEEK_CASES.items()):
         write_case(name, case, deepseek_forward, make_deepseek_weights, case["seed"])
+    for name, case in sorted(LINEAR_TIME_CASES.items()):
+        write_case(name, case, case["forward"], case["weights"] or make_gau_weights, case["seed"])
 
 
 def write_case(name, case, forward, make_weights, seed):
