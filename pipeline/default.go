@@ -16,6 +16,7 @@ import (
 	"github.com/gotune/gotune/finetune"
 	"github.com/gotune/gotune/grpo"
 	"github.com/gotune/gotune/lora"
+	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/ppo"
 	"github.com/gotune/gotune/pretrain"
 	"github.com/gotune/gotune/reward"
@@ -130,6 +131,11 @@ type RunChoices struct {
 
 	// PPOLR replaces PPO's learning rate.
 	PPOLR float64
+
+	// BaseAttention is the base model's attention (model.WithAttention:
+	// softmax, linear or gau; "" is softmax). Under gau every stage's
+	// adapter targets all linear modules, GAU's having no q/k/v.
+	BaseAttention string
 }
 
 // DefaultRun returns the default run's choices.
@@ -165,19 +171,34 @@ func (c RunChoices) apply(stageConfig any) {
 		t.EvalEvery = max(1, t.Steps/c.EvalDivisor)
 		t.CheckpointEvery = max(1, t.Steps/c.CheckpointDivisor)
 	}
+	gau := c.BaseAttention == model.AttentionGAU
+	targets := func(l *lora.Config) {
+		if gau {
+			l.Targets = []string{lora.AllLinear}
+		}
+	}
 	switch cfg := stageConfig.(type) {
 	case *pretrain.Config:
 		cfg.Preset = c.BasePreset
+		if c.BaseAttention != "" && c.BaseAttention != model.AttentionSoftmax {
+			cfg.Attention = c.BaseAttention
+		}
 	case *sft.Config:
 		cadence(&cfg.Train)
+		targets(&cfg.LoRA)
 	case *reward.Config:
 		cadence(&cfg.Train)
+		targets(&cfg.LoRA)
 	case *dpo.Config:
 		cadence(&cfg.Train)
 		cfg.Train.LR, cfg.Loss.Beta, cfg.Loss.SFTWeight = c.DPOLR, c.DPOBeta, c.DPORPOAlpha
 		cfg.LoRA.Targets = slices.Clone(c.DPOLoRATargets)
+		targets(&cfg.LoRA)
 	case *ppo.Config:
 		cfg.Train.LR = c.PPOLR
+		targets(&cfg.LoRA)
+	case *grpo.Config:
+		targets(&cfg.LoRA)
 	default:
 		panic(fmt.Sprintf("pipeline: no choices for a %T", stageConfig))
 	}
@@ -187,9 +208,20 @@ func (c RunChoices) apply(stageConfig any) {
 type Default struct {
 	RunDir  string // runs/<name>
 	BaseDir string // the pretrained base model (built by the base stage when missing)
-	Sizes   Sizes
-	Quiet   bool      // no progress bars
-	Log     io.Writer // stage lines and the results table
+	// Attention is the base model's attention: "" (softmax), linear or
+	// gau (RunChoices.BaseAttention). A base pretrained with one is
+	// rebuilt for another: give each its own BaseDir.
+	Attention string
+	Sizes     Sizes
+	Quiet     bool      // no progress bars
+	Log       io.Writer // stage lines and the results table
+}
+
+// choices are the default run's choices with the base model's attention.
+func (d *Default) choices() RunChoices {
+	c := DefaultRun()
+	c.BaseAttention = d.Attention
+	return c
 }
 
 func (d *Default) dataPath(name string) string { return filepath.Join(d.RunDir, "data", name) }
@@ -213,7 +245,8 @@ func (d *Default) Stages() []Stage {
 				Docs, TaskLists, Steps int
 				Seed                   int64
 				WorldVersion           int
-			}{z.BaseDocs, z.BaseTaskLists, z.BaseSteps, z.WorldSeed, world.Version},
+				Attention              string `json:",omitempty"`
+			}{z.BaseDocs, z.BaseTaskLists, z.BaseSteps, z.WorldSeed, world.Version, d.Attention},
 			Outputs: []string{filepath.Join(d.BaseDir, "config.json"), filepath.Join(d.BaseDir, "tokenizer.json")},
 			Run:     d.runBase,
 		},
@@ -311,7 +344,7 @@ func (d *Default) baseConfig(resume bool) pretrain.Config {
 	cfg.Docs = baseCorpus(world.New(d.Sizes.WorldSeed), d.Sizes.BaseDocs, d.Sizes.BaseTaskLists)
 	cfg.Out, cfg.Resume = d.BaseDir, resume
 	cfg.Train.Steps, cfg.Train.Quiet = d.Sizes.BaseSteps, d.Quiet
-	DefaultRun().apply(&cfg)
+	d.choices().apply(&cfg)
 	return cfg
 }
 
@@ -417,7 +450,7 @@ func (d *Default) sftConfig(resume bool) sft.Config {
 	cfg.EvalData = d.dataPath(FileInstructionsEval)
 	cfg.Out, cfg.Resume = d.stageDir("sft"), resume
 	cfg.Train.Steps, cfg.Train.Quiet = d.Sizes.SFTSteps, d.Quiet
-	DefaultRun().apply(&cfg)
+	d.choices().apply(&cfg)
 	return cfg
 }
 
@@ -438,7 +471,7 @@ func (d *Default) rewardConfig(resume bool) reward.Config {
 	cfg.EvalData = d.dataPath(FilePreferencesEval)
 	cfg.Out, cfg.Resume = d.stageDir("reward"), resume
 	cfg.Train.Steps, cfg.Train.Quiet = d.Sizes.RewardSteps, d.Quiet
-	DefaultRun().apply(&cfg)
+	d.choices().apply(&cfg)
 	return cfg
 }
 
@@ -455,7 +488,7 @@ func (d *Default) dpoConfig(resume bool) dpo.Config {
 	cfg.EvalData = d.dataPath(FilePreferencesEval)
 	cfg.Out, cfg.Resume = d.stageDir("dpo"), resume
 	cfg.Train.Steps, cfg.Train.Quiet = d.Sizes.DPOSteps, d.Quiet
-	DefaultRun().apply(&cfg)
+	d.choices().apply(&cfg)
 	return cfg
 }
 
@@ -474,7 +507,7 @@ func (d *Default) ppoConfig(resume bool) ppo.Config {
 	cfg.Out, cfg.Resume = d.stageDir("ppo"), resume
 	cfg.Iterations, cfg.RolloutBatch = d.Sizes.PPOIterations, d.Sizes.PPORollouts
 	cfg.Train.Quiet = d.Quiet
-	DefaultRun().apply(&cfg)
+	d.choices().apply(&cfg)
 	return cfg
 }
 
@@ -507,6 +540,7 @@ func (d *Default) grpoConfig(resume bool) grpo.Config {
 	cfg.Out, cfg.Resume = d.stageDir("grpo"), resume
 	cfg.Iterations = d.Sizes.GRPOIterations
 	cfg.Train.Quiet = d.Quiet
+	d.choices().apply(&cfg)
 	return cfg
 }
 

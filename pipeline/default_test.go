@@ -1,14 +1,18 @@
 package pipeline
 
 import (
+	"encoding/json"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/dpo"
 	"github.com/gotune/gotune/grpo"
+	"github.com/gotune/gotune/lora"
+	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/ppo"
 	"github.com/gotune/gotune/pretrain"
 	"github.com/gotune/gotune/reward"
@@ -81,5 +85,47 @@ func check(t *testing.T, stage string, got, want any, validate func() error) {
 	}
 	if err := validate(); err != nil {
 		t.Errorf("%s: %v", stage, err)
+	}
+}
+
+// With a linear-time attention the base stage pretrains that model and its
+// key changes (a softmax base is not reused); under gau every adapter
+// targets all linear modules (GAU has no q/k/v), under linear the defaults
+// stay. Softmax keeps the key of earlier runs.
+func TestDefaultRunAttention(t *testing.T) {
+	key := func(d *Default) any { return d.Stages()[0].Config }
+	soft := &Default{RunDir: "run", BaseDir: "base", Sizes: DefaultSizes()}
+	for _, att := range []string{model.AttentionLinear, model.AttentionGAU} {
+		d := &Default{RunDir: "run", BaseDir: "base", Sizes: DefaultSizes(), Attention: att}
+		if got := d.baseConfig(false).Attention; got != att {
+			t.Errorf("%s: base attention %q", att, got)
+		}
+		if reflect.DeepEqual(key(d), key(soft)) {
+			t.Errorf("%s: the base stage's key is the softmax base's", att)
+		}
+		for name, c := range map[string][2][]string{
+			"sft":    {d.sftConfig(false).LoRA.Targets, sft.DefaultConfig().LoRA.Targets},
+			"reward": {d.rewardConfig(false).LoRA.Targets, reward.DefaultConfig().LoRA.Targets},
+			"ppo":    {d.ppoConfig(false).LoRA.Targets, ppo.DefaultConfig().LoRA.Targets},
+			"grpo":   {d.grpoConfig(false).LoRA.Targets, grpo.DefaultConfig().LoRA.Targets},
+		} {
+			got, want := c[0], c[1]
+			if att == model.AttentionGAU {
+				want = []string{lora.AllLinear}
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("%s: %s targets %v, want %v", att, name, got, want)
+			}
+		}
+		if got := d.dpoConfig(false).LoRA.Targets; !reflect.DeepEqual(got, []string{lora.AllLinear}) {
+			t.Errorf("%s: dpo targets %v", att, got)
+		}
+	}
+	if soft.baseConfig(false).Attention != "" {
+		t.Error("softmax: the base config names an attention")
+	}
+	raw, err := json.Marshal(key(soft))
+	if err != nil || strings.Contains(string(raw), "Attention") {
+		t.Errorf("softmax base key %s (%v): it must stay that of earlier runs", raw, err)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/gotune/gotune/checkpoints/atomicfile"
 	"github.com/gotune/gotune/internal/blas"
+	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/pipeline"
 )
 
@@ -21,11 +24,12 @@ import (
 const (
 	sectionPipeline = "pipeline"
 
-	pipelineKeyRun    = "run"
-	pipelineKeyBase   = "base"
-	pipelineKeyQuick  = "quick"
-	pipelineKeyQuiet  = "quiet"
-	pipelineKeyStages = "stages"
+	pipelineKeyRun       = "run"
+	pipelineKeyBase      = "base"
+	pipelineKeyQuick     = "quick"
+	pipelineKeyQuiet     = "quiet"
+	pipelineKeyStages    = "stages"
+	pipelineKeyAttention = "attention"
 )
 
 var pipelineCmd = &cobra.Command{
@@ -56,7 +60,13 @@ results table and an HTML report with plots in <run>/report/.`,
 				return fmt.Errorf("pipeline: --%s must not be empty", k)
 			}
 		}
-		d := &pipeline.Default{RunDir: runDir, BaseDir: baseDir, Sizes: z,
+		attention := cfgString(s, pipelineKeyAttention)
+		if attention == model.AttentionSoftmax {
+			attention = "" // the default; the base stage's key stays that of earlier runs
+		} else if !slices.Contains(model.AttentionNames, attention) {
+			return fmt.Errorf("pipeline: --%s %q: want one of %s", pipelineKeyAttention, attention, strings.Join(model.AttentionNames, ", "))
+		}
+		d := &pipeline.Default{RunDir: runDir, BaseDir: baseDir, Sizes: z, Attention: attention,
 			Quiet: cfgBool(s, pipelineKeyQuiet), Log: cmd.OutOrStdout()}
 		if err := os.MkdirAll(runDir, 0o755); err != nil {
 			return fmt.Errorf("run directory: %w", err)
@@ -113,6 +123,7 @@ func init() {
 	f.Bool(pipelineKeyQuick, false, "a much smaller run (for tests and smoke checks)")
 	f.Bool(pipelineKeyQuiet, false, "no progress bars")
 	f.StringSlice(pipelineKeyStages, nil, "run only these stages, in pipeline order (e.g. base, or sft,dpo); their inputs must exist")
+	f.String(pipelineKeyAttention, model.AttentionSoftmax, "the base model's attention: softmax, linear or gau (gotune_attention; give each its own --base)")
 	addSizeFlags(f)
 	bindFlags(pipelineCmd, sectionPipeline)
 	rootCmd.AddCommand(pipelineCmd, reportCmd)
