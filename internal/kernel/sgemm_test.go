@@ -147,10 +147,10 @@ func TestSgemmEdgeCases(t *testing.T) {
 		for _, tc := range []gemmCase{
 			{m: 0, n: 5, k: 3, alpha: 1, beta: 0},
 			{m: 5, n: 0, k: 3, alpha: 1, beta: 0},
-			{m: 4, n: 6, k: 0, pad: 2, alpha: 1, beta: 0},    // C = 0, not read
-			{m: 4, n: 6, k: 0, pad: 2, alpha: 1, beta: 0.5},  // C = beta·C
-			{m: 9, n: 40, k: 11, pad: 1, alpha: 0, beta: 2},  // alpha = 0
-			{m: 9, n: 40, k: 11, pad: 1, alpha: 0, beta: 0},  // alpha = beta = 0
+			{m: 4, n: 6, k: 0, pad: 2, alpha: 1, beta: 0},   // C = 0, not read
+			{m: 4, n: 6, k: 0, pad: 2, alpha: 1, beta: 0.5}, // C = beta·C
+			{m: 9, n: 40, k: 11, pad: 1, alpha: 0, beta: 2}, // alpha = 0
+			{m: 9, n: 40, k: 11, pad: 1, alpha: 0, beta: 0}, // alpha = beta = 0
 			{m: 300, n: 257, k: 129, pad: 0, alpha: 1, beta: 1},
 			{transA: true, transB: true, m: 130, n: 700, k: 520, pad: 4, alpha: 0.75, beta: 0},
 		} {
