@@ -38,7 +38,8 @@ func Gemm(transA, transB bool, m, n, k int, alpha float32, a, b []float32, beta 
 	sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, n)
 }
 
-// Backend names the kernel in use: "openblas" or "gonum".
+// Backend names the build's matrix products: "openblas" (cgo) or "purego"
+// (the packed assembly kernels where the CPU has AVX2, else gonum).
 func Backend() string { return backend }
 
 func toTrans(t bool) blas.Transpose {

@@ -1,6 +1,7 @@
 package blas
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -138,5 +139,27 @@ func TestSgemmStrided(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// BenchmarkGEMM times square products C = A·B (no transposes, beta 0) at
+// 512³, 1024³ and 2048³ on this build's kernels, named by the build
+// (openblas, or purego with the micro-kernel it runs) so that `go tool
+// task bench` can set the two builds' figures side by side.
+func BenchmarkGEMM(b *testing.B) {
+	build := Backend()
+	for _, n := range []int{512, 1024, 2048} {
+		b.Run(fmt.Sprintf("%s/%d", build, n), func(b *testing.B) {
+			x, y, z := make([]float32, n*n), make([]float32, n*n), make([]float32, n*n)
+			for i := range x {
+				x[i], y[i] = float32(i%7)-3, float32(i%5)-2
+			}
+			Gemm(false, false, n, n, n, 1, x, y, 0, z) // warm-up: packing buffers, threads
+			b.ResetTimer()
+			for b.Loop() {
+				Gemm(false, false, n, n, n, 1, x, y, 0, z)
+			}
+			b.ReportMetric(2*float64(n)*float64(n)*float64(n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
 	}
 }

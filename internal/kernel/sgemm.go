@@ -185,8 +185,11 @@ func (v *gemmVariant) run(transA, transB bool, m, n, k int, alpha float32, a []f
 	defer v.pool.Put(bufs)
 	mr, nr := v.mr, v.nr
 	var tile [maxTile]float32
-	for pc := 0; pc < k; pc += v.kc {
-		kc := min(v.kc, k-pc)
+	// Blocks of equal depth, none deeper than v.kc: a short last block
+	// would cost a pass over C for few steps.
+	kcb := (k + (k+v.kc-1)/v.kc - 1) / ((k + v.kc - 1) / v.kc)
+	for pc := 0; pc < k; pc += kcb {
+		kc := min(kcb, k-pc)
 		accumulate := 0
 		if pc > 0 || beta != 0 {
 			accumulate = 1

@@ -22,10 +22,10 @@ func gemmKernelAVX2(k int, a, b, c *float32, ldc int, alpha float32, accumulate 
 var gemmVariants = func() []*gemmVariant {
 	var vs []*gemmVariant
 	if cpu.X86.HasAVX512F {
-		vs = append(vs, &gemmVariant{name: "AVX-512", mr: 12, nr: 32, kc: 256, mc: 1536, nc: 768, kernel: gemmKernelAVX512})
+		vs = append(vs, &gemmVariant{name: "AVX-512", mr: 12, nr: 32, kc: 384, mc: 1536, nc: 512, kernel: gemmKernelAVX512})
 	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
-		vs = append(vs, &gemmVariant{name: "AVX2", mr: 6, nr: 16, kc: 256, mc: 1536, nc: 768, kernel: gemmKernelAVX2})
+		vs = append(vs, &gemmVariant{name: "AVX2", mr: 6, nr: 16, kc: 384, mc: 1536, nc: 512, kernel: gemmKernelAVX2})
 	}
 	return vs
 }()
