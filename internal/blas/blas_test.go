@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
+	"sync"
 	"testing"
 )
 
@@ -154,12 +156,80 @@ func BenchmarkGEMM(b *testing.B) {
 			for i := range x {
 				x[i], y[i] = float32(i%7)-3, float32(i%5)-2
 			}
-			Gemm(false, false, n, n, n, 1, x, y, 0, z) // warm-up: packing buffers, threads
+			benchGemm(false, false, n, n, n, x, y, z) // warm-up: packing buffers, threads
 			b.ResetTimer()
 			for b.Loop() {
-				Gemm(false, false, n, n, n, 1, x, y, 0, z)
+				benchGemm(false, false, n, n, n, x, y, z)
 			}
 			b.ReportMetric(2*float64(n)*float64(n)*float64(n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})
 	}
+}
+
+// BenchmarkGEMMShapes times the products of a stories15M training step
+// (2048 tokens; the language-model head in chunks of 524 rows), named by
+// the build like BenchmarkGEMM.
+func BenchmarkGEMMShapes(b *testing.B) {
+	for _, s := range []struct {
+		name    string
+		tA, tB  bool
+		m, n, k int
+	}{
+		{"head-logits", false, true, 524, 32000, 288},
+		{"head-dh", false, false, 524, 288, 32000},
+		{"ffn-up", false, true, 2048, 768, 288},
+		{"ffn-down-dx", false, false, 2048, 288, 768},
+		{"attn-scores", false, true, 256, 256, 48},
+	} {
+		b.Run(Backend()+"/"+s.name, func(b *testing.B) {
+			a, w, c := make([]float32, s.m*s.k), make([]float32, s.k*s.n), make([]float32, s.m*s.n)
+			for i := range a {
+				a[i] = float32(i%7) - 3
+			}
+			for i := range w {
+				w[i] = float32(i%5) - 2
+			}
+			benchGemm(s.tA, s.tB, s.m, s.n, s.k, a, w, c)
+			b.ResetTimer()
+			for b.Loop() {
+				benchGemm(s.tA, s.tB, s.m, s.n, s.k, a, w, c)
+			}
+			b.ReportMetric(2*float64(s.m*s.n*s.k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}
+
+// benchGemm computes C = op(A)·op(B) on all cores, as the model's
+// operations do: the pure-Go kernel splits the product itself, while
+// OpenBLAS runs one thread a call (OPENBLAS_NUM_THREADS=1, as `go tool task
+// bench` sets it) and gets the rows of C split between goroutines.
+func benchGemm(tA, tB bool, m, n, k int, a, b, c []float32) {
+	parts := 1
+	if Backend() == "openblas" {
+		parts = min(runtime.GOMAXPROCS(0), m/32)
+	}
+	if parts <= 1 {
+		Gemm(tA, tB, m, n, k, 1, a, b, 0, c)
+		return
+	}
+	lda, ldb := k, n
+	if tA {
+		lda = m
+	}
+	if tB {
+		ldb = k
+	}
+	var wg sync.WaitGroup
+	rows := (m + parts - 1) / parts
+	for lo := 0; lo < m; lo += rows {
+		hi := min(lo+rows, m)
+		wg.Go(func() {
+			ao := lo * lda
+			if tA {
+				ao = lo
+			}
+			sgemm(tA, tB, hi-lo, n, k, 1, a[ao:], lda, b, ldb, 0, c[lo*n:], n)
+		})
+	}
+	wg.Wait()
 }
