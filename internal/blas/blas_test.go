@@ -2,6 +2,9 @@ package blas
 
 import (
 	"fmt"
+	"strings"
+
+	"github.com/gotune/gotune/internal/kernel"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -30,7 +33,33 @@ func naiveGemm(transA, transB bool, m, n, k int, alpha float32, a, b []float32, 
 	}
 }
 
-func TestGemmMatchesNaive(t *testing.T) {
+func TestGemmMatchesNaive(t *testing.T) { checkGemm(t) }
+
+// TestGemmEachKernel runs the same checks with each assembly micro-kernel
+// the CPU supports forced (the AVX2 one on AVX-512 machines too); in the
+// OpenBLAS build the pure-Go products are not on this path, and they are
+// tested in the pure-Go build.
+func TestGemmEachKernel(t *testing.T) {
+	if Backend() != "purego" || len(kernel.GemmVariants()) == 0 {
+		t.Skipf("%s build, kernels %s: no assembly micro-kernel to force", Backend(), Kernel())
+	}
+	for _, name := range kernel.GemmVariants() {
+		t.Run(name, func(t *testing.T) {
+			restore, err := kernel.UseGemmVariant(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer restore()
+			if !strings.Contains(Kernel(), name) {
+				t.Fatalf("Kernel() = %q with %s forced", Kernel(), name)
+			}
+			checkGemm(t)
+			TestSgemmStrided(t)
+		})
+	}
+}
+
+func checkGemm(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	fill := func(n int) []float32 {
 		x := make([]float32, n)
