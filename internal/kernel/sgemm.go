@@ -254,13 +254,7 @@ func packA(dst []float32, mr int, transA bool, a []float32, lda, i0, p0, mc, kc 
 			}
 			continue
 		}
-		for i := range rows {
-			src := a[(r0+i)*lda+p0 : (r0+i)*lda+p0+kc]
-			d := panel[i:]
-			for p, x := range src {
-				d[p*mr] = x
-			}
-		}
+		transposeInto(panel, mr, a[r0*lda+p0:], lda, rows, kc)
 		if rows < mr {
 			for p := range kc {
 				clear(panel[p*mr+rows : p*mr+mr])
@@ -288,17 +282,35 @@ func packB(dst []float32, nr int, transB bool, b []float32, ldb, p0, j0, kc, nc 
 			continue
 		}
 		// op(B)[p][j] = B[j][p]: each column of op(B) is a row of B.
-		for j := range cols {
-			src := b[(c0+j)*ldb+p0 : (c0+j)*ldb+p0+kc]
-			d := panel[j:]
-			for p, x := range src {
-				d[p*nr] = x
-			}
-		}
+		transposeInto(panel, nr, b[c0*ldb+p0:], ldb, cols, kc)
 		if cols < nr {
 			for p := range kc {
 				clear(panel[p*nr+cols : p*nr+nr])
 			}
+		}
+	}
+}
+
+// transposeInto sets dst[p·ld + i] = src[i·lds + p] for i < rows, p < n:
+// rows of src become columns of dst. Four rows go together so that each
+// step writes four neighbouring values.
+func transposeInto(dst []float32, ld int, src []float32, lds, rows, n int) {
+	i := 0
+	for ; i+4 <= rows; i += 4 {
+		s0 := src[i*lds : i*lds+n]
+		s1 := src[(i+1)*lds : (i+1)*lds+n]
+		s2 := src[(i+2)*lds : (i+2)*lds+n]
+		s3 := src[(i+3)*lds : (i+3)*lds+n]
+		d := dst[i:]
+		for p := range s0 {
+			o := d[p*ld : p*ld+4 : p*ld+4]
+			o[0], o[1], o[2], o[3] = s0[p], s1[p], s2[p], s3[p]
+		}
+	}
+	for ; i < rows; i++ {
+		d := dst[i:]
+		for p, x := range src[i*lds : i*lds+n] {
+			d[p*ld] = x
 		}
 	}
 }
