@@ -118,7 +118,7 @@ func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 	mt, nt := (m+v.mr-1)/v.mr, (n+v.nr-1)/v.nr
 	workers := 1
 	if 2*m*n*k >= gemmParallelFlops {
-		workers = WorkersFor(max(mt, nt, k/v.kc), 2*m*n*k)
+		workers = WorkersFor(max(mt, nt), 2*m*n*k)
 	}
 	if workers <= 1 {
 		v.run(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
