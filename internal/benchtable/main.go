@@ -79,6 +79,8 @@ var anchors = []anchor{
 	{"BenchmarkGEMM/purego/1024", "GFLOP/s", "GEMM 1024³, pure-Go build", 0, "", true, 0, "BenchmarkGEMM/openblas/1024"},
 	{"BenchmarkGEMM/purego/2048", "GFLOP/s", "GEMM 2048³, pure-Go build", 0, "", true, 0, "BenchmarkGEMM/openblas/2048"},
 	{"BenchmarkGEMM/purego/2048", "GFLOP/s", "GEMM 2048³, pure-Go build", 190, "machine (ANCHORS)", true, 355, ""},
+	{"BenchmarkGEMM/purego/2048", "GFLOP/cpu-s", "GEMM 2048³ per CPU-second, pure-Go build", 0, "", true, 0, "BenchmarkGEMM/openblas/2048"},
+	{"BenchmarkLoRASFTStories15M/purego", "tok/cpu-s", "LoRA SFT step per CPU-second, pure-Go build", 0, "", true, 0, "BenchmarkLoRASFTStories15M/openblas"},
 	{"BenchmarkLoRASFTStories15M/purego", "tok/s", "LoRA SFT step, pure-Go build", 0, "", true, 0, "BenchmarkLoRASFTStories15M/openblas"},
 	{"BenchmarkFullFTStories15M/purego", "tok/s", "full fine-tune step (sft), pure-Go build", 0, "", true, 0, "BenchmarkFullFTStories15M/openblas"},
 	// The RL stages' rollouts and updates, GRPO beside PPO in the same run.
