@@ -2,6 +2,8 @@
 
 package kernel
 
+//go:generate go run gen_sgemm.go
+
 import "golang.org/x/sys/cpu"
 
 // gemmKernelAVX512 is the 12×32 micro-kernel on AVX-512F (zmm registers,
