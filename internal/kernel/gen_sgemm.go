@@ -38,14 +38,15 @@ type kernel struct {
 	reg            string
 	b              []int
 	bc, alpha      int
+	zero           string // the instruction that clears a register: VXORPS on zmm needs AVX512DQ, VPXORD only AVX512F
 }
 
 func main() {
 	var w strings.Builder
 	w.WriteString(header)
 	for _, k := range []kernel{
-		{"gemmKernelAVX512", 12, 32, 16, 64, "Z", []int{24, 25}, 26, 27},
-		{"gemmKernelAVX2", 6, 16, 8, 32, "Y", []int{12, 13}, 14, 15},
+		{"gemmKernelAVX512", 12, 32, 16, 64, "Z", []int{24, 25}, 26, 27, "VPXORD"},
+		{"gemmKernelAVX2", 6, 16, 8, 32, "Y", []int{12, 13}, 14, 15, "VXORPS"},
 	} {
 		k.write(&w)
 	}
@@ -85,7 +86,7 @@ TEXT ·%s(SB), NOSPLIT, $0-56
 		}
 	}
 	for i := range k.mr * nv {
-		p("\tVXORPS %s%d, %s%d, %s%d\n", k.reg, i, k.reg, i, k.reg, i)
+		p("\t%s %s%d, %s%d, %s%d\n", k.zero, k.reg, i, k.reg, i, k.reg, i)
 	}
 	step := func(offA, offB int) {
 		for v := range nv {
