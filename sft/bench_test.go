@@ -9,6 +9,7 @@ import (
 	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/finetune"
 	"github.com/gotune/gotune/internal/benchutil"
+	"github.com/gotune/gotune/internal/blas"
 	"github.com/gotune/gotune/internal/tinymodel"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
@@ -72,8 +73,12 @@ func runSteps(b *testing.B, step func() error) {
 // BenchmarkLoRASFTStories15M is one SFT update of the stories15M shape
 // with LoRA r = 8 on q, k, v, o: forward, backward through the frozen base
 // to the adapters only, AdamW on the adapter matrices.
+// The figures are a sub-benchmark named by the build (openblas or
+// purego), so that `go tool task bench` sets both builds side by side.
 func BenchmarkLoRASFTStories15M(b *testing.B) {
-	benchLoRASFT(b, "stories15M", []string{"q_proj", "k_proj", "v_proj", "o_proj"})
+	b.Run(blas.Backend(), func(b *testing.B) {
+		benchLoRASFT(b, "stories15M", []string{"q_proj", "k_proj", "v_proj", "o_proj"})
+	})
 }
 
 // BenchmarkLoRASFTStories15MMoE is the same update on the stories15M-moe
@@ -147,8 +152,13 @@ func activeParams(w *model.Weights) float64 {
 
 // BenchmarkFullFTStories15M is the same step with every weight trainable
 // (AdamW over all 24 M parameters), the baseline LoRA's memory is
-// compared with.
+// compared with; a sub-benchmark named by the build, like
+// BenchmarkLoRASFTStories15M.
 func BenchmarkFullFTStories15M(b *testing.B) {
+	b.Run(blas.Backend(), benchFullFT)
+}
+
+func benchFullFT(b *testing.B) {
 	benchutil.ResetPeakRSS()
 	w := tinymodel.Preset(b, "stories15M", 1)
 	g, err := model.Build(w, model.GraphOptions{B: benchB, T: benchT, Trainable: func(string) bool { return true }})

@@ -86,10 +86,13 @@ func TestPipelineSizeFlags(t *testing.T) {
 }
 
 func TestSpeedNote(t *testing.T) {
-	if note := speedNote("gonum"); !strings.Contains(note, "libopenblas-dev") {
-		t.Errorf("pure-Go build: note %q does not say how to get OpenBLAS", note)
+	if note := speedNote("purego", "pure Go"); !strings.Contains(note, "libopenblas-dev") {
+		t.Errorf("pure-Go build without assembly kernels: note %q does not say how to get OpenBLAS", note)
 	}
-	if note := speedNote("openblas"); note != "" {
+	if note := speedNote("purego", "pure Go + AVX-512 assembly"); note != "" {
+		t.Errorf("pure-Go build on AVX-512: note %q, want none", note)
+	}
+	if note := speedNote("openblas", "Haswell"); note != "" {
 		t.Errorf("OpenBLAS build: note %q, want none", note)
 	}
 }

@@ -51,7 +51,7 @@ results table and an HTML report with plots in <run>/report/.`,
 		if err := z.Validate(); err != nil {
 			return err
 		}
-		if note := speedNote(blas.Backend()); note != "" {
+		if note := speedNote(blas.Backend(), blas.Kernel()); note != "" {
 			fmt.Fprintln(cmd.ErrOrStderr(), note)
 		}
 		runDir, baseDir := cfgString(s, pipelineKeyRun), cfgString(s, pipelineKeyBase)
@@ -157,13 +157,14 @@ func overrideSizes(z *pipeline.Sizes, section string) {
 	}
 }
 
-// speedNote tells a user of the pure-Go build how to get the fast path, ""
-// when the build already has it.
-func speedNote(backend string) string {
-	if backend != "gonum" {
+// speedNote tells a user of the pure-Go build on a CPU its assembly
+// kernels do not cover (no AVX2, or the purego tag) how to get the fast
+// path; "" when the build already has it (kernel is blas.Kernel()).
+func speedNote(backend, kernel string) string {
+	if backend != "purego" || strings.Contains(kernel, "assembly") {
 		return ""
 	}
-	return "note: this build multiplies matrices in pure Go, at about half the speed of OpenBLAS; " +
-		"install OpenBLAS (Debian: apt-get install libopenblas-dev) and rebuild (go tool task build) " +
-		"to run the default in about ten minutes on two cores"
+	return "note: this build multiplies matrices with gonum's portable Go code (this CPU has no AVX2, " +
+		"or the build used -tags purego), several times slower than on AVX2 or AVX-512; " +
+		"install OpenBLAS (Debian: apt-get install libopenblas-dev) and rebuild with -tags openblas for the fast path"
 }

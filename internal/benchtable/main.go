@@ -72,6 +72,22 @@ var anchors = []anchor{
 	{"BenchmarkLlamaCppDecodeStories15M", "llamacpp-decode-tok/s", "greedy decode of the GGUF export, llama.cpp 1 thread", 0, "", true, 0, ""},
 	{"BenchmarkLlamaCppDecodeStories15M", "llamacpp-2threads-decode-tok/s", "greedy decode of the GGUF export, llama.cpp 2 threads", 0, "", true, 0, ""},
 	{"BenchmarkLlamaCppDecodeStories15M", "gotune/llamacpp", "gotune over llama.cpp (1 thread), same run", 0, "", true, 0, ""},
+	// The two builds in one run: the pure-Go (static, cgo-free) build's
+	// products and training steps against the OpenBLAS build's, and raw
+	// GEMM against the machine's figure in ANCHORS.md (OpenBLAS through
+	// PyTorch and cblas_sgemm: ≈ 100–190 GFLOP/s on its Haswell kernels,
+	// 340–360 on SkylakeX).
+	{"BenchmarkGEMM/openblas/512", "GFLOP/s", "GEMM 512³, OpenBLAS build", 0, "", true, 0, ""},
+	{"BenchmarkGEMM/openblas/1024", "GFLOP/s", "GEMM 1024³, OpenBLAS build", 190, "machine (ANCHORS)", true, 355, ""},
+	{"BenchmarkGEMM/openblas/2048", "GFLOP/s", "GEMM 2048³, OpenBLAS build", 190, "machine (ANCHORS)", true, 355, ""},
+	{"BenchmarkGEMM/purego/512", "GFLOP/s", "GEMM 512³, pure-Go build", 0, "", true, 0, "BenchmarkGEMM/openblas/512"},
+	{"BenchmarkGEMM/purego/1024", "GFLOP/s", "GEMM 1024³, pure-Go build", 0, "", true, 0, "BenchmarkGEMM/openblas/1024"},
+	{"BenchmarkGEMM/purego/2048", "GFLOP/s", "GEMM 2048³, pure-Go build", 0, "", true, 0, "BenchmarkGEMM/openblas/2048"},
+	{"BenchmarkGEMM/purego/2048", "GFLOP/s", "GEMM 2048³, pure-Go build", 190, "machine (ANCHORS)", true, 355, ""},
+	{"BenchmarkGEMM/purego/2048", "GFLOP/cpu-s", "GEMM 2048³ per CPU-second, pure-Go build", 0, "", true, 0, "BenchmarkGEMM/openblas/2048"},
+	{"BenchmarkLoRASFTStories15M/purego", "tok/cpu-s", "LoRA SFT step per CPU-second, pure-Go build", 0, "", true, 0, "BenchmarkLoRASFTStories15M/openblas"},
+	{"BenchmarkLoRASFTStories15M/purego", "tok/s", "LoRA SFT step, pure-Go build", 0, "", true, 0, "BenchmarkLoRASFTStories15M/openblas"},
+	{"BenchmarkFullFTStories15M/purego", "tok/s", "full fine-tune step (sft), pure-Go build", 0, "", true, 0, "BenchmarkFullFTStories15M/openblas"},
 	// The RL stages' rollouts and updates, GRPO beside PPO in the same run.
 	{"BenchmarkPPORolloutStories15M", "gen-tok/s", "PPO rollout, 8 responses ≤ 32 tokens after 64", 0, "", true, 0, ""},
 	{"BenchmarkGRPORolloutStories15M", "gen-tok/s", "GRPO rollout, 2 prompts × 4, ≤ 32 tokens after 64", 0, "", true, 0, "BenchmarkPPORolloutStories15M"},

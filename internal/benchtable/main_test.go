@@ -104,3 +104,32 @@ func TestLookupIsDeterministic(t *testing.T) {
 		t.Fatal("a unit no benchmark reports was found")
 	}
 }
+
+// The pure-Go build's rows take the OpenBLAS build's figures of the same
+// run as their reference; the training rows against PyTorch take the
+// OpenBLAS build's figure (the first sub-benchmark by name).
+func TestBuildsSideBySide(t *testing.T) {
+	in := `BenchmarkGEMM/openblas/1024-2   	       3	 1 ns/op	       150.0 GFLOP/s
+BenchmarkLoRASFTStories15M/openblas-2   	       3	 1 ns/op	      1000 tok/s
+BenchmarkGEMM/purego/1024-2   	       3	 1 ns/op	       180.0 GFLOP/s
+BenchmarkLoRASFTStories15M/purego-2   	       3	 1 ns/op	      900.0 tok/s
+`
+	res, err := parse(strings.NewReader(in), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	table(&out, res, false)
+	text := out.String()
+	for _, want := range []string{
+		"1.20×", // GEMM pure-Go over OpenBLAS, 180/150
+		"0.79×", // OpenBLAS GEMM over the machine's 190
+		"0.90×", // LoRA SFT pure-Go over OpenBLAS
+		"1.40×", // LoRA SFT (OpenBLAS build) over PyTorch's 715
+		"gotune GEMM/openblas/1024",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("table lacks %q:\n%s", want, text)
+		}
+	}
+}

@@ -1,8 +1,10 @@
 // Package blas provides the single-precision matrix products the model and
 // the generation engine run on. Built with the `openblas` tag it calls
-// OpenBLAS's cblas_sgemm through cgo (Debian libopenblas-dev); without it, it
-// falls back to gonum's pure-Go implementation, so the plain build needs no
-// system library.
+// OpenBLAS's cblas_sgemm through cgo (Debian libopenblas-dev); without it
+// (the static CGO_ENABLED=0 build needs no system library) it runs the
+// packed Go-assembly GEMM of internal/kernel on CPUs with AVX-512 or
+// AVX2+FMA, and gonum's portable Go code on others, in the purego build,
+// and for tiny products.
 //
 // May import: the other internal helpers (internal/blas, internal/kernel,
 // internal/benchutil); nothing of the module's upper layers.
@@ -38,7 +40,8 @@ func Gemm(transA, transB bool, m, n, k int, alpha float32, a, b []float32, beta 
 	sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, n)
 }
 
-// Backend names the kernel in use: "openblas" or "gonum".
+// Backend names the build's matrix products: "openblas" (cgo) or "purego"
+// (the packed assembly kernels where the CPU has AVX2, else gonum).
 func Backend() string { return backend }
 
 func toTrans(t bool) blas.Transpose {

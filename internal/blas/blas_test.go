@@ -1,8 +1,15 @@
 package blas
 
 import (
+	"fmt"
+	"strings"
+
+	"github.com/gotune/gotune/internal/benchutil"
+	"github.com/gotune/gotune/internal/kernel"
 	"math"
 	"math/rand/v2"
+	"runtime"
+	"sync"
 	"testing"
 )
 
@@ -27,7 +34,33 @@ func naiveGemm(transA, transB bool, m, n, k int, alpha float32, a, b []float32, 
 	}
 }
 
-func TestGemmMatchesNaive(t *testing.T) {
+func TestGemmMatchesNaive(t *testing.T) { checkGemm(t) }
+
+// TestGemmEachKernel runs the same checks with each assembly micro-kernel
+// the CPU supports forced (the AVX2 one on AVX-512 machines too); in the
+// OpenBLAS build the pure-Go products are not on this path, and they are
+// tested in the pure-Go build.
+func TestGemmEachKernel(t *testing.T) {
+	if Backend() != "purego" || len(kernel.GemmVariants()) == 0 {
+		t.Skipf("%s build, kernels %s: no assembly micro-kernel to force", Backend(), Kernel())
+	}
+	for _, name := range kernel.GemmVariants() {
+		t.Run(name, func(t *testing.T) {
+			restore, err := kernel.UseGemmVariant(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer restore()
+			if !strings.Contains(Kernel(), name) {
+				t.Fatalf("Kernel() = %q with %s forced", Kernel(), name)
+			}
+			checkGemm(t)
+			TestSgemmStrided(t)
+		})
+	}
+}
+
+func checkGemm(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	fill := func(n int) []float32 {
 		x := make([]float32, n)
@@ -139,4 +172,102 @@ func TestSgemmStrided(t *testing.T) {
 			}
 		}
 	}
+}
+
+// BenchmarkGEMM times square products C = A·B (no transposes, beta 0) at
+// 512³, 1024³ and 2048³ on this build's kernels, named by the build
+// (openblas, or purego with the micro-kernel it runs) so that `go tool
+// task bench` can set the two builds' figures side by side.
+func BenchmarkGEMM(b *testing.B) {
+	build := Backend()
+	for _, n := range []int{512, 1024, 2048} {
+		b.Run(fmt.Sprintf("%s/%d", build, n), func(b *testing.B) {
+			x, y, z := make([]float32, n*n), make([]float32, n*n), make([]float32, n*n)
+			for i := range x {
+				x[i], y[i] = float32(i%7)-3, float32(i%5)-2
+			}
+			benchGemm(false, false, n, n, n, x, y, z) // warm-up: packing buffers, threads
+			b.ResetTimer()
+			cpu0 := benchutil.CPUSeconds()
+			for b.Loop() {
+				benchGemm(false, false, n, n, n, x, y, z)
+			}
+			flops := 2 * float64(n) * float64(n) * float64(n) * float64(b.N)
+			b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			// Per CPU-second of both cores together: the figure that
+			// holds on a machine shared with other work.
+			b.ReportMetric(flops/(benchutil.CPUSeconds()-cpu0)/1e9, "GFLOP/cpu-s")
+		})
+	}
+}
+
+// BenchmarkGEMMShapes times the products of a stories15M training step
+// (2048 tokens; the language-model head in chunks of 524 rows), named by
+// the build like BenchmarkGEMM.
+func BenchmarkGEMMShapes(b *testing.B) {
+	for _, s := range []struct {
+		name    string
+		tA, tB  bool
+		m, n, k int
+	}{
+		{"head-logits", false, true, 524, 32000, 288},
+		{"head-dh", false, false, 524, 288, 32000},
+		{"ffn-up", false, true, 2048, 768, 288},
+		{"ffn-down-dx", false, false, 2048, 288, 768},
+		{"attn-scores", false, true, 256, 256, 48},
+	} {
+		b.Run(Backend()+"/"+s.name, func(b *testing.B) {
+			a, w, c := make([]float32, s.m*s.k), make([]float32, s.k*s.n), make([]float32, s.m*s.n)
+			for i := range a {
+				a[i] = float32(i%7) - 3
+			}
+			for i := range w {
+				w[i] = float32(i%5) - 2
+			}
+			benchGemm(s.tA, s.tB, s.m, s.n, s.k, a, w, c)
+			b.ResetTimer()
+			cpu0 := benchutil.CPUSeconds()
+			for b.Loop() {
+				benchGemm(s.tA, s.tB, s.m, s.n, s.k, a, w, c)
+			}
+			flops := 2 * float64(s.m*s.n*s.k) * float64(b.N)
+			b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			b.ReportMetric(flops/(benchutil.CPUSeconds()-cpu0)/1e9, "GFLOP/cpu-s")
+		})
+	}
+}
+
+// benchGemm computes C = op(A)·op(B) on all cores, as the model's
+// operations do: the pure-Go kernel splits the product itself, while
+// OpenBLAS runs one thread a call (OPENBLAS_NUM_THREADS=1, as `go tool task
+// bench` sets it) and gets the rows of C split between goroutines.
+func benchGemm(tA, tB bool, m, n, k int, a, b, c []float32) {
+	parts := 1
+	if Backend() == "openblas" {
+		parts = min(runtime.GOMAXPROCS(0), m/32)
+	}
+	if parts <= 1 {
+		Gemm(tA, tB, m, n, k, 1, a, b, 0, c)
+		return
+	}
+	lda, ldb := k, n
+	if tA {
+		lda = m
+	}
+	if tB {
+		ldb = k
+	}
+	var wg sync.WaitGroup
+	rows := (m + parts - 1) / parts
+	for lo := 0; lo < m; lo += rows {
+		hi := min(lo+rows, m)
+		wg.Go(func() {
+			ao := lo * lda
+			if tA {
+				ao = lo
+			}
+			sgemm(tA, tB, hi-lo, n, k, 1, a[ao:], lda, b, ldb, 0, c[lo*n:], n)
+		})
+	}
+	wg.Wait()
 }

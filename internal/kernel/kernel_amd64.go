@@ -1,8 +1,10 @@
 //go:build amd64 && !purego
 
-// Package kernel holds AVX2+FMA dot-product micro-kernels (Go assembly,
-// kept apart from cgo code) and the matrix product built on them, used by
-// the generation engine and by the pure-Go BLAS.
+// Package kernel holds the Go-assembly matrix kernels (kept apart from cgo
+// code): a packed, cache-blocked SGEMM on AVX-512 or AVX2+FMA
+// micro-kernels chosen from the CPU's features at start-up (Sgemm, the
+// pure-Go build's BLAS and the engine's prompt products), and AVX2+FMA
+// dot-product kernels for the generation engine's few-row products.
 //
 // May import: the other internal helpers (internal/blas, internal/kernel,
 // internal/benchutil); nothing of the module's upper layers.

@@ -1,7 +1,9 @@
 //go:build !amd64 || purego
 
-// Package kernel holds AVX2+FMA dot-product micro-kernels and the matrix
-// product built on them; on this architecture there are none.
+// Package kernel holds the Go-assembly matrix kernels (a packed SGEMM on
+// AVX-512 or AVX2+FMA micro-kernels, AVX2+FMA dot products); on this
+// architecture, or in the purego build, there are none and callers fall
+// back to gonum.
 //
 // May import: the other internal helpers (internal/blas, internal/kernel,
 // internal/benchutil); nothing of the module's upper layers.

@@ -13,7 +13,7 @@ import (
 // shape class: odd N, out not a multiple of 4, in not a multiple of 8 or 16.
 func TestSmallGemm(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 1))
-	for _, s := range []struct{ N, in, out int }{{1, 8, 4}, {1, 288, 768}, {2, 24, 9}, {3, 7, 5}, {8, 288, 32000 / 16}, {5, 100, 13}, {1, 16, 4}, {1, 40, 4}, {4, 0, 4}, {301, 288, 12}, {7, 3, 9}} {
+	for _, s := range []struct{ N, in, out int }{{1, 8, 4}, {1, 288, 768}, {2, 24, 9}, {3, 7, 5}, {8, 288, 32000 / 16}, {5, 100, 13}, {1, 16, 4}, {1, 40, 4}, {4, 0, 4}, {301, 288, 12}, {7, 3, 9}, {packedMinRows + 3, 37, 70}, {packedMinRows, 288, 768}} {
 		x, w := make([]float32, s.N*s.in), make([]float32, s.out*s.in)
 		for i := range x {
 			x[i] = float32(r.NormFloat64())

@@ -2,10 +2,21 @@ package generate
 
 import "github.com/gotune/gotune/internal/kernel"
 
+// packedMinRows is the smallest N that smallGemm runs on the packed GEMM
+// (kernel.Sgemm): below it, packing w costs more than the packed
+// micro-kernel saves over the dot-product kernels, which read each row of
+// w once for all rows of x (decoding, short prompts).
+const packedMinRows = 128
+
 // smallGemm computes y = x·wᵀ for x (N, in), w (out, in), y (N, out) with
-// the register-blocked AVX2 kernels (kernel.GemmNT). It reports false when
+// the assembly kernels: the register-blocked dot products (kernel.GemmNT)
+// for few rows, the packed, cache-blocked GEMM (kernel.Sgemm: AVX-512 or
+// AVX2) for prompts of packedMinRows tokens or more. It reports false when
 // the kernels are not available on this CPU.
 func smallGemm(y, x, w []float32, N, in, out int) bool {
+	if N >= packedMinRows && in > 0 && kernel.Sgemm(false, true, N, out, in, 1, x, in, w, in, 0, y, out) {
+		return true
+	}
 	return kernel.GemmNT(y, x, w, N, in, out)
 }
 
