@@ -3,8 +3,8 @@ package sft
 import (
 	"context"
 	"math"
-	"strings"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/gotune/gotune/internal/tinymodel"
