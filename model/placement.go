@@ -13,7 +13,17 @@ import (
 // memory (see planPlacements).
 type placement struct {
 	op gorgonia.Op
+	i  int // output of a multi-output operation (ops.PlacePicked); -1: its only output
 	t  *tensor.Dense
+}
+
+// place points the operation at its memory.
+func (pl placement) place() {
+	if pl.i < 0 {
+		ops.PlaceOutput(pl.op, pl.t)
+	} else {
+		ops.PlacePicked(pl.op, pl.i, pl.t)
+	}
 }
 
 // placeBackward is whether Compile shares memory between the outputs of
@@ -88,9 +98,12 @@ func planPlacements(sub *gorgonia.ExprGraph, outs, forward gorgonia.Nodes, reg f
 	for _, n := range forward {
 		inForward[n] = true
 	}
+	// Registers in which an operation may write into the value the
+	// register held before (gorgonia's tape does so for a
+	// UsePreallocDoer whose register is not empty).
 	foreign := map[any]bool{}
 	for _, n := range order {
-		if n.Op() != nil && !ops.FreshOutput(n.Op()) {
+		if _, ok := n.Op().(gorgonia.UsePreallocDoer); ok {
 			if r, ok := reg(n); ok {
 				foreign[r] = true
 			}
@@ -102,44 +115,80 @@ func planPlacements(sub *gorgonia.ExprGraph, outs, forward gorgonia.Nodes, reg f
 	var slots []slot
 	type use struct {
 		n          *gorgonia.Node
+		i          int
+		shape      tensor.Shape
 		slot, size int
 	}
 	var uses []use
-	for _, n := range order {
-		if n.Op() == nil || inForward[n] || !ops.Placeable(n.Op()) || n.Dtype() != tensor.Float32 {
-			continue
+	// outputs lists what n writes that may be placed: its value, or the
+	// outputs its Pick readers hand out (nil when one of them cannot be).
+	outputs := func(n *gorgonia.Node) []use {
+		if n.Op() == nil || inForward[n] || n.Dtype() != tensor.Float32 {
+			return nil
 		}
-		if r, ok := reg(n); !ok || foreign[r] {
+		if ops.Placeable(n.Op()) {
+			if r, ok := reg(n); !ok || foreign[r] {
+				return nil
+			}
+			return []use{{n: n, i: -1, shape: n.Shape()}}
+		}
+		if !ops.MultiPlaceable(n.Op()) {
+			return nil
+		}
+		var out []use
+		for _, r := range readers[n] {
+			i, ok := ops.PickIndex(r.Op())
+			if !ok {
+				return nil
+			}
+			if reg, ok := reg(r); !ok || foreign[reg] {
+				return nil
+			}
+			for _, u := range out {
+				if u.i == i {
+					return nil // two picks of one output: leave it
+				}
+			}
+			out = append(out, use{n: n, i: i, shape: r.Shape()})
+		}
+		return out
+	}
+	for _, n := range order {
+		outs := outputs(n)
+		if len(outs) == 0 {
 			continue
 		}
 		e := last(n)
 		if e >= len(order) {
 			continue
 		}
-		size := n.Shape().TotalSize()
-		// The free slot that fits most tightly, else the largest free
-		// one grown, else a new one.
-		best := -1
-		for i, s := range slots {
-			if s.free >= pos[n] {
-				continue
+		for _, u := range outs {
+			size := u.shape.TotalSize()
+			// The free slot that fits most tightly, else the largest free
+			// one grown, else a new one.
+			best := -1
+			for i, s := range slots {
+				if s.free >= pos[n] {
+					continue
+				}
+				switch {
+				case best < 0:
+					best = i
+				case s.size >= size && (slots[best].size < size || s.size < slots[best].size):
+					best = i
+				case s.size < size && slots[best].size < size && s.size > slots[best].size:
+					best = i
+				}
 			}
-			switch {
-			case best < 0:
-				best = i
-			case s.size >= size && (slots[best].size < size || s.size < slots[best].size):
-				best = i
-			case s.size < size && slots[best].size < size && s.size > slots[best].size:
-				best = i
+			if best < 0 {
+				slots = append(slots, slot{})
+				best = len(slots) - 1
 			}
+			slots[best].size = max(slots[best].size, size)
+			slots[best].free = e
+			u.slot, u.size = best, size
+			uses = append(uses, u)
 		}
-		if best < 0 {
-			slots = append(slots, slot{})
-			best = len(slots) - 1
-		}
-		slots[best].size = max(slots[best].size, size)
-		slots[best].free = e
-		uses = append(uses, use{n, best, size})
 	}
 	mem := make([][]float32, len(slots))
 	for i, s := range slots {
@@ -147,8 +196,8 @@ func planPlacements(sub *gorgonia.ExprGraph, outs, forward gorgonia.Nodes, reg f
 	}
 	out := make([]placement, len(uses))
 	for i, u := range uses {
-		t := tensor.New(tensor.WithBacking(mem[u.slot][:u.size]), tensor.WithShape(u.n.Shape()...))
-		out[i] = placement{op: u.n.Op(), t: t}
+		t := tensor.New(tensor.WithBacking(mem[u.slot][:u.size]), tensor.WithShape(u.shape...))
+		out[i] = placement{op: u.n.Op(), i: u.i, t: t}
 	}
 	return out
 }

@@ -151,7 +151,7 @@ func (p *Program) inProgram(n *gorgonia.Node) bool { return n != nil && p.nodes[
 func (p *Program) Run() error {
 	p.g.syncVectors()
 	for _, pl := range p.placed {
-		ops.PlaceOutput(pl.op, pl.t)
+		pl.place()
 	}
 	for _, pl := range p.planners {
 		pl.Plan(p.inProgram)

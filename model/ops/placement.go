@@ -32,6 +32,45 @@ func PlaceOutput(op G.Op, t *tensor.Dense) bool {
 	return true
 }
 
+// PlacePicked is PlaceOutput for the operations of the backward pass that
+// compute several outputs in one pass (SwiGLU's and attention's
+// gradients), handed out by Pick nodes: output i goes to t.
+func PlacePicked(op G.Op, i int, t *tensor.Dense) bool {
+	var bs []*buffer
+	switch o := op.(type) {
+	case *swigluGradOp:
+		bs = []*buffer{&o.fwd.grads.dg, &o.fwd.grads.du}
+	case *attentionGradOp:
+		bs = []*buffer{&o.fwd.grads.dq, &o.fwd.grads.dk, &o.fwd.grads.dv}
+	default:
+		return false
+	}
+	if i < 0 || i >= len(bs) {
+		return false
+	}
+	bs[i].t = t
+	return true
+}
+
+// PickIndex returns which output of its input's operation a Pick node
+// hands out; ok is false for another operation.
+func PickIndex(op G.Op) (i int, ok bool) {
+	p, ok := op.(*pickOp)
+	if !ok {
+		return 0, false
+	}
+	return p.i, true
+}
+
+// MultiPlaceable reports whether PlacePicked accepts op.
+func MultiPlaceable(op G.Op) bool {
+	switch op.(type) {
+	case *swigluGradOp, *attentionGradOp:
+		return true
+	}
+	return false
+}
+
 // Placeable reports whether PlaceOutput accepts op.
 func Placeable(op G.Op) bool {
 	switch op.(type) {
