@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 
 	"gorgonia.org/gorgonia"
@@ -237,6 +238,38 @@ func (m *Model) program(name string, B, T int, trainable, packed bool, build Bui
 	m.programs[key] = p
 	m.order = append(m.order, p)
 	return p, nil
+}
+
+// ForwardOf registers, under name, a forward-only program compiled on the
+// graph of the trainable program p: it computes p's loss and outputs with
+// no gradient, through the same operations, so it holds none of the
+// activation buffers a graph of its own would (a 0.5 B model's forward
+// pass over 512 tokens keeps over a gigabyte of them) and returns the same
+// values. Program(name, B, T, false, …) then finds it, for p's batch
+// shape. It refuses when a program of that name and shape exists.
+func (m *Model) ForwardOf(name string, p *Program) (*Program, error) {
+	if p == nil || !p.trainable {
+		return nil, fmt.Errorf("finetune: forward program %s: the source is not a trainable program", name)
+	}
+	key := fmt.Sprintf("%s/%dx%d/%v", name, p.Graph.B, p.Graph.T, false)
+	if p.Graph.In.Segments != nil {
+		key += "/packed"
+	}
+	if _, ok := m.programs[key]; ok {
+		return nil, fmt.Errorf("finetune: program %s exists already", key)
+	}
+	outs := slices.Clone(p.Out)
+	if p.Loss != nil {
+		outs = append(outs, p.Loss)
+	}
+	f := &Program{Name: key, Graph: p.Graph, Loss: p.Loss, Out: p.Out, Extra: p.Extra, inj: p.inj}
+	var err error
+	if f.Prog, err = p.Graph.Compile(nil, nil, outs...); err != nil {
+		return nil, fmt.Errorf("program %s: %w", key, err)
+	}
+	m.programs[key] = f
+	m.order = append(m.order, f)
+	return f, nil
 }
 
 func (m *Model) extraNames() []string {

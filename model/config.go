@@ -357,11 +357,12 @@ func LoadConfig(path string) (Config, error) {
 }
 
 // PresetNames are the names Preset knows.
-var PresetNames = []string{"tiny", "stories15M", "stories15M-moe", "small"}
+var PresetNames = []string{"tiny", "stories15M", "stories15M-moe", "small", "qwen05"}
 
 // Preset returns a named size: "tiny" (the embedded default, trains on two
-// cores in minutes), "stories15M" and "small" (the benchmark shapes of
-// perf/ANCHORS.md), and "stories15M-moe", a DeepSeek-V2 model with
+// cores in minutes), "stories15M", "small" and "qwen05" (the benchmark
+// shapes of perf/ANCHORS.md; qwen05 is Qwen2.5-0.5B's configuration), and
+// "stories15M-moe", a DeepSeek-V2 model with
 // stories15M's width, depth, vocabulary and active feed-forward width
 // (the cost of mixture-of-experts and latent attention per active
 // parameter, beside stories15M). vocab overrides the vocabulary size when
@@ -398,6 +399,15 @@ func Preset(name string, vocab int) (Config, error) {
 		c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers = 768, 2048, 12
 		c.NumAttentionHeads, c.NumKeyValueHeads = 12, 4
 		c.VocabSize, c.MaxPositionEmbeddings = 32000, 512
+	case "qwen05":
+		// Qwen2.5-0.5B's config.json: q/k/v biases, 14 query heads of
+		// width 64 sharing 2 key/value heads, tied embeddings over a
+		// 151936-token vocabulary.
+		c.Architectures, c.ModelType, c.AttentionBias = []string{"Qwen2ForCausalLM"}, "qwen2", true
+		c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers = 896, 4864, 24
+		c.NumAttentionHeads, c.NumKeyValueHeads = 14, 2
+		c.VocabSize, c.MaxPositionEmbeddings, c.TieWordEmbeddings = 151936, 32768, true
+		c.RMSNormEps, c.RopeTheta = 1e-6, 1e6
 	default:
 		return Config{}, fmt.Errorf("unknown model preset %q (want one of %s)", name, strings.Join(PresetNames, ", "))
 	}

@@ -63,11 +63,18 @@ func timeSteps(b *testing.B, step func() error) (time.Duration, float64) {
 // threads together: a figure that holds on a machine shared with other
 // work, where wall time does not) and the peak RSS.
 func runSteps(b *testing.B, step func() error) {
+	runStepsOf(b, benchB*benchT, step)
+}
+
+// runStepsOf is runSteps for steps of the given number of tokens; it
+// returns the tokens/s it reported.
+func runStepsOf(b *testing.B, stepTokens int, step func() error) float64 {
 	elapsed, cpu := timeSteps(b, step)
-	tokens := float64(benchB * benchT * b.N)
+	tokens := float64(stepTokens * b.N)
 	b.ReportMetric(tokens/elapsed.Seconds(), "tok/s")
 	b.ReportMetric(tokens/cpu, "tok/cpu-s")
 	b.ReportMetric(peakRSS(b), "peakRSS-MiB")
+	return tokens / elapsed.Seconds()
 }
 
 // BenchmarkLoRASFTStories15M is one SFT update of the stories15M shape
@@ -77,9 +84,24 @@ func runSteps(b *testing.B, step func() error) {
 // purego), so that `go tool task bench` sets both builds side by side.
 func BenchmarkLoRASFTStories15M(b *testing.B) {
 	b.Run(blas.Backend(), func(b *testing.B) {
-		benchLoRASFT(b, "stories15M", []string{"q_proj", "k_proj", "v_proj", "o_proj"})
+		benchLoRASFT(b, "stories15M", benchB, benchT, qkvo)
 	})
 }
+
+// qkvo are the LoRA targets of perf/ANCHORS.md's LoRA rows.
+var qkvo = []string{"q_proj", "k_proj", "v_proj", "o_proj"}
+
+// BenchmarkLoRASFTSmall is the same update on the "small" preset (dim 768,
+// 12 layers, GQA 12/4, vocabulary 32000) at 4 × 512 tokens, the second
+// size of perf/ANCHORS.md. `go tool task bench` runs it in a process of
+// its own, so that its peak RSS is its own.
+func BenchmarkLoRASFTSmall(b *testing.B) { benchLoRASFT(b, "small", 4, 512, qkvo) }
+
+// BenchmarkLoRASFTQwen05 is the same update on the "qwen05" preset
+// (Qwen2.5-0.5B's shape: dim 896, 24 layers, 14/2 heads, FFN 4864, a
+// tied 151936-token vocabulary) at 1 × 512 tokens, the third size of
+// perf/ANCHORS.md; run in a process of its own as BenchmarkLoRASFTSmall.
+func BenchmarkLoRASFTQwen05(b *testing.B) { benchLoRASFT(b, "qwen05", 1, 512, qkvo) }
 
 // BenchmarkLoRASFTStories15MMoE is the same update on the stories15M-moe
 // preset (DeepSeek-V2: latent attention, 16 routed experts of which 2 run
@@ -89,17 +111,31 @@ func BenchmarkLoRASFTStories15M(b *testing.B) {
 // excluded, routed experts counted for the share a token runs), the
 // denominator of MoE's cost per active parameter.
 func BenchmarkLoRASFTStories15MMoE(b *testing.B) {
-	benchLoRASFT(b, "stories15M-moe", []string{"q_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj"})
+	benchLoRASFT(b, "stories15M-moe", benchB, benchT, []string{"q_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj"})
 }
 
-func benchLoRASFT(b *testing.B, preset string, targets []string) {
+// presetWeights caches each preset's random weights across the runs of
+// a benchmark (the testing package calls it once with b.N = 1 before the
+// timed run): drawing 0.5 B normal numbers takes longer than a step.
+var presetWeights = map[string]*model.Weights{}
+
+// benchLoRASFT times the LoRA SFT update of preset on B×T-token batches
+// and reports, besides runSteps' figures, the active parameters and the
+// model GFLOP/s of perf/ANCHORS.md's counting (4·N per token with a frozen
+// base: forward 2N, input gradients 2N; N the active parameters, the
+// head included; attention's own products not counted).
+func benchLoRASFT(b *testing.B, preset string, B, T int, targets []string) {
+	w := presetWeights[preset]
+	if w == nil {
+		w = tinymodel.Preset(b, preset, 1)
+		presetWeights[preset] = w
+	}
 	benchutil.ResetPeakRSS()
-	w := tinymodel.Preset(b, preset, 1)
 	m := finetune.New("", w, tokenizer.NewByteLevel(nil))
 	if err := m.NewAdapter(lora.Config{R: 8, Alpha: 16, Targets: targets, Seed: 1}); err != nil {
 		b.Fatal(err)
 	}
-	p, err := m.Program("sft", benchB, benchT, true, finetune.TokenLoss)
+	p, err := m.Program("sft", B, T, true, finetune.TokenLoss)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -113,7 +149,7 @@ func benchLoRASFT(b *testing.B, preset string, targets []string) {
 		sizes[i], values[i] = len(q.Value), q.Value
 	}
 	opt := train.NewAdamW(0.9, 0.999, 1e-8, 0, sizes)
-	runSteps(b, func() error {
+	tps := runStepsOf(b, B*T, func() error {
 		if err := p.Run(); err != nil {
 			return err
 		}
@@ -125,7 +161,9 @@ func benchLoRASFT(b *testing.B, preset string, targets []string) {
 		m.ZeroGrad()
 		return nil
 	})
-	b.ReportMetric(activeParams(w)/1e6, "active-Mparams")
+	n := activeParams(w)
+	b.ReportMetric(n/1e6, "active-Mparams")
+	b.ReportMetric(4*n*tps/1e9, "model-GFLOP/s")
 }
 
 // activeParams counts the weights a token's forward pass multiplies with:

@@ -442,7 +442,8 @@ type trainer struct {
 
 // build compiles the training programs of trainShapes (packed ones with
 // packed) and the evaluation programs of evalShapes, in ascending order,
-// and returns every length.
+// and returns every length. An evaluation shape that has an unpacked
+// training program is compiled on its graph (finetune.Model.ForwardOf).
 func (tr *trainer) build(B int, trainShapes, evalShapes []int, packed bool) ([]int, error) {
 	tr.train, tr.eval = map[int]*finetune.Program{}, map[int]*finetune.Program{}
 	program := tr.m.Program
@@ -457,7 +458,16 @@ func (tr *trainer) build(B int, trainShapes, evalShapes []int, packed bool) ([]i
 		tr.train[T] = p
 	}
 	for _, T := range evalShapes {
-		p, err := tr.m.Program(evalProgram, B, T, false, finetune.TokenLoss)
+		var p *finetune.Program
+		var err error
+		if t := tr.train[T]; t != nil && !packed {
+			// Scored through the training graph of that shape: the same
+			// operations and values, without a second set of activation
+			// buffers.
+			p, err = tr.m.ForwardOf(evalProgram, t)
+		} else {
+			p, err = tr.m.Program(evalProgram, B, T, false, finetune.TokenLoss)
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -133,3 +133,31 @@ BenchmarkLoRASFTStories15M/purego-2   	       3	 1 ns/op	      900.0 tok/s
 		}
 	}
 }
+
+// The larger sizes' rows: qwen05 has PyTorch figures under SkylakeX only,
+// which both columns compare with and name; model GFLOP/s is a fraction of
+// the GEMM peak.
+func TestLargerSizes(t *testing.T) {
+	in := `BenchmarkLoRASFTSmall-2   	       1	 1 ns/op	 100.0 model-GFLOP/s	 2343 peakRSS-MiB	 201.0 tok/cpu-s	 402.0 tok/s
+BenchmarkLoRASFTQwen05-2   	       1	 1 ns/op	 95.00 model-GFLOP/s	 2616 peakRSS-MiB	 36.90 tok/cpu-s	 73.80 tok/s
+`
+	res, err := parse(strings.NewReader(in), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, skx := range []bool{false, true} {
+		var out bytes.Buffer
+		if n := table(&out, res, skx); n != 8 {
+			t.Fatalf("skx %v: %d rows, want 8:\n%s", skx, n, out.String())
+		}
+		want := []string{"2.00×", "0.50× (lower is better)", "PyTorch (SkylakeX) tok/s ÷ 2 threads", "GEMM peak"}
+		if !skx {
+			want = append(want, "0.53×") // 100/190 of the GEMM peak
+		}
+		for _, w := range want {
+			if !strings.Contains(out.String(), w) {
+				t.Errorf("skx %v: table lacks %q:\n%s", skx, w, out.String())
+			}
+		}
+	}
+}

@@ -1,0 +1,98 @@
+package ops
+
+import (
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// PlaceOutput makes op write its output into t (which must have the
+// output's dtype and shape, else the operation allocates its own again)
+// from its next run on, and reports whether op is one that can: the
+// operations whose single output lives in a buffer of their own (Add,
+// Linear, MatMul, RMSNorm's gradients and RoPE, which the backward pass
+// is mostly made of). A program places the outputs whose lifetimes do not
+// overlap in one piece of memory (model.Program).
+func PlaceOutput(op G.Op, t *tensor.Dense) bool {
+	var b *buffer
+	switch o := op.(type) {
+	case *addOp:
+		b = &o.out
+	case *linearOp:
+		b = &o.out
+	case *matmulOp:
+		b = &o.out
+	case *rmsnormGradOp:
+		b = &o.out
+	case *ropeOp:
+		b = &o.out
+	default:
+		return false
+	}
+	b.t = t
+	return true
+}
+
+// PlacePicked is PlaceOutput for the operations of the backward pass that
+// compute several outputs in one pass (SwiGLU's and attention's
+// gradients), handed out by Pick nodes: output i goes to t.
+func PlacePicked(op G.Op, i int, t *tensor.Dense) bool {
+	var bs []*buffer
+	switch o := op.(type) {
+	case *swigluGradOp:
+		bs = []*buffer{&o.fwd.grads.dg, &o.fwd.grads.du}
+	case *attentionGradOp:
+		bs = []*buffer{&o.fwd.grads.dq, &o.fwd.grads.dk, &o.fwd.grads.dv}
+	default:
+		return false
+	}
+	if i < 0 || i >= len(bs) {
+		return false
+	}
+	bs[i].t = t
+	return true
+}
+
+// PickIndex returns which output of its input's operation a Pick node
+// hands out; ok is false for another operation.
+func PickIndex(op G.Op) (i int, ok bool) {
+	p, ok := op.(*pickOp)
+	if !ok {
+		return 0, false
+	}
+	return p.i, true
+}
+
+// MultiPlaceable reports whether PlacePicked accepts op.
+func MultiPlaceable(op G.Op) bool {
+	switch op.(type) {
+	case *swigluGradOp, *attentionGradOp:
+		return true
+	}
+	return false
+}
+
+// Placeable reports whether PlaceOutput accepts op.
+func Placeable(op G.Op) bool {
+	switch op.(type) {
+	case *addOp, *linearOp, *matmulOp, *rmsnormGradOp, *ropeOp:
+		return true
+	}
+	return false
+}
+
+// FreshOutput reports whether op's value is never the value of one of
+// its inputs nor a view of it: true for the operations of this package
+// but Pick (which hands out a buffer of its input's operation); false for
+// any other operation (gorgonia's own may write into an input in place).
+func FreshOutput(op G.Op) bool {
+	switch op.(type) {
+	case *pickOp:
+		return false
+	case *addOp, *linearOp, *matmulOp, *rmsnormGradOp, *ropeOp, *rmsnormOp, *colSumOp,
+		*attentionOp, *attentionGradOp, *embeddingOp, *embeddingGradOp, *funcLossOp, *funcLossGradOp,
+		*logProbsOp, *logProbsGradOp, *meanNLLOp, *scaledGradOp, *headSliceOp, *headUnsliceOp,
+		*mlaKeysOp, *mlaKeysGradOp, *moeOp, *moeGradOp, *swigluOp, *swigluGradOp:
+		return true
+	}
+	return false
+}
