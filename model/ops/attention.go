@@ -121,13 +121,9 @@ func (op *attentionOp) Hashcode() uint32 { return hashOf(op) }
 func (op *attentionOp) String() string   { return "Attention" }
 
 func (op *attentionOp) Do(in ...G.Value) (G.Value, error) {
-	var ts [3]*tensor.Dense
-	for i, name := range []string{"q", "k", "v"} {
-		t, err := dense(in[i], "attention "+name)
-		if err != nil {
-			return nil, err
-		}
-		ts[i] = t
+	ts, err := denses(in, "attention", "q", "k", "v")
+	if err != nil {
+		return nil, err
 	}
 	s := op.s
 	out := op.out.get(ts[0].Dtype(), s.B*s.T, s.H*s.dv())
@@ -245,13 +241,9 @@ func (op *attentionGradOp) Hashcode() uint32 { return hashOf(op) }
 func (op *attentionGradOp) String() string   { return "AttentionGrad" }
 
 func (op *attentionGradOp) Do(in ...G.Value) (G.Value, error) {
-	var ts [5]*tensor.Dense
-	for i, name := range []string{"q", "k", "v", "o", "dO"} {
-		t, err := dense(in[i], "attention gradient "+name)
-		if err != nil {
-			return nil, err
-		}
-		ts[i] = t
+	ts, err := denses(in, "attention gradient", "q", "k", "v", "o", "dO")
+	if err != nil {
+		return nil, err
 	}
 	s, dt := op.fwd.s, ts[0].Dtype()
 	g := &op.fwd.grads

@@ -84,6 +84,20 @@ func dense(v G.Value, what string) (*tensor.Dense, error) {
 	return t, nil
 }
 
+// denses checks an operation's inputs as dense, each named for errors as
+// "what name".
+func denses(in []G.Value, what string, names ...string) ([]*tensor.Dense, error) {
+	ts := make([]*tensor.Dense, len(names))
+	for i, name := range names {
+		t, err := dense(in[i], what+" "+name)
+		if err != nil {
+			return nil, err
+		}
+		ts[i] = t
+	}
+	return ts, nil
+}
+
 // floats returns the backing slices of tensors sharing the element type T.
 func floats[T Float](ts ...*tensor.Dense) [][]T {
 	out := make([][]T, len(ts))

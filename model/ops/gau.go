@@ -89,13 +89,9 @@ func (op *gauOp) Hashcode() uint32      { return hashOf(op) }
 func (op *gauOp) String() string        { return "GAU" }
 
 func (op *gauOp) Do(in ...G.Value) (G.Value, error) {
-	var ts [5]*tensor.Dense
-	for i, name := range []string{"u", "v", "z", "gamma", "beta"} {
-		t, err := dense(in[i], "gau "+name)
-		if err != nil {
-			return nil, err
-		}
-		ts[i] = t
+	ts, err := denses(in, "gau", "u", "v", "z", "gamma", "beta")
+	if err != nil {
+		return nil, err
 	}
 	out := op.out.get(ts[0].Dtype(), op.s.B*op.s.T, op.s.E)
 	switch ts[0].Dtype() {
@@ -276,13 +272,9 @@ func (op *gauGradOp) Hashcode() uint32 { return hashOf(op) }
 func (op *gauGradOp) String() string   { return "GAUGrad" }
 
 func (op *gauGradOp) Do(in ...G.Value) (G.Value, error) {
-	var ts [6]*tensor.Dense
-	for i, name := range []string{"u", "v", "z", "gamma", "out", "dOut"} {
-		t, err := dense(in[i], "gau gradient "+name)
-		if err != nil {
-			return nil, err
-		}
-		ts[i] = t
+	ts, err := denses(in, "gau gradient", "u", "v", "z", "gamma", "out", "dOut")
+	if err != nil {
+		return nil, err
 	}
 	s, dt := op.fwd.s, ts[0].Dtype()
 	N := s.B * s.T

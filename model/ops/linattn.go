@@ -60,13 +60,9 @@ func (op *linAttnOp) Hashcode() uint32      { return hashOf(op) }
 func (op *linAttnOp) String() string        { return "LinearAttention" }
 
 func (op *linAttnOp) Do(in ...G.Value) (G.Value, error) {
-	var ts [3]*tensor.Dense
-	for i, name := range []string{"q", "k", "v"} {
-		t, err := dense(in[i], "linear attention "+name)
-		if err != nil {
-			return nil, err
-		}
-		ts[i] = t
+	ts, err := denses(in, "linear attention", "q", "k", "v")
+	if err != nil {
+		return nil, err
 	}
 	s := op.s
 	out := op.out.get(ts[0].Dtype(), s.B*s.T, s.H*s.D)
@@ -221,13 +217,9 @@ func (op *linAttnGradOp) Hashcode() uint32 { return hashOf(op) }
 func (op *linAttnGradOp) String() string   { return "LinearAttentionGrad" }
 
 func (op *linAttnGradOp) Do(in ...G.Value) (G.Value, error) {
-	var ts [5]*tensor.Dense
-	for i, name := range []string{"q", "k", "v", "o", "dO"} {
-		t, err := dense(in[i], "linear attention gradient "+name)
-		if err != nil {
-			return nil, err
-		}
-		ts[i] = t
+	ts, err := denses(in, "linear attention gradient", "q", "k", "v", "o", "dO")
+	if err != nil {
+		return nil, err
 	}
 	s, dt := op.fwd.s, ts[0].Dtype()
 	g := &op.fwd.grads

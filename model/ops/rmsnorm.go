@@ -160,13 +160,9 @@ func (op *rmsnormGradOp) String() string {
 }
 
 func (op *rmsnormGradOp) Do(in ...G.Value) (G.Value, error) {
-	var ts [3]*tensor.Dense
-	for i, name := range []string{"x", "weight", "dy"} {
-		t, err := dense(in[i], "rmsnorm gradient "+name)
-		if err != nil {
-			return nil, err
-		}
-		ts[i] = t
+	ts, err := denses(in, "rmsnorm gradient", "x", "weight", "dy")
+	if err != nil {
+		return nil, err
 	}
 	N, C := ts[0].Shape()[0]*op.heads, ts[1].Shape()[0]
 	var out *tensor.Dense
