@@ -26,8 +26,8 @@ import (
 // What it writes is parsed, filtered, verified by the world's checker and
 // deduplicated by ROUGE-L like any teacher's reply. The seed-sft stage then
 // measures what the kept tasks are worth: SFT on the seed tasks alone
-// against SFT on the seeds plus the kept tasks, at equal updates, both
-// scored by the eval stage.
+// against SFT on the seeds plus the tasks Alpaca's filters kept, and plus
+// every verified task, at equal updates, all scored by the eval stage.
 
 // Self-instruct prompts of the default run: the tiny model has 256
 // positions, which hold the header, two example tasks and two new ones
