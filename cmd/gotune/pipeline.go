@@ -34,7 +34,7 @@ const (
 
 var pipelineCmd = &cobra.Command{
 	Use:   "pipeline",
-	Short: "Run every stage on the built-in world: base → data → self-instruct → sft → pairs → reward → dpo → ppo → grpo → export → eval, then the report",
+	Short: "Run every stage on the built-in world: base → data → self-instruct → seed-sft → sft → pairs → reward → dpo → ppo → grpo → export → eval, then the report",
 	Long: `Runs the default pipeline in one run directory. Stages whose inputs and
 settings are unchanged since they finished are skipped; an interrupted stage
 resumes from its last checkpoint when the command is run again. The base
