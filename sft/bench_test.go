@@ -1,6 +1,7 @@
 package sft
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -102,6 +103,21 @@ func BenchmarkLoRASFTSmall(b *testing.B) { benchLoRASFT(b, "small", 4, 512, qkvo
 // tied 151936-token vocabulary) at 1 × 512 tokens, the third size of
 // perf/ANCHORS.md; run in a process of its own as BenchmarkLoRASFTSmall.
 func BenchmarkLoRASFTQwen05(b *testing.B) { benchLoRASFT(b, "qwen05", 1, 512, qkvo) }
+
+// BenchmarkLoRASFTScaling is the same update at the shapes that separate
+// how a step grows with the batch (the small preset at 1, 2 and 4 rows of
+// 512 tokens) and with the sequence length (the qwen05 preset at one row
+// of 256, 512, 1024 and 2048 tokens): the measurements behind the README's
+// scaling statement. Run each case in a process of its own for its peak
+// RSS (go tool task bench-scaling does).
+func BenchmarkLoRASFTScaling(b *testing.B) {
+	for _, c := range []struct {
+		preset string
+		B, T   int
+	}{{"small", 1, 512}, {"small", 2, 512}, {"small", 4, 512}, {"qwen05", 1, 256}, {"qwen05", 1, 512}, {"qwen05", 1, 1024}, {"qwen05", 1, 2048}} {
+		b.Run(fmt.Sprintf("%s/B=%d/T=%d", c.preset, c.B, c.T), func(b *testing.B) { benchLoRASFT(b, c.preset, c.B, c.T, qkvo) })
+	}
+}
 
 // BenchmarkLoRASFTStories15MMoE is the same update on the stories15M-moe
 // preset (DeepSeek-V2: latent attention, 16 routed experts of which 2 run
