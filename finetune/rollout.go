@@ -3,6 +3,9 @@ package finetune
 import (
 	"fmt"
 	"math/rand/v2"
+
+	"github.com/gotune/gotune/lora"
+	"github.com/gotune/gotune/train"
 )
 
 // PromptOrder deals prompts to the rollouts of an RL stage (PPO, GRPO):
@@ -60,4 +63,19 @@ func CheckSequences(seqs [][]int, promptLen, lengths []int, R, T, vocab int) err
 		}
 	}
 	return nil
+}
+
+// OnPolicyDefaults are the optimizer and adapter defaults of the RL stages
+// (PPO, GRPO): a learning rate of 2·10⁻³ decaying linearly without warmup,
+// logging once per rollout (LogEvery 0), evaluation and checkpoints every
+// 40 updates, and a rank-8 LoRA policy adapter on every linear module
+// without dropout (dropout would make the ratio of new to old
+// probabilities noisy).
+func OnPolicyDefaults() (train.Config, lora.Config) {
+	tc := train.DefaultConfig()
+	tc.LR, tc.Schedule, tc.WarmupSteps, tc.LogEvery = 2e-3, "linear", 0, 0
+	tc.EvalEvery, tc.CheckpointEvery = 40, 40
+	lc := lora.DefaultConfig()
+	lc.Targets, lc.Dropout = []string{lora.AllLinear}, 0
+	return tc, lc
 }

@@ -122,11 +122,7 @@ type Config struct {
 // a rank-8 LoRA policy adapter on every linear module without dropout
 // (dropout would make the ratio of new to old probabilities noisy).
 func DefaultConfig() Config {
-	tc := train.DefaultConfig()
-	tc.LR, tc.Schedule, tc.WarmupSteps, tc.LogEvery = 2e-3, "linear", 0, 0
-	tc.EvalEvery, tc.CheckpointEvery = 40, 40
-	lc := lora.DefaultConfig()
-	lc.Targets, lc.Dropout = []string{lora.AllLinear}, 0
+	tc, lc := finetune.OnPolicyDefaults()
 	return Config{
 		Iterations: 40, NumGenerations: 4, GenerationBatchSize: 32, NumIterations: 1, MaxCompletionLength: 12,
 		Temperature: 1, TopP: 1, Estimator: EstimatorGRPO, ScaleRewards: ScaleGroup, LossType: LossDAPO,

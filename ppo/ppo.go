@@ -135,11 +135,7 @@ type Config struct {
 // without dropout (dropout would make the ratio of new to old
 // probabilities noisy, so PPO turns it off).
 func DefaultConfig() Config {
-	tc := train.DefaultConfig()
-	tc.LR, tc.Schedule, tc.WarmupSteps, tc.LogEvery = 2e-3, "linear", 0, 0
-	tc.EvalEvery, tc.CheckpointEvery = 40, 40
-	lc := lora.DefaultConfig()
-	lc.Targets, lc.Dropout = []string{lora.AllLinear}, 0
+	tc, lc := finetune.OnPolicyDefaults()
 	return Config{
 		Iterations: 40, RolloutBatch: 32, MiniBatches: 2, Epochs: 2, MaxNewTokens: 12, Temperature: 1,
 		MissingEOSPenalty: 1, KLEstimator: K1, KLCoef: 0.05, KLTarget: 6, KLHorizon: 10000,

@@ -36,6 +36,21 @@ func (s AttentionShape) hashKey() string {
 }
 
 // dv is the value head dimension.
+// inferQKV checks the shapes of an attention's queries (N, H·D), keys
+// (N, KVH·D) and values (N, KVH·dv) and returns its output's, (N, H·dv).
+func (s AttentionShape) inferQKV(ds []G.DimSizer, what string) (tensor.Shape, error) {
+	sh, err := shapes(ds, 2, 2, 2)
+	if err != nil {
+		return nil, err
+	}
+	N := s.B * s.T
+	q, k, v := tensor.Shape{N, s.H * s.D}, tensor.Shape{N, s.KVH * s.D}, tensor.Shape{N, s.KVH * s.dv()}
+	if !sh[0].Eq(q) || !sh[1].Eq(k) || !sh[2].Eq(v) {
+		return nil, fmt.Errorf("%s: q %v, k %v, v %v; want %v, %v, %v", what, sh[0], sh[1], sh[2], q, k, v)
+	}
+	return tensor.Shape{N, s.H * s.dv()}, nil
+}
+
 func (s AttentionShape) dv() int {
 	if s.DV > 0 {
 		return s.DV
@@ -103,16 +118,7 @@ func (op *attentionOp) Type() hm.Type {
 	return hm.NewFnType(tensorType(2), tensorType(2), tensorType(2), tensorType(2))
 }
 func (op *attentionOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
-	s, err := shapes(ds, 2, 2, 2)
-	if err != nil {
-		return nil, err
-	}
-	N := op.s.B * op.s.T
-	q, k, v := tensor.Shape{N, op.s.H * op.s.D}, tensor.Shape{N, op.s.KVH * op.s.D}, tensor.Shape{N, op.s.KVH * op.s.dv()}
-	if !s[0].Eq(q) || !s[1].Eq(k) || !s[2].Eq(v) {
-		return nil, fmt.Errorf("attention: q %v, k %v, v %v; want %v, %v, %v", s[0], s[1], s[2], q, k, v)
-	}
-	return tensor.Shape{N, op.s.H * op.s.dv()}, nil
+	return op.s.inferQKV(ds, "attention")
 }
 func (op *attentionOp) WriteHash(h hash.Hash) {
 	fmt.Fprintf(h, "gotune.Attention{%s,%v}", op.s.hashKey(), op.scale)

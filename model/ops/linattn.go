@@ -44,16 +44,7 @@ func (op *linAttnOp) Type() hm.Type {
 	return hm.NewFnType(tensorType(2), tensorType(2), tensorType(2), tensorType(2))
 }
 func (op *linAttnOp) InferShape(ds ...G.DimSizer) (tensor.Shape, error) {
-	s, err := shapes(ds, 2, 2, 2)
-	if err != nil {
-		return nil, err
-	}
-	N := op.s.B * op.s.T
-	q, kv := tensor.Shape{N, op.s.H * op.s.D}, tensor.Shape{N, op.s.KVH * op.s.D}
-	if !s[0].Eq(q) || !s[1].Eq(kv) || !s[2].Eq(kv) {
-		return nil, fmt.Errorf("linear attention: q %v, k %v, v %v; want %v, %v, %v", s[0], s[1], s[2], q, kv, kv)
-	}
-	return q.Clone(), nil
+	return op.s.inferQKV(ds, "linear attention")
 }
 func (op *linAttnOp) WriteHash(h hash.Hash) { fmt.Fprintf(h, "gotune.LinearAttention{%+v}", op.s) }
 func (op *linAttnOp) Hashcode() uint32      { return hashOf(op) }
