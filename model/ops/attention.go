@@ -127,8 +127,8 @@ func (op *attentionOp) Hashcode() uint32 { return hashOf(op) }
 func (op *attentionOp) String() string   { return "Attention" }
 
 func (op *attentionOp) Do(in ...G.Value) (G.Value, error) {
-	ts, err := denses(in, "attention", "q", "k", "v")
-	if err != nil {
+	var ts [3]*tensor.Dense
+	if err := denses(ts[:], in, "attention", "q", "k", "v"); err != nil {
 		return nil, err
 	}
 	s := op.s
@@ -247,8 +247,8 @@ func (op *attentionGradOp) Hashcode() uint32 { return hashOf(op) }
 func (op *attentionGradOp) String() string   { return "AttentionGrad" }
 
 func (op *attentionGradOp) Do(in ...G.Value) (G.Value, error) {
-	ts, err := denses(in, "attention gradient", "q", "k", "v", "o", "dO")
-	if err != nil {
+	var ts [5]*tensor.Dense
+	if err := denses(ts[:], in, "attention gradient", "q", "k", "v", "o", "dO"); err != nil {
 		return nil, err
 	}
 	s, dt := op.fwd.s, ts[0].Dtype()

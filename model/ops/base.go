@@ -84,18 +84,18 @@ func dense(v G.Value, what string) (*tensor.Dense, error) {
 	return t, nil
 }
 
-// denses checks an operation's inputs as dense, each named for errors as
-// "what name".
-func denses(in []G.Value, what string, names ...string) ([]*tensor.Dense, error) {
-	ts := make([]*tensor.Dense, len(names))
+// denses checks an operation's inputs as dense tensors into dst (one per
+// name), each named for errors as "what name". dst is the caller's array,
+// so that an operation's Do allocates nothing.
+func denses(dst []*tensor.Dense, in []G.Value, what string, names ...string) error {
 	for i, name := range names {
 		t, err := dense(in[i], what+" "+name)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		ts[i] = t
+		dst[i] = t
 	}
-	return ts, nil
+	return nil
 }
 
 // floats returns the backing slices of tensors sharing the element type T.

@@ -89,8 +89,8 @@ func (op *gauOp) Hashcode() uint32      { return hashOf(op) }
 func (op *gauOp) String() string        { return "GAU" }
 
 func (op *gauOp) Do(in ...G.Value) (G.Value, error) {
-	ts, err := denses(in, "gau", "u", "v", "z", "gamma", "beta")
-	if err != nil {
+	var ts [5]*tensor.Dense
+	if err := denses(ts[:], in, "gau", "u", "v", "z", "gamma", "beta"); err != nil {
 		return nil, err
 	}
 	out := op.out.get(ts[0].Dtype(), op.s.B*op.s.T, op.s.E)
@@ -272,8 +272,8 @@ func (op *gauGradOp) Hashcode() uint32 { return hashOf(op) }
 func (op *gauGradOp) String() string   { return "GAUGrad" }
 
 func (op *gauGradOp) Do(in ...G.Value) (G.Value, error) {
-	ts, err := denses(in, "gau gradient", "u", "v", "z", "gamma", "out", "dOut")
-	if err != nil {
+	var ts [6]*tensor.Dense
+	if err := denses(ts[:], in, "gau gradient", "u", "v", "z", "gamma", "out", "dOut"); err != nil {
 		return nil, err
 	}
 	s, dt := op.fwd.s, ts[0].Dtype()

@@ -51,8 +51,8 @@ func (op *linAttnOp) Hashcode() uint32      { return hashOf(op) }
 func (op *linAttnOp) String() string        { return "LinearAttention" }
 
 func (op *linAttnOp) Do(in ...G.Value) (G.Value, error) {
-	ts, err := denses(in, "linear attention", "q", "k", "v")
-	if err != nil {
+	var ts [3]*tensor.Dense
+	if err := denses(ts[:], in, "linear attention", "q", "k", "v"); err != nil {
 		return nil, err
 	}
 	s := op.s
@@ -208,8 +208,8 @@ func (op *linAttnGradOp) Hashcode() uint32 { return hashOf(op) }
 func (op *linAttnGradOp) String() string   { return "LinearAttentionGrad" }
 
 func (op *linAttnGradOp) Do(in ...G.Value) (G.Value, error) {
-	ts, err := denses(in, "linear attention gradient", "q", "k", "v", "o", "dO")
-	if err != nil {
+	var ts [5]*tensor.Dense
+	if err := denses(ts[:], in, "linear attention gradient", "q", "k", "v", "o", "dO"); err != nil {
 		return nil, err
 	}
 	s, dt := op.fwd.s, ts[0].Dtype()

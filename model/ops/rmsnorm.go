@@ -160,8 +160,8 @@ func (op *rmsnormGradOp) String() string {
 }
 
 func (op *rmsnormGradOp) Do(in ...G.Value) (G.Value, error) {
-	ts, err := denses(in, "rmsnorm gradient", "x", "weight", "dy")
-	if err != nil {
+	var ts [3]*tensor.Dense
+	if err := denses(ts[:], in, "rmsnorm gradient", "x", "weight", "dy"); err != nil {
 		return nil, err
 	}
 	N, C := ts[0].Shape()[0]*op.heads, ts[1].Shape()[0]
