@@ -2,6 +2,7 @@ package data
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +13,14 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 )
+
+// NearestRank is the p-th percentile (0 < p ≤ 100) of sorted values by the
+// nearest-rank method: the smallest value with at least p % of the values
+// at or below it. sorted must be non-empty and ascending.
+func NearestRank[T cmp.Ordered](sorted []T, p float64) T {
+	k := int(math.Ceil(p/100*float64(len(sorted)))) - 1
+	return sorted[min(max(k, 0), len(sorted)-1)]
+}
 
 // LengthStats summarises a distribution of lengths.
 type LengthStats struct {
@@ -50,11 +59,7 @@ func (s *LengthStats) finish() {
 	sort.Slice(s.lengths, func(i, j int) bool { return s.lengths[i] < s.lengths[j] })
 	s.Min, s.Max = int(s.lengths[0]), int(s.lengths[s.Count-1])
 	s.Mean = s.sum / float64(s.Count)
-	// Nearest-rank percentiles.
-	pct := func(p float64) int {
-		k := int(math.Ceil(p/100*float64(s.Count))) - 1
-		return int(s.lengths[max(k, 0)])
-	}
+	pct := func(p float64) int { return int(NearestRank(s.lengths, p)) }
 	s.P50, s.P90, s.P99 = pct(50), pct(90), pct(99)
 	// Bins [0,1), [1,2), [2,4), [4,8), ... up to the one holding Max.
 	lo := 0

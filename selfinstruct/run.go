@@ -82,8 +82,8 @@ func Summarize(xs []float64) Distribution {
 	for _, x := range s {
 		sum += x
 	}
-	at := func(q float64) float64 { return s[min(len(s)-1, int(q*float64(len(s))))] }
-	return Distribution{N: len(s), Mean: sum / float64(len(s)), Min: s[0], P10: at(0.1), Median: at(0.5), P90: at(0.9), Max: s[len(s)-1]}
+	at := func(p float64) float64 { return data.NearestRank(s, p) }
+	return Distribution{N: len(s), Mean: sum / float64(len(s)), Min: s[0], P10: at(10), Median: at(50), P90: at(90), Max: s[len(s)-1]}
 }
 
 // String is "median m (p10 a, p90 b, max c)".
