@@ -126,6 +126,14 @@ func TestSummarize(t *testing.T) {
 			t.Errorf("row %q = %+v, want value %s and a note containing %q", label, r, want[0], want[1])
 		}
 	}
+	// A report that does not parse is named, not taken for a stage that
+	// has not run.
+	write("self-instruct/"+FileSelfInstructReport, "{not json")
+	for _, r := range Summarize(run) {
+		if r.Label == "self-instruct tasks kept" && !strings.Contains(r.Note, "unreadable") {
+			t.Errorf("a corrupt self-instruct report: %+v", r)
+		}
+	}
 	if len(rows) != 19 {
 		t.Errorf("%d rows, want 19: %+v", len(rows), rows)
 	}

@@ -2,8 +2,10 @@ package pipeline
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,10 +110,17 @@ func pairedRows(scores []eval.Score) []Summary {
 // why the others were dropped, and how far the kept instructions are from
 // the seeds.
 func selfInstructRows(runDir string) []Summary {
-	raw, err := os.ReadFile(filepath.Join(runDir, "self-instruct", FileSelfInstructReport))
-	var reps SelfInstructReports
-	if err != nil || json.Unmarshal(raw, &reps) != nil {
+	path := filepath.Join(runDir, "self-instruct", FileSelfInstructReport)
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
 		return []Summary{{Label: "self-instruct tasks kept", Value: "—", Note: "self-instruct stage has not run"}}
+	}
+	var reps SelfInstructReports
+	if err == nil {
+		err = json.Unmarshal(raw, &reps)
+	}
+	if err != nil {
+		return []Summary{{Label: "self-instruct tasks kept", Value: "—", Note: fmt.Sprintf("unreadable %s: %v", path, err)}}
 	}
 	row := func(label string, rep selfinstruct.Report) Summary {
 		written := rep.Kept
