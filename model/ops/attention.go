@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash"
 	"math"
+	"sync"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -67,7 +68,12 @@ func (s AttentionShape) dv() int {
 //
 // with scale = 1/√D unless s.Scale is set, and the result is O, (N, H·DV)
 // (v is (N, KVH·DV); DV = D unless set). Scores, softmax and the weighted
-// sum run in one operation; P is kept for the backward pass.
+// sum run in one operation, one head at a time in a (T, T) work area, and
+// P is not kept: the backward pass recomputes each head's S and P from q
+// and k (the same products in the same order, so the same bits), as
+// memory-efficient attention does (Rabe & Staats 2021; Dao et al. 2022,
+// "FlashAttention", §3.1). The memory an attention holds between the
+// passes is its inputs and output, not B·H·T² probabilities.
 func Attention(q, k, v *G.Node, s AttentionShape) (*G.Node, error) {
 	if s.B <= 0 || s.T <= 0 || s.H <= 0 || s.KVH <= 0 || s.D <= 0 || s.H%s.KVH != 0 || s.DV < 0 || s.Scale < 0 {
 		return nil, fmt.Errorf("attention: bad shape %s", s.hashKey())
@@ -86,8 +92,6 @@ type attentionOp struct {
 	pure
 	s      AttentionShape
 	scale  float64
-	p32    []float32 // (B, H, T, T) probabilities of the last forward pass
-	p64    []float64
 	out    buffer
 	grads  attentionGrads // filled by the backward pass
 	starts []int          // (B·T) first key each query may see; nil without segments
@@ -133,15 +137,16 @@ func (op *attentionOp) Do(in ...G.Value) (G.Value, error) {
 	}
 	s := op.s
 	out := op.out.get(ts[0].Dtype(), s.B*s.T, s.H*s.dv())
-	n := s.B * s.H * s.T * s.T
 	op.starts = segmentStarts(op.starts, s)
 	switch ts[0].Dtype() {
 	case tensor.Float32:
-		op.p32 = grow(op.p32, n)
-		attentionForward(floats[float32](ts[0], ts[1], ts[2], out), op.p32, s, op.starts, float32(op.scale))
+		p := squares32.get(s.T)
+		attentionForward(floats[float32](ts[0], ts[1], ts[2], out), *p, s, op.starts, float32(op.scale))
+		squares32.put(p)
 	default:
-		op.p64 = grow(op.p64, n)
-		attentionForward(floats[float64](ts[0], ts[1], ts[2], out), op.p64, s, op.starts, op.scale)
+		p := squares64.get(s.T)
+		attentionForward(floats[float64](ts[0], ts[1], ts[2], out), *p, s, op.starts, op.scale)
+		squares64.put(p)
 	}
 	return out, nil
 }
@@ -162,36 +167,61 @@ func headOffsets(s AttentionShape, b, h int) headLayout {
 	return l
 }
 
-// attentionForward computes o and keeps P; t = {q, k, v, o}. With starts
-// (segmented attention), row i of sequence b attends to keys
+// attentionForward computes o; t = {q, k, v, o}, p a (T, T) work area.
+// With starts (segmented attention), row i of sequence b attends to keys
 // starts[b·T+i]..i only.
 func attentionForward[T Float](t [][]T, p []T, s AttentionShape, starts []int, scale T) {
 	q, k, v, o := t[0], t[1], t[2], t[3]
-	TT := s.T * s.T
 	for b := range s.B {
 		for h := range s.H {
 			hl := headOffsets(s, b, h)
-			ph := p[(b*s.H+h)*TT : (b*s.H+h+1)*TT]
-			// S = Q·Kᵀ·scale   (T, T)
-			gemm(false, true, s.T, s.T, s.D, scale, q[hl.qo:], hl.ldq, k[hl.ko:], hl.ldk, 0, ph, s.T)
-			// Row i may attend to keys 0..i only (from its segment's
-			// first key on when segmented); P is 0 elsewhere, which the
-			// backward pass relies on.
-			parallelFor(s.T, 32, func(lo, hi int) {
-				for i := lo; i < hi; i++ {
-					from := 0
-					if starts != nil {
-						from = starts[b*s.T+i]
-						clear(ph[i*s.T : i*s.T+from])
-					}
-					softmaxRow(ph[i*s.T+from:(i+1)*s.T], i+1-from)
-				}
-			})
+			headProbabilities(q, k, p, s, hl, b, starts, scale)
 			// O = P·V   (T, DV)
-			gemm(false, false, s.T, s.dv(), s.T, 1, ph, s.T, v[hl.vo:], hl.ldv, 0, o[hl.oo:], hl.ldo)
+			gemm(false, false, s.T, s.dv(), s.T, 1, p, s.T, v[hl.vo:], hl.ldv, 0, o[hl.oo:], hl.ldo)
 		}
 	}
 }
+
+// headProbabilities writes P of sequence b and the head at hl into the
+// (T, T) area p: S = Q·Kᵀ·scale, then the masked softmax of each row. Row
+// i may attend to keys 0..i only (from its segment's first key on when
+// segmented); P is 0 elsewhere, which the backward pass relies on. Both
+// passes call it, so the backward's P is the forward's, bit for bit.
+func headProbabilities[T Float](q, k, p []T, s AttentionShape, hl headLayout, b int, starts []int, scale T) {
+	gemm(false, true, s.T, s.T, s.D, scale, q[hl.qo:], hl.ldq, k[hl.ko:], hl.ldk, 0, p, s.T)
+	parallelFor(s.T, 32, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			from := 0
+			if starts != nil {
+				from = starts[b*s.T+i]
+				clear(p[i*s.T : i*s.T+from])
+			}
+			softmaxRow(p[i*s.T+from:(i+1)*s.T], i+1-from)
+		}
+	})
+}
+
+// squareAreas lends (T, T) work areas to the attention passes, so that a
+// program holds one or two per running attention, not one per layer.
+type squareAreas[T Float] struct{ pool sync.Pool }
+
+var (
+	squares32 squareAreas[float32]
+	squares64 squareAreas[float64]
+)
+
+// get lends an area of T·T elements (contents undefined).
+func (a *squareAreas[T]) get(t int) *[]T {
+	if v, ok := a.pool.Get().(*[]T); ok && cap(*v) >= t*t {
+		*v = (*v)[:t*t]
+		return v
+	}
+	v := make([]T, t*t)
+	return &v
+}
+
+// put returns an area lent by get.
+func (a *squareAreas[T]) put(v *[]T) { a.pool.Put(v) }
 
 func (op *attentionOp) DiffWRT(int) []bool { return []bool{true, true, true} }
 func (op *attentionOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
@@ -216,8 +246,8 @@ func (g *attentionGrads) output(i int) *tensor.Dense {
 }
 
 // attentionGradOp is the backward pass of Attention from (q, k, v, o, dO),
-// using the forward pass's P. Per sequence and head, with dS the gradient
-// of the scores:
+// recomputing each head's P from q and k. Per sequence and head, with dS
+// the gradient of the scores:
 //
 //	dV += Pᵀ·dO,   dP = dO·Vᵀ,   dS = P ⊙ (dP − rowsum(P ⊙ dP)),
 //	dQ = dS·K·scale,  dK += dSᵀ·Q·scale
@@ -228,8 +258,6 @@ type attentionGradOp struct {
 	pure
 	terminal
 	fwd         *attentionOp
-	dp32        []float32 // (T, T) scratch
-	dp64        []float64
 	placeholder buffer
 }
 
@@ -256,33 +284,33 @@ func (op *attentionGradOp) Do(in ...G.Value) (G.Value, error) {
 	dq := g.dq.get(dt, s.B*s.T, s.H*s.D)
 	dk := g.dk.get(dt, s.B*s.T, s.KVH*s.D)
 	dv := g.dv.get(dt, s.B*s.T, s.KVH*s.dv())
+	// The segments buffer holds this run's values in both passes.
+	op.fwd.starts = segmentStarts(op.fwd.starts, s)
 	switch dt {
 	case tensor.Float32:
-		if len(op.fwd.p32) != s.B*s.H*s.T*s.T {
-			return nil, fmt.Errorf("attention gradient: forward pass has not run")
-		}
-		op.dp32 = grow(op.dp32, s.T*s.T)
-		attentionBackward(floats[float32](ts[0], ts[1], ts[2], ts[4], dq, dk, dv), op.fwd.p32, op.dp32, s, float32(op.fwd.scale))
+		p, dp := squares32.get(s.T), squares32.get(s.T)
+		attentionBackward(floats[float32](ts[0], ts[1], ts[2], ts[4], dq, dk, dv), *p, *dp, s, op.fwd.starts, float32(op.fwd.scale))
+		squares32.put(p)
+		squares32.put(dp)
 	default:
-		if len(op.fwd.p64) != s.B*s.H*s.T*s.T {
-			return nil, fmt.Errorf("attention gradient: forward pass has not run")
-		}
-		op.dp64 = grow(op.dp64, s.T*s.T)
-		attentionBackward(floats[float64](ts[0], ts[1], ts[2], ts[4], dq, dk, dv), op.fwd.p64, op.dp64, s, op.fwd.scale)
+		p, dp := squares64.get(s.T), squares64.get(s.T)
+		attentionBackward(floats[float64](ts[0], ts[1], ts[2], ts[4], dq, dk, dv), *p, *dp, s, op.fwd.starts, op.fwd.scale)
+		squares64.put(p)
+		squares64.put(dp)
 	}
 	return placeholder(&op.placeholder, dt), nil
 }
 
-// attentionBackward fills dq, dk, dv; t = {q, k, v, dO, dq, dk, dv}.
-func attentionBackward[T Float](t [][]T, p, dp []T, s AttentionShape, scale T) {
+// attentionBackward fills dq, dk, dv; t = {q, k, v, dO, dq, dk, dv}, p and
+// dp (T, T) work areas.
+func attentionBackward[T Float](t [][]T, ph, dp []T, s AttentionShape, starts []int, scale T) {
 	q, k, v, do, dq, dk, dv := t[0], t[1], t[2], t[3], t[4], t[5], t[6]
 	clear(dk)
 	clear(dv)
-	TT := s.T * s.T
 	for b := range s.B {
 		for h := range s.H {
 			hl := headOffsets(s, b, h)
-			ph := p[(b*s.H+h)*TT : (b*s.H+h+1)*TT]
+			headProbabilities(q, k, ph, s, hl, b, starts, scale)
 			// dV += Pᵀ·dO   (T, DV)
 			gemm(true, false, s.T, s.dv(), s.T, 1, ph, s.T, do[hl.oo:], hl.ldo, 1, dv[hl.vo:], hl.ldv)
 			// dP = dO·Vᵀ   (T, T)
