@@ -26,35 +26,44 @@ func (pl placement) place() {
 	}
 }
 
-// placeBackward is whether Compile shares memory between the outputs of
-// the backward pass (tests turn it off to compare).
-var placeBackward = true
+// placeValues is whether Compile shares memory between the values of a
+// program (tests turn it off to compare).
+var placeValues = true
 
-// planPlacements lets the outputs of the backward pass share memory: each
-// operation keeps its output in a buffer of its own across runs, so a
-// program holds every intermediate of the forward and the backward pass at
-// once, although most gradients of a decoder layer are dead once the layer
-// below has read them. Here every output of a backward-only node (one the
-// forward outputs do not need) that ops.PlaceOutput accepts gets a slice
-// of a shared slot, such that no two outputs in one slot are alive at the
-// same time in the order in which the tape runs the nodes (gorgonia.Sort
-// of the program's subgraph, reversed, as gorgonia.CompileFunction orders
-// them): a value is alive from the node that writes it to its last
-// reader, through any reader that may return it as its own value (an
-// operation of another package, or Pick). A value the caller reads after
-// the run (an output, a gradient) is never placed, nor a value in a
-// register that an operation of another package shares (gorgonia's own
-// operations may write into a register's previous value). The forward
-// values are left where they are: a forward-only program compiled on the
-// same graph runs them in another order. Placement changes where values
-// live, not what is computed.
-func planPlacements(sub *gorgonia.ExprGraph, outs, forward gorgonia.Nodes, reg func(*gorgonia.Node) (any, bool), dt tensor.Dtype) []placement {
-	if !placeBackward || dt != tensor.Float32 {
-		return nil
+// planPlacements lets the values of a program share memory: each operation
+// keeps its output in a buffer of its own across runs, so a program would
+// hold every intermediate of the forward and the backward pass at once,
+// although most are dead long before the run ends — a projection's output
+// once its residual sum or RoPE has read it, most gradients of a decoder
+// layer once the layer below has read them. Here every output that
+// ops.PlaceOutput accepts (of the forward or the backward pass) gets a
+// slice of a shared slot, such that no two outputs in one slot are alive
+// at the same time in the order in which the tape runs the nodes
+// (gorgonia.Sort of the program's subgraph, reversed, as
+// gorgonia.CompileFunction orders them): a value is alive from the node
+// that writes it to its last reader, through any reader that may return
+// it as its own value (an operation of another package, or Pick). A
+// forward value the backward pass reads is alive until that read. A value
+// the caller reads after the run (an output, a gradient) is never placed,
+// nor a value in a register that an operation of another package shares
+// (gorgonia's own operations may write into a register's previous value).
+// Another program compiled on the same graph runs the same operations in
+// another order, so a program unplaces (ops.Unplace) every operation it
+// runs before placing its own (the placements' unplace list). Placement
+// changes where values live, not what is computed: a caller that reads a
+// node's value after a run compiles that node as an output.
+func planPlacements(sub *gorgonia.ExprGraph, outs gorgonia.Nodes, reg func(*gorgonia.Node) (any, bool), dt tensor.Dtype) (placed []placement, unplace []gorgonia.Op) {
+	if !placeValues || dt != tensor.Float32 {
+		return nil, nil
 	}
 	order, err := gorgonia.Sort(sub)
 	if err != nil {
-		return nil
+		return nil, nil
+	}
+	for _, n := range order {
+		if n.Op() != nil && (ops.Placeable(n.Op()) || ops.MultiPlaceable(n.Op())) {
+			unplace = append(unplace, n.Op())
+		}
 	}
 	slices.Reverse(order)
 	pos := make(map[*gorgonia.Node]int, len(order))
@@ -94,10 +103,6 @@ func planPlacements(sub *gorgonia.ExprGraph, outs, forward gorgonia.Nodes, reg f
 		end[n] = e
 		return e
 	}
-	inForward := map[*gorgonia.Node]bool{}
-	for _, n := range forward {
-		inForward[n] = true
-	}
 	// Registers in which an operation may write into the value the
 	// register held before (gorgonia's tape does so for a
 	// UsePreallocDoer whose register is not empty).
@@ -123,7 +128,7 @@ func planPlacements(sub *gorgonia.ExprGraph, outs, forward gorgonia.Nodes, reg f
 	// outputs lists what n writes that may be placed: its value, or the
 	// outputs its Pick readers hand out (nil when one of them cannot be).
 	outputs := func(n *gorgonia.Node) []use {
-		if n.Op() == nil || inForward[n] || n.Dtype() != tensor.Float32 {
+		if n.Op() == nil || n.Dtype() != tensor.Float32 {
 			return nil
 		}
 		if ops.Placeable(n.Op()) {
@@ -194,10 +199,10 @@ func planPlacements(sub *gorgonia.ExprGraph, outs, forward gorgonia.Nodes, reg f
 	for i, s := range slots {
 		mem[i] = make([]float32, s.size)
 	}
-	out := make([]placement, len(uses))
+	placed = make([]placement, len(uses))
 	for i, u := range uses {
 		t := tensor.New(tensor.WithBacking(mem[u.slot][:u.size]), tensor.WithShape(u.shape...))
-		out[i] = placement{op: u.n.Op(), i: u.i, t: t}
+		placed[i] = placement{op: u.n.Op(), i: u.i, t: t}
 	}
-	return out
+	return placed, unplace
 }

@@ -3,14 +3,19 @@ package model
 import (
 	"slices"
 	"testing"
+
+	"gorgonia.org/gorgonia"
 )
 
-// TestPlacementKeepsResults checks the shared memory of backward outputs
-// (planPlacements): over two runs on different batches, the loss and every
-// accumulated gradient are bit for bit those of the same program with
+// TestPlacementKeepsResults checks the shared memory of a program's values
+// (planPlacements): over training runs on different batches, with a
+// forward-only program compiled on the same graph run between them (it
+// runs the same operations in another order), the losses and every
+// accumulated gradient are bit for bit those of the same programs with
 // each output in a buffer of its own, for dense (Llama, Qwen3) and
 // DeepSeek-V3 models, with the whole model or the attention projections
-// trainable; and the placed outputs do share memory.
+// trainable; and the placed outputs, forward projections among them, do
+// share memory.
 func TestPlacementKeepsResults(t *testing.T) {
 	deep := LoadConfigT(t, deepseekV3JSON)
 	deeper := microConfig(false, true, nil)
@@ -26,9 +31,9 @@ func TestPlacementKeepsResults(t *testing.T) {
 		{"deepseek_v3/all", deep, allTrainable},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			run := func(place bool) (losses []float32, grads [][]float32, placed, slots int) {
-				defer func(old bool) { placeBackward = old }(placeBackward)
-				placeBackward = place
+			run := func(place bool) (losses []float32, grads [][]float32, placed, slots, linear int) {
+				defer func(old bool) { placeValues = old }(placeValues)
+				placeValues = place
 				w := scrambled(t, tc.c, 4)
 				g, err := Build(w, GraphOptions{B: 2, T: 7, Trainable: tc.trainable})
 				if err != nil {
@@ -39,12 +44,34 @@ func TestPlacementKeepsResults(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				for _, seed := range []uint64{8, 9} {
+				// The forward-only program also reads every projection:
+				// values the training program placed in shared slots, which
+				// it must give memory of their own.
+				var projections []*gorgonia.Node
+				for _, n := range g.G.AllNodes() {
+					if n.Op() != nil && n.Op().String() == "Linear" {
+						projections = append(projections, n)
+					}
+				}
+				fwd, err := g.Compile(nil, nil, append([]*gorgonia.Node{loss}, projections...)...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i, seed := range []uint64{8, 9, 10, 11} {
 					fillInputs(g, seed)
-					if err := p.Run(); err != nil {
+					prog := p
+					if i == 2 {
+						prog = fwd
+					}
+					if err := prog.Run(); err != nil {
 						t.Fatal(err)
 					}
 					losses = append(losses, Value32(loss)[0])
+					if prog == fwd {
+						for _, n := range projections {
+							losses = append(losses, Value32(n)...)
+						}
+					}
 				}
 				for _, n := range g.Trainable {
 					grads = append(grads, slices.Clone(p.Grad(n)))
@@ -52,16 +79,19 @@ func TestPlacementKeepsResults(t *testing.T) {
 				mem := map[*float32]bool{}
 				for _, pl := range p.placed {
 					mem[&pl.t.Data().([]float32)[0]] = true
+					if pl.op.String() == "Linear" {
+						linear++
+					}
 				}
-				return losses, grads, len(p.placed), len(mem)
+				return losses, grads, len(p.placed), len(mem), linear
 			}
-			wantLoss, wantGrads, none, _ := run(false)
-			gotLoss, gotGrads, placed, slots := run(true)
-			if none != 0 || placed == 0 || slots >= placed {
-				t.Fatalf("%d outputs placed in %d slots (%d with placement off): want some, sharing", placed, slots, none)
+			wantLoss, wantGrads, none, _, _ := run(false)
+			gotLoss, gotGrads, placed, slots, linear := run(true)
+			if none != 0 || placed == 0 || slots >= placed || linear == 0 {
+				t.Fatalf("%d outputs (%d projections) placed in %d slots (%d with placement off): want some, sharing", placed, linear, slots, none)
 			}
 			if !slices.Equal(gotLoss, wantLoss) {
-				t.Errorf("losses %v with placement, %v without", gotLoss, wantLoss)
+				t.Errorf("losses and projections differ with placement")
 			}
 			for i := range wantGrads {
 				if !slices.Equal(gotGrads[i], wantGrads[i]) {

@@ -24,7 +24,8 @@ type Program struct {
 	grads    gorgonia.Nodes // grads[i] is the gradient node of wrt[i]
 	acc32    [][]float32
 	acc64    [][]float64
-	placed   []placement // backward outputs in shared memory (planPlacements)
+	placed   []placement   // values in shared memory (planPlacements)
+	unplace  []gorgonia.Op // operations returned to their own memory before placing
 }
 
 // Compile makes a program computing outputs and, when loss is not nil,
@@ -74,16 +75,8 @@ func (g *Graph) Compile(loss *gorgonia.Node, wrt []*gorgonia.Node, outputs ...*g
 		return nil, fmt.Errorf("compile: %w", err)
 	}
 	p.m = gorgonia.NewTapeMachine(g.G, gorgonia.WithPrecompiled(prog, locMap))
-	if len(p.grads) > 0 {
-		forward := gorgonia.Nodes{}
-		for _, o := range outs {
-			if !p.grads.Contains(o) {
-				forward = append(forward, o)
-			}
-		}
-		reg := func(n *gorgonia.Node) (any, bool) { r, ok := locMap[n]; return r, ok }
-		p.placed = planPlacements(sub, outs, g.G.ExactSubgraphRoots(forward...).AllNodes(), reg, g.Dtype)
-	}
+	reg := func(n *gorgonia.Node) (any, bool) { r, ok := locMap[n]; return r, ok }
+	p.placed, p.unplace = planPlacements(sub, outs, reg, g.Dtype)
 	p.nodes = map[*gorgonia.Node]bool{}
 	for _, n := range sub.AllNodes() {
 		p.nodes[n] = true
@@ -150,6 +143,9 @@ func (p *Program) inProgram(n *gorgonia.Node) bool { return n != nil && p.nodes[
 // the accumulated ones.
 func (p *Program) Run() error {
 	p.g.syncVectors()
+	for _, op := range p.unplace {
+		ops.Unplace(op)
+	}
 	for _, pl := range p.placed {
 		pl.place()
 	}

@@ -421,7 +421,13 @@ func routingMargin(t *testing.T, w *model.Weights, tokens []int) float64 {
 	for i, id := range tokens {
 		g.In.Tokens[i] = int32(id)
 	}
-	p, err := g.Compile(nil, nil, g.Logits())
+	// The router inputs are read after the run, so they are outputs (a
+	// program may reuse an intermediate's memory within the run).
+	outs := []*gorgonia.Node{g.Logits()}
+	for _, n := range capture.in {
+		outs = append(outs, n)
+	}
+	p, err := g.Compile(nil, nil, outs...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -224,8 +224,8 @@ func (a *squareAreas[T]) get(t int) *[]T {
 func (a *squareAreas[T]) put(v *[]T) { a.pool.Put(v) }
 
 func (op *attentionOp) DiffWRT(int) []bool { return []bool{true, true, true} }
-func (op *attentionOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
-	bwd, err := apply(&attentionGradOp{fwd: op}, in[0], in[1], in[2], out, grad)
+func (op *attentionOp) SymDiff(in G.Nodes, _, grad *G.Node) (G.Nodes, error) {
+	bwd, err := apply(&attentionGradOp{fwd: op}, in[0], in[1], in[2], grad)
 	if err != nil {
 		return nil, err
 	}
@@ -245,7 +245,7 @@ func (g *attentionGrads) output(i int) *tensor.Dense {
 	return [...]*tensor.Dense{g.dq.t, g.dk.t, g.dv.t}[i]
 }
 
-// attentionGradOp is the backward pass of Attention from (q, k, v, o, dO),
+// attentionGradOp is the backward pass of Attention from (q, k, v, dO),
 // recomputing each head's P from q and k. Per sequence and head, with dS
 // the gradient of the scores:
 //
@@ -261,9 +261,9 @@ type attentionGradOp struct {
 	placeholder buffer
 }
 
-func (op *attentionGradOp) Arity() int { return 5 }
+func (op *attentionGradOp) Arity() int { return 4 }
 func (op *attentionGradOp) Type() hm.Type {
-	return hm.NewFnType(tensorType(2), tensorType(2), tensorType(2), tensorType(2), tensorType(2), tensorType(1))
+	return hm.NewFnType(tensorType(2), tensorType(2), tensorType(2), tensorType(2), tensorType(1))
 }
 func (op *attentionGradOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 	return tensor.Shape{1}, nil
@@ -275,8 +275,8 @@ func (op *attentionGradOp) Hashcode() uint32 { return hashOf(op) }
 func (op *attentionGradOp) String() string   { return "AttentionGrad" }
 
 func (op *attentionGradOp) Do(in ...G.Value) (G.Value, error) {
-	var ts [5]*tensor.Dense
-	if err := denses(ts[:], in, "attention gradient", "q", "k", "v", "o", "dO"); err != nil {
+	var ts [4]*tensor.Dense
+	if err := denses(ts[:], in, "attention gradient", "q", "k", "v", "dO"); err != nil {
 		return nil, err
 	}
 	s, dt := op.fwd.s, ts[0].Dtype()
@@ -289,12 +289,12 @@ func (op *attentionGradOp) Do(in ...G.Value) (G.Value, error) {
 	switch dt {
 	case tensor.Float32:
 		p, dp := squares32.get(s.T), squares32.get(s.T)
-		attentionBackward(floats[float32](ts[0], ts[1], ts[2], ts[4], dq, dk, dv), *p, *dp, s, op.fwd.starts, float32(op.fwd.scale))
+		attentionBackward(floats[float32](ts[0], ts[1], ts[2], ts[3], dq, dk, dv), *p, *dp, s, op.fwd.starts, float32(op.fwd.scale))
 		squares32.put(p)
 		squares32.put(dp)
 	default:
 		p, dp := squares64.get(s.T), squares64.get(s.T)
-		attentionBackward(floats[float64](ts[0], ts[1], ts[2], ts[4], dq, dk, dv), *p, *dp, s, op.fwd.starts, op.fwd.scale)
+		attentionBackward(floats[float64](ts[0], ts[1], ts[2], ts[3], dq, dk, dv), *p, *dp, s, op.fwd.starts, op.fwd.scale)
 		squares64.put(p)
 		squares64.put(dp)
 	}

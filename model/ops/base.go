@@ -51,17 +51,32 @@ func (terminal) SymDiff(G.Nodes, *G.Node, *G.Node) (G.Nodes, error) {
 	return nil, errors.New("backward operations are not differentiable")
 }
 
-// buffer is an output tensor an operation owns and reuses across runs.
-type buffer struct{ t *tensor.Dense }
+// buffer is where an operation writes an output, reused across runs: the
+// operation's own tensor, or memory a program placed it in (PlaceOutput).
+type buffer struct {
+	t   *tensor.Dense // the output's memory: placed, or own
+	own *tensor.Dense // the operation's own, allocated when first needed
+}
 
-// get returns the buffer, (re)allocating it when dtype or shape changed.
+// get returns the buffer: the placed memory when it fits dtype and shape,
+// else the operation's own, (re)allocated when dtype or shape changed.
 // Its contents are whatever the last run left there.
 func (b *buffer) get(dt tensor.Dtype, shape ...int) *tensor.Dense {
-	if b.t == nil || b.t.Dtype() != dt || !b.t.Shape().Eq(tensor.Shape(shape)) {
-		b.t = tensor.New(tensor.Of(dt), tensor.WithShape(shape...))
+	fits := func(t *tensor.Dense) bool {
+		return t != nil && t.Dtype() == dt && t.Shape().Eq(tensor.Shape(shape))
 	}
+	if fits(b.t) {
+		return b.t
+	}
+	if !fits(b.own) {
+		b.own = tensor.New(tensor.Of(dt), tensor.WithShape(shape...))
+	}
+	b.t = b.own
 	return b.t
 }
+
+// place points the buffer at t; nil returns it to the operation's own.
+func (b *buffer) place(t *tensor.Dense) { b.t = t }
 
 // grow returns s resized to n, reallocating only when it is too short (a
 // private scratch slice reused across runs).

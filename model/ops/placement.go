@@ -6,12 +6,13 @@ import (
 )
 
 // PlaceOutput makes op write its output into t (which must have the
-// output's dtype and shape, else the operation allocates its own again)
-// from its next run on, and reports whether op is one that can: the
-// operations whose single output lives in a buffer of their own (Add,
-// Linear, MatMul, RMSNorm's gradients and RoPE, which the backward pass
-// is mostly made of). A program places the outputs whose lifetimes do not
-// overlap in one piece of memory (model.Program).
+// output's dtype and shape, else the operation uses its own memory) from
+// its next run on, nil meaning its own memory again, and reports whether
+// op is one that can: the operations whose single output lives in a
+// buffer of their own (Add, Linear, MatMul, RMSNorm and its gradients,
+// RoPE, SwiGLU and Attention, which the projections, residual sums and the
+// backward pass are mostly made of). A program places the outputs whose lifetimes do not overlap in
+// one piece of memory (model.Program).
 func PlaceOutput(op G.Op, t *tensor.Dense) bool {
 	var b *buffer
 	switch o := op.(type) {
@@ -25,31 +26,55 @@ func PlaceOutput(op G.Op, t *tensor.Dense) bool {
 		b = &o.out
 	case *ropeOp:
 		b = &o.out
+	case *swigluOp:
+		b = &o.out
+	case *rmsnormOp:
+		b = &o.out
+	case *attentionOp:
+		b = &o.out
 	default:
 		return false
 	}
-	b.t = t
+	b.place(t)
 	return true
 }
 
 // PlacePicked is PlaceOutput for the operations of the backward pass that
 // compute several outputs in one pass (SwiGLU's and attention's
-// gradients), handed out by Pick nodes: output i goes to t.
+// gradients), handed out by Pick nodes: output i goes to t (nil: the
+// operation's own memory).
 func PlacePicked(op G.Op, i int, t *tensor.Dense) bool {
-	var bs []*buffer
-	switch o := op.(type) {
-	case *swigluGradOp:
-		bs = []*buffer{&o.fwd.grads.dg, &o.fwd.grads.du}
-	case *attentionGradOp:
-		bs = []*buffer{&o.fwd.grads.dq, &o.fwd.grads.dk, &o.fwd.grads.dv}
-	default:
-		return false
-	}
+	bs := pickedBuffers(op)
 	if i < 0 || i >= len(bs) {
 		return false
 	}
-	bs[i].t = t
+	bs[i].place(t)
 	return true
+}
+
+// pickedBuffers are the outputs PlacePicked places (nil for another
+// operation).
+func pickedBuffers(op G.Op) []*buffer {
+	switch o := op.(type) {
+	case *swigluGradOp:
+		return []*buffer{&o.fwd.grads.dg, &o.fwd.grads.du}
+	case *attentionGradOp:
+		return []*buffer{&o.fwd.grads.dq, &o.fwd.grads.dk, &o.fwd.grads.dv}
+	}
+	return nil
+}
+
+// Unplace returns every output of op that PlaceOutput or PlacePicked
+// accepts to the operation's own memory. A program unplaces all the
+// operations it runs before placing its own choice, so that memory
+// another program placed them in is never shared in its run.
+func Unplace(op G.Op) {
+	if PlaceOutput(op, nil) {
+		return
+	}
+	for _, b := range pickedBuffers(op) {
+		b.place(nil)
+	}
 }
 
 // PickIndex returns which output of its input's operation a Pick node
@@ -74,7 +99,7 @@ func MultiPlaceable(op G.Op) bool {
 // Placeable reports whether PlaceOutput accepts op.
 func Placeable(op G.Op) bool {
 	switch op.(type) {
-	case *addOp, *linearOp, *matmulOp, *rmsnormGradOp, *ropeOp:
+	case *addOp, *linearOp, *matmulOp, *rmsnormGradOp, *ropeOp, *swigluOp, *rmsnormOp, *attentionOp:
 		return true
 	}
 	return false
