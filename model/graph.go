@@ -154,6 +154,9 @@ func Build(w *Weights, opt GraphOptions) (g *Graph, err error) {
 	for _, p := range w.Named() {
 		n := g.param(p.Name, p.Tensor)
 		if opt.Trainable != nil && opt.Trainable(p.Name) && !SelectionOnly(p.Name) {
+			if BF16(p.Tensor) != nil {
+				return nil, fmt.Errorf("build graph: %s is stored in bfloat16 (a frozen base) and cannot be trained", p.Name)
+			}
 			g.Trainable = append(g.Trainable, n)
 		} else {
 			g.frozen[n] = p.Name
@@ -167,16 +170,31 @@ func Build(w *Weights, opt GraphOptions) (g *Graph, err error) {
 	return g, nil
 }
 
-// param adds a weight node named by its Hugging Face name.
+// param adds a weight node named by its Hugging Face name. A matrix
+// stored in bfloat16 (StoreBF16) is bound as an ops.BF16Matrix in float32
+// graphs and widened to a copy in float64 ones.
 func (g *Graph) param(name string, t *tensor.Dense) *gorgonia.Node {
-	v := t
-	if g.Dtype == tensor.Float64 {
-		src := F32(t)
-		d := make([]float64, len(src))
-		for i, x := range src {
-			d[i] = float64(x)
+	var v gorgonia.Value = t
+	bits := BF16(t)
+	switch {
+	case g.Dtype == tensor.Float64:
+		d := make([]float64, t.Shape().TotalSize())
+		if bits != nil {
+			for i, h := range bits {
+				d[i] = float64(ops.FromBF16(h))
+			}
+		} else {
+			for i, x := range F32(t) {
+				d[i] = float64(x)
+			}
 		}
 		v = tensor.New(tensor.WithShape(t.Shape()...), tensor.WithBacking(d))
+	case bits != nil:
+		m, err := ops.NewBF16Matrix(t.Shape()[0], t.Shape()[1], bits)
+		if err != nil {
+			panic(buildError{fmt.Errorf("%s: %w", name, err)})
+		}
+		v = m
 	}
 	n := gorgonia.NewTensor(g.G, g.Dtype, t.Dims(), gorgonia.WithShape(t.Shape()...), gorgonia.WithName(name), gorgonia.WithValue(v))
 	g.Params[name] = n

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"gorgonia.org/tensor"
+
+	"github.com/gotune/gotune/model/ops"
 )
 
 // Layer holds one decoder block's parameters, linear weights in Hugging
@@ -451,6 +453,84 @@ func (w *Weights) NumParams() int {
 	n := 0
 	for _, p := range w.Named() {
 		n += p.Tensor.Shape().TotalSize()
+	}
+	return n
+}
+
+// BF16 is the bits of a matrix StoreBF16 converted: a (rows, cols) tensor
+// of uint16, each the upper half of a float32 (nil for any other tensor).
+func BF16(t *tensor.Dense) []uint16 {
+	b, _ := t.Data().([]uint16)
+	return b
+}
+
+// frozenMatrices are the tensors StoreBF16 may convert: the embeddings and
+// every linear module a layer applies through Linear (attention, MLP,
+// latent-attention and Gated Attention Unit projections, shared experts).
+// The router and the routed experts, read by the mixture-of-experts
+// operation, and the norm and scale vectors stay float32.
+func (w *Weights) frozenMatrices() (names []string, fields []**tensor.Dense) {
+	add := func(name string, f **tensor.Dense) {
+		if *f != nil {
+			names, fields = append(names, name), append(fields, f)
+		}
+	}
+	add("model.embed_tokens.weight", &w.Embed)
+	if w.LMHead != w.Embed {
+		add("lm_head.weight", &w.LMHead)
+	}
+	for i := range w.Layers {
+		l := &w.Layers[i]
+		p := fmt.Sprintf("model.layers.%d.", i)
+		for _, m := range []struct {
+			name string
+			f    **tensor.Dense
+		}{
+			{"self_attn.q_proj", &l.Wq}, {"self_attn.k_proj", &l.Wk}, {"self_attn.v_proj", &l.Wv}, {"self_attn.o_proj", &l.Wo},
+			{"self_attn.u_proj", &l.Wu}, {"self_attn.z_proj", &l.Wz},
+			{"self_attn.q_a_proj", &l.QA}, {"self_attn.q_b_proj", &l.QB}, {"self_attn.kv_a_proj_with_mqa", &l.KVA}, {"self_attn.kv_b_proj", &l.KVB},
+			{"mlp.gate_proj", &l.Gate}, {"mlp.up_proj", &l.Up}, {"mlp.down_proj", &l.Down},
+		} {
+			add(p+m.name+".weight", m.f)
+		}
+		if l.Shared != nil {
+			add(p+"mlp.shared_experts.gate_proj.weight", &l.Shared.Gate)
+			add(p+"mlp.shared_experts.up_proj.weight", &l.Shared.Up)
+			add(p+"mlp.shared_experts.down_proj.weight", &l.Shared.Down)
+		}
+	}
+	return names, fields
+}
+
+// StoreBF16 rounds the frozen matrices (the embeddings and the linear
+// modules' weights, see frozenMatrices) to bfloat16 — to nearest, ties to
+// even — and keeps them so, halving their memory: a base that is only
+// read (LoRA), whose products widen the weights a block at a time and run
+// in float32 (ops.BF16Matrix). Weights loaded from a bfloat16 checkpoint
+// are stored exactly; float32 weights lose their lower 16 mantissa bits.
+// keep, when not nil, names matrices to leave in float32 (the trainable
+// ones). It returns the number of values converted. Such weights build
+// float32 graphs in which they are frozen; whatever reads them as float32
+// (F32, export, the generation engine) must not be given them.
+func (w *Weights) StoreBF16(keep func(name string) bool) int {
+	tied := w.LMHead == w.Embed
+	names, fields := w.frozenMatrices()
+	n := 0
+	for i, f := range fields {
+		t := *f
+		src, ok := t.Data().([]float32)
+		if !ok || (keep != nil && keep(names[i])) {
+			continue
+		}
+		bits := make([]uint16, len(src))
+		for j, v := range src {
+			bits[j] = ops.ToBF16(v)
+		}
+		*f = tensor.New(tensor.WithShape(t.Shape().Clone()...), tensor.WithBacking(bits))
+		n += len(bits)
+	}
+	if tied {
+		w.LMHead = w.Embed
 	}
 	return n
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"hash"
 	"math"
-	"sync"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -140,13 +139,13 @@ func (op *attentionOp) Do(in ...G.Value) (G.Value, error) {
 	op.starts = segmentStarts(op.starts, s)
 	switch ts[0].Dtype() {
 	case tensor.Float32:
-		p := squares32.get(s.T)
+		p := areas32.get(s.T * s.T)
 		attentionForward(floats[float32](ts[0], ts[1], ts[2], out), *p, s, op.starts, float32(op.scale))
-		squares32.put(p)
+		areas32.put(p)
 	default:
-		p := squares64.get(s.T)
+		p := areas64.get(s.T * s.T)
 		attentionForward(floats[float64](ts[0], ts[1], ts[2], out), *p, s, op.starts, op.scale)
-		squares64.put(p)
+		areas64.put(p)
 	}
 	return out, nil
 }
@@ -201,27 +200,6 @@ func headProbabilities[T Float](q, k, p []T, s AttentionShape, hl headLayout, b 
 	})
 }
 
-// squareAreas lends (T, T) work areas to the attention passes, so that a
-// program holds one or two per running attention, not one per layer.
-type squareAreas[T Float] struct{ pool sync.Pool }
-
-var (
-	squares32 squareAreas[float32]
-	squares64 squareAreas[float64]
-)
-
-// get lends an area of T·T elements (contents undefined).
-func (a *squareAreas[T]) get(t int) *[]T {
-	if v, ok := a.pool.Get().(*[]T); ok && cap(*v) >= t*t {
-		*v = (*v)[:t*t]
-		return v
-	}
-	v := make([]T, t*t)
-	return &v
-}
-
-// put returns an area lent by get.
-func (a *squareAreas[T]) put(v *[]T) { a.pool.Put(v) }
 
 func (op *attentionOp) DiffWRT(int) []bool { return []bool{true, true, true} }
 func (op *attentionOp) SymDiff(in G.Nodes, _, grad *G.Node) (G.Nodes, error) {
@@ -288,15 +266,15 @@ func (op *attentionGradOp) Do(in ...G.Value) (G.Value, error) {
 	op.fwd.starts = segmentStarts(op.fwd.starts, s)
 	switch dt {
 	case tensor.Float32:
-		p, dp := squares32.get(s.T), squares32.get(s.T)
+		p, dp := areas32.get(s.T * s.T), areas32.get(s.T * s.T)
 		attentionBackward(floats[float32](ts[0], ts[1], ts[2], ts[3], dq, dk, dv), *p, *dp, s, op.fwd.starts, float32(op.fwd.scale))
-		squares32.put(p)
-		squares32.put(dp)
+		areas32.put(p)
+		areas32.put(dp)
 	default:
-		p, dp := squares64.get(s.T), squares64.get(s.T)
+		p, dp := areas64.get(s.T * s.T), areas64.get(s.T * s.T)
 		attentionBackward(floats[float64](ts[0], ts[1], ts[2], ts[3], dq, dk, dv), *p, *dp, s, op.fwd.starts, op.fwd.scale)
-		squares64.put(p)
-		squares64.put(dp)
+		areas64.put(p)
+		areas64.put(dp)
 	}
 	return placeholder(&op.placeholder, dt), nil
 }

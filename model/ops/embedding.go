@@ -52,29 +52,36 @@ func (op *embeddingOp) Hashcode() uint32 { return hashOf(op) }
 func (op *embeddingOp) String() string   { return "Embedding" }
 
 func (op *embeddingOp) Do(in ...G.Value) (G.Value, error) {
-	table, err := dense(in[0], "embedding table")
-	if err != nil {
-		return nil, err
-	}
-	V, C := table.Shape()[0], table.Shape()[1]
+	V, C := in[0].Shape()[0], in[0].Shape()[1]
 	if err := checkIDs(op.tokens, V, "token"); err != nil {
 		return nil, fmt.Errorf("embedding: %w", err)
 	}
-	out := op.out.get(table.Dtype(), len(op.tokens), C)
-	switch table.Dtype() {
+	out := op.out.get(in[0].Dtype(), len(op.tokens), C)
+	switch in[0].Dtype() {
 	case tensor.Float32:
-		gatherRows(floats[float32](table, out), op.tokens, C)
+		table, err := weightOf[float32](in[0], "embedding table")
+		if err != nil {
+			return nil, err
+		}
+		gatherRows(table, out.Data().([]float32), op.tokens)
 	default:
-		gatherRows(floats[float64](table, out), op.tokens, C)
+		table, err := weightOf[float64](in[0], "embedding table")
+		if err != nil {
+			return nil, err
+		}
+		gatherRows(table, out.Data().([]float64), op.tokens)
 	}
 	return out, nil
 }
 
-// gatherRows copies table rows: out[n] = table[ids[n]]; s = {table, out}.
-func gatherRows[T Float](s [][]T, ids []int32, C int) {
-	table, out := s[0], s[1]
+// gatherRows copies table rows: out[n] = table[ids[n]].
+func gatherRows[T Float](table weight[T], out []T, ids []int32) {
+	C := table.cols
 	for n, id := range ids {
-		copy(out[n*C:(n+1)*C], table[int(id)*C:(int(id)+1)*C])
+		dst := out[n*C : (n+1)*C]
+		if r := table.row(int(id), dst); &r[0] != &dst[0] {
+			copy(dst, r)
+		}
 	}
 }
 

@@ -56,7 +56,8 @@ func MeanNLL(h, w, weights *G.Node, targets []int32, stats *TokenStats) (*G.Node
 
 // headPass holds one pass of the chunked head over all rows.
 type headPass[T Float] struct {
-	h, w    []T // (N, C), (V, C)
+	h       []T       // (N, C)
+	w       weight[T] // (V, C)
 	N, C, V int
 	targets []int32
 	buf     []T       // (rows, V) scratch
@@ -91,7 +92,7 @@ func (p *headPass[T]) run() {
 		z := p.buf[:nc*p.V]
 		hc := p.h[r0*p.C : (r0+nc)*p.C]
 		// z = h·Wᵀ   (nc, V)
-		gemm(false, true, nc, p.V, p.C, 1, hc, p.C, p.w, p.C, 0, z, p.V)
+		p.w.mulT(nc, hc, p.C, z, p.V)
 		parallelFor(nc, 8, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
 				p.row(r0+i, z[i*p.V:(i+1)*p.V])
@@ -105,10 +106,14 @@ func (p *headPass[T]) run() {
 		if p.dh != nil {
 			// dh = diag(k)·(E·W) + c ⊙ W[y]   (nc, C)
 			dh := p.dh[r0*p.C : (r0+nc)*p.C]
-			gemm(false, false, nc, p.C, p.V, 1, z, p.V, p.w, p.C, 0, dh, p.C)
+			p.w.mul(nc, z, p.V, dh, p.C)
 			parallelFor(nc, 64, func(lo, hi int) {
+				var wrow []T // a widened row of bfloat16 weights
+				if p.w.bf != nil {
+					wrow = make([]T, p.C)
+				}
 				for i := lo; i < hi; i++ {
-					row, wy := dh[i*p.C:(i+1)*p.C], p.w[int(y[i])*p.C:(int(y[i])+1)*p.C]
+					row, wy := dh[i*p.C:(i+1)*p.C], p.w.row(int(y[i]), wrow)
 					for j := range row {
 						row[j] = k[i]*row[j] + c[i]*wy[j]
 					}
@@ -220,16 +225,20 @@ func (s *headState) check(V int) error {
 }
 
 // pass prepares a headPass over h and w for element type T.
-func newPass[T Float](s *headState, h, w *tensor.Dense, buf *[]T) *headPass[T] {
-	N, C, V, _ := headShapes(h.Shape(), w.Shape())
+func newPass[T Float](s *headState, h *tensor.Dense, wv G.Value, buf *[]T) (*headPass[T], error) {
+	w, err := weightOf[T](wv, "head output embedding")
+	if err != nil {
+		return nil, err
+	}
+	N, C, V, _ := headShapes(h.Shape(), wv.Shape())
 	if len(s.lse) != N {
 		s.lse = make([]float64, N)
 	}
 	rows := max(1, min(N, chunkElems/V))
 	*buf = grow(*buf, rows*V+rows*C+N)
 	b := *buf
-	return &headPass[T]{h: h.Data().([]T), w: w.Data().([]T), N: N, C: C, V: V, targets: s.targets,
-		buf: b[:rows*V], hs: b[rows*V : rows*V+rows*C], k: b[rows*V+rows*C:], lse: s.lse, stats: s.stats}
+	return &headPass[T]{h: h.Data().([]T), w: w, N: N, C: C, V: V, targets: s.targets,
+		buf: b[:rows*V], hs: b[rows*V : rows*V+rows*C], k: b[rows*V+rows*C:], lse: s.lse, stats: s.stats}, nil
 }
 
 type logProbsOp struct {
@@ -261,21 +270,24 @@ func (op *logProbsOp) Do(in ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := dense(in[1], "log-probs output embedding")
-	if err != nil {
-		return nil, err
-	}
+	w := in[1]
 	if err := op.check(w.Shape()[0]); err != nil {
 		return nil, fmt.Errorf("log-probs: %w", err)
 	}
 	out := op.out.get(h.Dtype(), h.Shape()[0])
 	switch h.Dtype() {
 	case tensor.Float32:
-		p := newPass(&op.headState, h, w, &op.buf32)
+		p, err := newPass(&op.headState, h, w, &op.buf32)
+		if err != nil {
+			return nil, fmt.Errorf("log-probs: %w", err)
+		}
 		p.logp = out.Data().([]float32)
 		p.run()
 	default:
-		p := newPass(&op.headState, h, w, &op.buf64)
+		p, err := newPass(&op.headState, h, w, &op.buf64)
+		if err != nil {
+			return nil, fmt.Errorf("log-probs: %w", err)
+		}
 		p.logp = out.Data().([]float64)
 		p.run()
 	}
@@ -347,10 +359,7 @@ func (op *logProbsGradOp) Do(in ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := dense(in[1], "log-probs gradient output embedding")
-	if err != nil {
-		return nil, err
-	}
+	w := in[1]
 	g, err := dense(in[3], "log-probs upstream gradient")
 	if err != nil {
 		return nil, err
@@ -360,6 +369,12 @@ func (op *logProbsGradOp) Do(in ...G.Value) (G.Value, error) {
 		return nil, fmt.Errorf("log-probs gradient: forward pass has not run")
 	}
 	wantH, wantW := !op.planned || op.wantH, !op.planned || op.wantW
+	if isBF16(w) {
+		if op.planned && op.wantW {
+			return nil, fmt.Errorf("log-probs gradient: the output embedding is frozen in bfloat16 and has no gradient")
+		}
+		wantW = false
+	}
 	dt := h.Dtype()
 	f.grads.dh, f.grads.dw = nil, nil
 	if wantH {
@@ -370,12 +385,18 @@ func (op *logProbsGradOp) Do(in ...G.Value) (G.Value, error) {
 	}
 	switch dt {
 	case tensor.Float32:
-		p := newPass(&f.headState, h, w, &f.buf32)
+		p, err := newPass(&f.headState, h, w, &f.buf32)
+		if err != nil {
+			return nil, fmt.Errorf("log-probs gradient: %w", err)
+		}
 		p.replay, p.coef = true, g.Data().([]float32)
 		p.dh, p.dw = optData[float32](f.grads.dh), optData[float32](f.grads.dw)
 		p.run()
 	default:
-		p := newPass(&f.headState, h, w, &f.buf64)
+		p, err := newPass(&f.headState, h, w, &f.buf64)
+		if err != nil {
+			return nil, fmt.Errorf("log-probs gradient: %w", err)
+		}
 		p.replay, p.coef = true, g.Data().([]float64)
 		p.dh, p.dw = optData[float64](f.grads.dh), optData[float64](f.grads.dw)
 		p.run()
@@ -434,10 +455,7 @@ func (op *meanNLLOp) Do(in ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := dense(in[1], "mean NLL output embedding")
-	if err != nil {
-		return nil, err
-	}
+	w := in[1]
 	wt, err := dense(in[2], "mean NLL weights")
 	if err != nil {
 		return nil, err
@@ -446,7 +464,9 @@ func (op *meanNLLOp) Do(in ...G.Value) (G.Value, error) {
 		return nil, fmt.Errorf("mean NLL: %w", err)
 	}
 	dt := h.Dtype()
-	op.haveH, op.haveW = op.wantH, op.wantW
+	// A bfloat16 output embedding is frozen: its gradient is never
+	// computed (reading it is an error of scaledGradOp).
+	op.haveH, op.haveW = op.wantH, op.wantW && !isBF16(w)
 	var loss float64
 	switch dt {
 	case tensor.Float32:
@@ -461,7 +481,7 @@ func (op *meanNLLOp) Do(in ...G.Value) (G.Value, error) {
 }
 
 // meanNLL runs the forward pass, with gradients when planned.
-func meanNLL[T Float](op *meanNLLOp, h, w *tensor.Dense, weights []T, buf, logp, coef *[]T) (float64, error) {
+func meanNLL[T Float](op *meanNLLOp, h *tensor.Dense, w G.Value, weights []T, buf, logp, coef *[]T) (float64, error) {
 	var total float64
 	for n, v := range weights {
 		if v < 0 || math.IsNaN(float64(v)) {
@@ -469,7 +489,10 @@ func meanNLL[T Float](op *meanNLLOp, h, w *tensor.Dense, weights []T, buf, logp,
 		}
 		total += float64(v)
 	}
-	p := newPass(&op.headState, h, w, buf)
+	p, err := newPass(&op.headState, h, w, buf)
+	if err != nil {
+		return 0, fmt.Errorf("mean NLL: %w", err)
+	}
 	*logp = grow(*logp, p.N)
 	p.logp = *logp
 	if op.haveH || op.haveW {

@@ -64,31 +64,35 @@ func (op *linearOp) Do(in ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := dense(in[1], "linear weight")
-	if err != nil {
-		return nil, err
-	}
 	var b *tensor.Dense
 	if op.bias {
 		if b, err = dense(in[2], "linear bias"); err != nil {
 			return nil, err
 		}
 	}
-	N, K, M := x.Shape()[0], x.Shape()[1], w.Shape()[0]
+	N, K, M := x.Shape()[0], x.Shape()[1], in[1].Shape()[0]
 	out := op.out.get(x.Dtype(), N, M)
 	switch x.Dtype() {
 	case tensor.Float32:
-		linear(floats[float32](x, w, b, out), N, K, M)
+		w, err := weightOf[float32](in[1], "linear weight")
+		if err != nil {
+			return nil, err
+		}
+		linear(floats[float32](x, b, out), w, N, K, M)
 	default:
-		linear(floats[float64](x, w, b, out), N, K, M)
+		w, err := weightOf[float64](in[1], "linear weight")
+		if err != nil {
+			return nil, err
+		}
+		linear(floats[float64](x, b, out), w, N, K, M)
 	}
 	return out, nil
 }
 
-// linear computes y = x·Wᵀ (+ b); s = {x, w, b or nil, y}.
-func linear[T Float](s [][]T, N, K, M int) {
-	x, w, b, y := s[0], s[1], s[2], s[3]
-	gemm(false, true, N, M, K, 1, x, K, w, K, 0, y, M)
+// linear computes y = x·Wᵀ (+ b); s = {x, b or nil, y}.
+func linear[T Float](s [][]T, w weight[T], N, K, M int) {
+	x, b, y := s[0], s[1], s[2]
+	w.mulT(N, x, K, y, M)
 	if b != nil {
 		parallelFor(N, 64, func(lo, hi int) {
 			for n := lo; n < hi; n++ {
@@ -176,11 +180,24 @@ func (op *matmulOp) Do(in ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	y, err := dense(in[1], "matmul b")
+	m, k, n, err := op.dims(x.Shape(), in[1].Shape())
 	if err != nil {
 		return nil, err
 	}
-	m, k, n, err := op.dims(x.Shape(), y.Shape())
+	if isBF16(in[1]) {
+		// Linear's input gradient dy·W on a frozen bfloat16 weight.
+		if op.transA || op.transB || x.Dtype() != tensor.Float32 {
+			return nil, fmt.Errorf("matmul: a bfloat16 right operand takes float32 a·b only (transposed %v, %v; %v)", op.transA, op.transB, x.Dtype())
+		}
+		w, err := weightOf[float32](in[1], "matmul b")
+		if err != nil {
+			return nil, err
+		}
+		out := op.out.get(x.Dtype(), m, n)
+		w.mul(m, x.Data().([]float32), k, out.Data().([]float32), n)
+		return out, nil
+	}
+	y, err := dense(in[1], "matmul b")
 	if err != nil {
 		return nil, err
 	}

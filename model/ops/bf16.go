@@ -1,0 +1,197 @@
+package ops
+
+import (
+	"fmt"
+	"math"
+	"sync"
+	"unsafe"
+
+	"github.com/chewxy/hm"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// BF16Matrix is a frozen (Rows, Cols) matrix held in bfloat16: each element
+// is the upper 16 bits of a float32 (sign, the 8-bit exponent, 7 bits of
+// mantissa), half the memory of float32. It is a graph value of float32
+// tensor type that only the products of this package read — Linear (as the
+// weight), MatMul (as the untransposed right operand: Linear's input
+// gradient), Embedding and the head (LogProbs, MeanNLL) — widening a block
+// of rows to float32 at a time, so that every product runs in float32 on
+// bfloat16-stored weights. It has no gradient: a frozen base.
+type BF16Matrix struct {
+	Rows, Cols int
+	Bits       []uint16 // row-major, Rows·Cols
+}
+
+// NewBF16Matrix wraps bits (row-major, rows·cols) as a matrix.
+func NewBF16Matrix(rows, cols int, bits []uint16) (*BF16Matrix, error) {
+	if rows <= 0 || cols <= 0 || len(bits) != rows*cols {
+		return nil, fmt.Errorf("bfloat16 matrix: %d values for %d×%d", len(bits), rows, cols)
+	}
+	return &BF16Matrix{Rows: rows, Cols: cols, Bits: bits}, nil
+}
+
+// Shape implements gorgonia.Value.
+func (m *BF16Matrix) Shape() tensor.Shape { return tensor.Shape{m.Rows, m.Cols} }
+
+// Size implements gorgonia.Value.
+func (m *BF16Matrix) Size() int { return m.Rows * m.Cols }
+
+// Data implements gorgonia.Value: the bits.
+func (m *BF16Matrix) Data() any { return m.Bits }
+
+// Dtype implements gorgonia.Value: float32, the type of the values the
+// products compute with.
+func (m *BF16Matrix) Dtype() tensor.Dtype { return tensor.Float32 }
+
+// Type implements gorgonia's Typer: a float32 matrix.
+func (m *BF16Matrix) Type() hm.Type { return G.TensorType{Dims: 2, Of: tensor.Float32} }
+
+// Uintptr implements tensor.Memory.
+func (m *BF16Matrix) Uintptr() uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(m.Bits))) }
+
+// MemSize implements tensor.Memory.
+func (m *BF16Matrix) MemSize() uintptr { return uintptr(2 * len(m.Bits)) }
+
+// Format implements fmt.Formatter.
+func (m *BF16Matrix) Format(s fmt.State, _ rune) { fmt.Fprintf(s, "bfloat16 %d×%d", m.Rows, m.Cols) }
+
+// ToBF16 rounds x to bfloat16, to nearest with ties to even (NaN stays a
+// quiet NaN).
+func ToBF16(x float32) uint16 {
+	b := math.Float32bits(x)
+	if b&0x7fffffff > 0x7f800000 {
+		return uint16(b>>16) | 0x40
+	}
+	return uint16((b + 0x7fff + (b>>16)&1) >> 16)
+}
+
+// FromBF16 widens a bfloat16 to float32 (exactly).
+func FromBF16(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
+
+// widen writes rows [r0, r1) of m into dst as float32.
+func (m *BF16Matrix) widen(r0, r1 int, dst []float32) {
+	src := m.Bits[r0*m.Cols : r1*m.Cols]
+	parallelFor(len(src), 1<<15, func(lo, hi int) {
+		for i, h := range src[lo:hi] {
+			dst[lo+i] = math.Float32frombits(uint32(h) << 16)
+		}
+	})
+}
+
+// widenElems bounds the float32 values a product widens at once (1 MiB):
+// rows enough for the GEMM to run at speed. A variable so that tests can
+// force several blocks on small shapes.
+var widenElems = 1 << 18
+
+// blockRows is how many rows of m a product widens at once.
+func (m *BF16Matrix) blockRows() int { return max(1, min(m.Rows, widenElems/m.Cols)) }
+
+// weight is a (rows, cols) matrix operand of a product: float values, or
+// bfloat16 bits (bf, float32 products only).
+type weight[T Float] struct {
+	f          []T
+	bf         *BF16Matrix
+	rows, cols int
+}
+
+// weightOf reads an operation's weight input: a float tensor of the
+// graph's element type T, or a BF16Matrix in a float32 graph.
+func weightOf[T Float](v G.Value, what string) (weight[T], error) {
+	if m, ok := v.(*BF16Matrix); ok {
+		var zero T
+		if _, ok := any(zero).(float32); !ok {
+			return weight[T]{}, fmt.Errorf("%s: bfloat16 weights in a %T graph (float32 only)", what, zero)
+		}
+		return weight[T]{bf: m, rows: m.Rows, cols: m.Cols}, nil
+	}
+	d, err := dense(v, what)
+	if err != nil {
+		return weight[T]{}, err
+	}
+	f, ok := d.Data().([]T)
+	if !ok || d.Dims() != 2 {
+		return weight[T]{}, fmt.Errorf("%s: a %v matrix of %v, want %T", what, d.Shape(), d.Dtype(), f)
+	}
+	return weight[T]{f: f, rows: d.Shape()[0], cols: d.Shape()[1]}, nil
+}
+
+// isBF16 reports whether a value is a bfloat16 matrix.
+func isBF16(v G.Value) bool { _, ok := v.(*BF16Matrix); return ok }
+
+// mulT computes y = x·Wᵀ: x (n, cols) with row stride ldx, y (n, rows)
+// with row stride ldy.
+func (w weight[T]) mulT(n int, x []T, ldx int, y []T, ldy int) {
+	if w.bf == nil {
+		gemm(false, true, n, w.rows, w.cols, 1, x, ldx, w.f, w.cols, 0, y, ldy)
+		return
+	}
+	x32, y32 := any(x).([]float32), any(y).([]float32)
+	rb := w.bf.blockRows()
+	blk := areas32.get(rb * w.cols)
+	defer areas32.put(blk)
+	for r0 := 0; r0 < w.rows; r0 += rb {
+		r1 := min(w.rows, r0+rb)
+		wb := (*blk)[:(r1-r0)*w.cols]
+		w.bf.widen(r0, r1, wb)
+		gemm(false, true, n, r1-r0, w.cols, 1, x32, ldx, wb, w.cols, 0, y32[r0:], ldy)
+	}
+}
+
+// mul computes y = x·W: x (n, rows) with row stride ldx, y (n, cols) with
+// row stride ldy.
+func (w weight[T]) mul(n int, x []T, ldx int, y []T, ldy int) {
+	if w.bf == nil {
+		gemm(false, false, n, w.cols, w.rows, 1, x, ldx, w.f, w.cols, 0, y, ldy)
+		return
+	}
+	x32, y32 := any(x).([]float32), any(y).([]float32)
+	rb := w.bf.blockRows()
+	blk := areas32.get(rb * w.cols)
+	defer areas32.put(blk)
+	for r0 := 0; r0 < w.rows; r0 += rb {
+		r1 := min(w.rows, r0+rb)
+		wb := (*blk)[:(r1-r0)*w.cols]
+		w.bf.widen(r0, r1, wb)
+		beta := float32(1)
+		if r0 == 0 {
+			beta = 0
+		}
+		gemm(false, false, n, w.cols, r1-r0, 1, x32[r0:], ldx, wb, w.cols, beta, y32, ldy)
+	}
+}
+
+// row returns row i of W: a view of float values, or the bfloat16 row
+// widened into dst (len cols).
+func (w weight[T]) row(i int, dst []T) []T {
+	if w.bf == nil {
+		return w.f[i*w.cols : (i+1)*w.cols]
+	}
+	for j, h := range w.bf.Bits[i*w.cols : (i+1)*w.cols] {
+		dst[j] = T(math.Float32frombits(uint32(h) << 16))
+	}
+	return dst
+}
+
+// workAreas lends scratch slices to operations, so that a program holds
+// one per running operation, not one per operation of the graph.
+type workAreas[T Float] struct{ pool sync.Pool }
+
+var (
+	areas32 workAreas[float32]
+	areas64 workAreas[float64]
+)
+
+// get lends a slice of n elements (contents undefined).
+func (a *workAreas[T]) get(n int) *[]T {
+	if v, ok := a.pool.Get().(*[]T); ok && cap(*v) >= n {
+		*v = (*v)[:n]
+		return v
+	}
+	v := make([]T, n)
+	return &v
+}
+
+// put returns a slice lent by get.
+func (a *workAreas[T]) put(v *[]T) { a.pool.Put(v) }
