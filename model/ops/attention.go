@@ -200,7 +200,6 @@ func headProbabilities[T Float](q, k, p []T, s AttentionShape, hl headLayout, b 
 	})
 }
 
-
 func (op *attentionOp) DiffWRT(int) []bool { return []bool{true, true, true} }
 func (op *attentionOp) SymDiff(in G.Nodes, _, grad *G.Node) (G.Nodes, error) {
 	bwd, err := apply(&attentionGradOp{fwd: op}, in[0], in[1], in[2], grad)
@@ -266,12 +265,12 @@ func (op *attentionGradOp) Do(in ...G.Value) (G.Value, error) {
 	op.fwd.starts = segmentStarts(op.fwd.starts, s)
 	switch dt {
 	case tensor.Float32:
-		p, dp := areas32.get(s.T * s.T), areas32.get(s.T * s.T)
+		p, dp := areas32.get(s.T*s.T), areas32.get(s.T*s.T)
 		attentionBackward(floats[float32](ts[0], ts[1], ts[2], ts[3], dq, dk, dv), *p, *dp, s, op.fwd.starts, float32(op.fwd.scale))
 		areas32.put(p)
 		areas32.put(dp)
 	default:
-		p, dp := areas64.get(s.T * s.T), areas64.get(s.T * s.T)
+		p, dp := areas64.get(s.T*s.T), areas64.get(s.T*s.T)
 		attentionBackward(floats[float64](ts[0], ts[1], ts[2], ts[3], dq, dk, dv), *p, *dp, s, op.fwd.starts, op.fwd.scale)
 		areas64.put(p)
 		areas64.put(dp)
