@@ -34,6 +34,7 @@ const (
 	KeyBuckets        = "buckets"
 	KeyTruncation     = "truncation"
 	KeyChatTemplate   = "chat-template"
+	KeyBaseDtype      = finetune.KeyBaseDtype
 )
 
 // Config is a DPO run.
@@ -99,6 +100,11 @@ type Config struct {
 	// training and stores them as dataset columns (TRL's
 	// precompute_ref_log_probs), so training runs no reference pass.
 	PrecomputeRef bool
+	// BaseDtype is how the frozen base (merged with the SFT adapter) is
+	// held while training: finetune.BaseFloat32 (also "") or
+	// finetune.BaseBFloat16 (half the memory of its matrices; the merged
+	// base written to <Out>/base stays float32).
+	BaseDtype string
 
 	// Train holds the optimisation settings; Train.Dir is set to Out.
 	Train train.Config
@@ -126,7 +132,8 @@ func DefaultConfig() Config {
 		Loss:    LossConfig{Type: Sigmoid, Beta: 0.1, SFTWeight: 0.2},
 		LoRA:    lora.DefaultConfig(),
 		Pairs:   4, MaxLen: 256, Truncation: data.TruncateKeepStart,
-		Train: tc,
+		BaseDtype: finetune.BaseFloat32,
+		Train:     tc,
 	}
 }
 
@@ -135,6 +142,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.Out == "":
 		return fmt.Errorf("dpo: %s (the output directory) is not set", KeyOut)
+	case finetune.CheckBaseDtype(c.BaseDtype) != nil:
+		return fmt.Errorf("dpo: %w", finetune.CheckBaseDtype(c.BaseDtype))
 	case c.Base == "" && c.SFTAdapter == "":
 		return fmt.Errorf("dpo: %s (the base model directory) is not set, and there is no %s that names its base", KeyBase, KeySFTAdapter)
 	case c.Rows == nil && c.Data == "":

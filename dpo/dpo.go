@@ -177,6 +177,9 @@ func openPolicy(cfg Config) (*finetune.Model, error) {
 		}
 		m.BaseDir = dir
 	}
+	if err := m.HoldBase(cfg.BaseDtype); err != nil {
+		return nil, fmt.Errorf("dpo: %w", err)
+	}
 	if err := m.NewAdapter(cfg.LoRA); err != nil {
 		return nil, fmt.Errorf("dpo: %w", err)
 	}

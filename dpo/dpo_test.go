@@ -11,11 +11,14 @@ import (
 
 	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/data/world"
+	"github.com/gotune/gotune/finetune"
 	"github.com/gotune/gotune/internal/configtest"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
+	mgguf "github.com/gotune/gotune/model/gguf"
 	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/train"
+	"gorgonia.org/tensor"
 )
 
 // sftAdapter writes an adapter with random B (as a trained SFT adapter
@@ -316,6 +319,7 @@ func TestConfigValidate(t *testing.T) {
 		{Key: KeyBuckets, Edit: func(c *Config) { c.Buckets = []int{32} }},
 		{Key: KeyChatTemplate, Edit: func(c *Config) { c.ChatTemplate = "vicuna" }},
 		{Key: KeyTruncation, Edit: func(c *Config) { c.Truncation = "middle" }},
+		{Key: KeyBaseDtype, Edit: func(c *Config) { c.BaseDtype = "int8" }},
 		{Key: KeyBeta, Edit: func(c *Config) { c.Loss.Beta = 0 }},
 		{Key: KeyLossType, Edit: func(c *Config) { c.Loss.Type = "kto" }},
 		{Key: KeyRPOAlpha, Edit: func(c *Config) { c.Loss.SFTWeight = -1 }},
@@ -354,5 +358,62 @@ func TestImportedDataHeldOut(t *testing.T) {
 	}
 	if n, err := data.CountRows(filepath.Join(DataDir(out), "train.arrow")); err != nil || n != 40 {
 		t.Errorf("imported dataset: %d rows, %v", n, err)
+	}
+}
+
+// TestBF16Base trains DPO from an SFT adapter with the merged base held
+// in bfloat16 (--base-dtype bfloat16) and in float32: every logged loss
+// and margin agrees within a rounding difference (stated margin: 2 % of
+// the loss, 0.02 nats of the margins), the merged base written beside
+// the adapter stays float32, and the bfloat16 run did round the base
+// (its losses are not bit for bit the float32 run's).
+func TestBF16Base(t *testing.T) {
+	base := microBase(t, 5)
+	sft := sftAdapter(t, base)
+	run := func(dtype string) (string, []map[string]float64) {
+		out := filepath.Join(t.TempDir(), "dpo")
+		cfg := testConfig(base, out)
+		cfg.SFTAdapter, cfg.BaseDtype = sft, dtype
+		cfg.Train.LR = 1e-2
+		if _, err := Run(context.Background(), cfg); err != nil {
+			t.Fatal(err)
+		}
+		recs, err := train.ReadMetrics(train.MetricsFile(out))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out, recs
+	}
+	_, full := run(finetune.BaseFloat32)
+	out, half := run(finetune.BaseBFloat16)
+	if len(full) != len(half) {
+		t.Fatalf("%d vs %d metric records", len(full), len(half))
+	}
+	same := true
+	for i := range full {
+		for k, tol := range map[string]float64{"loss": 0.02, "eval_loss": 0.02, "rewards/margins": 0.02, "eval_rewards/margins": 0.02} {
+			a, ok := full[i][k]
+			if !ok {
+				continue
+			}
+			b := half[i][k]
+			same = same && a == b
+			if k == "loss" || k == "eval_loss" {
+				tol *= math.Abs(a)
+			}
+			if math.Abs(a-b) > tol {
+				t.Errorf("record %d %s: float32 %.6g, bfloat16 %.6g", i, k, a, b)
+			}
+		}
+	}
+	if same {
+		t.Error("the bfloat16 run logged exactly the float32 run's figures: was the base rounded?")
+	}
+	w, _, err := mgguf.LoadBase(BaseDir(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if model.BF16(w.Embed) != nil || w.Embed.Dtype() != tensor.Float32 {
+		t.Errorf("the merged base was written as %v", w.Embed.Dtype())
 	}
 }

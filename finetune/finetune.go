@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"sort"
 
@@ -102,6 +103,55 @@ func (m *Model) LoadAdapter(dir string) error {
 		m.Extra[k] = v
 	}
 	return nil
+}
+
+// KeyBaseDtype is the setting (flag and config key) of the fine-tuning
+// stages that says how the frozen base is held: BaseFloat32 or
+// BaseBFloat16 (HoldBase).
+const KeyBaseDtype = "base-dtype"
+
+// How the frozen base is held (KeyBaseDtype).
+const (
+	BaseFloat32  = "float32"
+	BaseBFloat16 = "bfloat16"
+)
+
+// CheckBaseDtype reports an unknown base dtype ("" is float32), naming the
+// key.
+func CheckBaseDtype(dtype string) error {
+	if dtype != "" && dtype != BaseFloat32 && dtype != BaseBFloat16 {
+		return fmt.Errorf("%s %q is unknown (want %s or %s)", KeyBaseDtype, dtype, BaseFloat32, BaseBFloat16)
+	}
+	return nil
+}
+
+// HoldBase holds the frozen base as dtype says: StoreBaseBF16 for
+// BaseBFloat16, nothing for BaseFloat32.
+func (m *Model) HoldBase(dtype string) error {
+	if err := CheckBaseDtype(dtype); err != nil {
+		return err
+	}
+	if dtype == BaseBFloat16 {
+		if _, err := m.StoreBaseBF16(); err != nil {
+			return fmt.Errorf("%s: %w", KeyBaseDtype, err)
+		}
+	}
+	return nil
+}
+
+// StoreBaseBF16 holds the frozen base's matrices in bfloat16
+// (model.Weights.StoreBF16: the embeddings and linear weights, half their
+// memory; products still run in float32) and returns the memory freed, in
+// bytes. Call it before building programs. A bfloat16 checkpoint's weights
+// are kept exactly; float32 ones are rounded. The base can no longer be
+// merged into or exported from this Model.
+func (m *Model) StoreBaseBF16() (int64, error) {
+	if len(m.programs) > 0 {
+		return 0, fmt.Errorf("finetune: store the base in bfloat16 before building programs")
+	}
+	n := m.Weights.StoreBF16(nil)
+	debug.FreeOSMemory() // the float32 copies are garbage now
+	return 2 * int64(n), nil
 }
 
 // MergeAdapter folds the attached adapter into the base weights and

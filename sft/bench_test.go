@@ -3,6 +3,7 @@ package sft
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -97,6 +98,28 @@ var qkvo = []string{"q_proj", "k_proj", "v_proj", "o_proj"}
 // size of perf/ANCHORS.md. `go tool task bench` runs it in a process of
 // its own, so that its peak RSS is its own.
 func BenchmarkLoRASFTSmall(b *testing.B) { benchLoRASFT(b, "small", 4, 512, qkvo) }
+
+// BenchmarkLoRASFTSmallBF16 is BenchmarkLoRASFTSmall with the frozen
+// base's embeddings and linear weights held in bfloat16 (sft --base-dtype
+// bfloat16); its own process, as the float32 row.
+func BenchmarkLoRASFTSmallBF16(b *testing.B) { benchLoRASFTBF16(b, "small", 4, 512) }
+
+// BenchmarkLoRASFTQwen05BF16 is BenchmarkLoRASFTQwen05 on a bfloat16
+// base.
+func BenchmarkLoRASFTQwen05BF16(b *testing.B) { benchLoRASFTBF16(b, "qwen05", 1, 512) }
+
+// benchLoRASFTBF16 runs benchLoRASFT on weights of their own held in
+// bfloat16 (the float32 rows' cached weights stay float32).
+func benchLoRASFTBF16(b *testing.B, preset string, B, T int) {
+	key := preset + "/bf16"
+	if presetWeights[key] == nil {
+		w := tinymodel.Preset(b, preset, 1)
+		w.StoreBF16(nil)
+		presetWeights[key] = w
+		debug.FreeOSMemory() // the float32 copies
+	}
+	benchLoRASFT(b, key, B, T, qkvo)
+}
 
 // BenchmarkLoRASFTQwen05 is the same update on the "qwen05" preset
 // (Qwen2.5-0.5B's shape: dim 896, 24 layers, 14/2 heads, FFN 4864, a

@@ -64,6 +64,7 @@ const (
 	KeyBuckets       = "buckets"
 	KeyTruncation    = "truncation"
 	KeyPacking       = "packing"
+	KeyBaseDtype     = finetune.KeyBaseDtype
 	KeyOut           = "out"
 	KeyResume        = "resume"
 )
@@ -99,6 +100,12 @@ type Config struct {
 	// is alone); held-out rows are scored unpacked.
 	Packing bool
 
+	// BaseDtype is how the frozen base's matrices are held:
+	// finetune.BaseFloat32 (also "") or finetune.BaseBFloat16 (half the
+	// memory; products still run in float32; exact for a bfloat16
+	// checkpoint, rounded otherwise).
+	BaseDtype string
+
 	LoRA lora.Config
 
 	Out    string // output directory: adapter/, state/, metrics.jsonl
@@ -124,7 +131,7 @@ func DefaultConfig() Config {
 	tc.LogEvery, tc.EvalEvery, tc.CheckpointEvery = 10, 50, 50
 	return Config{
 		EvalFraction: 0.05, EvalMax: 256, Template: TemplateAuto,
-		BatchSize: 8, Truncation: data.TruncateKeepStart, LoRA: lora.DefaultConfig(), Train: tc,
+		BatchSize: 8, Truncation: data.TruncateKeepStart, BaseDtype: finetune.BaseFloat32, LoRA: lora.DefaultConfig(), Train: tc,
 	}
 }
 
@@ -133,6 +140,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.Base == "":
 		return fmt.Errorf("sft: %s (the base model directory) is not set", KeyBase)
+	case finetune.CheckBaseDtype(c.BaseDtype) != nil:
+		return fmt.Errorf("sft: %w", finetune.CheckBaseDtype(c.BaseDtype))
 	case c.Out == "":
 		return fmt.Errorf("sft: %s (the output directory) is not set", KeyOut)
 	case c.Rows == nil && c.Data == "":
@@ -208,6 +217,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	m, err := finetune.Open(cfg.Base)
 	if err != nil {
+		return nil, fmt.Errorf("sft: %w", err)
+	}
+	if err := m.HoldBase(cfg.BaseDtype); err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
 	}
 	if err := m.SetMoEAuxLoss(cfg.Train.MoEAuxLossAlpha); err != nil {

@@ -318,6 +318,46 @@ func TestSFTLearnsAndKeepsBaseFrozen(t *testing.T) {
 	}
 }
 
+// TestBF16Base trains the same adapter on a base held in float32 and in
+// bfloat16 (--base-dtype bfloat16): the bfloat16 run holds every matrix
+// in bfloat16, learns as much (stated margin: held-out loss within 2 % of
+// the float32 run's; measured 5.3586 against 5.3593), its base loss is the
+// rounded model's, close to the float32 one (within 1 %; measured 6.9535
+// against 6.9538), and merging into it is refused.
+func TestBF16Base(t *testing.T) {
+	root := t.TempDir()
+	base := filepath.Join(root, "base")
+	writeBase(t, base)
+	run := func(dtype string) (*Result, *finetune.Model) {
+		cfg := testConfig(base, filepath.Join(root, dtype))
+		cfg.BaseDtype = dtype
+		var m *finetune.Model
+		cfg.inspect = func(fm *finetune.Model) { m = fm }
+		res, err := Run(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res, m
+	}
+	full, _ := run(finetune.BaseFloat32)
+	half, m := run(finetune.BaseBFloat16)
+	t.Logf("held-out loss: float32 %.4f → %.4f, bfloat16 %.4f → %.4f", full.BaseEvalLoss, full.EvalLoss, half.BaseEvalLoss, half.EvalLoss)
+	for _, n := range m.Weights.Named() {
+		if n.Tensor.Dims() == 2 && model.BF16(n.Tensor) == nil {
+			t.Errorf("%s is held in %v", n.Name, n.Tensor.Dtype())
+		}
+	}
+	if d := math.Abs(half.BaseEvalLoss-full.BaseEvalLoss) / full.BaseEvalLoss; d > 0.01 || d == 0 {
+		t.Errorf("base held-out loss %.5f in bfloat16, %.5f in float32: want a rounding difference under 1%%", half.BaseEvalLoss, full.BaseEvalLoss)
+	}
+	if d := math.Abs(half.EvalLoss-full.EvalLoss) / full.EvalLoss; d > 0.02 {
+		t.Errorf("trained held-out loss %.4f in bfloat16, %.4f in float32", half.EvalLoss, full.EvalLoss)
+	}
+	if err := m.Adapter.Merge(m.Weights); err == nil || !strings.Contains(err.Error(), "bfloat16") {
+		t.Errorf("merging into a bfloat16 base: %v", err)
+	}
+}
+
 // TestResumeEqualsUninterrupted interrupts a run (context cancelled after
 // update 5), resumes it, and compares every logged loss, gradient norm,
 // learning rate and held-out loss, and the final adapter, with a run that
@@ -440,6 +480,7 @@ func TestValidate(t *testing.T) {
 		{Key: KeyBuckets, Edit: func(c *Config) { c.Buckets = []int{64, 32} }},
 		{Key: KeyBuckets, Edit: func(c *Config) { c.Buckets = []int{0, 32} }},
 		{Key: KeyTruncation, Edit: func(c *Config) { c.Truncation = "middle" }},
+		{Key: KeyBaseDtype, Edit: func(c *Config) { c.BaseDtype = "float16" }},
 		{Key: KeyPacking, Edit: func(c *Config) { c.Packing, c.Buckets = true, []int{64} }},
 		{Key: KeyPacking, Edit: func(c *Config) { c.Packing, c.Train.MoEAuxLossAlpha = true, 0.01 }},
 		{Key: lora.KeyR, Edit: func(c *Config) { c.LoRA.R = 0 }},

@@ -32,6 +32,7 @@ on the held-out pairs) go to <out>/metrics.jsonl; the adapter to
 		cfg.Data, cfg.EvalData = cfgString(s, dpo.KeyData), cfgString(s, dpo.KeyEvalData)
 		cfg.HeldOut, cfg.EvalMax = cfgFloat(s, dpo.KeyEvalFraction), cfgInt(s, dpo.KeyEvalPairs)
 		cfg.Resume, cfg.PrecomputeRef = cfgBool(s, dpo.KeyResume), cfgBool(s, dpo.KeyPrecomputeRef)
+		cfg.BaseDtype = cfgString(s, dpo.KeyBaseDtype)
 		cfg.Pairs, cfg.MaxLen = cfgInt(s, dpo.KeyPairs), cfgInt(s, dpo.KeyMaxLen)
 		cfg.Truncation, cfg.ChatTemplate = cfgString(s, dpo.KeyTruncation), cfgString(s, dpo.KeyChatTemplate)
 		if b := cfgStringSlice(s, dpo.KeyBuckets); len(b) > 0 {
@@ -108,6 +109,7 @@ func init() {
 	f.Float64(dpo.KeySimPOGamma, d.Loss.Gamma, "SimPO's target reward margin γ")
 	f.Float64(dpo.KeyRPOAlpha, d.Loss.SFTWeight, "weight of the chosen completions' NLL added to the loss (0: off)")
 	f.Bool(dpo.KeyPrecomputeRef, d.PrecomputeRef, "compute the reference log-probs once and store them as dataset columns")
+	f.String(dpo.KeyBaseDtype, d.BaseDtype, "how the frozen base's embeddings and linear weights are held while training: float32, or bfloat16 (half the memory; products in float32)")
 	f.Int(dpo.KeyPairs, d.Pairs, "preference pairs per micro-batch (2× rows per forward pass)")
 	f.Int(dpo.KeyMaxLen, d.MaxLen, "tokens per row (prompt + completion) at most")
 	f.StringSlice(dpo.KeyBuckets, nil, "allowed batch lengths, ascending (default: 32,64,… up to --max-len)")

@@ -31,6 +31,7 @@ resumable checkpoint in state/.`,
 		cfg.Template, cfg.TrainOnInputs = cfgString(s, sft.KeyTemplate), cfgBool(s, sft.KeyTrainOnInputs)
 		cfg.BatchSize, cfg.MaxLen, cfg.Truncation = cfgInt(s, sft.KeyBatchSize), cfgInt(s, sft.KeyMaxLen), cfgString(s, sft.KeyTruncation)
 		cfg.Resume, cfg.Packing = cfgBool(s, sft.KeyResume), cfgBool(s, sft.KeyPacking)
+		cfg.BaseDtype = cfgString(s, sft.KeyBaseDtype)
 		if b := cfgStringSlice(s, sft.KeyBuckets); len(b) > 0 {
 			buckets, err := parseInts(b)
 			if err != nil {
@@ -106,6 +107,7 @@ func init() {
 	f.StringSlice(sft.KeyBuckets, nil, "allowed batch lengths, ascending (default: 64,128,256,512 up to --max-len)")
 	f.String(sft.KeyTruncation, d.Truncation, "how long rows are cut: keep_start or keep_end")
 	f.Bool(sft.KeyPacking, d.Packing, "pack training rows into rows of --max-len tokens, each attending only to itself")
+	f.String(sft.KeyBaseDtype, d.BaseDtype, "how the frozen base's embeddings and linear weights are held: float32, or bfloat16 (half the memory; products in float32)")
 	addFineTuneFlags(f, d.LoRA, d.Train, loopFlagUsage{steps: usageSteps, logEvery: usageLogEvery,
 		seed: "seed of the data order, held-out split, adapter init and dropout"})
 	f.String(sft.KeyOut, "runs/default/sft", "output directory")
