@@ -34,6 +34,7 @@ import (
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
 	mgguf "github.com/gotune/gotune/model/gguf"
+	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/tokenizer"
 	"github.com/gotune/gotune/train"
 )
@@ -63,6 +64,37 @@ func Open(baseDir string) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
+	return opened(baseDir, w, tok)
+}
+
+// OpenAs is Open holding the frozen base as dtype says (KeyBaseDtype). In
+// bfloat16 a Hugging Face directory's matrices are rounded as they are
+// read, so that they never all exist in float32 at once; a GGUF file's
+// after loading.
+func OpenAs(baseDir, dtype string) (*Model, error) {
+	if err := CheckBaseDtype(dtype); err != nil {
+		return nil, err
+	}
+	if dtype != BaseBFloat16 || mgguf.IsGGUF(baseDir) {
+		m, err := Open(baseDir)
+		if err != nil {
+			return nil, err
+		}
+		return m, m.HoldBase(dtype)
+	}
+	w, _, err := hf.LoadModelWith(baseDir, hf.LoadOptions{BF16: true})
+	if err != nil {
+		return nil, err
+	}
+	tok, err := tokenizer.Load(baseDir)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", baseDir, err)
+	}
+	return opened(baseDir, w, tok)
+}
+
+// opened checks a loaded base's tokenizer against its vocabulary.
+func opened(baseDir string, w *model.Weights, tok *tokenizer.Tokenizer) (*Model, error) {
 	if tok.VocabSize() > w.Config.VocabSize {
 		return nil, fmt.Errorf("open %s: tokenizer has %d tokens but the model's vocabulary is %d", baseDir, tok.VocabSize(), w.Config.VocabSize)
 	}

@@ -502,6 +502,28 @@ func (w *Weights) frozenMatrices() (names []string, fields []**tensor.Dense) {
 	return names, fields
 }
 
+// AllocateBF16 is Allocate with the frozen matrices (those StoreBF16
+// converts) zeroed in bfloat16 from the start, for a loader that fills them
+// from a checkpoint without ever holding them in float32.
+func AllocateBF16(c Config) (*Weights, error) {
+	w, err := Allocate(c)
+	if err != nil {
+		return nil, err
+	}
+	tied := w.LMHead == w.Embed
+	_, fields := w.frozenMatrices()
+	for _, f := range fields {
+		// The float32 tensor was never written: dropping it costs no
+		// resident memory.
+		shape := (*f).Shape().Clone()
+		*f = tensor.New(tensor.WithShape(shape...), tensor.WithBacking(make([]uint16, shape.TotalSize())))
+	}
+	if tied {
+		w.LMHead = w.Embed
+	}
+	return w, nil
+}
+
 // StoreBF16 rounds the frozen matrices (the embeddings and the linear
 // modules' weights, see frozenMatrices) to bfloat16 — to nearest, ties to
 // even — and keeps them so, halving their memory: a base that is only

@@ -215,11 +215,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("sft: %s holds a training checkpoint; resume it or choose another output directory", cfg.Out)
 	}
 
-	m, err := finetune.Open(cfg.Base)
+	m, err := finetune.OpenAs(cfg.Base, cfg.BaseDtype)
 	if err != nil {
-		return nil, fmt.Errorf("sft: %w", err)
-	}
-	if err := m.HoldBase(cfg.BaseDtype); err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
 	}
 	if err := m.SetMoEAuxLoss(cfg.Train.MoEAuxLossAlpha); err != nil {

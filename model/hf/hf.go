@@ -25,6 +25,7 @@ import (
 	"github.com/gotune/gotune/checkpoints/atomicfile"
 	"github.com/gotune/gotune/checkpoints/safetensors"
 	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/model/ops"
 )
 
 // File names of a Hugging Face model directory.
@@ -157,6 +158,11 @@ type LoadOptions struct {
 	// the model consumes instead of refusing it; their names are returned
 	// so that the caller can report them.
 	AllowUnusedTensors bool
+	// BF16 holds the embeddings and linear weights in bfloat16
+	// (model.Weights.StoreBF16) as they are read, so that they never all
+	// exist in float32 at once: a bfloat16 checkpoint's are kept exactly,
+	// others rounded. Only a frozen base can be held so.
+	BF16 bool
 }
 
 // LoadModel reads a Hugging Face model directory strictly
@@ -185,7 +191,11 @@ func LoadModelWith(dir string, opt LoadOptions) (w *model.Weights, unused []stri
 	if err != nil {
 		return nil, nil, err
 	}
-	w, err = model.Allocate(cfg)
+	if opt.BF16 {
+		w, err = model.AllocateBF16(cfg)
+	} else {
+		w, err = model.Allocate(cfg)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("load model %s: %w", dir, err)
 	}
@@ -195,7 +205,20 @@ func LoadModelWith(dir string, opt LoadOptions) (w *model.Weights, unused []stri
 	}
 	defer set.Close()
 	used := map[string]bool{}
+	var scratch []float32 // float32 values of a bfloat16 tensor, reused
 	for _, n := range w.Named() {
+		if bits := model.BF16(n.Tensor); bits != nil {
+			scratch = slices.Grow(scratch[:0], len(bits))[:len(bits)]
+			f := tensor.New(tensor.WithShape(n.Tensor.Shape()...), tensor.WithBacking(scratch))
+			if err := readChecked(set, n.Name, f); err != nil {
+				return nil, nil, fmt.Errorf("load model %s: %w", dir, err)
+			}
+			for i, v := range scratch {
+				bits[i] = ops.ToBF16(v)
+			}
+			used[n.Name] = true
+			continue
+		}
 		if err := readChecked(set, n.Name, n.Tensor); err != nil {
 			return nil, nil, fmt.Errorf("load model %s: %w", dir, err)
 		}
@@ -255,6 +278,16 @@ func checkTiedHead(set *safetensors.Set, w *model.Weights) error {
 	head := model.NewTensor(w.Embed.Shape()...)
 	if err := readChecked(set, "lm_head.weight", head); err != nil {
 		return fmt.Errorf("%w (tie_word_embeddings is true)", err)
+	}
+	if bits := model.BF16(w.Embed); bits != nil {
+		// Held in bfloat16, the tied matrix is the rounded embedding: a
+		// head that rounds to it is that model.
+		for i, v := range model.F32(head) {
+			if ops.ToBF16(v) != bits[i] {
+				return fmt.Errorf("tensor lm_head.weight differs from model.embed_tokens.weight at index %d in bfloat16 (tie_word_embeddings is true)", i)
+			}
+		}
+		return nil
 	}
 	emb := model.F32(w.Embed)
 	for i, v := range model.F32(head) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gotune/gotune/checkpoints/safetensors"
 	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/model/ops"
 )
 
 func microConfig(tied, bias bool) model.Config {
@@ -587,4 +588,85 @@ func TestSaveLoadDeepSeek(t *testing.T) {
 			t.Errorf("config.json without q_lora_rank: %v", err)
 		}
 	}
+}
+
+// TestLoadBF16 reads checkpoints with LoadOptions.BF16: the embeddings
+// and linear weights arrive in bfloat16 — from a BF16 checkpoint bit for
+// bit what it stores, from an F32 one the rounding of what the float32
+// load gives — the norms in float32; a tied head is checked against the
+// rounded embedding (a head that differs in bfloat16 is refused); bad
+// values are still refused by name.
+func TestLoadBF16(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		tied  bool
+		dtype safetensors.Dtype
+	}{{"tied-bf16", true, safetensors.BF16}, {"untied-f32", false, safetensors.F32}} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, err := model.NewRandom(microConfig(tc.tied, false), 5)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			if err := SaveModel(dir, w, SaveOptions{Dtype: tc.dtype}); err != nil {
+				t.Fatal(err)
+			}
+			full, err := LoadModel(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			half, _, err := LoadModelWith(dir, LoadOptions{BF16: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			matrices := 0
+			for i, n := range half.Named() {
+				want := model.F32(full.Named()[i].Tensor)
+				bits := model.BF16(n.Tensor)
+				if n.Tensor.Dims() == 1 {
+					if bits != nil || !slices.Equal(model.F32(n.Tensor), want) {
+						t.Errorf("%s: vector not loaded as float32", n.Name)
+					}
+					continue
+				}
+				matrices++
+				if bits == nil {
+					t.Fatalf("%s held in %v", n.Name, n.Tensor.Dtype())
+				}
+				for j, v := range want {
+					if bits[j] != ops.ToBF16(v) || (tc.dtype == safetensors.BF16 && ops.FromBF16(bits[j]) != v) {
+						t.Fatalf("%s[%d]: %#04x, float32 load %g", n.Name, j, bits[j], v)
+					}
+				}
+			}
+			if matrices == 0 || (tc.tied && half.LMHead != half.Embed) {
+				t.Errorf("%d matrices; tied head shared: %v", matrices, half.LMHead == half.Embed)
+			}
+		})
+	}
+	t.Run("tied head differs", func(t *testing.T) {
+		dir, w := savedModel(t, microConfig(true, false))
+		head := slices.Clone(model.F32(w.Embed))
+		head[7] += 0.5
+		editTensors(t, dir, w, func(ts []safetensors.Tensor) []safetensors.Tensor {
+			return append(ts, safetensors.Tensor{Name: "lm_head.weight", Shape: w.Embed.Shape().Clone(), Data: head})
+		})
+		if _, _, err := LoadModelWith(dir, LoadOptions{BF16: true}); err == nil || !strings.Contains(err.Error(), "lm_head.weight differs") {
+			t.Errorf("a tied head that differs in bfloat16: %v", err)
+		}
+	})
+	t.Run("NaN", func(t *testing.T) {
+		dir, w := savedModel(t, microConfig(false, false))
+		editTensors(t, dir, w, func(ts []safetensors.Tensor) []safetensors.Tensor {
+			for _, x := range ts {
+				if x.Name == "model.layers.0.mlp.up_proj.weight" {
+					x.Data[3] = float32(math.NaN())
+				}
+			}
+			return ts
+		})
+		if _, _, err := LoadModelWith(dir, LoadOptions{BF16: true}); err == nil || !strings.Contains(err.Error(), "model.layers.0.mlp.up_proj.weight") {
+			t.Errorf("NaN in a bfloat16-held tensor: %v", err)
+		}
+	})
 }
