@@ -86,6 +86,7 @@ func OpenAs(baseDir, dtype string) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
+	debug.FreeOSMemory() // the loader's float32 scratch is garbage now
 	tok, err := tokenizer.Load(baseDir)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", baseDir, err)

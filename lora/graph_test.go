@@ -148,3 +148,74 @@ func checkAdapterGradients(t *testing.T, w *model.Weights, cfg Config, weight fu
 		}
 	}
 }
+
+// TestPlacedProgramMatchesFloat64 runs a float32 training program of a
+// model with adapters on every linear module — whose outputs the program
+// places in shared memory (ops.Placer), unlike a float64 program's — with
+// a forward-only program on the same graph run between its runs, and
+// compares the losses and the accumulated adapter gradients with the
+// float64 graph's.
+func TestPlacedProgramMatchesFloat64(t *testing.T) {
+	w := microWeights(t)
+	run := func(dt tensor.Dtype) (losses []float64, grads [][]float64) {
+		a, err := New(w, Config{R: 2, Alpha: 4, Targets: []string{AllLinear}, Seed: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		randomizeB(a)
+		inj := a.Hook()
+		g, err := model.Build(w, model.GraphOptions{B: 2, T: 5, Hook: inj, Dtype: dt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		loss := g.MeanNLL(g.InputVector("weights", 10))
+		var wrt []*G.Node
+		for _, p := range inj.Params() {
+			wrt = append(wrt, p.Node)
+		}
+		p, err := g.Compile(loss, wrt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fwd, err := g.Compile(nil, nil, loss)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for step, prog := range []*model.Program{p, fwd, p} {
+			for i := range g.In.Tokens {
+				g.In.Tokens[i] = int32((i*5 + step*3 + 1) % 11)
+				g.In.Targets[i] = int32((i*3 + step + 2) % 11)
+				g.Vector("weights")[i] = float32(i % 3)
+			}
+			if err := prog.Run(); err != nil {
+				t.Fatal(err)
+			}
+			losses = append(losses, float64(model.Value32(loss)[0]))
+		}
+		for _, n := range wrt {
+			var d []float64
+			for _, v := range p.Grad(n) {
+				d = append(d, float64(v))
+			}
+			grads = append(grads, d)
+		}
+		return losses, grads
+	}
+	wantLoss, wantGrads := run(tensor.Float64)
+	gotLoss, gotGrads := run(tensor.Float32)
+	for i := range wantLoss {
+		if math.Abs(gotLoss[i]-wantLoss[i]) > 1e-5*math.Abs(wantLoss[i]) {
+			t.Errorf("loss %d: float32 %g, float64 %g", i, gotLoss[i], wantLoss[i])
+		}
+	}
+	for i := range wantGrads {
+		var d, m float64
+		for j := range wantGrads[i] {
+			d = math.Max(d, math.Abs(gotGrads[i][j]-wantGrads[i][j]))
+			m = math.Max(m, math.Abs(wantGrads[i][j]))
+		}
+		if d > 1e-4*m {
+			t.Errorf("gradient %d differs by %.2g of %.2g", i, d, m)
+		}
+	}
+}

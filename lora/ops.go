@@ -93,9 +93,15 @@ func reuse(out, t *tensor.Dense) *tensor.Dense {
 //
 //	∂L/∂y = G,   ∂L/∂xa = s·G·B,   ∂L/∂B = s·Gᵀ·xa.
 type lowRankAddOp struct {
-	scale *float64
-	out   *tensor.Dense
+	scale  *float64
+	out    *tensor.Dense // the output's memory in the last run
+	own    *tensor.Dense // the operation's own
+	placed *tensor.Dense // memory a program placed the output in (nil: own)
 }
+
+// PlaceOutput implements ops.Placer: the output goes to t from the next
+// run on (nil: the operation's own memory), when t fits it.
+func (op *lowRankAddOp) PlaceOutput(t *tensor.Dense) { op.placed = t }
 
 func (op *lowRankAddOp) Arity() int { return 3 }
 func (op *lowRankAddOp) Type() hm.Type {
@@ -114,7 +120,12 @@ func (op *lowRankAddOp) Do(in ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	op.out = reuse(op.out, y)
+	if p := op.placed; p != nil && p.Dtype() == y.Dtype() && p.Shape().Eq(y.Shape()) {
+		op.out = p
+	} else {
+		op.own = reuse(op.own, y)
+		op.out = op.own
+	}
 	N, out, r := y.Shape()[0], y.Shape()[1], xa.Shape()[1]
 	s := *op.scale
 	switch d := op.out.Data().(type) {

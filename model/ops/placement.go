@@ -16,6 +16,9 @@ import (
 func PlaceOutput(op G.Op, t *tensor.Dense) bool {
 	var b *buffer
 	switch o := op.(type) {
+	case Placer:
+		o.PlaceOutput(t)
+		return true
 	case *addOp:
 		b = &o.out
 	case *linearOp:
@@ -96,9 +99,21 @@ func MultiPlaceable(op G.Op) bool {
 	return false
 }
 
+// Placer is an operation of another package whose single output lives in
+// memory of its own, never an input's nor a view of one, and which writes
+// it where a program places it (PlaceOutput; nil: its own memory again)
+// when that fits the output's dtype and shape. PlaceOutput, Placeable and
+// FreshOutput accept it as this package's own.
+type Placer interface {
+	G.Op
+	PlaceOutput(t *tensor.Dense)
+}
+
 // Placeable reports whether PlaceOutput accepts op.
 func Placeable(op G.Op) bool {
 	switch op.(type) {
+	case Placer:
+		return true
 	case *addOp, *linearOp, *matmulOp, *rmsnormGradOp, *ropeOp, *swigluOp, *rmsnormOp, *attentionOp:
 		return true
 	}
@@ -113,6 +128,8 @@ func FreshOutput(op G.Op) bool {
 	switch op.(type) {
 	case *pickOp:
 		return false
+	case Placer:
+		return true
 	case *addOp, *linearOp, *matmulOp, *rmsnormGradOp, *ropeOp, *rmsnormOp, *colSumOp,
 		*attentionOp, *attentionGradOp, *embeddingOp, *embeddingGradOp, *funcLossOp, *funcLossGradOp,
 		*logProbsOp, *logProbsGradOp, *meanNLLOp, *scaledGradOp, *headSliceOp, *headUnsliceOp,
