@@ -20,6 +20,8 @@ func TestValidate(t *testing.T) {
 		{Key: KeyAttention, Edit: func(c *Config) { c.Preset, c.Attention = "stories15M-moe", "linear" }},
 		{Key: KeyGAUChunk, Edit: func(c *Config) { c.Attention, c.GAUChunk = "linear", 16 }},
 		{Key: KeyGAUChunk, Edit: func(c *Config) { c.Attention, c.GAUChunk = "gau", -1 }},
+		{Key: KeyMaxPositions, Edit: func(c *Config) { c.MaxPositions = -1 }},
+		{Key: KeyMaxPositions, Edit: func(c *Config) { c.Model, c.MaxPositions = microModel(), 512 }},
 		{Key: KeyVocabSize, Edit: func(c *Config) { c.VocabSize = -1 }},
 		{Key: KeySeqLen, Edit: func(c *Config) { c.SeqLen = 1 }},
 		{Key: KeyBatchSize, Edit: func(c *Config) { c.BatchSize = 0 }},

@@ -2,8 +2,10 @@ package pretrain
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/gotune/gotune/model"
@@ -55,5 +57,41 @@ func TestPretrainAttentionOption(t *testing.T) {
 			}
 			t.Logf("%s: %d parameters (softmax %d), held-out loss %.3f", att, w.NumParams(), sw.NumParams(), res.EvalLoss)
 		})
+	}
+}
+
+// --max-positions lets a preset train on windows longer than its own 256
+// positions: the written config.json carries the new
+// max_position_embeddings, windows beyond it are still refused naming
+// seq-len, and without the option the preset's 256 still bounds seq-len.
+func TestPretrainMaxPositions(t *testing.T) {
+	docs := syntheticCorpus(400, 3)
+	cfg := microConfig(filepath.Join(t.TempDir(), "long"), docs)
+	cfg.Model, cfg.Preset, cfg.MaxPositions = nil, "tiny", 512
+	cfg.SeqLen, cfg.BatchSize, cfg.Train.Steps, cfg.Train.WarmupSteps = 320, 1, 2, 1
+	pc, err := model.Preset("tiny", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.SeqLen <= pc.MaxPositionEmbeddings {
+		t.Fatalf("the tiny preset has %d positions; the test needs windows beyond them", pc.MaxPositionEmbeddings)
+	}
+	if _, err := Run(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	w, err := hf.LoadModel(cfg.Out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Config.MaxPositionEmbeddings != 512 {
+		t.Errorf("config.json says max_position_embeddings %d, want 512", w.Config.MaxPositionEmbeddings)
+	}
+	for _, c := range []struct{ seqLen, maxPos, limit int }{{513, 512, 512}, {320, 0, pc.MaxPositionEmbeddings}} {
+		bad := cfg
+		bad.Out, bad.SeqLen, bad.MaxPositions = filepath.Join(t.TempDir(), "bad"), c.seqLen, c.maxPos
+		want := fmt.Sprintf("%s %d exceeds the model's %d positions", KeySeqLen, c.seqLen, c.limit)
+		if _, err := Run(context.Background(), bad); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("seq-len %d with max-positions %d: got %v, want an error containing %q", c.seqLen, c.maxPos, err, want)
+		}
 	}
 }

@@ -34,19 +34,20 @@ var Specials = []string{"<|bos|>", "<|eos|>", "<|pad|>"}
 // Keys of Config: the flags of `gotune pretrain` and the keys under
 // `pretrain:` in a --config file. The loop's settings have train's keys.
 const (
-	KeyCorpus      = "corpus"
-	KeyPreset      = "preset"
-	KeyTokenizer   = "tokenizer"
-	KeyVocabSize   = "vocab-size"
-	KeySeqLen      = "seq-len"
-	KeyBatchSize   = "batch-size"
-	KeyHeldOut     = "held-out"
-	KeyEvalWindows = "eval-windows"
-	KeyOut         = "out"
-	KeyResume      = "resume"
-	KeyModelSeed   = "model-seed"
-	KeyAttention   = "attention"
-	KeyGAUChunk    = "gau-chunk"
+	KeyCorpus       = "corpus"
+	KeyPreset       = "preset"
+	KeyTokenizer    = "tokenizer"
+	KeyVocabSize    = "vocab-size"
+	KeySeqLen       = "seq-len"
+	KeyBatchSize    = "batch-size"
+	KeyHeldOut      = "held-out"
+	KeyEvalWindows  = "eval-windows"
+	KeyOut          = "out"
+	KeyResume       = "resume"
+	KeyModelSeed    = "model-seed"
+	KeyAttention    = "attention"
+	KeyGAUChunk     = "gau-chunk"
+	KeyMaxPositions = "max-positions"
 )
 
 // Config is a pretraining run.
@@ -66,7 +67,11 @@ type Config struct {
 	ModelSeed uint64        // initial weights
 	Attention string        // gotune's attention option for a preset: "" or softmax, linear, gau (model.WithAttention)
 	GAUChunk  int           // GAU's chunk length C (0: model.WithAttention's 256); Attention gau only
-	Train     train.Config
+	// MaxPositions replaces the preset's max_position_embeddings (0: the
+	// preset's own), so that a preset trains on windows longer than it was
+	// declared for; an explicit Model sets its own.
+	MaxPositions int
+	Train        train.Config
 }
 
 // DefaultConfig is the embedded default: the tiny preset on 128-token
@@ -111,6 +116,12 @@ func (c Config) Validate() error {
 		}
 	} else if c.Attention != "" {
 		return fmt.Errorf("pretrain: %s applies to a preset; the given architecture sets gotune_attention itself", KeyAttention)
+	}
+	if c.MaxPositions < 0 {
+		return fmt.Errorf("pretrain: %s must be ≥ 0 (0: the preset's), got %d", KeyMaxPositions, c.MaxPositions)
+	}
+	if c.MaxPositions > 0 && c.Model != nil {
+		return fmt.Errorf("pretrain: %s applies to a preset; the given architecture sets max_position_embeddings itself", KeyMaxPositions)
 	}
 	if c.GAUChunk < 0 || c.GAUChunk > 0 && c.Attention != model.AttentionGAU {
 		return fmt.Errorf("pretrain: %s %d: want ≥ 0, and only with %s %s", KeyGAUChunk, c.GAUChunk, KeyAttention, model.AttentionGAU)
@@ -205,11 +216,16 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("pretrain: %w", err)
 	} else if mc, err = model.WithAttention(mc, cfg.Attention); err != nil {
 		return nil, fmt.Errorf("pretrain: %s: %w", KeyAttention, err)
-	} else if cfg.GAUChunk > 0 {
-		mc.GAUChunk = cfg.GAUChunk
+	} else {
+		if cfg.GAUChunk > 0 {
+			mc.GAUChunk = cfg.GAUChunk
+		}
+		if cfg.MaxPositions > 0 {
+			mc.MaxPositionEmbeddings = cfg.MaxPositions
+		}
 	}
 	if cfg.SeqLen > mc.MaxPositionEmbeddings {
-		return nil, fmt.Errorf("pretrain: sequence length %d exceeds the model's %d positions", cfg.SeqLen, mc.MaxPositionEmbeddings)
+		return nil, fmt.Errorf("pretrain: %s %d exceeds the model's %d positions (%s sets a preset's)", KeySeqLen, cfg.SeqLen, mc.MaxPositionEmbeddings, KeyMaxPositions)
 	}
 	if id := tok.BOS(); id >= 0 {
 		mc.BOSTokenID = id

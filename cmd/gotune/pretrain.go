@@ -31,6 +31,7 @@ and the resumable checkpoint in state/.`,
 		cfg.Out, cfg.Resume = cfgString(s, pretrain.KeyOut), cfgBool(s, pretrain.KeyResume)
 		cfg.ModelSeed = uint64(cfgInt(s, pretrain.KeyModelSeed))
 		cfg.Attention, cfg.GAUChunk = cfgString(s, pretrain.KeyAttention), cfgInt(s, pretrain.KeyGAUChunk)
+		cfg.MaxPositions = cfgInt(s, pretrain.KeyMaxPositions)
 		readTrainFlags(s, &cfg.Train)
 		n := cfgInt(s, keyWorldDocs)
 		if n < 0 {
@@ -58,6 +59,7 @@ func init() {
 	f.String(pretrain.KeyPreset, d.Preset, "model size: "+strings.Join(model.PresetNames, ", "))
 	f.String(pretrain.KeyAttention, model.AttentionSoftmax, "attention: "+strings.Join(model.AttentionNames, ", ")+" (linear-time options at the preset's parameter count; see README)")
 	f.Int(pretrain.KeyGAUChunk, 0, "chunk length of --attention gau's mixed form (default 256)")
+	f.Int(pretrain.KeyMaxPositions, 0, "the preset's max_position_embeddings, the longest --seq-len it takes (default: the preset's own)")
 	f.String(pretrain.KeyTokenizer, "", "tokenizer.json or a directory holding one (default: train a BPE tokenizer on the corpus)")
 	f.Int(pretrain.KeyVocabSize, d.VocabSize, "vocabulary of a trained tokenizer (default: the preset's)")
 	f.Int(pretrain.KeySeqLen, d.SeqLen, "tokens per sequence")
