@@ -9,6 +9,8 @@ import (
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"github.com/gotune/gotune/model/ops/internal/vec"
 )
 
 // BF16Matrix is a frozen (Rows, Cols) matrix held in bfloat16: each element
@@ -74,6 +76,10 @@ func FromBF16(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
 func (m *BF16Matrix) widen(r0, r1 int, dst []float32) {
 	src := m.Bits[r0*m.Cols : r1*m.Cols]
 	parallelFor(len(src), 1<<15, func(lo, hi int) {
+		if n8 := (hi - lo) &^ 7; vec.Available && n8 > 0 {
+			vec.WidenBF16(dst[lo:lo+n8], src[lo:lo+n8])
+			lo += n8
+		}
 		for i, h := range src[lo:hi] {
 			dst[lo+i] = math.Float32frombits(uint32(h) << 16)
 		}
