@@ -94,6 +94,16 @@ var anchors = []anchor{
 	{"BenchmarkLlamaCppDecodeStories15M", "llamacpp-decode-tok/s", "greedy decode of the GGUF export, llama.cpp 1 thread", 0, "", true, 0, ""},
 	{"BenchmarkLlamaCppDecodeStories15M", "llamacpp-2threads-decode-tok/s", "greedy decode of the GGUF export, llama.cpp 2 threads", 0, "", true, 0, ""},
 	{"BenchmarkLlamaCppDecodeStories15M", "gotune/llamacpp", "gotune over llama.cpp (1 thread), same run", 0, "", true, 0, ""},
+	{"BenchmarkLlamaCppDecodeStories15M", "gotune-prefill-tok/s", "prefill of 255 tokens to the first token, gotune", 0, "", true, 0, ""},
+	{"BenchmarkLlamaCppDecodeStories15M", "llamacpp-prefill-tok/s", "prefill of 255 tokens to the first token, llama.cpp 2 threads", 0, "", true, 0, ""},
+	{"BenchmarkLlamaCppDecodeStories15M", "prefill-gotune/llamacpp", "prefill, gotune over llama.cpp, same run", 0, "", true, 0, ""},
+	{"BenchmarkLlamaCppDecodeQwen05", "gotune-decode-tok/s", "greedy decode of the qwen05 GGUF export, gotune", 0, "", true, 0, ""},
+	{"BenchmarkLlamaCppDecodeQwen05", "llamacpp-decode-tok/s", "greedy decode of the qwen05 GGUF export, llama.cpp 1 thread", 0, "", true, 0, ""},
+	{"BenchmarkLlamaCppDecodeQwen05", "llamacpp-2threads-decode-tok/s", "greedy decode of the qwen05 GGUF export, llama.cpp 2 threads", 0, "", true, 0, ""},
+	{"BenchmarkLlamaCppDecodeQwen05", "gotune/llamacpp", "qwen05 decode, gotune over llama.cpp (1 thread), same run", 0, "", true, 0, ""},
+	{"BenchmarkLlamaCppDecodeQwen05", "gotune-prefill-tok/s", "qwen05 prefill of 256 tokens, gotune", 0, "", true, 0, ""},
+	{"BenchmarkLlamaCppDecodeQwen05", "llamacpp-prefill-tok/s", "qwen05 prefill of 256 tokens, llama.cpp 2 threads", 0, "", true, 0, ""},
+	{"BenchmarkLlamaCppDecodeQwen05", "prefill-gotune/llamacpp", "qwen05 prefill, gotune over llama.cpp, same run", 0, "", true, 0, ""},
 	// The two builds in one run: the pure-Go (static, cgo-free) build's
 	// products and training steps against the OpenBLAS build's, and raw
 	// GEMM against the machine's figure in ANCHORS.md (OpenBLAS through

@@ -130,6 +130,9 @@ type modelResponse struct {
 	// DecodeTokensPerSecond is llama.cpp's greedy decoding speed after the
 	// Speed prompt.
 	DecodeTokensPerSecond float64 `json:"decodeTokensPerSecond"`
+	// PrefillTokensPerSecond is the Speed prompt's length over the time
+	// to the first generated token.
+	PrefillTokensPerSecond float64 `json:"prefillTokensPerSecond"`
 }
 
 type checkResponse struct {

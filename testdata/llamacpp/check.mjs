@@ -11,14 +11,17 @@
 //             "probs": [[ids], ...], "vocab": n}, ...]}
 // response: {"models": [{"bos": id|null, "eos": id|null, "addBos": bool,
 //             "tokens": [[ids], ...], "greedy": [[ids], ...],
-//             "probs": [[p per vocabulary id], ...], "decodeTokensPerSecond": n}]}
+//             "probs": [[p per vocabulary id], ...], "decodeTokensPerSecond": n,
+//             "prefillTokensPerSecond": n}]}
 //
 // tokens: llama.cpp's tokenization of each prompt, special tokens written
 // in the text recognised, no BOS added. greedy: n tokens chosen by argmax
 // (temperature 0), EOS not stopping. probs: the softmax of the logits of
 // the token that follows each prompt (temperature 1, no top-k/top-p/min-p).
 // decodeTokensPerSecond: greedy decoding speed after speed.prompt (null
-// without speed). llama.cpp runs on `threads` threads (default 1).
+// without speed); prefillTokensPerSecond: the prompt's tokens over the
+// time to the first generated token. llama.cpp runs on `threads` threads
+// (default 1).
 import {readFileSync, writeFileSync} from "node:fs";
 import {getLlama, LlamaLogLevel} from "node-llama-cpp";
 
@@ -65,6 +68,7 @@ for (const m of req.models) {
         // of tokens 2…n after the prompt (prefill excluded), greedy.
         await seq.clearHistory();
         let count = 0, t0 = 0;
+        const start = performance.now();
         for await (const _ of seq.evaluate(m.speed.prompt, {temperature: 0})) {
             if (++count === 1)
                 t0 = performance.now();
@@ -72,6 +76,7 @@ for (const m of req.models) {
                 break;
         }
         res.decodeTokensPerSecond = (m.speed.n - 1) / ((performance.now() - t0) / 1000);
+        res.prefillTokensPerSecond = m.speed.prompt.length / ((t0 - start) / 1000);
     }
     const probOpts = {generateNext: {probabilities: true, options: {temperature: 1, topK: 0, topP: 1, minP: 0, seed: 1}}};
     for (const prompt of m.probs ?? []) {
