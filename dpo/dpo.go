@@ -77,6 +77,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := m.SetMoEAuxLoss(cfg.Train.MoEAuxLossAlpha); err != nil {
 		return nil, fmt.Errorf("dpo: %w", err)
 	}
+	if err := m.SetGradientCheckpointing(cfg.Train.GradientCheckpointing); err != nil {
+		return nil, fmt.Errorf("dpo: %w", err)
+	}
 	tr := newTrainer(m, cfg.Loss, cfg.Pairs, buckets)
 	tr.live = !cfg.PrecomputeRef && cfg.Loss.typ() != SimPO
 	if cfg.PrecomputeRef && cfg.Loss.typ() != SimPO {

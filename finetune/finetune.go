@@ -53,6 +53,7 @@ type Model struct {
 	order    []*Program
 	sums     map[string][]float32
 	moeAlpha float64 // weight of the expert balance loss in trainable programs (SetMoEAuxLoss)
+	ckpt     bool    // trainable programs recompute layers in the backward (SetGradientCheckpointing)
 }
 
 // Open loads a Hugging Face model directory (weights, config.json and
@@ -135,6 +136,17 @@ func (m *Model) LoadAdapter(dir string) error {
 	for k, v := range extra {
 		m.Extra[k] = v
 	}
+	return nil
+}
+
+// SetGradientCheckpointing makes the trainable programs built from now on
+// recompute each decoder layer's activations in the backward pass
+// (model.GraphOptions.Checkpoint; train.Config.GradientCheckpointing).
+func (m *Model) SetGradientCheckpointing(on bool) error {
+	if len(m.programs) > 0 {
+		return fmt.Errorf("finetune: set %s before building programs", train.KeyGradientCheckpointing)
+	}
+	m.ckpt = on
 	return nil
 }
 
@@ -269,7 +281,7 @@ func (m *Model) program(name string, B, T int, trainable, packed bool, build Bui
 	if p, ok := m.programs[key]; ok {
 		return p, nil
 	}
-	opt := model.GraphOptions{B: B, T: T, Packed: packed}
+	opt := model.GraphOptions{B: B, T: T, Packed: packed, Checkpoint: trainable && m.ckpt}
 	var inj *lora.Injection
 	if m.Adapter != nil {
 		inj = m.Adapter.Hook()

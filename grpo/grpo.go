@@ -308,6 +308,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err := policy.SetMoEAuxLoss(cfg.Train.MoEAuxLossAlpha); err != nil {
 		return Result{}, fmt.Errorf("grpo: %w", err)
 	}
+	if err := policy.SetGradientCheckpointing(cfg.Train.GradientCheckpointing); err != nil {
+		return Result{}, fmt.Errorf("grpo: %w", err)
+	}
 	maxPos := policy.Weights.Config.MaxPositionEmbeddings
 	limit := cfg.MaxPromptLength
 	if maxPos > 0 && (limit == 0 || limit > maxPos-cfg.MaxCompletionLength) {

@@ -3,6 +3,7 @@ package model
 import (
 	"errors"
 	"fmt"
+	"sort"
 
 	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -59,6 +60,13 @@ type GraphOptions struct {
 	// RoPE takes Inputs.Positions and attention is blocked between
 	// Inputs.Segments, so every document is computed as if alone.
 	Packed bool
+	// Checkpoint recomputes each decoder layer's activations in the
+	// backward pass from the layer's input instead of keeping them
+	// (gradient checkpointing: ops.Checkpoint), so that a training program
+	// holds one layer's activations and every layer's input; the results
+	// are bit for bit those without. Mixture-of-experts layers keep
+	// theirs (their expert statistics count every forward pass).
+	Checkpoint bool
 }
 
 // Graph is the decoder of one batch shape as a gorgonia expression graph.
@@ -166,7 +174,7 @@ func Build(w *Weights, opt GraphOptions) (g *Graph, err error) {
 	if !c.TieWordEmbeddings {
 		g.head = g.Params["lm_head.weight"]
 	}
-	g.Hidden = g.decoder(opt.Hook)
+	g.Hidden = g.decoder(opt.Hook, opt.Checkpoint)
 	return g, nil
 }
 
@@ -207,7 +215,7 @@ func (g *Graph) param(name string, t *tensor.Dense) *gorgonia.Node {
 // latent attention (mla), or gotune's causal linear attention; the
 // feed-forward is a SwiGLU MLP or DeepSeek's mixture of experts (moe).
 // Under gotune_attention "gau" each block is one Gated Attention Unit.
-func (g *Graph) decoder(hook LinearHook) *gorgonia.Node {
+func (g *Graph) decoder(hook LinearHook, checkpoint bool) *gorgonia.Node {
 	c := g.Config
 	H, KVH, D := c.NumAttentionHeads, c.KVHeads(), c.HeadDim()
 	invFreq := c.InvFreq()
@@ -216,68 +224,110 @@ func (g *Graph) decoder(hook LinearHook) *gorgonia.Node {
 
 	x := must(ops.Embedding(g.Params["model.embed_tokens.weight"], g.In.Tokens)) // (N, C)
 	for l := range c.NumHiddenLayers {
-		p := func(s string) *gorgonia.Node { return g.Params[fmt.Sprintf("model.layers.%d.%s", l, s)] }
-		linear := func(in *gorgonia.Node, module, prefix string, bias bool) *gorgonia.Node {
-			var b *gorgonia.Node
-			if bias {
-				b = p(prefix + module + ".bias")
-			}
-			y := must(ops.Linear(in, p(prefix+module+".weight"), b))
-			if hook != nil {
-				y = must(hook.Wrap(g.G, l, module, in, y))
-			}
-			return y
-		}
-
-		// Attention block: x + o_proj(attn(rope(q), rope(k), v)), pre-norm.
-		h := must(ops.RMSNorm(x, p("input_layernorm.weight"), c.RMSNormEps)) // (N, C)
-		if c.GAU() {
-			// One Gated Attention Unit replaces attention and MLP:
-			// x + o_proj(silu(u) ⊙ A·silu(v)), pre-norm (Hua et al. 2022).
-			u := linear(h, "u_proj", "self_attn.", false) // (N, E)
-			v := linear(h, "v_proj", "self_attn.", false) // (N, E)
-			z := linear(h, "z_proj", "self_attn.", false) // (N, s)
-			a := must(ops.GAU(u, v, z, p("self_attn.qk_gamma"), p("self_attn.qk_beta"),
-				ops.GAUShape{B: g.B, T: g.T, E: c.IntermediateSize, S: c.GAUSharedDim, Chunk: c.GAUChunk}, c.GAUInvFreq()))
-			x = must(ops.Add(x, linear(a, "o_proj", "self_attn.", false)))
-			continue
-		}
-		var a *gorgonia.Node
-		if c.MLA() {
-			a = g.mla(h, p, linear, invFreq) // (N, H·Dv)
+		if checkpoint && !c.IsMoELayer(l) {
+			x = g.checkpointed(x, func(x *gorgonia.Node) *gorgonia.Node { return g.layer(x, l, hook, attn, invFreq) })
 		} else {
-			q := linear(h, "q_proj", "self_attn.", c.AttentionBias) // (N, H·D)
-			k := linear(h, "k_proj", "self_attn.", c.AttentionBias) // (N, KVH·D)
-			v := linear(h, "v_proj", "self_attn.", c.AttentionBias) // (N, KVH·D)
-			if c.QKNorm() {
-				// Qwen3: RMSNorm over each query and key head, before RoPE.
-				q = must(ops.HeadRMSNorm(q, p("self_attn.q_norm.weight"), c.RMSNormEps, H))
-				k = must(ops.HeadRMSNorm(k, p("self_attn.k_norm.weight"), c.RMSNormEps, KVH))
-			}
-			if c.LinearAttention() {
-				// No RoPE: positions enter only through causality.
-				a = must(ops.LinearAttention(q, k, v, attn)) // (N, H·D)
-			} else {
-				rope := ops.RoPELayout{Width: 2 * len(invFreq), Positions: g.In.Positions}
-				q = must(ops.RoPEPart(q, g.T, H, rope, invFreq))
-				k = must(ops.RoPEPart(k, g.T, KVH, rope, invFreq))
-				a = must(ops.Attention(q, k, v, attn)) // (N, H·D)
-			}
+			x = g.layer(x, l, hook, attn, invFreq)
 		}
-		x = must(ops.Add(x, linear(a, "o_proj", "self_attn.", false))) // (N, C)
-
-		// MLP block: x + down(silu(gate(h)) ⊙ up(h)), pre-norm; or the
-		// mixture of experts.
-		h = must(ops.RMSNorm(x, p("post_attention_layernorm.weight"), c.RMSNormEps))
-		if c.IsMoELayer(l) {
-			g.loads[l] = &ops.ExpertLoad{}
-			x = must(ops.Add(x, g.moe(h, l, p, linear, hook, g.loads[l])))
-			continue
-		}
-		m := must(ops.SwiGLU(linear(h, "gate_proj", "mlp.", false), linear(h, "up_proj", "mlp.", false))) // (N, F)
-		x = must(ops.Add(x, linear(m, "down_proj", "mlp.", false)))
 	}
 	return must(ops.RMSNorm(x, g.Params["model.norm.weight"], c.RMSNormEps)) // (N, C)
+}
+
+// checkpointed builds one layer by build on input x as a checkpointed
+// segment (ops.Checkpoint): the layer's operation nodes are those built
+// after x.
+func (g *Graph) checkpointed(x *gorgonia.Node, build func(*gorgonia.Node) *gorgonia.Node) *gorgonia.Node {
+	before := map[*gorgonia.Node]bool{}
+	for _, n := range g.G.AllNodes() {
+		before[n] = true
+	}
+	y := build(x)
+	r := &ops.Recompute{Input: x}
+	for _, n := range g.G.AllNodes() {
+		if !before[n] && n.Op() != nil && n != y {
+			r.Nodes = append(r.Nodes, n)
+		}
+	}
+	sort.Slice(r.Nodes, func(i, j int) bool { return r.Nodes[i].ID() < r.Nodes[j].ID() })
+	// Every input of a recomputed node must be another, the layer's
+	// input, or a graph input: nothing else is at hand in the backward.
+	in := map[*gorgonia.Node]bool{x: true}
+	for _, n := range r.Nodes {
+		in[n] = true
+	}
+	for _, n := range append(r.Nodes, y) {
+		it := g.G.From(n.ID())
+		for it.Next() {
+			if c := it.Node().(*gorgonia.Node); !in[c] && c.Op() != nil {
+				panic(buildError{fmt.Errorf("checkpoint: %s reads %s from outside its layer", n.Name(), c.Name())})
+			}
+		}
+	}
+	return must(ops.Checkpoint(y, r))
+}
+
+// layer builds decoder layer l on its input x and returns its output.
+func (g *Graph) layer(x *gorgonia.Node, l int, hook LinearHook, attn ops.AttentionShape, invFreq []float64) *gorgonia.Node {
+	c := g.Config
+	H, KVH := c.NumAttentionHeads, c.KVHeads()
+	p := func(s string) *gorgonia.Node { return g.Params[fmt.Sprintf("model.layers.%d.%s", l, s)] }
+	linear := func(in *gorgonia.Node, module, prefix string, bias bool) *gorgonia.Node {
+		var b *gorgonia.Node
+		if bias {
+			b = p(prefix + module + ".bias")
+		}
+		y := must(ops.Linear(in, p(prefix+module+".weight"), b))
+		if hook != nil {
+			y = must(hook.Wrap(g.G, l, module, in, y))
+		}
+		return y
+	}
+
+	// Attention block: x + o_proj(attn(rope(q), rope(k), v)), pre-norm.
+	h := must(ops.RMSNorm(x, p("input_layernorm.weight"), c.RMSNormEps)) // (N, C)
+	if c.GAU() {
+		// One Gated Attention Unit replaces attention and MLP:
+		// x + o_proj(silu(u) ⊙ A·silu(v)), pre-norm (Hua et al. 2022).
+		u := linear(h, "u_proj", "self_attn.", false) // (N, E)
+		v := linear(h, "v_proj", "self_attn.", false) // (N, E)
+		z := linear(h, "z_proj", "self_attn.", false) // (N, s)
+		a := must(ops.GAU(u, v, z, p("self_attn.qk_gamma"), p("self_attn.qk_beta"),
+			ops.GAUShape{B: g.B, T: g.T, E: c.IntermediateSize, S: c.GAUSharedDim, Chunk: c.GAUChunk}, c.GAUInvFreq()))
+		return must(ops.Add(x, linear(a, "o_proj", "self_attn.", false)))
+	}
+	var a *gorgonia.Node
+	if c.MLA() {
+		a = g.mla(h, p, linear, invFreq) // (N, H·Dv)
+	} else {
+		q := linear(h, "q_proj", "self_attn.", c.AttentionBias) // (N, H·D)
+		k := linear(h, "k_proj", "self_attn.", c.AttentionBias) // (N, KVH·D)
+		v := linear(h, "v_proj", "self_attn.", c.AttentionBias) // (N, KVH·D)
+		if c.QKNorm() {
+			// Qwen3: RMSNorm over each query and key head, before RoPE.
+			q = must(ops.HeadRMSNorm(q, p("self_attn.q_norm.weight"), c.RMSNormEps, H))
+			k = must(ops.HeadRMSNorm(k, p("self_attn.k_norm.weight"), c.RMSNormEps, KVH))
+		}
+		if c.LinearAttention() {
+			// No RoPE: positions enter only through causality.
+			a = must(ops.LinearAttention(q, k, v, attn)) // (N, H·D)
+		} else {
+			rope := ops.RoPELayout{Width: 2 * len(invFreq), Positions: g.In.Positions}
+			q = must(ops.RoPEPart(q, g.T, H, rope, invFreq))
+			k = must(ops.RoPEPart(k, g.T, KVH, rope, invFreq))
+			a = must(ops.Attention(q, k, v, attn)) // (N, H·D)
+		}
+	}
+	x = must(ops.Add(x, linear(a, "o_proj", "self_attn.", false))) // (N, C)
+
+	// MLP block: x + down(silu(gate(h)) ⊙ up(h)), pre-norm; or the
+	// mixture of experts.
+	h = must(ops.RMSNorm(x, p("post_attention_layernorm.weight"), c.RMSNormEps))
+	if c.IsMoELayer(l) {
+		g.loads[l] = &ops.ExpertLoad{}
+		return must(ops.Add(x, g.moe(h, l, p, linear, hook, g.loads[l])))
+	}
+	m := must(ops.SwiGLU(linear(h, "gate_proj", "mlp.", false), linear(h, "up_proj", "mlp.", false))) // (N, F)
+	return must(ops.Add(x, linear(m, "down_proj", "mlp.", false)))
 }
 
 // TargetLogProbs is (B·T): log p(Targets[i] | tokens ≤ i), the fused

@@ -52,13 +52,13 @@ var placeValues = true
 // runs before placing its own (the placements' unplace list). Placement
 // changes where values live, not what is computed: a caller that reads a
 // node's value after a run compiles that node as an output.
-func planPlacements(sub *gorgonia.ExprGraph, outs gorgonia.Nodes, reg func(*gorgonia.Node) (any, bool), dt tensor.Dtype) (placed []placement, unplace []gorgonia.Op) {
+func planPlacements(sub *gorgonia.ExprGraph, outs gorgonia.Nodes, reg func(*gorgonia.Node) (any, bool), dt tensor.Dtype) (placed []placement, unplace []gorgonia.Op, recomputes []recompute) {
 	if !placeValues || dt != tensor.Float32 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	order, err := gorgonia.Sort(sub)
 	if err != nil {
-		return nil, nil
+		return nil, nil, nil
 	}
 	for _, n := range order {
 		if n.Op() != nil && (ops.Placeable(n.Op()) || ops.MultiPlaceable(n.Op())) {
@@ -103,6 +103,79 @@ func planPlacements(sub *gorgonia.ExprGraph, outs gorgonia.Nodes, reg func(*gorg
 		end[n] = e
 		return e
 	}
+	// lastIn is last restricted to the readers at positions in [lo, hi).
+	var lastIn func(n *gorgonia.Node, lo, hi int) int
+	lastIn = func(n *gorgonia.Node, lo, hi int) int {
+		e := -1
+		if kept[n] && hi > len(order) {
+			e = len(order)
+		}
+		for _, r := range readers[n] {
+			if pos[r] < lo || pos[r] >= hi {
+				continue
+			}
+			e = max(e, pos[r])
+			if r.Op() == nil || !ops.FreshOutput(r.Op()) {
+				e = max(e, lastIn(r, lo, hi))
+			}
+		}
+		return e
+	}
+	// Checkpointed layers (ops.Checkpoint): a recomputed value is alive
+	// from its node to its last forward reader, and again from the
+	// recomputation (which writes it into the same memory) to its last
+	// backward reader. The backward recomputes the values it reads and
+	// what they are computed from.
+	at := map[*gorgonia.Node]int{} // recomputed node → position of its recomputation
+	for i, n := range order {
+		r, ok := ops.IsRecompute(n.Op())
+		if !ok {
+			continue
+		}
+		want := make([]bool, len(r.Nodes))
+		in := map[*gorgonia.Node]int{}
+		for j, m := range r.Nodes {
+			in[m] = j
+		}
+		for j := len(r.Nodes) - 1; j >= 0; j-- {
+			m := r.Nodes[j]
+			if _, ok := pos[m]; !ok {
+				continue
+			}
+			want[j] = want[j] || lastIn(m, i+1, len(order)+1) > i
+			if !want[j] {
+				continue
+			}
+			at[m] = i
+			it := sub.From(m.ID())
+			for it != nil && it.Next() {
+				if k, ok := in[it.Node().(*gorgonia.Node)]; ok {
+					want[k] = true
+				}
+			}
+		}
+		recomputes = append(recomputes, recompute{r: r, want: want})
+	}
+	// intervals are the positions at which n's value must keep its
+	// memory; nil when it is read after the run.
+	intervals := func(n *gorgonia.Node) [][2]int {
+		g, ok := at[n]
+		if !ok {
+			if e := last(n); e < len(order) {
+				return [][2]int{{pos[n], e}}
+			}
+			return nil
+		}
+		e1 := max(pos[n], lastIn(n, 0, g))
+		e2 := max(g, lastIn(n, g+1, len(order)+1))
+		if e2 >= len(order) {
+			return nil
+		}
+		if e1 >= g {
+			return [][2]int{{pos[n], e2}}
+		}
+		return [][2]int{{pos[n], e1}, {g, e2}}
+	}
 	// Registers in which an operation may write into the value the
 	// register held before (gorgonia's tape does so for a
 	// UsePreallocDoer whose register is not empty).
@@ -115,7 +188,18 @@ func planPlacements(sub *gorgonia.ExprGraph, outs gorgonia.Nodes, reg func(*gorg
 		}
 	}
 	type slot struct {
-		size, free int // elements; position after which it is free
+		size int      // elements
+		busy [][2]int // positions at which a value holds it
+	}
+	overlaps := func(s slot, ivs [][2]int) bool {
+		for _, b := range s.busy {
+			for _, v := range ivs {
+				if b[0] <= v[1] && v[0] <= b[1] {
+					return true
+				}
+			}
+		}
+		return false
 	}
 	var slots []slot
 	type use struct {
@@ -163,8 +247,8 @@ func planPlacements(sub *gorgonia.ExprGraph, outs gorgonia.Nodes, reg func(*gorg
 		if len(outs) == 0 {
 			continue
 		}
-		e := last(n)
-		if e >= len(order) {
+		ivs := intervals(n)
+		if ivs == nil {
 			continue
 		}
 		for _, u := range outs {
@@ -173,7 +257,7 @@ func planPlacements(sub *gorgonia.ExprGraph, outs gorgonia.Nodes, reg func(*gorg
 			// one grown, else a new one.
 			best := -1
 			for i, s := range slots {
-				if s.free >= pos[n] {
+				if overlaps(s, ivs) {
 					continue
 				}
 				switch {
@@ -190,7 +274,7 @@ func planPlacements(sub *gorgonia.ExprGraph, outs gorgonia.Nodes, reg func(*gorg
 				best = len(slots) - 1
 			}
 			slots[best].size = max(slots[best].size, size)
-			slots[best].free = e
+			slots[best].busy = append(slots[best].busy, ivs...)
 			u.slot, u.size = best, size
 			uses = append(uses, u)
 		}
@@ -204,5 +288,11 @@ func planPlacements(sub *gorgonia.ExprGraph, outs gorgonia.Nodes, reg func(*gorg
 		t := tensor.New(tensor.WithBacking(mem[u.slot][:u.size]), tensor.WithShape(u.shape...))
 		placed[i] = placement{op: u.n.Op(), i: u.i, t: t}
 	}
-	return placed, unplace
+	return placed, unplace, recomputes
+}
+
+// recompute is what a program recomputes of one checkpointed layer.
+type recompute struct {
+	r    *ops.Recompute
+	want []bool
 }

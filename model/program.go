@@ -26,6 +26,9 @@ type Program struct {
 	acc64    [][]float64
 	placed   []placement   // values in shared memory (planPlacements)
 	unplace  []gorgonia.Op // operations returned to their own memory before placing
+	// recomputes are the checkpointed layers' values the backward pass
+	// recomputes (planPlacements); without placement none need be.
+	recomputes []recompute
 }
 
 // Compile makes a program computing outputs and, when loss is not nil,
@@ -76,7 +79,7 @@ func (g *Graph) Compile(loss *gorgonia.Node, wrt []*gorgonia.Node, outputs ...*g
 	}
 	p.m = gorgonia.NewTapeMachine(g.G, gorgonia.WithPrecompiled(prog, locMap))
 	reg := func(n *gorgonia.Node) (any, bool) { r, ok := locMap[n]; return r, ok }
-	p.placed, p.unplace = planPlacements(sub, outs, reg, g.Dtype)
+	p.placed, p.unplace, p.recomputes = planPlacements(sub, outs, reg, g.Dtype)
 	p.nodes = map[*gorgonia.Node]bool{}
 	for _, n := range sub.AllNodes() {
 		p.nodes[n] = true
@@ -148,6 +151,9 @@ func (p *Program) Run() error {
 	}
 	for _, pl := range p.placed {
 		pl.place()
+	}
+	for _, rc := range p.recomputes {
+		rc.r.SetWanted(rc.want)
 	}
 	for _, pl := range p.planners {
 		pl.Plan(p.inProgram)

@@ -278,6 +278,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err := policy.SetMoEAuxLoss(cfg.Train.MoEAuxLossAlpha); err != nil {
 		return Result{}, fmt.Errorf("ppo: %w", err)
 	}
+	if err := policy.SetGradientCheckpointing(cfg.Train.GradientCheckpointing); err != nil {
+		return Result{}, fmt.Errorf("ppo: %w", err)
+	}
 	rm, err := finetune.OpenRewardModel(policy, cfg.Base, cfg.SFTAdapter, cfg.RewardSFTAdapter, cfg.RewardAdapter)
 	if err != nil {
 		return Result{}, fmt.Errorf("ppo: %w", err)

@@ -255,7 +255,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := finetune.CheckMoEAuxLoss(&mc, cfg.Train.MoEAuxLossAlpha); err != nil {
 		return nil, fmt.Errorf("pretrain: %w", err)
 	}
-	tr, err := newTrainer(w, cfg.BatchSize, cfg.SeqLen, int32(tok.PAD()), cfg.Train.MoEAuxLossAlpha)
+	tr, err := newTrainer(w, cfg.BatchSize, cfg.SeqLen, int32(tok.PAD()), cfg.Train.MoEAuxLossAlpha, cfg.Train.GradientCheckpointing)
 	if err != nil {
 		return nil, fmt.Errorf("pretrain: %w", err)
 	}
@@ -335,8 +335,8 @@ type trainer struct {
 	B, T    int
 }
 
-func newTrainer(w *model.Weights, B, T int, pad int32, moeAlpha float64) (*trainer, error) {
-	g, err := model.Build(w, model.GraphOptions{B: B, T: T, Trainable: func(string) bool { return true }})
+func newTrainer(w *model.Weights, B, T int, pad int32, moeAlpha float64, checkpoint bool) (*trainer, error) {
+	g, err := model.Build(w, model.GraphOptions{B: B, T: T, Trainable: func(string) bool { return true }, Checkpoint: checkpoint})
 	if err != nil {
 		return nil, err
 	}

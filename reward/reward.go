@@ -183,6 +183,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err := m.SetMoEAuxLoss(cfg.Train.MoEAuxLossAlpha); err != nil {
 		return res, fmt.Errorf("reward: %w", err)
 	}
+	if err := m.SetGradientCheckpointing(cfg.Train.GradientCheckpointing); err != nil {
+		return res, fmt.Errorf("reward: %w", err)
+	}
 	tr, err := newTrainer(m, cfg.Loss, cfg.BatchSize, ds.T)
 	if err != nil {
 		return res, err

@@ -140,6 +140,10 @@ func BenchmarkLoRASFTScaling(b *testing.B) {
 	}{{"small", 1, 512}, {"small", 2, 512}, {"small", 4, 512}, {"qwen05", 1, 256}, {"qwen05", 1, 512}, {"qwen05", 1, 1024}, {"qwen05", 1, 2048}} {
 		b.Run(fmt.Sprintf("%s/B=%d/T=%d", c.preset, c.B, c.T), func(b *testing.B) { benchLoRASFT(b, c.preset, c.B, c.T, qkvo) })
 	}
+	// With gradient checkpointing, where the activations dominate.
+	for _, T := range []int{512, 2048} {
+		b.Run(fmt.Sprintf("qwen05/B=1/T=%d/checkpointing", T), func(b *testing.B) { benchLoRASFTWith(b, "qwen05", 1, T, qkvo, true) })
+	}
 }
 
 // BenchmarkLoRASFTStories15MMoE is the same update on the stories15M-moe
@@ -164,6 +168,11 @@ var presetWeights = map[string]*model.Weights{}
 // base: forward 2N, input gradients 2N; N the active parameters, the
 // head included; attention's own products not counted).
 func benchLoRASFT(b *testing.B, preset string, B, T int, targets []string) {
+	benchLoRASFTWith(b, preset, B, T, targets, false)
+}
+
+// benchLoRASFTWith is benchLoRASFT with gradient checkpointing on or off.
+func benchLoRASFTWith(b *testing.B, preset string, B, T int, targets []string, checkpoint bool) {
 	w := presetWeights[preset]
 	if w == nil {
 		w = tinymodel.Preset(b, preset, 1)
@@ -171,6 +180,9 @@ func benchLoRASFT(b *testing.B, preset string, B, T int, targets []string) {
 	}
 	benchutil.ResetPeakRSS()
 	m := finetune.New("", w, tokenizer.NewByteLevel(nil))
+	if err := m.SetGradientCheckpointing(checkpoint); err != nil {
+		b.Fatal(err)
+	}
 	if err := m.NewAdapter(lora.Config{R: 8, Alpha: 16, Targets: targets, Seed: 1}); err != nil {
 		b.Fatal(err)
 	}

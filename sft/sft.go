@@ -222,6 +222,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := m.SetMoEAuxLoss(cfg.Train.MoEAuxLossAlpha); err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
 	}
+	if err := m.SetGradientCheckpointing(cfg.Train.GradientCheckpointing); err != nil {
+		return nil, fmt.Errorf("sft: %w", err)
+	}
 	enc, err := finetune.NewInstructionEncoder(m.Tokenizer, cfg.Template, cfg.TrainOnInputs)
 	if err != nil {
 		return nil, fmt.Errorf("sft: %w", err)

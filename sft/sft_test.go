@@ -3,6 +3,7 @@ package sft
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -521,5 +522,45 @@ func TestDatasetInput(t *testing.T) {
 	cfg.Resume = true
 	if _, err := Run(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "same data") {
 		t.Errorf("resume on other data: %v", err)
+	}
+}
+
+// TestGradientCheckpointing trains the same adapter with and without
+// --gradient-checkpointing: every logged figure and the adapter are bit
+// for bit the same (the layers' values are recomputed, not approximated).
+func TestGradientCheckpointing(t *testing.T) {
+	root := t.TempDir()
+	base := filepath.Join(root, "base")
+	writeBase(t, base)
+	run := func(on bool) ([]map[string]float64, *finetune.Model) {
+		cfg := testConfig(base, filepath.Join(root, fmt.Sprint(on)))
+		cfg.Train.GradientCheckpointing = on
+		var m *finetune.Model
+		cfg.inspect = func(fm *finetune.Model) { m = fm }
+		if _, err := Run(context.Background(), cfg); err != nil {
+			t.Fatal(err)
+		}
+		recs, err := train.ReadMetrics(train.MetricsFile(cfg.Out))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return recs, m
+	}
+	plain, pm := run(false)
+	ckpt, cm := run(true)
+	if len(plain) != len(ckpt) {
+		t.Fatalf("%d vs %d metric records", len(plain), len(ckpt))
+	}
+	for i := range plain {
+		for k, v := range plain[i] {
+			if k != "tokens_per_second" && ckpt[i][k] != v {
+				t.Errorf("record %d %s: %v with checkpointing, %v without", i, k, ckpt[i][k], v)
+			}
+		}
+	}
+	for i, mod := range pm.Adapter.Modules {
+		if !slices.Equal(model.F32(mod.B), model.F32(cm.Adapter.Modules[i].B)) {
+			t.Errorf("adapter %s differs with checkpointing", mod.PEFTPrefix())
+		}
 	}
 }

@@ -95,6 +95,13 @@ type Config struct {
 	// (finetune.Model.SetMoEAuxLoss). Omitted from JSON when 0, so that
 	// configurations without it keep their fingerprints.
 	MoEAuxLossAlpha float64 `json:",omitempty"`
+	// GradientCheckpointing recomputes each decoder layer's activations
+	// in the backward pass instead of keeping them (model.GraphOptions.
+	// Checkpoint): less memory, one more forward pass of compute, the
+	// same results bit for bit. The loop does not read it: the stages
+	// build their graphs with it. Not part of the fingerprint, since it
+	// changes no result: a run may resume with it switched.
+	GradientCheckpointing bool `json:"-"`
 
 	Dir             string // metrics.jsonl and the state/ checkpoint go here
 	LogEvery        int    // log every this many updates (and the last)
@@ -141,6 +148,8 @@ const (
 	KeyEps         = "eps"
 	// KeyMoEAuxLossAlpha is the weight of the expert balance loss.
 	KeyMoEAuxLossAlpha = "moe-aux-loss-alpha"
+	// KeyGradientCheckpointing switches gradient checkpointing on.
+	KeyGradientCheckpointing = "gradient-checkpointing"
 )
 
 // The learning-rate schedules (Config.Schedule).

@@ -51,6 +51,7 @@ func addTrainFlags(f *pflag.FlagSet, d train.Config, u loopFlagUsage) {
 	f.Int(train.KeySaveEvery, d.CheckpointEvery, "checkpoint every N updates (and at the end)")
 	f.Bool(train.KeyQuiet, d.Quiet, "no progress bar")
 	f.Float64(train.KeyMoEAuxLossAlpha, d.MoEAuxLossAlpha, "weight of DeepSeek-V2's expert balance loss for mixture-of-experts models (0: off)")
+	f.Bool(train.KeyGradientCheckpointing, d.GradientCheckpointing, "recompute each decoder layer's activations in the backward pass instead of keeping them: less memory, about a third more compute, the same results")
 }
 
 // addFineTuneFlags declares the adapter and the loop flags of a fine-tuning
@@ -82,6 +83,7 @@ func readTrainFlags(s string, t *train.Config) {
 	t.Seed, t.LogEvery = uint64(cfgInt(s, train.KeySeed)), cfgInt(s, train.KeyLogEvery)
 	t.EvalEvery, t.CheckpointEvery = cfgInt(s, train.KeyEvalEvery), cfgInt(s, train.KeySaveEvery)
 	t.Quiet, t.MoEAuxLossAlpha = cfgBool(s, train.KeyQuiet), cfgFloat(s, train.KeyMoEAuxLossAlpha)
+	t.GradientCheckpointing = cfgBool(s, train.KeyGradientCheckpointing)
 }
 
 // readFineTuneFlags sets l and t from the flags of addFineTuneFlags.

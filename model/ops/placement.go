@@ -35,6 +35,10 @@ func PlaceOutput(op G.Op, t *tensor.Dense) bool {
 		b = &o.out
 	case *attentionOp:
 		b = &o.out
+	case *checkpointOp:
+		b = &o.out
+	case *recomputeOp:
+		b = &o.out
 	default:
 		return false
 	}
@@ -114,7 +118,8 @@ func Placeable(op G.Op) bool {
 	switch op.(type) {
 	case Placer:
 		return true
-	case *addOp, *linearOp, *matmulOp, *rmsnormGradOp, *ropeOp, *swigluOp, *rmsnormOp, *attentionOp:
+	case *addOp, *linearOp, *matmulOp, *rmsnormGradOp, *ropeOp, *swigluOp, *rmsnormOp, *attentionOp,
+		*checkpointOp, *recomputeOp:
 		return true
 	}
 	return false
@@ -133,7 +138,7 @@ func FreshOutput(op G.Op) bool {
 	case *addOp, *linearOp, *matmulOp, *rmsnormGradOp, *ropeOp, *rmsnormOp, *colSumOp,
 		*attentionOp, *attentionGradOp, *embeddingOp, *embeddingGradOp, *funcLossOp, *funcLossGradOp,
 		*logProbsOp, *logProbsGradOp, *meanNLLOp, *scaledGradOp, *headSliceOp, *headUnsliceOp,
-		*mlaKeysOp, *mlaKeysGradOp, *moeOp, *moeGradOp, *swigluOp, *swigluGradOp:
+		*mlaKeysOp, *mlaKeysGradOp, *moeOp, *moeGradOp, *swigluOp, *swigluGradOp, *checkpointOp, *recomputeOp:
 		return true
 	}
 	return false
