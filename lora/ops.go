@@ -18,8 +18,8 @@ import (
 // (inverted dropout: entries 0 or 1/(1−p)), redrawn by the trainer before
 // each step. gorgonia's own Dropout gives wrong results, hence this op.
 type hostMaskOp struct {
+	output
 	mask *[]float32
-	out  *tensor.Dense
 }
 
 func (op *hostMaskOp) Arity() int { return 1 }
@@ -39,8 +39,8 @@ func (op *hostMaskOp) Do(in ...G.Value) (G.Value, error) {
 	if len(mask) != t.Shape().TotalSize() {
 		return nil, fmt.Errorf("lora dropout: mask has %d entries, input %v", len(mask), t.Shape())
 	}
-	op.out = reuse(op.out, t)
-	switch d := op.out.Data().(type) {
+	out := op.get(t.Dtype(), t.Shape()...)
+	switch d := out.Data().(type) {
 	case []float32:
 		for i, v := range t.Data().([]float32) {
 			d[i] = v * mask[i]
@@ -52,7 +52,7 @@ func (op *hostMaskOp) Do(in ...G.Value) (G.Value, error) {
 	default:
 		return nil, fmt.Errorf("lora dropout: unsupported dtype %v", t.Dtype())
 	}
-	return op.out, nil
+	return out, nil
 }
 func (op *hostMaskOp) ReturnsPtr() bool     { return false }
 func (op *hostMaskOp) CallsExtern() bool    { return false }
@@ -75,13 +75,30 @@ func (op *hostMaskOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 	return G.Nodes{g}, nil
 }
 
-// reuse returns out when it already has t's dtype and shape, else a new
-// tensor like t.
-func reuse(out, t *tensor.Dense) *tensor.Dense {
-	if out == nil || out.Dtype() != t.Dtype() || !out.Shape().Eq(t.Shape()) {
-		return tensor.New(tensor.Of(t.Dtype()), tensor.WithShape(t.Shape().Clone()...))
+// output is where an operation of this package writes its value: memory
+// a program placed it in (ops.Placer) when that fits, else its own,
+// reused across runs. The value is never an input's memory.
+type output struct {
+	own    *tensor.Dense
+	placed *tensor.Dense
+}
+
+// PlaceOutput implements ops.Placer: the value goes to t from the next run
+// on (nil: the operation's own memory), when t fits it.
+func (o *output) PlaceOutput(t *tensor.Dense) { o.placed = t }
+
+// get returns the memory for a value of dtype dt and the given shape.
+func (o *output) get(dt tensor.Dtype, shape ...int) *tensor.Dense {
+	fits := func(t *tensor.Dense) bool {
+		return t != nil && t.Dtype() == dt && t.Shape().Eq(tensor.Shape(shape))
 	}
-	return out
+	if fits(o.placed) {
+		return o.placed
+	}
+	if !fits(o.own) {
+		o.own = tensor.New(tensor.Of(dt), tensor.WithShape(shape...))
+	}
+	return o.own
 }
 
 // lowRankAddOp is the adapter's term added onto the base output in one
@@ -93,15 +110,9 @@ func reuse(out, t *tensor.Dense) *tensor.Dense {
 //
 //	∂L/∂y = G,   ∂L/∂xa = s·G·B,   ∂L/∂B = s·Gᵀ·xa.
 type lowRankAddOp struct {
-	scale  *float64
-	out    *tensor.Dense // the output's memory in the last run
-	own    *tensor.Dense // the operation's own
-	placed *tensor.Dense // memory a program placed the output in (nil: own)
+	output
+	scale *float64
 }
-
-// PlaceOutput implements ops.Placer: the output goes to t from the next
-// run on (nil: the operation's own memory), when t fits it.
-func (op *lowRankAddOp) PlaceOutput(t *tensor.Dense) { op.placed = t }
 
 func (op *lowRankAddOp) Arity() int { return 3 }
 func (op *lowRankAddOp) Type() hm.Type {
@@ -120,15 +131,10 @@ func (op *lowRankAddOp) Do(in ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	if p := op.placed; p != nil && p.Dtype() == y.Dtype() && p.Shape().Eq(y.Shape()) {
-		op.out = p
-	} else {
-		op.own = reuse(op.own, y)
-		op.out = op.own
-	}
+	res := op.get(y.Dtype(), y.Shape()...)
 	N, out, r := y.Shape()[0], y.Shape()[1], xa.Shape()[1]
 	s := *op.scale
-	switch d := op.out.Data().(type) {
+	switch d := res.Data().(type) {
 	case []float32:
 		copy(d, y.Data().([]float32))
 		if s != 0 { // a disabled adapter leaves the base output exactly as it is
@@ -140,7 +146,7 @@ func (op *lowRankAddOp) Do(in ...G.Value) (G.Value, error) {
 			gemm64(false, true, N, out, r, s, xa.Data().([]float64), b.Data().([]float64), 1, d)
 		}
 	}
-	return op.out, nil
+	return res, nil
 }
 func (op *lowRankAddOp) ReturnsPtr() bool     { return false }
 func (op *lowRankAddOp) CallsExtern() bool    { return false }
@@ -171,9 +177,9 @@ func (op *lowRankAddOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) 
 // G (N, out): with wrtB false, ∂L/∂xa = s·G·B from (G, B); with wrtB true,
 // ∂L/∂B = s·Gᵀ·xa from (G, xa). Both are (·, r) and small.
 type lowRankGradOp struct {
+	output
 	scale *float64
 	wrtB  bool
-	out   *tensor.Dense
 }
 
 func (op *lowRankGradOp) Arity() int { return 2 }
@@ -202,11 +208,9 @@ func (op *lowRankGradOp) Do(in ...G.Value) (G.Value, error) {
 	if op.wrtB {
 		rows = out
 	}
-	if op.out == nil || op.out.Dtype() != g.Dtype() || !op.out.Shape().Eq(tensor.Shape{rows, r}) {
-		op.out = tensor.New(tensor.Of(g.Dtype()), tensor.WithShape(rows, r))
-	}
+	res := op.get(g.Dtype(), rows, r)
 	s := *op.scale
-	switch d := op.out.Data().(type) {
+	switch d := res.Data().(type) {
 	case []float32:
 		gd, md := g.Data().([]float32), m.Data().([]float32)
 		if op.wrtB {
@@ -224,7 +228,7 @@ func (op *lowRankGradOp) Do(in ...G.Value) (G.Value, error) {
 	default:
 		return nil, fmt.Errorf("lora gradient: unsupported dtype %v", g.Dtype())
 	}
-	return op.out, nil
+	return res, nil
 }
 func (op *lowRankGradOp) ReturnsPtr() bool     { return false }
 func (op *lowRankGradOp) CallsExtern() bool    { return false }

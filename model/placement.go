@@ -176,16 +176,38 @@ func planPlacements(sub *gorgonia.ExprGraph, outs gorgonia.Nodes, reg func(*gorg
 		}
 		return [][2]int{{pos[n], e1}, {g, e2}}
 	}
-	// Registers in which an operation may write into the value the
-	// register held before (gorgonia's tape does so for a
-	// UsePreallocDoer whose register is not empty).
-	foreign := map[any]bool{}
+	// A UsePreallocDoer (gorgonia's own operations) writes into the value
+	// its register held before it, when the register holds one: into the
+	// memory of the value an earlier node left there, which must then
+	// stay reserved for as long as the later node's value is alive.
+	// inherited returns those intervals for the value node n leaves in
+	// register r (the writers that follow it on r until another node
+	// replaces the value), and false when one of them is read after the
+	// run.
+	writers := map[any][]*gorgonia.Node{}
 	for _, n := range order {
-		if _, ok := n.Op().(gorgonia.UsePreallocDoer); ok {
-			if r, ok := reg(n); ok {
-				foreign[r] = true
-			}
+		if r, ok := reg(n); ok {
+			writers[r] = append(writers[r], n)
 		}
+	}
+	inherited := func(r any, n *gorgonia.Node) ([][2]int, bool) {
+		var ivs [][2]int
+		ws := writers[r]
+		k := slices.Index(ws, n)
+		if k < 0 {
+			return nil, false
+		}
+		for _, w := range ws[k+1:] {
+			if _, ok := w.Op().(gorgonia.UsePreallocDoer); !ok {
+				break
+			}
+			e := last(w)
+			if e >= len(order) {
+				return nil, false
+			}
+			ivs = append(ivs, [2]int{pos[w], e})
+		}
+		return ivs, true
 	}
 	type slot struct {
 		size int      // elements
@@ -207,6 +229,7 @@ func planPlacements(sub *gorgonia.ExprGraph, outs gorgonia.Nodes, reg func(*gorg
 		i          int
 		shape      tensor.Shape
 		slot, size int
+		extra      [][2]int // inherited intervals
 	}
 	var uses []use
 	// outputs lists what n writes that may be placed: its value, or the
@@ -216,10 +239,15 @@ func planPlacements(sub *gorgonia.ExprGraph, outs gorgonia.Nodes, reg func(*gorg
 			return nil
 		}
 		if ops.Placeable(n.Op()) {
-			if r, ok := reg(n); !ok || foreign[r] {
+			r, ok := reg(n)
+			if !ok {
 				return nil
 			}
-			return []use{{n: n, i: -1, shape: n.Shape()}}
+			extra, ok := inherited(r, n)
+			if !ok {
+				return nil
+			}
+			return []use{{n: n, i: -1, shape: n.Shape(), extra: extra}}
 		}
 		if !ops.MultiPlaceable(n.Op()) {
 			return nil
@@ -230,7 +258,12 @@ func planPlacements(sub *gorgonia.ExprGraph, outs gorgonia.Nodes, reg func(*gorg
 			if !ok {
 				return nil
 			}
-			if reg, ok := reg(r); !ok || foreign[reg] {
+			rr, ok := reg(r)
+			if !ok {
+				return nil
+			}
+			extra, ok := inherited(rr, r)
+			if !ok {
 				return nil
 			}
 			for _, u := range out {
@@ -238,7 +271,7 @@ func planPlacements(sub *gorgonia.ExprGraph, outs gorgonia.Nodes, reg func(*gorg
 					return nil // two picks of one output: leave it
 				}
 			}
-			out = append(out, use{n: n, i: i, shape: r.Shape()})
+			out = append(out, use{n: n, i: i, shape: r.Shape(), extra: extra})
 		}
 		return out
 	}
@@ -247,11 +280,12 @@ func planPlacements(sub *gorgonia.ExprGraph, outs gorgonia.Nodes, reg func(*gorg
 		if len(outs) == 0 {
 			continue
 		}
-		ivs := intervals(n)
-		if ivs == nil {
+		nivs := intervals(n)
+		if nivs == nil {
 			continue
 		}
 		for _, u := range outs {
+			ivs := append(slices.Clone(nivs), u.extra...)
 			size := u.shape.TotalSize()
 			// The free slot that fits most tightly, else the largest free
 			// one grown, else a new one.

@@ -525,9 +525,10 @@ func TestDatasetInput(t *testing.T) {
 	}
 }
 
-// TestGradientCheckpointing trains the same adapter with and without
-// --gradient-checkpointing: every logged figure and the adapter are bit
-// for bit the same (the layers' values are recomputed, not approximated).
+// TestGradientCheckpointing trains the same adapter (with dropout) with
+// and without --gradient-checkpointing: every logged figure and the
+// adapter are bit for bit the same (the layers' values are recomputed,
+// not approximated).
 func TestGradientCheckpointing(t *testing.T) {
 	root := t.TempDir()
 	base := filepath.Join(root, "base")
@@ -535,6 +536,7 @@ func TestGradientCheckpointing(t *testing.T) {
 	run := func(on bool) ([]map[string]float64, *finetune.Model) {
 		cfg := testConfig(base, filepath.Join(root, fmt.Sprint(on)))
 		cfg.Train.GradientCheckpointing = on
+		cfg.LoRA.Dropout = 0.1 // the adapter's dropout masks are recomputed too
 		var m *finetune.Model
 		cfg.inspect = func(fm *finetune.Model) { m = fm }
 		if _, err := Run(context.Background(), cfg); err != nil {
