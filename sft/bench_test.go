@@ -142,7 +142,7 @@ func BenchmarkLoRASFTScaling(b *testing.B) {
 	}
 	// With gradient checkpointing, where the activations dominate.
 	for _, T := range []int{512, 2048} {
-		b.Run(fmt.Sprintf("qwen05/B=1/T=%d/checkpointing", T), func(b *testing.B) { benchLoRASFTWith(b, "qwen05", 1, T, qkvo, true) })
+		b.Run(fmt.Sprintf("checkpointing-qwen05/B=1/T=%d", T), func(b *testing.B) { benchLoRASFTWith(b, "qwen05", 1, T, qkvo, true) })
 	}
 }
 
