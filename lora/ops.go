@@ -12,14 +12,15 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/gotune/gotune/internal/blas"
+	"github.com/gotune/gotune/model/ops"
 )
 
 // hostMaskOp multiplies its input elementwise by a mask held on the host
 // (inverted dropout: entries 0 or 1/(1−p)), redrawn by the trainer before
 // each step. gorgonia's own Dropout gives wrong results, hence this op.
 type hostMaskOp struct {
-	output
-	mask *[]float32
+	ops.Output // never an input's memory
+	mask       *[]float32
 }
 
 func (op *hostMaskOp) Arity() int { return 1 }
@@ -39,7 +40,7 @@ func (op *hostMaskOp) Do(in ...G.Value) (G.Value, error) {
 	if len(mask) != t.Shape().TotalSize() {
 		return nil, fmt.Errorf("lora dropout: mask has %d entries, input %v", len(mask), t.Shape())
 	}
-	out := op.get(t.Dtype(), t.Shape()...)
+	out := op.Get(t.Dtype(), t.Shape()...)
 	switch d := out.Data().(type) {
 	case []float32:
 		for i, v := range t.Data().([]float32) {
@@ -75,32 +76,6 @@ func (op *hostMaskOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 	return G.Nodes{g}, nil
 }
 
-// output is where an operation of this package writes its value: memory
-// a program placed it in (ops.Placer) when that fits, else its own,
-// reused across runs. The value is never an input's memory.
-type output struct {
-	own    *tensor.Dense
-	placed *tensor.Dense
-}
-
-// PlaceOutput implements ops.Placer: the value goes to t from the next run
-// on (nil: the operation's own memory), when t fits it.
-func (o *output) PlaceOutput(t *tensor.Dense) { o.placed = t }
-
-// get returns the memory for a value of dtype dt and the given shape.
-func (o *output) get(dt tensor.Dtype, shape ...int) *tensor.Dense {
-	fits := func(t *tensor.Dense) bool {
-		return t != nil && t.Dtype() == dt && t.Shape().Eq(tensor.Shape(shape))
-	}
-	if fits(o.placed) {
-		return o.placed
-	}
-	if !fits(o.own) {
-		o.own = tensor.New(tensor.Of(dt), tensor.WithShape(shape...))
-	}
-	return o.own
-}
-
 // lowRankAddOp is the adapter's term added onto the base output in one
 // pass: out = y + s·(xa·Bᵀ), with xa = x·Aᵀ (N, r), B (out, r) and s the
 // host scale. Fusing the product, the scaling and the sum writes one
@@ -110,8 +85,8 @@ func (o *output) get(dt tensor.Dtype, shape ...int) *tensor.Dense {
 //
 //	∂L/∂y = G,   ∂L/∂xa = s·G·B,   ∂L/∂B = s·Gᵀ·xa.
 type lowRankAddOp struct {
-	output
-	scale *float64
+	ops.Output // never an input's memory
+	scale      *float64
 }
 
 func (op *lowRankAddOp) Arity() int { return 3 }
@@ -131,7 +106,7 @@ func (op *lowRankAddOp) Do(in ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := op.get(y.Dtype(), y.Shape()...)
+	res := op.Get(y.Dtype(), y.Shape()...)
 	N, out, r := y.Shape()[0], y.Shape()[1], xa.Shape()[1]
 	s := *op.scale
 	switch d := res.Data().(type) {
@@ -177,9 +152,9 @@ func (op *lowRankAddOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) 
 // G (N, out): with wrtB false, ∂L/∂xa = s·G·B from (G, B); with wrtB true,
 // ∂L/∂B = s·Gᵀ·xa from (G, xa). Both are (·, r) and small.
 type lowRankGradOp struct {
-	output
-	scale *float64
-	wrtB  bool
+	ops.Output // never an input's memory
+	scale      *float64
+	wrtB       bool
 }
 
 func (op *lowRankGradOp) Arity() int { return 2 }
@@ -208,7 +183,7 @@ func (op *lowRankGradOp) Do(in ...G.Value) (G.Value, error) {
 	if op.wrtB {
 		rows = out
 	}
-	res := op.get(g.Dtype(), rows, r)
+	res := op.Get(g.Dtype(), rows, r)
 	s := *op.scale
 	switch d := res.Data().(type) {
 	case []float32:

@@ -134,15 +134,9 @@ func (w weight[T]) mulT(n int, x []T, ldx int, y []T, ldy int) {
 		return
 	}
 	x32, y32 := any(x).([]float32), any(y).([]float32)
-	rb := w.bf.blockRows()
-	blk := areas32.get(rb * w.cols)
-	defer areas32.put(blk)
-	for r0 := 0; r0 < w.rows; r0 += rb {
-		r1 := min(w.rows, r0+rb)
-		wb := (*blk)[:(r1-r0)*w.cols]
-		w.bf.widen(r0, r1, wb)
+	w.bf.blocks(func(r0, r1 int, wb []float32) {
 		gemm(false, true, n, r1-r0, w.cols, 1, x32, ldx, wb, w.cols, 0, y32[r0:], ldy)
-	}
+	})
 }
 
 // mul computes y = x·W: x (n, rows) with row stride ldx, y (n, cols) with
@@ -153,18 +147,26 @@ func (w weight[T]) mul(n int, x []T, ldx int, y []T, ldy int) {
 		return
 	}
 	x32, y32 := any(x).([]float32), any(y).([]float32)
-	rb := w.bf.blockRows()
-	blk := areas32.get(rb * w.cols)
-	defer areas32.put(blk)
-	for r0 := 0; r0 < w.rows; r0 += rb {
-		r1 := min(w.rows, r0+rb)
-		wb := (*blk)[:(r1-r0)*w.cols]
-		w.bf.widen(r0, r1, wb)
+	w.bf.blocks(func(r0, r1 int, wb []float32) {
 		beta := float32(1)
 		if r0 == 0 {
 			beta = 0
 		}
 		gemm(false, false, n, w.cols, r1-r0, 1, x32[r0:], ldx, wb, w.cols, beta, y32, ldy)
+	})
+}
+
+// blocks calls fn on each block of rows [r0, r1) of m, widened to float32
+// in wb, in order.
+func (m *BF16Matrix) blocks(fn func(r0, r1 int, wb []float32)) {
+	rb := m.blockRows()
+	blk := areas32.get(rb * m.Cols)
+	defer areas32.put(blk)
+	for r0 := 0; r0 < m.Rows; r0 += rb {
+		r1 := min(m.Rows, r0+rb)
+		wb := (*blk)[:(r1-r0)*m.Cols]
+		m.widen(r0, r1, wb)
+		fn(r0, r1, wb)
 	}
 }
 

@@ -14,36 +14,44 @@ import (
 // backward pass are mostly made of). A program places the outputs whose lifetimes do not overlap in
 // one piece of memory (model.Program).
 func PlaceOutput(op G.Op, t *tensor.Dense) bool {
-	var b *buffer
-	switch o := op.(type) {
-	case Placer:
-		o.PlaceOutput(t)
+	if p, ok := op.(Placer); ok {
+		p.PlaceOutput(t)
 		return true
-	case *addOp:
-		b = &o.out
-	case *linearOp:
-		b = &o.out
-	case *matmulOp:
-		b = &o.out
-	case *rmsnormGradOp:
-		b = &o.out
-	case *ropeOp:
-		b = &o.out
-	case *swigluOp:
-		b = &o.out
-	case *rmsnormOp:
-		b = &o.out
-	case *attentionOp:
-		b = &o.out
-	case *checkpointOp:
-		b = &o.out
-	case *recomputeOp:
-		b = &o.out
-	default:
+	}
+	b := ownBuffer(op)
+	if b == nil {
 		return false
 	}
 	b.place(t)
 	return true
+}
+
+// ownBuffer is the output buffer of an operation of this package whose
+// single output PlaceOutput places (nil for any other operation).
+func ownBuffer(op G.Op) *buffer {
+	switch o := op.(type) {
+	case *addOp:
+		return &o.out
+	case *linearOp:
+		return &o.out
+	case *matmulOp:
+		return &o.out
+	case *rmsnormGradOp:
+		return &o.out
+	case *ropeOp:
+		return &o.out
+	case *swigluOp:
+		return &o.out
+	case *rmsnormOp:
+		return &o.out
+	case *attentionOp:
+		return &o.out
+	case *checkpointOp:
+		return &o.out
+	case *recomputeOp:
+		return &o.out
+	}
+	return nil
 }
 
 // PlacePicked is PlaceOutput for the operations of the backward pass that
@@ -113,16 +121,22 @@ type Placer interface {
 	PlaceOutput(t *tensor.Dense)
 }
 
+// Output is the memory of the single output of an operation of another
+// package: embedded in the operation, it makes it a Placer, and Get gives
+// the memory a program placed the output in when that fits, else the
+// operation's own, reused across runs.
+type Output struct{ b buffer }
+
+// PlaceOutput implements Placer.
+func (o *Output) PlaceOutput(t *tensor.Dense) { o.b.place(t) }
+
+// Get returns the memory for an output of dtype dt and the given shape.
+func (o *Output) Get(dt tensor.Dtype, shape ...int) *tensor.Dense { return o.b.get(dt, shape...) }
+
 // Placeable reports whether PlaceOutput accepts op.
 func Placeable(op G.Op) bool {
-	switch op.(type) {
-	case Placer:
-		return true
-	case *addOp, *linearOp, *matmulOp, *rmsnormGradOp, *ropeOp, *swigluOp, *rmsnormOp, *attentionOp,
-		*checkpointOp, *recomputeOp:
-		return true
-	}
-	return false
+	_, ok := op.(Placer)
+	return ok || ownBuffer(op) != nil
 }
 
 // FreshOutput reports whether op's value is never the value of one of
