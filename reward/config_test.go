@@ -28,6 +28,7 @@ func TestValidate(t *testing.T) {
 		{Key: KeyHeldOut, Edit: func(c *Config) { c.HeldOut = -0.1 }},
 		{Key: KeyEpochs, Edit: func(c *Config) { c.Epochs = 0 }},
 		{Key: KeyHeadStd, Edit: func(c *Config) { c.HeadStd = -0.02 }},
+		{Key: KeyBaseDtype, Edit: func(c *Config) { c.BaseDtype = "fp8" }},
 		{Key: KeyCenterRewards, Edit: func(c *Config) { c.Loss.CenterCoefficient = -1 }},
 		{Key: lora.KeyR, Edit: func(c *Config) { c.LoRA.R = 0 }},
 		{Key: lora.KeyAlpha, Edit: func(c *Config) { c.LoRA.Alpha = -1 }},

@@ -38,6 +38,7 @@ const (
 	KeyEpochs        = "epochs"
 	KeyCenterRewards = "center-rewards-coefficient"
 	KeyHeadStd       = "head-std"
+	KeyBaseDtype     = finetune.KeyBaseDtype
 )
 
 // Config is a reward-model training run. The model is the base (with the
@@ -67,6 +68,10 @@ type Config struct {
 	Epochs    float64 // passes over the training pairs when Train.Steps is 0
 	HeadStd   float64 // standard deviation of the score head's initial weights (transformers' initializer_range)
 	HeadSeed  uint64  // seed of the score head's initial weights
+	// BaseDtype is how the frozen backbone (merged with the SFT adapter)
+	// is held while training: finetune.BaseFloat32 (also "") or
+	// finetune.BaseBFloat16 (half the memory of its matrices).
+	BaseDtype string
 
 	LoRA  lora.Config
 	Loss  LossConfig
@@ -84,7 +89,7 @@ func DefaultConfig() Config {
 	lc.Targets = []string{lora.AllLinear}
 	return Config{
 		HeldOut: 0.1, BatchSize: 8, Epochs: 1, HeadStd: 0.02, HeadSeed: 1,
-		LoRA: lc, Train: tc,
+		BaseDtype: finetune.BaseFloat32, LoRA: lc, Train: tc,
 	}
 }
 
@@ -93,6 +98,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.Base == "":
 		return fmt.Errorf("reward: %s (the base model directory) is not set", KeyBase)
+	case finetune.CheckBaseDtype(c.BaseDtype) != nil:
+		return fmt.Errorf("reward: %w", finetune.CheckBaseDtype(c.BaseDtype))
 	case c.Rows == nil && c.Data == "":
 		return fmt.Errorf("reward: %s (a preferences dataset) is not set and no pairs are given", KeyData)
 	case c.Out == "":
@@ -160,6 +167,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	m, err := finetune.OpenMerged(cfg.Base, cfg.SFTAdapter)
 	if err != nil {
 		return Result{}, err
+	}
+	if err := m.HoldBase(cfg.BaseDtype); err != nil {
+		return Result{}, fmt.Errorf("reward: %w", err)
 	}
 	enc, err := finetune.NewSequenceEncoder(m.Tokenizer)
 	if err != nil {

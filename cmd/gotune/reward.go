@@ -33,6 +33,7 @@ state/. "gotune reward score" adds reward-model scores to a dataset.`,
 		cfg.BatchSize, cfg.MaxLength, cfg.Epochs = cfgInt(s, reward.KeyBatchSize), cfgInt(s, reward.KeyMaxLength), cfgFloat(s, reward.KeyEpochs)
 		cfg.Loss.CenterCoefficient, cfg.Resume = cfgFloat(s, reward.KeyCenterRewards), cfgBool(s, reward.KeyResume)
 		cfg.HeadSeed = uint64(cfgInt(s, train.KeySeed))
+		cfg.BaseDtype = cfgString(s, reward.KeyBaseDtype)
 		readFineTuneFlags(s, &cfg.LoRA, &cfg.Train)
 		if cfg.Data == "" {
 			if err := rewardWorldPairs(s, &cfg); err != nil {
@@ -117,6 +118,7 @@ func init() {
 	f.Int(reward.KeyMaxLength, d.MaxLength, "tokens of prompt + completion at most; longer pairs are dropped (0: the model's positions)")
 	f.Float64(reward.KeyEpochs, d.Epochs, "passes over the training pairs when --steps is 0")
 	f.Float64(reward.KeyCenterRewards, d.Loss.CenterCoefficient, "weight of the reward-centering term c·mean((r_c + r_r)²) (0: off)")
+	f.String(reward.KeyBaseDtype, d.BaseDtype, "how the frozen backbone's embeddings and linear weights are held while training: float32, or bfloat16 (half the memory; products in float32)")
 	f.String(reward.KeyOut, "runs/default/reward", "output directory")
 	f.Bool(reward.KeyResume, false, "continue from the checkpoint in --out")
 	addFineTuneFlags(f, d.LoRA, d.Train, loopFlagUsage{steps: "optimizer updates (0: --epochs passes)", logEvery: usageLogEvery,
