@@ -192,23 +192,12 @@ func benchLoRASFTWith(b *testing.B, preset string, B, T int, targets []string, c
 	}
 	fillBatch(p.Graph, p.Graph.Vector("weights"))
 	params := m.Params()
-	sizes := make([]int, len(params))
-	values := make([][]float32, len(params))
-	grads := make([][]float32, len(params))
-	decay := make([]bool, len(params))
-	for i, q := range params {
-		sizes[i], values[i] = len(q.Value), q.Value
-	}
-	opt := train.NewAdamW(0.9, 0.999, 1e-8, 0, sizes)
+	update := newBenchUpdate(paramValues(params))
 	tps := runStepsOf(b, B*T, func() error {
 		if err := p.Run(); err != nil {
 			return err
 		}
-		for i, q := range params {
-			grads[i] = q.Grad()
-		}
-		train.ClipGlobalNorm(grads, 1)
-		opt.Update(values, grads, decay, 1e-4)
+		update.step(func(i int) []float32 { return params[i].Grad() })
 		m.ZeroGrad()
 		return nil
 	})
@@ -261,24 +250,16 @@ func benchFullFT(b *testing.B) {
 	}
 	fillBatch(g, g.Vector("weights"))
 	named := w.Named()
-	sizes := make([]int, len(named))
 	values := make([][]float32, len(named))
-	grads := make([][]float32, len(named))
-	decay := make([]bool, len(named))
 	for i, n := range named {
 		values[i] = model.F32(n.Tensor)
-		sizes[i] = len(values[i])
 	}
-	opt := train.NewAdamW(0.9, 0.999, 1e-8, 0, sizes)
+	update := newBenchUpdate(values)
 	runSteps(b, func() error {
 		if err := prog.Run(); err != nil {
 			return err
 		}
-		for i, n := range g.Trainable {
-			grads[i] = prog.Grad(n)
-		}
-		train.ClipGlobalNorm(grads, 1)
-		opt.Update(values, grads, decay, 1e-4)
+		update.step(func(i int) []float32 { return prog.Grad(g.Trainable[i]) })
 		prog.ZeroGrad()
 		return nil
 	})
@@ -347,14 +328,7 @@ func BenchmarkSFTPackingStories15M(b *testing.B) {
 				}
 			}
 			params := m.Params()
-			sizes := make([]int, len(params))
-			values := make([][]float32, len(params))
-			grads := make([][]float32, len(params))
-			decay := make([]bool, len(params))
-			for i, q := range params {
-				sizes[i], values[i] = len(q.Value), q.Value
-			}
-			opt := train.NewAdamW(0.9, 0.999, 1e-8, 0, sizes)
+			update := newBenchUpdate(paramValues(params))
 			epoch := func() error {
 				for _, bt := range batches {
 					p := programs[bt.T]
@@ -362,11 +336,7 @@ func BenchmarkSFTPackingStories15M(b *testing.B) {
 					if err := p.Run(); err != nil {
 						return err
 					}
-					for i, q := range params {
-						grads[i] = q.Grad()
-					}
-					train.ClipGlobalNorm(grads, 1)
-					opt.Update(values, grads, decay, 1e-4)
+					update.step(func(i int) []float32 { return params[i].Grad() })
 					m.ZeroGrad()
 				}
 				return nil
@@ -378,4 +348,41 @@ func BenchmarkSFTPackingStories15M(b *testing.B) {
 			b.ReportMetric(float64(len(batches)), "batches/epoch")
 		})
 	}
+}
+
+// benchUpdate is the optimizer update every training benchmark times after
+// its backward pass: AdamW (no decay) over values, with the gradients
+// clipped to a global norm of 1.
+type benchUpdate struct {
+	values, grads [][]float32
+	decay         []bool
+	opt           *train.AdamW
+}
+
+// newBenchUpdate prepares the update of the given parameter values.
+func newBenchUpdate(values [][]float32) *benchUpdate {
+	sizes := make([]int, len(values))
+	for i, v := range values {
+		sizes[i] = len(v)
+	}
+	return &benchUpdate{values: values, grads: make([][]float32, len(values)), decay: make([]bool, len(values)),
+		opt: train.NewAdamW(0.9, 0.999, 1e-8, 0, sizes)}
+}
+
+// step applies the update, grad(i) being parameter i's gradient.
+func (u *benchUpdate) step(grad func(i int) []float32) {
+	for i := range u.grads {
+		u.grads[i] = grad(i)
+	}
+	train.ClipGlobalNorm(u.grads, 1)
+	u.opt.Update(u.values, u.grads, u.decay, 1e-4)
+}
+
+// paramValues are the values of fine-tuning parameters.
+func paramValues(params []train.Param) [][]float32 {
+	v := make([][]float32, len(params))
+	for i, q := range params {
+		v[i] = q.Value
+	}
+	return v
 }
