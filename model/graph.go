@@ -237,14 +237,16 @@ func (g *Graph) decoder(hook LinearHook, checkpoint bool) *gorgonia.Node {
 // segment (ops.Checkpoint): the layer's operation nodes are those built
 // after x.
 func (g *Graph) checkpointed(x *gorgonia.Node, build func(*gorgonia.Node) *gorgonia.Node) *gorgonia.Node {
-	before := map[*gorgonia.Node]bool{}
+	// Gorgonia numbers nodes in the order they are added: the layer's
+	// are those numbered after every node that exists now.
+	var before int64 = -1
 	for _, n := range g.G.AllNodes() {
-		before[n] = true
+		before = max(before, n.ID())
 	}
 	y := build(x)
 	r := &ops.Recompute{Input: x}
 	for _, n := range g.G.AllNodes() {
-		if !before[n] && n.Op() != nil && n != y {
+		if n.ID() > before && n.Op() != nil && n != y {
 			r.Nodes = append(r.Nodes, n)
 		}
 	}
