@@ -22,7 +22,42 @@ type Recompute struct {
 	// Input is the segment's input node, whose value the checkpoint keeps.
 	Input *G.Node
 
-	want []bool // per node: recomputed in the running program (SetWanted)
+	want   []bool         // per node: recomputed in the running program (SetWanted)
+	inputs [][]segmentArg // per node: its inputs in argument order (found once)
+	values []G.Value      // per node: its value in the recomputation
+	args   []G.Value      // scratch
+}
+
+// segmentArg is an input of a recomputed node: node j of the segment, or
+// (j < 0) the segment's input or a graph input.
+type segmentArg struct {
+	n *G.Node
+	j int
+}
+
+// prepare finds every node's inputs, once: the recomputation then
+// allocates nothing.
+func (r *Recompute) prepare() {
+	if r.inputs != nil {
+		return
+	}
+	at := make(map[*G.Node]int, len(r.Nodes))
+	for i, n := range r.Nodes {
+		at[n] = i
+	}
+	r.inputs = make([][]segmentArg, len(r.Nodes))
+	for i, n := range r.Nodes {
+		it := n.Graph().From(n.ID())
+		for it.Next() {
+			c := it.Node().(*G.Node)
+			j, ok := at[c]
+			if !ok {
+				j = -1
+			}
+			r.inputs[i] = append(r.inputs[i], segmentArg{c, j})
+		}
+	}
+	r.values = make([]G.Value, len(r.Nodes))
 }
 
 // SetWanted chooses the nodes the backward pass recomputes (a program's
@@ -138,31 +173,32 @@ func (op *recomputeOp) Do(in ...G.Value) (G.Value, error) {
 		return nil, err
 	}
 	r := op.r
-	values := make(map[*G.Node]G.Value, len(r.Nodes))
-	values[r.Input] = in[1]
-	var args []G.Value
+	r.prepare()
+	clear(r.values)
 	for i, n := range r.Nodes {
 		if r.want == nil || !r.want[i] {
 			continue
 		}
-		args = args[:0]
-		it := n.Graph().From(n.ID())
-		for it.Next() {
-			c := it.Node().(*G.Node)
-			v, ok := values[c]
-			if !ok {
-				if c.Op() != nil {
-					return nil, fmt.Errorf("recompute: %s reads %s, neither recomputed nor an input", n.Name(), c.Name())
-				}
-				v = c.Value()
+		r.args = r.args[:0]
+		for _, c := range r.inputs[i] {
+			var v G.Value
+			switch {
+			case c.n == r.Input:
+				v = in[1]
+			case c.j >= 0 && r.values[c.j] != nil:
+				v = r.values[c.j]
+			case c.n.Op() != nil:
+				return nil, fmt.Errorf("recompute: %s reads %s, neither recomputed nor an input", n.Name(), c.n.Name())
+			default:
+				v = c.n.Value()
 			}
-			args = append(args, v)
+			r.args = append(r.args, v)
 		}
-		v, err := n.Op().Do(args...)
+		v, err := n.Op().Do(r.args...)
 		if err != nil {
 			return nil, fmt.Errorf("recompute %s: %w", n.Name(), err)
 		}
-		values[n] = v
+		r.values[i] = v
 	}
 	out := op.out.get(g.Dtype(), g.Shape()...)
 	copyValues(out, g)
