@@ -81,7 +81,10 @@ func OpenAs(baseDir, dtype string) (*Model, error) {
 		if err != nil {
 			return nil, err
 		}
-		return m, m.HoldBase(dtype)
+		if err := m.HoldBase(dtype); err != nil {
+			return nil, err
+		}
+		return m, nil
 	}
 	w, _, err := hf.LoadModelWith(baseDir, hf.LoadOptions{BF16: true})
 	if err != nil {

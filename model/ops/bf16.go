@@ -170,16 +170,28 @@ func (m *BF16Matrix) blocks(fn func(r0, r1 int, wb []float32)) {
 	}
 }
 
-// row returns row i of W: a view of float values, or the bfloat16 row
-// widened into dst (len cols).
-func (w weight[T]) row(i int, dst []T) []T {
+// rowInto writes row i of W into dst (len cols), widened when bfloat16.
+func (w weight[T]) rowInto(i int, dst []T) {
 	if w.bf == nil {
-		return w.f[i*w.cols : (i+1)*w.cols]
+		copy(dst, w.f[i*w.cols:(i+1)*w.cols])
+		return
 	}
 	for j, h := range w.bf.Bits[i*w.cols : (i+1)*w.cols] {
 		dst[j] = T(math.Float32frombits(uint32(h) << 16))
 	}
-	return dst
+}
+
+// scaleAddRow sets dst = k·dst + c·W[i] (len cols).
+func (w weight[T]) scaleAddRow(i int, k, c T, dst []T) {
+	if w.bf == nil {
+		for j, v := range w.f[i*w.cols : (i+1)*w.cols] {
+			dst[j] = k*dst[j] + c*v
+		}
+		return
+	}
+	for j, h := range w.bf.Bits[i*w.cols : (i+1)*w.cols] {
+		dst[j] = k*dst[j] + c*T(math.Float32frombits(uint32(h)<<16))
+	}
 }
 
 // workAreas lends scratch slices to operations, so that a program holds

@@ -78,10 +78,7 @@ func (op *embeddingOp) Do(in ...G.Value) (G.Value, error) {
 func gatherRows[T Float](table weight[T], out []T, ids []int32) {
 	C := table.cols
 	for n, id := range ids {
-		dst := out[n*C : (n+1)*C]
-		if r := table.row(int(id), dst); &r[0] != &dst[0] {
-			copy(dst, r)
-		}
+		table.rowInto(int(id), out[n*C:(n+1)*C])
 	}
 }
 

@@ -108,15 +108,8 @@ func (p *headPass[T]) run() {
 			dh := p.dh[r0*p.C : (r0+nc)*p.C]
 			p.w.mul(nc, z, p.V, dh, p.C)
 			parallelFor(nc, 64, func(lo, hi int) {
-				var wrow []T // a widened row of bfloat16 weights
-				if p.w.bf != nil {
-					wrow = make([]T, p.C)
-				}
 				for i := lo; i < hi; i++ {
-					row, wy := dh[i*p.C:(i+1)*p.C], p.w.row(int(y[i]), wrow)
-					for j := range row {
-						row[j] = k[i]*row[j] + c[i]*wy[j]
-					}
+					p.w.scaleAddRow(int(y[i]), k[i], c[i], dh[i*p.C:(i+1)*p.C])
 				}
 			})
 		}
