@@ -10,6 +10,7 @@ import (
 
 	"gorgonia.org/tensor"
 
+	"github.com/gotune/gotune/internal/hugepage"
 	"github.com/gotune/gotune/model/ops"
 )
 
@@ -86,13 +87,15 @@ type Named struct {
 // F32 returns the float32 backing slice of a weight tensor.
 func F32(t *tensor.Dense) []float32 { return t.Data().([]float32) }
 
-// NewTensor allocates a zeroed float32 tensor of the given shape.
+// NewTensor allocates a zeroed float32 tensor of the given shape, a large
+// one on huge pages (internal/hugepage: decoding streams every weight once
+// a token).
 func NewTensor(shape ...int) *tensor.Dense {
 	n := 1
 	for _, s := range shape {
 		n *= s
 	}
-	return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(make([]float32, n)))
+	return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(hugepage.Make[float32](n)))
 }
 
 // Allocate returns zeroed weights of the configured shapes (norm weights 1).
@@ -516,7 +519,7 @@ func AllocateBF16(c Config) (*Weights, error) {
 		// The float32 tensor was never written: dropping it costs no
 		// resident memory.
 		shape := (*f).Shape().Clone()
-		*f = tensor.New(tensor.WithShape(shape...), tensor.WithBacking(make([]uint16, shape.TotalSize())))
+		*f = tensor.New(tensor.WithShape(shape...), tensor.WithBacking(hugepage.Make[uint16](shape.TotalSize())))
 	}
 	if tied {
 		w.LMHead = w.Embed
@@ -544,7 +547,7 @@ func (w *Weights) StoreBF16(keep func(name string) bool) int {
 		if !ok || (keep != nil && keep(names[i])) {
 			continue
 		}
-		bits := make([]uint16, len(src))
+		bits := hugepage.Make[uint16](len(src))
 		for j, v := range src {
 			bits[j] = ops.ToBF16(v)
 		}
