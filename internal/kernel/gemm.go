@@ -7,8 +7,9 @@ import (
 
 // GemmNT computes y = x·wᵀ for row-major x (N, in), w (out, in) and
 // y (N, out) with the register-blocked kernels: blocks of four rows of w,
-// split across the cores, each read once from memory and applied to the
-// rows of x two at a time while they sit in L1. It reports false, leaving
+// split across the cores (SpinParallel: decoding calls it ~170 times a
+// token), each read once from memory and applied to the rows of x two at a
+// time while they sit in L1. It reports false, leaving
 // y alone, when the kernels are not available on this CPU.
 func GemmNT(y, x, w []float32, N, in, out int) bool {
 	if !Available {
@@ -28,7 +29,7 @@ func GemmNT(y, x, w []float32, N, in, out int) bool {
 	for i0 := 0; i0 < N; i0 += chunk {
 		i1 := min(N, i0+chunk)
 		workers := WorkersFor(blocks, 2*(i1-i0)*in*out)
-		Parallel(blocks, workers, func(_, lo, hi int) {
+		SpinParallel(blocks, workers, func(_, lo, hi int) {
 			for b := lo; b < hi; b++ {
 				j := 4 * b
 				wp := &w[j*in]

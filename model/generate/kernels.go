@@ -63,10 +63,12 @@ func matvecGo(y, x, w []float32, in, out int) {
 	})
 }
 
-// workersFor and parallel are the shared helpers of package kernel.
+// workersFor and parallel are the shared helpers of package kernel; the
+// engine's parallel work comes in many short calls, so it runs on the
+// spinning team.
 var (
 	workersFor = kernel.WorkersFor
-	parallel   = kernel.Parallel
+	parallel   = kernel.SpinParallel
 )
 
 // rmsNorm computes y = x / √(mean(x²) + ε) ⊙ g for each of the N rows of
