@@ -3,23 +3,21 @@ package benchutil
 import (
 	"math"
 	"time"
-
-	"github.com/gotune/gotune/internal/kernel"
 )
 
 // ReadSeconds is the shortest of three passes that read every byte of
-// parts once, each part split among workers goroutines as the decoding
-// engine splits a matrix among its cores (kernel.SpinParallel): the time
-// below which no batch-1 decoding step that reads those weights can run,
-// its memory-bandwidth bound.
-func ReadSeconds(parts [][]byte, workers int) float64 {
+// parts once, each part split among workers goroutines by parallel (give
+// it the decoding engine's kernel.SpinParallel to split as the engine
+// does): the time below which no batch-1 decoding step that reads those
+// weights can run, its memory-bandwidth bound.
+func ReadSeconds(parts [][]byte, workers int, parallel func(n, workers int, fn func(worker, lo, hi int))) float64 {
 	sums := make([]uint64, workers)
 	best := math.Inf(1)
 	for range 3 {
 		t0 := time.Now()
 		for _, p := range parts {
 			words := len(p) / readBlock
-			kernel.SpinParallel(words, workers, func(k, lo, hi int) {
+			parallel(words, workers, func(k, lo, hi int) {
 				sums[k] += sumBytes(p[lo*readBlock : hi*readBlock])
 			})
 		}

@@ -22,7 +22,21 @@ var Available = cpu.X86.HasAVX2 && cpu.X86.HasFMA
 func Dot4x2(w *float32, ldw int, x *float32, ldx int, n int, y *float32, ldy int)
 
 // Dot4x1 sets y[j] = Σ_{k<n} x[k]·w[j·ldw + k] for j < 4. n must be a
-// multiple of 8 and the rows must hold n values.
-//
+// multiple of 8 and the rows must hold n values. It runs on AVX-512 where
+// the CPU has it, else on AVX2.
+func Dot4x1(w *float32, ldw int, x *float32, n int, y *float32) {
+	if hasAVX512 {
+		dot4x1AVX512(w, ldw, x, n, y)
+		return
+	}
+	dot4x1AVX2(w, ldw, x, n, y)
+}
+
+// hasAVX512 selects Dot4x1's AVX-512 kernel.
+var hasAVX512 = cpu.X86.HasAVX512F
+
 //go:noescape
-func Dot4x1(w *float32, ldw int, x *float32, n int, y *float32)
+func dot4x1AVX2(w *float32, ldw int, x *float32, n int, y *float32)
+
+//go:noescape
+func dot4x1AVX512(w *float32, ldw int, x *float32, n int, y *float32)

@@ -12,6 +12,7 @@ import (
 	"unsafe"
 
 	"github.com/gotune/gotune/internal/benchutil"
+	"github.com/gotune/gotune/internal/kernel"
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/model/generate"
 	"github.com/gotune/gotune/tokenizer"
@@ -137,5 +138,5 @@ func readBound(w *model.Weights) float64 {
 			panic(fmt.Sprintf("readBound: %s holds %T", p.Name, d))
 		}
 	}
-	return 1 / benchutil.ReadSeconds(parts, runtime.GOMAXPROCS(0))
+	return 1 / benchutil.ReadSeconds(parts, runtime.GOMAXPROCS(0), kernel.SpinParallel)
 }
