@@ -218,3 +218,116 @@ donez:
 	VMOVUPS X0, (DX)
 	VZEROUPPER
 	RET
+
+// func Dot4x1BF16(w *uint16, ldw int, x *float32, n int, y *float32)
+//
+// y[j] = Σ_{k<n} x[k] · float32(w[j·ldw + k]) for j < 4, w in bfloat16
+// (the upper half of a float32: widened exactly by a zero extension and a
+// 16-bit shift); n is a multiple of 8. The same steps as dot4x1AVX2 on half
+// the bytes of w.
+TEXT ·Dot4x1BF16(SB), NOSPLIT, $0-40
+	MOVQ w+0(FP), SI
+	MOVQ ldw+8(FP), AX
+	SHLQ $1, AX
+	MOVQ x+16(FP), DI
+	MOVQ n+24(FP), CX
+	SHLQ $2, CX
+	MOVQ y+32(FP), DX
+	LEAQ (SI)(AX*1), R9
+	LEAQ (R9)(AX*1), R10
+	LEAQ (R10)(AX*1), R11
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	XORQ R13, R13 // byte offset in x
+	XORQ R12, R12 // byte offset in each row of w
+	MOVQ CX, R14
+	SUBQ $32, R14 // last x offset where a 64-byte step still fits
+
+loopb:
+	CMPQ R13, R14
+	JGE  tailb
+	VMOVUPS     (DI)(R13*1), Y12
+	VMOVUPS     32(DI)(R13*1), Y13
+	VPMOVZXWD   (SI)(R12*1), Y8
+	VPMOVZXWD   16(SI)(R12*1), Y9
+	VPSLLD      $16, Y8, Y8
+	VPSLLD      $16, Y9, Y9
+	VFMADD231PS Y8, Y12, Y0
+	VFMADD231PS Y9, Y13, Y4
+	VPMOVZXWD   (R9)(R12*1), Y10
+	VPMOVZXWD   16(R9)(R12*1), Y11
+	VPSLLD      $16, Y10, Y10
+	VPSLLD      $16, Y11, Y11
+	VFMADD231PS Y10, Y12, Y1
+	VFMADD231PS Y11, Y13, Y5
+	VPMOVZXWD   (R10)(R12*1), Y8
+	VPMOVZXWD   16(R10)(R12*1), Y9
+	VPSLLD      $16, Y8, Y8
+	VPSLLD      $16, Y9, Y9
+	VFMADD231PS Y8, Y12, Y2
+	VFMADD231PS Y9, Y13, Y6
+	VPMOVZXWD   (R11)(R12*1), Y10
+	VPMOVZXWD   16(R11)(R12*1), Y11
+	VPSLLD      $16, Y10, Y10
+	VPSLLD      $16, Y11, Y11
+	VFMADD231PS Y10, Y12, Y3
+	VFMADD231PS Y11, Y13, Y7
+	ADDQ        $64, R13
+	ADDQ        $32, R12
+	JMP         loopb
+
+tailb:
+	CMPQ R13, CX
+	JGE  doneb
+	VMOVUPS     (DI)(R13*1), Y12
+	VPMOVZXWD   (SI)(R12*1), Y8
+	VPMOVZXWD   (R9)(R12*1), Y9
+	VPMOVZXWD   (R10)(R12*1), Y10
+	VPMOVZXWD   (R11)(R12*1), Y11
+	VPSLLD      $16, Y8, Y8
+	VPSLLD      $16, Y9, Y9
+	VPSLLD      $16, Y10, Y10
+	VPSLLD      $16, Y11, Y11
+	VFMADD231PS Y8, Y12, Y0
+	VFMADD231PS Y9, Y12, Y1
+	VFMADD231PS Y10, Y12, Y2
+	VFMADD231PS Y11, Y12, Y3
+
+doneb:
+	VADDPS Y4, Y0, Y0
+	VADDPS Y5, Y1, Y1
+	VADDPS Y6, Y2, Y2
+	VADDPS Y7, Y3, Y3
+	VHADDPS Y1, Y0, Y0
+	VHADDPS Y3, Y2, Y2
+	VHADDPS Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VMOVUPS X0, (DX)
+	VZEROUPPER
+	RET
+
+// func widenBF16(dst []float32, src []uint16)
+// dst[i] = float32 with the bits src[i] << 16, eight at a time; len(src)
+// is a positive multiple of 8 and len(dst) ≥ len(src).
+TEXT ·widenBF16(SB), NOSPLIT, $0-48
+	MOVQ         dst_base+0(FP), DI
+	MOVQ         src_base+24(FP), SI
+	MOVQ         src_len+32(FP), CX
+
+widenloop:
+	VPMOVZXWD    (SI), Y0            // eight uint16 → eight uint32
+	VPSLLD       $16, Y0, Y0
+	VMOVUPS      Y0, (DI)
+	ADDQ         $16, SI
+	ADDQ         $32, DI
+	SUBQ         $8, CX
+	JNZ          widenloop
+	VZEROUPPER
+	RET

@@ -21,3 +21,13 @@ func Dot4x2(w *float32, ldw int, x *float32, ldx int, n int, y *float32, ldy int
 func Dot4x1(w *float32, ldw int, x *float32, n int, y *float32) {
 	panic("kernel: no Dot4x1 on this architecture")
 }
+
+// Dot4x1BF16 is never called where Available is false.
+func Dot4x1BF16(w *uint16, ldw int, x *float32, n int, y *float32) {
+	panic("kernel: no Dot4x1BF16 on this architecture")
+}
+
+// widenBF16 is never called where Available is false.
+func widenBF16(dst []float32, src []uint16) {
+	panic("kernel: no widenBF16 on this architecture")
+}

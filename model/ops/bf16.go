@@ -10,7 +10,7 @@ import (
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
-	"github.com/gotune/gotune/model/ops/internal/vec"
+	"github.com/gotune/gotune/internal/kernel"
 )
 
 // BF16Matrix is a frozen (Rows, Cols) matrix held in bfloat16: each element
@@ -70,20 +70,12 @@ func ToBF16(x float32) uint16 {
 }
 
 // FromBF16 widens a bfloat16 to float32 (exactly).
-func FromBF16(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
+func FromBF16(h uint16) float32 { return kernel.FromBF16(h) }
 
 // widen writes rows [r0, r1) of m into dst as float32.
 func (m *BF16Matrix) widen(r0, r1 int, dst []float32) {
 	src := m.Bits[r0*m.Cols : r1*m.Cols]
-	parallelFor(len(src), 1<<15, func(lo, hi int) {
-		if n8 := (hi - lo) &^ 7; vec.Available && n8 > 0 {
-			vec.WidenBF16(dst[lo:lo+n8], src[lo:lo+n8])
-			lo += n8
-		}
-		for i, h := range src[lo:hi] {
-			dst[lo+i] = math.Float32frombits(uint32(h) << 16)
-		}
-	})
+	parallelFor(len(src), 1<<15, func(lo, hi int) { kernel.WidenBF16(dst[lo:hi], src[lo:hi]) })
 }
 
 // widenElems bounds the float32 values a product widens at once (1 MiB):

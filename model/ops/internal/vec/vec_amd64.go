@@ -20,10 +20,3 @@ func ExpShiftSums(z []float32, m float32) (se, sez float32)
 //
 //go:noescape
 func MaxSum(z []float32) (m, s float32)
-
-// WidenBF16 writes the bfloat16 values src as float32 into dst (each the
-// bits src[i] << 16), eight at a time; len(src) must be a positive
-// multiple of 8 and len(dst) ≥ len(src). Implemented in vec_amd64.s.
-//
-//go:noescape
-func WidenBF16(dst []float32, src []uint16)

@@ -14,8 +14,3 @@ func ExpShiftSums(z []float32, m float32) (se, sez float32) {
 func MaxSum(z []float32) (m, s float32) {
 	panic("vec: no vector kernels in this build")
 }
-
-// WidenBF16 is never called without vector kernels.
-func WidenBF16(dst []float32, src []uint16) {
-	panic("vec: no vector kernels in this build")
-}

@@ -1,0 +1,107 @@
+package kernel
+
+import (
+	"math"
+	"sync"
+)
+
+// FromBF16 widens a bfloat16 value, the upper half of a float32, exactly.
+func FromBF16(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
+
+// WidenBF16 writes the bfloat16 values src as float32 into dst (exactly),
+// eight at a time on AVX2; len(dst) ≥ len(src).
+func WidenBF16(dst []float32, src []uint16) {
+	dst = dst[:len(src)]
+	if n8 := len(src) &^ 7; Available && n8 > 0 {
+		widenBF16(dst[:n8], src[:n8])
+		dst, src = dst[n8:], src[n8:]
+	}
+	for i, h := range src {
+		dst[i] = FromBF16(h)
+	}
+}
+
+// GemmNTBF16 is GemmNT with w in bfloat16: y = x·wᵀ for row-major x
+// (N, in), w (out, in) and y (N, out). For one row of x (a decoding step)
+// each block of four rows of w is read once and widened in registers
+// (Dot4x1BF16: half the bytes of a float32 weight); for more rows each
+// block is first widened into a small per-worker buffer that then serves
+// every row of x from L1. It reports false, leaving y alone, when the
+// kernels are not available on this CPU.
+func GemmNTBF16(y, x []float32, w []uint16, N, in, out int) bool {
+	if !Available {
+		return false
+	}
+	if len(x) < N*in || len(w) < out*in || len(y) < N*out {
+		panic("kernel: GemmNTBF16 slice too short")
+	}
+	if in == 0 {
+		clear(y[:N*out])
+		return true
+	}
+	n8 := in &^ 7
+	blocks := out / 4
+	workers := WorkersFor(blocks, 2*N*in*out)
+	if N == 1 {
+		SpinParallel(blocks, workers, func(_, lo, hi int) {
+			for b := lo; b < hi; b++ {
+				if n8 > 0 {
+					Dot4x1BF16(&w[4*b*in], in, &x[0], n8, &y[4*b])
+				} else {
+					clear(y[4*b : 4*b+4])
+				}
+			}
+		})
+	} else {
+		SpinParallel(blocks, workers, func(_, lo, hi int) {
+			buf := widenPool.Get().(*[]float32)
+			if cap(*buf) < 4*in {
+				*buf = make([]float32, 4*in)
+			}
+			wb := (*buf)[:4*in]
+			for b := lo; b < hi; b++ {
+				j := 4 * b
+				WidenBF16(wb, w[j*in:(j+4)*in])
+				i := 0
+				if n8 > 0 {
+					for ; i+1 < N; i += 2 {
+						Dot4x2(&wb[0], in, &x[i*in], in, n8, &y[i*out+j], out)
+					}
+					if i < N {
+						Dot4x1(&wb[0], in, &x[i*in], n8, &y[i*out+j])
+					}
+				} else {
+					for ; i < N; i++ {
+						clear(y[i*out+j : i*out+j+4])
+					}
+				}
+			}
+			widenPool.Put(buf)
+		})
+	}
+	// Columns past the last multiple of 8, and rows of w past the last
+	// block of 4.
+	for i := range N {
+		xr := x[i*in : (i+1)*in]
+		for j := range blocks * 4 {
+			wr := w[j*in : (j+1)*in]
+			var s float32
+			for k := n8; k < in; k++ {
+				s += xr[k] * FromBF16(wr[k])
+			}
+			y[i*out+j] += s
+		}
+		for j := blocks * 4; j < out; j++ {
+			wr := w[j*in : (j+1)*in]
+			var s float32
+			for k := range in {
+				s += xr[k] * FromBF16(wr[k])
+			}
+			y[i*out+j] = s
+		}
+	}
+	return true
+}
+
+// widenPool holds GemmNTBF16's per-worker buffers of four widened rows.
+var widenPool = sync.Pool{New: func() any { return new([]float32) }}
