@@ -45,6 +45,7 @@ func modelFlags(cmd *cobra.Command) {
 	f.String(engineKeyTokenizer, "", "tokenizer file or directory (default: the model directory)")
 	f.String(engineKeyAdapter, "", "PEFT LoRA adapter directory to apply")
 	f.Bool(engineKeyMerge, false, "fold the adapter into a copy of the weights instead of applying it live")
+	f.String(finetune.KeyBaseDtype, finetune.BaseFloat32, "how the model's embeddings and linear weights are held: float32, or bfloat16 (half the memory and half the bytes a decoding step reads; products in float32)")
 }
 
 // samplingFlags are the decoding options shared by generate and chat, with
@@ -122,14 +123,30 @@ func loadEngine(s string) (*generate.Engine, *tokenizer.Tokenizer, error) {
 	if dir == "" {
 		return nil, nil, fmt.Errorf("%s needs --%s", s, engineKeyModel)
 	}
+	dtype := cfgString(s, finetune.KeyBaseDtype)
+	if err := finetune.CheckBaseDtype(dtype); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", s, err)
+	}
+	adapterDir, merge := cfgString(s, engineKeyAdapter), cfgBool(s, engineKeyMerge)
+	// A bfloat16 model is read straight into bfloat16, unless an adapter
+	// is to be merged into it first (in float32) or it is a GGUF file.
+	halfOnLoad := dtype == finetune.BaseBFloat16 && !(adapterDir != "" && merge)
 	var w *model.Weights
 	var tok *tokenizer.Tokenizer
 	var err error
 	tokPath := cfgString(s, engineKeyTokenizer)
 	if mgguf.IsGGUF(dir) {
 		w, tok, err = mgguf.Load(dir) // the tokenizer is in the file's metadata
-	} else if w, err = hf.LoadModel(dir); tokPath == "" {
-		tokPath = dir
+		halfOnLoad = false
+	} else {
+		if halfOnLoad {
+			w, _, err = hf.LoadModelWith(dir, hf.LoadOptions{BF16: true})
+		} else {
+			w, err = hf.LoadModel(dir)
+		}
+		if tokPath == "" {
+			tokPath = dir
+		}
 	}
 	if err != nil {
 		return nil, nil, err
@@ -140,16 +157,19 @@ func loadEngine(s string) (*generate.Engine, *tokenizer.Tokenizer, error) {
 		}
 	}
 	var ad *lora.Adapter
-	if a := cfgString(s, engineKeyAdapter); a != "" {
-		if ad, _, _, err = lora.Load(a, w); err != nil {
+	if adapterDir != "" {
+		if ad, _, _, err = lora.Load(adapterDir, w); err != nil {
 			return nil, nil, err
 		}
-		if cfgBool(s, engineKeyMerge) {
+		if merge {
 			if err := ad.Merge(w); err != nil {
 				return nil, nil, err
 			}
 			ad = nil
 		}
+	}
+	if dtype == finetune.BaseBFloat16 && !halfOnLoad {
+		w.StoreBF16(nil)
 	}
 	e, err := generate.New(w, tok)
 	if err != nil {

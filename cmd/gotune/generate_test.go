@@ -3,14 +3,20 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/eval"
 	"github.com/gotune/gotune/internal/tinymodel"
+	"github.com/gotune/gotune/lora"
+	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/model/generate"
+	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/tokenizer"
 )
 
@@ -205,5 +211,110 @@ func TestEvalCommandOnDataset(t *testing.T) {
 	}
 	if _, err := runGotune(t, "eval", "--model", dir, "--data", path, "--text", path); err == nil {
 		t.Error("eval with both --text and --data: no error")
+	}
+}
+
+// TestGenerateBFloat16 decodes with --base-dtype bfloat16 — the model read
+// straight into bfloat16, with a live adapter, and with the adapter merged
+// in float32 before the weights are halved. The command's text must be the
+// engine's on those weights built in the test, and the engine the command
+// loads must hold its matrices in bfloat16 and give those weights' logits
+// bit for bit.
+func TestGenerateBFloat16(t *testing.T) {
+	dir, e := tinyModelDir(t)
+	tok := e.Tokenizer()
+	adapterDir := t.TempDir()
+	ad, err := lora.New(e.Weights(), lora.Config{R: 4, Alpha: 8, Targets: []string{"q_proj", "up_proj"}, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for mi, m := range ad.Modules {
+		b := model.F32(m.B)
+		for i := range b {
+			b[i] = float32(math.Sin(float64(13*mi+i))) * 0.5
+		}
+	}
+	if err := ad.Save(adapterDir, dir, "CAUSAL_LM", nil); err != nil {
+		t.Fatal(err)
+	}
+	// reference is the engine on the saved model held in bfloat16, the
+	// adapter live or merged first (in float32).
+	reference := func(adapter, merge bool) *generate.Engine {
+		w, err := hf.LoadModel(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, _, _, err := lora.Load(adapterDir, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if merge {
+			if err := a.Merge(w); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w.StoreBF16(nil)
+		e, err := generate.New(w, tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if adapter && !merge {
+			e.SetAdapter(a)
+		}
+		return e
+	}
+	prompt := tok.Encode("Hello", true)
+	logits := func(e *generate.Engine) []float32 {
+		out, err := e.Forward([]*generate.State{e.NewState()}, [][]int{prompt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out[0]
+	}
+	for _, c := range []struct {
+		name           string
+		adapter, merge bool
+	}{{"base", false, false}, {"live adapter", true, false}, {"merged adapter", true, true}} {
+		t.Run(c.name, func(t *testing.T) {
+			args := []string{"generate", "--model", dir, "--prompt", "Hello", "--max-tokens", "12", "--temperature", "0", "--json", "--base-dtype", "bfloat16"}
+			if c.adapter {
+				args = append(args, "--adapter", adapterDir, fmt.Sprintf("--merge=%v", c.merge))
+			}
+			resetFlags(t, generateCmd) // earlier tests' --prompt values
+			t.Cleanup(func() { resetFlags(t, generateCmd) })
+			out, err := runGotune(t, args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got struct {
+				Text string `json:"text"`
+			}
+			if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &got); err != nil {
+				t.Fatalf("output %q: %v", out, err)
+			}
+			ref := reference(c.adapter, c.merge)
+			want, err := ref.Generate(context.Background(), []generate.Request{{Prompt: prompt,
+				Options: generate.Options{MaxTokens: 12, TopP: 1, RepetitionPenalty: 1}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Text != want[0].Text {
+				t.Errorf("text %q, the engine on bfloat16 weights %q", got.Text, want[0].Text)
+			}
+			// The engine the command loads, from the flags it ran with.
+			loaded, _, err := loadEngine(sectionGenerate)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := loaded.Weights()
+			for name, m := range map[string]any{"embed_tokens": w.Embed.Data(), "q_proj": w.Layers[0].Wq.Data(), "down_proj": w.Layers[1].Down.Data()} {
+				if _, ok := m.([]uint16); !ok {
+					t.Errorf("%s is held as %T, not bfloat16", name, m)
+				}
+			}
+			if g, r := logits(loaded), logits(ref); !slices.Equal(g, r) {
+				t.Errorf("logits differ from the bfloat16 reference's")
+			}
+		})
 	}
 }

@@ -40,6 +40,9 @@ func TestInvalidFlagsNameTheirKey(t *testing.T) {
 		{generateCmd, "top-k", []string{"generate", "--model", noModel, "--prompt", "p", "--top-k", "-1"}},
 		{generateCmd, "chat-template", []string{"generate", "--model", noModel, "--prompt", "p", "--chat-template", ""}},
 		{chatCmd, "max-tokens", []string{"chat", "--model", noModel, "--max-tokens", "-5"}},
+		{generateCmd, "base-dtype", []string{"generate", "--model", noModel, "--prompt", "p", "--base-dtype", "float16"}},
+		{chatCmd, "base-dtype", []string{"chat", "--model", noModel, "--base-dtype", "int8"}},
+		{serveCmd, "base-dtype", []string{"serve", "--model", noModel, "--base-dtype", "bf16"}},
 
 		{serveCmd, "max-batch", []string{"serve", "--model", noModel, "--max-batch", "0"}},
 		{serveCmd, "max-request-bytes", []string{"serve", "--model", noModel, "--max-request-bytes", "-1"}},

@@ -29,6 +29,7 @@ import (
 	"math"
 	"sync"
 
+	"github.com/gotune/gotune/internal/kernel"
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/model/ops"
 	"gorgonia.org/tensor"
@@ -147,16 +148,36 @@ func (e *Engine) checkShapes() error {
 			return fmt.Errorf("%sq_norm/k_norm present, but model_type %q does not use them", p, w.Config.ModelType)
 		}
 	}
+	// The matrices read through weightMulT, the embedding's rows and
+	// kv_b_proj (kvbWeight) may be held in bfloat16 (model.Weights.
+	// StoreBF16); everything else is read as float32.
+	widened := map[*tensor.Dense]bool{w.Embed: true, w.LMHead: true}
+	for _, l := range w.Layers {
+		for _, t := range []*tensor.Dense{l.Wq, l.Wk, l.Wv, l.Wo, l.Wu, l.Wz, l.QA, l.QB, l.KVA, l.KVB, l.Gate, l.Up, l.Down} {
+			widened[t] = true
+		}
+		if l.Shared != nil {
+			widened[l.Shared.Gate], widened[l.Shared.Up], widened[l.Shared.Down] = true, true, true
+		}
+	}
 	for _, c := range checks {
 		if c.t == nil {
 			return fmt.Errorf("%s is missing", c.name)
 		}
-		d, ok := c.t.Data().([]float32)
-		if !ok {
-			return fmt.Errorf("%s is %v, not float32", c.name, c.t.Dtype())
+		n := 0
+		switch d := c.t.Data().(type) {
+		case []float32:
+			n = len(d)
+		case []uint16:
+			if !widened[c.t] {
+				return fmt.Errorf("%s is held in bfloat16, which the engine reads only for embeddings and linear modules' weights", c.name)
+			}
+			n = len(d)
+		default:
+			return fmt.Errorf("%s is %v, not float32 or bfloat16", c.name, c.t.Dtype())
 		}
-		if len(d) != c.n {
-			return fmt.Errorf("%s has %d values, want %d", c.name, len(d), c.n)
+		if n != c.n {
+			return fmt.Errorf("%s has %d values, want %d", c.name, n, c.n)
 		}
 	}
 	return nil
@@ -401,11 +422,15 @@ func (e *Engine) forward(states []*State, feeds [][]int, all bool) ([][]float32,
 	x, xb := ws.x, ws.xb
 
 	// Token embeddings. (N, C)
-	emb := model.F32(e.w.Embed)
 	n := 0
 	for _, f := range feeds {
 		for _, t := range f {
-			copy(x[n*C:(n+1)*C], emb[t*C:(t+1)*C])
+			switch emb := e.w.Embed.Data().(type) {
+			case []float32:
+				copy(x[n*C:(n+1)*C], emb[t*C:(t+1)*C])
+			case []uint16:
+				kernel.WidenBF16(x[n*C:(n+1)*C], emb[t*C:(t+1)*C])
+			}
 			n++
 		}
 	}
@@ -461,7 +486,7 @@ func (e *Engine) forward(states []*State, feeds [][]int, all bool) ([][]float32,
 	}
 	rmsNorm(ws.hn, ws.hn, model.F32(e.w.Norm), M, C, e.eps)
 	ws.logits = grow(ws.logits, M*V)
-	matmulT(ws.logits, ws.hn, model.F32(e.w.LMHead), M, C, V)
+	weightMulT(ws.logits, ws.hn, e.w.LMHead, M, C, V)
 
 	m := 0
 	for i, f := range feeds {
@@ -529,7 +554,7 @@ func (e *Engine) mlp(l int, ly *model.Layer) error {
 // linear computes y = x·Wᵀ (+ bias) (+ scale·(x·aᵀ)·bᵀ from the adapter)
 // for N rows: x (N, in), W (out, in), y (N, out).
 func (e *Engine) linear(y, x []float32, w, bias *tensor.Dense, layer int, module string, N, in, out int) error {
-	matmulT(y[:N*out], x[:N*in], model.F32(w), N, in, out)
+	weightMulT(y[:N*out], x[:N*in], w, N, in, out)
 	if bias != nil {
 		b := model.F32(bias)
 		for r := range N {

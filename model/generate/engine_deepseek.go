@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/gotune/gotune/internal/blas"
+	"github.com/gotune/gotune/internal/kernel"
 	"github.com/gotune/gotune/model"
 )
 
@@ -164,9 +165,19 @@ func (e *Engine) mlaAttention(l int, ly *model.Layer) error {
 // kvbWeight is kv_b_proj's weight as attention reads it: the base, or
 // with an adapter on kv_b_proj the merged W + s·B·A (in a scratch
 // buffer), since attention in the latent space uses the weight itself
-// rather than the module's outputs.
+// rather than the module's outputs. A base held in bfloat16 is widened
+// into that scratch first.
 func (e *Engine) kvbWeight(l int, ly *model.Layer) ([]float32, error) {
-	base := model.F32(ly.KVB)
+	out, in := ly.KVB.Shape()[0], ly.KVB.Shape()[1]
+	var base []float32
+	switch d := ly.KVB.Data().(type) {
+	case []float32:
+		base = d
+	case []uint16:
+		e.ws.kvb = grow(e.ws.kvb, out*in)
+		kernel.WidenBF16(e.ws.kvb, d)
+		base = e.ws.kvb
+	}
 	if e.adapter == nil {
 		return base, nil
 	}
@@ -174,13 +185,12 @@ func (e *Engine) kvbWeight(l int, ly *model.Layer) ([]float32, error) {
 	if !ok {
 		return base, nil
 	}
-	out, in := ly.KVB.Shape()[0], ly.KVB.Shape()[1]
 	if r <= 0 || len(a) != r*in || len(b) != out*r {
 		return nil, fmt.Errorf("generate: adapter for layer %d kv_b_proj: rank %d with a of %d and b of %d values, want %d and %d",
 			l, r, len(a), len(b), r*in, out*r)
 	}
 	e.ws.kvb = grow(e.ws.kvb, out*in)
-	copy(e.ws.kvb, base)
+	copy(e.ws.kvb, base) // a no-op when base is the widened scratch
 	blas.Gemm(false, false, out, in, r, scale, b, a, 1, e.ws.kvb) // (out, in) += s·(out, r)·(r, in)
 	return e.ws.kvb, nil
 }

@@ -1,12 +1,14 @@
 package generate
 
 import (
+	"fmt"
 	"math"
 
 	"github.com/gotune/gotune/internal/blas"
 	"github.com/gotune/gotune/internal/kernel"
 	gblas "gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/gonum"
+	"gorgonia.org/tensor"
 )
 
 // vec is gonum's float32 level-2 BLAS (assembly on amd64), used for the
@@ -38,6 +40,51 @@ func matmulT(y, x, w []float32, N, in, out int) {
 		return
 	}
 	blas.Gemm(false, true, N, out, in, 1, x, w, 0, y)
+}
+
+// weightMulT computes y = x·wᵀ for x (N, in), y (N, out) and a weight
+// w (out, in) held in float32 or in bfloat16 (model.Weights.StoreBF16),
+// whose values are widened exactly as they are read: half the bytes a
+// decoding step streams. New refuses weights of any other type.
+func weightMulT(y, x []float32, w *tensor.Dense, N, in, out int) {
+	switch d := w.Data().(type) {
+	case []float32:
+		matmulT(y, x, d, N, in, out)
+	case []uint16:
+		matmulTBF16(y, x, d, N, in, out)
+	default:
+		panic(fmt.Sprintf("generate: a weight of %T passed New's checks", d))
+	}
+}
+
+// widenRows is how many float32 values matmulTBF16 widens at once for a
+// prompt's product (1 MiB): rows enough for the packed GEMM to run at
+// speed. A variable so that tests can force several blocks.
+var widenRows = 1 << 18
+
+// matmulTBF16 is matmulT with w in bfloat16: few rows on the widening
+// dot-product kernels (kernel.GemmNTBF16); a prompt's rows, or any rows
+// where those kernels cannot run, against blocks of w widened in turn,
+// each block's product landing in its columns of y.
+func matmulTBF16(y, x []float32, w []uint16, N, in, out int) {
+	if N < packedMinRows && kernel.GemmNTBF16(y, x, w, N, in, out) {
+		return
+	}
+	rows := max(1, min(out, widenRows/max(1, in)))
+	wb := make([]float32, rows*in)
+	yb := make([]float32, N*rows)
+	for j0 := 0; j0 < out; j0 += rows {
+		j1 := min(out, j0+rows)
+		n := j1 - j0
+		kernel.WidenBF16(wb, w[j0*in:j1*in])
+		if in > 0 && kernel.Sgemm(false, true, N, n, in, 1, x, in, wb, in, 0, y[j0:], out) {
+			continue
+		}
+		matmulT(yb[:N*n], x, wb[:n*in], N, in, n)
+		for i := range N {
+			copy(y[i*out+j0:i*out+j1], yb[i*n:(i+1)*n])
+		}
+	}
 }
 
 // gemmAcc computes y += alpha·t·bᵀ for t (N, r), b (out, r), y (N, out),

@@ -1,0 +1,129 @@
+package generate
+
+import (
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gotune/gotune/model"
+	"github.com/gotune/gotune/model/ops"
+	"gorgonia.org/tensor"
+)
+
+// halfAndRounded turns w into its bfloat16 form (model.Weights.StoreBF16)
+// and rounds the same matrices of twin, an identical copy, to bfloat16
+// values kept in float32: two models with equal values, one read through
+// the widening kernels and one through the float32 ones.
+func halfAndRounded(t *testing.T, w, twin *model.Weights) {
+	t.Helper()
+	if w.StoreBF16(nil) == 0 {
+		t.Fatal("StoreBF16 converted nothing")
+	}
+	named, twins := w.Named(), twin.Named()
+	for i, n := range named {
+		if _, half := n.Tensor.Data().([]uint16); !half {
+			continue
+		}
+		d := model.F32(twins[i].Tensor)
+		for j, v := range d {
+			d[j] = ops.FromBF16(ops.ToBF16(v))
+		}
+	}
+}
+
+// sameLogits runs a prompt (prefill) and then single tokens (decoding) on
+// both engines and fails when their logits differ by more than 1e-5 of the
+// largest.
+func sameLogits(t *testing.T, half, full *Engine, toks []int, prefill int) {
+	t.Helper()
+	sh, sf := half.NewState(), full.NewState()
+	for p := 0; p < len(toks); {
+		n := 1
+		if p == 0 {
+			n = prefill
+		}
+		got, err := half.ForwardAll([]*State{sh}, [][]int{toks[p : p+n]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := full.ForwardAll([]*State{sf}, [][]int{toks[p : p+n]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var scale, worst float64
+		for i := range want[0] {
+			scale = math.Max(scale, math.Abs(float64(want[0][i])))
+			worst = math.Max(worst, math.Abs(float64(got[0][i]-want[0][i])))
+		}
+		if worst > 1e-5*(1+scale) {
+			t.Fatalf("positions %d..%d: max |Δlogit| = %g (largest logit %g)", p, p+n-1, worst, scale)
+		}
+		p += n
+	}
+}
+
+// TestBFloat16WeightsMatchRounded decodes every reference architecture
+// (Llama, Qwen3, DeepSeek's latent attention and experts, linear attention,
+// GAU) from weights held in bfloat16 and from the same values in float32:
+// the logits agree, so the engine reads bfloat16 exactly and only the
+// order of the sums differs.
+func TestBFloat16WeightsMatchRounded(t *testing.T) {
+	dirs, err := filepath.Glob("../testdata/reference/*")
+	if err != nil || len(dirs) < 4 {
+		t.Fatalf("reference fixtures missing (%v)", err)
+	}
+	for _, dir := range dirs {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			_, w := loadRefFixture(t, dir)
+			_, twin := loadRefFixture(t, dir)
+			halfAndRounded(t, w, twin)
+			half, err := New(w, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			full, err := New(twin, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			toks := randTokens(rand.New(rand.NewPCG(4, 5)), 16, w.Config.VocabSize)
+			sameLogits(t, half, full, toks, 11)
+		})
+	}
+}
+
+// TestBFloat16LongPrompt covers the prompt path: packedMinRows tokens and
+// more, the weights widened a few rows at a time into several blocks.
+func TestBFloat16LongPrompt(t *testing.T) {
+	defer func(n int) { widenRows = n }(widenRows)
+	widenRows = 100 // a few rows of each matrix a block
+	for name, c := range configVariants(t) {
+		t.Run(name, func(t *testing.T) {
+			c.MaxPositionEmbeddings = packedMinRows + 40
+			w, twin := randomWeights(t, c, 3), randomWeights(t, c, 3)
+			halfAndRounded(t, w, twin)
+			half, err := New(w, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			full, err := New(twin, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			toks := randTokens(rand.New(rand.NewPCG(6, 7)), packedMinRows+8, c.VocabSize)
+			sameLogits(t, half, full, toks, packedMinRows+5)
+		})
+	}
+}
+
+// TestNewRefusesBFloat16Norm: only embeddings and linear weights may be
+// held in bfloat16; a norm so held is refused by name.
+func TestNewRefusesBFloat16Norm(t *testing.T) {
+	w := randomWeights(t, testConfig(t), 1)
+	w.Layers[1].MLPNorm = tensor.New(tensor.WithShape(w.Config.HiddenSize), tensor.WithBacking(make([]uint16, w.Config.HiddenSize)))
+	_, err := New(w, nil)
+	if err == nil || !strings.Contains(err.Error(), "layer 1 post_attention_layernorm") || !strings.Contains(err.Error(), "bfloat16") {
+		t.Fatalf("New with a bfloat16 norm: %v", err)
+	}
+}
