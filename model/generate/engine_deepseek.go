@@ -190,7 +190,8 @@ func (e *Engine) kvbWeight(l int, ly *model.Layer) ([]float32, error) {
 			l, r, len(a), len(b), r*in, out*r)
 	}
 	e.ws.kvb = grow(e.ws.kvb, out*in)
-	copy(e.ws.kvb, base)                                          // a no-op when base is the widened scratch
+	// A no-op when base is already the widened scratch.
+	copy(e.ws.kvb, base)
 	blas.Gemm(false, false, out, in, r, scale, b, a, 1, e.ws.kvb) // (out, in) += s·(out, r)·(r, in)
 	return e.ws.kvb, nil
 }
