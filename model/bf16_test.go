@@ -8,7 +8,7 @@ import (
 
 	"gorgonia.org/tensor"
 
-	"github.com/gotune/gotune/model/ops"
+	"github.com/gotune/gotune/internal/bf16"
 )
 
 // normsOnly trains the norm weights only: every frozen matrix stays in the
@@ -45,7 +45,7 @@ func TestStoreBF16(t *testing.T) {
 			for _, f := range fields {
 				d := F32(*f)
 				for i, v := range d {
-					d[i] = ops.FromBF16(ops.ToBF16(v))
+					d[i] = bf16.ToFloat32(bf16.FromFloat32(v))
 				}
 			}
 			before := half.Bytes()
@@ -145,31 +145,4 @@ func relDiff(a, b []float32) float64 {
 		m = math.Max(m, math.Abs(float64(b[i])))
 	}
 	return d / m
-}
-
-// TestToBF16 checks the rounding: to nearest, ties to even, NaN quiet,
-// infinities kept; widening is exact.
-func TestToBF16(t *testing.T) {
-	for _, tc := range []struct {
-		in   uint32
-		want uint16
-	}{
-		{0x3f800000, 0x3f80}, // 1
-		{0x3f808000, 0x3f80}, // a tie, to even (down)
-		{0x3f818000, 0x3f82}, // a tie, to even (up)
-		{0x3f808001, 0x3f81}, // above the tie
-		{0x3f807fff, 0x3f80}, // below it
-		{0x7f7fffff, 0x7f80}, // the largest float rounds to infinity
-		{0xff800000, 0xff80}, // −∞
-		{0x7f800001, 0x7fc0}, // a signalling NaN becomes quiet
-	} {
-		if got := ops.ToBF16(math.Float32frombits(tc.in)); got != tc.want {
-			t.Errorf("ToBF16(%#08x) = %#04x, want %#04x", tc.in, got, tc.want)
-		}
-	}
-	for _, h := range []uint16{0x3f80, 0xc2f7, 0x0001, 0x7f80} {
-		if got := ops.ToBF16(ops.FromBF16(h)); got != h {
-			t.Errorf("round trip of %#04x gave %#04x", h, got)
-		}
-	}
 }

@@ -8,6 +8,7 @@ import (
 	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
+	"github.com/gotune/gotune/internal/bf16"
 	"github.com/gotune/gotune/internal/blas"
 	"github.com/gotune/gotune/model/ops"
 )
@@ -189,7 +190,7 @@ func (g *Graph) param(name string, t *tensor.Dense) *gorgonia.Node {
 		d := make([]float64, t.Shape().TotalSize())
 		if bits != nil {
 			for i, h := range bits {
-				d[i] = float64(ops.FromBF16(h))
+				d[i] = float64(bf16.ToFloat32(h))
 			}
 		} else {
 			for i, x := range F32(t) {

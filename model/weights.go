@@ -10,8 +10,8 @@ import (
 
 	"gorgonia.org/tensor"
 
+	"github.com/gotune/gotune/internal/bf16"
 	"github.com/gotune/gotune/internal/hugepage"
-	"github.com/gotune/gotune/model/ops"
 )
 
 // Layer holds one decoder block's parameters, linear weights in Hugging
@@ -549,7 +549,7 @@ func (w *Weights) StoreBF16(keep func(name string) bool) int {
 		}
 		bits := hugepage.Make[uint16](len(src))
 		for j, v := range src {
-			bits[j] = ops.ToBF16(v)
+			bits[j] = bf16.FromFloat32(v)
 		}
 		*f = tensor.New(tensor.WithShape(t.Shape().Clone()...), tensor.WithBacking(bits))
 		n += len(bits)

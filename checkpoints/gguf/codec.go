@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"github.com/gotune/gotune/checkpoints/safetensors"
+	"github.com/gotune/gotune/internal/bf16"
 )
 
 // encode appends the values x stored as type t to dst.
@@ -21,7 +22,7 @@ func encode(dst []byte, t Type, x []float32) ([]byte, error) {
 		}
 	case BF16:
 		for _, v := range x {
-			dst = binary.LittleEndian.AppendUint16(dst, safetensors.F32ToBF16(v))
+			dst = binary.LittleEndian.AppendUint16(dst, bf16.FromFloat32(v))
 		}
 	case Q8_0:
 		if len(x)%q8Block != 0 {
@@ -68,7 +69,7 @@ func decode(dst []float32, t Type, src []byte) error {
 		}
 	case BF16:
 		for i := range dst {
-			dst[i] = safetensors.BF16ToF32(binary.LittleEndian.Uint16(src[2*i:]))
+			dst[i] = bf16.ToFloat32(binary.LittleEndian.Uint16(src[2*i:]))
 		}
 	case Q8_0:
 		for b := 0; b < len(dst)/q8Block; b++ {

@@ -7,6 +7,8 @@ import (
 	"io"
 	"math"
 	"os"
+
+	"github.com/gotune/gotune/internal/bf16"
 )
 
 // Reader gives access to the tensors of one safetensors file. Its header
@@ -140,7 +142,7 @@ func (r *Reader) ReadInto(name string, dst []float32) error {
 	case BF16:
 		conv = func(b []byte, dst []float32) {
 			for i := range dst {
-				dst[i] = BF16ToF32(binary.LittleEndian.Uint16(b[2*i:]))
+				dst[i] = bf16.ToFloat32(binary.LittleEndian.Uint16(b[2*i:]))
 			}
 		}
 	case F64:

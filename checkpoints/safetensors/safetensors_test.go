@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/gotune/gotune/internal/bf16"
 )
 
 func TestF16Conversions(t *testing.T) {
@@ -76,14 +78,14 @@ func TestBF16Conversions(t *testing.T) {
 		{float32(math.Inf(-1)), 0xff80},
 	}
 	for _, c := range cases {
-		if got := F32ToBF16(c.in); got != c.bits {
-			t.Errorf("F32ToBF16(%g) = %#04x, want %#04x", c.in, got, c.bits)
+		if got := bf16.FromFloat32(c.in); got != c.bits {
+			t.Errorf("bf16.FromFloat32(%g) = %#04x, want %#04x", c.in, got, c.bits)
 		}
 	}
-	if got := BF16ToF32(0x3eab); got != math.Float32frombits(0x3eab0000) {
-		t.Errorf("BF16ToF32(0x3eab) = %g", got)
+	if got := bf16.ToFloat32(0x3eab); got != math.Float32frombits(0x3eab0000) {
+		t.Errorf("bf16.ToFloat32(0x3eab) = %g", got)
 	}
-	if h := F32ToBF16(float32(math.NaN())); h&0x7f80 != 0x7f80 || h&0x7f == 0 {
+	if h := bf16.FromFloat32(float32(math.NaN())); h&0x7f80 != 0x7f80 || h&0x7f == 0 {
 		t.Errorf("NaN became %#04x", h)
 	}
 }
@@ -129,7 +131,7 @@ func TestRoundTrip(t *testing.T) {
 				case F16:
 					want = F16ToF32(F32ToF16(v))
 				case BF16:
-					want = BF16ToF32(F32ToBF16(v))
+					want = bf16.ToFloat32(bf16.FromFloat32(v))
 				}
 				if g.Data[j] != want {
 					t.Errorf("%s: %s[%d] = %g, want %g", dt, tt.Name, j, g.Data[j], want)
@@ -423,19 +425,19 @@ func TestTorchReference(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bf16, _, err := r.Read("values.bf16")
+	half, _, err := r.Read("values.bf16")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(f32) != 264 || len(f16) != len(f32) || len(bf16) != len(f32) {
-		t.Fatalf("lengths %d %d %d", len(f32), len(f16), len(bf16))
+	if len(f32) != 264 || len(f16) != len(f32) || len(half) != len(f32) {
+		t.Fatalf("lengths %d %d %d", len(f32), len(f16), len(half))
 	}
 	for i, v := range f32 {
 		if want := F16ToF32(F32ToF16(v)); math.Float32bits(f16[i]) != math.Float32bits(want) {
 			t.Errorf("F16 of %g: torch %g, ours %g", v, f16[i], want)
 		}
-		if want := BF16ToF32(F32ToBF16(v)); math.Float32bits(bf16[i]) != math.Float32bits(want) {
-			t.Errorf("BF16 of %g: torch %g, ours %g", v, bf16[i], want)
+		if want := bf16.ToFloat32(bf16.FromFloat32(v)); math.Float32bits(half[i]) != math.Float32bits(want) {
+			t.Errorf("BF16 of %g: torch %g, ours %g", v, half[i], want)
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"sort"
 
 	"github.com/gotune/gotune/checkpoints/atomicfile"
+	"github.com/gotune/gotune/internal/bf16"
 )
 
 // Tensor is one named float32 tensor in memory, row-major.
@@ -146,7 +147,7 @@ func Encode(w io.Writer, tensors []Tensor, meta map[string]string, dtype Dtype) 
 				}
 			case BF16:
 				for j, v := range src {
-					binary.LittleEndian.PutUint16(b[2*j:], F32ToBF16(v))
+					binary.LittleEndian.PutUint16(b[2*j:], bf16.FromFloat32(v))
 				}
 			}
 			if _, err := w.Write(b); err != nil {

@@ -1,25 +1,10 @@
 package kernel
 
 import (
-	"math"
 	"sync"
+
+	"github.com/gotune/gotune/internal/bf16"
 )
-
-// FromBF16 widens a bfloat16 value, the upper half of a float32, exactly.
-func FromBF16(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
-
-// WidenBF16 writes the bfloat16 values src as float32 into dst (exactly),
-// eight at a time on AVX2; len(dst) ≥ len(src).
-func WidenBF16(dst []float32, src []uint16) {
-	dst = dst[:len(src)]
-	if n8 := len(src) &^ 7; Available && n8 > 0 {
-		widenBF16(dst[:n8], src[:n8])
-		dst, src = dst[n8:], src[n8:]
-	}
-	for i, h := range src {
-		dst[i] = FromBF16(h)
-	}
-}
 
 // GemmNTBF16 is GemmNT with w in bfloat16: y = x·wᵀ for row-major x
 // (N, in), w (out, in) and y (N, out). For one row of x (a decoding step)
@@ -61,7 +46,7 @@ func GemmNTBF16(y, x []float32, w []uint16, N, in, out int) bool {
 			wb := (*buf)[:4*in]
 			for b := lo; b < hi; b++ {
 				j := 4 * b
-				WidenBF16(wb, w[j*in:(j+4)*in])
+				bf16.Widen(wb, w[j*in:(j+4)*in])
 				i := 0
 				if n8 > 0 {
 					for ; i+1 < N; i += 2 {
@@ -87,7 +72,7 @@ func GemmNTBF16(y, x []float32, w []uint16, N, in, out int) bool {
 			wr := w[j*in : (j+1)*in]
 			var s float32
 			for k := n8; k < in; k++ {
-				s += xr[k] * FromBF16(wr[k])
+				s += xr[k] * bf16.ToFloat32(wr[k])
 			}
 			y[i*out+j] += s
 		}
@@ -95,7 +80,7 @@ func GemmNTBF16(y, x []float32, w []uint16, N, in, out int) bool {
 			wr := w[j*in : (j+1)*in]
 			var s float32
 			for k := range in {
-				s += xr[k] * FromBF16(wr[k])
+				s += xr[k] * bf16.ToFloat32(wr[k])
 			}
 			y[i*out+j] = s
 		}

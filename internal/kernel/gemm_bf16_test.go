@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/gotune/gotune/internal/bf16"
 )
 
 // TestGemmNTBF16 checks the bfloat16 product against float64 sums over the
@@ -30,35 +32,12 @@ func TestGemmNTBF16(t *testing.T) {
 			for j := range s.out {
 				var want float64
 				for k := range s.in {
-					want += float64(x[i*s.in+k]) * float64(FromBF16(w[j*s.in+k]))
+					want += float64(x[i*s.in+k]) * float64(bf16.ToFloat32(w[j*s.in+k]))
 				}
 				if got := float64(y[i*s.out+j]); math.Abs(got-want) > 1e-4*(1+math.Abs(want)) {
 					t.Fatalf("shape %+v: y[%d,%d] = %g, want %g", s, i, j, got, want)
 				}
 			}
-		}
-	}
-}
-
-// TestWidenBF16 checks the widening on lengths with and without a tail of
-// fewer than eight values, against the bits shifted one value at a time.
-func TestWidenBF16(t *testing.T) {
-	r := rand.New(rand.NewPCG(9, 10))
-	for _, n := range []int{0, 3, 8, 13, 64, 1001} {
-		src := make([]uint16, n)
-		for i := range src {
-			src[i] = uint16(r.Uint32())
-		}
-		dst := make([]float32, n+1)
-		dst[n] = 42
-		WidenBF16(dst, src)
-		for i, h := range src {
-			if math.Float32bits(dst[i]) != uint32(h)<<16 {
-				t.Fatalf("n=%d: value %d has bits %#x, want %#x", n, i, math.Float32bits(dst[i]), uint32(h)<<16)
-			}
-		}
-		if dst[n] != 42 {
-			t.Fatalf("n=%d: wrote past len(src)", n)
 		}
 	}
 }

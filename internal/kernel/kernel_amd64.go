@@ -5,8 +5,7 @@
 // micro-kernels chosen from the CPU's features at start-up (Sgemm, the
 // pure-Go build's BLAS and the engine's prompt products), dot-product
 // kernels (AVX-512 or AVX2+FMA) for the generation engine's few-row
-// products on float32 and bfloat16 weights, and the widening of bfloat16
-// to float32.
+// products on float32 and bfloat16 weights.
 //
 // May import: the other internal helpers (internal/blas, internal/kernel,
 // internal/benchutil); nothing of the module's upper layers.
@@ -49,10 +48,3 @@ func dot4x1AVX512(w *float32, ldw int, x *float32, n int, y *float32)
 //
 //go:noescape
 func Dot4x1BF16(w *uint16, ldw int, x *float32, n int, y *float32)
-
-// widenBF16 writes the bfloat16 values src as float32 into dst, eight at
-// a time; len(src) must be a positive multiple of 8 and len(dst) ≥
-// len(src).
-//
-//go:noescape
-func widenBF16(dst []float32, src []uint16)

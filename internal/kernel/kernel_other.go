@@ -26,8 +26,3 @@ func Dot4x1(w *float32, ldw int, x *float32, n int, y *float32) {
 func Dot4x1BF16(w *uint16, ldw int, x *float32, n int, y *float32) {
 	panic("kernel: no Dot4x1BF16 on this architecture")
 }
-
-// widenBF16 is never called where Available is false.
-func widenBF16(dst []float32, src []uint16) {
-	panic("kernel: no widenBF16 on this architecture")
-}

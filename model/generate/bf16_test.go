@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gotune/gotune/internal/bf16"
 	"github.com/gotune/gotune/model"
-	"github.com/gotune/gotune/model/ops"
 	"gorgonia.org/tensor"
 )
 
@@ -28,7 +28,7 @@ func halfAndRounded(t *testing.T, w, twin *model.Weights) {
 		}
 		d := model.F32(twins[i].Tensor)
 		for j, v := range d {
-			d[j] = ops.FromBF16(ops.ToBF16(v))
+			d[j] = bf16.ToFloat32(bf16.FromFloat32(v))
 		}
 	}
 }

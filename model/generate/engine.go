@@ -29,7 +29,7 @@ import (
 	"math"
 	"sync"
 
-	"github.com/gotune/gotune/internal/kernel"
+	"github.com/gotune/gotune/internal/bf16"
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/model/ops"
 	"gorgonia.org/tensor"
@@ -429,7 +429,7 @@ func (e *Engine) forward(states []*State, feeds [][]int, all bool) ([][]float32,
 			case []float32:
 				copy(x[n*C:(n+1)*C], emb[t*C:(t+1)*C])
 			case []uint16:
-				kernel.WidenBF16(x[n*C:(n+1)*C], emb[t*C:(t+1)*C])
+				bf16.Widen(x[n*C:(n+1)*C], emb[t*C:(t+1)*C])
 			}
 			n++
 		}

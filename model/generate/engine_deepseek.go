@@ -3,8 +3,8 @@ package generate
 import (
 	"fmt"
 
+	"github.com/gotune/gotune/internal/bf16"
 	"github.com/gotune/gotune/internal/blas"
-	"github.com/gotune/gotune/internal/kernel"
 	"github.com/gotune/gotune/model"
 )
 
@@ -175,7 +175,7 @@ func (e *Engine) kvbWeight(l int, ly *model.Layer) ([]float32, error) {
 		base = d
 	case []uint16:
 		e.ws.kvb = grow(e.ws.kvb, out*in)
-		kernel.WidenBF16(e.ws.kvb, d)
+		bf16.Widen(e.ws.kvb, d)
 		base = e.ws.kvb
 	}
 	if e.adapter == nil {

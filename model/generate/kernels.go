@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/gotune/gotune/internal/bf16"
 	"github.com/gotune/gotune/internal/blas"
 	"github.com/gotune/gotune/internal/kernel"
 	gblas "gonum.org/v1/gonum/blas"
@@ -76,7 +77,7 @@ func matmulTBF16(y, x []float32, w []uint16, N, in, out int) {
 	for j0 := 0; j0 < out; j0 += rows {
 		j1 := min(out, j0+rows)
 		n := j1 - j0
-		kernel.WidenBF16(wb, w[j0*in:j1*in])
+		bf16.Widen(wb, w[j0*in:j1*in])
 		if in > 0 && kernel.Sgemm(false, true, N, n, in, 1, x, in, wb, in, 0, y[j0:], out) {
 			continue
 		}

@@ -24,8 +24,8 @@ import (
 
 	"github.com/gotune/gotune/checkpoints/atomicfile"
 	"github.com/gotune/gotune/checkpoints/safetensors"
+	"github.com/gotune/gotune/internal/bf16"
 	"github.com/gotune/gotune/model"
-	"github.com/gotune/gotune/model/ops"
 )
 
 // File names of a Hugging Face model directory.
@@ -214,7 +214,7 @@ func LoadModelWith(dir string, opt LoadOptions) (w *model.Weights, unused []stri
 				return nil, nil, fmt.Errorf("load model %s: %w", dir, err)
 			}
 			for i, v := range scratch {
-				bits[i] = ops.ToBF16(v)
+				bits[i] = bf16.FromFloat32(v)
 			}
 			used[n.Name] = true
 			continue
@@ -283,7 +283,7 @@ func checkTiedHead(set *safetensors.Set, w *model.Weights) error {
 		// Held in bfloat16, the tied matrix is the rounded embedding: a
 		// head that rounds to it is that model.
 		for i, v := range model.F32(head) {
-			if ops.ToBF16(v) != bits[i] {
+			if bf16.FromFloat32(v) != bits[i] {
 				return fmt.Errorf("tensor lm_head.weight differs from model.embed_tokens.weight at index %d in bfloat16 (tie_word_embeddings is true)", i)
 			}
 		}

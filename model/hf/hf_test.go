@@ -10,8 +10,8 @@ import (
 	"testing"
 
 	"github.com/gotune/gotune/checkpoints/safetensors"
+	"github.com/gotune/gotune/internal/bf16"
 	"github.com/gotune/gotune/model"
-	"github.com/gotune/gotune/model/ops"
 )
 
 func microConfig(tied, bias bool) model.Config {
@@ -82,7 +82,7 @@ func TestSaveLoadModel(t *testing.T) {
 					case safetensors.F16:
 						want = safetensors.F16ToF32(safetensors.F32ToF16(want))
 					case safetensors.BF16:
-						want = safetensors.BF16ToF32(safetensors.F32ToBF16(want))
+						want = bf16.ToFloat32(bf16.FromFloat32(want))
 					}
 					if b[j] != want {
 						t.Fatalf("%s[%d] = %g, want %g", n.Name, j, b[j], want)
@@ -634,7 +634,7 @@ func TestLoadBF16(t *testing.T) {
 					t.Fatalf("%s held in %v", n.Name, n.Tensor.Dtype())
 				}
 				for j, v := range want {
-					if bits[j] != ops.ToBF16(v) || (tc.dtype == safetensors.BF16 && ops.FromBF16(bits[j]) != v) {
+					if bits[j] != bf16.FromFloat32(v) || (tc.dtype == safetensors.BF16 && bf16.ToFloat32(bits[j]) != v) {
 						t.Fatalf("%s[%d]: %#04x, float32 load %g", n.Name, j, bits[j], v)
 					}
 				}

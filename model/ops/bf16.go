@@ -10,7 +10,7 @@ import (
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
-	"github.com/gotune/gotune/internal/kernel"
+	"github.com/gotune/gotune/internal/bf16"
 )
 
 // BF16Matrix is a frozen (Rows, Cols) matrix held in bfloat16: each element
@@ -59,23 +59,10 @@ func (m *BF16Matrix) MemSize() uintptr { return uintptr(2 * len(m.Bits)) }
 // Format implements fmt.Formatter.
 func (m *BF16Matrix) Format(s fmt.State, _ rune) { fmt.Fprintf(s, "bfloat16 %d×%d", m.Rows, m.Cols) }
 
-// ToBF16 rounds x to bfloat16, to nearest with ties to even (NaN stays a
-// quiet NaN).
-func ToBF16(x float32) uint16 {
-	b := math.Float32bits(x)
-	if b&0x7fffffff > 0x7f800000 {
-		return uint16(b>>16) | 0x40
-	}
-	return uint16((b + 0x7fff + (b>>16)&1) >> 16)
-}
-
-// FromBF16 widens a bfloat16 to float32 (exactly).
-func FromBF16(h uint16) float32 { return kernel.FromBF16(h) }
-
 // widen writes rows [r0, r1) of m into dst as float32.
 func (m *BF16Matrix) widen(r0, r1 int, dst []float32) {
 	src := m.Bits[r0*m.Cols : r1*m.Cols]
-	parallelFor(len(src), 1<<15, func(lo, hi int) { kernel.WidenBF16(dst[lo:hi], src[lo:hi]) })
+	parallelFor(len(src), 1<<15, func(lo, hi int) { bf16.Widen(dst[lo:hi], src[lo:hi]) })
 }
 
 // widenElems bounds the float32 values a product widens at once (1 MiB):

@@ -7,6 +7,8 @@ import (
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"github.com/gotune/gotune/internal/bf16"
 )
 
 // TestBF16Products checks every product that reads a BF16Matrix —
@@ -24,7 +26,7 @@ func TestBF16Products(t *testing.T) {
 	bits := func(n int) []uint16 {
 		b := make([]uint16, n)
 		for i := range b {
-			b[i] = ToBF16(float32(r.NormFloat64()))
+			b[i] = bf16.FromFloat32(float32(r.NormFloat64()))
 		}
 		return b
 	}
@@ -37,7 +39,7 @@ func TestBF16Products(t *testing.T) {
 	widened := func(b []uint16, rows, cols int) *tensor.Dense {
 		d := make([]float32, len(b))
 		for i, h := range b {
-			d[i] = FromBF16(h)
+			d[i] = bf16.ToFloat32(h)
 		}
 		return tensor.New(tensor.WithShape(rows, cols), tensor.WithBacking(d))
 	}
