@@ -44,7 +44,17 @@ func dot4x1AVX512(w *float32, ldw int, x *float32, n int, y *float32)
 
 // Dot4x1BF16 is Dot4x1 with w in bfloat16 (each value the upper 16 bits
 // of a float32), widened exactly as it is read: half the bytes of w for
-// the same products.
-//
+// the same products. AVX-512 where the CPU has it, else AVX2.
+func Dot4x1BF16(w *uint16, ldw int, x *float32, n int, y *float32) {
+	if hasAVX512 {
+		dot4x1BF16AVX512(w, ldw, x, n, y)
+		return
+	}
+	dot4x1BF16AVX2(w, ldw, x, n, y)
+}
+
 //go:noescape
-func Dot4x1BF16(w *uint16, ldw int, x *float32, n int, y *float32)
+func dot4x1BF16AVX2(w *uint16, ldw int, x *float32, n int, y *float32)
+
+//go:noescape
+func dot4x1BF16AVX512(w *uint16, ldw int, x *float32, n int, y *float32)

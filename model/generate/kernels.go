@@ -59,9 +59,11 @@ func weightMulT(y, x []float32, w *tensor.Dense, N, in, out int) {
 }
 
 // widenRows is how many float32 values matmulTBF16 widens at once for a
-// prompt's product (1 MiB): rows enough for the packed GEMM to run at
-// speed. A variable so that tests can force several blocks.
-var widenRows = 1 << 18
+// prompt's product (4 MiB): each block's GEMM packs the prompt's rows
+// again, so larger blocks pack them fewer times (1 MiB blocks prefilled
+// the qwen05 shape at 210 tokens/s, 4 MiB at 289). A variable so that
+// tests can force several blocks.
+var widenRows = 1 << 20
 
 // matmulTBF16 is matmulT with w in bfloat16: few rows on the widening
 // dot-product kernels (kernel.GemmNTBF16); a prompt's rows, or any rows

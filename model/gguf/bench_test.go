@@ -30,13 +30,19 @@ import (
 // anything else holds a core. Beside them stands the memory-read bound
 // (readBound): batch-1 decoding reads every weight once a token, so no
 // engine decodes faster than the machine reads those bytes.
-func BenchmarkLlamaCppDecodeStories15M(b *testing.B) { benchLlamaCpp(b, "stories15M", 128) }
+func BenchmarkLlamaCppDecodeStories15M(b *testing.B) { benchLlamaCpp(b, "stories15M", 128, F32) }
 
 // BenchmarkLlamaCppDecodeQwen05 is the same on the qwen05 preset
 // (Qwen2.5-0.5B's shape, a 2 GB F32 GGUF), 32 new tokens.
-func BenchmarkLlamaCppDecodeQwen05(b *testing.B) { benchLlamaCpp(b, "qwen05", 32) }
+func BenchmarkLlamaCppDecodeQwen05(b *testing.B) { benchLlamaCpp(b, "qwen05", 32, F32) }
 
-func benchLlamaCpp(b *testing.B, preset string, newTokens int) {
+// BenchmarkLlamaCppDecodeQwen05BF16 is the qwen05 preset in bfloat16 on
+// both sides: llama.cpp decodes the BF16 GGUF export and gotune the same
+// weights held in bfloat16 (model.Weights.StoreBF16, the values of the
+// export exactly), a 1 GB read a token.
+func BenchmarkLlamaCppDecodeQwen05BF16(b *testing.B) { benchLlamaCpp(b, "qwen05", 32, BF16) }
+
+func benchLlamaCpp(b *testing.B, preset string, newTokens int, dtype Dtype) {
 	c, err := model.Preset(preset, 0)
 	if err != nil {
 		b.Fatal(err)
@@ -47,8 +53,11 @@ func benchLlamaCpp(b *testing.B, preset string, newTokens int) {
 	}
 	tok := tokenizer.NewByteLevel([]string{"<|bos|>", "<|eos|>"})
 	path := filepath.Join(b.TempDir(), preset+".gguf")
-	if err := Save(path, w, tok, Options{}); err != nil {
+	if err := Save(path, w, tok, Options{Dtype: dtype}); err != nil {
 		b.Fatal(err)
+	}
+	if dtype == BF16 {
+		w.StoreBF16(nil)
 	}
 	run := llamaCppB(b)
 	// A 256-token prefill, or as many as leave room for one new token.
