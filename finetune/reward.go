@@ -155,12 +155,16 @@ func RewardSharesWeights(policySFT, rewardSFT string) bool {
 // OpenRewardModel returns the reward model of an RL stage: the reward
 // adapter (LoRA and score head) at adapterDir on the base it was trained on
 // (see RewardSharesWeights), which is the policy's own weights, shared
-// without a copy, when it can be.
-func OpenRewardModel(policy *Model, base, policySFT, rewardSFT, adapterDir string) (*Model, error) {
+// without a copy, when it can be; a base of its own is held as dtype says
+// (HoldBase), as the policy's is.
+func OpenRewardModel(policy *Model, base, policySFT, rewardSFT, adapterDir, dtype string) (*Model, error) {
 	rm := New(base, policy.Weights, policy.Tokenizer)
 	if !RewardSharesWeights(policySFT, rewardSFT) {
 		var err error
 		if rm, err = OpenPolicyBase(base, rewardSFT); err != nil {
+			return nil, fmt.Errorf("reward model base: %w", err)
+		}
+		if err := rm.HoldBase(dtype); err != nil {
 			return nil, fmt.Errorf("reward model base: %w", err)
 		}
 	}

@@ -28,6 +28,7 @@ const (
 // The adapter's and the loop's settings have lora's and train's keys.
 const (
 	KeyBase                = "base"
+	KeyBaseDtype           = finetune.KeyBaseDtype
 	KeySFTAdapter          = "sft-adapter"
 	KeyData                = "data"
 	KeyEvalData            = "eval-data"
@@ -67,6 +68,12 @@ const (
 type Config struct {
 	Base       string // base model directory
 	SFTAdapter string // SFT adapter merged into the base before the policy adapter ("" for none)
+	// BaseDtype is how the frozen base (merged with the SFT adapter) is
+	// held while training and generating: finetune.BaseFloat32 (also "")
+	// or finetune.BaseBFloat16 (half the memory of its matrices, and half
+	// the bytes each generated token reads; products in float32). The
+	// reward model holds its own base, when it has one, the same way.
+	BaseDtype string
 	// Prompts: Rows when given, else the instructions dataset at Data.
 	Rows []data.Instruction
 	Data string
@@ -127,7 +134,7 @@ func DefaultConfig() Config {
 		Iterations: 40, NumGenerations: 4, GenerationBatchSize: 32, NumIterations: 1, MaxCompletionLength: 12,
 		Temperature: 1, TopP: 1, Estimator: EstimatorGRPO, ScaleRewards: ScaleGroup, LossType: LossDAPO,
 		Epsilon: 0.2, RewardFuncs: []string{RewardExact}, RewardTimeout: 60, RewardErrors: ErrorsStop,
-		LoRA: lc, Train: tc,
+		BaseDtype: finetune.BaseFloat32, LoRA: lc, Train: tc,
 	}
 }
 
@@ -136,6 +143,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.Base == "":
 		return fmt.Errorf("grpo: %s (the base model directory) is not set", KeyBase)
+	case finetune.CheckBaseDtype(c.BaseDtype) != nil:
+		return fmt.Errorf("grpo: %w", finetune.CheckBaseDtype(c.BaseDtype))
 	case c.Rows == nil && c.Data == "":
 		return fmt.Errorf("grpo: %s (an instructions dataset) is not set and no rows are given", KeyData)
 	case c.Out == "":
@@ -305,6 +314,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("grpo: %w", err)
 	}
+	if err := policy.HoldBase(cfg.BaseDtype); err != nil {
+		return Result{}, fmt.Errorf("grpo: %w", err)
+	}
 	if err := policy.SetMoEAuxLoss(cfg.Train.MoEAuxLossAlpha); err != nil {
 		return Result{}, fmt.Errorf("grpo: %w", err)
 	}
@@ -442,7 +454,7 @@ func rewardFuncs(cfg Config, policy *finetune.Model, T int) ([]rewardFunc, error
 		case RewardHTTP:
 			out = append(out, httpReward(cfg.RewardURL, time.Duration(cfg.RewardTimeout*float64(time.Second))))
 		case RewardModel:
-			rm, err := finetune.OpenRewardModel(policy, cfg.Base, cfg.SFTAdapter, cfg.RewardSFTAdapter, cfg.RewardAdapter)
+			rm, err := finetune.OpenRewardModel(policy, cfg.Base, cfg.SFTAdapter, cfg.RewardSFTAdapter, cfg.RewardAdapter, cfg.BaseDtype)
 			if err != nil {
 				return nil, fmt.Errorf("grpo: %s: %w", KeyRewardAdapter, err)
 			}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/finetune"
 	"github.com/gotune/gotune/internal/configtest"
+	"github.com/gotune/gotune/internal/stagetest"
 	"github.com/gotune/gotune/internal/tinymodel"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
@@ -171,6 +173,7 @@ func TestValidate(t *testing.T) {
 	ok.Base, ok.Data, ok.Out = "b", "d", "o"
 	configtest.Check(t, ok, Config.Validate, configtest.StageRun(Run), []configtest.Case[Config]{
 		{Key: KeyBase, Edit: func(c *Config) { c.Base = "" }},
+		{Key: KeyBaseDtype, Edit: func(c *Config) { c.BaseDtype = "float16" }},
 		{Key: KeyData, Edit: func(c *Config) { c.Data = "" }},
 		{Key: KeyOut, Edit: func(c *Config) { c.Out = "" }},
 		{Key: KeyIterations, Edit: func(c *Config) { c.Iterations = 0 }},
@@ -374,5 +377,51 @@ func TestRewardModel(t *testing.T) {
 	cfg.RewardAdapter, cfg.Out = filepath.Join(dir, "missing"), filepath.Join(dir, "grpo2")
 	if _, err := Run(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), KeyRewardAdapter) {
 		t.Errorf("a missing reward adapter: %v", err)
+	}
+}
+
+// TestBF16Base runs one generation batch (two updates) with the base held
+// in bfloat16 and in float32. On a base whose matrices are already
+// bfloat16 values the two runs sample the same completions (the decoding
+// engine reads bfloat16 exactly: the batch's figures are equal, bit for
+// bit) and log the same losses but for the order of sums; on the base as
+// trained the bfloat16 run logs other losses (the base was rounded).
+func TestBF16Base(t *testing.T) {
+	run := func(base, dtype string) (batch map[string]float64, recs []map[string]float64) {
+		cfg := worldConfig(filepath.Join(t.TempDir(), "grpo"))
+		cfg.Base, cfg.BaseDtype, cfg.Iterations, cfg.EvalRows = base, dtype, 1, nil
+		res, err := Run(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if recs, err = train.ReadMetrics(train.MetricsFile(cfg.Out)); err != nil {
+			t.Fatal(err)
+		}
+		return res.Batches[0], recs
+	}
+	rounded := stagetest.RoundedBase(t, tinymodel.WorldBase())
+	fullBatch, full := run(rounded, finetune.BaseFloat32)
+	halfBatch, half := run(rounded, finetune.BaseBFloat16)
+	if !maps.Equal(fullBatch, halfBatch) {
+		t.Errorf("the same weights sampled differently: float32 %v, bfloat16 %v", fullBatch, halfBatch)
+	}
+	if len(full) != 2 || len(half) != len(full) {
+		t.Fatalf("%d and %d metric records, want 2", len(full), len(half))
+	}
+	for i := range full {
+		for _, k := range []string{"loss", "kl", "grad_norm", "clip_ratio/region_mean"} {
+			a, ok := full[i][k]
+			if !ok {
+				continue
+			}
+			if b := half[i][k]; math.Abs(a-b) > 1e-4*(1+math.Abs(a)) {
+				t.Errorf("record %d %s: float32 %.7g, bfloat16 %.7g", i, k, a, b)
+			}
+		}
+	}
+	_, rawFull := run(tinymodel.WorldBase(), finetune.BaseFloat32)
+	_, rawHalf := run(tinymodel.WorldBase(), finetune.BaseBFloat16)
+	if rawFull[0]["grad_norm"] == rawHalf[0]["grad_norm"] && rawFull[1]["loss"] == rawHalf[1]["loss"] {
+		t.Error("on the unrounded base the bfloat16 run logged exactly the float32 run's gradient norm and loss: was the base held in bfloat16?")
 	}
 }

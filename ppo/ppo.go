@@ -45,6 +45,7 @@ const (
 // train's keys.
 const (
 	KeyBase              = "base"
+	KeyBaseDtype         = finetune.KeyBaseDtype
 	KeySFTAdapter        = "sft-adapter"
 	KeyRewardAdapter     = "reward-adapter"
 	KeyRewardSFTAdapter  = "reward-sft-adapter"
@@ -80,8 +81,14 @@ const (
 // adapter; the reference policy is the same graph with that adapter
 // switched off.
 type Config struct {
-	Base          string // base model directory
-	SFTAdapter    string // SFT adapter merged into the base before the policy adapter ("" for none)
+	Base       string // base model directory
+	SFTAdapter string // SFT adapter merged into the base before the policy adapter ("" for none)
+	// BaseDtype is how the frozen base (merged with the SFT adapter) is
+	// held while training and generating: finetune.BaseFloat32 (also "")
+	// or finetune.BaseBFloat16 (half the memory of its matrices, and half
+	// the bytes each generated token reads; products in float32). The
+	// reward model holds its own base, when it has one, the same way.
+	BaseDtype     string
 	RewardAdapter string // reward stage's adapter directory (LoRA + score head)
 	// RewardSFTAdapter is the SFT adapter the reward model was trained on:
 	// SameAsPolicy ("", the usual SFT → RM → PPO order) makes the reward
@@ -140,7 +147,7 @@ func DefaultConfig() Config {
 		Iterations: 40, RolloutBatch: 32, MiniBatches: 2, Epochs: 2, MaxNewTokens: 12, Temperature: 1,
 		MissingEOSPenalty: 1, KLEstimator: K1, KLCoef: 0.05, KLTarget: 6, KLHorizon: 10000,
 		Gamma: 1, Lambda: 0.95, ClipRange: 0.2, ClipRangeValue: 0.2, VFCoef: 0.1,
-		LoRA: lc, Train: tc,
+		BaseDtype: finetune.BaseFloat32, LoRA: lc, Train: tc,
 	}
 }
 
@@ -149,6 +156,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.Base == "":
 		return fmt.Errorf("ppo: %s (the base model directory) is not set", KeyBase)
+	case finetune.CheckBaseDtype(c.BaseDtype) != nil:
+		return fmt.Errorf("ppo: %w", finetune.CheckBaseDtype(c.BaseDtype))
 	case c.RewardAdapter == "":
 		return fmt.Errorf("ppo: %s (the reward model's adapter) is not set", KeyRewardAdapter)
 	case c.PromptRows == nil && c.Prompts == "":
@@ -275,13 +284,16 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	if err := policy.HoldBase(cfg.BaseDtype); err != nil {
+		return Result{}, fmt.Errorf("ppo: %w", err)
+	}
 	if err := policy.SetMoEAuxLoss(cfg.Train.MoEAuxLossAlpha); err != nil {
 		return Result{}, fmt.Errorf("ppo: %w", err)
 	}
 	if err := policy.SetGradientCheckpointing(cfg.Train.GradientCheckpointing); err != nil {
 		return Result{}, fmt.Errorf("ppo: %w", err)
 	}
-	rm, err := finetune.OpenRewardModel(policy, cfg.Base, cfg.SFTAdapter, cfg.RewardSFTAdapter, cfg.RewardAdapter)
+	rm, err := finetune.OpenRewardModel(policy, cfg.Base, cfg.SFTAdapter, cfg.RewardSFTAdapter, cfg.RewardAdapter, cfg.BaseDtype)
 	if err != nil {
 		return Result{}, fmt.Errorf("ppo: %w", err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/gotune/gotune/data/world"
 	"github.com/gotune/gotune/finetune"
 	"github.com/gotune/gotune/internal/configtest"
+	"github.com/gotune/gotune/internal/stagetest"
 	"github.com/gotune/gotune/internal/tinymodel"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
@@ -322,6 +323,7 @@ func TestValidate(t *testing.T) {
 	ok.Base, ok.RewardAdapter, ok.Prompts, ok.Out = "b", "r", "p", "o"
 	configtest.Check(t, ok, Config.Validate, configtest.StageRun(Run), []configtest.Case[Config]{
 		{Key: KeyBase, Edit: func(c *Config) { c.Base = "" }},
+		{Key: KeyBaseDtype, Edit: func(c *Config) { c.BaseDtype = "int8" }},
 		{Key: KeyRewardAdapter, Edit: func(c *Config) { c.RewardAdapter = "" }},
 		{Key: KeyPrompts, Edit: func(c *Config) { c.Prompts = "" }},
 		{Key: KeyOut, Edit: func(c *Config) { c.Out = "" }},
@@ -451,5 +453,49 @@ func TestPromptsInMemory(t *testing.T) {
 	}
 	if mem.Last != files.Last || len(mem.Eval) == 0 || !maps.Equal(mem.Eval, files.Eval) {
 		t.Errorf("in memory: rollout %+v, eval %v; from files: %+v, %v", mem.Last, mem.Eval, files.Last, files.Eval)
+	}
+}
+
+// TestBF16Base runs one rollout (one epoch of two minibatches) with the
+// base held in bfloat16 and in float32. On a base whose matrices are
+// already bfloat16 values the two runs sample the same responses (the
+// decoding engine reads bfloat16 exactly) and log the same figures but
+// for the order of sums; on the base as trained the bfloat16 run logs
+// other figures (the base was rounded).
+func TestBF16Base(t *testing.T) {
+	rlhfFixture(t)
+	run := func(base, dtype string) []map[string]float64 {
+		cfg := DefaultConfig()
+		cfg.Base, cfg.BaseDtype, cfg.RewardAdapter, cfg.Prompts = base, dtype, fixture.rm, fixture.prompts
+		cfg.Out = filepath.Join(t.TempDir(), "ppo")
+		cfg.Iterations, cfg.RolloutBatch, cfg.Epochs, cfg.MaxNewTokens = 1, 8, 1, 4
+		cfg.Train.Quiet, cfg.Train.EvalEvery, cfg.Train.CheckpointEvery = true, 0, 0
+		if _, err := Run(context.Background(), cfg); err != nil {
+			t.Fatal(err)
+		}
+		recs, err := train.ReadMetrics(train.MetricsFile(cfg.Out))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) != 1 {
+			t.Fatalf("%d metric records, want 1", len(recs))
+		}
+		return recs
+	}
+	rounded := stagetest.RoundedBase(t, worldBaseDir)
+	full, half := run(rounded, finetune.BaseFloat32), run(rounded, finetune.BaseBFloat16)
+	keys := []string{"objective/scores", "objective/kl", "objective/entropy", "loss/policy_avg", "loss/value_avg", "loss"}
+	for _, k := range keys {
+		a, ok := full[0][k]
+		if !ok {
+			t.Fatalf("no %s in %v", k, full[0])
+		}
+		if b := half[0][k]; math.Abs(a-b) > 1e-4*(1+math.Abs(a)) {
+			t.Errorf("%s: float32 %.7g, bfloat16 %.7g", k, a, b)
+		}
+	}
+	rawFull, rawHalf := run(worldBaseDir, finetune.BaseFloat32), run(worldBaseDir, finetune.BaseBFloat16)
+	if rawFull[0]["objective/scores"] == rawHalf[0]["objective/scores"] && rawFull[0]["loss"] == rawHalf[0]["loss"] {
+		t.Error("on the unrounded base the bfloat16 run logged exactly the float32 run's score and loss: was the base held in bfloat16?")
 	}
 }

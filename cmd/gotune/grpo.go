@@ -39,6 +39,7 @@ resumable checkpoint in state/.`,
 		const s = "grpo"
 		cfg := grpo.DefaultConfig()
 		cfg.Base, cfg.SFTAdapter, cfg.Out = cfgString(s, grpo.KeyBase), cfgString(s, grpo.KeySFTAdapter), cfgString(s, grpo.KeyOut)
+		cfg.BaseDtype = cfgString(s, grpo.KeyBaseDtype)
 		cfg.Data, cfg.EvalData, cfg.EvalMax = cfgString(s, grpo.KeyData), cfgString(s, grpo.KeyEvalData), cfgInt(s, grpo.KeyEvalMax)
 		cfg.Iterations, cfg.NumGenerations = cfgInt(s, grpo.KeyIterations), cfgInt(s, grpo.KeyNumGenerations)
 		cfg.GenerationBatchSize, cfg.NumIterations = cfgInt(s, grpo.KeyGenerationBatchSize), cfgInt(s, grpo.KeyNumIterations)
@@ -122,6 +123,7 @@ func init() {
 	f := grpoCmd.Flags()
 	f.String(grpo.KeyBase, "models/base", "base model directory (Hugging Face layout)")
 	f.String(grpo.KeySFTAdapter, "", "SFT adapter merged into the base before the policy adapter")
+	f.String(grpo.KeyBaseDtype, d.BaseDtype, "how the frozen base's embeddings and linear weights are held while training and generating: float32, or bfloat16 (half the memory, half the bytes a generated token reads; products in float32)")
 	f.String(grpo.KeyData, "", "instructions dataset (.arrow) of prompts and reference answers; default: the built-in world")
 	f.Int(keyWorldPrompts, 400, "tasks of the built-in world when --data is not given")
 	f.Int(keyWorldSeed, defaultWorldSeed, "seed of the built-in world")

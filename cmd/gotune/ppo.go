@@ -31,6 +31,7 @@ in state/.`,
 		const s = "ppo"
 		cfg := ppo.DefaultConfig()
 		cfg.Base, cfg.SFTAdapter, cfg.Out = cfgString(s, ppo.KeyBase), cfgString(s, ppo.KeySFTAdapter), cfgString(s, ppo.KeyOut)
+		cfg.BaseDtype = cfgString(s, ppo.KeyBaseDtype)
 		cfg.RewardAdapter, cfg.RewardSFTAdapter = cfgString(s, ppo.KeyRewardAdapter), cfgString(s, ppo.KeyRewardSFTAdapter)
 		cfg.Prompts, cfg.EvalPrompts, cfg.EvalMax = cfgString(s, ppo.KeyPrompts), cfgString(s, ppo.KeyEvalPrompts), cfgInt(s, ppo.KeyEvalMax)
 		cfg.Iterations, cfg.RolloutBatch = cfgInt(s, ppo.KeyIterations), cfgInt(s, ppo.KeyRolloutBatch)
@@ -82,6 +83,7 @@ func init() {
 	f := ppoCmd.Flags()
 	f.String(ppo.KeyBase, "models/base", "base model directory (Hugging Face layout)")
 	f.String(ppo.KeySFTAdapter, "", "SFT adapter merged into the base before the policy adapter")
+	f.String(ppo.KeyBaseDtype, d.BaseDtype, "how the frozen base's embeddings and linear weights are held while training and generating: float32, or bfloat16 (half the memory, half the bytes a generated token reads; products in float32)")
 	f.String(ppo.KeyRewardAdapter, "runs/default/reward/adapter", "reward model adapter (from gotune reward)")
 	f.String(ppo.KeyRewardSFTAdapter, ppo.SameAsPolicy, `SFT adapter the reward model was trained on: "" for the policy's own (weights shared), "none" for the plain base`)
 	f.String(ppo.KeyPrompts, "", "prompts dataset (.arrow); default: the built-in world")

@@ -1,7 +1,8 @@
 // Package stagetest holds what the training stages' tests check alike: a
 // tiny DeepSeek (MLA + MoE) base model written as a Hugging Face directory
-// with a given tokenizer, and the check that a stage trained on it logs
-// every update's expert load and adds the balance loss it is asked for.
+// with a given tokenizer, the check that a stage trained on it logs every
+// update's expert load and adds the balance loss it is asked for, and a
+// copy of a base rounded to bfloat16 values for the --base-dtype tests.
 // Only tests import it.
 //
 // May import: finetune, train, model/..., tokenizer/..., checkpoints/...
@@ -10,9 +11,13 @@ package stagetest
 
 import (
 	"math"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/gotune/gotune/finetune"
+	"github.com/gotune/gotune/internal/bf16"
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/tokenizer"
@@ -91,4 +96,57 @@ func CheckExpertLogging(t *testing.T, run func(name string, alpha float64) strin
 	if d := on[0][train.KeyLoss] - off[0][train.KeyLoss]; math.Abs(d-aux) > tol {
 		t.Errorf("first update: loss %v with the term %v, %v without (difference %v)", on[0][train.KeyLoss], aux, off[0][train.KeyLoss], d)
 	}
+}
+
+// RoundedBase writes a copy of the model directory dir (a Hugging Face
+// directory with its tokenizer) to a temporary directory, its embeddings
+// and linear weights — the matrices model.Weights.StoreBF16 converts —
+// rounded to bfloat16 values kept in float32, and returns the copy's path.
+// A stage run on the copy with --base-dtype bfloat16 holds exactly the
+// values a float32 run on it holds, so the two runs differ only by the
+// order of the sums.
+func RoundedBase(tb testing.TB, dir string) string {
+	tb.Helper()
+	half, err := hf.LoadModel(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w, err := hf.LoadModel(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	half.StoreBF16(nil)
+	halves := half.Named()
+	for i, n := range w.Named() {
+		bits, ok := halves[i].Tensor.Data().([]uint16)
+		if !ok {
+			continue
+		}
+		d := model.F32(n.Tensor)
+		for j, h := range bits {
+			d[j] = bf16.ToFloat32(h)
+		}
+	}
+	out := tb.TempDir()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || strings.HasSuffix(name, ".safetensors") || strings.HasSuffix(name, ".safetensors.index.json") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(out, name), b, 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := hf.SaveModel(out, w, hf.SaveOptions{}); err != nil {
+		tb.Fatal(err)
+	}
+	return out
 }
