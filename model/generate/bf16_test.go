@@ -14,9 +14,10 @@ import (
 
 // halfAndRounded turns w into its bfloat16 form (model.Weights.StoreBF16)
 // and rounds the same matrices of twin, an identical copy, to bfloat16
-// values kept in float32: two models with equal values, one read through
-// the widening kernels and one through the float32 ones.
-func halfAndRounded(t *testing.T, w, twin *model.Weights) {
+// values kept in float32: two models with equal values, whose engines it
+// returns, one reading through the widening kernels and one through the
+// float32 ones.
+func halfAndRounded(t *testing.T, w, twin *model.Weights) (half, full *Engine) {
 	t.Helper()
 	if w.StoreBF16(nil) == 0 {
 		t.Fatal("StoreBF16 converted nothing")
@@ -31,6 +32,14 @@ func halfAndRounded(t *testing.T, w, twin *model.Weights) {
 			d[j] = bf16.ToFloat32(bf16.FromFloat32(v))
 		}
 	}
+	var err error
+	if half, err = New(w, nil); err != nil {
+		t.Fatal(err)
+	}
+	if full, err = New(twin, nil); err != nil {
+		t.Fatal(err)
+	}
+	return half, full
 }
 
 // sameLogits runs a prompt (prefill) and then single tokens (decoding) on
@@ -78,15 +87,7 @@ func TestBFloat16WeightsMatchRounded(t *testing.T) {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			_, w := loadRefFixture(t, dir)
 			_, twin := loadRefFixture(t, dir)
-			halfAndRounded(t, w, twin)
-			half, err := New(w, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			full, err := New(twin, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			half, full := halfAndRounded(t, w, twin)
 			toks := randTokens(rand.New(rand.NewPCG(4, 5)), 16, w.Config.VocabSize)
 			sameLogits(t, half, full, toks, 11)
 		})
@@ -102,15 +103,7 @@ func TestBFloat16LongPrompt(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			c.MaxPositionEmbeddings = packedMinRows + 40
 			w, twin := randomWeights(t, c, 3), randomWeights(t, c, 3)
-			halfAndRounded(t, w, twin)
-			half, err := New(w, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			full, err := New(twin, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			half, full := halfAndRounded(t, w, twin)
 			toks := randTokens(rand.New(rand.NewPCG(6, 7)), packedMinRows+8, c.VocabSize)
 			sameLogits(t, half, full, toks, packedMinRows+5)
 		})
