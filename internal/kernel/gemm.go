@@ -49,33 +49,36 @@ func GemmNT(y, x, w []float32, N, in, out int) bool {
 			}
 		})
 	}
-	// Columns past the last multiple of 8, and rows of w past the last
-	// block of 4.
-	if n8 < in {
-		for i := range N {
-			xr := x[i*in : (i+1)*in]
+	tails(y, x, w, N, in, out, n8, blocks, func(v float32) float32 { return v })
+	return true
+}
+
+// tails finishes a product y = x·wᵀ that the kernels ran on the first n8
+// columns of the first 4·blocks rows of w: it adds the columns past n8 to
+// those rows' outputs and computes the rows past them whole, reading w's
+// values through value (float32 as it is, bfloat16 widened).
+func tails[W uint16 | float32](y, x []float32, w []W, N, in, out, n8, blocks int, value func(W) float32) {
+	for i := range N {
+		xr := x[i*in : (i+1)*in]
+		if n8 < in {
 			for j := range blocks * 4 {
 				wr := w[j*in : (j+1)*in]
 				var s float32
 				for k := n8; k < in; k++ {
-					s += xr[k] * wr[k]
+					s += xr[k] * value(wr[k])
 				}
 				y[i*out+j] += s
 			}
 		}
-	}
-	for i := range N {
-		xr := x[i*in : (i+1)*in]
 		for j := blocks * 4; j < out; j++ {
 			wr := w[j*in : (j+1)*in]
 			var s float32
 			for k := range in {
-				s += xr[k] * wr[k]
+				s += xr[k] * value(wr[k])
 			}
 			y[i*out+j] = s
 		}
 	}
-	return true
 }
 
 // WorkersFor is how many goroutines share work of the given size over

@@ -64,27 +64,7 @@ func GemmNTBF16(y, x []float32, w []uint16, N, in, out int) bool {
 			widenPool.Put(buf)
 		})
 	}
-	// Columns past the last multiple of 8, and rows of w past the last
-	// block of 4.
-	for i := range N {
-		xr := x[i*in : (i+1)*in]
-		for j := range blocks * 4 {
-			wr := w[j*in : (j+1)*in]
-			var s float32
-			for k := n8; k < in; k++ {
-				s += xr[k] * bf16.ToFloat32(wr[k])
-			}
-			y[i*out+j] += s
-		}
-		for j := blocks * 4; j < out; j++ {
-			wr := w[j*in : (j+1)*in]
-			var s float32
-			for k := range in {
-				s += xr[k] * bf16.ToFloat32(wr[k])
-			}
-			y[i*out+j] = s
-		}
-	}
+	tails(y, x, w, N, in, out, n8, blocks, bf16.ToFloat32)
 	return true
 }
 
