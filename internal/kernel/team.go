@@ -65,6 +65,7 @@ type teamWorker struct {
 	wake   chan struct{}
 }
 
+// newSpinTeam starts a team of size workers.
 func newSpinTeam(size int) *spinTeam {
 	t := &spinTeam{workers: make([]*teamWorker, max(0, size))}
 	for i := range t.workers {
@@ -93,7 +94,12 @@ func (t *spinTeam) run(n int, fn func(worker, lo, hi int)) {
 			}
 		}
 	}
+	defer t.await() // even if fn panics, no worker is left running it
 	fn(k-1, (k-1)*n/k, n)
+}
+
+// await waits until every worker has run its chunk of the current call.
+func (t *spinTeam) await() {
 	for spins := 0; t.done.Load() != int64(len(t.workers)); spins++ {
 		if spins&63 == 63 {
 			runtime.Gosched() // let a worker without a P run
