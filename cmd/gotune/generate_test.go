@@ -16,6 +16,7 @@ import (
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/model/generate"
+	mgguf "github.com/gotune/gotune/model/gguf"
 	"github.com/gotune/gotune/model/hf"
 	"github.com/gotune/gotune/tokenizer"
 )
@@ -317,4 +318,31 @@ func TestGenerateBFloat16(t *testing.T) {
 			}
 		})
 	}
+
+	// A GGUF file is read in float32 and then halved.
+	t.Run("gguf", func(t *testing.T) {
+		w, err := hf.LoadModel(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), "m.gguf")
+		if err := mgguf.Save(path, w, tok.(*tokenizer.Tokenizer), mgguf.Options{}); err != nil {
+			t.Fatal(err)
+		}
+		resetFlags(t, generateCmd)
+		t.Cleanup(func() { resetFlags(t, generateCmd) })
+		if _, err := runGotune(t, "generate", "--model", path, "--prompt", "Hello", "--max-tokens", "3", "--base-dtype", "bfloat16"); err != nil {
+			t.Fatal(err)
+		}
+		loaded, _, err := loadEngine(sectionGenerate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := loaded.Weights().Layers[0].Gate.Data().([]uint16); !ok {
+			t.Fatalf("gate_proj of the GGUF model is held as %T, not bfloat16", loaded.Weights().Layers[0].Gate.Data())
+		}
+		if g, r := logits(loaded), logits(reference(false, false)); !slices.Equal(g, r) {
+			t.Errorf("logits differ from the bfloat16 reference's")
+		}
+	})
 }
