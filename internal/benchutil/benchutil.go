@@ -1,5 +1,6 @@
 // Package benchutil holds what the benchmarks measure besides time: the
-// process's CPU time and its peak resident set.
+// process's CPU time, its peak resident set, and the time a plain read of
+// a set of buffers takes (the memory-bandwidth bound of decoding).
 //
 // May import: the other internal helpers (internal/blas, internal/kernel,
 // internal/benchutil); nothing of the module's upper layers.
