@@ -4,9 +4,9 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/gotune/gotune/internal/bf16"
 	"github.com/gotune/gotune/internal/blas"
 	"github.com/gotune/gotune/internal/kernel"
+	"github.com/gotune/gotune/model/ops"
 	gblas "gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/gonum"
 	"gorgonia.org/tensor"
@@ -67,27 +67,30 @@ var widenRows = 1 << 20
 
 // matmulTBF16 is matmulT with w in bfloat16: few rows on the widening
 // dot-product kernels (kernel.GemmNTBF16); a prompt's rows, or any rows
-// where those kernels cannot run, against blocks of w widened in turn,
-// each block's product landing in its columns of y.
+// where those kernels cannot run, against blocks of w widened in turn
+// (ops.BF16Matrix.Blocks, as the training graph's products), each block's
+// product landing in its columns of y.
 func matmulTBF16(y, x []float32, w []uint16, N, in, out int) {
 	if N < packedMinRows && kernel.GemmNTBF16(y, x, w, N, in, out) {
 		return
 	}
-	rows := max(1, min(out, widenRows/max(1, in)))
-	wb := make([]float32, rows*in)
-	yb := make([]float32, N*rows)
-	for j0 := 0; j0 < out; j0 += rows {
-		j1 := min(out, j0+rows)
+	if in == 0 {
+		clear(y[:N*out])
+		return
+	}
+	var yb []float32
+	m := ops.BF16Matrix{Rows: out, Cols: in, Bits: w}
+	m.Blocks(widenRows, func(j0, j1 int, wb []float32) {
 		n := j1 - j0
-		bf16.Widen(wb, w[j0*in:j1*in])
-		if in > 0 && kernel.Sgemm(false, true, N, n, in, 1, x, in, wb, in, 0, y[j0:], out) {
-			continue
+		if kernel.Sgemm(false, true, N, n, in, 1, x, in, wb, in, 0, y[j0:], out) {
+			return
 		}
-		matmulT(yb[:N*n], x, wb[:n*in], N, in, n)
+		yb = grow(yb, N*n)
+		matmulT(yb, x, wb, N, in, n)
 		for i := range N {
 			copy(y[i*out+j0:i*out+j1], yb[i*n:(i+1)*n])
 		}
-	}
+	})
 }
 
 // gemmAcc computes y += alpha·t·bᵀ for t (N, r), b (out, r), y (N, out),

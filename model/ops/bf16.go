@@ -2,7 +2,6 @@ package ops
 
 import (
 	"fmt"
-	"math"
 	"sync"
 	"unsafe"
 
@@ -70,9 +69,6 @@ func (m *BF16Matrix) widen(r0, r1 int, dst []float32) {
 // force several blocks on small shapes.
 var widenElems = 1 << 18
 
-// blockRows is how many rows of m a product widens at once.
-func (m *BF16Matrix) blockRows() int { return max(1, min(m.Rows, widenElems/m.Cols)) }
-
 // weight is a (rows, cols) matrix operand of a product: float values, or
 // bfloat16 bits (bf, float32 products only).
 type weight[T Float] struct {
@@ -135,10 +131,17 @@ func (w weight[T]) mul(n int, x []T, ldx int, y []T, ldy int) {
 	})
 }
 
-// blocks calls fn on each block of rows [r0, r1) of m, widened to float32
-// in wb, in order.
-func (m *BF16Matrix) blocks(fn func(r0, r1 int, wb []float32)) {
-	rb := m.blockRows()
+// blocks is Blocks with the graph's block size (widenElems).
+func (m *BF16Matrix) blocks(fn func(r0, r1 int, wb []float32)) { m.Blocks(widenElems, fn) }
+
+// Blocks calls fn on each block of rows [r0, r1) of m, in order, widened
+// to float32 in wb (lent from a pool), at most elems values (and at least
+// one row) a block: a product against m runs one block at a time.
+func (m *BF16Matrix) Blocks(elems int, fn func(r0, r1 int, wb []float32)) {
+	if m.Rows == 0 || m.Cols == 0 {
+		return
+	}
+	rb := max(1, min(m.Rows, elems/m.Cols))
 	blk := areas32.get(rb * m.Cols)
 	defer areas32.put(blk)
 	for r0 := 0; r0 < m.Rows; r0 += rb {
@@ -155,9 +158,7 @@ func (w weight[T]) rowInto(i int, dst []T) {
 		copy(dst, w.f[i*w.cols:(i+1)*w.cols])
 		return
 	}
-	for j, h := range w.bf.Bits[i*w.cols : (i+1)*w.cols] {
-		dst[j] = T(math.Float32frombits(uint32(h) << 16))
-	}
+	bf16.Widen(any(dst).([]float32), w.bf.Bits[i*w.cols:(i+1)*w.cols])
 }
 
 // scaleAddRow sets dst = k·dst + c·W[i] (len cols).
@@ -169,7 +170,7 @@ func (w weight[T]) scaleAddRow(i int, k, c T, dst []T) {
 		return
 	}
 	for j, h := range w.bf.Bits[i*w.cols : (i+1)*w.cols] {
-		dst[j] = k*dst[j] + c*T(math.Float32frombits(uint32(h)<<16))
+		dst[j] = k*dst[j] + c*T(bf16.ToFloat32(h))
 	}
 }
 
