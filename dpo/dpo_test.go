@@ -129,6 +129,23 @@ func TestStartFromSFT(t *testing.T) {
 	}
 }
 
+// runLogged runs DPO on base with testConfig as edit changes it, in a
+// fresh directory, and returns the directory and the logged records.
+func runLogged(t *testing.T, base string, edit func(*Config)) (string, []map[string]float64) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "dpo")
+	cfg := testConfig(base, out)
+	edit(&cfg)
+	if _, err := Run(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := train.ReadMetrics(train.MetricsFile(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out, recs
+}
+
 // TestPrecomputedReferenceMatchesLive trains twice from the same start, once
 // with the reference run beside every step and once with it precomputed
 // into dataset columns: the losses agree step by step, and the columns are
@@ -136,18 +153,10 @@ func TestStartFromSFT(t *testing.T) {
 func TestPrecomputedReferenceMatchesLive(t *testing.T) {
 	base := microBase(t, 3)
 	run := func(pre bool) (string, []map[string]float64) {
-		out := filepath.Join(t.TempDir(), "dpo")
-		cfg := testConfig(base, out)
-		cfg.PrecomputeRef = pre
-		cfg.Train.LR = 1e-2 // move the policy well away from the reference
-		if _, err := Run(context.Background(), cfg); err != nil {
-			t.Fatal(err)
-		}
-		recs, err := train.ReadMetrics(train.MetricsFile(out))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out, recs
+		return runLogged(t, base, func(cfg *Config) {
+			cfg.PrecomputeRef = pre
+			cfg.Train.LR = 1e-2 // move the policy well away from the reference
+		})
 	}
 	_, live := run(false)
 	out, pre := run(true)
@@ -371,18 +380,10 @@ func TestBF16Base(t *testing.T) {
 	base := microBase(t, 5)
 	sft := sftAdapter(t, base)
 	run := func(dtype string) (string, []map[string]float64) {
-		out := filepath.Join(t.TempDir(), "dpo")
-		cfg := testConfig(base, out)
-		cfg.SFTAdapter, cfg.BaseDtype = sft, dtype
-		cfg.Train.LR = 1e-2
-		if _, err := Run(context.Background(), cfg); err != nil {
-			t.Fatal(err)
-		}
-		recs, err := train.ReadMetrics(train.MetricsFile(out))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out, recs
+		return runLogged(t, base, func(cfg *Config) {
+			cfg.SFTAdapter, cfg.BaseDtype = sft, dtype
+			cfg.Train.LR = 1e-2
+		})
 	}
 	_, full := run(finetune.BaseFloat32)
 	out, half := run(finetune.BaseBFloat16)
