@@ -10,7 +10,9 @@
 // (madvise MADV_HUGEPAGE) before anything writes to it, so its first writes
 // fault in huge pages when the system's transparent huge pages are
 // "madvise" or "always"; elsewhere, or with them "never", it is a plain
-// slice. Either way the memory is the same zeroed Go slice: the advice
+// slice. Memory the heap reuses from freed allocations that is still
+// resident stays on the small pages it has: the advice pays for weights
+// allocated as a model loads, not for memory churned before. Either way the memory is the same zeroed Go slice: the advice
 // changes speed, never contents.
 //
 // May import: the other internal helpers (internal/...); nothing of the

@@ -6,8 +6,10 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"unsafe"
 )
@@ -64,12 +66,15 @@ func hugeBytes(t *testing.T, p uintptr) int {
 
 // TestMakeGetsHugePages checks that a large slice's whole huge pages are
 // faulted in as huge pages once written, and — where the system gives
-// them only to advised memory — that a plain slice of the same size is not.
+// them only to advised memory — that fresh memory never advised is not.
 func TestMakeGetsHugePages(t *testing.T) {
 	mode := thpMode()
 	if mode != "madvise" && mode != "always" {
 		t.Skipf("transparent huge pages are %q here", mode)
 	}
+	// Memory the heap freed and kept (an earlier run of this test) is
+	// resident on small pages; returned to the system it faults anew.
+	debug.FreeOSMemory()
 	const n = 8 * Size / 4 // 16 MiB of float32
 	touch := func(s []float32) uintptr {
 		for i := range s {
@@ -85,9 +90,16 @@ func TestMakeGetsHugePages(t *testing.T) {
 		t.Errorf("a written %d MiB slice from Make holds %d bytes of huge pages; want at least one page (%d)", n*4>>20, got, Size)
 	}
 	if mode == "madvise" {
-		plain := make([]float32, n)
+		// The control: fresh memory of the same size, never advised (a Go
+		// slice might reuse memory advised earlier in the process).
+		b, err := syscall.Mmap(-1, 0, 4*n, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer syscall.Munmap(b)
+		plain := unsafe.Slice((*float32)(unsafe.Pointer(&b[0])), n)
 		if got := hugeBytes(t, touch(plain)); got != 0 {
-			t.Errorf("a plain slice holds %d bytes of huge pages under THP %q: the check cannot tell advice from none", got, mode)
+			t.Errorf("memory never advised holds %d bytes of huge pages under THP %q: the check cannot tell advice from none", got, mode)
 		}
 	}
 }
