@@ -3,9 +3,10 @@ package gguf
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/gotune/gotune/internal/f16"
+	"github.com/gotune/gotune/internal/q8"
 	"math"
 
-	"github.com/gotune/gotune/checkpoints/safetensors"
 	"github.com/gotune/gotune/internal/bf16"
 )
 
@@ -18,7 +19,7 @@ func encode(dst []byte, t Type, x []float32) ([]byte, error) {
 		}
 	case F16:
 		for _, v := range x {
-			dst = binary.LittleEndian.AppendUint16(dst, safetensors.F32ToF16(v))
+			dst = binary.LittleEndian.AppendUint16(dst, f16.FromFloat32(v))
 		}
 	case BF16:
 		for _, v := range x {
@@ -37,21 +38,13 @@ func encode(dst []byte, t Type, x []float32) ([]byte, error) {
 	return dst, nil
 }
 
-// appendQ8Block quantizes 32 values as ggml's quantize_row_q8_0_ref does:
-// d = max|x|/127, q = round(x/d) (half away from zero), d stored as f16.
+// appendQ8Block appends the Q8_0 block of 32 values (q8.Quantize,
+// ggml's quantize_row_q8_0_ref): its float16 scale, then the 32 int8s.
 func appendQ8Block(dst []byte, x []float32) []byte {
-	var amax float32
-	for _, v := range x {
-		amax = max(amax, float32(math.Abs(float64(v))))
-	}
-	d := amax / 127
-	var id float32
-	if d != 0 {
-		id = 1 / d
-	}
-	dst = binary.LittleEndian.AppendUint16(dst, safetensors.F32ToF16(d))
-	for _, v := range x {
-		dst = append(dst, byte(int8(math.Round(float64(v*id)))))
+	b := q8.Quantize(x)
+	dst = binary.LittleEndian.AppendUint16(dst, f16.FromFloat32(b.D))
+	for _, q := range b.Q {
+		dst = append(dst, byte(q))
 	}
 	return dst
 }
@@ -65,7 +58,7 @@ func decode(dst []float32, t Type, src []byte) error {
 		}
 	case F16:
 		for i := range dst {
-			dst[i] = safetensors.F16ToF32(binary.LittleEndian.Uint16(src[2*i:]))
+			dst[i] = f16.ToFloat32(binary.LittleEndian.Uint16(src[2*i:]))
 		}
 	case BF16:
 		for i := range dst {
@@ -74,7 +67,7 @@ func decode(dst []float32, t Type, src []byte) error {
 	case Q8_0:
 		for b := 0; b < len(dst)/q8Block; b++ {
 			blk := src[b*q8BlockBytes:]
-			d := safetensors.F16ToF32(binary.LittleEndian.Uint16(blk))
+			d := f16.ToFloat32(binary.LittleEndian.Uint16(blk))
 			for j := range q8Block {
 				dst[b*q8Block+j] = d * float32(int8(blk[2+j]))
 			}

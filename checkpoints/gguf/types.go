@@ -19,7 +19,11 @@
 // tensors and bytes, not the model).
 package gguf
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/gotune/gotune/internal/q8"
+)
 
 // Magic is the first four bytes of a GGUF file.
 const Magic = "GGUF"
@@ -63,10 +67,10 @@ func (t Type) String() string {
 	return fmt.Sprintf("type %d", uint32(t))
 }
 
-// Q8_0 blocks: 32 values share one f16 scale d; each value is d·q with q an
-// int8 (ggml-quants.c, block_q8_0).
+// Q8_0 blocks in a file: 32 values share one f16 scale d; each value is
+// d·q with q an int8 (ggml-quants.c, block_q8_0; internal/q8).
 const (
-	q8Block      = 32
+	q8Block      = q8.BlockLen
 	q8BlockBytes = 2 + q8Block
 )
 

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/gotune/gotune/internal/f16"
 	"io"
 	"math"
 	"os"
@@ -136,7 +137,7 @@ func (r *Reader) ReadInto(name string, dst []float32) error {
 	case F16:
 		conv = func(b []byte, dst []float32) {
 			for i := range dst {
-				dst[i] = F16ToF32(binary.LittleEndian.Uint16(b[2*i:]))
+				dst[i] = f16.ToFloat32(binary.LittleEndian.Uint16(b[2*i:]))
 			}
 		}
 	case BF16:

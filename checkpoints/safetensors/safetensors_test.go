@@ -3,6 +3,7 @@ package safetensors
 import (
 	"bytes"
 	"encoding/binary"
+	"github.com/gotune/gotune/internal/f16"
 	"math"
 	"os"
 	"path/filepath"
@@ -12,56 +13,6 @@ import (
 
 	"github.com/gotune/gotune/internal/bf16"
 )
-
-func TestF16Conversions(t *testing.T) {
-	// Hand-computed binary16 encodings (round to nearest, ties to even).
-	cases := []struct {
-		in   float32
-		bits uint16
-		back float32 // value the bits decode to
-	}{
-		{1, 0x3c00, 1},
-		{-2, 0xc000, -2},
-		{0, 0x0000, 0},
-		{float32(math.Copysign(0, -1)), 0x8000, float32(math.Copysign(0, -1))},
-		{65504, 0x7bff, 65504},                           // largest finite half
-		{65519, 0x7bff, 65504},                           // just below the tie with 65536
-		{65520, 0x7c00, float32(math.Inf(1))},            // tie, rounds to even = Inf
-		{1.0 / 3, 0x3555, 0.333251953125},                // 1/3 rounds down
-		{0.1, 0x2e66, 0.0999755859375},                   // 0.1
-		{1 + 1.0/2048, 0x3c00, 1},                        // tie between 1 and 1+2⁻¹⁰: even is 1
-		{1 + 3.0/2048, 0x3c02, 1 + 2.0/1024},             // tie: even is 1+2·2⁻¹⁰
-		{1.0 / (1 << 24), 0x0001, 1.0 / (1 << 24)},       // smallest subnormal
-		{1.0 / (1 << 25), 0x0000, 0},                     // half of it: tie to even 0
-		{3.0 / (1 << 26), 0x0001, 1.0 / (1 << 24)},       // 0.75 of it rounds up
-		{1.0 / (1 << 14), 0x0400, 1.0 / (1 << 14)},       // smallest normal
-		{1023.0 / (1 << 24), 0x03ff, 1023.0 / (1 << 24)}, // largest subnormal
-		{2047.0 / (1 << 25), 0x0400, 1.0 / (1 << 14)},    // rounds up into the normals
-		{float32(math.Inf(-1)), 0xfc00, float32(math.Inf(-1))},
-		{1e-10, 0x0000, 0},
-		{1e10, 0x7c00, float32(math.Inf(1))},
-	}
-	for _, c := range cases {
-		if got := F32ToF16(c.in); got != c.bits {
-			t.Errorf("F32ToF16(%g) = %#04x, want %#04x", c.in, got, c.bits)
-		}
-		if got := F16ToF32(c.bits); got != c.back || math.Signbit(float64(got)) != math.Signbit(float64(c.back)) {
-			t.Errorf("F16ToF32(%#04x) = %g, want %g", c.bits, got, c.back)
-		}
-	}
-	if h := F32ToF16(float32(math.NaN())); h&0x7c00 != 0x7c00 || h&0x3ff == 0 {
-		t.Errorf("NaN became %#04x", h)
-	}
-	// Every half value survives a round trip through float32.
-	for h := 0; h < 1<<16; h++ {
-		if h&0x7c00 == 0x7c00 && h&0x3ff != 0 {
-			continue // NaN payloads are quietened
-		}
-		if got := F32ToF16(F16ToF32(uint16(h))); got != uint16(h) {
-			t.Fatalf("round trip of %#04x gave %#04x", h, got)
-		}
-	}
-}
 
 func TestBF16Conversions(t *testing.T) {
 	cases := []struct {
@@ -129,7 +80,7 @@ func TestRoundTrip(t *testing.T) {
 				case F32:
 					want = v
 				case F16:
-					want = F16ToF32(F32ToF16(v))
+					want = f16.ToFloat32(f16.FromFloat32(v))
 				case BF16:
 					want = bf16.ToFloat32(bf16.FromFloat32(v))
 				}
@@ -421,7 +372,7 @@ func TestTorchReference(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f16, _, err := r.Read("values.f16")
+	half16, _, err := r.Read("values.f16")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,12 +380,12 @@ func TestTorchReference(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(f32) != 264 || len(f16) != len(f32) || len(half) != len(f32) {
-		t.Fatalf("lengths %d %d %d", len(f32), len(f16), len(half))
+	if len(f32) != 264 || len(half16) != len(f32) || len(half) != len(f32) {
+		t.Fatalf("lengths %d %d %d", len(f32), len(half16), len(half))
 	}
 	for i, v := range f32 {
-		if want := F16ToF32(F32ToF16(v)); math.Float32bits(f16[i]) != math.Float32bits(want) {
-			t.Errorf("F16 of %g: torch %g, ours %g", v, f16[i], want)
+		if want := f16.ToFloat32(f16.FromFloat32(v)); math.Float32bits(half16[i]) != math.Float32bits(want) {
+			t.Errorf("F16 of %g: torch %g, ours %g", v, half16[i], want)
 		}
 		if want := bf16.ToFloat32(bf16.FromFloat32(v)); math.Float32bits(half[i]) != math.Float32bits(want) {
 			t.Errorf("BF16 of %g: torch %g, ours %g", v, half[i], want)

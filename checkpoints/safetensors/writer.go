@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"github.com/gotune/gotune/internal/f16"
 	"io"
 	"math"
 	"sort"
@@ -143,7 +144,7 @@ func Encode(w io.Writer, tensors []Tensor, meta map[string]string, dtype Dtype) 
 				}
 			case F16:
 				for j, v := range src {
-					binary.LittleEndian.PutUint16(b[2*j:], F32ToF16(v))
+					binary.LittleEndian.PutUint16(b[2*j:], f16.FromFloat32(v))
 				}
 			case BF16:
 				for j, v := range src {

@@ -33,7 +33,7 @@ type anchor struct {
 	refBy  string
 	higher bool    // a higher figure is better
 	refSKX float64 // under OpenBLAS's SkylakeX kernels; 0: the same as ref
-	vs     string  // a benchmark of this run whose figure in unit is the reference
+	vs     string  // a benchmark of this run whose figure in unit is the reference (gotune's, or PyTorch's: torchPrefix)
 }
 
 // anchors are the figures of shared/perf/ANCHORS.md (stories15M shape, 2
@@ -68,6 +68,23 @@ var anchors = []anchor{
 	{"BenchmarkLoRASFTQwen05BF16", "tok/s", "LoRA SFT step, qwen05, bfloat16 base", 36.9, "PyTorch (SkylakeX)", true, 0, ""},
 	{"BenchmarkLoRASFTQwen05BF16", "peakRSS-MiB", "LoRA SFT peak RSS, qwen05, bfloat16 base", 5233, "PyTorch (SkylakeX)", false, 0, ""},
 	{"BenchmarkLoRASFTQwen05BF16", "tok/cpu-s", "LoRA SFT step, qwen05, bfloat16 base, per CPU-second", 0, "", true, 0, "BenchmarkLoRASFTQwen05"},
+	// PyTorch measured in the same run (sft/testdata/torch_lora_step.py,
+	// which bench-sizes runs after each size when Debian's python3-torch
+	// is installed), under the same OPENBLAS_CORETYPE: shown only when
+	// its line is in the input.
+	{"BenchmarkLoRASFTStories15M", "tok/s", "LoRA SFT step, stories15M", 0, "", true, 0, "BenchmarkTorchLoRASFTStories15M"},
+	{"BenchmarkLoRASFTStories15M", "tok/cpu-s", "LoRA SFT step, stories15M, per CPU-second", 0, "", true, 0, "BenchmarkTorchLoRASFTStories15M"},
+	{"BenchmarkLoRASFTStories15M", "peakRSS-MiB", "LoRA SFT peak RSS, stories15M", 0, "", false, 0, "BenchmarkTorchLoRASFTStories15M"},
+	{"BenchmarkLoRASFTSmall", "tok/s", "LoRA SFT step, small", 0, "", true, 0, "BenchmarkTorchLoRASFTSmall"},
+	{"BenchmarkLoRASFTSmall", "tok/cpu-s", "LoRA SFT step, small, per CPU-second", 0, "", true, 0, "BenchmarkTorchLoRASFTSmall"},
+	{"BenchmarkLoRASFTSmall", "peakRSS-MiB", "LoRA SFT peak RSS, small", 0, "", false, 0, "BenchmarkTorchLoRASFTSmall"},
+	{"BenchmarkLoRASFTSmallBF16", "tok/s", "LoRA SFT step, small, bfloat16 base", 0, "", true, 0, "BenchmarkTorchLoRASFTSmall"},
+	{"BenchmarkLoRASFTSmallBF16", "peakRSS-MiB", "LoRA SFT peak RSS, small, bfloat16 base", 0, "", false, 0, "BenchmarkTorchLoRASFTSmall"},
+	{"BenchmarkLoRASFTQwen05", "tok/s", "LoRA SFT step, qwen05", 0, "", true, 0, "BenchmarkTorchLoRASFTQwen05"},
+	{"BenchmarkLoRASFTQwen05", "tok/cpu-s", "LoRA SFT step, qwen05, per CPU-second", 0, "", true, 0, "BenchmarkTorchLoRASFTQwen05"},
+	{"BenchmarkLoRASFTQwen05", "peakRSS-MiB", "LoRA SFT peak RSS, qwen05", 0, "", false, 0, "BenchmarkTorchLoRASFTQwen05"},
+	{"BenchmarkLoRASFTQwen05BF16", "tok/s", "LoRA SFT step, qwen05, bfloat16 base", 0, "", true, 0, "BenchmarkTorchLoRASFTQwen05"},
+	{"BenchmarkLoRASFTQwen05BF16", "peakRSS-MiB", "LoRA SFT peak RSS, qwen05, bfloat16 base", 0, "", false, 0, "BenchmarkTorchLoRASFTQwen05"},
 	{"BenchmarkDPOStories15M/live", "pairs/s", "DPO step, 4 pairs × 256", 0.9, "PyTorch", true, 1.7, ""},
 	{"BenchmarkDPOStories15M/precomputed", "pairs/s", "DPO step, 4 pairs × 256, reference log-probs precomputed", 0, "", true, 0, "BenchmarkDPOStories15M/live"},
 	{"BenchmarkDecodeStories15M/batch1", "decode-tok/s", "greedy decode, batch 1, 128 after 32", 184, "PyTorch", true, 239, ""},
@@ -146,6 +163,11 @@ var anchors = []anchor{
 	{"BenchmarkGRPOUpdateStories15M", "tok/s", "GRPO update, 8 × 96 tokens", 0, "", true, 0, "BenchmarkPPOUpdateStories15M"},
 }
 
+// torchPrefix begins the benchmark lines of the PyTorch comparators
+// (sft/testdata/torch_lora_step.py); a row compared with one is left out
+// when it did not run.
+const torchPrefix = "BenchmarkTorch"
+
 var line = regexp.MustCompile(`^(Benchmark\S+?)(-\d+)?\s+\d+\s+(.*)$`)
 
 // parse returns benchmark name → unit → value for the lines of r, copying
@@ -180,7 +202,8 @@ func parse(r io.Reader, w io.Writer) (map[string]map[string]float64, error) {
 // table writes one row per anchor whose benchmark ran, against the
 // SkylakeX figures when skx is set. A row without a reference figure (no
 // fixed figure, and its vs benchmark absent from the run or none) shows
-// "—" for the reference and the ratio.
+// "—" for the reference and the ratio; a row compared with a PyTorch
+// benchmark of the run is left out when that benchmark is absent.
 func table(w io.Writer, results map[string]map[string]float64, skx bool) int {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "workload\tgotune\tunit\treference\tby\tratio\t")
@@ -198,9 +221,13 @@ func table(w io.Writer, results map[string]map[string]float64, skx bool) int {
 			}
 		}
 		if a.vs != "" {
-			ref, by = 0, "gotune "+strings.TrimPrefix(a.vs, "Benchmark")
-			if x, ok := lookup(results, a.vs, a.unit); ok {
-				ref = x
+			x, ok := lookup(results, a.vs, a.unit)
+			ref, by = x, "gotune "+strings.TrimPrefix(a.vs, "Benchmark")
+			if strings.HasPrefix(a.vs, torchPrefix) {
+				if !ok {
+					continue
+				}
+				by = "PyTorch, this run"
 			}
 		}
 		if ref == 0 {

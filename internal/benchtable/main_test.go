@@ -161,3 +161,29 @@ BenchmarkLoRASFTQwen05-2   	       1	 1 ns/op	 95.00 model-GFLOP/s	 2616 peakRSS
 		}
 	}
 }
+
+// PyTorch's figures measured in the same run (torch_lora_step.py's bench
+// lines) give their own rows, named so; without those lines the rows are
+// left out rather than shown empty.
+func TestTorchSameRun(t *testing.T) {
+	gotune := "BenchmarkLoRASFTSmall-2   	       1	 1 ns/op	 2343 peakRSS-MiB	 201.0 tok/cpu-s	 402.0 tok/s\n"
+	torch := "BenchmarkTorchLoRASFTSmall 4 10000000000 ns/op 160.8 tok/s 100.5 tok/cpu-s 4686 peakRSS-MiB\n"
+	rows := func(in string) (int, string) {
+		res, err := parse(strings.NewReader(in), &bytes.Buffer{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		return table(&out, res, false), out.String()
+	}
+	alone, _ := rows(gotune)
+	both, text := rows(gotune + torch)
+	if both != alone+3 {
+		t.Fatalf("%d rows with PyTorch's line, %d without: want 3 more:\n%s", both, alone, text)
+	}
+	for _, want := range []string{"PyTorch, this run", "2.50×", "2.00×", "0.50× (lower is better)"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("table lacks %q:\n%s", want, text)
+		}
+	}
+}

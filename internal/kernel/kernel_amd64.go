@@ -5,13 +5,16 @@
 // micro-kernels chosen from the CPU's features at start-up (Sgemm, the
 // pure-Go build's BLAS and the engine's prompt products), dot-product
 // kernels (AVX-512 or AVX2+FMA) for the generation engine's few-row
-// products on float32 and bfloat16 weights.
+// products on float32, bfloat16 and Q8_0 weights.
 //
 // May import: the other internal helpers (internal/blas, internal/kernel,
 // internal/benchutil); nothing of the module's upper layers.
 package kernel
 
-import "golang.org/x/sys/cpu"
+import (
+	"github.com/gotune/gotune/internal/q8"
+	"golang.org/x/sys/cpu"
+)
 
 // Available reports whether the kernels can run on this CPU.
 var Available = cpu.X86.HasAVX2 && cpu.X86.HasFMA
@@ -58,3 +61,21 @@ func dot4x1BF16AVX2(w *uint16, ldw int, x *float32, n int, y *float32)
 
 //go:noescape
 func dot4x1BF16AVX512(w *uint16, ldw int, x *float32, n int, y *float32)
+
+// Dot4x1Q8 sets y[j] = Σ_{b<nb} w[j·ldb + b].D · Σ_{i<32} w[j·ldb + b].Q[i]
+// · x[32b + i] for j < 4: four rows of Q8_0 blocks (ldb blocks apart, nb
+// blocks each) against x, each int8 converted exactly as it is read —
+// 1.125 bytes a weight. AVX-512 where the CPU has it, else AVX2.
+func Dot4x1Q8(w *q8.Block, ldb int, x *float32, nb int, y *float32) {
+	if hasAVX512 {
+		dot4x1Q8AVX512(w, ldb, x, nb, y)
+		return
+	}
+	dot4x1Q8AVX2(w, ldb, x, nb, y)
+}
+
+//go:noescape
+func dot4x1Q8AVX2(w *q8.Block, ldb int, x *float32, nb int, y *float32)
+
+//go:noescape
+func dot4x1Q8AVX512(w *q8.Block, ldb int, x *float32, nb int, y *float32)

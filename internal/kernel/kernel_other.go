@@ -9,6 +9,8 @@
 // internal/benchutil); nothing of the module's upper layers.
 package kernel
 
+import "github.com/gotune/gotune/internal/q8"
+
 // Available is false: there are no kernels for this architecture.
 const Available = false
 
@@ -25,4 +27,9 @@ func Dot4x1(w *float32, ldw int, x *float32, n int, y *float32) {
 // Dot4x1BF16 is never called where Available is false.
 func Dot4x1BF16(w *uint16, ldw int, x *float32, n int, y *float32) {
 	panic("kernel: no Dot4x1BF16 on this architecture")
+}
+
+// Dot4x1Q8 is never called where Available is false.
+func Dot4x1Q8(w *q8.Block, ldb int, x *float32, nb int, y *float32) {
+	panic("kernel: no Dot4x1Q8 on this architecture")
 }

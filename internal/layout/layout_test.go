@@ -78,7 +78,7 @@ var layers = []layer{
 	},
 	{
 		name:      "internal",
-		pkgs:      []string{"internal/blas", "internal/kernel", "internal/bf16", "internal/hugepage", "internal/benchutil", "internal/benchtable", "internal/benchplot", "internal/layout", "internal/mpi", "internal/reference"},
+		pkgs:      []string{"internal/blas", "internal/kernel", "internal/bf16", "internal/f16", "internal/q8", "internal/hugepage", "internal/benchutil", "internal/benchtable", "internal/benchplot", "internal/layout", "internal/mpi", "internal/reference"},
 		mayImport: []string{"internal"},
 		rule:      "internal helpers import nothing of the module's upper layers",
 	},

@@ -2,6 +2,7 @@ package hf
 
 import (
 	"encoding/json"
+	"github.com/gotune/gotune/internal/f16"
 	"math"
 	"os"
 	"path/filepath"
@@ -80,7 +81,7 @@ func TestSaveLoadModel(t *testing.T) {
 					want := a[j]
 					switch tc.dtype {
 					case safetensors.F16:
-						want = safetensors.F16ToF32(safetensors.F32ToF16(want))
+						want = f16.ToFloat32(f16.FromFloat32(want))
 					case safetensors.BF16:
 						want = bf16.ToFloat32(bf16.FromFloat32(want))
 					}

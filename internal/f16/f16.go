@@ -1,13 +1,17 @@
-package safetensors
+// Package f16 is the IEEE 754 half-precision (binary16) number format in
+// one place: 1 sign, 5 exponent bits with bias 15, 10 fraction bits.
+// Widening is exact; narrowing rounds to nearest, ties to even, as torch's
+// .to(torch.float16) does. The checkpoint codecs (safetensors, GGUF) and
+// the Q8_0 blocks' scales (internal/q8) convert through it.
+//
+// May import: the other internal helpers (internal/...); nothing of the
+// module's upper layers.
+package f16
 
 import "math"
 
-// Float16 conversions follow IEEE 754 binary16 (1 sign, 5 exponent bits
-// with bias 15, 10 fraction bits); bfloat16 is the upper half of a binary32.
-// Narrowing rounds to nearest, ties to even, as torch's .to(dtype) does.
-
-// F16ToF32 widens an IEEE half-precision value exactly.
-func F16ToF32(h uint16) float32 {
+// ToFloat32 widens an IEEE half-precision value exactly.
+func ToFloat32(h uint16) float32 {
 	sign := uint32(h&0x8000) << 16
 	exp := uint32(h>>10) & 0x1f
 	mant := uint32(h & 0x3ff)
@@ -24,9 +28,9 @@ func F16ToF32(h uint16) float32 {
 	return math.Float32frombits(sign | (exp+127-15)<<23 | mant<<13)
 }
 
-// F32ToF16 narrows to half precision, rounding to nearest even; values
+// FromFloat32 narrows to half precision, rounding to nearest even; values
 // beyond the half range become ±Inf and NaN stays NaN.
-func F32ToF16(f float32) uint16 {
+func FromFloat32(f float32) uint16 {
 	b := math.Float32bits(f)
 	sign := uint16(b>>16) & 0x8000
 	exp := int(b>>23) & 0xff
