@@ -436,6 +436,11 @@ TEXT ·dot4x1Q8AVX512(SB), NOSPLIT, $0-40
 	LEAQ  (SI)(AX*1), R9
 	LEAQ  (R9)(AX*1), R10
 	LEAQ  (R10)(AX*1), R11
+	SHLQ  $2, AX          // prefetch four rows ahead: the next call's rows (the rows are short; the hardware prefetcher alone reached 23 GB/s where float32 rows streamed at 45)
+	LEAQ  (SI)(AX*1), R8
+	LEAQ  (R9)(AX*1), BX
+	LEAQ  (R10)(AX*1), R14
+	LEAQ  (R11)(AX*1), DX
 	VXORPS Z0, Z0, Z0
 	VXORPS Z1, Z1, Z1
 	VXORPS Z2, Z2, Z2
@@ -446,6 +451,10 @@ TEXT ·dot4x1Q8AVX512(SB), NOSPLIT, $0-40
 loopq8z:
 	TESTQ CX, CX
 	JE    reduceq8z
+	PREFETCHT0 (R8)(R12*1)
+	PREFETCHT0 (BX)(R12*1)
+	PREFETCHT0 (R14)(R12*1)
+	PREFETCHT0 (DX)(R12*1)
 	VMOVUPS (DI)(R13*1), Z12
 	VMOVUPS 64(DI)(R13*1), Z13
 	VPMOVSXBD   4(SI)(R12*1), Z4
@@ -486,6 +495,7 @@ loopq8z:
 	JMP  loopq8z
 
 reduceq8z:
+	MOVQ y+32(FP), DX
 	VEXTRACTF32X8 $1, Z0, Y8
 	VEXTRACTF32X8 $1, Z1, Y9
 	VEXTRACTF32X8 $1, Z2, Y10
@@ -517,6 +527,11 @@ TEXT ·dot4x1Q8AVX2(SB), NOSPLIT, $0-40
 	LEAQ  (SI)(AX*1), R9
 	LEAQ  (R9)(AX*1), R10
 	LEAQ  (R10)(AX*1), R11
+	SHLQ  $2, AX          // prefetch four rows ahead: the next call's rows (the rows are short; the hardware prefetcher alone reached 23 GB/s where float32 rows streamed at 45)
+	LEAQ  (SI)(AX*1), R8
+	LEAQ  (R9)(AX*1), BX
+	LEAQ  (R10)(AX*1), R14
+	LEAQ  (R11)(AX*1), DX
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -527,6 +542,10 @@ TEXT ·dot4x1Q8AVX2(SB), NOSPLIT, $0-40
 loopq8y:
 	TESTQ CX, CX
 	JE    reduceq8y
+	PREFETCHT0 (R8)(R12*1)
+	PREFETCHT0 (BX)(R12*1)
+	PREFETCHT0 (R14)(R12*1)
+	PREFETCHT0 (DX)(R12*1)
 	VMOVUPS (DI)(R13*1), Y12
 	VMOVUPS 32(DI)(R13*1), Y13
 	VMOVUPS 64(DI)(R13*1), Y14
@@ -593,6 +612,7 @@ loopq8y:
 	JMP  loopq8y
 
 reduceq8y:
+	MOVQ y+32(FP), DX
 	VHADDPS      Y1, Y0, Y0
 	VHADDPS      Y3, Y2, Y2
 	VHADDPS      Y2, Y0, Y0
