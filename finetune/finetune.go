@@ -158,17 +158,32 @@ func (m *Model) SetGradientCheckpointing(on bool) error {
 // BaseBFloat16 (HoldBase).
 const KeyBaseDtype = "base-dtype"
 
-// How the frozen base is held (KeyBaseDtype).
+// How the frozen base is held (KeyBaseDtype). BaseQ8_0 is for decoding
+// only (generate, chat, serve: model.Weights.StoreQ8); the training
+// stages refuse it.
 const (
 	BaseFloat32  = "float32"
 	BaseBFloat16 = "bfloat16"
+	BaseQ8_0     = "q8_0"
 )
 
-// CheckBaseDtype reports an unknown base dtype ("" is float32), naming the
-// key.
+// CheckBaseDtype reports a base dtype the training stages do not hold a
+// base in ("" is float32), naming the key.
 func CheckBaseDtype(dtype string) error {
+	if dtype == BaseQ8_0 {
+		return fmt.Errorf("%s %q is for decoding only (generate, chat, serve); training holds the base in %s or %s", KeyBaseDtype, dtype, BaseFloat32, BaseBFloat16)
+	}
 	if dtype != "" && dtype != BaseFloat32 && dtype != BaseBFloat16 {
 		return fmt.Errorf("%s %q is unknown (want %s or %s)", KeyBaseDtype, dtype, BaseFloat32, BaseBFloat16)
+	}
+	return nil
+}
+
+// CheckDecodeDtype reports a dtype the decoding commands do not hold a
+// model in ("" is float32), naming the key.
+func CheckDecodeDtype(dtype string) error {
+	if dtype != "" && dtype != BaseFloat32 && dtype != BaseBFloat16 && dtype != BaseQ8_0 {
+		return fmt.Errorf("%s %q is unknown (want %s, %s or %s)", KeyBaseDtype, dtype, BaseFloat32, BaseBFloat16, BaseQ8_0)
 	}
 	return nil
 }

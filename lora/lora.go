@@ -277,6 +277,9 @@ func (a *Adapter) mergeSign(w *model.Weights, sign float32) error {
 		if model.BF16(base) != nil {
 			return fmt.Errorf("lora: %s: the base weight is held in bfloat16 (a frozen base); merging needs it in float32", m.PEFTPrefix())
 		}
+		if model.Q8(base) != nil {
+			return fmt.Errorf("lora: %s: the base weight is held in Q8_0 (for decoding); merging needs it in float32", m.PEFTPrefix())
+		}
 		out, in := base.Shape()[0], base.Shape()[1]
 		if m.A.Shape()[1] != in || m.B.Shape()[0] != out {
 			return fmt.Errorf("lora: %s: adapter shapes %v·%v do not fit base %v", m.PEFTPrefix(), m.B.Shape(), m.A.Shape(), base.Shape())

@@ -5,12 +5,14 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"gorgonia.org/tensor"
 
 	"github.com/gotune/gotune/checkpoints/safetensors"
+	"github.com/gotune/gotune/internal/q8"
 	"github.com/gotune/gotune/model"
 )
 
@@ -330,5 +332,30 @@ func TestMergeDirs(t *testing.T) {
 	}
 	if err := MergeDirs(microWeights(t), withHead); err == nil || !strings.Contains(err.Error(), "score") || !strings.Contains(err.Error(), withHead) {
 		t.Fatalf("adapter with a score head: %v", err)
+	}
+}
+
+// TestMergeRefusesQ8Base: a base held in Q8_0 (decoding only) is refused
+// by a merge, naming the module, and left as it was.
+func TestMergeRefusesQ8Base(t *testing.T) {
+	c := model.Config{ModelType: "llama", HiddenSize: 32, IntermediateSize: 64, NumHiddenLayers: 2,
+		NumAttentionHeads: 2, NumKeyValueHeads: 1, VocabSize: 11, MaxPositionEmbeddings: 16, RMSNormEps: 1e-5, HiddenAct: "silu"}
+	w, err := model.NewRandom(c, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(w, Config{R: 2, Alpha: 4, Targets: []string{"v_proj"}, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	randomizeB(a)
+	w.StoreQ8()
+	blocks := append([]q8.Block(nil), model.Q8(w.Layers[0].Wv)...)
+	err = a.Merge(w)
+	if err == nil || !strings.Contains(err.Error(), "layers.0.self_attn.v_proj") || !strings.Contains(err.Error(), "Q8_0") {
+		t.Fatalf("merge into a Q8_0 base: %v", err)
+	}
+	if !slices.Equal(blocks, model.Q8(w.Layers[0].Wv)) {
+		t.Fatal("the refused merge changed the base")
 	}
 }

@@ -184,6 +184,9 @@ func Build(w *Weights, opt GraphOptions) (g *Graph, err error) {
 // graphs and widened to a copy in float64 ones.
 func (g *Graph) param(name string, t *tensor.Dense) *gorgonia.Node {
 	var v gorgonia.Value = t
+	if Q8(t) != nil {
+		panic(buildError{fmt.Errorf("%s is held in Q8_0 (StoreQ8), which is for decoding only: a graph reads weights in float32 or bfloat16", name)})
+	}
 	bits := BF16(t)
 	switch {
 	case g.Dtype == tensor.Float64:

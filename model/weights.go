@@ -12,6 +12,7 @@ import (
 
 	"github.com/gotune/gotune/internal/bf16"
 	"github.com/gotune/gotune/internal/hugepage"
+	"github.com/gotune/gotune/internal/q8"
 )
 
 // Layer holds one decoder block's parameters, linear weights in Hugging
@@ -465,6 +466,68 @@ func (w *Weights) NumParams() int {
 func BF16(t *tensor.Dense) []uint16 {
 	b, _ := t.Data().([]uint16)
 	return b
+}
+
+// Q8 is the blocks of a matrix StoreQ8 converted: a (rows, cols/32)
+// tensor of Q8_0 blocks (nil for any other tensor, or none).
+func Q8(t *tensor.Dense) []q8.Block {
+	if t == nil {
+		return nil
+	}
+	b, _ := t.Data().([]q8.Block)
+	return b
+}
+
+// MatrixShape is a weight matrix's rows and columns in whichever form it
+// is held: float32, bfloat16, or Q8_0 blocks of 32 columns (StoreQ8).
+func MatrixShape(t *tensor.Dense) (rows, cols int) {
+	s := t.Shape()
+	rows, cols = s[0], s[1]
+	if Q8(t) != nil {
+		cols *= q8.BlockLen
+	}
+	return rows, cols
+}
+
+// StoreQ8 quantizes the frozen matrices (those of StoreBF16) whose rows
+// are whole Q8_0 blocks — columns a multiple of 32 — to Q8_0 (internal/q8,
+// ggml's rule: llama.cpp's quantizer gives the same blocks), keeping 1.125
+// bytes a weight in place of 4: the form the generation engine decodes
+// from. Matrices in bfloat16 are widened first (exactly); a matrix whose
+// columns are not whole blocks stays as it is, as llama.cpp's converter
+// keeps such tensors unquantized. Weights quantized this way are for
+// decoding only: a training graph or a LoRA merge given one refuses,
+// naming the tensor.
+// It returns the number of values quantized.
+func (w *Weights) StoreQ8() int {
+	tied := w.LMHead == w.Embed
+	_, fields := w.frozenMatrices()
+	n := 0
+	for _, f := range fields {
+		t := *f
+		rows, cols := t.Shape()[0], t.Shape()[1]
+		if cols%q8.BlockLen != 0 || Q8(t) != nil {
+			continue
+		}
+		var src []float32
+		switch d := t.Data().(type) {
+		case []float32:
+			src = d
+		case []uint16:
+			src = make([]float32, len(d))
+			bf16.Widen(src, d)
+		default:
+			continue
+		}
+		blocks := hugepage.Make[q8.Block](rows * cols / q8.BlockLen)
+		q8.QuantizeRow(blocks, src)
+		*f = tensor.New(tensor.WithShape(rows, cols/q8.BlockLen), tensor.WithBacking(blocks))
+		n += len(src)
+	}
+	if tied {
+		w.LMHead = w.Embed
+	}
+	return n
 }
 
 // frozenMatrices are the tensors StoreBF16 may convert: the embeddings and

@@ -482,6 +482,7 @@ func TestValidate(t *testing.T) {
 		{Key: KeyBuckets, Edit: func(c *Config) { c.Buckets = []int{0, 32} }},
 		{Key: KeyTruncation, Edit: func(c *Config) { c.Truncation = "middle" }},
 		{Key: KeyBaseDtype, Edit: func(c *Config) { c.BaseDtype = "float16" }},
+		{Key: KeyBaseDtype, Edit: func(c *Config) { c.BaseDtype = "q8_0" }}, // decoding only
 		{Key: KeyPacking, Edit: func(c *Config) { c.Packing, c.Buckets = true, []int{64} }},
 		{Key: KeyPacking, Edit: func(c *Config) { c.Packing, c.Train.MoEAuxLossAlpha = true, 0.01 }},
 		{Key: lora.KeyR, Edit: func(c *Config) { c.LoRA.R = 0 }},

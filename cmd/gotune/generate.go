@@ -45,7 +45,7 @@ func modelFlags(cmd *cobra.Command) {
 	f.String(engineKeyTokenizer, "", "tokenizer file or directory (default: the model directory)")
 	f.String(engineKeyAdapter, "", "PEFT LoRA adapter directory to apply")
 	f.Bool(engineKeyMerge, false, "fold the adapter into a copy of the weights instead of applying it live")
-	f.String(finetune.KeyBaseDtype, finetune.BaseFloat32, "how the model's embeddings and linear weights are held: float32, or bfloat16 (half the memory and half the bytes a decoding step reads; products in float32)")
+	f.String(finetune.KeyBaseDtype, finetune.BaseFloat32, "how the model's embeddings and linear weights are held: float32; bfloat16 (half the memory and half the bytes a decoding step reads); or q8_0 (blocks of 32 int8s with one scale, as llama.cpp's Q8_0: 9/32 of the bytes; matrices whose rows are not whole blocks stay float32); products in float32")
 }
 
 // samplingFlags are the decoding options shared by generate and chat, with
@@ -124,7 +124,7 @@ func loadEngine(s string) (*generate.Engine, *tokenizer.Tokenizer, error) {
 		return nil, nil, fmt.Errorf("%s needs --%s", s, engineKeyModel)
 	}
 	dtype := cfgString(s, finetune.KeyBaseDtype)
-	if err := finetune.CheckBaseDtype(dtype); err != nil {
+	if err := finetune.CheckDecodeDtype(dtype); err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", s, err)
 	}
 	adapterDir, merge := cfgString(s, engineKeyAdapter), cfgBool(s, engineKeyMerge)
@@ -168,8 +168,14 @@ func loadEngine(s string) (*generate.Engine, *tokenizer.Tokenizer, error) {
 			ad = nil
 		}
 	}
-	if dtype == finetune.BaseBFloat16 && !halfOnLoad {
+	switch {
+	case dtype == finetune.BaseBFloat16 && !halfOnLoad:
 		w.StoreBF16(nil)
+	case dtype == finetune.BaseQ8_0:
+		// Quantized after loading (and merging) in float32; the Q8_0
+		// blocks of a GGUF file that ggml's quantizer wrote (llama.cpp's,
+		// gotune's export), dequantized on load, come back as they were.
+		w.StoreQ8()
 	}
 	e, err := generate.New(w, tok)
 	if err != nil {

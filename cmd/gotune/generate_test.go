@@ -12,6 +12,8 @@ import (
 
 	"github.com/gotune/gotune/data"
 	"github.com/gotune/gotune/eval"
+	"github.com/gotune/gotune/finetune"
+	"github.com/gotune/gotune/internal/q8"
 	"github.com/gotune/gotune/internal/tinymodel"
 	"github.com/gotune/gotune/lora"
 	"github.com/gotune/gotune/model"
@@ -215,13 +217,28 @@ func TestEvalCommandOnDataset(t *testing.T) {
 	}
 }
 
-// TestGenerateBFloat16 decodes with --base-dtype bfloat16 — the model read
-// straight into bfloat16, with a live adapter, and with the adapter merged
-// in float32 before the weights are halved. The command's text must be the
-// engine's on those weights built in the test, and the engine the command
-// loads must hold its matrices in bfloat16 and give those weights' logits
-// bit for bit.
+// TestGenerateBFloat16 decodes with --base-dtype bfloat16 (testBaseDtype).
 func TestGenerateBFloat16(t *testing.T) {
+	testBaseDtype(t, finetune.BaseBFloat16, mgguf.F32, func(w *model.Weights) { w.StoreBF16(nil) },
+		func(m any) bool { _, ok := m.([]uint16); return ok })
+}
+
+// TestGenerateQ8 decodes with --base-dtype q8_0 (testBaseDtype); its GGUF
+// file is a Q8_0 export, whose blocks must come back as the float32
+// model's own quantization.
+func TestGenerateQ8(t *testing.T) {
+	testBaseDtype(t, finetune.BaseQ8_0, mgguf.Q8_0, func(w *model.Weights) { w.StoreQ8() },
+		func(m any) bool { _, ok := m.([]q8.Block); return ok })
+}
+
+// testBaseDtype decodes with --base-dtype dtype — the model read and then
+// stored as dtype (store; a Hugging Face directory is read straight into
+// bfloat16), with a live adapter, and with the adapter merged in float32
+// first. The command's text must be the engine's on those weights built in
+// the test, and the engine the command loads must hold its matrices as
+// dtype (held) and give those weights' logits bit for bit; so must a GGUF
+// export of the model (of type ggufType), read in float32 first.
+func testBaseDtype(t *testing.T, dtype string, ggufType mgguf.Dtype, store func(*model.Weights), held func(any) bool) {
 	dir, e := tinyModelDir(t)
 	tok := e.Tokenizer()
 	adapterDir := t.TempDir()
@@ -238,7 +255,7 @@ func TestGenerateBFloat16(t *testing.T) {
 	if err := ad.Save(adapterDir, dir, "CAUSAL_LM", nil); err != nil {
 		t.Fatal(err)
 	}
-	// reference is the engine on the saved model held in bfloat16, the
+	// reference is the engine on the saved model held as dtype, the
 	// adapter live or merged first (in float32).
 	reference := func(adapter, merge bool) *generate.Engine {
 		w, err := hf.LoadModel(dir)
@@ -254,7 +271,7 @@ func TestGenerateBFloat16(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		w.StoreBF16(nil)
+		store(w)
 		e, err := generate.New(w, tok)
 		if err != nil {
 			t.Fatal(err)
@@ -277,7 +294,7 @@ func TestGenerateBFloat16(t *testing.T) {
 		adapter, merge bool
 	}{{"base", false, false}, {"live adapter", true, false}, {"merged adapter", true, true}} {
 		t.Run(c.name, func(t *testing.T) {
-			args := []string{"generate", "--model", dir, "--prompt", "Hello", "--max-tokens", "12", "--temperature", "0", "--json", "--base-dtype", "bfloat16"}
+			args := []string{"generate", "--model", dir, "--prompt", "Hello", "--max-tokens", "12", "--temperature", "0", "--json", "--base-dtype", dtype}
 			if c.adapter {
 				args = append(args, "--adapter", adapterDir, fmt.Sprintf("--merge=%v", c.merge))
 			}
@@ -300,7 +317,7 @@ func TestGenerateBFloat16(t *testing.T) {
 				t.Fatal(err)
 			}
 			if got.Text != want[0].Text {
-				t.Errorf("text %q, the engine on bfloat16 weights %q", got.Text, want[0].Text)
+				t.Errorf("text %q, the engine on %s weights %q", got.Text, dtype, want[0].Text)
 			}
 			// The engine the command loads, from the flags it ran with.
 			loaded, _, err := loadEngine(sectionGenerate)
@@ -309,40 +326,40 @@ func TestGenerateBFloat16(t *testing.T) {
 			}
 			w := loaded.Weights()
 			for name, m := range map[string]any{"embed_tokens": w.Embed.Data(), "q_proj": w.Layers[0].Wq.Data(), "down_proj": w.Layers[1].Down.Data()} {
-				if _, ok := m.([]uint16); !ok {
-					t.Errorf("%s is held as %T, not bfloat16", name, m)
+				if !held(m) {
+					t.Errorf("%s is held as %T, not %s", name, m, dtype)
 				}
 			}
 			if g, r := logits(loaded), logits(ref); !slices.Equal(g, r) {
-				t.Errorf("logits differ from the bfloat16 reference's")
+				t.Errorf("logits differ from the %s reference's", dtype)
 			}
 		})
 	}
 
-	// A GGUF file is read in float32 and then halved.
+	// A GGUF file is read in float32 and then stored as dtype.
 	t.Run("gguf", func(t *testing.T) {
 		w, err := hf.LoadModel(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
 		path := filepath.Join(t.TempDir(), "m.gguf")
-		if err := mgguf.Save(path, w, tok.(*tokenizer.Tokenizer), mgguf.Options{}); err != nil {
+		if err := mgguf.Save(path, w, tok.(*tokenizer.Tokenizer), mgguf.Options{Dtype: ggufType}); err != nil {
 			t.Fatal(err)
 		}
 		resetFlags(t, generateCmd)
 		t.Cleanup(func() { resetFlags(t, generateCmd) })
-		if _, err := runGotune(t, "generate", "--model", path, "--prompt", "Hello", "--max-tokens", "3", "--base-dtype", "bfloat16"); err != nil {
+		if _, err := runGotune(t, "generate", "--model", path, "--prompt", "Hello", "--max-tokens", "3", "--base-dtype", dtype); err != nil {
 			t.Fatal(err)
 		}
 		loaded, _, err := loadEngine(sectionGenerate)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, ok := loaded.Weights().Layers[0].Gate.Data().([]uint16); !ok {
-			t.Fatalf("gate_proj of the GGUF model is held as %T, not bfloat16", loaded.Weights().Layers[0].Gate.Data())
+		if m := loaded.Weights().Layers[0].Gate.Data(); !held(m) {
+			t.Fatalf("gate_proj of the GGUF model is held as %T, not %s", m, dtype)
 		}
 		if g, r := logits(loaded), logits(reference(false, false)); !slices.Equal(g, r) {
-			t.Errorf("logits differ from the bfloat16 reference's")
+			t.Errorf("logits differ from the %s reference's", dtype)
 		}
 	})
 }

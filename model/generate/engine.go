@@ -30,6 +30,7 @@ import (
 	"sync"
 
 	"github.com/gotune/gotune/internal/bf16"
+	"github.com/gotune/gotune/internal/q8"
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/model/ops"
 	"gorgonia.org/tensor"
@@ -149,8 +150,8 @@ func (e *Engine) checkShapes() error {
 		}
 	}
 	// The matrices read through weightMulT, the embedding's rows and
-	// kv_b_proj (kvbWeight) may be held in bfloat16 (model.Weights.
-	// StoreBF16); everything else is read as float32.
+	// kv_b_proj (kvbWeight) may be held in bfloat16 or Q8_0 (model.Weights.
+	// StoreBF16, StoreQ8); everything else is read as float32.
 	widened := map[*tensor.Dense]bool{w.Embed: true, w.LMHead: true}
 	for _, l := range w.Layers {
 		for _, t := range []*tensor.Dense{l.Wq, l.Wk, l.Wv, l.Wo, l.Wu, l.Wz, l.QA, l.QB, l.KVA, l.KVB, l.Gate, l.Up, l.Down} {
@@ -173,8 +174,13 @@ func (e *Engine) checkShapes() error {
 				return fmt.Errorf("%s is held in bfloat16, which the engine reads only for embeddings and linear modules' weights", c.name)
 			}
 			n = len(d)
+		case []q8.Block:
+			if !widened[c.t] {
+				return fmt.Errorf("%s is held in Q8_0, which the engine reads only for embeddings and linear modules' weights", c.name)
+			}
+			n = len(d) * q8.BlockLen
 		default:
-			return fmt.Errorf("%s is %v, not float32 or bfloat16", c.name, c.t.Dtype())
+			return fmt.Errorf("%s is %v, not float32, bfloat16 or Q8_0", c.name, c.t.Dtype())
 		}
 		if n != c.n {
 			return fmt.Errorf("%s has %d values, want %d", c.name, n, c.n)
@@ -430,6 +436,9 @@ func (e *Engine) forward(states []*State, feeds [][]int, all bool) ([][]float32,
 				copy(x[n*C:(n+1)*C], emb[t*C:(t+1)*C])
 			case []uint16:
 				bf16.Widen(x[n*C:(n+1)*C], emb[t*C:(t+1)*C])
+			case []q8.Block:
+				nb := C / q8.BlockLen
+				q8.Dequantize(x[n*C:(n+1)*C], emb[t*nb:(t+1)*nb])
 			}
 			n++
 		}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/gotune/gotune/internal/bf16"
 	"github.com/gotune/gotune/internal/blas"
+	"github.com/gotune/gotune/internal/q8"
 	"github.com/gotune/gotune/model"
 )
 
@@ -165,10 +166,10 @@ func (e *Engine) mlaAttention(l int, ly *model.Layer) error {
 // kvbWeight is kv_b_proj's weight as attention reads it: the base, or
 // with an adapter on kv_b_proj the merged W + s·B·A (in a scratch
 // buffer), since attention in the latent space uses the weight itself
-// rather than the module's outputs. A base held in bfloat16 is widened
-// into that scratch first.
+// rather than the module's outputs. A base held in bfloat16 or Q8_0 is
+// widened into that scratch first.
 func (e *Engine) kvbWeight(l int, ly *model.Layer) ([]float32, error) {
-	out, in := ly.KVB.Shape()[0], ly.KVB.Shape()[1]
+	out, in := model.MatrixShape(ly.KVB)
 	var base []float32
 	switch d := ly.KVB.Data().(type) {
 	case []float32:
@@ -176,6 +177,10 @@ func (e *Engine) kvbWeight(l int, ly *model.Layer) ([]float32, error) {
 	case []uint16:
 		e.ws.kvb = grow(e.ws.kvb, out*in)
 		bf16.Widen(e.ws.kvb, d)
+		base = e.ws.kvb
+	case []q8.Block:
+		e.ws.kvb = grow(e.ws.kvb, out*in)
+		q8.Dequantize(e.ws.kvb, d)
 		base = e.ws.kvb
 	}
 	if e.adapter == nil {

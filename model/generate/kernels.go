@@ -3,9 +3,11 @@ package generate
 import (
 	"fmt"
 	"math"
+	"sync"
 
 	"github.com/gotune/gotune/internal/blas"
 	"github.com/gotune/gotune/internal/kernel"
+	"github.com/gotune/gotune/internal/q8"
 	"github.com/gotune/gotune/model/ops"
 	gblas "gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/gonum"
@@ -44,15 +46,18 @@ func matmulT(y, x, w []float32, N, in, out int) {
 }
 
 // weightMulT computes y = x·wᵀ for x (N, in), y (N, out) and a weight
-// w (out, in) held in float32 or in bfloat16 (model.Weights.StoreBF16),
-// whose values are widened exactly as they are read: half the bytes a
-// decoding step streams. New refuses weights of any other type.
+// w (out, in) held in float32, in bfloat16 (model.Weights.StoreBF16) or in
+// Q8_0 (StoreQ8), whose values are widened exactly as they are read: half,
+// or 9/32, of the bytes a decoding step streams. New refuses weights of
+// any other type.
 func weightMulT(y, x []float32, w *tensor.Dense, N, in, out int) {
 	switch d := w.Data().(type) {
 	case []float32:
 		matmulT(y, x, d, N, in, out)
 	case []uint16:
 		matmulTBF16(y, x, d, N, in, out)
+	case []q8.Block:
+		matmulTQ8(y, x, d, N, in, out)
 	default:
 		panic(fmt.Sprintf("generate: a weight of %T passed New's checks", d))
 	}
@@ -92,6 +97,46 @@ func matmulTBF16(y, x []float32, w []uint16, N, in, out int) {
 		}
 	})
 }
+
+// matmulTQ8 is matmulT with w in Q8_0 blocks: few rows on the converting
+// dot-product kernels (kernel.GemmNTQ8); a prompt's rows, or any rows
+// where those kernels cannot run, against blocks of w dequantized in turn
+// (widenRows values at a time, on both cores), each block's product
+// landing in its columns of y.
+func matmulTQ8(y, x []float32, w []q8.Block, N, in, out int) {
+	if N < packedMinRows && kernel.GemmNTQ8(y, x, w, N, in, out) {
+		return
+	}
+	if in == 0 {
+		clear(y[:N*out])
+		return
+	}
+	nb := in / q8.BlockLen
+	rows := max(1, min(out, widenRows/in))
+	buf := dequantPool.Get().(*[]float32)
+	defer dequantPool.Put(buf)
+	*buf = grow(*buf, rows*in)
+	var yb []float32
+	for j0 := 0; j0 < out; j0 += rows {
+		j1 := min(out, j0+rows)
+		n := j1 - j0
+		wb := (*buf)[:n*in]
+		parallel(n, workersFor(n, n*in), func(_, lo, hi int) {
+			q8.Dequantize(wb[lo*in:hi*in], w[(j0+lo)*nb:(j0+hi)*nb])
+		})
+		if kernel.Sgemm(false, true, N, n, in, 1, x, in, wb, in, 0, y[j0:], out) {
+			continue
+		}
+		yb = grow(yb, N*n)
+		matmulT(yb, x, wb, N, in, n)
+		for i := range N {
+			copy(y[i*out+j0:i*out+j1], yb[i*n:(i+1)*n])
+		}
+	}
+}
+
+// dequantPool holds matmulTQ8's buffers of dequantized rows.
+var dequantPool = sync.Pool{New: func() any { return new([]float32) }}
 
 // gemmAcc computes y += alpha·t·bᵀ for t (N, r), b (out, r), y (N, out),
 // through tmp (N·out values) on the kernel, else BLAS.

@@ -1,0 +1,124 @@
+package generate
+
+import (
+	"math/rand/v2"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gotune/gotune/internal/q8"
+	"github.com/gotune/gotune/model"
+	"gorgonia.org/tensor"
+)
+
+// quantizedAndDequantized turns w into its Q8_0 form (model.Weights.
+// StoreQ8) and writes the values of the same blocks, dequantized, into
+// the matrices of twin, an identical copy kept in float32: two models with
+// equal values, whose engines it returns, one reading through the Q8_0
+// kernels and one through the float32 ones.
+func quantizedAndDequantized(t *testing.T, w, twin *model.Weights) (quant, full *Engine) {
+	t.Helper()
+	if w.StoreQ8() == 0 {
+		t.Fatal("StoreQ8 quantized nothing")
+	}
+	named, twins := w.Named(), twin.Named()
+	for i, n := range named {
+		if b := model.Q8(n.Tensor); b != nil {
+			q8.Dequantize(model.F32(twins[i].Tensor), b)
+		}
+	}
+	var err error
+	if quant, err = New(w, nil); err != nil {
+		t.Fatal(err)
+	}
+	if full, err = New(twin, nil); err != nil {
+		t.Fatal(err)
+	}
+	return quant, full
+}
+
+// TestQ8WeightsMatchDequantized decodes every reference architecture
+// (Llama, Qwen3, DeepSeek's latent attention and experts, linear attention,
+// GAU) from weights held in Q8_0 — those whose rows are whole blocks; the
+// fixtures' 48-wide rows stay float32 — and from the same values in
+// float32: the logits agree, so the engine reads Q8_0 exactly and only the
+// order of the sums differs.
+func TestQ8WeightsMatchDequantized(t *testing.T) {
+	dirs, err := filepath.Glob("../testdata/reference/*")
+	if err != nil || len(dirs) < 4 {
+		t.Fatalf("reference fixtures missing (%v)", err)
+	}
+	for _, dir := range dirs {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			_, w := loadRefFixture(t, dir)
+			_, twin := loadRefFixture(t, dir)
+			quant, full := quantizedAndDequantized(t, w, twin)
+			l := w.Layers[0]
+			quantized := 0
+			for _, m := range []*tensor.Dense{l.Wq, l.Wk, l.Wv, l.Wu, l.Wz, l.QA, l.KVA, l.Gate, l.Up} {
+				if model.Q8(m) != nil {
+					quantized++
+				}
+			}
+			if model.Q8(w.Embed) == nil || quantized < 2 {
+				t.Fatalf("the embeddings or the first layer's projections were not quantized (%d of them)", quantized)
+			}
+			toks := randTokens(rand.New(rand.NewPCG(4, 5)), 16, w.Config.VocabSize)
+			sameLogits(t, quant, full, toks, 11)
+		})
+	}
+}
+
+// TestQ8LatentAttention covers kv_b_proj in Q8_0 (the fixtures' latent
+// rank, 16, is not a whole block): DeepSeek-V3's shape with a latent rank
+// of 32, every linear weight quantized.
+func TestQ8LatentAttention(t *testing.T) {
+	c, err := model.LoadConfig("../testdata/reference/deepseek_v3_mla_moe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := *c.DeepSeek
+	q := 32
+	ds.KVLoraRank, ds.QLoraRank, ds.MoeIntermediateSize = 32, &q, 32
+	c.DeepSeek, c.IntermediateSize = &ds, 64
+	w, twin := randomWeights(t, c, 8), randomWeights(t, c, 8)
+	quant, full := quantizedAndDequantized(t, w, twin)
+	for l, ly := range w.Layers {
+		if model.Q8(ly.KVB) == nil || model.Q8(ly.QB) == nil {
+			t.Fatalf("layer %d: kv_b_proj or q_b_proj not quantized", l)
+		}
+	}
+	toks := randTokens(rand.New(rand.NewPCG(5, 6)), 12, c.VocabSize)
+	sameLogits(t, quant, full, toks, 7)
+}
+
+// TestQ8LongPrompt covers the prompt path: packedMinRows tokens and more,
+// the weights dequantized a few rows at a time into several blocks.
+func TestQ8LongPrompt(t *testing.T) {
+	defer func(n int) { widenRows = n }(widenRows)
+	widenRows = 100 // a few rows of each matrix a block
+	for name, c := range configVariants(t) {
+		t.Run(name, func(t *testing.T) {
+			c.MaxPositionEmbeddings = packedMinRows + 40
+			c.IntermediateSize = 64
+			w, twin := randomWeights(t, c, 3), randomWeights(t, c, 3)
+			quant, full := quantizedAndDequantized(t, w, twin)
+			if model.Q8(w.Layers[1].Down) == nil {
+				t.Fatal("down_proj not quantized")
+			}
+			toks := randTokens(rand.New(rand.NewPCG(6, 7)), packedMinRows+8, c.VocabSize)
+			sameLogits(t, quant, full, toks, packedMinRows+5)
+		})
+	}
+}
+
+// TestNewRefusesQ8Norm: only embeddings and linear weights may be held in
+// Q8_0; a norm so held is refused by name.
+func TestNewRefusesQ8Norm(t *testing.T) {
+	w := randomWeights(t, testConfig(t), 1)
+	w.Layers[1].MLPNorm = tensor.New(tensor.WithShape(1), tensor.WithBacking(make([]q8.Block, 1)))
+	_, err := New(w, nil)
+	if err == nil || !strings.Contains(err.Error(), "layer 1 post_attention_layernorm") || !strings.Contains(err.Error(), "Q8_0") {
+		t.Fatalf("New with a Q8_0 norm: %v", err)
+	}
+}
