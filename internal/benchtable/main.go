@@ -140,6 +140,17 @@ var anchors = []anchor{
 	{"BenchmarkLlamaCppDecodeQwen05BF16", "read-bound-tok/s", "qwen05 bf16 decode bound: one read of the weights a token, both cores", 0, "", true, 0, ""},
 	{"BenchmarkLlamaCppDecodeQwen05BF16", "gotune/read-bound", "qwen05 bf16 gotune decode over that bound", 0, "", true, 0, ""},
 	{"BenchmarkLlamaCppDecodeQwen05BF16", "llamacpp/read-bound", "qwen05 bf16 llama.cpp (1 thread) decode over that bound", 0, "", true, 0, ""},
+	{"BenchmarkLlamaCppDecodeQwen05Q8", "gotune-decode-tok/s", "greedy decode of the qwen05 Q8_0 GGUF export, gotune", 0, "", true, 0, ""},
+	{"BenchmarkLlamaCppDecodeQwen05Q8", "llamacpp-decode-tok/s", "greedy decode of the qwen05 Q8_0 GGUF export, llama.cpp 1 thread", 0, "", true, 0, ""},
+	{"BenchmarkLlamaCppDecodeQwen05Q8", "llamacpp-2threads-decode-tok/s", "greedy decode of the qwen05 Q8_0 GGUF export, llama.cpp 2 threads", 0, "", true, 0, ""},
+	{"BenchmarkLlamaCppDecodeQwen05Q8", "gotune/llamacpp", "qwen05 Q8_0 decode, gotune over llama.cpp (1 thread), same run", 0, "", true, 0, ""},
+	{"BenchmarkLlamaCppDecodeQwen05Q8", "gotune/llamacpp-2threads", "qwen05 Q8_0 decode, gotune over llama.cpp (2 threads), same run", 0, "", true, 0, ""},
+	{"BenchmarkLlamaCppDecodeQwen05Q8", "gotune-prefill-tok/s", "qwen05 Q8_0 prefill of 256 tokens, gotune", 0, "", true, 0, ""},
+	{"BenchmarkLlamaCppDecodeQwen05Q8", "llamacpp-prefill-tok/s", "qwen05 Q8_0 prefill of 256 tokens, llama.cpp 2 threads", 0, "", true, 0, ""},
+	{"BenchmarkLlamaCppDecodeQwen05Q8", "prefill-gotune/llamacpp", "qwen05 Q8_0 prefill, gotune over llama.cpp, same run", 0, "", true, 0, ""},
+	{"BenchmarkLlamaCppDecodeQwen05Q8", "read-bound-tok/s", "qwen05 Q8_0 decode bound: one read of the weights a token, both cores", 0, "", true, 0, ""},
+	{"BenchmarkLlamaCppDecodeQwen05Q8", "gotune/read-bound", "qwen05 Q8_0 gotune decode over that bound", 0, "", true, 0, ""},
+	{"BenchmarkLlamaCppDecodeQwen05Q8", "llamacpp/read-bound", "qwen05 Q8_0 llama.cpp (1 thread) decode over that bound", 0, "", true, 0, ""},
 	// The two builds in one run: the pure-Go (static, cgo-free) build's
 	// products and training steps against the OpenBLAS build's, and raw
 	// GEMM against the machine's figure in ANCHORS.md (OpenBLAS through

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gotune/gotune/internal/benchutil"
 	"github.com/gotune/gotune/internal/kernel"
+	"github.com/gotune/gotune/internal/q8"
 	"github.com/gotune/gotune/model"
 	"github.com/gotune/gotune/model/generate"
 	"github.com/gotune/gotune/tokenizer"
@@ -42,6 +43,12 @@ func BenchmarkLlamaCppDecodeQwen05(b *testing.B) { benchLlamaCpp(b, "qwen05", 32
 // export exactly), a 1 GB read a token.
 func BenchmarkLlamaCppDecodeQwen05BF16(b *testing.B) { benchLlamaCpp(b, "qwen05", 32, BF16) }
 
+// BenchmarkLlamaCppDecodeQwen05Q8 is the qwen05 preset in Q8_0 on both
+// sides: llama.cpp decodes the Q8_0 GGUF export and gotune the same
+// weights held in Q8_0 (model.Weights.StoreQ8: ggml's rule, the export's
+// blocks exactly), a 0.56 GB read a token.
+func BenchmarkLlamaCppDecodeQwen05Q8(b *testing.B) { benchLlamaCpp(b, "qwen05", 32, Q8_0) }
+
 func benchLlamaCpp(b *testing.B, preset string, newTokens int, dtype Dtype) {
 	c, err := model.Preset(preset, 0)
 	if err != nil {
@@ -56,8 +63,11 @@ func benchLlamaCpp(b *testing.B, preset string, newTokens int, dtype Dtype) {
 	if err := Save(path, w, tok, Options{Dtype: dtype}); err != nil {
 		b.Fatal(err)
 	}
-	if dtype == BF16 {
+	switch dtype {
+	case BF16:
 		w.StoreBF16(nil)
+	case Q8_0:
+		w.StoreQ8()
 	}
 	run := llamaCppB(b)
 	// A 256-token prefill, or as many as leave room for one new token.
@@ -143,6 +153,8 @@ func readBound(w *model.Weights) float64 {
 			parts = append(parts, unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(d))), 4*len(d)))
 		case []uint16:
 			parts = append(parts, unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(d))), 2*len(d)))
+		case []q8.Block:
+			parts = append(parts, unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(d))), int(unsafe.Sizeof(q8.Block{}))*len(d)))
 		default:
 			panic(fmt.Sprintf("readBound: %s holds %T", p.Name, d))
 		}
