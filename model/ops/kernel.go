@@ -44,43 +44,11 @@ func gemm[T Float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb
 		}
 		return
 	}
-	if _, f32 := any(a).([]float32); !f32 || !serialBLAS {
-		gemmCall(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-		return
+	parts := 1
+	if _, f32 := any(a).([]float32); f32 && serialBLAS {
+		parts = min(runtime.GOMAXPROCS(0), m/32)
 	}
-	// Each part packs all of the operand it does not split: split the
-	// rows of C (and of op(A)) when op(B) is the smaller operand, else
-	// its columns (and those of op(B)), so that no core reads the larger
-	// operand — a weight matrix, for a short sequence — whole.
-	if parts := min(runtime.GOMAXPROCS(0), n/32); n > m && parts > 1 {
-		gemmSplitCols(parts, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-		return
-	}
-	gemmSplit(min(runtime.GOMAXPROCS(0), m/32), tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-}
-
-// gemmSplitCols runs gemm as parts calls on consecutive columns of C (and
-// of op(B)), concurrently.
-func gemmSplitCols[T Float](parts int, tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
-	if parts <= 1 {
-		gemmCall(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-		return
-	}
-	cols := (n + parts - 1) / parts
-	var wg sync.WaitGroup
-	for lo := cols; lo < n; lo += cols {
-		wg.Add(1)
-		go func(lo, hi int) {
-			defer wg.Done()
-			boff := lo
-			if tB {
-				boff = lo * ldb
-			}
-			gemmCall(tA, tB, m, hi-lo, k, alpha, a, lda, b[boff:], ldb, beta, c[lo:], ldc)
-		}(lo, min(lo+cols, n))
-	}
-	gemmCall(tA, tB, m, cols, k, alpha, a, lda, b, ldb, beta, c, ldc)
-	wg.Wait()
+	gemmSplit(parts, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
 // gemmSplit runs gemm as parts calls on consecutive rows of C (and of
