@@ -73,40 +73,54 @@ func sameLogits(t *testing.T, half, full *Engine, toks []int, prefill int) {
 	}
 }
 
-// TestBFloat16WeightsMatchRounded decodes every reference architecture
+// heldForms are the forms the engine reads weights in besides float32,
+// each with the helper that builds an engine on weights held so and one on
+// the same values in float32.
+var heldForms = []struct {
+	name string
+	hold func(t *testing.T, w, twin *model.Weights) (held, full *Engine)
+}{{"bfloat16", halfAndRounded}, {"q8_0", quantizedAndDequantized}}
+
+// TestHeldWeightsMatchFloat32 decodes every reference architecture
 // (Llama, Qwen3, DeepSeek's latent attention and experts, linear attention,
-// GAU) from weights held in bfloat16 and from the same values in float32:
-// the logits agree, so the engine reads bfloat16 exactly and only the
-// order of the sums differs.
-func TestBFloat16WeightsMatchRounded(t *testing.T) {
+// GAU) from weights held in bfloat16 or Q8_0 and from the same values in
+// float32: the logits agree, so the engine reads each form exactly and only
+// the order of the sums differs.
+func TestHeldWeightsMatchFloat32(t *testing.T) {
 	dirs, err := filepath.Glob("../testdata/reference/*")
 	if err != nil || len(dirs) < 4 {
 		t.Fatalf("reference fixtures missing (%v)", err)
 	}
-	for _, dir := range dirs {
-		t.Run(filepath.Base(dir), func(t *testing.T) {
-			_, w := loadRefFixture(t, dir)
-			_, twin := loadRefFixture(t, dir)
-			half, full := halfAndRounded(t, w, twin)
-			toks := randTokens(rand.New(rand.NewPCG(4, 5)), 16, w.Config.VocabSize)
-			sameLogits(t, half, full, toks, 11)
-		})
+	for _, form := range heldForms {
+		for _, dir := range dirs {
+			t.Run(form.name+"/"+filepath.Base(dir), func(t *testing.T) {
+				_, w := loadRefFixture(t, dir)
+				_, twin := loadRefFixture(t, dir)
+				held, full := form.hold(t, w, twin)
+				toks := randTokens(rand.New(rand.NewPCG(4, 5)), 16, w.Config.VocabSize)
+				sameLogits(t, held, full, toks, 11)
+			})
+		}
 	}
 }
 
-// TestBFloat16LongPrompt covers the prompt path: packedMinRows tokens and
-// more, the weights widened a few rows at a time into several blocks.
-func TestBFloat16LongPrompt(t *testing.T) {
+// TestHeldLongPrompt covers the prompt path: packedMinRows tokens and
+// more, the weights widened or dequantized a few rows at a time into
+// several blocks.
+func TestHeldLongPrompt(t *testing.T) {
 	defer func(n int) { widenRows = n }(widenRows)
 	widenRows = 100 // a few rows of each matrix a block
-	for name, c := range configVariants(t) {
-		t.Run(name, func(t *testing.T) {
-			c.MaxPositionEmbeddings = packedMinRows + 40
-			w, twin := randomWeights(t, c, 3), randomWeights(t, c, 3)
-			half, full := halfAndRounded(t, w, twin)
-			toks := randTokens(rand.New(rand.NewPCG(6, 7)), packedMinRows+8, c.VocabSize)
-			sameLogits(t, half, full, toks, packedMinRows+5)
-		})
+	for _, form := range heldForms {
+		for name, c := range configVariants(t) {
+			t.Run(form.name+"/"+name, func(t *testing.T) {
+				c.MaxPositionEmbeddings = packedMinRows + 40
+				c.IntermediateSize = 64 // rows of whole Q8_0 blocks
+				w, twin := randomWeights(t, c, 3), randomWeights(t, c, 3)
+				held, full := form.hold(t, w, twin)
+				toks := randTokens(rand.New(rand.NewPCG(6, 7)), packedMinRows+8, c.VocabSize)
+				sameLogits(t, held, full, toks, packedMinRows+5)
+			})
+		}
 	}
 }
 

@@ -86,16 +86,23 @@ func matmulTBF16(y, x []float32, w []uint16, N, in, out int) {
 	var yb []float32
 	m := ops.BF16Matrix{Rows: out, Cols: in, Bits: w}
 	m.Blocks(widenRows, func(j0, j1 int, wb []float32) {
-		n := j1 - j0
-		if kernel.Sgemm(false, true, N, n, in, 1, x, in, wb, in, 0, y[j0:], out) {
-			return
-		}
-		yb = grow(yb, N*n)
-		matmulT(yb, x, wb, N, in, n)
-		for i := range N {
-			copy(y[i*out+j0:i*out+j1], yb[i*n:(i+1)*n])
-		}
+		blockMulT(y, x, wb, &yb, N, in, out, j0, j1)
 	})
+}
+
+// blockMulT computes columns j0..j1 of y = x·wᵀ (x (N, in), y (N, out))
+// from wb, rows j0..j1 of w in float32: on the packed GEMM, else through
+// yb (grown as needed) and copied into place.
+func blockMulT(y, x, wb []float32, yb *[]float32, N, in, out, j0, j1 int) {
+	n := j1 - j0
+	if kernel.Sgemm(false, true, N, n, in, 1, x, in, wb, in, 0, y[j0:], out) {
+		return
+	}
+	*yb = grow(*yb, N*n)
+	matmulT(*yb, x, wb, N, in, n)
+	for i := range N {
+		copy(y[i*out+j0:i*out+j1], (*yb)[i*n:(i+1)*n])
+	}
 }
 
 // matmulTQ8 is matmulT with w in Q8_0 blocks: few rows on the converting
@@ -124,14 +131,7 @@ func matmulTQ8(y, x []float32, w []q8.Block, N, in, out int) {
 		parallel(n, workersFor(n, n*in), func(_, lo, hi int) {
 			q8.Dequantize(wb[lo*in:hi*in], w[(j0+lo)*nb:(j0+hi)*nb])
 		})
-		if kernel.Sgemm(false, true, N, n, in, 1, x, in, wb, in, 0, y[j0:], out) {
-			continue
-		}
-		yb = grow(yb, N*n)
-		matmulT(yb, x, wb, N, in, n)
-		for i := range N {
-			copy(y[i*out+j0:i*out+j1], yb[i*n:(i+1)*n])
-		}
+		blockMulT(y, x, wb, &yb, N, in, out, j0, j1)
 	}
 }
 
