@@ -329,6 +329,11 @@ TEXT ·dot4x1BF16AVX512(SB), NOSPLIT, $0-40
 	LEAQ (SI)(AX*1), R9
 	LEAQ (R9)(AX*1), R10
 	LEAQ (R10)(AX*1), R11
+	SHLQ $2, AX // prefetch four rows ahead: the next call's rows (as dot4x1Q8AVX512)
+	LEAQ (SI)(AX*1), R8
+	LEAQ (R9)(AX*1), BX
+	LEAQ (R10)(AX*1), DX
+	LEAQ (R11)(AX*1), AX
 	VXORPS Z0, Z0, Z0
 	VXORPS Z1, Z1, Z1
 	VXORPS Z2, Z2, Z2
@@ -345,6 +350,10 @@ TEXT ·dot4x1BF16AVX512(SB), NOSPLIT, $0-40
 loopzb:
 	CMPQ R13, R14
 	JGE  reducezb
+	PREFETCHT0  (R8)(R12*1)
+	PREFETCHT0  (BX)(R12*1)
+	PREFETCHT0  (DX)(R12*1)
+	PREFETCHT0  (AX)(R12*1)
 	VMOVUPS     (DI)(R13*1), Z12
 	VMOVUPS     64(DI)(R13*1), Z13
 	VPMOVZXWD   (SI)(R12*1), Z8
@@ -410,6 +419,7 @@ tailzb:
 	JMP         tailzb
 
 donezb:
+	MOVQ y+32(FP), DX
 	VHADDPS Y1, Y0, Y0
 	VHADDPS Y3, Y2, Y2
 	VHADDPS Y2, Y0, Y0
