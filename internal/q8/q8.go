@@ -13,6 +13,8 @@ package q8
 
 import (
 	"math"
+	"runtime"
+	"sync"
 
 	"github.com/gotune/gotune/internal/f16"
 )
@@ -52,11 +54,36 @@ func Quantize(x []float32) Block {
 	return b
 }
 
-// QuantizeRow quantizes x (a whole number of blocks) into dst.
+// QuantizeRow quantizes x (a whole number of blocks) into dst, a large
+// x split over the cores (each block is quantized on its own, so the
+// result does not depend on the split).
 func QuantizeRow(dst []Block, x []float32) {
 	if len(x) != len(dst)*BlockLen {
 		panic("q8: QuantizeRow with a row that is not its blocks' length")
 	}
+	workers := min(runtime.GOMAXPROCS(0), len(dst)/parallelBlocks)
+	if workers <= 1 {
+		quantizeBlocks(dst, x)
+		return
+	}
+	chunk := (len(dst) + workers - 1) / workers
+	var wg sync.WaitGroup
+	for lo := 0; lo < len(dst); lo += chunk {
+		hi := min(lo+chunk, len(dst))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			quantizeBlocks(dst[lo:hi], x[lo*BlockLen:hi*BlockLen])
+		}()
+	}
+	wg.Wait()
+}
+
+// parallelBlocks is the fewest blocks QuantizeRow gives each core (a
+// quarter of a megabyte of values).
+const parallelBlocks = 1 << 11
+
+func quantizeBlocks(dst []Block, x []float32) {
 	for i := range dst {
 		dst[i] = Quantize(x[i*BlockLen : (i+1)*BlockLen])
 	}

@@ -72,3 +72,21 @@ func TestRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestQuantizeRowSplit: a row large enough to be split over the cores
+// quantizes to the blocks of quantizing each block alone.
+func TestQuantizeRowSplit(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	n := 4*parallelBlocks + 7
+	x := make([]float32, n*BlockLen)
+	for i := range x {
+		x[i] = float32(r.NormFloat64())
+	}
+	got := make([]Block, n)
+	QuantizeRow(got, x)
+	for b := range got {
+		if want := Quantize(x[b*BlockLen : (b+1)*BlockLen]); got[b] != want {
+			t.Fatalf("block %d of %d: %+v, want %+v", b, n, got[b], want)
+		}
+	}
+}
