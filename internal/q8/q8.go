@@ -90,9 +90,19 @@ func quantizeBlocks(dst []Block, x []float32) {
 }
 
 // Dequantize writes the values of src into dst (len(dst) ≥
-// len(src)·BlockLen): each D·Q[i], rounded once to float32.
+// len(src)·BlockLen): each D·Q[i], rounded once to float32; eight at a
+// time on AVX2.
 func Dequantize(dst []float32, src []Block) {
 	dst = dst[:len(src)*BlockLen]
+	if hasDequantize && len(src) > 0 {
+		dequantizeAVX2(&dst[0], &src[0], len(src))
+		return
+	}
+	dequantizeGo(dst, src)
+}
+
+// dequantizeGo is Dequantize in plain Go.
+func dequantizeGo(dst []float32, src []Block) {
 	for i := range src {
 		b := &src[i]
 		o := dst[i*BlockLen : (i+1)*BlockLen : (i+1)*BlockLen]

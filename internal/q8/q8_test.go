@@ -90,3 +90,32 @@ func TestQuantizeRowSplit(t *testing.T) {
 		}
 	}
 }
+
+// TestDequantizeVector: the vector dequantization gives the plain Go
+// values bit for bit (the same single rounding of D·Q[i]), on 0 to 37
+// blocks, and writes no further.
+func TestDequantizeVector(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, n := range []int{0, 1, 2, 5, 37} {
+		blocks := make([]Block, n)
+		for b := range blocks {
+			blocks[b].D = f16.ToFloat32(f16.FromFloat32(float32(r.NormFloat64() * 0.01)))
+			for i := range blocks[b].Q {
+				blocks[b].Q[i] = int8(r.IntN(256) - 128)
+			}
+		}
+		got := make([]float32, n*BlockLen+1)
+		got[n*BlockLen] = 99
+		want := make([]float32, n*BlockLen)
+		Dequantize(got, blocks)
+		dequantizeGo(want, blocks)
+		for i := range want {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("%d blocks: value %d is %g, want %g", n, i, got[i], want[i])
+			}
+		}
+		if got[n*BlockLen] != 99 {
+			t.Fatalf("%d blocks: wrote past the end", n)
+		}
+	}
+}
