@@ -45,6 +45,9 @@ var envCmd = &cobra.Command{
 		fmt.Fprintf(out, "cores:       %d (GOMAXPROCS)\n", runtime.GOMAXPROCS(0))
 		fmt.Fprintf(out, "blas:        %s\n", blas.Backend())
 		fmt.Fprintf(out, "kernels:     %s\n", blas.Kernel())
+		if a := blas.Advice(); a != "" {
+			fmt.Fprintf(out, "advice:      %s\n", a)
+		}
 		fmt.Fprintf(out, "mpi:         %s\n", mpiLine())
 		for _, v := range []string{"OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS"} {
 			if s := os.Getenv(v); s != "" {

@@ -271,3 +271,28 @@ func benchGemm(tA, tB bool, m, n, k int, a, b, c []float32) {
 	}
 	wg.Wait()
 }
+
+// TestKernelAdvice: advice only where OpenBLAS runs AVX2 kernels on a CPU
+// with AVX-512, naming the setting that chose them and the faster ones.
+func TestKernelAdvice(t *testing.T) {
+	for _, c := range []struct {
+		kernel, coretype string
+		avx512, advice   bool
+	}{
+		{"Haswell", "Haswell", true, true},
+		{"Zen", "", true, true},
+		{"Haswell", "", false, false},
+		{"SkylakeX", "SkylakeX", true, false},
+		{"Cooperlake", "", true, false},
+		{"Prescott", "", true, false}, // the SSE3 fallback: PreferredEnv's case
+	} {
+		a := kernelAdvice(c.kernel, c.coretype, c.avx512)
+		if (a != "") != c.advice {
+			t.Errorf("%+v: advice %q", c, a)
+			continue
+		}
+		if a != "" && (!strings.Contains(a, "OPENBLAS_CORETYPE=SkylakeX") || !strings.Contains(a, "CGO_ENABLED=0") || c.coretype != "" && !strings.Contains(a, "OPENBLAS_CORETYPE="+c.coretype+" selects")) {
+			t.Errorf("%+v: advice %q lacks the settings", c, a)
+		}
+	}
+}

@@ -32,3 +32,6 @@ func Kernel() string {
 
 // PreferredEnv returns nil: the pure-Go kernels read no environment.
 func PreferredEnv() []string { return nil }
+
+// Advice returns "": the pure-Go build runs its own kernels.
+func Advice() string { return "" }

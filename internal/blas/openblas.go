@@ -57,6 +57,15 @@ func PreferredEnv() []string {
 	return preferredEnv(os.Getenv("OPENBLAS_CORETYPE"), Kernel(), x.HasAVX2 && x.HasFMA, avx512)
 }
 
+// Advice names a faster setting when OpenBLAS runs kernels below what
+// the CPU supports, as under OPENBLAS_CORETYPE=Haswell on an AVX-512 CPU
+// (kernelAdvice); "" otherwise.
+func Advice() string {
+	x := cpu.X86
+	avx512 := x.HasAVX512F && x.HasAVX512BW && x.HasAVX512VL && x.HasAVX512DQ && x.HasAVX512CD
+	return kernelAdvice(Kernel(), os.Getenv("OPENBLAS_CORETYPE"), avx512)
+}
+
 func preferredEnv(coretype, kernel string, avx2, avx512 bool) []string {
 	if coretype != "" {
 		return nil
