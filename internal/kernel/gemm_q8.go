@@ -34,16 +34,16 @@ func GemmNTQ8(y, x []float32, w []q8.Block, N, in, out int) bool {
 	})
 	for j := blocks * 4; j < out; j++ {
 		for i := range N {
-			y[i*out+j] = DotQ8(w[j*nb:(j+1)*nb], x[i*in:(i+1)*in])
+			y[i*out+j] = dotQ8(w[j*nb:(j+1)*nb], x[i*in:(i+1)*in])
 		}
 	}
 	return true
 }
 
-// DotQ8 is Σ_b w[b].D · Σ_i w[b].Q[i]·x[32b + i] in plain Go, block by
+// dotQ8 is Σ_b w[b].D · Σ_i w[b].Q[i]·x[32b + i] in plain Go, block by
 // block (the kernels' order within a block differs): the rows GemmNTQ8's
 // blocks of four leave over.
-func DotQ8(w []q8.Block, x []float32) float32 {
+func dotQ8(w []q8.Block, x []float32) float32 {
 	x = x[:len(w)*q8.BlockLen]
 	var s float32
 	for b := range w {
