@@ -133,17 +133,33 @@ func (e *Engine) mlaAttention(l int, ly *model.Layer) error {
 	ws.att = grow(ws.att, N*H*m.Dv)
 	workers := workersFor(N*H, work*H*4)
 	per := maxT + 2*m.R // scores, absorbed query, latent sum
+	if kvb == nil {
+		per += dkv * m.R // a head's block of kv_b_proj, widened
+	}
 	ws.scores = grow(ws.scores, workers*per)
 	parallel(N*H, workers, func(w, lo, hi int) {
 		buf := ws.scores[w*per : (w+1)*per]
+		block, widened := buf[maxT+2*m.R:], -1
+		// Head-major order: a worker widens each head's block once for
+		// all the rows it serves.
 		for j := lo; j < hi; j++ {
-			r, h := j/H, j%H
+			h, r := j/N, j%N
+			var wh []float32 // W^UK_h then W^UV_h: (Dn + Dv, R)
+			switch {
+			case kvb != nil:
+				wh = kvb[h*dkv*m.R : (h+1)*dkv*m.R]
+			case widened == h:
+				wh = block[:dkv*m.R]
+			default:
+				kvbRows(block, ly, h*dkv, (h+1)*dkv)
+				wh, widened = block[:dkv*m.R], h
+			}
 			rw := ws.rows[r]
 			T := rw.pos + 1
 			q := ws.q[(r*H+h)*dqk : (r*H+h+1)*dqk]
 			s, qc, cs := buf[:T], buf[maxT:maxT+m.R], buf[maxT+m.R:maxT+2*m.R]
 			// qc (R) = W^UKᵀ_h·q^C_h
-			gemv(true, m.Dn, m.R, 1, kvb[h*dkv*m.R:], m.R, q[:m.Dn], 0, qc)
+			gemv(true, m.Dn, m.R, 1, wh, m.R, q[:m.Dn], 0, qc)
 			// s (T) = C·qc + K^R·q^R, scaled
 			dotRows(s, qc, rw.st.k[l], m.R, m.R, T)
 			for t := range s {
@@ -157,48 +173,58 @@ func (e *Engine) mlaAttention(l int, ly *model.Layer) error {
 			softmax(s)
 			// cs (R) = Cᵀ·s;  o_h (Dv) = W^UV_h·cs
 			gemv(true, T, m.R, 1, rw.st.k[l], m.R, s, 0, cs)
-			gemv(false, m.Dv, m.R, 1, kvb[(h*dkv+m.Dn)*m.R:], m.R, cs, 0, ws.att[(r*H+h)*m.Dv:(r*H+h+1)*m.Dv])
+			gemv(false, m.Dv, m.R, 1, wh[m.Dn*m.R:], m.R, cs, 0, ws.att[(r*H+h)*m.Dv:(r*H+h+1)*m.Dv])
 		}
 	})
 	return e.linear(ws.o, ws.att, ly.Wo, nil, l, "o_proj", N, H*m.Dv, C)
 }
 
-// kvbWeight is kv_b_proj's weight as attention reads it: the base, or
-// with an adapter on kv_b_proj the merged W + s·B·A (in a scratch
-// buffer), since attention in the latent space uses the weight itself
-// rather than the module's outputs. A base held in bfloat16 or Q8_0 is
-// widened into that scratch first.
+// kvbWeight is kv_b_proj's weight as attention reads it: the float32
+// base, or with an adapter on kv_b_proj the merged W + s·B·A (in a
+// scratch buffer, a bfloat16 or Q8_0 base widened into it first), since
+// attention in the latent space uses the weight itself rather than the
+// module's outputs. It returns nil for a bfloat16 or Q8_0 base without
+// such an adapter: attention widens it a head at a time (kvbHead).
 func (e *Engine) kvbWeight(l int, ly *model.Layer) ([]float32, error) {
-	out, in := model.MatrixShape(ly.KVB)
-	var base []float32
-	switch d := ly.KVB.Data().(type) {
-	case []float32:
-		base = d
-	case []uint16:
-		e.ws.kvb = grow(e.ws.kvb, out*in)
-		bf16.Widen(e.ws.kvb, d)
-		base = e.ws.kvb
-	case []q8.Block:
-		e.ws.kvb = grow(e.ws.kvb, out*in)
-		q8.Dequantize(e.ws.kvb, d)
-		base = e.ws.kvb
+	base, _ := ly.KVB.Data().([]float32)
+	var a, b []float32
+	var r int
+	var scale float32
+	ok := false
+	if e.adapter != nil {
+		a, b, r, scale, ok = e.adapter.LowRank(l, "kv_b_proj")
 	}
-	if e.adapter == nil {
-		return base, nil
-	}
-	a, b, r, scale, ok := e.adapter.LowRank(l, "kv_b_proj")
 	if !ok {
 		return base, nil
 	}
+	out, in := model.MatrixShape(ly.KVB)
 	if r <= 0 || len(a) != r*in || len(b) != out*r {
 		return nil, fmt.Errorf("generate: adapter for layer %d kv_b_proj: rank %d with a of %d and b of %d values, want %d and %d",
 			l, r, len(a), len(b), r*in, out*r)
 	}
 	e.ws.kvb = grow(e.ws.kvb, out*in)
-	// A no-op when base is already the widened scratch.
-	copy(e.ws.kvb, base)
+	if base != nil {
+		copy(e.ws.kvb, base)
+	} else {
+		kvbRows(e.ws.kvb, ly, 0, out)
+	}
 	blas.Gemm(false, false, out, in, r, scale, b, a, 1, e.ws.kvb) // (out, in) += s·(out, r)·(r, in)
 	return e.ws.kvb, nil
+}
+
+// kvbRows widens rows [lo, hi) of a kv_b_proj held in bfloat16 or Q8_0
+// into dst.
+func kvbRows(dst []float32, ly *model.Layer, lo, hi int) {
+	_, in := model.MatrixShape(ly.KVB)
+	switch d := ly.KVB.Data().(type) {
+	case []uint16:
+		bf16.Widen(dst[:(hi-lo)*in], d[lo*in:hi*in])
+	case []q8.Block:
+		nb := in / q8.BlockLen
+		q8.Dequantize(dst[:(hi-lo)*in], d[lo*nb:hi*nb])
+	default:
+		panic(fmt.Sprintf("generate: kv_b_proj of %T passed New's checks", d))
+	}
 }
 
 // ropeInterleaved rotates the pairs (2i, 2i+1) of x (Dr values) by

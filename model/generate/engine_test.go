@@ -155,7 +155,10 @@ func newHandLowRank(w *model.Weights, r int, scale float32, seed uint64) *handLo
 			if (l+i)%2 == 1 { // every other module stays plain
 				continue
 			}
-			t, _ := w.Layers[l].Linear(m)
+			t, err := w.Layers[l].Linear(m)
+			if err != nil || t == nil {
+				continue // a module this architecture does not have
+			}
 			out, in := t.Shape()[0], t.Shape()[1]
 			a, b := make([]float32, r*in), make([]float32, out*r)
 			for j := range a {

@@ -47,10 +47,12 @@ func quantizedAndDequantized(t *testing.T, w, twin *model.Weights) (quant, full 
 	return quant, full
 }
 
-// TestQ8LatentAttention covers kv_b_proj in Q8_0 (the fixtures' latent
-// rank, 16, is not a whole block): DeepSeek-V3's shape with a latent rank
-// of 32, every linear weight quantized.
-func TestQ8LatentAttention(t *testing.T) {
+// TestHeldLatentAttention covers kv_b_proj held in bfloat16 and in Q8_0
+// (the fixtures' latent rank, 16, is not a whole Q8_0 block): DeepSeek-V3's
+// shape with a latent rank of 32, every linear weight held so. Attention
+// widens kv_b_proj a head at a time; with a live adapter on it, whole into
+// the merged scratch — both against the same values in float32.
+func TestHeldLatentAttention(t *testing.T) {
 	c, err := model.LoadConfig("../testdata/reference/deepseek_v3_mla_moe")
 	if err != nil {
 		t.Fatal(err)
@@ -59,15 +61,37 @@ func TestQ8LatentAttention(t *testing.T) {
 	q := 32
 	ds.KVLoraRank, ds.QLoraRank, ds.MoeIntermediateSize = 32, &q, 32
 	c.DeepSeek, c.IntermediateSize = &ds, 64
-	w, twin := randomWeights(t, c, 8), randomWeights(t, c, 8)
-	quant, full := quantizedAndDequantized(t, w, twin)
-	for l, ly := range w.Layers {
-		if model.Q8(ly.KVB) == nil || model.Q8(ly.QB) == nil {
-			t.Fatalf("layer %d: kv_b_proj or q_b_proj not quantized", l)
-		}
+	for _, form := range heldForms {
+		t.Run(form.name, func(t *testing.T) {
+			w, twin := randomWeights(t, c, 8), randomWeights(t, c, 8)
+			lr := newHandLowRank(twin, 2, 0.5, 9)
+			rng := rand.New(rand.NewPCG(10, 11))
+			for l, ly := range twin.Layers { // and kv_b_proj in every layer
+				out, in := ly.KVB.Shape()[0], ly.KVB.Shape()[1]
+				a, b := make([]float32, lr.r*in), make([]float32, out*lr.r)
+				for _, v := range [][]float32{a, b} {
+					for j := range v {
+						v[j] = float32(rng.NormFloat64() * 0.3)
+					}
+				}
+				lr.a[[2]any{l, "kv_b_proj"}], lr.b[[2]any{l, "kv_b_proj"}] = a, b
+			}
+			held, full := form.hold(t, w, twin)
+			for l, ly := range w.Layers {
+				if _, f32 := ly.KVB.Data().([]float32); f32 {
+					t.Fatalf("layer %d: kv_b_proj held in float32", l)
+				}
+				if form.name == "q8_0" && model.Q8(ly.QB) == nil {
+					t.Fatalf("layer %d: q_b_proj not quantized", l)
+				}
+			}
+			toks := randTokens(rand.New(rand.NewPCG(5, 6)), 12, c.VocabSize)
+			sameLogits(t, held, full, toks, 7)
+			held.SetAdapter(lr)
+			full.SetAdapter(lr)
+			sameLogits(t, held, full, toks, 7)
+		})
 	}
-	toks := randTokens(rand.New(rand.NewPCG(5, 6)), 12, c.VocabSize)
-	sameLogits(t, quant, full, toks, 7)
 }
 
 // TestNewRefusesQ8Norm: only embeddings and linear weights may be held in
