@@ -32,14 +32,21 @@ func halfAndRounded(t *testing.T, w, twin *model.Weights) (half, full *Engine) {
 			d[j] = bf16.ToFloat32(bf16.FromFloat32(v))
 		}
 	}
+	return enginePair(t, w, twin)
+}
+
+// enginePair builds the engines of a model held in another form and of
+// its float32 twin.
+func enginePair(t *testing.T, w, twin *model.Weights) (held, full *Engine) {
+	t.Helper()
 	var err error
-	if half, err = New(w, nil); err != nil {
+	if held, err = New(w, nil); err != nil {
 		t.Fatal(err)
 	}
 	if full, err = New(twin, nil); err != nil {
 		t.Fatal(err)
 	}
-	return half, full
+	return held, full
 }
 
 // sameLogits runs a prompt (prefill) and then single tokens (decoding) on

@@ -37,14 +37,7 @@ func quantizedAndDequantized(t *testing.T, w, twin *model.Weights) (quant, full 
 			q8.Dequantize(model.F32(twins[i].Tensor), b)
 		}
 	}
-	var err error
-	if quant, err = New(w, nil); err != nil {
-		t.Fatal(err)
-	}
-	if full, err = New(twin, nil); err != nil {
-		t.Fatal(err)
-	}
-	return quant, full
+	return enginePair(t, w, twin)
 }
 
 // TestHeldLatentAttention covers kv_b_proj held in bfloat16 and in Q8_0
