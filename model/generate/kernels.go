@@ -5,10 +5,10 @@ import (
 	"math"
 	"sync"
 
+	"github.com/gotune/gotune/internal/bf16"
 	"github.com/gotune/gotune/internal/blas"
 	"github.com/gotune/gotune/internal/kernel"
 	"github.com/gotune/gotune/internal/q8"
-	"github.com/gotune/gotune/model/ops"
 	gblas "gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/gonum"
 	"gorgonia.org/tensor"
@@ -63,32 +63,66 @@ func weightMulT(y, x []float32, w *tensor.Dense, N, in, out int) {
 	}
 }
 
-// widenRows is how many float32 values matmulTBF16 widens at once for a
-// prompt's product (4 MiB): each block's GEMM packs the prompt's rows
-// again, so larger blocks pack them fewer times (1 MiB blocks prefilled
-// the qwen05 shape at 210 tokens/s, 4 MiB at 289). A variable so that
-// tests can force several blocks.
+// widenRows is how many float32 values a prompt's product against a
+// bfloat16 or Q8_0 weight widens at once (4 MiB, blockwiseMulT): each
+// block's GEMM packs the prompt's rows again, so larger blocks pack them
+// fewer times (1 MiB blocks prefilled the qwen05 shape at 210 tokens/s,
+// 4 MiB at 289). A variable so that tests can force several blocks.
 var widenRows = 1 << 20
 
 // matmulTBF16 is matmulT with w in bfloat16: few rows on the widening
 // dot-product kernels (kernel.GemmNTBF16); a prompt's rows, or any rows
-// where those kernels cannot run, against blocks of w widened in turn
-// (ops.BF16Matrix.Blocks, as the training graph's products), each block's
-// product landing in its columns of y.
+// where those kernels cannot run, blockwise (blockwiseMulT).
 func matmulTBF16(y, x []float32, w []uint16, N, in, out int) {
 	if N < packedMinRows && kernel.GemmNTBF16(y, x, w, N, in, out) {
 		return
 	}
+	blockwiseMulT(y, x, N, in, out, func(dst []float32, r0, r1 int) {
+		bf16.Widen(dst, w[r0*in:r1*in])
+	})
+}
+
+// matmulTQ8 is matmulT with w in Q8_0 blocks: few rows on the converting
+// dot-product kernels (kernel.GemmNTQ8); a prompt's rows, or any rows
+// where those kernels cannot run, blockwise (blockwiseMulT).
+func matmulTQ8(y, x []float32, w []q8.Block, N, in, out int) {
+	if N < packedMinRows && kernel.GemmNTQ8(y, x, w, N, in, out) {
+		return
+	}
+	nb := in / q8.BlockLen
+	blockwiseMulT(y, x, N, in, out, func(dst []float32, r0, r1 int) {
+		q8.Dequantize(dst, w[r0*nb:r1*nb])
+	})
+}
+
+// blockwiseMulT computes y = x·wᵀ (x (N, in), y (N, out)) for a w (out,
+// in) held in another form: widenRows values of w at a time are widened
+// to float32 (widen writes rows [r0, r1) into dst; the rows are split over
+// the cores) into a pooled buffer, and each block's product lands in its
+// columns of y (blockMulT).
+func blockwiseMulT(y, x []float32, N, in, out int, widen func(dst []float32, r0, r1 int)) {
 	if in == 0 {
 		clear(y[:N*out])
 		return
 	}
+	rows := max(1, min(out, widenRows/in))
+	buf := widenPool.Get().(*[]float32)
+	defer widenPool.Put(buf)
+	*buf = grow(*buf, rows*in)
 	var yb []float32
-	m := ops.BF16Matrix{Rows: out, Cols: in, Bits: w}
-	m.Blocks(widenRows, func(j0, j1 int, wb []float32) {
+	for j0 := 0; j0 < out; j0 += rows {
+		j1 := min(out, j0+rows)
+		n := j1 - j0
+		wb := (*buf)[:n*in]
+		parallel(n, workersFor(n, n*in), func(_, lo, hi int) {
+			widen(wb[lo*in:hi*in], j0+lo, j0+hi)
+		})
 		blockMulT(y, x, wb, &yb, N, in, out, j0, j1)
-	})
+	}
 }
+
+// widenPool holds blockwiseMulT's buffers of widened rows.
+var widenPool = sync.Pool{New: func() any { return new([]float32) }}
 
 // blockMulT computes columns j0..j1 of y = x·wᵀ (x (N, in), y (N, out))
 // from wb, rows j0..j1 of w in float32: on the packed GEMM, else through
@@ -104,39 +138,6 @@ func blockMulT(y, x, wb []float32, yb *[]float32, N, in, out, j0, j1 int) {
 		copy(y[i*out+j0:i*out+j1], (*yb)[i*n:(i+1)*n])
 	}
 }
-
-// matmulTQ8 is matmulT with w in Q8_0 blocks: few rows on the converting
-// dot-product kernels (kernel.GemmNTQ8); a prompt's rows, or any rows
-// where those kernels cannot run, against blocks of w dequantized in turn
-// (widenRows values at a time, on both cores), each block's product
-// landing in its columns of y.
-func matmulTQ8(y, x []float32, w []q8.Block, N, in, out int) {
-	if N < packedMinRows && kernel.GemmNTQ8(y, x, w, N, in, out) {
-		return
-	}
-	if in == 0 {
-		clear(y[:N*out])
-		return
-	}
-	nb := in / q8.BlockLen
-	rows := max(1, min(out, widenRows/in))
-	buf := dequantPool.Get().(*[]float32)
-	defer dequantPool.Put(buf)
-	*buf = grow(*buf, rows*in)
-	var yb []float32
-	for j0 := 0; j0 < out; j0 += rows {
-		j1 := min(out, j0+rows)
-		n := j1 - j0
-		wb := (*buf)[:n*in]
-		parallel(n, workersFor(n, n*in), func(_, lo, hi int) {
-			q8.Dequantize(wb[lo*in:hi*in], w[(j0+lo)*nb:(j0+hi)*nb])
-		})
-		blockMulT(y, x, wb, &yb, N, in, out, j0, j1)
-	}
-}
-
-// dequantPool holds matmulTQ8's buffers of dequantized rows.
-var dequantPool = sync.Pool{New: func() any { return new([]float32) }}
 
 // gemmAcc computes y += alpha·t·bᵀ for t (N, r), b (out, r), y (N, out),
 // through tmp (N·out values) on the kernel, else BLAS.

@@ -131,17 +131,14 @@ func (w weight[T]) mul(n int, x []T, ldx int, y []T, ldy int) {
 	})
 }
 
-// blocks is Blocks with the graph's block size (widenElems).
-func (m *BF16Matrix) blocks(fn func(r0, r1 int, wb []float32)) { m.Blocks(widenElems, fn) }
-
-// Blocks calls fn on each block of rows [r0, r1) of m, in order, widened
-// to float32 in wb (lent from a pool), at most elems values (and at least
-// one row) a block: a product against m runs one block at a time.
-func (m *BF16Matrix) Blocks(elems int, fn func(r0, r1 int, wb []float32)) {
+// blocks calls fn on each block of rows [r0, r1) of m, in order, widened
+// to float32 in wb (lent from a pool), at most widenElems values (and at
+// least one row) a block: a product against m runs one block at a time.
+func (m *BF16Matrix) blocks(fn func(r0, r1 int, wb []float32)) {
 	if m.Rows == 0 || m.Cols == 0 {
 		return
 	}
-	rb := max(1, min(m.Rows, elems/m.Cols))
+	rb := max(1, min(m.Rows, widenElems/m.Cols))
 	blk := areas32.get(rb * m.Cols)
 	defer areas32.put(blk)
 	for r0 := 0; r0 < m.Rows; r0 += rb {
