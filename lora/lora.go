@@ -179,7 +179,7 @@ func New(w *model.Weights, cfg Config) (*Adapter, error) {
 				if err != nil {
 					return nil, fmt.Errorf("lora: target %s, layer %d (model_type %s): %w", target, i, w.Config.ModelType, err)
 				}
-				out, in := base.Shape()[0], base.Shape()[1]
+				out, in := model.MatrixShape(base)
 				m := &Module{Layer: i, Name: name, A: model.NewTensor(cfg.R, in), B: model.NewTensor(out, cfg.R)}
 				initA(model.F32(m.A), in, cfg, a.rng)
 				a.Modules = append(a.Modules, m)
@@ -280,7 +280,7 @@ func (a *Adapter) mergeSign(w *model.Weights, sign float32) error {
 		if model.Q8(base) != nil {
 			return fmt.Errorf("lora: %s: the base weight is held in Q8_0 (for decoding); merging needs it in float32", m.PEFTPrefix())
 		}
-		out, in := base.Shape()[0], base.Shape()[1]
+		out, in := model.MatrixShape(base)
 		if m.A.Shape()[1] != in || m.B.Shape()[0] != out {
 			return fmt.Errorf("lora: %s: adapter shapes %v·%v do not fit base %v", m.PEFTPrefix(), m.B.Shape(), m.A.Shape(), base.Shape())
 		}

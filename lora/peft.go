@@ -197,7 +197,7 @@ func Load(dir string, w *model.Weights) (*Adapter, PEFTConfig, Extra, error) {
 		if err != nil {
 			return nil, pc, nil, err
 		}
-		out, in := base.Shape()[0], base.Shape()[1]
+		out, in := model.MatrixShape(base)
 		if !slices.Equal(p.a.Shape, []int{pc.R, in}) || !slices.Equal(p.b.Shape, []int{out, pc.R}) {
 			return nil, pc, nil, fmt.Errorf("load adapter %s: %s: lora_A %v and lora_B %v, want [%d %d] and [%d %d]",
 				path, prefix, p.a.Shape, p.b.Shape, pc.R, in, out, pc.R)

@@ -590,6 +590,32 @@ func AllocateBF16(c Config) (*Weights, error) {
 	return w, nil
 }
 
+// AllocateQ8 is Allocate with the frozen matrices whose rows are whole
+// Q8_0 blocks (those StoreQ8 quantizes) held as zeroed Q8_0 blocks from
+// the start, for a loader that quantizes each as it reads it, without
+// ever holding them all in float32.
+func AllocateQ8(c Config) (*Weights, error) {
+	w, err := Allocate(c)
+	if err != nil {
+		return nil, err
+	}
+	tied := w.LMHead == w.Embed
+	_, fields := w.frozenMatrices()
+	for _, f := range fields {
+		rows, cols := (*f).Shape()[0], (*f).Shape()[1]
+		if cols%q8.BlockLen != 0 {
+			continue
+		}
+		// The float32 tensor was never written: dropping it costs no
+		// resident memory.
+		*f = tensor.New(tensor.WithShape(rows, cols/q8.BlockLen), tensor.WithBacking(hugepage.Make[q8.Block](rows*cols/q8.BlockLen)))
+	}
+	if tied {
+		w.LMHead = w.Embed
+	}
+	return w, nil
+}
+
 // StoreBF16 rounds the frozen matrices (the embeddings and the linear
 // modules' weights, see frozenMatrices) to bfloat16 — to nearest, ties to
 // even — and keeps them so, halving their memory: a base that is only

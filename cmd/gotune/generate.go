@@ -128,22 +128,20 @@ func loadEngine(s string) (*generate.Engine, *tokenizer.Tokenizer, error) {
 		return nil, nil, fmt.Errorf("%s: %w", s, err)
 	}
 	adapterDir, merge := cfgString(s, engineKeyAdapter), cfgBool(s, engineKeyMerge)
-	// A bfloat16 model is read straight into bfloat16, unless an adapter
-	// is to be merged into it first (in float32) or it is a GGUF file.
-	halfOnLoad := dtype == finetune.BaseBFloat16 && !(adapterDir != "" && merge)
+	// A bfloat16 or Q8_0 model is read straight into that form, unless an
+	// adapter is to be merged into it first (in float32) or it is a GGUF
+	// file.
+	heldOnLoad := dtype != "" && dtype != finetune.BaseFloat32 && !(adapterDir != "" && merge)
 	var w *model.Weights
 	var tok *tokenizer.Tokenizer
 	var err error
 	tokPath := cfgString(s, engineKeyTokenizer)
 	if mgguf.IsGGUF(dir) {
 		w, tok, err = mgguf.Load(dir) // the tokenizer is in the file's metadata
-		halfOnLoad = false
+		heldOnLoad = false
 	} else {
-		if halfOnLoad {
-			w, _, err = hf.LoadModelWith(dir, hf.LoadOptions{BF16: true})
-		} else {
-			w, err = hf.LoadModel(dir)
-		}
+		opt := hf.LoadOptions{BF16: heldOnLoad && dtype == finetune.BaseBFloat16, Q8: heldOnLoad && dtype == finetune.BaseQ8_0}
+		w, _, err = hf.LoadModelWith(dir, opt)
 		if tokPath == "" {
 			tokPath = dir
 		}
@@ -169,7 +167,8 @@ func loadEngine(s string) (*generate.Engine, *tokenizer.Tokenizer, error) {
 		}
 	}
 	switch {
-	case dtype == finetune.BaseBFloat16 && !halfOnLoad:
+	case heldOnLoad:
+	case dtype == finetune.BaseBFloat16:
 		w.StoreBF16(nil)
 	case dtype == finetune.BaseQ8_0:
 		// Quantized after loading (and merging) in float32; the Q8_0

@@ -25,6 +25,7 @@ import (
 	"github.com/gotune/gotune/checkpoints/atomicfile"
 	"github.com/gotune/gotune/checkpoints/safetensors"
 	"github.com/gotune/gotune/internal/bf16"
+	"github.com/gotune/gotune/internal/q8"
 	"github.com/gotune/gotune/model"
 )
 
@@ -163,6 +164,10 @@ type LoadOptions struct {
 	// exist in float32 at once: a bfloat16 checkpoint's are kept exactly,
 	// others rounded. Only a frozen base can be held so.
 	BF16 bool
+	// Q8 holds the embeddings and linear weights whose rows are whole
+	// blocks of 32 in Q8_0 (model.Weights.StoreQ8), each quantized as it
+	// is read: for decoding only.
+	Q8 bool
 }
 
 // LoadModel reads a Hugging Face model directory strictly
@@ -191,9 +196,14 @@ func LoadModelWith(dir string, opt LoadOptions) (w *model.Weights, unused []stri
 	if err != nil {
 		return nil, nil, err
 	}
-	if opt.BF16 {
+	switch {
+	case opt.BF16 && opt.Q8:
+		return nil, nil, fmt.Errorf("load model %s: bfloat16 and Q8_0 both asked for", dir)
+	case opt.BF16:
 		w, err = model.AllocateBF16(cfg)
-	} else {
+	case opt.Q8:
+		w, err = model.AllocateQ8(cfg)
+	default:
 		w, err = model.Allocate(cfg)
 	}
 	if err != nil {
@@ -205,16 +215,22 @@ func LoadModelWith(dir string, opt LoadOptions) (w *model.Weights, unused []stri
 	}
 	defer set.Close()
 	used := map[string]bool{}
-	var scratch []float32 // float32 values of a bfloat16 tensor, reused
+	var scratch []float32 // float32 values of a bfloat16 or Q8_0 tensor, reused
 	for _, n := range w.Named() {
-		if bits := model.BF16(n.Tensor); bits != nil {
-			scratch = slices.Grow(scratch[:0], len(bits))[:len(bits)]
-			f := tensor.New(tensor.WithShape(n.Tensor.Shape()...), tensor.WithBacking(scratch))
+		bits, blocks := model.BF16(n.Tensor), model.Q8(n.Tensor)
+		if bits != nil || blocks != nil {
+			rows, cols := model.MatrixShape(n.Tensor)
+			scratch = slices.Grow(scratch[:0], rows*cols)[:rows*cols]
+			f := tensor.New(tensor.WithShape(rows, cols), tensor.WithBacking(scratch))
 			if err := readChecked(set, n.Name, f); err != nil {
 				return nil, nil, fmt.Errorf("load model %s: %w", dir, err)
 			}
-			for i, v := range scratch {
-				bits[i] = bf16.FromFloat32(v)
+			if blocks != nil {
+				q8.QuantizeRow(blocks, scratch)
+			} else {
+				for i, v := range scratch {
+					bits[i] = bf16.FromFloat32(v)
+				}
 			}
 			used[n.Name] = true
 			continue
@@ -275,9 +291,21 @@ func isRotaryBuffer(name string) bool {
 // when it is the embedding matrix exactly; any difference means the head
 // was trained apart and tying it would change the model.
 func checkTiedHead(set *safetensors.Set, w *model.Weights) error {
-	head := model.NewTensor(w.Embed.Shape()...)
+	head := model.NewTensor(model.MatrixShape(w.Embed))
 	if err := readChecked(set, "lm_head.weight", head); err != nil {
 		return fmt.Errorf("%w (tie_word_embeddings is true)", err)
+	}
+	if blocks := model.Q8(w.Embed); blocks != nil {
+		// Held in Q8_0, the tied matrix is the quantized embedding: a
+		// head that quantizes to it is that model.
+		hb := make([]q8.Block, len(blocks))
+		q8.QuantizeRow(hb, model.F32(head))
+		for i := range hb {
+			if hb[i] != blocks[i] {
+				return fmt.Errorf("tensor lm_head.weight differs from model.embed_tokens.weight in Q8_0 block %d (tie_word_embeddings is true)", i)
+			}
+		}
+		return nil
 	}
 	if bits := model.BF16(w.Embed); bits != nil {
 		// Held in bfloat16, the tied matrix is the rounded embedding: a

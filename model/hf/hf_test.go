@@ -2,6 +2,7 @@ package hf
 
 import (
 	"encoding/json"
+	"fmt"
 	"github.com/gotune/gotune/internal/f16"
 	"math"
 	"os"
@@ -668,6 +669,89 @@ func TestLoadBF16(t *testing.T) {
 		})
 		if _, _, err := LoadModelWith(dir, LoadOptions{BF16: true}); err == nil || !strings.Contains(err.Error(), "model.layers.0.mlp.up_proj.weight") {
 			t.Errorf("NaN in a bfloat16-held tensor: %v", err)
+		}
+	})
+}
+
+// TestLoadQ8: with LoadOptions.Q8 the matrices whose rows are whole Q8_0
+// blocks arrive as the blocks StoreQ8 makes of the float32 load, the
+// others (48-wide rows) and the vectors in float32; a tied head is checked
+// against the quantized embedding (one that differs in Q8_0 is refused);
+// bad values are still refused by name; bfloat16 and Q8_0 together are
+// refused.
+func TestLoadQ8(t *testing.T) {
+	config := func(tied bool) model.Config {
+		c := microConfig(tied, false)
+		c.HiddenSize, c.IntermediateSize = 32, 48
+		return c
+	}
+	for _, tied := range []bool{true, false} {
+		t.Run(fmt.Sprintf("tied=%v", tied), func(t *testing.T) {
+			dir, _ := savedModel(t, config(tied))
+			want, err := LoadModel(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want.StoreQ8()
+			got, _, err := LoadModelWith(dir, LoadOptions{Q8: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			quantized := 0
+			for i, n := range got.Named() {
+				w := want.Named()[i].Tensor
+				if b := model.Q8(n.Tensor); b != nil {
+					if !slices.Equal(b, model.Q8(w)) {
+						t.Fatalf("%s: blocks differ from StoreQ8's", n.Name)
+					}
+					quantized++
+					continue
+				}
+				if model.Q8(w) != nil || !slices.Equal(model.F32(n.Tensor), model.F32(w)) {
+					t.Fatalf("%s: not the float32 load", n.Name)
+				}
+			}
+			if quantized == 0 || model.Q8(got.Layers[0].Down) != nil || tied && got.LMHead != got.Embed {
+				t.Errorf("%d quantized; down_proj %T; tied head shared %v", quantized, got.Layers[0].Down.Data(), got.LMHead == got.Embed)
+			}
+		})
+	}
+	t.Run("tied head differs", func(t *testing.T) {
+		dir, w := savedModel(t, config(true))
+		head := slices.Clone(model.F32(w.Embed))
+		head[7] += 0.5
+		editTensors(t, dir, w, func(ts []safetensors.Tensor) []safetensors.Tensor {
+			return append(ts, safetensors.Tensor{Name: "lm_head.weight", Shape: w.Embed.Shape().Clone(), Data: head})
+		})
+		if _, _, err := LoadModelWith(dir, LoadOptions{Q8: true}); err == nil || !strings.Contains(err.Error(), "lm_head.weight differs") || !strings.Contains(err.Error(), "Q8_0") {
+			t.Errorf("a tied head that differs in Q8_0: %v", err)
+		}
+		head[7] -= 0.5 // a stored head equal to the embedding: accepted
+		editTensors(t, dir, w, func(ts []safetensors.Tensor) []safetensors.Tensor {
+			return append(ts, safetensors.Tensor{Name: "lm_head.weight", Shape: w.Embed.Shape().Clone(), Data: head})
+		})
+		if _, _, err := LoadModelWith(dir, LoadOptions{Q8: true}); err != nil {
+			t.Errorf("a tied head equal to the embedding: %v", err)
+		}
+	})
+	t.Run("NaN", func(t *testing.T) {
+		dir, w := savedModel(t, config(false))
+		editTensors(t, dir, w, func(ts []safetensors.Tensor) []safetensors.Tensor {
+			for _, x := range ts {
+				if x.Name == "model.layers.0.mlp.up_proj.weight" {
+					x.Data[3] = float32(math.NaN())
+				}
+			}
+			return ts
+		})
+		if _, _, err := LoadModelWith(dir, LoadOptions{Q8: true}); err == nil || !strings.Contains(err.Error(), "model.layers.0.mlp.up_proj.weight") {
+			t.Errorf("NaN in a Q8_0-held tensor: %v", err)
+		}
+	})
+	t.Run("both forms", func(t *testing.T) {
+		dir, _ := savedModel(t, config(false))
+		if _, _, err := LoadModelWith(dir, LoadOptions{Q8: true, BF16: true}); err == nil {
+			t.Error("bfloat16 and Q8_0 together: no error")
 		}
 	})
 }
