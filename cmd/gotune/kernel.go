@@ -49,7 +49,7 @@ var envCmd = &cobra.Command{
 			fmt.Fprintf(out, "advice:      %s\n", a)
 		}
 		fmt.Fprintf(out, "mpi:         %s\n", mpiLine())
-		for _, v := range []string{"OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS"} {
+		for _, v := range []string{blas.GemmEnv, "OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS"} {
 			if s := os.Getenv(v); s != "" {
 				fmt.Fprintf(out, "%s=%s\n", v, s)
 			}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gotune/gotune/internal/blas"
 	"github.com/gotune/gotune/internal/mpi"
 )
 
@@ -39,6 +40,9 @@ var rootCmd = &cobra.Command{
 	SilenceErrors: true,
 	PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 		if err := checkRanks(cmd); err != nil {
+			return err
+		}
+		if err := blas.SettingError(); err != nil {
 			return err
 		}
 		if err := loadConfig(cmd); err != nil {

@@ -37,11 +37,11 @@ func naiveGemm(transA, transB bool, m, n, k int, alpha float32, a, b []float32, 
 func TestGemmMatchesNaive(t *testing.T) { checkGemm(t) }
 
 // TestGemmEachKernel runs the same checks with each assembly micro-kernel
-// the CPU supports forced (the AVX2 one on AVX-512 machines too); in the
-// OpenBLAS build the pure-Go products are not on this path, and they are
-// tested in the pure-Go build.
+// the CPU supports forced (the AVX2 one on AVX-512 machines too), where
+// the products run on them (an OpenBLAS build on OpenBLAS's kernels checks
+// them in TestBothKernels).
 func TestGemmEachKernel(t *testing.T) {
-	if Backend() != "purego" || len(kernel.GemmVariants()) == 0 {
+	if !strings.Contains(Kernel(), "assembly") || len(kernel.GemmVariants()) == 0 {
 		t.Skipf("%s build, kernels %s: no assembly micro-kernel to force", Backend(), Kernel())
 	}
 	for _, name := range kernel.GemmVariants() {
@@ -291,8 +291,38 @@ func TestKernelAdvice(t *testing.T) {
 			t.Errorf("%+v: advice %q", c, a)
 			continue
 		}
-		if a != "" && (!strings.Contains(a, "OPENBLAS_CORETYPE=SkylakeX") || !strings.Contains(a, "CGO_ENABLED=0") || c.coretype != "" && !strings.Contains(a, "OPENBLAS_CORETYPE="+c.coretype+" selects")) {
+		if a != "" && (!strings.Contains(a, "OPENBLAS_CORETYPE=SkylakeX") || !strings.Contains(a, "GOTUNE_GEMM=auto") || c.coretype != "" && !strings.Contains(a, "OPENBLAS_CORETYPE="+c.coretype+" selects")) {
 			t.Errorf("%+v: advice %q lacks the settings", c, a)
+		}
+	}
+}
+
+// TestChooseOwn: left to choose, gotune's kernels replace OpenBLAS's only
+// where theirs use wider vectors; the setting overrides, and a setting not
+// known, or one the CPU cannot follow, is refused by name.
+func TestChooseOwn(t *testing.T) {
+	for _, c := range []struct {
+		setting, openblas, own string
+		want                   bool
+		err                    string
+	}{
+		{"", "Haswell", "AVX-512", true, ""},
+		{"auto", "Zen", "AVX-512", true, ""},
+		{"", "SkylakeX", "AVX-512", false, ""},
+		{"", "Cooperlake", "AVX-512", false, ""},
+		{"", "Haswell", "AVX2", false, ""},        // the same width: OpenBLAS's
+		{"", "Sandybridge", "AVX2", true, ""},     // AVX without FMA
+		{"", "Prescott", "AVX-512", true, ""},     // the SSE3 fallback
+		{"", "NewCore2030", "AVX-512", false, ""}, // unknown: OpenBLAS knows best
+		{"", "Prescott", "", false, ""},           // no kernel of gotune's runs here
+		{"openblas", "Haswell", "AVX-512", false, ""},
+		{"gotune", "SkylakeX", "AVX-512", true, ""},
+		{"gotune", "Prescott", "", false, "GOTUNE_GEMM=gotune"},
+		{"fast", "Haswell", "AVX-512", false, `GOTUNE_GEMM="fast"`},
+	} {
+		got, err := chooseOwn(c.setting, c.openblas, c.own)
+		if got != c.want || (err == nil) != (c.err == "") || err != nil && !strings.Contains(err.Error(), c.err) {
+			t.Errorf("chooseOwn(%q, %q, %q) = %v, %v; want %v, error with %q", c.setting, c.openblas, c.own, got, err, c.want, c.err)
 		}
 	}
 }

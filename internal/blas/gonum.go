@@ -2,33 +2,42 @@
 
 package blas
 
-import "github.com/gotune/gotune/internal/kernel"
+import (
+	"fmt"
+	"os"
+)
 
 const backend = "purego"
 
-// kernelMinFlops is the smallest product (m·n·k) run on the packed
-// assembly kernels; smaller ones are not worth packing and go to gonum.
-const kernelMinFlops = 1 << 12
-
-// sgemm runs the packed, cache-blocked assembly GEMM (kernel.Sgemm: AVX-512
-// or AVX2 + FMA, chosen from the CPU's features at start-up) and, on CPUs
-// without AVX2, in the purego build, or for tiny products, gonum's pure-Go
-// Sgemm.
+// sgemm runs the products on gotune's own kernels (ownSgemm).
 func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	if m*n*k >= kernelMinFlops && kernel.Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) {
-		return
-	}
-	gonumSgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	ownSgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
 // Kernel names the kernels in use: the AVX-512 or AVX2 micro-kernels
 // where the CPU has them, else gonum's pure-Go code.
-func Kernel() string {
-	if kernel.GemmAvailable() {
-		return "pure Go + " + kernel.GemmKernel() + " assembly"
+func Kernel() string { return ownKernelName() }
+
+func serial() bool { return false }
+
+// settingErr is a GOTUNE_GEMM value this build cannot follow.
+var settingErr = pureGoSetting(os.Getenv(GemmEnv))
+
+// pureGoSetting checks a GOTUNE_GEMM setting in the build without
+// OpenBLAS, where every value but "openblas" means gotune's kernels.
+func pureGoSetting(setting string) error {
+	switch setting {
+	case "", "auto", "gotune":
+		return nil
+	case "openblas":
+		return fmt.Errorf("%s=openblas: this build has no OpenBLAS (build with -tags openblas, or unset it)", GemmEnv)
 	}
-	return "pure Go"
+	return fmt.Errorf("%s=%q: want auto, openblas or gotune", GemmEnv, setting)
 }
+
+// SettingError is the error in the GOTUNE_GEMM setting, if any (the
+// command refuses to start with it); nil when it is valid or unset.
+func SettingError() error { return settingErr }
 
 // PreferredEnv returns nil: the pure-Go kernels read no environment.
 func PreferredEnv() []string { return nil }

@@ -14,9 +14,35 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/cpu"
+
+	"github.com/gotune/gotune/internal/kernel"
 )
 
 const backend = "openblas"
+
+// useOwn is set when the products run on gotune's kernels instead of
+// OpenBLAS's (chooseOwn); settingErr is a GOTUNE_GEMM value chooseOwn
+// refused, which leaves gotune to choose.
+var useOwn, settingErr = chooseOwn(os.Getenv(GemmEnv), openblasKernel(), kernel.GemmKernel())
+
+// SettingError is the error in the GOTUNE_GEMM setting, if any (the
+// command refuses to start with it); nil when it is valid or unset.
+func SettingError() error { return settingErr }
+
+// UseOwn makes the products run on gotune's kernels (own) or on
+// OpenBLAS's until restore is called, so that tests and benchmarks can
+// compare the two in one process.
+func UseOwn(own bool) (restore func()) {
+	old := useOwn
+	useOwn = own
+	return func() { useOwn = old }
+}
+
+func serial() bool { return !useOwn && C.openblas_get_num_threads() == 1 }
+
+// openblasKernel names the CPU kernels OpenBLAS chose (for example
+// "Haswell").
+func openblasKernel() string { return C.GoString(C.openblas_get_corename()) }
 
 // The model's operations split each product across the cores themselves, so
 // OpenBLAS's own threads would only compete with them: unless the user set
@@ -36,8 +62,15 @@ func threadsUnset() bool {
 	return true
 }
 
-// Kernel names the CPU kernels OpenBLAS chose (for example "Haswell").
-func Kernel() string { return C.GoString(C.openblas_get_corename()) }
+// Kernel names the CPU kernels the products run on: OpenBLAS's (for
+// example "Haswell"), or gotune's own, with the OpenBLAS kernels they
+// replace.
+func Kernel() string {
+	if useOwn {
+		return "gotune's " + kernel.GemmKernel() + " assembly (in place of OpenBLAS's " + openblasKernel() + ")"
+	}
+	return openblasKernel()
+}
 
 // PreferredEnv returns the environment settings (NAME=value) that make
 // OpenBLAS faster in this process but that OpenBLAS only reads when it is
@@ -54,16 +87,19 @@ func Kernel() string { return C.GoString(C.openblas_get_corename()) }
 func PreferredEnv() []string {
 	x := cpu.X86
 	avx512 := x.HasAVX512F && x.HasAVX512BW && x.HasAVX512VL && x.HasAVX512DQ && x.HasAVX512CD
-	return preferredEnv(os.Getenv("OPENBLAS_CORETYPE"), Kernel(), x.HasAVX2 && x.HasFMA, avx512)
+	return preferredEnv(os.Getenv("OPENBLAS_CORETYPE"), openblasKernel(), x.HasAVX2 && x.HasFMA, avx512)
 }
 
 // Advice names a faster setting when OpenBLAS runs kernels below what
 // the CPU supports, as under OPENBLAS_CORETYPE=Haswell on an AVX-512 CPU
-// (kernelAdvice); "" otherwise.
+// with GOTUNE_GEMM=openblas (kernelAdvice); "" otherwise.
 func Advice() string {
+	if useOwn {
+		return ""
+	}
 	x := cpu.X86
 	avx512 := x.HasAVX512F && x.HasAVX512BW && x.HasAVX512VL && x.HasAVX512DQ && x.HasAVX512CD
-	return kernelAdvice(Kernel(), os.Getenv("OPENBLAS_CORETYPE"), avx512)
+	return kernelAdvice(openblasKernel(), os.Getenv("OPENBLAS_CORETYPE"), avx512)
 }
 
 func preferredEnv(coretype, kernel string, avx2, avx512 bool) []string {
@@ -84,6 +120,10 @@ func preferredEnv(coretype, kernel string, avx2, avx512 bool) []string {
 }
 func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	if m == 0 || n == 0 {
+		return
+	}
+	if useOwn {
+		ownSgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
 	}
 	// Bounds are checked here because C will not check them.

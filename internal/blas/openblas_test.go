@@ -3,11 +3,15 @@
 package blas
 
 import (
+	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/gotune/gotune/internal/kernel"
 )
 
 func TestPreferredEnv(t *testing.T) {
@@ -51,4 +55,43 @@ func TestPreferredKernels(t *testing.T) {
 		t.Fatalf("TestGemmMatchesNaive with %v: %v\n%s", env, err, out)
 	}
 	t.Logf("GEMM checked with %v", env)
+}
+
+// TestBothKernels runs the products' checks on OpenBLAS's kernels and on
+// gotune's, which an OpenBLAS build runs in their place where OpenBLAS's
+// are narrower (chooseOwn), and checks that Kernel and Serial say which
+// runs.
+func TestBothKernels(t *testing.T) {
+	if !kernel.GemmAvailable() {
+		t.Skip("no kernel of gotune's runs on this CPU")
+	}
+	for _, own := range []bool{false, true} {
+		t.Run(fmt.Sprintf("own=%v", own), func(t *testing.T) {
+			defer UseOwn(own)()
+			if strings.Contains(Kernel(), "in place of OpenBLAS's") != own {
+				t.Fatalf("Kernel() = %q with own = %v", Kernel(), own)
+			}
+			if own && Serial() {
+				t.Fatal("Serial() on gotune's kernels, which split their products themselves")
+			}
+			checkGemm(t)
+			TestSgemmStrided(t)
+			if own { // bit for bit gotune's product, not OpenBLAS's
+				const m, n, k = 300, 257, 129
+				a, b := make([]float32, m*k), make([]float32, k*n)
+				for i := range a {
+					a[i] = float32(math.Sin(float64(i)))
+				}
+				for i := range b {
+					b[i] = float32(math.Cos(float64(i)))
+				}
+				got, want := make([]float32, m*n), make([]float32, m*n)
+				Gemm(false, true, m, n, k, 1, a, b, 0, got)
+				ownSgemm(false, true, m, n, k, 1, a, k, b, k, 0, want, n)
+				if !slices.Equal(got, want) {
+					t.Fatal("Gemm on gotune's kernels differs from ownSgemm")
+				}
+			}
+		})
+	}
 }

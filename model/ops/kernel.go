@@ -45,7 +45,7 @@ func gemm[T Float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb
 		return
 	}
 	parts := 1
-	if _, f32 := any(a).([]float32); f32 && serialBLAS {
+	if _, f32 := any(a).([]float32); f32 && blas.Serial() {
 		parts = min(runtime.GOMAXPROCS(0), m/32)
 	}
 	gemmSplit(parts, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
