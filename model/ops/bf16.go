@@ -64,10 +64,14 @@ func (m *BF16Matrix) widen(r0, r1 int, dst []float32) {
 	parallelFor(len(src), 1<<15, func(lo, hi int) { bf16.Widen(dst[lo:hi], src[lo:hi]) })
 }
 
-// widenElems bounds the float32 values a product widens at once (1 MiB):
-// rows enough for the GEMM to run at speed. A variable so that tests can
-// force several blocks on small shapes.
-var widenElems = 1 << 18
+// widenElems bounds the float32 values a product widens at once (4 MiB):
+// rows enough for the GEMM to run at speed. With 1 MiB blocks (53 rows of
+// qwen05's down_proj) gotune's own kernels, which split each call across
+// the cores, ran the qwen05 bfloat16 LoRA step at 97–103 tokens/s against
+// 120–129 with 4 MiB and 113–124 with 16 MiB (OpenBLAS's single-threaded
+// calls: 120–126 against 124–128), at the same peak RSS. A variable so
+// that tests can force several blocks on small shapes.
+var widenElems = 1 << 20
 
 // weight is a (rows, cols) matrix operand of a product: float values, or
 // bfloat16 bits (bf, float32 products only).
