@@ -44,11 +44,42 @@ func gemm[T Float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb
 		}
 		return
 	}
-	parts := 1
-	if _, f32 := any(a).([]float32); f32 && blas.Serial() {
-		parts = min(runtime.GOMAXPROCS(0), m/32)
+	if _, f32 := any(a).([]float32); !f32 || !blas.Serial() {
+		gemmCall(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
 	}
-	gemmSplit(parts, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	procs := runtime.GOMAXPROCS(0)
+	if n > m {
+		// op(B), a weight matrix for a short sequence, is the larger
+		// operand: each call packs only its own columns of it.
+		gemmSplitCols(min(procs, n/64), tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	gemmSplit(min(procs, m/32), tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// gemmSplitCols runs gemm as parts calls on consecutive columns of C (and
+// of op(B)), in whole groups of 32, concurrently.
+func gemmSplitCols[T Float](parts int, tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
+	if parts <= 1 {
+		gemmCall(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	cols := ((n+parts-1)/parts + 31) / 32 * 32
+	var wg sync.WaitGroup
+	for lo := cols; lo < n; lo += cols {
+		wg.Add(1)
+		go func(lo, hi int) {
+			defer wg.Done()
+			boff := lo
+			if tB {
+				boff = lo * ldb
+			}
+			gemmCall(tA, tB, m, hi-lo, k, alpha, a, lda, b[boff:], ldb, beta, c[lo:], ldc)
+		}(lo, min(lo+cols, n))
+	}
+	gemmCall(tA, tB, m, min(cols, n), k, alpha, a, lda, b, ldb, beta, c, ldc)
+	wg.Wait()
 }
 
 // gemmSplit runs gemm as parts calls on consecutive rows of C (and of

@@ -546,49 +546,60 @@ func TestMaxSum(t *testing.T) {
 	}
 }
 
-// TestGemmSplit checks row-split products (as run when OpenBLAS is
-// single-threaded) against a direct float64 computation.
+// TestGemmSplit checks row- and column-split products (as run when
+// OpenBLAS is single-threaded) against a direct float64 computation; the
+// column split's parts are whole groups of 32 columns, so its shape has
+// several.
 func TestGemmSplit(t *testing.T) {
 	r := rand.New(rand.NewPCG(8, 8))
-	const m, n, k = 37, 5, 9
-	for _, tr := range [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}} {
-		a, b := make([]float32, m*k), make([]float32, k*n)
-		for i := range a {
-			a[i] = float32(r.NormFloat64())
-		}
-		for i := range b {
-			b[i] = float32(r.NormFloat64())
-		}
-		c0 := make([]float32, m*n)
-		for i := range c0 {
-			c0[i] = float32(r.NormFloat64())
-		}
-		lda, ldb := k, n
-		if tr[0] {
-			lda = m
-		}
-		if tr[1] {
-			ldb = k
-		}
-		for parts := 1; parts <= 4; parts++ {
-			c := append([]float32(nil), c0...)
-			gemmSplit(parts, tr[0], tr[1], m, n, k, 0.5, a, lda, b, ldb, 2, c, n)
-			for i := range m {
-				for j := range n {
-					var want float64
-					for p := range k {
-						av, bv := a[i*k+p], b[p*n+j]
-						if tr[0] {
-							av = a[p*m+i]
+	for _, sc := range []struct {
+		name    string
+		split   func(parts int, tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int)
+		m, n, k int
+	}{
+		{"rows", gemmSplit[float32], 37, 5, 9},
+		{"columns", gemmSplitCols[float32], 5, 100, 9},
+	} {
+		m, n, k := sc.m, sc.n, sc.k
+		for _, tr := range [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}} {
+			a, b := make([]float32, m*k), make([]float32, k*n)
+			for i := range a {
+				a[i] = float32(r.NormFloat64())
+			}
+			for i := range b {
+				b[i] = float32(r.NormFloat64())
+			}
+			c0 := make([]float32, m*n)
+			for i := range c0 {
+				c0[i] = float32(r.NormFloat64())
+			}
+			lda, ldb := k, n
+			if tr[0] {
+				lda = m
+			}
+			if tr[1] {
+				ldb = k
+			}
+			for parts := 1; parts <= 4; parts++ {
+				c := append([]float32(nil), c0...)
+				sc.split(parts, tr[0], tr[1], m, n, k, 0.5, a, lda, b, ldb, 2, c, n)
+				for i := range m {
+					for j := range n {
+						var want float64
+						for p := range k {
+							av, bv := a[i*k+p], b[p*n+j]
+							if tr[0] {
+								av = a[p*m+i]
+							}
+							if tr[1] {
+								bv = b[j*k+p]
+							}
+							want += float64(av) * float64(bv)
 						}
-						if tr[1] {
-							bv = b[j*k+p]
+						want = 0.5*want + 2*float64(c0[i*n+j])
+						if math.Abs(float64(c[i*n+j])-want) > 1e-4*(1+math.Abs(want)) {
+							t.Fatalf("%s, trans %v, %d parts: c[%d,%d] = %v, want %v", sc.name, tr, parts, i, j, c[i*n+j], want)
 						}
-						want += float64(av) * float64(bv)
-					}
-					want = 0.5*want + 2*float64(c0[i*n+j])
-					if math.Abs(float64(c[i*n+j])-want) > 1e-4*(1+math.Abs(want)) {
-						t.Fatalf("trans %v, %d parts: c[%d,%d] = %v, want %v", tr, parts, i, j, c[i*n+j], want)
 					}
 				}
 			}
