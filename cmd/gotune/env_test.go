@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -26,5 +28,24 @@ func TestEnvMPI(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), want) {
 		t.Errorf("gotune env printed\n%s\nwant the line %q", out.String(), want)
+	}
+}
+
+// TestGemmSettingRefused: a GOTUNE_GEMM value gotune does not know stops
+// every command before it runs, naming the variable and the value (in a
+// child process, since the setting is read when the process starts).
+func TestGemmSettingRefused(t *testing.T) {
+	if os.Getenv("GOTUNE_TEST_GEMM_CHILD") == "1" {
+		err := rootCmd.PersistentPreRunE(envCmd, nil)
+		if err == nil || !strings.Contains(err.Error(), `GOTUNE_GEMM="bogus"`) {
+			t.Fatalf("GOTUNE_GEMM=bogus: PersistentPreRunE returned %v", err)
+		}
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestGemmSettingRefused$", "-test.count", "1", "-test.v")
+	cmd.Env = append(os.Environ(), "GOTUNE_TEST_GEMM_CHILD=1", "GOTUNE_GEMM=bogus")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestGemmSettingRefused") {
+		t.Fatalf("child: %v\n%s", err, out)
 	}
 }
