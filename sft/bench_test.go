@@ -90,6 +90,26 @@ func BenchmarkLoRASFTStories15M(b *testing.B) {
 	})
 }
 
+// BenchmarkLoRASFTStories15MKernels is BenchmarkLoRASFTStories15M on
+// OpenBLAS's kernels and on gotune's in one process of the OpenBLAS build
+// (blas.UseOwn): what GOTUNE_GEMM chooses between under the kernels
+// OPENBLAS_CORETYPE selects. The pure-Go build has only gotune's.
+func BenchmarkLoRASFTStories15MKernels(b *testing.B) {
+	for _, k := range []struct {
+		name string
+		own  bool
+	}{{"openblas", false}, {"gotune", true}} {
+		b.Run(k.name, func(b *testing.B) {
+			restore, err := blas.UseOwn(k.own)
+			if err != nil {
+				b.Skip(err)
+			}
+			defer restore()
+			benchLoRASFT(b, "stories15M", benchB, benchT, qkvo)
+		})
+	}
+}
+
 // qkvo are the LoRA targets of perf/ANCHORS.md's LoRA rows.
 var qkvo = []string{"q_proj", "k_proj", "v_proj", "o_proj"}
 

@@ -167,6 +167,9 @@ var anchors = []anchor{
 	{"BenchmarkLoRASFTStories15M/purego", "tok/cpu-s", "LoRA SFT step per CPU-second, pure-Go build", 0, "", true, 0, "BenchmarkLoRASFTStories15M/openblas"},
 	{"BenchmarkLoRASFTStories15M/purego", "tok/s", "LoRA SFT step, pure-Go build", 0, "", true, 0, "BenchmarkLoRASFTStories15M/openblas"},
 	{"BenchmarkFullFTStories15M/purego", "tok/s", "full fine-tune step (sft), pure-Go build", 0, "", true, 0, "BenchmarkFullFTStories15M/openblas"},
+	{"BenchmarkGEMMKernels/gotune/2048", "GFLOP/s", "GEMM 2048³, OpenBLAS build on gotune's kernels", 0, "", true, 0, "BenchmarkGEMMKernels/openblas/2048"},
+	{"BenchmarkLoRASFTStories15MKernels/gotune", "tok/s", "LoRA SFT step, OpenBLAS build on gotune's kernels", 0, "", true, 0, "BenchmarkLoRASFTStories15MKernels/openblas"},
+	{"BenchmarkLoRASFTStories15MKernels/gotune", "tok/cpu-s", "the same per CPU-second", 0, "", true, 0, "BenchmarkLoRASFTStories15MKernels/openblas"},
 	// The RL stages' rollouts and updates, GRPO beside PPO in the same run.
 	{"BenchmarkPPORolloutStories15M", "gen-tok/s", "PPO rollout, 8 responses ≤ 32 tokens after 64", 0, "", true, 0, ""},
 	{"BenchmarkGRPORolloutStories15M", "gen-tok/s", "GRPO rollout, 2 prompts × 4, ≤ 32 tokens after 64", 0, "", true, 0, "BenchmarkPPORolloutStories15M"},

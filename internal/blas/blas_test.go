@@ -243,7 +243,7 @@ func BenchmarkGEMMShapes(b *testing.B) {
 // bench` sets it) and gets the rows of C split between goroutines.
 func benchGemm(tA, tB bool, m, n, k int, a, b, c []float32) {
 	parts := 1
-	if Backend() == "openblas" {
+	if Serial() {
 		parts = min(runtime.GOMAXPROCS(0), m/32)
 	}
 	if parts <= 1 {

@@ -35,6 +35,15 @@ func pureGoSetting(setting string) error {
 	return fmt.Errorf("%s=%q: want auto, openblas or gotune", GemmEnv, setting)
 }
 
+// UseOwn is the OpenBLAS build's switch between OpenBLAS's kernels and
+// gotune's; this build has only gotune's, so own = false is an error.
+func UseOwn(own bool) (restore func(), err error) {
+	if !own {
+		return nil, fmt.Errorf("blas: this build has no OpenBLAS")
+	}
+	return func() {}, nil
+}
+
 // SettingError is the error in the GOTUNE_GEMM setting, if any (the
 // command refuses to start with it); nil when it is valid or unset.
 func SettingError() error { return settingErr }

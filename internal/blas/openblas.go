@@ -9,6 +9,7 @@ package blas
 import "C"
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"unsafe"
@@ -31,11 +32,15 @@ func SettingError() error { return settingErr }
 
 // UseOwn makes the products run on gotune's kernels (own) or on
 // OpenBLAS's until restore is called, so that tests and benchmarks can
-// compare the two in one process.
-func UseOwn(own bool) (restore func()) {
+// compare the two in one process; an error where gotune has no kernel
+// for this CPU.
+func UseOwn(own bool) (restore func(), err error) {
+	if own && !kernel.GemmAvailable() {
+		return nil, fmt.Errorf("blas: no kernel of gotune's runs on this CPU")
+	}
 	old := useOwn
 	useOwn = own
-	return func() { useOwn = old }
+	return func() { useOwn = old }, nil
 }
 
 func serial() bool { return !useOwn && C.openblas_get_num_threads() == 1 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gotune/gotune/internal/benchutil"
 	"github.com/gotune/gotune/internal/kernel"
 )
 
@@ -67,7 +68,11 @@ func TestBothKernels(t *testing.T) {
 	}
 	for _, own := range []bool{false, true} {
 		t.Run(fmt.Sprintf("own=%v", own), func(t *testing.T) {
-			defer UseOwn(own)()
+			restore, err := UseOwn(own)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer restore()
 			if strings.Contains(Kernel(), "in place of OpenBLAS's") != own {
 				t.Fatalf("Kernel() = %q with own = %v", Kernel(), own)
 			}
@@ -92,6 +97,38 @@ func TestBothKernels(t *testing.T) {
 					t.Fatal("Gemm on gotune's kernels differs from ownSgemm")
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkGEMMKernels times 2048³ on OpenBLAS's kernels and on gotune's
+// in one process, what GOTUNE_GEMM chooses between under the kernels
+// OPENBLAS_CORETYPE selects.
+func BenchmarkGEMMKernels(b *testing.B) {
+	const n = 2048
+	for _, k := range []struct {
+		name string
+		own  bool
+	}{{"openblas", false}, {"gotune", true}} {
+		b.Run(fmt.Sprintf("%s/%d", k.name, n), func(b *testing.B) {
+			restore, err := UseOwn(k.own)
+			if err != nil {
+				b.Skip(err)
+			}
+			defer restore()
+			x, y, z := make([]float32, n*n), make([]float32, n*n), make([]float32, n*n)
+			for i := range x {
+				x[i], y[i] = float32(i%7)-3, float32(i%5)-2
+			}
+			benchGemm(false, false, n, n, n, x, y, z)
+			b.ResetTimer()
+			cpu0 := benchutil.CPUSeconds()
+			for b.Loop() {
+				benchGemm(false, false, n, n, n, x, y, z)
+			}
+			flops := 2 * float64(n) * float64(n) * float64(n) * float64(b.N)
+			b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			b.ReportMetric(flops/(benchutil.CPUSeconds()-cpu0)/1e9, "GFLOP/cpu-s")
 		})
 	}
 }
