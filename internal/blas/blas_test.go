@@ -179,26 +179,28 @@ func TestSgemmStrided(t *testing.T) {
 // (openblas, or purego with the micro-kernel it runs) so that `go tool
 // task bench` can set the two builds' figures side by side.
 func BenchmarkGEMM(b *testing.B) {
-	build := Backend()
 	for _, n := range []int{512, 1024, 2048} {
-		b.Run(fmt.Sprintf("%s/%d", build, n), func(b *testing.B) {
-			x, y, z := make([]float32, n*n), make([]float32, n*n), make([]float32, n*n)
-			for i := range x {
-				x[i], y[i] = float32(i%7)-3, float32(i%5)-2
-			}
-			benchGemm(false, false, n, n, n, x, y, z) // warm-up: packing buffers, threads
-			b.ResetTimer()
-			cpu0 := benchutil.CPUSeconds()
-			for b.Loop() {
-				benchGemm(false, false, n, n, n, x, y, z)
-			}
-			flops := 2 * float64(n) * float64(n) * float64(n) * float64(b.N)
-			b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-			// Per CPU-second of both cores together: the figure that
-			// holds on a machine shared with other work.
-			b.ReportMetric(flops/(benchutil.CPUSeconds()-cpu0)/1e9, "GFLOP/cpu-s")
-		})
+		b.Run(fmt.Sprintf("%s/%d", Backend(), n), func(b *testing.B) { benchSquare(b, n) })
 	}
+}
+
+// benchSquare times C = A·B for n×n matrices on all cores, in GFLOP/s and
+// GFLOP per CPU-second of both cores together (the figure that holds on a
+// machine shared with other work).
+func benchSquare(b *testing.B, n int) {
+	x, y, z := make([]float32, n*n), make([]float32, n*n), make([]float32, n*n)
+	for i := range x {
+		x[i], y[i] = float32(i%7)-3, float32(i%5)-2
+	}
+	benchGemm(false, false, n, n, n, x, y, z) // warm-up: packing buffers, threads
+	b.ResetTimer()
+	cpu0 := benchutil.CPUSeconds()
+	for b.Loop() {
+		benchGemm(false, false, n, n, n, x, y, z)
+	}
+	flops := 2 * float64(n) * float64(n) * float64(n) * float64(b.N)
+	b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+	b.ReportMetric(flops/(benchutil.CPUSeconds()-cpu0)/1e9, "GFLOP/cpu-s")
 }
 
 // BenchmarkGEMMShapes times the products of a stories15M training step

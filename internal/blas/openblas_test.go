@@ -11,7 +11,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gotune/gotune/internal/benchutil"
 	"github.com/gotune/gotune/internal/kernel"
 )
 
@@ -116,19 +115,7 @@ func BenchmarkGEMMKernels(b *testing.B) {
 				b.Skip(err)
 			}
 			defer restore()
-			x, y, z := make([]float32, n*n), make([]float32, n*n), make([]float32, n*n)
-			for i := range x {
-				x[i], y[i] = float32(i%7)-3, float32(i%5)-2
-			}
-			benchGemm(false, false, n, n, n, x, y, z)
-			b.ResetTimer()
-			cpu0 := benchutil.CPUSeconds()
-			for b.Loop() {
-				benchGemm(false, false, n, n, n, x, y, z)
-			}
-			flops := 2 * float64(n) * float64(n) * float64(n) * float64(b.N)
-			b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-			b.ReportMetric(flops/(benchutil.CPUSeconds()-cpu0)/1e9, "GFLOP/cpu-s")
+			benchSquare(b, n)
 		})
 	}
 }
