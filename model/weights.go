@@ -572,22 +572,9 @@ func (w *Weights) frozenMatrices() (names []string, fields []**tensor.Dense) {
 // converts) zeroed in bfloat16 from the start, for a loader that fills them
 // from a checkpoint without ever holding them in float32.
 func AllocateBF16(c Config) (*Weights, error) {
-	w, err := Allocate(c)
-	if err != nil {
-		return nil, err
-	}
-	tied := w.LMHead == w.Embed
-	_, fields := w.frozenMatrices()
-	for _, f := range fields {
-		// The float32 tensor was never written: dropping it costs no
-		// resident memory.
-		shape := (*f).Shape().Clone()
-		*f = tensor.New(tensor.WithShape(shape...), tensor.WithBacking(hugepage.Make[uint16](shape.TotalSize())))
-	}
-	if tied {
-		w.LMHead = w.Embed
-	}
-	return w, nil
+	return allocateFrozen(c, func(rows, cols int) *tensor.Dense {
+		return tensor.New(tensor.WithShape(rows, cols), tensor.WithBacking(hugepage.Make[uint16](rows*cols)))
+	})
 }
 
 // AllocateQ8 is Allocate with the frozen matrices whose rows are whole
@@ -595,6 +582,19 @@ func AllocateBF16(c Config) (*Weights, error) {
 // the start, for a loader that quantizes each as it reads it, without
 // ever holding them all in float32.
 func AllocateQ8(c Config) (*Weights, error) {
+	return allocateFrozen(c, func(rows, cols int) *tensor.Dense {
+		if cols%q8.BlockLen != 0 {
+			return nil
+		}
+		return tensor.New(tensor.WithShape(rows, cols/q8.BlockLen), tensor.WithBacking(hugepage.Make[q8.Block](rows*cols/q8.BlockLen)))
+	})
+}
+
+// allocateFrozen is Allocate with each frozen matrix (rows × cols) replaced
+// by what form returns for it, kept in float32 where form returns nil; a
+// tied head stays the embedding. The float32 tensors replaced were never
+// written, so dropping them costs no resident memory.
+func allocateFrozen(c Config, form func(rows, cols int) *tensor.Dense) (*Weights, error) {
 	w, err := Allocate(c)
 	if err != nil {
 		return nil, err
@@ -602,13 +602,9 @@ func AllocateQ8(c Config) (*Weights, error) {
 	tied := w.LMHead == w.Embed
 	_, fields := w.frozenMatrices()
 	for _, f := range fields {
-		rows, cols := (*f).Shape()[0], (*f).Shape()[1]
-		if cols%q8.BlockLen != 0 {
-			continue
+		if t := form((*f).Shape()[0], (*f).Shape()[1]); t != nil {
+			*f = t
 		}
-		// The float32 tensor was never written: dropping it costs no
-		// resident memory.
-		*f = tensor.New(tensor.WithShape(rows, cols/q8.BlockLen), tensor.WithBacking(hugepage.Make[q8.Block](rows*cols/q8.BlockLen)))
 	}
 	if tied {
 		w.LMHead = w.Embed
