@@ -43,7 +43,12 @@ func UseOwn(own bool) (restore func(), err error) {
 	return func() { useOwn = old }, nil
 }
 
-func serial() bool { return !useOwn && C.openblas_get_num_threads() == 1 }
+// oneThread records, once init has set the thread count, whether OpenBLAS
+// runs each call on one thread (read on every product, so not asked of
+// OpenBLAS each time).
+var oneThread bool
+
+func serial() bool { return !useOwn && oneThread }
 
 // openblasKernel names the CPU kernels OpenBLAS chose (for example
 // "Haswell").
@@ -56,6 +61,7 @@ func init() {
 	if threadsUnset() {
 		C.openblas_set_num_threads(1)
 	}
+	oneThread = C.openblas_get_num_threads() == 1
 }
 
 func threadsUnset() bool {

@@ -78,6 +78,9 @@ func TestBothKernels(t *testing.T) {
 			if own && Serial() {
 				t.Fatal("Serial() on gotune's kernels, which split their products themselves")
 			}
+			if !own && (threadsUnset() || os.Getenv("OPENBLAS_NUM_THREADS") == "1") && !Serial() {
+				t.Fatal("Serial() false on OpenBLAS's kernels with one thread: the model would leave a core idle")
+			}
 			checkGemm(t)
 			TestSgemmStrided(t)
 			if own { // bit for bit gotune's product, not OpenBLAS's
