@@ -106,15 +106,12 @@ func gonumSgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, ld
 	pureGo.Sgemm(toTrans(transA), toTrans(transB), m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
-// avx2Kernels are OpenBLAS's kernel names that use AVX2 but not AVX-512.
-var avx2Kernels = map[string]bool{"haswell": true, "zen": true, "excavator": true}
-
 // kernelAdvice is the advice Advice gives, when OpenBLAS runs the
 // products, for OpenBLAS's kernels kernel
 // (chosen through OPENBLAS_CORETYPE=coretype, if set) on a CPU with
 // AVX-512 or without: none unless AVX2 kernels run where AVX-512 ones could.
 func kernelAdvice(kernel, coretype string, avx512 bool) string {
-	if !avx512 || !avx2Kernels[strings.ToLower(kernel)] {
+	if level, known := openblasLevels[strings.ToLower(kernel)]; !avx512 || !known || level != 1 {
 		return ""
 	}
 	why := "OpenBLAS chose them"

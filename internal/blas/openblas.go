@@ -117,9 +117,8 @@ func preferredEnv(coretype, kernel string, avx2, avx512 bool) []string {
 	if coretype != "" {
 		return nil
 	}
-	switch strings.ToLower(kernel) {
-	case "haswell", "zen", "skylakex", "cooperlake", "sapphirerapids", "excavator":
-		return nil // OpenBLAS knows the CPU
+	if openblasLevels[strings.ToLower(kernel)] >= 1 {
+		return nil // OpenBLAS knows the CPU: AVX2 or AVX-512 kernels
 	}
 	switch {
 	case avx512 && avx2:
