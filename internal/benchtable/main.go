@@ -170,6 +170,10 @@ var anchors = []anchor{
 	{"BenchmarkGEMMKernels/gotune/2048", "GFLOP/s", "GEMM 2048³, OpenBLAS build on gotune's kernels", 0, "", true, 0, "BenchmarkGEMMKernels/openblas/2048"},
 	{"BenchmarkLoRASFTStories15MKernels/gotune", "tok/s", "LoRA SFT step, OpenBLAS build on gotune's kernels", 0, "", true, 0, "BenchmarkLoRASFTStories15MKernels/openblas"},
 	{"BenchmarkLoRASFTStories15MKernels/gotune", "tok/cpu-s", "the same per CPU-second", 0, "", true, 0, "BenchmarkLoRASFTStories15MKernels/openblas"},
+	// The fused head's forward pass with ∂L/∂h (a frozen output embedding):
+	// vocabulary blocks against whole rows of logits, in the same run.
+	{"BenchmarkHeadFrozen/stories15M/blocks", "GFLOP/s", "fused head + ∂L/∂h, stories15M (2048 rows, V 32000), vocabulary blocks", 0, "", true, 0, "BenchmarkHeadFrozen/stories15M/rows"},
+	{"BenchmarkHeadFrozen/qwen05/blocks", "GFLOP/s", "fused head + ∂L/∂h, qwen05 (512 rows, V 151936), vocabulary blocks", 0, "", true, 0, "BenchmarkHeadFrozen/qwen05/rows"},
 	// The RL stages' rollouts and updates, GRPO beside PPO in the same run.
 	{"BenchmarkPPORolloutStories15M", "gen-tok/s", "PPO rollout, 8 responses ≤ 32 tokens after 64", 0, "", true, 0, ""},
 	{"BenchmarkGRPORolloutStories15M", "gen-tok/s", "GRPO rollout, 2 prompts × 4, ≤ 32 tokens after 64", 0, "", true, 0, "BenchmarkPPORolloutStories15M"},

@@ -104,3 +104,43 @@ func BenchmarkSwiGLU(b *testing.B) {
 	benchOp(b, 0, []*tensor.Dense{rand32(r, benchN, benchF), rand32(r, benchN, benchF)},
 		func(in []*G.Node) (*G.Node, error) { return SwiGLU(in[0], in[1]) })
 }
+
+// BenchmarkHeadFrozen is the fused head's forward pass with ∂L/∂h and a
+// frozen output embedding (LoRA's step) at the stories15M shape (2048 rows,
+// C = 288, V = 32000) and the qwen05 shape (512 rows, C = 896,
+// V = 151936), holding whole rows of logits in chunks of 64 MiB (rows) or
+// walking the vocabulary in blocks (blocks, the default), GFLOP/s of its
+// two products.
+func BenchmarkHeadFrozen(b *testing.B) {
+	for _, s := range []struct {
+		name    string
+		N, C, V int
+	}{{"stories15M", benchN, benchC, benchV}, {"qwen05", 512, 896, 151936}} {
+		r := rand.New(rand.NewPCG(1, 3))
+		h, w := rand32(r, s.N, s.C), rand32(r, s.V, s.C)
+		targets := make([]int32, s.N)
+		weights := make([]float32, s.N)
+		for i := range targets {
+			targets[i] = int32(r.IntN(s.V))
+			weights[i] = 1
+		}
+		wv := tensor.New(tensor.WithShape(s.N), tensor.WithBacking(weights))
+		for _, rows := range []bool{true, false} {
+			name := s.name + "/blocks"
+			if rows {
+				name = s.name + "/rows"
+			}
+			b.Run(name, func(b *testing.B) {
+				defer func(old bool) { wholeRows = old }(wholeRows)
+				wholeRows = rows
+				op := &meanNLLOp{headState: headState{targets: targets}, wantH: true}
+				for b.Loop() {
+					if _, err := op.Do(h, w, wv); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(4*float64(s.N*s.C*s.V)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
+	}
+}

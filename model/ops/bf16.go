@@ -196,3 +196,19 @@ func (a *workAreas[T]) get(n int) *[]T {
 
 // put returns a slice lent by get.
 func (a *workAreas[T]) put(v *[]T) { a.pool.Put(v) }
+
+// floatRows returns rows [r0, r1) of W as float values: a slice of W, or
+// the bfloat16 rows widened into scratch (at least (r1−r0)·cols long), on
+// all cores when parallel.
+func (w weight[T]) floatRows(r0, r1 int, scratch []T, parallel bool) []T {
+	if w.bf == nil {
+		return w.f[r0*w.cols : r1*w.cols]
+	}
+	dst := any(scratch[:(r1-r0)*w.cols]).([]float32)
+	if parallel {
+		w.bf.widen(r0, r1, dst)
+	} else {
+		bf16.Widen(dst, w.bf.Bits[r0*w.cols:r1*w.cols])
+	}
+	return any(dst).([]T)
+}

@@ -14,13 +14,18 @@ import (
 // TestBF16Products checks every product that reads a BF16Matrix —
 // Embedding, Linear, Linear's input gradient (MatMul), MeanNLL and
 // LogProbs with their gradients — widened two rows at a time (several
-// blocks), against the same graph on float32 tensors holding the rounded
+// blocks; the head also in vocabulary blocks on one lane and on three),
+// against the same graph on float32 tensors holding the rounded
 // values.
 func TestBF16Products(t *testing.T) {
 	defer func(old int) { widenElems = old }(widenElems)
 	widenElems = 12 // two rows of six or seven columns per block
 	defer func(old int) { chunkElems = old }(chunkElems)
 	chunkElems = 20 // two rows of logits per chunk
+	headLayouts(t, 7, bf16Products)
+}
+
+func bf16Products(t *testing.T) {
 	const N, K, M, V = 5, 6, 7, 9
 	r := rand.New(rand.NewPCG(4, 2))
 	bits := func(n int) []uint16 {

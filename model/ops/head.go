@@ -4,10 +4,14 @@ import (
 	"fmt"
 	"hash"
 	"math"
+	"runtime"
+	"sync"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"github.com/gotune/gotune/internal/blas"
 )
 
 // TokenStats are per-token statistics of the output distribution, written
@@ -17,11 +21,28 @@ type TokenStats struct {
 	Entropy   []float32 // (N) −Σ p·log p of the softmax, in nats
 }
 
-// chunkElems bounds the logits held at once: rows per chunk × V (64 MiB of
-// float32, a quarter of stories15M's full 8×256×32000 logits). Larger
-// chunks mean fewer passes over the (V, C) weight gradient; a variable so
+// chunkElems bounds the logits held at once (64 MiB of float32, a
+// quarter of stories15M's full 8×256×32000 logits): rows × V in a pass that
+// computes the output embedding's gradient during the forward pass
+// (runRows), rows × vocabulary block otherwise (runBlocks). A variable so
 // tests can force several chunks on small shapes.
 var chunkElems = 1 << 24
+
+// blockElems bounds a vocabulary block of the output embedding (rows × C
+// values, 4 MiB of float32), the part of W both products of runBlocks read
+// while it is in cache. BenchmarkHeadFrozen (∂L/∂h in the forward pass),
+// whole rows in 64 MiB chunks against these blocks: stories15M's head
+// 277–291 → 300–316 GFLOP/s and qwen05's 292–305 → 369–370 on OpenBLAS's
+// AVX-512 kernels (two lanes), 334–344 → 377–383 and 273–285 → 375–384 on
+// gotune's (one lane). On the AVX-512 kernels, blocks of 1 MiB ran
+// qwen05's head at 317–331 GFLOP/s, of 16 MiB at 386–404 but stories15M's
+// at 337–338 against 340–346 with these. A variable so tests can force
+// several blocks.
+var blockElems = 1 << 20
+
+// wholeRows makes every forward pass hold whole rows of logits (runRows),
+// for benchmarks that compare the two ways.
+var wholeRows bool
 
 // LogProbs is the fused language-model head: for hidden states h (N, C)
 // and the output embedding w (V, C), the log-probability of each row's
@@ -54,13 +75,13 @@ func MeanNLL(h, w, weights *G.Node, targets []int32, stats *TokenStats) (*G.Node
 	return apply(&meanNLLOp{headState: headState{targets: targets, stats: stats}, wantH: true, wantW: true}, h, w, weights)
 }
 
-// headPass holds one pass of the chunked head over all rows.
+// headPass holds one pass of the fused head over all rows.
 type headPass[T Float] struct {
 	h       []T       // (N, C)
 	w       weight[T] // (V, C)
 	N, C, V int
 	targets []int32
-	buf     []T       // (rows, V) scratch
+	buf     []T       // (rows, V or vocabulary block) logits scratch
 	hs      []T       // (rows, C) scratch
 	k       []T       // (N) per-row scale of exp(z − shift) in ∂L/∂z
 	lse     []float64 // (N) log Σ exp z; written by the forward pass, read by the backward
@@ -69,23 +90,40 @@ type headPass[T Float] struct {
 	coef    []T // (N) ∂L/∂logp; nil in a pass without gradients
 	dh, dw  []T // gradient outputs; nil skips one
 	replay  bool
+	lanes   []headLane[T] // runBlocks' lanes
 }
 
-// run computes logits z = h·Wᵀ chunk by chunk. The forward pass
-// (replay = false) fills lse, logp and stats. With coef it also
-// accumulates the gradients, from
+// maxLanes bounds the lanes of runBlocks.
+const maxLanes = 16
+
+// run computes logits z = h·Wᵀ and, with coef, the gradients, from
 //
 //	∂L/∂z = c·(onehot(y) − softmax(z)) = k·E + c·onehot(y),
 //
-// c = coef[n], where E = exp(z − shift) is what the chunk holds after its
-// row pass and k the matching per-row factor (−c/Σ exp(z − max) in the
-// forward pass, which shifts by the row maximum; −c in a replay, the
-// backward pass of LogProbs, which shifts by the saved lse so E is
+// c = coef[n], where E = exp(z − shift) is what a block of logits holds
+// after its row pass and k the matching per-row factor (−c/Σ exp(z − max)
+// in the forward pass, which shifts by the row maximum; −c in a replay,
+// the backward pass of LogProbs, which shifts by the saved lse so E is
 // softmax(z)). Row factors are applied to the small side of each product
 // instead of to E:
 //
 //	dh = diag(k)·(E·W) + c ⊙ W[y]       dw += Eᵀ·(diag(k)·h) + scatter(c ⊙ h at rows y)
+//
+// A forward pass that also computes dw needs every row's k before its
+// first product with h, so it holds whole rows of logits (runRows); every
+// other pass walks the vocabulary in blocks (runBlocks), so W is read once
+// per chunk of rows and each block is in cache for both of its products.
 func (p *headPass[T]) run() {
+	if (p.dw != nil || wholeRows) && !p.replay {
+		p.runRows()
+		return
+	}
+	p.runBlocks()
+}
+
+// runRows computes the logits of chunks of rows, whole rows at a time, in
+// the forward pass.
+func (p *headPass[T]) runRows() {
 	rows := max(1, min(p.N, chunkElems/p.V))
 	for r0 := 0; r0 < p.N; r0 += rows {
 		nc := min(rows, p.N-r0)
@@ -115,35 +153,250 @@ func (p *headPass[T]) run() {
 		}
 		if p.dw != nil {
 			// dw += Eᵀ·(diag(k)·h) + scatter(c ⊙ h)   (V, C)
-			hs := p.hs[:nc*p.C]
-			for i := range nc {
-				for j, v := range hc[i*p.C : (i+1)*p.C] {
-					hs[i*p.C+j] = k[i] * v
-				}
-			}
+			p.scaleRows(nc, k, hc)
 			beta := T(1)
 			if r0 == 0 {
 				beta = 0
 			}
-			gemm(true, false, p.V, p.C, nc, 1, z, p.V, hs, p.C, beta, p.dw, p.C)
-			for i := range nc {
-				row := p.dw[int(y[i])*p.C : (int(y[i])+1)*p.C]
-				for j, v := range hc[i*p.C : (i+1)*p.C] {
-					row[j] += c[i] * v
-				}
-			}
+			gemm(true, false, p.V, p.C, nc, 1, z, p.V, p.hs, p.C, beta, p.dw, p.C)
+			p.scatter(r0, nc)
 		}
 	}
 }
 
-// row turns the logits z of row n into E = exp(z − shift), recording the
-// forward statistics (or, in a replay, reading the saved lse) and k[n].
-func (p *headPass[T]) row(n int, z []T) {
+// runBlocks walks the vocabulary in blocks of W for each chunk of rows.
+// The forward pass keeps each row's log-sum-exp online (Milakov and
+// Gimelshein 2018, "Online normalizer calculation for softmax"): with the
+// running maximum m and s = Σ exp(z − m) over the blocks so far, a block
+// with maximum m′ > m rescales s, and the partial E·W, by exp(m − m′)
+// before adding its own terms, as flash attention does with its output
+// (Dao et al. 2022). Where each product runs on one thread (blas.Serial),
+// the blocks are dealt to one lane per core, each with its own sums and
+// partial E·W, merged per row at the end the same way; otherwise one lane
+// runs products that split themselves across the cores.
+func (p *headPass[T]) runBlocks() {
+	vb := vocabBlock(p.V, p.C)
+	rows := blockRows(p.N, vb, len(p.lanes))
+	grads := p.coef != nil && p.dh != nil
+	for r0 := 0; r0 < p.N; r0 += rows {
+		nc := min(rows, p.N-r0)
+		hc := p.h[r0*p.C : (r0+nc)*p.C]
+		if p.replay && p.dw != nil {
+			for i := range nc {
+				p.k[r0+i] = -p.coef[r0+i]
+			}
+			p.scaleRows(nc, p.k[r0:r0+nc], hc)
+		}
+		var wg sync.WaitGroup
+		for l := range p.lanes {
+			ln := &p.lanes[l]
+			if grads {
+				ln.acc = ln.accBuf[:nc*p.C]
+				if l == 0 {
+					ln.acc = p.dh[r0*p.C : (r0+nc)*p.C]
+				}
+				clear(ln.acc)
+			}
+			if !p.replay {
+				for i := range nc {
+					ln.online[4*i], ln.online[4*i+1], ln.online[4*i+2], ln.online[4*i+3] = math.Inf(-1), 0, 0, 0
+				}
+			}
+			work := func() {
+				for v0 := l * vb; v0 < p.V; v0 += len(p.lanes) * vb {
+					p.block(ln, r0, nc, v0, min(vb, p.V-v0))
+				}
+			}
+			if len(p.lanes) == 1 {
+				work()
+				continue
+			}
+			wg.Add(1)
+			go func() { defer wg.Done(); work() }()
+		}
+		wg.Wait()
+		parallelFor(nc, 8, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				p.mergeRow(r0+i, i)
+			}
+		})
+		if p.replay && p.dw != nil {
+			p.scatter(r0, nc)
+		}
+	}
+}
+
+// headLane is one lane's share of runBlocks: a scratch for its block of
+// logits (and of widened bfloat16 rows), its rows' online sums and their
+// partial E·W (lane 0's is the gradient's memory itself).
+type headLane[T Float] struct {
+	z, wb       []T
+	acc, accBuf []T       // (rows, C)
+	online      []float64 // (4·rows) max, Σ exp(z − max), Σ exp(z − max)·z, Σ z
+}
+
+// block runs the vocabulary block [v0, v0+nv) for rows [r0, r0+nc) in
+// lane ln: its logits, their row pass and the products that read them.
+func (p *headPass[T]) block(ln *headLane[T], r0, nc, v0, nv int) {
+	serial := len(p.lanes) > 1
+	mm := gemm[T]
+	if serial {
+		mm = gemmCall[T]
+	}
+	hc := p.h[r0*p.C : (r0+nc)*p.C]
+	wb := p.w.floatRows(v0, v0+nv, ln.wb, !serial)
+	z := ln.z[:nc*nv]
+	// z = h·W[v0:v0+nv]ᵀ   (nc, nv)
+	mm(false, true, nc, nv, p.C, 1, hc, p.C, wb, p.C, 0, z, nv)
+	rowPass := func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			var acc []T
+			if ln.acc != nil {
+				acc = ln.acc[i*p.C : (i+1)*p.C]
+			}
+			p.blockRow(r0+i, v0, z[i*nv:(i+1)*nv], ln.online[4*i:4*i+4], acc)
+		}
+	}
+	if serial {
+		rowPass(0, nc)
+	} else {
+		parallelFor(nc, 8, rowPass)
+	}
+	if ln.acc != nil {
+		// acc += E·W[v0:v0+nv]   (nc, C)
+		mm(false, false, nc, p.C, nv, 1, z, nv, wb, p.C, 1, ln.acc, p.C)
+	}
+	if p.replay && p.dw != nil {
+		// dw[v0:v0+nv] += Eᵀ·(diag(k)·h)   (nv, C)
+		beta := T(1)
+		if r0 == 0 {
+			beta = 0
+		}
+		mm(true, false, nv, p.C, nc, 1, z, nv, p.hs, p.C, beta, p.dw[v0*p.C:(v0+nv)*p.C], p.C)
+	}
+}
+
+// blockRow turns row n's logits z over the vocabulary block starting at
+// v0 into E = exp(z − shift): in a replay shifted by the saved lse, in the
+// forward pass by the running maximum, updating the row's online sums st
+// and rescaling its partial E·W, acc (nil for none), when the maximum
+// grows.
+func (p *headPass[T]) blockRow(n, v0 int, z []T, st []float64, acc []T) {
 	if p.replay {
 		expShift(z, p.lse[n])
-		p.k[n] = -p.coef[n]
 		return
 	}
+	if y := int(p.targets[n]) - v0; y >= 0 && y < len(z) {
+		p.logp[n] = z[y] // the target's logit, until mergeRow
+	}
+	bm, sum := maxSum(z)
+	m := max(st[0], float64(bm))
+	scale := math.Exp(st[0] - m) // 0 for the first block
+	se, sez := expShiftSums(z, T(m))
+	st[0], st[1], st[2], st[3] = m, st[1]*scale+se, st[2]*scale+sez, st[3]+sum
+	if acc != nil && scale != 1 {
+		s := T(scale)
+		for j := range acc {
+			acc[j] *= s
+		}
+	}
+}
+
+// mergeRow combines the lanes' results for row n (row i of the chunk):
+// the online sums into the forward results (finish), the partial E·W into
+// lane 0's, rescaled to the common maximum, and then dh = diag(k)·E·W +
+// c ⊙ W[y].
+func (p *headPass[T]) mergeRow(n, i int) {
+	st := p.lanes[0].online[4*i : 4*i+4]
+	var scales [maxLanes]float64
+	if !p.replay {
+		m := st[0]
+		for _, ln := range p.lanes[1:] {
+			m = max(m, ln.online[4*i])
+		}
+		var total [4]float64
+		total[0] = m
+		for l, ln := range p.lanes {
+			o := ln.online[4*i : 4*i+4]
+			scales[l] = math.Exp(o[0] - m)
+			total[1] += o[1] * scales[l]
+			total[2] += o[2] * scales[l]
+			total[3] += o[3]
+		}
+		p.finish(n, total[:])
+	} else {
+		for l := range p.lanes {
+			scales[l] = 1
+		}
+	}
+	acc := p.lanes[0].acc
+	if acc == nil {
+		return
+	}
+	row := acc[i*p.C : (i+1)*p.C]
+	if s := T(scales[0]); s != 1 {
+		for j := range row {
+			row[j] *= s
+		}
+	}
+	for l, ln := range p.lanes[1:] {
+		s := T(scales[l+1])
+		for j, v := range ln.acc[i*p.C : (i+1)*p.C] {
+			row[j] += s * v
+		}
+	}
+	k, c := p.k[n], p.coef[n]
+	if p.replay {
+		k = -c
+	}
+	p.w.scaleAddRow(int(p.targets[n]), k, c, row)
+}
+
+// finish records row n's forward results from its online sums st (max,
+// Σ exp(z − max), Σ exp(z − max)·z, Σ z); logp[n] holds the target's logit.
+func (p *headPass[T]) finish(n int, st []float64) {
+	lse := st[0] + math.Log(st[1])
+	p.lse[n] = lse
+	p.logp[n] = T(float64(p.logp[n]) - lse)
+	if p.stats != nil {
+		p.stats.MeanLogit[n] = float32(st[3] / float64(p.V))
+		p.stats.Entropy[n] = float32(lse - st[2]/st[1]) // −Σ p log p = lse − Σ p·z
+	}
+	if p.coef != nil {
+		p.k[n] = T(-float64(p.coef[n]) / st[1])
+	}
+}
+
+// scaleRows sets hs = diag(k)·h for the nc rows of hc.
+func (p *headPass[T]) scaleRows(nc int, k, hc []T) {
+	for i := range nc {
+		for j, v := range hc[i*p.C : (i+1)*p.C] {
+			p.hs[i*p.C+j] = k[i] * v
+		}
+	}
+}
+
+// scatter adds c ⊙ h of rows [r0, r0+nc) to dw's rows of their targets.
+func (p *headPass[T]) scatter(r0, nc int) {
+	for i := range nc {
+		n := r0 + i
+		row := p.dw[int(p.targets[n])*p.C : (int(p.targets[n])+1)*p.C]
+		for j, v := range p.h[n*p.C : (n+1)*p.C] {
+			row[j] += p.coef[n] * v
+		}
+	}
+}
+
+// vocabBlock is the rows of W in a vocabulary block of runBlocks.
+func vocabBlock(V, C int) int { return max(1, min(V, blockElems/C)) }
+
+// blockRows is the rows of a chunk of runBlocks: its lanes hold at most
+// chunkElems logits together.
+func blockRows(N, vb, lanes int) int { return max(1, min(N, chunkElems/(vb*lanes))) }
+
+// row turns the logits z of row n into E = exp(z − max), recording the
+// forward statistics and k[n].
+func (p *headPass[T]) row(n int, z []T) {
 	m, sum := maxSum(z)
 	zy := z[p.targets[n]]
 	se, sez := expShiftSums(z, m) // z ← exp(z − m)
@@ -201,6 +454,7 @@ type headState struct {
 	targets []int32
 	stats   *TokenStats
 	lse     []float64
+	online  []float64 // runBlocks' running sums, 4 a row
 	buf32   []float32
 	buf64   []float64
 	dh, dw  buffer
@@ -217,8 +471,10 @@ func (s *headState) check(V int) error {
 	return nil
 }
 
-// pass prepares a headPass over h and w for element type T.
-func newPass[T Float](s *headState, h *tensor.Dense, wv G.Value, buf *[]T) (*headPass[T], error) {
+// newPass prepares a headPass over h and w for element type T, with
+// scratch for whole rows of logits (rowsOnly: a forward pass that computes
+// the output embedding's gradient) or for runBlocks' lanes.
+func newPass[T Float](s *headState, h *tensor.Dense, wv G.Value, buf *[]T, rowsOnly bool) (*headPass[T], error) {
 	w, err := weightOf[T](wv, "head output embedding")
 	if err != nil {
 		return nil, err
@@ -227,11 +483,52 @@ func newPass[T Float](s *headState, h *tensor.Dense, wv G.Value, buf *[]T) (*hea
 	if len(s.lse) != N {
 		s.lse = make([]float64, N)
 	}
-	rows := max(1, min(N, chunkElems/V))
-	*buf = grow(*buf, rows*V+rows*C+N)
-	b := *buf
-	return &headPass[T]{h: h.Data().([]T), w: w, N: N, C: C, V: V, targets: s.targets,
-		buf: b[:rows*V], hs: b[rows*V : rows*V+rows*C], k: b[rows*V+rows*C:], lse: s.lse, stats: s.stats}, nil
+	p := &headPass[T]{h: h.Data().([]T), w: w, N: N, C: C, V: V, targets: s.targets, lse: s.lse, stats: s.stats}
+	if rowsOnly || wholeRows {
+		rows := max(1, min(N, chunkElems/V))
+		b := grow(*buf, rows*V+rows*C+N)
+		*buf = b
+		p.buf, p.hs, p.k = b[:rows*V], b[rows*V:rows*V+rows*C], b[rows*V+rows*C:]
+		return p, nil
+	}
+	vb := vocabBlock(V, C)
+	lanes := headLanes[T]((V + vb - 1) / vb)
+	rows := blockRows(N, vb, lanes)
+	widened := 0
+	if w.bf != nil {
+		widened = vb * C
+	}
+	per := rows*vb + widened + rows*C
+	b := grow(*buf, rows*C+N+lanes*per)
+	*buf = b
+	p.hs, p.k, b = b[:rows*C], b[rows*C:rows*C+N], b[rows*C+N:]
+	if len(s.online) < 4*rows*lanes {
+		s.online = make([]float64, 4*rows*lanes)
+	}
+	p.lanes = make([]headLane[T], lanes)
+	for l := range p.lanes {
+		lb := b[l*per : (l+1)*per]
+		p.lanes[l] = headLane[T]{z: lb[:rows*vb], wb: lb[rows*vb : rows*vb+widened], accBuf: lb[rows*vb+widened:],
+			online: s.online[4*rows*l : 4*rows*(l+1)]}
+	}
+	return p, nil
+}
+
+// laneOverride, when > 0, sets runBlocks' lanes (tests).
+var laneOverride int
+
+// headLanes is the number of lanes runBlocks deals blocks vocabulary
+// blocks to: one per core where float32 products run on one thread each,
+// else one.
+func headLanes[T Float](blocks int) int {
+	if laneOverride > 0 {
+		return min(laneOverride, maxLanes)
+	}
+	var zero T
+	if _, f32 := any(zero).(float32); !f32 || !blas.Serial() {
+		return 1
+	}
+	return max(1, min(runtime.GOMAXPROCS(0), blocks, maxLanes))
 }
 
 type logProbsOp struct {
@@ -270,14 +567,14 @@ func (op *logProbsOp) Do(in ...G.Value) (G.Value, error) {
 	out := op.out.get(h.Dtype(), h.Shape()[0])
 	switch h.Dtype() {
 	case tensor.Float32:
-		p, err := newPass(&op.headState, h, w, &op.buf32)
+		p, err := newPass(&op.headState, h, w, &op.buf32, false)
 		if err != nil {
 			return nil, fmt.Errorf("log-probs: %w", err)
 		}
 		p.logp = out.Data().([]float32)
 		p.run()
 	default:
-		p, err := newPass(&op.headState, h, w, &op.buf64)
+		p, err := newPass(&op.headState, h, w, &op.buf64, false)
 		if err != nil {
 			return nil, fmt.Errorf("log-probs: %w", err)
 		}
@@ -378,7 +675,7 @@ func (op *logProbsGradOp) Do(in ...G.Value) (G.Value, error) {
 	}
 	switch dt {
 	case tensor.Float32:
-		p, err := newPass(&f.headState, h, w, &f.buf32)
+		p, err := newPass(&f.headState, h, w, &f.buf32, false)
 		if err != nil {
 			return nil, fmt.Errorf("log-probs gradient: %w", err)
 		}
@@ -386,7 +683,7 @@ func (op *logProbsGradOp) Do(in ...G.Value) (G.Value, error) {
 		p.dh, p.dw = optData[float32](f.grads.dh), optData[float32](f.grads.dw)
 		p.run()
 	default:
-		p, err := newPass(&f.headState, h, w, &f.buf64)
+		p, err := newPass(&f.headState, h, w, &f.buf64, false)
 		if err != nil {
 			return nil, fmt.Errorf("log-probs gradient: %w", err)
 		}
@@ -482,7 +779,7 @@ func meanNLL[T Float](op *meanNLLOp, h *tensor.Dense, w G.Value, weights []T, bu
 		}
 		total += float64(v)
 	}
-	p, err := newPass(&op.headState, h, w, buf)
+	p, err := newPass(&op.headState, h, w, buf, op.haveW)
 	if err != nil {
 		return 0, fmt.Errorf("mean NLL: %w", err)
 	}

@@ -123,6 +123,9 @@ func (p *program) grad(i int) []float64 {
 func checkOp(t *testing.T, c opCase) {
 	t.Helper()
 	p := c.compile(t, tensor.Float64)
+	// Run twice: the buffers an operation reuses across runs must be
+	// overwritten, not accumulated into, by the second.
+	p.run(t)
 	loss := p.run(t)
 	var analytic [][]float64
 	for i := range c.inputs {
@@ -147,6 +150,7 @@ func checkOp(t *testing.T, c opCase) {
 	}
 
 	p32 := c.compile(t, tensor.Float32)
+	p32.run(t)
 	loss32 := p32.run(t)
 	if d := math.Abs(loss32 - loss); d > 1e-4*math.Max(1, math.Abs(loss)) {
 		t.Errorf("%s: float32 loss %.7g, float64 %.7g", c.name, loss32, loss)
@@ -329,38 +333,75 @@ func TestAddGradient(t *testing.T) {
 	}})
 }
 
+// headLayouts runs f under each way the fused head cuts its work: its
+// defaults on these small shapes (whole rows, one vocabulary block),
+// vocabulary blocks of five rows in chunks of two rows on one lane, and
+// the same dealt to three lanes (runBlocks' per-core lanes, whose online
+// sums and partial products are merged).
+func headLayouts(t *testing.T, C int, f func(t *testing.T)) {
+	for _, l := range []struct {
+		name         string
+		block, lanes int
+	}{{"defaults", 0, 0}, {"blocks, 1 lane", 5, 1}, {"blocks, 3 lanes", 5, 3}} {
+		t.Run(l.name, func(t *testing.T) {
+			defer func(c, b, n int) { chunkElems, blockElems, laneOverride = c, b, n }(chunkElems, blockElems, laneOverride)
+			if l.block > 0 {
+				blockElems, laneOverride, chunkElems = l.block*C, l.lanes, 2*l.block*l.lanes
+			}
+			f(t)
+		})
+	}
+}
+
 func TestLogProbsGradient(t *testing.T) {
 	defer func(old int) { chunkElems = old }(chunkElems)
 	chunkElems = 38 // two rows per chunk
-	r := rand.New(rand.NewPCG(1, 8))
-	targets := []int32{2, 0, 16, 16, 1}
-	stats := &TokenStats{MeanLogit: make([]float32, 5), Entropy: make([]float32, 5)}
-	checkOp(t, opCase{"logprobs", []*tensor.Dense{randTensor(r, 1, 5, 4), randTensor(r, 1, 19, 4)}, func(in []*G.Node) (*G.Node, error) {
-		return LogProbs(in[0], in[1], targets, stats)
-	}})
+	headLayouts(t, 4, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(1, 8))
+		targets := []int32{2, 0, 16, 16, 1}
+		stats := &TokenStats{MeanLogit: make([]float32, 5), Entropy: make([]float32, 5)}
+		checkOp(t, opCase{"logprobs", []*tensor.Dense{randTensor(r, 1, 5, 4), randTensor(r, 1, 19, 4)}, func(in []*G.Node) (*G.Node, error) {
+			return LogProbs(in[0], in[1], targets, stats)
+		}})
+	})
 }
 
 func TestMeanNLLGradient(t *testing.T) {
 	defer func(old int) { chunkElems = old }(chunkElems)
 	chunkElems = 38 // two rows per chunk
-	r := rand.New(rand.NewPCG(1, 9))
-	targets := []int32{2, 0, 16, 16, 1}
-	weights := tensor.New(tensor.WithShape(5), tensor.WithBacking([]float64{1, 0, 2, 0.5, 1}))
-	checkOp(t, opCase{"meannll", []*tensor.Dense{randTensor(r, 1, 5, 4), randTensor(r, 1, 19, 4)}, func(in []*G.Node) (*G.Node, error) {
-		wn := G.NewVector(in[0].Graph(), in[0].Dtype(), G.WithShape(5), G.WithName("weights"), G.WithValue(convert(weights, in[0].Dtype())))
-		return MeanNLL(in[0], in[1], wn, targets, nil)
-	}})
-	// Scaled by an upstream gradient ≠ 1 (the loss inside a larger one).
-	checkOp(t, opCase{"meannll scaled", []*tensor.Dense{randTensor(r, 1, 5, 4), randTensor(r, 1, 19, 4)}, func(in []*G.Node) (*G.Node, error) {
-		wn := G.NewVector(in[0].Graph(), in[0].Dtype(), G.WithShape(5), G.WithName("weights"), G.WithValue(convert(weights, in[0].Dtype())))
-		l, err := MeanNLL(in[0], in[1], wn, targets, nil)
-		if err != nil {
-			return nil, err
-		}
-		return FuncLoss("cube", func(x [][]float64) (float64, [][]float64) {
-			return x[0][0] * x[0][0] * x[0][0], [][]float64{{3 * x[0][0] * x[0][0]}}
-		}, l)
-	}})
+	headLayouts(t, 4, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(1, 9))
+		targets := []int32{2, 0, 16, 16, 1}
+		weights := tensor.New(tensor.WithShape(5), tensor.WithBacking([]float64{1, 0, 2, 0.5, 1}))
+		checkOp(t, opCase{"meannll", []*tensor.Dense{randTensor(r, 1, 5, 4), randTensor(r, 1, 19, 4)}, func(in []*G.Node) (*G.Node, error) {
+			wn := G.NewVector(in[0].Graph(), in[0].Dtype(), G.WithShape(5), G.WithName("weights"), G.WithValue(convert(weights, in[0].Dtype())))
+			return MeanNLL(in[0], in[1], wn, targets, nil)
+		}})
+		// Scaled by an upstream gradient ≠ 1 (the loss inside a larger one).
+		checkOp(t, opCase{"meannll scaled", []*tensor.Dense{randTensor(r, 1, 5, 4), randTensor(r, 1, 19, 4)}, func(in []*G.Node) (*G.Node, error) {
+			wn := G.NewVector(in[0].Graph(), in[0].Dtype(), G.WithShape(5), G.WithName("weights"), G.WithValue(convert(weights, in[0].Dtype())))
+			l, err := MeanNLL(in[0], in[1], wn, targets, nil)
+			if err != nil {
+				return nil, err
+			}
+			return FuncLoss("cube", func(x [][]float64) (float64, [][]float64) {
+				return x[0][0] * x[0][0] * x[0][0], [][]float64{{3 * x[0][0] * x[0][0]}}
+			}, l)
+		}})
+		// A frozen output embedding (LoRA): only ∂L/∂h, computed in the
+		// forward pass over vocabulary blocks with the online log-sum-exp.
+		frozen := randTensor(r, 1, 19, 4)
+		checkOp(t, opCase{"meannll frozen head", []*tensor.Dense{randTensor(r, 1, 5, 4)}, func(in []*G.Node) (*G.Node, error) {
+			g, dt := in[0].Graph(), in[0].Dtype()
+			wn := G.NewVector(g, dt, G.WithShape(5), G.WithName("weights"), G.WithValue(convert(weights, dt)))
+			head := G.NewMatrix(g, dt, G.WithShape(19, 4), G.WithName("head"), G.WithValue(convert(frozen, dt)))
+			l, err := MeanNLL(in[0], head, wn, targets, nil)
+			if err == nil {
+				l.Op().(*meanNLLOp).wantW = false // as Plan sets it for a program without ∂L/∂W
+			}
+			return l, err
+		}})
+	})
 }
 
 func convert(t *tensor.Dense, dt tensor.Dtype) *tensor.Dense {
@@ -379,10 +420,14 @@ func convert(t *tensor.Dense, dt tensor.Dtype) *tensor.Dense {
 // statistics with a direct computation from full logits, over several
 // chunks of rows.
 func TestHeadMatchesDirect(t *testing.T) {
-	r := rand.New(rand.NewPCG(2, 2))
 	defer func(old int) { chunkElems = old }(chunkElems)
 	chunkElems = 200
-	N, C, V := 9, 3, 41 // 4 rows per chunk → chunks of 4, 4, 1
+	headLayouts(t, 3, headMatchesDirect)
+}
+
+func headMatchesDirect(t *testing.T) {
+	r := rand.New(rand.NewPCG(2, 2))
+	N, C, V := 9, 3, 41 // by default 4 rows per chunk → chunks of 4, 4, 1
 	h, w := randTensor(r, 1, N, C), randTensor(r, 1, V, C)
 	targets := make([]int32, N)
 	weights := make([]float64, N)
