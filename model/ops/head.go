@@ -81,7 +81,7 @@ type headPass[T Float] struct {
 	w       weight[T] // (V, C)
 	N, C, V int
 	targets []int32
-	buf     []T       // (rows, V or vocabulary block) logits scratch
+	buf     []T       // (rows, V) runRows' logits scratch
 	hs      []T       // (rows, C) scratch
 	k       []T       // (N) per-row scale of exp(z − shift) in ∂L/∂z
 	lse     []float64 // (N) log Σ exp z; written by the forward pass, read by the backward
