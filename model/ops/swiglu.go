@@ -8,6 +8,8 @@ import (
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"github.com/gotune/gotune/model/ops/internal/vec"
 )
 
 // SwiGLU is the gated activation of the LLaMA MLP (Shazeer 2020, eq. 6 of
@@ -65,6 +67,12 @@ func (op *swigluOp) Do(in ...G.Value) (G.Value, error) {
 func swigluForward[T Float](s [][]T) {
 	g, u, out := s[0], s[1], s[2]
 	parallelFor(len(g), 4096, func(lo, hi int) {
+		if n8 := (hi - lo) &^ 7; n8 > 0 && vec.Available {
+			if g32, ok := any(g[lo : lo+n8]).([]float32); ok {
+				vec.SwiGLU(any(out[lo:lo+n8]).([]float32), g32, any(u[lo:lo+n8]).([]float32))
+				lo += n8
+			}
+		}
 		var sig [256]T
 		for b := lo; b < hi; b += len(sig) {
 			n := min(len(sig), hi-b)
@@ -147,6 +155,13 @@ func (op *swigluGradOp) Do(in ...G.Value) (G.Value, error) {
 func swigluBackward[T Float](s [][]T) {
 	g, u, dm, dg, du := s[0], s[1], s[2], s[3], s[4]
 	parallelFor(len(g), 4096, func(lo, hi int) {
+		if n8 := (hi - lo) &^ 7; n8 > 0 && vec.Available {
+			if g32, ok := any(g[lo : lo+n8]).([]float32); ok {
+				f32 := func(x []T) []float32 { return any(x[lo : lo+n8]).([]float32) }
+				vec.SwiGLUBackward(f32(dg), f32(du), g32, f32(u), f32(dm))
+				lo += n8
+			}
+		}
 		var sig [256]T
 		for b := lo; b < hi; b += len(sig) {
 			n := min(len(sig), hi-b)

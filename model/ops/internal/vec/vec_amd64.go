@@ -20,3 +20,18 @@ func ExpShiftSums(z []float32, m float32) (se, sez float32)
 //
 //go:noescape
 func MaxSum(z []float32) (m, s float32)
+
+// SwiGLU sets out[i] = g[i]·σ(g[i])·u[i] for len(g) a multiple of 8 (out
+// and u at least as long), bit for bit the scalar code of package ops
+// with exp32's vector form. Implemented in vec_amd64.s.
+//
+//go:noescape
+func SwiGLU(out, g, u []float32)
+
+// SwiGLUBackward sets, with s = σ(g[i]), du[i] = dm[i]·g[i]·s and
+// dg[i] = dm[i]·u[i]·s·(1 + g[i]·(1 − s)), for len(g) a multiple of 8
+// (the others at least as long), bit for bit the scalar code of package
+// ops. Implemented in vec_amd64.s.
+//
+//go:noescape
+func SwiGLUBackward(dg, du, g, u, dm []float32)
