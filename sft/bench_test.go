@@ -253,17 +253,26 @@ func activeParams(w *model.Weights) float64 {
 // compared with; a sub-benchmark named by the build, like
 // BenchmarkLoRASFTStories15M.
 func BenchmarkFullFTStories15M(b *testing.B) {
-	b.Run(blas.Backend(), benchFullFT)
+	b.Run(blas.Backend(), func(b *testing.B) { benchFullFT(b, "stories15M", benchB, benchT) })
 }
 
-func benchFullFT(b *testing.B) {
+// BenchmarkFullFTSmall is the full fine-tune step of the "small" preset at
+// 4 × 512 tokens (AdamW over all 125 M parameters), the second size's
+// full fine-tune row of perf/ANCHORS.md; `go tool task bench-sizes` runs
+// it in a process of its own, beside PyTorch's.
+func BenchmarkFullFTSmall(b *testing.B) { benchFullFT(b, "small", 4, 512) }
+
+// benchFullFT times the full fine-tune step of preset at B × T tokens:
+// tokens/s, tokens per CPU-second, peak RSS and model GFLOP/s (6·N a
+// token: the forward pass, the input gradients and the weight gradients).
+func benchFullFT(b *testing.B, preset string, B, T int) {
 	benchutil.ResetPeakRSS()
-	w := tinymodel.Preset(b, "stories15M", 1)
-	g, err := model.Build(w, model.GraphOptions{B: benchB, T: benchT, Trainable: func(string) bool { return true }})
+	w := tinymodel.Preset(b, preset, 1)
+	g, err := model.Build(w, model.GraphOptions{B: B, T: T, Trainable: func(string) bool { return true }})
 	if err != nil {
 		b.Fatal(err)
 	}
-	loss := g.MeanNLL(g.InputVector("weights", benchB*benchT))
+	loss := g.MeanNLL(g.InputVector("weights", B*T))
 	prog, err := g.Compile(loss, g.Trainable, loss)
 	if err != nil {
 		b.Fatal(err)
@@ -275,7 +284,7 @@ func benchFullFT(b *testing.B) {
 		values[i] = model.F32(n.Tensor)
 	}
 	update := newBenchUpdate(values)
-	runSteps(b, func() error {
+	tps := runStepsOf(b, B*T, func() error {
 		if err := prog.Run(); err != nil {
 			return err
 		}
@@ -283,6 +292,7 @@ func benchFullFT(b *testing.B) {
 		prog.ZeroGrad()
 		return nil
 	})
+	b.ReportMetric(6*activeParams(w)*tps/1e9, "model-GFLOP/s")
 }
 
 // skewedExamples are n rows of a length-skewed dataset, as chat data is:

@@ -68,6 +68,12 @@ var anchors = []anchor{
 	{"BenchmarkLoRASFTQwen05BF16", "tok/s", "LoRA SFT step, qwen05, bfloat16 base", 36.9, "PyTorch (SkylakeX)", true, 0, ""},
 	{"BenchmarkLoRASFTQwen05BF16", "peakRSS-MiB", "LoRA SFT peak RSS, qwen05, bfloat16 base", 5233, "PyTorch (SkylakeX)", false, 0, ""},
 	{"BenchmarkLoRASFTQwen05BF16", "tok/cpu-s", "LoRA SFT step, qwen05, bfloat16 base, per CPU-second", 0, "", true, 0, "BenchmarkLoRASFTQwen05"},
+	// The full fine-tune step of the small size (ANCHORS.md: 159 tok/s
+	// [135..175] on the Haswell kernels, 227–244 on SkylakeX, ≈ 5.5 GB).
+	{"BenchmarkFullFTSmall", "tok/s", "full fine-tune step, small, 4×512", 159, "PyTorch", true, 244, ""},
+	{"BenchmarkFullFTSmall", "tok/cpu-s", "full fine-tune step, small, per CPU-second", 159.0 / 2, "PyTorch tok/s ÷ 2 threads", true, 244.0 / 2, ""},
+	{"BenchmarkFullFTSmall", "peakRSS-MiB", "full fine-tune peak RSS, small", 5500 / 1.048576, "PyTorch", false, 0, ""},
+	{"BenchmarkFullFTSmall", "model-GFLOP/s", "full fine-tune model GFLOP/s, small (6·N a token, of GEMM peak)", 190, "GEMM peak", true, 355, ""},
 	// PyTorch measured in the same run (sft/testdata/torch_lora_step.py,
 	// which bench-sizes runs after each size when Debian's python3-torch
 	// is installed), under the same OPENBLAS_CORETYPE: shown only when
@@ -83,6 +89,9 @@ var anchors = []anchor{
 	{"BenchmarkLoRASFTQwen05", "tok/s", "LoRA SFT step, qwen05", 0, "", true, 0, "BenchmarkTorchLoRASFTQwen05"},
 	{"BenchmarkLoRASFTQwen05", "tok/cpu-s", "LoRA SFT step, qwen05, per CPU-second", 0, "", true, 0, "BenchmarkTorchLoRASFTQwen05"},
 	{"BenchmarkLoRASFTQwen05", "peakRSS-MiB", "LoRA SFT peak RSS, qwen05", 0, "", false, 0, "BenchmarkTorchLoRASFTQwen05"},
+	{"BenchmarkFullFTSmall", "tok/s", "full fine-tune step, small", 0, "", true, 0, "BenchmarkTorchFullFTSmall"},
+	{"BenchmarkFullFTSmall", "tok/cpu-s", "full fine-tune step, small, per CPU-second", 0, "", true, 0, "BenchmarkTorchFullFTSmall"},
+	{"BenchmarkFullFTSmall", "peakRSS-MiB", "full fine-tune peak RSS, small", 0, "", false, 0, "BenchmarkTorchFullFTSmall"},
 	{"BenchmarkLoRASFTQwen05BF16", "tok/s", "LoRA SFT step, qwen05, bfloat16 base", 0, "", true, 0, "BenchmarkTorchLoRASFTQwen05"},
 	{"BenchmarkLoRASFTQwen05BF16", "peakRSS-MiB", "LoRA SFT peak RSS, qwen05, bfloat16 base", 0, "", false, 0, "BenchmarkTorchLoRASFTQwen05"},
 	{"BenchmarkDPOStories15M/live", "pairs/s", "DPO step, 4 pairs × 256", 0.9, "PyTorch", true, 1.7, ""},
