@@ -134,6 +134,51 @@ DATA exp127<>+24(SB)/4, $0x0000007f
 DATA exp127<>+28(SB)/4, $0x0000007f
 GLOBL exp127<>(SB), RODATA|NOPTR, $32
 
+DATA expsign<>+0(SB)/4, $0x80000000
+DATA expsign<>+4(SB)/4, $0x80000000
+DATA expsign<>+8(SB)/4, $0x80000000
+DATA expsign<>+12(SB)/4, $0x80000000
+DATA expsign<>+16(SB)/4, $0x80000000
+DATA expsign<>+20(SB)/4, $0x80000000
+DATA expsign<>+24(SB)/4, $0x80000000
+DATA expsign<>+28(SB)/4, $0x80000000
+GLOBL expsign<>(SB), RODATA|NOPTR, $32 // the sign bit
+
+// EXP sets Y8 = exp(Y5), clobbering Y5–Y9: the exp32 algorithm (package
+// ops), n = round(x·log2e), r = x − n·ln2 (ln2 in two parts, c1 + c2),
+// e^r by a degree-7 polynomial, times 2^n built in the exponent bits; x
+// is clamped to [−87.33654, 88].
+#define EXP \
+	VMAXPS       explo<>(SB), Y5, Y5 \
+	VMINPS       exphi<>(SB), Y5, Y5 \
+	VMULPS       explog2e<>(SB), Y5, Y6 \
+	VROUNDPS     $0, Y6, Y6 \
+	VCVTPS2DQ    Y6, Y7 \
+	VFNMADD231PS expc1<>(SB), Y6, Y5 \
+	VFNMADD231PS expc2<>(SB), Y6, Y5 \
+	VMOVUPS      expp0<>(SB), Y8 \
+	VFMADD213PS  expp1<>(SB), Y5, Y8 \
+	VFMADD213PS  expp2<>(SB), Y5, Y8 \
+	VFMADD213PS  expp3<>(SB), Y5, Y8 \
+	VFMADD213PS  expp4<>(SB), Y5, Y8 \
+	VFMADD213PS  expp5<>(SB), Y5, Y8 \
+	VMULPS       Y5, Y5, Y9 \
+	VFMADD213PS  Y5, Y9, Y8 \
+	VADDPS       expone<>(SB), Y8, Y8 \
+	VPADDD       exp127<>(SB), Y7, Y7 \
+	VPSLLD       $23, Y7, Y7 \
+	VMULPS       Y7, Y8, Y8
+
+// SIGMOID loads g from (SI) into Y2 and sets Y8 = σ(g) = 1/(1 + exp(−g))
+// (the sign flipped exactly, then EXP), with Y13 holding 1.0; clobbers
+// Y5–Y9.
+#define SIGMOID \
+	VMOVUPS (SI), Y2 \
+	VXORPS  expsign<>(SB), Y2, Y5 \
+	EXP \
+	VADDPS  Y13, Y8, Y8 \
+	VDIVPS  Y8, Y13, Y8
+
 // func ExpShiftSums(z []float32, m float32) (se, sez float32)
 //
 // z[i] ← exp(z[i] − m) for len(z) a multiple of 8, eight lanes at a time
@@ -153,25 +198,7 @@ TEXT ·ExpShiftSums(SB), NOSPLIT, $0-40
 loop:
 	VMOVUPS      (SI), Y2
 	VSUBPS       Y15, Y2, Y5         // x = z − m
-	VMAXPS       explo<>(SB), Y5, Y5
-	VMINPS       exphi<>(SB), Y5, Y5
-	VMULPS       explog2e<>(SB), Y5, Y6
-	VROUNDPS     $0, Y6, Y6          // n = round(x·log2e)
-	VCVTPS2DQ    Y6, Y7
-	VFNMADD231PS expc1<>(SB), Y6, Y5 // r = x − n·c1 − n·c2
-	VFNMADD231PS expc2<>(SB), Y6, Y5
-	VMOVUPS      expp0<>(SB), Y8
-	VFMADD213PS  expp1<>(SB), Y5, Y8
-	VFMADD213PS  expp2<>(SB), Y5, Y8
-	VFMADD213PS  expp3<>(SB), Y5, Y8
-	VFMADD213PS  expp4<>(SB), Y5, Y8
-	VFMADD213PS  expp5<>(SB), Y5, Y8
-	VMULPS       Y5, Y5, Y9
-	VFMADD213PS  Y5, Y9, Y8          // p·r² + r
-	VADDPS       expone<>(SB), Y8, Y8
-	VPADDD       exp127<>(SB), Y7, Y7
-	VPSLLD       $23, Y7, Y7         // 2^n
-	VMULPS       Y7, Y8, Y8
+	EXP
 	VMOVUPS      Y8, (SI)
 	VADDPS       Y8, Y0, Y0
 	VFMADD231PS  Y2, Y8, Y1
@@ -226,40 +253,6 @@ maxloop:
 	VZEROUPPER
 	RET
 
-DATA expsign<>+0(SB)/4, $0x80000000
-DATA expsign<>+4(SB)/4, $0x80000000
-DATA expsign<>+8(SB)/4, $0x80000000
-DATA expsign<>+12(SB)/4, $0x80000000
-DATA expsign<>+16(SB)/4, $0x80000000
-DATA expsign<>+20(SB)/4, $0x80000000
-DATA expsign<>+24(SB)/4, $0x80000000
-DATA expsign<>+28(SB)/4, $0x80000000
-GLOBL expsign<>(SB), RODATA|NOPTR, $32 // the sign bit
-
-// EXPNEG sets Y8 = exp(−Y2), clobbering Y5–Y9: the exp32 algorithm of
-// ExpShiftSums on x = −g (the sign flipped exactly), clamped alike.
-#define EXPNEG \
-	VXORPS       expsign<>(SB), Y2, Y5 \
-	VMAXPS       explo<>(SB), Y5, Y5 \
-	VMINPS       exphi<>(SB), Y5, Y5 \
-	VMULPS       explog2e<>(SB), Y5, Y6 \
-	VROUNDPS     $0, Y6, Y6 \
-	VCVTPS2DQ    Y6, Y7 \
-	VFNMADD231PS expc1<>(SB), Y6, Y5 \
-	VFNMADD231PS expc2<>(SB), Y6, Y5 \
-	VMOVUPS      expp0<>(SB), Y8 \
-	VFMADD213PS  expp1<>(SB), Y5, Y8 \
-	VFMADD213PS  expp2<>(SB), Y5, Y8 \
-	VFMADD213PS  expp3<>(SB), Y5, Y8 \
-	VFMADD213PS  expp4<>(SB), Y5, Y8 \
-	VFMADD213PS  expp5<>(SB), Y5, Y8 \
-	VMULPS       Y5, Y5, Y9 \
-	VFMADD213PS  Y5, Y9, Y8 \
-	VADDPS       expone<>(SB), Y8, Y8 \
-	VPADDD       exp127<>(SB), Y7, Y7 \
-	VPSLLD       $23, Y7, Y7 \
-	VMULPS       Y7, Y8, Y8
-
 // func SwiGLU(out, g, u []float32)
 //
 // out[i] = (g[i]·σ(g[i]))·u[i], σ(x) = 1/(1 + exp(−x)), for len(g) a
@@ -275,10 +268,7 @@ TEXT ·SwiGLU(SB), NOSPLIT, $0-72
 	JZ      fwddone
 
 fwdloop:
-	VMOVUPS (SI), Y2 // g
-	EXPNEG
-	VADDPS  Y13, Y8, Y8 // 1 + exp(−g)
-	VDIVPS  Y8, Y13, Y8 // s = σ(g)
+	SIGMOID             // Y2 = g, Y8 = s = σ(g)
 	VMULPS  Y8, Y2, Y8  // g·s
 	VMULPS  (DX), Y8, Y8 // ·u
 	VMOVUPS Y8, (DI)
@@ -309,10 +299,7 @@ TEXT ·SwiGLUBackward(SB), NOSPLIT, $0-120
 	JZ      bwddone
 
 bwdloop:
-	VMOVUPS (SI), Y2 // g
-	EXPNEG
-	VADDPS  Y13, Y8, Y8   // 1 + exp(−g)
-	VDIVPS  Y8, Y13, Y8   // s = σ(g)
+	SIGMOID               // Y2 = g, Y8 = s = σ(g)
 	VMOVUPS (DX), Y10     // u
 	VMOVUPS (R8), Y11     // dm
 	VMULPS  Y2, Y11, Y12  // dm·g
