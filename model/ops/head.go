@@ -133,7 +133,10 @@ func (p *headPass[T]) runRows() {
 		p.w.mulT(nc, hc, p.C, z, p.V)
 		parallelFor(nc, 8, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
-				p.row(r0+i, z[i*p.V:(i+1)*p.V])
+				// A whole row is one block of the online sums.
+				st := resetOnline(p.lanes[0].online[4*i : 4*i+4])
+				p.blockRow(r0+i, 0, z[i*p.V:(i+1)*p.V], st, nil)
+				p.finish(r0+i, st)
 			}
 		})
 		if p.coef == nil {
@@ -198,9 +201,7 @@ func (p *headPass[T]) runBlocks() {
 				clear(ln.acc)
 			}
 			if !p.replay {
-				for i := range nc {
-					ln.online[4*i], ln.online[4*i+1], ln.online[4*i+2], ln.online[4*i+3] = math.Inf(-1), 0, 0, 0
-				}
+				resetOnline(ln.online[:4*nc])
 			}
 			work := func() {
 				for v0 := l * vb; v0 < p.V; v0 += len(p.lanes) * vb {
@@ -394,22 +395,13 @@ func vocabBlock(V, C int) int { return max(1, min(V, blockElems/C)) }
 // chunkElems logits together.
 func blockRows(N, vb, lanes int) int { return max(1, min(N, chunkElems/(vb*lanes))) }
 
-// row turns the logits z of row n into E = exp(z − max), recording the
-// forward statistics and k[n].
-func (p *headPass[T]) row(n int, z []T) {
-	m, sum := maxSum(z)
-	zy := z[p.targets[n]]
-	se, sez := expShiftSums(z, m) // z ← exp(z − m)
-	lse := float64(m) + math.Log(se)
-	p.lse[n] = lse
-	p.logp[n] = T(float64(zy) - lse)
-	if p.stats != nil {
-		p.stats.MeanLogit[n] = float32(sum / float64(p.V))
-		p.stats.Entropy[n] = float32(lse - sez/se) // −Σ p log p = lse − Σ p·z
+// resetOnline starts the online sums st (four a row: max, Σ exp(z − max),
+// Σ exp(z − max)·z, Σ z) of rows that have seen no logits, and returns st.
+func resetOnline(st []float64) []float64 {
+	for i := 0; i < len(st); i += 4 {
+		st[i], st[i+1], st[i+2], st[i+3] = math.Inf(-1), 0, 0, 0
 	}
-	if p.coef != nil {
-		p.k[n] = T(-float64(p.coef[n]) / se)
-	}
+	return st
 }
 
 // expShiftSums replaces z by exp(z − m) and returns Σ exp(z − m) and
@@ -489,6 +481,10 @@ func newPass[T Float](s *headState, h *tensor.Dense, wv G.Value, buf *[]T, rowsO
 		b := grow(*buf, rows*V+rows*C+N)
 		*buf = b
 		p.buf, p.hs, p.k = b[:rows*V], b[rows*V:rows*V+rows*C], b[rows*V+rows*C:]
+		if len(s.online) < 4*rows {
+			s.online = make([]float64, 4*rows)
+		}
+		p.lanes = []headLane[T]{{online: s.online[:4*rows]}} // runRows' rows' sums
 		return p, nil
 	}
 	vb := vocabBlock(V, C)
